@@ -1,0 +1,25 @@
+import crypto from 'node:crypto';
+import express from 'express';
+import { dispatch } from './http/dispatch';
+import { kmsErrorHandler, notFound } from './http/kms-error-handler';
+import { requestContext } from './http/request-context';
+import type { GatewayDeps } from './operations/context';
+
+/** Builds the Express app from injected parts; never listens (tests drive it on port 0). */
+export function createApp(deps: GatewayDeps, options: { newRequestId?: () => string } = {}): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.disable('etag');
+  app.use(requestContext(deps.logger, options.newRequestId ?? crypto.randomUUID));
+
+  app.get('/health', async (_req, res) => {
+    const health = await deps.hsm.health();
+    res.status(health.isUp ? 200 : 503).json({ status: health.isUp ? 'ok' : 'unavailable', hsm: health.detail });
+  });
+
+  // The exact bytes, whatever the Content-Type: SigV4 hashes them and we parse the JSON ourselves.
+  app.post('/', express.raw({ type: () => true, limit: deps.config.maxBodyBytes }), dispatch(deps));
+  app.use(notFound);
+  app.use(kmsErrorHandler);
+  return app;
+}

@@ -1,0 +1,91 @@
+import path from 'node:path';
+import { configSchema, SENSITIVE_SETTINGS } from './schema';
+
+export type ArnFormat = 'verenc' | 'aws';
+export type DataKeyWrap = 'AES_KWP_HMAC' | 'AES_GCM';
+
+/** The whole, validated configuration. Built once in main.ts and passed down; never read from env elsewhere. */
+export interface Config {
+  readonly port: number;
+  readonly host: string;
+  readonly dataDir: string;
+  readonly accountId: string;
+  readonly region: string;
+  readonly arnFormat: ArnFormat;
+  readonly adminCredential?: { readonly accessKeyId: string; readonly secretAccessKey: string };
+  readonly pkcs11: {
+    /** Undefined means the embedded SoftHSM2 token in dataDir. */
+    readonly modulePath?: string;
+    readonly tokenLabel: string;
+    readonly pin?: string;
+    readonly pinFile?: string;
+    readonly sessions: number;
+  };
+  readonly hsmTimeoutMs: number;
+  readonly dataKeyWrap: DataKeyWrap;
+  readonly maxBodyBytes: number;
+  readonly maxEncryptionContextBytes: number;
+  readonly seedFile?: string;
+  readonly logLevel: string;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n  - ${problems.join('\n  - ')}`);
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+/** Validates every QKMS_* variable at once (abortEarly off) and rejects unknown ones (typos). */
+export function loadConfig(env: Env): Config {
+  const ours = Object.fromEntries(Object.entries(env).filter(([k, v]) => k.startsWith('QKMS_') && v !== undefined));
+  const { error, value } = configSchema.validate(ours, { abortEarly: false, convert: true });
+  if (error) {
+    throw new ConfigError(error.details.map((d) => d.message.replace(/^"(\w+)"/, '$1')));
+  }
+  if (value.QKMS_PKCS11_MODULE && !value.QKMS_PKCS11_PIN && !value.QKMS_PKCS11_PIN_FILE) {
+    throw new ConfigError(['QKMS_PKCS11_PIN or QKMS_PKCS11_PIN_FILE is required when QKMS_PKCS11_MODULE is set']);
+  }
+  return deepFreeze({
+    port: value.QKMS_PORT,
+    host: value.QKMS_HOST,
+    dataDir: path.resolve(value.QKMS_DATA_DIR),
+    accountId: value.QKMS_ACCOUNT_ID,
+    region: value.QKMS_REGION,
+    arnFormat: value.QKMS_ARN_FORMAT,
+    adminCredential: value.QKMS_ACCESS_KEY_ID
+      ? { accessKeyId: value.QKMS_ACCESS_KEY_ID, secretAccessKey: value.QKMS_SECRET_ACCESS_KEY }
+      : undefined,
+    pkcs11: {
+      modulePath: value.QKMS_PKCS11_MODULE,
+      tokenLabel: value.QKMS_PKCS11_TOKEN_LABEL,
+      pin: value.QKMS_PKCS11_PIN,
+      pinFile: value.QKMS_PKCS11_PIN_FILE,
+      sessions: value.QKMS_PKCS11_SESSIONS,
+    },
+    hsmTimeoutMs: value.QKMS_HSM_TIMEOUT_MS,
+    dataKeyWrap: value.QKMS_DATA_KEY_WRAP,
+    maxBodyBytes: value.QKMS_MAX_BODY_BYTES,
+    maxEncryptionContextBytes: value.QKMS_MAX_ENCRYPTION_CONTEXT_BYTES,
+    seedFile: value.QKMS_SEED_FILE,
+    logLevel: value.QKMS_LOG_LEVEL,
+  });
+}
+
+/** The start-up summary: every setting, secrets as ***. */
+export function describeConfig(env: Env): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(env)) {
+    if (k.startsWith('QKMS_') && v !== undefined) out[k] = SENSITIVE_SETTINGS.has(k) ? '***' : v;
+  }
+  return out;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object') {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}

@@ -1,0 +1,40 @@
+import Joi from 'joi';
+
+/** Environment variables QKMS understands, with type, range, default and the reason for each. */
+export const configSchema = Joi.object({
+  QKMS_PORT: Joi.number().integer().min(0).max(65535).default(8080),
+  // Loopback by default: request authentication arrives with the security issue, so exposing the
+  // port to a network must be a deliberate choice.
+  QKMS_HOST: Joi.string().hostname().default('127.0.0.1'),
+  QKMS_DATA_DIR: Joi.string().min(1).default('./data'),
+  QKMS_ACCOUNT_ID: Joi.string().pattern(/^\d{12}$/).default('111122223333'),
+  QKMS_REGION: Joi.string().pattern(/^[a-z]{2}(-[a-z]+)+-\d+$|^local$/).default('us-east-1'),
+  // verenc: the seed page's `arn:verenc:<account>:key/<id>`; aws: the six-part ARN that the AWS
+  // Encryption SDK requires (pkcs11-and-clients.md §4).
+  QKMS_ARN_FORMAT: Joi.string().valid('verenc', 'aws').default('verenc'),
+  QKMS_ACCESS_KEY_ID: Joi.string().pattern(/^[A-Z0-9]{16,128}$/),
+  QKMS_SECRET_ACCESS_KEY: Joi.string().min(16).max(128),
+  // Unset: the embedded SoftHSM2 token in QKMS_DATA_DIR, created on first start.
+  QKMS_PKCS11_MODULE: Joi.string().min(1),
+  QKMS_PKCS11_TOKEN_LABEL: Joi.string().min(1).max(32).default('qkms'),
+  QKMS_PKCS11_PIN: Joi.string().min(4).max(255),
+  QKMS_PKCS11_PIN_FILE: Joi.string().min(1),
+  // One PKCS#11 session serves one operation at a time; sized with the HSM's own limits.
+  QKMS_PKCS11_SESSIONS: Joi.number().integer().min(1).max(256).default(4),
+  // An HSM call slower than this answers DependencyTimeoutException (kms-protocol.md §2.2).
+  QKMS_HSM_TIMEOUT_MS: Joi.number().integer().min(1).max(600000).default(5000),
+  // How data keys are wrapped: AES_KWP_HMAC works on every token (SoftHSM2 2.6.1 cannot wrap with
+  // GCM); AES_GCM for tokens whose C_WrapKey supports CKM_AES_GCM. See docs/crypto.md.
+  QKMS_DATA_KEY_WRAP: Joi.string().valid('AES_KWP_HMAC', 'AES_GCM').default('AES_KWP_HMAC'),
+  // The largest request body accepted; the largest KMS request (a 128 KiB policy) fits.
+  QKMS_MAX_BODY_BYTES: Joi.number().integer().min(1024).max(16777216).default(262144),
+  // KMS documents no limit (kms-protocol.md §6, §11 item 7); 8 KiB of canonical encoding is ours.
+  QKMS_MAX_ENCRYPTION_CONTEXT_BYTES: Joi.number().integer().min(64).max(65536).default(8192),
+  // Keys with fixed ids created on start when missing (src/seed.ts), e.g. for CI pipelines.
+  QKMS_SEED_FILE: Joi.string().min(1),
+  QKMS_LOG_LEVEL: Joi.string().valid('error', 'warn', 'info', 'debug').default('info'),
+})
+  .and('QKMS_ACCESS_KEY_ID', 'QKMS_SECRET_ACCESS_KEY')
+  .oxor('QKMS_PKCS11_PIN', 'QKMS_PKCS11_PIN_FILE');
+
+export const SENSITIVE_SETTINGS = new Set(['QKMS_SECRET_ACCESS_KEY', 'QKMS_PKCS11_PIN']);

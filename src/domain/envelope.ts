@@ -1,0 +1,59 @@
+import type { DataKeyWrap, Hsm } from '../hsm/hsm';
+import { HsmError } from '../hsm/hsm-error';
+import { InvalidCiphertextException } from '../errors/kms-errors';
+import { BlobMechanism, IV_BYTES, packGcm, packHeader, packKwpBody, type ParsedBlob } from './ciphertext-blob';
+import { materialLabels } from './key-repository';
+
+export type WrapMode = 'AES_KWP_HMAC' | 'AES_GCM';
+
+/**
+ * Seals data keys into CiphertextBlobs and opens them, every cryptographic step inside the HSM.
+ * The layouts are in ciphertext-blob.ts; the reasoning in docs/crypto.md.
+ */
+export class Envelope {
+  constructor(
+    private readonly hsm: Hsm,
+    private readonly wrapMode: WrapMode,
+  ) {}
+
+  /** GenerateDataKey: a data key born in the HSM and wrapped there under the key's current material. */
+  async sealNewDataKey(keyId: string, version: number, lengthBytes: number, context: Buffer): Promise<{ plaintext: Buffer; blob: Buffer }> {
+    const labels = materialLabels(keyId, version);
+    if (this.wrapMode === 'AES_GCM') {
+      const header = packHeader({ mechanism: BlobMechanism.AesGcm, keyId, materialVersion: version });
+      const iv = await this.hsm.randomBytes(IV_BYTES);
+      const wrap: DataKeyWrap = { mechanism: 'AES_GCM', iv, aad: Buffer.concat([header, context]) };
+      const { plaintext, wrapped } = await this.hsm.generateWrappedDataKey(labels.kek, lengthBytes, wrap);
+      return { plaintext, blob: packGcm(header, iv, wrapped) };
+    }
+    const header = packHeader({ mechanism: BlobMechanism.AesKwpHmac, keyId, materialVersion: version });
+    const { plaintext, wrapped } = await this.hsm.generateWrappedDataKey(labels.kek, lengthBytes, { mechanism: 'AES_KWP' });
+    const body = packKwpBody(header, lengthBytes, wrapped);
+    const mac = await this.hsm.hmacSign(labels.mac, Buffer.concat([body, context]));
+    return { plaintext, blob: Buffer.concat([body, mac]) };
+  }
+
+  /** Decrypt: authenticity first (HMAC or GCM tag over header and context), then the plaintext. */
+  async open(blob: ParsedBlob, context: Buffer): Promise<Buffer> {
+    const labels = materialLabels(blob.keyId, blob.materialVersion);
+    if (blob.mechanism === BlobMechanism.AesGcm) {
+      try {
+        return await this.hsm.decryptAesGcm(labels.kek, blob.ciphertextAndTag, blob.iv, Buffer.concat([blob.header, context]));
+      } catch (err) {
+        // SoftHSM2 2.6.1 reports a tag mismatch as CKR_GENERAL_ERROR (pkcs11-and-clients.md §1.3).
+        if (err instanceof HsmError && (err.kind === 'integrity' || err.ckr === 'CKR_GENERAL_ERROR')) throw new InvalidCiphertextException();
+        throw err;
+      }
+    }
+    const isAuthentic = await this.hsm.hmacVerify(labels.mac, Buffer.concat([blob.macInput, context]), blob.mac);
+    if (!isAuthentic) throw new InvalidCiphertextException();
+    const unwrapped = await this.hsm.unwrapDataKey(labels.kek, blob.wrapped);
+    // SoftHSM2 2.6.1 returns an RFC 5649 unwrap zero-padded to a multiple of 8: the authenticated
+    // length in the header restores it (docs/hsm/softhsm2.md).
+    const padding = unwrapped.subarray(blob.dataKeyLength);
+    if (unwrapped.length < blob.dataKeyLength || padding.length >= 8 || padding.some((b) => b !== 0)) {
+      throw new InvalidCiphertextException();
+    }
+    return Buffer.from(unwrapped.subarray(0, blob.dataKeyLength));
+  }
+}

@@ -1,0 +1,20 @@
+import { DisabledException, KMSInvalidStateException } from '../errors/kms-errors';
+
+/** Key states (kms-protocol.md §5). Outside custom key stores only these occur. */
+export type KeyState = 'Enabled' | 'Disabled' | 'PendingDeletion' | 'PendingImport';
+
+/**
+ * Encrypt, Decrypt, GenerateDataKey* and the other cryptographic operations: Enabled only.
+ * Disabled -> D1, PendingDeletion -> S3 (KMSInvalidStateException, as AWS answers today).
+ */
+export function assertUsableForCrypto(state: KeyState, keyArn: string): void {
+  if (state === 'Enabled') return;
+  if (state === 'Disabled') throw DisabledException.forKey(keyArn);
+  if (state === 'PendingDeletion') throw KMSInvalidStateException.pendingDeletion(keyArn);
+  throw new KMSInvalidStateException(`${keyArn} is pending import.`);
+}
+
+/** EnableKey, DisableKey, TagResource, …: every state but PendingDeletion (S3) and PendingImport (S5). */
+export function assertNotPendingDeletion(state: KeyState, keyArn: string): void {
+  if (state === 'PendingDeletion') throw KMSInvalidStateException.pendingDeletion(keyArn);
+}

@@ -1,0 +1,162 @@
+/**
+ * Every error type QKMS puts on the wire. The class name is the exact `__type` (kms-protocol.md §2),
+ * so grepping a wire name finds the code. Messages come from the static factories, never from
+ * handlers, and never contain plaintext, key material or secrets.
+ */
+export abstract class KmsError extends Error {
+  abstract readonly type: string;
+  readonly status: number = 400;
+  /** Some KMS errors are sent with no message at all (InvalidCiphertextException). */
+  readonly hasMessage: boolean = true;
+
+  constructor(message = '', options?: { cause?: unknown }) {
+    super(message, options);
+  }
+
+  toBody(): { __type: string; message?: string } {
+    return this.hasMessage ? { __type: this.type, message: this.message } : { __type: this.type };
+  }
+}
+
+export class NotFoundException extends KmsError {
+  readonly type = 'NotFoundException';
+  static invalidKeyId(value: string): NotFoundException {
+    return new NotFoundException(`Invalid keyId '${value}'`);
+  }
+  static keyDoesNotExist(keyArn: string): NotFoundException {
+    return new NotFoundException(`Key '${keyArn}' does not exist`);
+  }
+  static invalidArnRegion(region: string): NotFoundException {
+    return new NotFoundException(`Invalid arn ${region}`);
+  }
+  static aliasNotFound(aliasArn: string): NotFoundException {
+    return new NotFoundException(`Alias ${aliasArn} is not found.`);
+  }
+}
+
+export class DisabledException extends KmsError {
+  readonly type = 'DisabledException';
+  static forKey(keyArn: string): DisabledException {
+    return new DisabledException(`${keyArn} is disabled.`);
+  }
+}
+
+export class KMSInvalidStateException extends KmsError {
+  readonly type = 'KMSInvalidStateException';
+  static pendingDeletion(keyArn: string): KMSInvalidStateException {
+    return new KMSInvalidStateException(`${keyArn} is pending deletion.`);
+  }
+  static notPendingDeletion(keyArn: string): KMSInvalidStateException {
+    return new KMSInvalidStateException(`${keyArn} is not pending deletion.`);
+  }
+}
+
+export class InvalidKeyUsageException extends KmsError {
+  readonly type = 'InvalidKeyUsageException';
+  static forOperation(keyArn: string, keyUsage: string, operation: string): InvalidKeyUsageException {
+    return new InvalidKeyUsageException(`${keyArn} key usage is ${keyUsage} which is not valid for ${operation}.`);
+  }
+  static forKeySpec(keyArn: string, keySpec: string, operation: string): InvalidKeyUsageException {
+    return new InvalidKeyUsageException(`${keyArn} key spec is ${keySpec} which is not valid for ${operation}.`);
+  }
+}
+
+export class InvalidCiphertextException extends KmsError {
+  readonly type = 'InvalidCiphertextException';
+  override readonly hasMessage = false;
+}
+
+export class IncorrectKeyException extends KmsError {
+  readonly type = 'IncorrectKeyException';
+  static create(): IncorrectKeyException {
+    return new IncorrectKeyException('The key ID in the request does not identify a CMK that can perform this operation.');
+  }
+}
+
+export class InvalidGrantTokenException extends KmsError {
+  readonly type = 'InvalidGrantTokenException';
+  static malformed(): InvalidGrantTokenException {
+    return new InvalidGrantTokenException('The grant token is malformed.');
+  }
+  static unknown(): InvalidGrantTokenException {
+    return new InvalidGrantTokenException('The grant token is not valid.');
+  }
+}
+
+export class InvalidMarkerException extends KmsError {
+  readonly type = 'InvalidMarkerException';
+  static create(): InvalidMarkerException {
+    return new InvalidMarkerException('The request was rejected because the marker that specifies where pagination should next begin is not valid.');
+  }
+}
+
+export class InvalidArnException extends KmsError {
+  readonly type = 'InvalidArnException';
+}
+
+export class TagException extends KmsError {
+  readonly type = 'TagException';
+}
+
+export class LimitExceededException extends KmsError {
+  readonly type = 'LimitExceededException';
+}
+
+export class ValidationException extends KmsError {
+  readonly type = 'ValidationException';
+}
+
+export class SerializationException extends KmsError {
+  readonly type = 'SerializationException';
+}
+
+export class UnknownOperationException extends KmsError {
+  readonly type = 'UnknownOperationException';
+  static create(): UnknownOperationException {
+    return new UnknownOperationException('The requested operation is not supported by this service.');
+  }
+}
+
+export class UnsupportedOperationException extends KmsError {
+  readonly type = 'UnsupportedOperationException';
+}
+
+export class DryRunOperationException extends KmsError {
+  readonly type = 'DryRunOperationException';
+  static create(): DryRunOperationException {
+    return new DryRunOperationException('The request would have succeeded, but the DryRun option is set.');
+  }
+}
+
+/** Server faults (kms-protocol.md §2.2): 500, retried by the SDKs. */
+export class KMSInternalException extends KmsError {
+  readonly type = 'KMSInternalException';
+  override readonly status = 500;
+  static create(cause?: unknown): KMSInternalException {
+    return new KMSInternalException('An internal error occurred. Quote the request id when reporting it.', { cause });
+  }
+}
+
+export class KeyUnavailableException extends KmsError {
+  readonly type = 'KeyUnavailableException';
+  override readonly status = 500;
+  static forKey(keyArn: string, cause?: unknown): KeyUnavailableException {
+    return new KeyUnavailableException(`${keyArn} is unavailable.`, { cause });
+  }
+  static tokenDown(cause?: unknown): KeyUnavailableException {
+    return new KeyUnavailableException('The HSM that holds the key is not available.', { cause });
+  }
+}
+
+/** 500 per the KMS API Reference (the legacy awsQuery trait says 503); kms-protocol.md §11 item 1. */
+export class DependencyTimeoutException extends KmsError {
+  readonly type = 'DependencyTimeoutException';
+  override readonly status = 500;
+  static create(cause?: unknown): DependencyTimeoutException {
+    return new DependencyTimeoutException('The HSM did not answer within the configured timeout.', { cause });
+  }
+}
+
+export class MalformedPolicyDocumentException extends KmsError {
+  readonly type = 'MalformedPolicyDocumentException';
+}

@@ -1,0 +1,82 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Config } from './config/load-config';
+import { Envelope } from './domain/envelope';
+import { KEY_LABEL_PREFIX, materialLabels, type KeyRepository } from './domain/key-repository';
+import { MARKER_MAC_LABEL, MarkerCodec } from './domain/marker';
+import { withDeadline } from './hsm/deadline-hsm';
+import type { Hsm } from './hsm/hsm';
+import { ensureEmbeddedToken } from './hsm/pkcs11/embedded-token';
+import { Pkcs11Hsm } from './hsm/pkcs11/pkcs11-hsm';
+import type { Logger } from './logging/logger';
+import type { GatewayDeps } from './operations/context';
+import { applySeedFile } from './seed';
+import { SqliteKeyRepository } from './store/sqlite-key-repository';
+
+export interface Gateway {
+  deps: GatewayDeps;
+  close(): Promise<void>;
+}
+
+/** Opens the configured token (or the embedded SoftHSM2 one): a wrong PIN or label fails here, at boot. */
+export async function openHsm(config: Config, logger: Logger): Promise<Hsm> {
+  let { modulePath, pin } = config.pkcs11;
+  if (!modulePath) {
+    const embedded = ensureEmbeddedToken(config.dataDir, config.pkcs11.tokenLabel);
+    if (embedded.created) logger.info('created the embedded SoftHSM2 token', { dataDir: config.dataDir, tokenLabel: config.pkcs11.tokenLabel });
+    modulePath = embedded.modulePath;
+    pin = embedded.pin;
+  } else if (!pin) {
+    pin = fs.readFileSync(config.pkcs11.pinFile!, 'utf8').trim();
+  }
+  return Pkcs11Hsm.open({ modulePath, tokenLabel: config.pkcs11.tokenLabel, pin: pin!, sessions: config.pkcs11.sessions });
+}
+
+/**
+ * Everything the app needs, from a config and an already-open Hsm (tests pass a wrapped one).
+ * Creates the internal marker key on first start and reconciles metadata with the token.
+ */
+export async function buildGateway(config: Config, rawHsm: Hsm, logger: Logger, clock: () => Date = () => new Date()): Promise<Gateway> {
+  fs.mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  const keys = new SqliteKeyRepository(path.join(config.dataDir, 'qkms.db'));
+  const hsm = withDeadline(rawHsm, config.hsmTimeoutMs);
+  if ((await hsm.listKeyLabels(MARKER_MAC_LABEL)).length === 0) await hsm.generateMacKey(MARKER_MAC_LABEL);
+  await reconcile(keys, hsm, logger);
+  const deps: GatewayDeps = {
+    config,
+    scope: { accountId: config.accountId, region: config.region, format: config.arnFormat },
+    hsm,
+    keys,
+    envelope: new Envelope(hsm, config.dataKeyWrap),
+    markers: new MarkerCodec(hsm),
+    clock,
+    logger,
+  };
+  if (config.seedFile) {
+    const seeded = await applySeedFile(config.seedFile, deps);
+    logger.info('seed file applied', { file: config.seedFile, ...seeded });
+  }
+  return {
+    deps,
+    async close() {
+      await keys.close();
+      await rawHsm.close();
+    },
+  };
+}
+
+/**
+ * Compares the store's key materials with the token's objects and logs every difference. It
+ * changes nothing: a missing object makes its key answer KeyUnavailableException, and an orphan
+ * object (e.g. from a crash between HSM and store writes) is left for an operator to inspect.
+ */
+export async function reconcile(keys: KeyRepository, hsm: Hsm, logger: Logger): Promise<{ missing: string[]; orphaned: string[] }> {
+  const onToken = new Set(await hsm.listKeyLabels(KEY_LABEL_PREFIX));
+  const expected = new Set((await keys.listMaterials()).flatMap((m) => Object.values(materialLabels(m.keyId, m.version))));
+  const missing = [...expected].filter((l) => !onToken.has(l));
+  const orphaned = [...onToken].filter((l) => !expected.has(l));
+  for (const label of missing) logger.error('reconcile: key object missing from the token', { label });
+  for (const label of orphaned) logger.warn('reconcile: token object has no metadata', { label });
+  logger.info('reconcile: done', { materials: expected.size / 2, tokenObjects: onToken.size, missing: missing.length, orphaned: orphaned.length });
+  return { missing, orphaned };
+}

@@ -1,0 +1,52 @@
+import type { HsmErrorKind } from '../hsm-error';
+
+/**
+ * CKR names -> kind (see hsm-error.ts). Matched on the name pkcs11js puts in Pkcs11Error.message /
+ * derived from err.code, never on free text (STYLE.md habit 7).
+ */
+const TABLE: Record<string, HsmErrorKind> = {
+  // SoftHSM2 2.6.1 reports a GCM tag mismatch and a corrupt KWP blob as CKR_GENERAL_ERROR;
+  // 2.7.0 and real HSMs use the two codes after it. Callers only map 'integrity' where the input
+  // is untrusted data (Decrypt), so a genuine general error elsewhere stays 'internal'.
+  CKR_ENCRYPTED_DATA_INVALID: 'integrity',
+  CKR_ENCRYPTED_DATA_LEN_RANGE: 'integrity',
+  CKR_WRAPPED_KEY_INVALID: 'integrity',
+  CKR_WRAPPED_KEY_LEN_RANGE: 'integrity',
+  CKR_SIGNATURE_INVALID: 'integrity',
+  CKR_SIGNATURE_LEN_RANGE: 'integrity',
+  CKR_OBJECT_HANDLE_INVALID: 'key',
+  CKR_KEY_HANDLE_INVALID: 'key',
+  CKR_WRAPPING_KEY_HANDLE_INVALID: 'key',
+  CKR_UNWRAPPING_KEY_HANDLE_INVALID: 'key',
+  CKR_SESSION_HANDLE_INVALID: 'session',
+  CKR_SESSION_CLOSED: 'session',
+  CKR_OPERATION_ACTIVE: 'session',
+  CKR_DEVICE_ERROR: 'device',
+  CKR_DEVICE_REMOVED: 'device',
+  CKR_DEVICE_MEMORY: 'device',
+  CKR_TOKEN_NOT_PRESENT: 'device',
+  CKR_TOKEN_NOT_RECOGNIZED: 'device',
+  CKR_CRYPTOKI_NOT_INITIALIZED: 'device',
+  CKR_SLOT_ID_INVALID: 'device',
+  CKR_USER_NOT_LOGGED_IN: 'auth',
+  CKR_PIN_INCORRECT: 'auth',
+  CKR_PIN_LOCKED: 'auth',
+  CKR_MECHANISM_INVALID: 'config',
+  CKR_MECHANISM_PARAM_INVALID: 'config',
+  CKR_TEMPLATE_INCONSISTENT: 'config',
+  CKR_TEMPLATE_INCOMPLETE: 'config',
+  CKR_ATTRIBUTE_VALUE_INVALID: 'config',
+  CKR_ATTRIBUTE_READ_ONLY: 'config',
+  CKR_ATTRIBUTE_SENSITIVE: 'config',
+  CKR_KEY_TYPE_INCONSISTENT: 'config',
+  CKR_KEY_FUNCTION_NOT_PERMITTED: 'config',
+  CKR_KEY_UNEXTRACTABLE: 'config',
+  CKR_KEY_SIZE_RANGE: 'config',
+};
+
+export function classifyCkr(ckrName: string | undefined): HsmErrorKind {
+  return (ckrName && TABLE[ckrName]) || 'internal';
+}
+
+/** The CKR names this table knows, for its unit test. */
+export const KNOWN_CKR = Object.keys(TABLE);

@@ -1,0 +1,274 @@
+import * as pkcs11js from 'pkcs11js';
+import type { DataKeyWrap, Hsm, HsmHealth } from '../hsm';
+import { GCM_TAG_BYTES } from '../hsm';
+import { HsmError } from '../hsm-error';
+import { classifyCkr } from './ckr-table';
+import { AES_KEY_GEN, aesGcm, GENERIC_SECRET_KEY_GEN, HMAC_SHA256, KWP } from './mechanisms';
+import { ephemeralDataKeyTemplate, kekTemplate, macKeyTemplate } from './templates';
+import { SessionPool } from './session-pool';
+
+export interface Pkcs11Options {
+  modulePath: string;
+  tokenLabel: string;
+  pin: string;
+  sessions: number;
+}
+
+type Session = pkcs11js.Handle;
+
+/**
+ * Hsm over pkcs11js. Calls are synchronous: on SoftHSM2 a symmetric call takes tens of µs and the
+ * thread-pool hop of the *Async variants costs more, and async GenerateKey/Wrap/Unwrap leak
+ * ~250 B per call (pkcs11-and-clients.md §0, §1.5). The performance issue revisits this per profile.
+ */
+export class Pkcs11Hsm implements Hsm {
+  private readonly handles = new Map<string, pkcs11js.Handle>();
+
+  private constructor(
+    private readonly p11: pkcs11js.PKCS11,
+    private readonly slot: pkcs11js.Handle,
+    private readonly pool: SessionPool<Session>,
+  ) {}
+
+  /** Load, initialise with OS locking, find the token by label, log in once, open the pool. */
+  static async open(options: Pkcs11Options): Promise<Pkcs11Hsm> {
+    const p11 = new pkcs11js.PKCS11();
+    call('C_Load', () => p11.load(options.modulePath));
+    initialize(p11);
+    const slot = findSlotByLabel(p11, options.tokenLabel);
+    const openSession = () => call('C_OpenSession', () => p11.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION));
+    const sessions = Array.from({ length: options.sessions }, openSession);
+    login(p11, sessions[0], options.pin);
+    const pool = new SessionPool<Session>(sessions, (broken) => {
+      try {
+        p11.C_CloseSession(broken);
+      } catch {
+        // already gone
+      }
+      return openSession();
+    });
+    const hsm = new Pkcs11Hsm(p11, slot, pool);
+    await hsm.loadHandleCache();
+    return hsm;
+  }
+
+  async generateKek(label: string): Promise<void> {
+    await this.withSession('C_GenerateKey', (s) => this.remember(label, this.p11.C_GenerateKey(s, AES_KEY_GEN, kekTemplate(label))));
+  }
+
+  async generateMacKey(label: string): Promise<void> {
+    await this.withSession('C_GenerateKey', (s) =>
+      this.remember(label, this.p11.C_GenerateKey(s, GENERIC_SECRET_KEY_GEN, macKeyTemplate(label))),
+    );
+  }
+
+  async generateWrappedDataKey(kekLabel: string, lengthBytes: number, wrap: DataKeyWrap) {
+    return this.withKey(kekLabel, 'C_WrapKey', (s, kek) => {
+      const dataKey = this.p11.C_GenerateKey(s, GENERIC_SECRET_KEY_GEN, ephemeralDataKeyTemplate(lengthBytes));
+      try {
+        const plaintext = Buffer.from(this.p11.C_GetAttributeValue(s, dataKey, [{ type: pkcs11js.CKA_VALUE }])[0].value);
+        const mechanism = wrap.mechanism === 'AES_KWP' ? KWP : aesGcm(wrap.iv, wrap.aad);
+        const out = Buffer.alloc(lengthBytes + 16 + GCM_TAG_BYTES);
+        const wrapped = Buffer.from(this.p11.C_WrapKey(s, mechanism, kek, dataKey, out));
+        return { plaintext, wrapped };
+      } finally {
+        this.p11.C_DestroyObject(s, dataKey);
+      }
+    });
+  }
+
+  async unwrapDataKey(kekLabel: string, wrapped: Buffer): Promise<Buffer> {
+    return this.withKey(kekLabel, 'C_UnwrapKey', (s, kek) => {
+      const dataKey = this.p11.C_UnwrapKey(s, KWP, kek, wrapped, ephemeralDataKeyTemplate());
+      try {
+        return Buffer.from(this.p11.C_GetAttributeValue(s, dataKey, [{ type: pkcs11js.CKA_VALUE }])[0].value);
+      } finally {
+        this.p11.C_DestroyObject(s, dataKey);
+      }
+    });
+  }
+
+  async encryptAesGcm(kekLabel: string, plaintext: Buffer, iv: Buffer, aad: Buffer): Promise<Buffer> {
+    return this.withKey(kekLabel, 'C_Encrypt', (s, kek) => {
+      this.p11.C_EncryptInit(s, aesGcm(iv, aad), kek);
+      return Buffer.from(this.p11.C_Encrypt(s, plaintext, Buffer.alloc(plaintext.length + GCM_TAG_BYTES)));
+    });
+  }
+
+  async decryptAesGcm(kekLabel: string, ciphertextAndTag: Buffer, iv: Buffer, aad: Buffer): Promise<Buffer> {
+    return this.withKey(kekLabel, 'C_Decrypt', (s, kek) => {
+      this.p11.C_DecryptInit(s, aesGcm(iv, aad), kek);
+      // SoftHSM2 wants room for ciphertext plus tag even though the tag is not output (§1.3).
+      return Buffer.from(this.p11.C_Decrypt(s, ciphertextAndTag, Buffer.alloc(ciphertextAndTag.length)));
+    });
+  }
+
+  async hmacSign(macLabel: string, data: Buffer): Promise<Buffer> {
+    return this.withKey(macLabel, 'C_Sign', (s, key) => {
+      this.p11.C_SignInit(s, HMAC_SHA256, key);
+      return Buffer.from(this.p11.C_Sign(s, data, Buffer.alloc(32)));
+    });
+  }
+
+  async hmacVerify(macLabel: string, data: Buffer, mac: Buffer): Promise<boolean> {
+    try {
+      return await this.withKey(macLabel, 'C_Verify', (s, key) => {
+        this.p11.C_VerifyInit(s, HMAC_SHA256, key);
+        return this.p11.C_Verify(s, data, mac);
+      });
+    } catch (err) {
+      if (err instanceof HsmError && err.kind === 'integrity') return false;
+      throw err;
+    }
+  }
+
+  async randomBytes(length: number): Promise<Buffer> {
+    return this.withSession('C_GenerateRandom', (s) => Buffer.from(this.p11.C_GenerateRandom(s, Buffer.alloc(length))));
+  }
+
+  async destroyKey(label: string): Promise<void> {
+    await this.withSession('C_DestroyObject', (s) => {
+      const handle = this.handles.get(label) ?? this.find(s, label);
+      this.handles.delete(label);
+      if (handle) this.p11.C_DestroyObject(s, handle);
+    });
+  }
+
+  async listKeyLabels(prefix: string): Promise<string[]> {
+    return [...this.handles.keys()].filter((l) => l.startsWith(prefix));
+  }
+
+  async health(): Promise<HsmHealth> {
+    try {
+      const info = this.p11.C_GetTokenInfo(this.slot);
+      await this.randomBytes(1); // proves a session and the login still work
+      return { isUp: true, detail: `token '${info.label.trim()}' (${info.model.trim()}) answers` };
+    } catch (err) {
+      return { isUp: false, detail: err instanceof Error ? err.message : String(err) };
+    }
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.pool.drain()) {
+      try {
+        this.p11.C_CloseSession(s);
+      } catch {
+        // closing anyway
+      }
+    }
+    try {
+      this.p11.C_Finalize();
+    } finally {
+      this.p11.close();
+    }
+  }
+
+  private async loadHandleCache(): Promise<void> {
+    await this.withSession('C_FindObjects', (s) => {
+      this.p11.C_FindObjectsInit(s, [
+        { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+        { type: pkcs11js.CKA_TOKEN, value: true },
+      ]);
+      let found: pkcs11js.Handle[];
+      try {
+        found = this.p11.C_FindObjects(s, 100000);
+      } finally {
+        this.p11.C_FindObjectsFinal(s); // SoftHSM answers CKR_OPERATION_ACTIVE otherwise
+      }
+      for (const h of found) {
+        const label = this.p11.C_GetAttributeValue(s, h, [{ type: pkcs11js.CKA_LABEL }])[0].value.toString('utf8');
+        this.handles.set(label, h);
+      }
+    });
+  }
+
+  private remember(label: string, handle: pkcs11js.Handle): void {
+    this.handles.set(label, handle);
+  }
+
+  private find(s: Session, label: string): pkcs11js.Handle | null {
+    this.p11.C_FindObjectsInit(s, [
+      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+      { type: pkcs11js.CKA_LABEL, value: label },
+    ]);
+    try {
+      return this.p11.C_FindObjects(s);
+    } finally {
+      this.p11.C_FindObjectsFinal(s);
+    }
+  }
+
+  /**
+   * Runs fn with the key's cached handle. A handle that went stale (object destroyed by another
+   * process) is looked up once more; a key that is gone is HsmError kind 'key'.
+   */
+  private async withKey<T>(label: string, fn: string, body: (s: Session, key: pkcs11js.Handle) => T): Promise<T> {
+    return this.withSession(fn, (s) => {
+      const cached = this.handles.get(label);
+      if (cached) {
+        try {
+          return body(s, cached);
+        } catch (err) {
+          if (classifyCkr(ckrName(err)) !== 'key') throw err;
+          this.handles.delete(label);
+        }
+      }
+      const handle = this.find(s, label);
+      if (!handle) throw new HsmError('key', fn, 'CKR_OBJECT_HANDLE_INVALID');
+      this.handles.set(label, handle);
+      return body(s, handle);
+    });
+  }
+
+  private withSession<T>(fn: string, body: (s: Session) => T): Promise<T> {
+    return this.pool.use(
+      (s) => call(fn, () => body(s)),
+      (err) => err instanceof HsmError && (err.kind === 'session' || err.kind === 'device'),
+    );
+  }
+}
+
+function ckrName(err: unknown): string | undefined {
+  if (err instanceof HsmError) return err.ckr;
+  if (err && typeof err === 'object' && 'message' in err && typeof err.message === 'string') {
+    const m = /^(CKR_[A-Z_0-9]+)/.exec(err.message);
+    return m?.[1];
+  }
+  return undefined;
+}
+
+/** Runs a PKCS#11 call and turns Pkcs11Error into a classified HsmError. */
+function call<T>(fn: string, body: () => T): T {
+  try {
+    return body();
+  } catch (err) {
+    if (err instanceof HsmError) throw err;
+    const ckr = ckrName(err);
+    throw new HsmError(classifyCkr(ckr), fn, ckr, { cause: err });
+  }
+}
+
+function initialize(p11: pkcs11js.PKCS11): void {
+  try {
+    // Without CKF_OS_LOCKING_OK SoftHSM2 disables all its locks (pkcs11-and-clients.md §1.4).
+    p11.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK });
+  } catch (err) {
+    if (ckrName(err) !== 'CKR_CRYPTOKI_ALREADY_INITIALIZED') throw new HsmError('device', 'C_Initialize', ckrName(err), { cause: err });
+  }
+}
+
+export function findSlotByLabel(p11: pkcs11js.PKCS11, label: string): pkcs11js.Handle {
+  // By label, never by index: SoftHSM2 renumbers slots when a token is initialised.
+  for (const slot of call('C_GetSlotList', () => p11.C_GetSlotList(true))) {
+    if (p11.C_GetTokenInfo(slot).label.trim() === label) return slot;
+  }
+  throw new HsmError('config', 'C_GetSlotList', undefined, { cause: new Error(`no token labelled '${label}'`) });
+}
+
+function login(p11: pkcs11js.PKCS11, session: Session, pin: string): void {
+  try {
+    p11.C_Login(session, pkcs11js.CKU_USER, pin);
+  } catch (err) {
+    if (ckrName(err) !== 'CKR_USER_ALREADY_LOGGED_IN') throw new HsmError('auth', 'C_Login', ckrName(err), { cause: err });
+  }
+}

@@ -1,0 +1,55 @@
+import type { NextFunction, Request, Response } from 'express';
+import { SerializationException, UnknownOperationException } from '../errors/kms-errors';
+import type { GatewayDeps } from '../operations/context';
+import { registry } from '../operations/registry';
+import { validateInput } from '../operations/validate-input';
+import { locals } from './request-context';
+
+export const JSON_CONTENT_TYPE = 'application/x-amz-json-1.1';
+const TARGET = /^TrentService\.([A-Za-z]+)$/;
+
+/** X-Amz-Target -> registry -> JSON.parse -> joi -> operation -> 200. Errors go to kms-error-handler. */
+export function dispatch(deps: GatewayDeps) {
+  return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
+    try {
+      const l = locals(res);
+      const name = TARGET.exec(req.get('x-amz-target') ?? '')?.[1];
+      const operation = name ? registry.get(name) : undefined;
+      if (!name || !operation) throw UnknownOperationException.create();
+      l.operation = name;
+      const input = validateInput(operation.schema, parseBody(req.body));
+      const output = await operation.handle(input, {
+        deps,
+        requestId: l.requestId,
+        log: l.log.child({ operation: name }),
+        noteKey: (keyArn) => (l.keyArn = keyArn),
+      });
+      // Operations without output answer 200 with an empty body (kms-protocol.md §1).
+      sendJson(res, 200, output === undefined ? '' : JSON.stringify(output));
+    } catch (err) {
+      next(err);
+    }
+  };
+}
+
+/** Exactly `application/x-amz-json-1.1`: Express would append a charset to a string body. */
+export function sendJson(res: Response, status: number, body: string): void {
+  res.status(status).setHeader('Content-Type', JSON_CONTENT_TYPE);
+  res.end(Buffer.from(body, 'utf8'));
+}
+
+/** The raw bytes as a JSON object; an empty body is `{}` (Smithy awsJson1_1). */
+function parseBody(body: unknown): unknown {
+  const raw = Buffer.isBuffer(body) ? body : Buffer.alloc(0);
+  if (raw.length === 0) return {};
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw.toString('utf8'));
+  } catch {
+    throw new SerializationException('The request body is not valid JSON.');
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new SerializationException('The request body must be a JSON object.');
+  }
+  return parsed;
+}

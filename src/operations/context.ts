@@ -1,0 +1,36 @@
+import type JoiBase from 'joi';
+import type { Config } from '../config/load-config';
+import type { ArnScope } from '../domain/arn';
+import type { Envelope } from '../domain/envelope';
+import type { KeyRepository } from '../domain/key-repository';
+import type { MarkerCodec } from '../domain/marker';
+import type { Hsm } from '../hsm/hsm';
+import type { Logger } from '../logging/logger';
+
+/** Everything an operation may use, built once at start-up (main.ts or a test) and injected. */
+export interface GatewayDeps {
+  config: Config;
+  scope: ArnScope;
+  hsm: Hsm;
+  keys: KeyRepository;
+  envelope: Envelope;
+  markers: MarkerCodec;
+  clock: () => Date;
+  logger: Logger;
+}
+
+export interface OperationContext {
+  deps: GatewayDeps;
+  requestId: string;
+  log: Logger;
+  /** Records the key ARN for the request's log line. */
+  noteKey(keyArn: string): void;
+}
+
+export interface Operation<I = any, O = unknown> {
+  schema: JoiBase.ObjectSchema;
+  /** Resolves to the response body, or undefined for operations whose success body is empty. */
+  handle(input: I, ctx: OperationContext): Promise<O | undefined>;
+}
+
+export const epochSeconds = (d: Date): number => d.getTime() / 1000;

@@ -1,0 +1,21 @@
+import type { Operation } from './context';
+import { keyMetadata } from './key-metadata';
+import { checkGrantTokens, resolveKey } from './key-lookup';
+import { grantTokensSchema, Joi, keyIdSchema } from './shared-schemas';
+
+interface DescribeKeyInput {
+  KeyId: string;
+  GrantTokens?: string[];
+}
+
+const schema = Joi.object({ KeyId: keyIdSchema.required(), GrantTokens: grantTokensSchema });
+
+/** Works in every key state, PendingDeletion included (kms-protocol.md §10). */
+export const describeKey: Operation<DescribeKeyInput> = {
+  schema,
+  async handle(input, ctx) {
+    await checkGrantTokens(input.GrantTokens, ctx);
+    const { key } = await resolveKey(input.KeyId, ctx, { allowAlias: true });
+    return { KeyMetadata: await keyMetadata(key, ctx.deps) };
+  },
+};

@@ -1,0 +1,44 @@
+import { aliasArn, keyArn } from '../domain/arn';
+import { assertGrantTokens } from '../domain/grant-token';
+import type { KeyRecord } from '../domain/key-repository';
+import { parseKeyRef } from '../domain/key-ref';
+import { InvalidArnException, NotFoundException } from '../errors/kms-errors';
+import type { OperationContext } from './context';
+
+export interface ResolvedKey {
+  key: KeyRecord;
+  arn: string;
+}
+
+/**
+ * KeyId -> key record (kms-protocol.md §4): key id, key ARN of either form, and — where the
+ * operation accepts them — alias name or alias ARN. Errors in AWS's order and wording.
+ */
+export async function resolveKey(input: string, ctx: OperationContext, options: { allowAlias: boolean }): Promise<ResolvedKey> {
+  const { scope, keys } = ctx.deps;
+  const ref = parseKeyRef(input);
+  if (ref.kind === 'invalid') throw NotFoundException.invalidKeyId(input);
+  if (ref.kind === 'keyArn' || ref.kind === 'aliasArn') {
+    if (ref.region !== undefined && ref.region !== scope.region) throw NotFoundException.invalidArnRegion(ref.region);
+    // One gateway serves one account; another account's ARN names nothing here [U, §4].
+    if (ref.account !== scope.accountId) throw NotFoundException.invalidKeyId(input);
+  }
+  let keyId: string;
+  if (ref.kind === 'aliasName' || ref.kind === 'aliasArn') {
+    if (!options.allowAlias) throw new InvalidArnException('Key Aliases are not supported for this operation.');
+    const target = await keys.aliasTarget(ref.aliasName);
+    if (!target) throw NotFoundException.aliasNotFound(aliasArn(scope, ref.aliasName));
+    keyId = target;
+  } else {
+    keyId = ref.keyId;
+  }
+  const arn = keyArn(scope, keyId);
+  const key = await keys.getKey(keyId);
+  if (!key) throw NotFoundException.keyDoesNotExist(arn);
+  ctx.noteKey(arn);
+  return { key, arn };
+}
+
+export async function checkGrantTokens(tokens: string[] | undefined, ctx: OperationContext): Promise<void> {
+  await assertGrantTokens(tokens, (grantId) => ctx.deps.keys.grantTokenHash(grantId));
+}

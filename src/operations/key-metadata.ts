@@ -1,0 +1,29 @@
+import type { KeyRecord } from '../domain/key-repository';
+import { SUPPORTED_SPECS } from '../domain/key-spec';
+import type { GatewayDeps } from './context';
+import { epochSeconds } from './context';
+import { keyArn } from '../domain/arn';
+
+/** KeyMetadata as CreateKey and DescribeKey return it (kms-protocol.md §7). */
+export async function keyMetadata(key: KeyRecord, deps: GatewayDeps): Promise<Record<string, unknown>> {
+  const material = await deps.keys.getMaterial(key.keyId, key.currentMaterialVersion);
+  return {
+    AWSAccountId: deps.scope.accountId,
+    KeyId: key.keyId,
+    Arn: keyArn(deps.scope, key.keyId),
+    CreationDate: epochSeconds(key.createdAt),
+    Enabled: key.state === 'Enabled',
+    Description: key.description,
+    KeyUsage: key.keyUsage,
+    KeyState: key.state,
+    ...(key.deletionDate && { DeletionDate: epochSeconds(key.deletionDate) }),
+    ...(key.pendingWindowDays && { PendingDeletionWindowInDays: key.pendingWindowDays }),
+    Origin: key.origin,
+    KeyManager: 'CUSTOMER',
+    CustomerMasterKeySpec: key.keySpec,
+    KeySpec: key.keySpec,
+    ...SUPPORTED_SPECS[key.keySpec].algorithms,
+    MultiRegion: false,
+    ...(material && { CurrentKeyMaterialId: material.materialId }),
+  };
+}

@@ -1,0 +1,30 @@
+import { assertNotPendingDeletion } from '../domain/key-state';
+import { epochSeconds, type Operation } from './context';
+import { resolveKey } from './key-lookup';
+import { Joi, keyIdSchema } from './shared-schemas';
+
+interface ScheduleKeyDeletionInput {
+  KeyId: string;
+  PendingWindowInDays?: number;
+}
+
+// The model allows 1-365; the service accepts 7-30 (kms-protocol.md §10). Out of range is a
+// ValidationException in the usual constraint wording [U].
+const schema = Joi.object({ KeyId: keyIdSchema.required(), PendingWindowInDays: Joi.number().integer().min(7).max(30) });
+const DAY_MS = 86_400_000;
+
+/**
+ * Moves the key to PendingDeletion with its DeletionDate. The deletion itself (HSM objects,
+ * metadata, aliases, grants) is carried out by the scheduler that the symmetric-API issue adds.
+ */
+export const scheduleKeyDeletion: Operation<ScheduleKeyDeletionInput> = {
+  schema,
+  async handle(input, ctx) {
+    const { key, arn } = await resolveKey(input.KeyId, ctx, { allowAlias: false });
+    assertNotPendingDeletion(key.state, arn);
+    const days = input.PendingWindowInDays ?? 30;
+    const deletionDate = new Date(ctx.deps.clock().getTime() + days * DAY_MS);
+    await ctx.deps.keys.setState(key.keyId, { state: 'PendingDeletion', deletionDate, pendingWindowDays: days });
+    return { KeyId: arn, DeletionDate: epochSeconds(deletionDate), KeyState: 'PendingDeletion', PendingWindowInDays: days };
+  },
+};

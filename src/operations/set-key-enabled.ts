@@ -1,0 +1,26 @@
+import { assertNotPendingDeletion } from '../domain/key-state';
+import type { Operation } from './context';
+import { resolveKey } from './key-lookup';
+import { Joi, keyIdSchema } from './shared-schemas';
+
+interface KeyIdInput {
+  KeyId: string;
+}
+
+const schema = Joi.object({ KeyId: keyIdSchema.required() });
+
+/** EnableKey and DisableKey: idempotent; key id or ARN only; PendingDeletion -> S3 (kms-protocol.md §5). */
+function setKeyEnabled(isEnabled: boolean): Operation<KeyIdInput> {
+  return {
+    schema,
+    async handle(input, ctx) {
+      const { key, arn } = await resolveKey(input.KeyId, ctx, { allowAlias: false });
+      assertNotPendingDeletion(key.state, arn);
+      await ctx.deps.keys.setState(key.keyId, { state: isEnabled ? 'Enabled' : 'Disabled', deletionDate: null, pendingWindowDays: null });
+      return undefined;
+    },
+  };
+}
+
+export const enableKey = setKeyEnabled(true);
+export const disableKey = setKeyEnabled(false);

@@ -1,0 +1,58 @@
+import JoiBase from 'joi';
+
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/**
+ * joi with a `blob` type: a standard-alphabet, padded base64 string (kms-protocol.md §1) that
+ * validates to a Buffer; min/max apply to the decoded bytes (§9).
+ */
+export const Joi = JoiBase.extend((joi) => ({
+  type: 'blob',
+  base: joi.any(),
+  messages: {
+    'blob.base': '{{#label}} must be a base64-encoded blob',
+    'blob.min': '{{#label}} must have length greater than or equal to {{#limit}}',
+    'blob.max': '{{#label}} must have length less than or equal to {{#limit}}',
+  },
+  validate(value: unknown, helpers) {
+    if (typeof value !== 'string' || !BASE64.test(value)) return { value, errors: helpers.error('blob.base') };
+    return { value: Buffer.from(value, 'base64') };
+  },
+  rules: {
+    min: {
+      method(limit: number) {
+        return this.$_addRule({ name: 'min', args: { limit } });
+      },
+      args: ['limit'],
+      validate(value: Buffer, helpers, args) {
+        return value.length >= args.limit ? value : helpers.error('blob.min', { limit: args.limit });
+      },
+    },
+    max: {
+      method(limit: number) {
+        return this.$_addRule({ name: 'max', args: { limit } });
+      },
+      args: ['limit'],
+      validate(value: Buffer, helpers, args) {
+        return value.length <= args.limit ? value : helpers.error('blob.max', { limit: args.limit });
+      },
+    },
+  },
+})) as JoiBase.Root & { blob(): BlobSchema };
+
+export interface BlobSchema extends JoiBase.AnySchema<Buffer> {
+  min(limit: number): this;
+  max(limit: number): this;
+}
+
+export const keyIdSchema = Joi.string().min(1).max(2048);
+export const encryptionContextSchema = Joi.object().pattern(Joi.string(), Joi.string());
+export const grantTokensSchema = Joi.array().items(Joi.string().min(1).max(8192)).max(10);
+export const tagsSchema = Joi.array().items(
+  Joi.object({ TagKey: Joi.string().min(1).max(128).required(), TagValue: Joi.string().min(0).max(256).allow('').required() }),
+);
+export const limitSchema = Joi.number().integer().min(1).max(1000);
+export const markerSchema = Joi.string().min(1).max(1024).pattern(/^[\u0020-\u00FF]*$/);
+export const dryRunSchema = Joi.boolean();
+/** Nitro attestation (RecipientInfo): no PKCS#11 token can answer it; rejected per operation. */
+export const recipientSchema = Joi.object();

@@ -1,0 +1,28 @@
+import { Pkcs11Hsm } from '../../src/hsm/pkcs11/pkcs11-hsm';
+import { createTestToken, removeTestToken, type TestToken } from './softhsm-token';
+
+/**
+ * Root hooks: one SoftHSM2 token per run, in a temp dir, and one Pkcs11Hsm over it (PKCS#11 is
+ * initialised once per process). Tests reach both through `integration()`.
+ */
+let state: { token: TestToken; hsm: Pkcs11Hsm } | undefined;
+
+export function integration(): { token: TestToken; hsm: Pkcs11Hsm } {
+  if (!state) throw new Error('integration root hook did not run');
+  return state;
+}
+
+export const mochaHooks = {
+  async beforeAll(this: Mocha.Context) {
+    this.timeout(30000);
+    const token = createTestToken();
+    const hsm = await Pkcs11Hsm.open({ modulePath: token.modulePath, tokenLabel: token.label, pin: token.pin, sessions: 4 });
+    state = { token, hsm };
+  },
+  async afterAll() {
+    if (!state) return;
+    await state.hsm.close();
+    removeTestToken(state.token);
+    state = undefined;
+  },
+};
