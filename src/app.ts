@@ -13,7 +13,7 @@ export function createApp(deps: GatewayDeps, options: { newRequestId?: () => str
   app.use(requestContext(deps.logger, options.newRequestId ?? crypto.randomUUID));
 
   app.get('/health', async (_req, res) => {
-    const health = await deps.hsm.health();
+    const health = await deps.hsm.health().catch((err: unknown) => ({ isUp: false, detail: err instanceof Error ? err.message : 'health check failed' }));
     res.status(health.isUp ? 200 : 503).json({ status: health.isUp ? 'ok' : 'unavailable', hsm: health.detail });
   });
 

@@ -34,7 +34,7 @@ export function withDeadline(inner: Hsm, timeoutMs: number): Hsm {
     randomBytes: wrap('randomBytes', inner.randomBytes),
     destroyKey: wrap('destroyKey', inner.destroyKey),
     listKeyLabels: wrap('listKeyLabels', inner.listKeyLabels),
-    health: () => inner.health(),
+    health: () => wrap('health', inner.health)().catch((err: unknown) => ({ isUp: false, detail: err instanceof Error ? err.message : String(err) })),
     close: () => inner.close(),
   };
 }

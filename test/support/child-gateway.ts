@@ -1,0 +1,53 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { KMSClient } from '@aws-sdk/client-kms';
+import { TEST_CREDENTIALS } from './harness';
+
+const ROOT = path.resolve(__dirname, '../..');
+
+export interface ChildGateway {
+  url: string;
+  client: KMSClient;
+  output(): string;
+  stop(): Promise<number | null>;
+}
+
+/** `src/main.ts` in its own process, as `npm start` runs it, with only the given QKMS_* settings. */
+export function spawnGateway(env: Record<string, string>): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
+  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('QKMS_') && k !== 'SOFTHSM2_CONF'));
+  const child = spawn(process.execPath, ['--require', require.resolve('tsx/cjs'), path.join(ROOT, 'src/main.ts')], {
+    cwd: ROOT,
+    env: { ...clean, QKMS_PORT: '0', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { child, output: () => out, exited };
+}
+
+/** Starts a gateway process and waits for its "listening" line. */
+export async function startChildGateway(env: Record<string, string>): Promise<ChildGateway> {
+  const { child, output, exited } = spawnGateway(env);
+  const deadline = Date.now() + 20000;
+  let address: string | undefined;
+  while (!address) {
+    address = /"address":"([^"]+)"/.exec(output())?.[1];
+    if (child.exitCode !== null) throw new Error(`gateway exited ${child.exitCode}: ${output()}`);
+    if (Date.now() > deadline) throw new Error(`gateway did not start: ${output()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const url = `http://${address}`;
+  const client = new KMSClient({ endpoint: url, region: 'us-east-1', credentials: TEST_CREDENTIALS, maxAttempts: 1 });
+  return {
+    url,
+    client,
+    output,
+    async stop() {
+      client.destroy();
+      child.kill('SIGTERM');
+      return exited;
+    },
+  };
+}
