@@ -1,0 +1,63 @@
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { ConfigError, describeConfig, loadConfig } from '../../../src/config/load-config';
+
+describe('Configuration', () => {
+  it('has working defaults: loopback, ./data, the seed account, verenc ARNs, the embedded token', () => {
+    const c = loadConfig({});
+    assert.equal(c.port, 8080);
+    assert.equal(c.host, '127.0.0.1');
+    assert.equal(c.dataDir, path.resolve('./data'));
+    assert.equal(c.accountId, '111122223333');
+    assert.equal(c.region, 'us-east-1');
+    assert.equal(c.arnFormat, 'verenc');
+    assert.equal(c.pkcs11.modulePath, undefined);
+    assert.equal(c.dataKeyWrap, 'AES_KWP_HMAC');
+    assert.ok(Object.isFrozen(c) && Object.isFrozen(c.pkcs11));
+  });
+
+  it('converts and validates values', () => {
+    const c = loadConfig({ QKMS_PORT: '9000', QKMS_ARN_FORMAT: 'aws', QKMS_REGION: 'eu-west-1', QKMS_PKCS11_MODULE: '/x.so', QKMS_PKCS11_PIN_FILE: '/pin' });
+    assert.deepEqual([c.port, c.arnFormat, c.region, c.pkcs11.pinFile], [9000, 'aws', 'eu-west-1', '/pin']);
+  });
+
+  it('reports every problem at once, including unknown QKMS_ names', () => {
+    try {
+      loadConfig({ QKMS_PORT: '-1', QKMS_ACCOUNT_ID: '12', QKMS_PROT: '1', OTHER: 'ignored' });
+      assert.fail('expected ConfigError');
+    } catch (err) {
+      assert.ok(err instanceof ConfigError);
+      assert.equal(err.problems.length, 3);
+      assert.match(err.message, /QKMS_PORT/);
+      assert.match(err.message, /QKMS_ACCOUNT_ID/);
+      assert.match(err.message, /QKMS_PROT" is not allowed|QKMS_PROT is not allowed/);
+    }
+  });
+
+  it('requires a PIN with an explicit module, refuses both PIN forms, and pairs the credential', () => {
+    assert.throws(() => loadConfig({ QKMS_PKCS11_MODULE: '/x.so' }), ConfigError);
+    assert.throws(() => loadConfig({ QKMS_PKCS11_PIN: '1234', QKMS_PKCS11_PIN_FILE: '/p' }), ConfigError);
+    assert.throws(() => loadConfig({ QKMS_ACCESS_KEY_ID: 'AKIAEXAMPLEEXAMPLE' }), ConfigError);
+  });
+
+  it('prints secrets as *** in the start-up summary', () => {
+    const s = describeConfig({ QKMS_PKCS11_PIN: '1234', QKMS_SECRET_ACCESS_KEY: 'abc', QKMS_PORT: '1' });
+    assert.deepEqual(s, { QKMS_PKCS11_PIN: '***', QKMS_SECRET_ACCESS_KEY: '***', QKMS_PORT: '1' });
+  });
+});
+
+describe('config/gateway.example.env', () => {
+  const text = require('node:fs').readFileSync(path.resolve(__dirname, '../../../config/gateway.example.env'), 'utf8') as string;
+
+  it('is a valid configuration as written', () => {
+    const env = Object.fromEntries(text.split('\n').filter((l) => /^QKMS_/.test(l)).map((l) => l.split(/=(.*)/s).slice(0, 2)));
+    assert.doesNotThrow(() => loadConfig(env));
+  });
+
+  it('mentions every setting the schema knows', () => {
+    const { configSchema } = require('../../../src/config/schema') as typeof import('../../../src/config/schema');
+    const names = Object.keys(configSchema.describe().keys ?? {});
+    assert.ok(names.length > 15);
+    assert.deepEqual(names.filter((n) => !text.includes(n)), []);
+  });
+});

@@ -1,0 +1,122 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { BlobMechanism } from '../../../src/domain/ciphertext-blob';
+import { Envelope } from '../../../src/domain/envelope';
+import { formatGrantToken, parseGrantToken } from '../../../src/domain/grant-token';
+import * as E from '../../../src/errors/kms-errors';
+import { createKey } from '../../../src/operations/create-key';
+import { decrypt } from '../../../src/operations/decrypt';
+import { generateDataKey } from '../../../src/operations/generate-data-key';
+import { registry } from '../../../src/operations/registry';
+import { validateInput } from '../../../src/operations/validate-input';
+import { applySeedFile } from '../../../src/seed';
+import { operationContext, unitDeps } from '../../support/unit-deps';
+
+type Deps = Awaited<ReturnType<typeof unitDeps>>;
+
+async function newKey(deps: Deps): Promise<string> {
+  const out = (await createKey.handle({}, operationContext(deps))) as { KeyMetadata: { KeyId: string } };
+  return out.KeyMetadata.KeyId;
+}
+
+const call = (name: string, body: unknown, deps: Deps) => {
+  const op = registry.get(name)!;
+  return op.handle(validateInput(op.schema, body), operationContext(deps)) as Promise<Record<string, any>>;
+};
+
+describe('Operations over FakeHsm', () => {
+  it('InvalidKeyUsageException for a key that is not a symmetric ENCRYPT_DECRYPT key, in AWS wording', async () => {
+    const deps = await unitDeps();
+    const keyId = await newKey(deps);
+    const good = await call('GenerateDataKey', { KeyId: keyId, KeySpec: 'AES_256' }, deps);
+    // Signing keys arrive with the asymmetric issue; until then the record is written directly.
+    const db = (deps.keys as unknown as { db: { prepare(s: string): { run(...a: unknown[]): void } } }).db;
+    db.prepare("UPDATE keys SET key_usage = 'SIGN_VERIFY' WHERE key_id = ?").run(keyId);
+    const arn = `arn:verenc:111122223333:key/${keyId}`;
+    await assert.rejects(call('GenerateDataKey', { KeyId: keyId, KeySpec: 'AES_256' }, deps), (e: Error) =>
+      e instanceof E.InvalidKeyUsageException && e.message === `${arn} key usage is SIGN_VERIFY which is not valid for GenerateDataKey.`);
+    await assert.rejects(call('Decrypt', { CiphertextBlob: good.CiphertextBlob }, deps), (e: Error) =>
+      e instanceof E.InvalidKeyUsageException && e.message === `${arn} key usage is SIGN_VERIFY which is not valid for Decrypt.`);
+  });
+
+  it('with QKMS_DATA_KEY_WRAP=AES_GCM, wraps data keys with GCM (mechanism 2) and binds the context', async () => {
+    const deps = await unitDeps({ QKMS_DATA_KEY_WRAP: 'AES_GCM' });
+    const keyId = await newKey(deps);
+    const out = await call('GenerateDataKey', { KeyId: keyId, NumberOfBytes: 48, EncryptionContext: { a: 'b' } }, deps);
+    const blob = Buffer.from(out.CiphertextBlob, 'base64');
+    assert.equal(blob[1], BlobMechanism.AesGcm);
+    assert.equal(blob.length, 22 + 12 + 48 + 16);
+    const back = await call('Decrypt', { CiphertextBlob: out.CiphertextBlob, EncryptionContext: { a: 'b' } }, deps);
+    assert.equal(back.Plaintext, out.Plaintext);
+    await assert.rejects(call('Decrypt', { CiphertextBlob: out.CiphertextBlob, EncryptionContext: { a: 'c' } }, deps), E.InvalidCiphertextException);
+    for (const at of [1 + 2, 20, 30, blob.length - 1]) {
+      const bad = Buffer.from(blob);
+      bad[at] ^= 1;
+      await assert.rejects(call('Decrypt', { CiphertextBlob: bad.toString('base64'), EncryptionContext: { a: 'b' } }, deps), (e: Error) => e instanceof E.InvalidCiphertextException || e instanceof E.NotFoundException, `byte ${at}`);
+    }
+  });
+
+  it('a gateway set to GCM still decrypts KWP blobs made before the switch (mechanism is per blob)', async () => {
+    const deps = await unitDeps();
+    const keyId = await newKey(deps);
+    const out = await call('GenerateDataKey', { KeyId: keyId, KeySpec: 'AES_128' }, deps);
+    const gcm: Deps = { ...deps, envelope: new Envelope(deps.hsm, 'AES_GCM') };
+    assert.equal((await call('Decrypt', { CiphertextBlob: out.CiphertextBlob }, gcm)).Plaintext, out.Plaintext);
+  });
+
+  it('Decrypt without KeyId of a blob naming an unknown key is InvalidCiphertextException', async () => {
+    const deps = await unitDeps();
+    const keyId = await newKey(deps);
+    const out = await call('GenerateDataKey', { KeyId: keyId, KeySpec: 'AES_256' }, deps);
+    const other = await unitDeps();
+    await assert.rejects(call('Decrypt', { CiphertextBlob: out.CiphertextBlob }, other), E.InvalidCiphertextException);
+    await assert.rejects(call('Decrypt', { CiphertextBlob: out.CiphertextBlob, KeyId: keyId }, other), E.NotFoundException);
+  });
+
+  it('DryRun answers DryRunOperationException only after every other check passed', async () => {
+    const deps = await unitDeps();
+    await assert.rejects(call('GenerateDataKey', { KeyId: 'fake', KeySpec: 'AES_256', DryRun: true }, deps), E.NotFoundException);
+    await assert.rejects(call('GenerateDataKey', { KeyId: await newKey(deps), KeySpec: 'AES_256', DryRun: true }, deps), E.DryRunOperationException);
+  });
+
+  it('rejects Recipient (Nitro attestation) with UnsupportedOperationException', async () => {
+    const deps = await unitDeps();
+    await assert.rejects(call('GenerateDataKey', { KeyId: await newKey(deps), KeySpec: 'AES_256', Recipient: { KeyEncryptionAlgorithm: 'RSAES_OAEP_SHA_256' } }, deps), E.UnsupportedOperationException);
+  });
+
+  it("prints AWS-form ARNs with QKMS_ARN_FORMAT=aws and accepts the seed's form as input", async () => {
+    const deps = await unitDeps({ QKMS_ARN_FORMAT: 'aws', QKMS_REGION: 'eu-central-1' });
+    const keyId = await newKey(deps);
+    const out = await call('GenerateDataKey', { KeyId: `arn:verenc:111122223333:key/${keyId}`, KeySpec: 'AES_256' }, deps);
+    assert.equal(out.KeyId, `arn:aws:kms:eu-central-1:111122223333:key/${keyId}`);
+  });
+});
+
+describe('Grant tokens', () => {
+  it('round-trips the token format and rejects malformed ones', () => {
+    const token = formatGrantToken('00112233445566778899aabbccddeeff', Buffer.alloc(32, 1));
+    assert.deepEqual(parseGrantToken(token), { grantId: '00112233445566778899aabbccddeeff', secret: Buffer.alloc(32, 1) });
+    for (const bad of ['', 'qgt1.', 'qgt2.' + token.slice(5), token + 'A', token.slice(0, -1) + '*']) {
+      assert.throws(() => parseGrantToken(bad), E.InvalidGrantTokenException, bad);
+    }
+  });
+});
+
+describe('Seed file', () => {
+  it('creates the listed keys with their fixed ids once and never overwrites them', async () => {
+    const deps = await unitDeps();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qkms-seed-unit-'));
+    const file = path.join(dir, 'seed.json');
+    fs.writeFileSync(file, JSON.stringify({ keys: [{ keyId: '1234abcd-12ab-34cd-56ef-1234567890ab', description: 'seed', tags: { env: 'ci' } }] }));
+    assert.deepEqual(await applySeedFile(file, deps), { created: ['1234abcd-12ab-34cd-56ef-1234567890ab'], existing: [] });
+    const material = await deps.keys.getMaterial('1234abcd-12ab-34cd-56ef-1234567890ab', 1);
+    assert.deepEqual(await applySeedFile(file, deps), { created: [], existing: ['1234abcd-12ab-34cd-56ef-1234567890ab'] });
+    assert.deepEqual(await deps.keys.getMaterial('1234abcd-12ab-34cd-56ef-1234567890ab', 1), material);
+    assert.deepEqual(await deps.keys.listTags('1234abcd-12ab-34cd-56ef-1234567890ab'), [{ key: 'env', value: 'ci' }]);
+    fs.writeFileSync(file, JSON.stringify({ keys: [{ keyId: 'not-a-uuid' }] }));
+    await assert.rejects(applySeedFile(file, deps), /seed file/);
+    fs.rmSync(dir, { recursive: true });
+  });
+});
