@@ -85,7 +85,7 @@ function checkPolicy(policy: string): void {
     const doc: unknown = JSON.parse(policy);
     if (!doc || typeof doc !== 'object' || Array.isArray(doc)) throw new Error('not an object');
   } catch {
-    throw new MalformedPolicyDocumentException('The new key policy will not allow you to update the key policy in the future.');
+    throw new MalformedPolicyDocumentException('The key policy must be a JSON object.');
   }
 }
 

@@ -20,19 +20,28 @@ const longLivedSecret = (label: string): pkcs11js.Template => [
   { type: pkcs11js.CKA_ID, value: Buffer.from(label, 'utf8') },
 ];
 
+const USAGES = {
+  wrap: pkcs11js.CKA_WRAP,
+  unwrap: pkcs11js.CKA_UNWRAP,
+  encrypt: pkcs11js.CKA_ENCRYPT,
+  decrypt: pkcs11js.CKA_DECRYPT,
+  sign: pkcs11js.CKA_SIGN,
+  verify: pkcs11js.CKA_VERIFY,
+  derive: pkcs11js.CKA_DERIVE,
+};
+
+/** Every usage attribute set explicitly (token defaults differ between vendors): true only for `allowed`. */
+function usages(...allowed: Array<keyof typeof USAGES>): pkcs11js.Template {
+  return Object.entries(USAGES).map(([name, type]) => ({ type, value: allowed.includes(name as keyof typeof USAGES) }));
+}
+
 /** A KMS key's AES-256 material: wraps data keys (KWP, or GCM where supported) and GCM-encrypts. */
 export function kekTemplate(label: string): pkcs11js.Template {
   return [
     ...longLivedSecret(label),
     { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
     { type: pkcs11js.CKA_VALUE_LEN, value: 32 },
-    { type: pkcs11js.CKA_WRAP, value: true },
-    { type: pkcs11js.CKA_UNWRAP, value: true },
-    { type: pkcs11js.CKA_ENCRYPT, value: true },
-    { type: pkcs11js.CKA_DECRYPT, value: true },
-    { type: pkcs11js.CKA_SIGN, value: false },
-    { type: pkcs11js.CKA_VERIFY, value: false },
-    { type: pkcs11js.CKA_DERIVE, value: false },
+    ...usages('wrap', 'unwrap', 'encrypt', 'decrypt'),
     { type: pkcs11js.CKA_ALLOWED_MECHANISMS, value: allowedMechanisms(pkcs11js.CKM_AES_KEY_WRAP_PAD, pkcs11js.CKM_AES_GCM) },
   ];
 }
@@ -44,13 +53,7 @@ export function macKeyTemplate(label: string): pkcs11js.Template {
     // SoftHSM2 generates HMAC keys only as CKK_GENERIC_SECRET (pkcs11-and-clients.md §2.1).
     { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_GENERIC_SECRET },
     { type: pkcs11js.CKA_VALUE_LEN, value: 32 },
-    { type: pkcs11js.CKA_SIGN, value: true },
-    { type: pkcs11js.CKA_VERIFY, value: true },
-    { type: pkcs11js.CKA_ENCRYPT, value: false },
-    { type: pkcs11js.CKA_DECRYPT, value: false },
-    { type: pkcs11js.CKA_WRAP, value: false },
-    { type: pkcs11js.CKA_UNWRAP, value: false },
-    { type: pkcs11js.CKA_DERIVE, value: false },
+    ...usages('sign', 'verify'),
     { type: pkcs11js.CKA_ALLOWED_MECHANISMS, value: allowedMechanisms(pkcs11js.CKM_SHA256_HMAC) },
   ];
 }
