@@ -10,11 +10,14 @@ import { ensureEmbeddedToken } from './hsm/pkcs11/embedded-token';
 import { Pkcs11Hsm } from './hsm/pkcs11/pkcs11-hsm';
 import type { Logger } from './logging/logger';
 import type { GatewayDeps } from './operations/context';
+import { Scheduler } from './scheduler';
 import { applySeedFile } from './seed';
 import { SqliteKeyRepository } from './store/sqlite-key-repository';
 
 export interface Gateway {
   deps: GatewayDeps;
+  /** Due deletions and automatic rotations; main starts it, tests call tick() on their clock. */
+  scheduler: Scheduler;
   close(): Promise<void>;
 }
 
@@ -56,9 +59,12 @@ export async function buildGateway(config: Config, rawHsm: Hsm, logger: Logger, 
     const seeded = await applySeedFile(config.seedFile, deps);
     logger.info('seed file applied', { file: config.seedFile, ...seeded });
   }
+  const scheduler = new Scheduler(deps, config.schedulerIntervalMs);
   return {
     deps,
+    scheduler,
     async close() {
+      await scheduler.stop();
       await keys.close();
       await rawHsm.close();
     },

@@ -25,6 +25,7 @@ async function main(): Promise<void> {
     logger.error('cannot open the HSM or the key store', { cause: err instanceof Error ? { message: err.message, cause: String((err as Error).cause ?? '') } : String(err) });
     process.exit(3);
   }
+  gateway.scheduler.start();
   const server = http.createServer(createApp(gateway.deps));
   server.listen(config.port, config.host, () => {
     const address = server.address();

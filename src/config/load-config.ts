@@ -25,6 +25,7 @@ export interface Config {
   readonly dataKeyWrap: DataKeyWrap;
   readonly maxBodyBytes: number;
   readonly maxEncryptionContextBytes: number;
+  readonly schedulerIntervalMs: number;
   readonly seedFile?: string;
   readonly logLevel: string;
 }
@@ -68,6 +69,7 @@ export function loadConfig(env: Env): Config {
     dataKeyWrap: value.QKMS_DATA_KEY_WRAP,
     maxBodyBytes: value.QKMS_MAX_BODY_BYTES,
     maxEncryptionContextBytes: value.QKMS_MAX_ENCRYPTION_CONTEXT_BYTES,
+    schedulerIntervalMs: value.QKMS_SCHEDULER_INTERVAL_MS,
     seedFile: value.QKMS_SEED_FILE,
     logLevel: value.QKMS_LOG_LEVEL,
   });

@@ -30,6 +30,8 @@ export const configSchema = Joi.object({
   QKMS_MAX_BODY_BYTES: Joi.number().integer().min(1024).max(16777216).default(262144),
   // KMS documents no limit (kms-protocol.md §6, §11 item 7); 8 KiB of canonical encoding is ours.
   QKMS_MAX_ENCRYPTION_CONTEXT_BYTES: Joi.number().integer().min(64).max(65536).default(8192),
+  // How often due key deletions and automatic rotations run.
+  QKMS_SCHEDULER_INTERVAL_MS: Joi.number().integer().min(1000).max(86400000).default(60000),
   // Keys with fixed ids created on start when missing (src/seed.ts), e.g. for CI pipelines.
   QKMS_SEED_FILE: Joi.string().min(1),
   QKMS_LOG_LEVEL: Joi.string().valid('error', 'warn', 'info', 'debug').default('info'),

@@ -33,6 +33,14 @@ export class Envelope {
     return { plaintext, blob: Buffer.concat([body, mac]) };
   }
 
+  /** Encrypt and ReEncrypt: AES-256-GCM in the HSM, AAD = header || context (mechanism 0x02). */
+  async encrypt(keyId: string, version: number, plaintext: Buffer, context: Buffer): Promise<Buffer> {
+    const header = packHeader({ mechanism: BlobMechanism.AesGcm, keyId, materialVersion: version });
+    const iv = await this.hsm.randomBytes(IV_BYTES);
+    const sealed = await this.hsm.encryptAesGcm(materialLabels(keyId, version).kek, plaintext, iv, Buffer.concat([header, context]));
+    return packGcm(header, iv, sealed);
+  }
+
   /** Decrypt: authenticity first (HMAC or GCM tag over header and context), then the plaintext. */
   async open(blob: ParsedBlob, context: Buffer): Promise<Buffer> {
     const labels = materialLabels(blob.keyId, blob.materialVersion);

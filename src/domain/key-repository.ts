@@ -14,6 +14,7 @@ export interface KeyRecord {
   currentMaterialVersion: number;
   /** The key policy document as given; evaluated by the authorization issue. */
   policy?: string;
+  rotation?: { periodDays: number; nextRotationDate: Date };
 }
 
 /** One generation of a key's material. The material itself exists only in the HSM (see materialLabels). */
@@ -23,11 +24,20 @@ export interface KeyMaterial {
   /** KeyMetadata.CurrentKeyMaterialId: 64 lowercase hex (kms-protocol.md §9). */
   materialId: string;
   createdAt: Date;
+  /** How this version came to be; undefined for the key's first material. */
+  rotationType?: 'AUTOMATIC' | 'ON_DEMAND';
 }
 
 export interface Tag {
   key: string;
   value: string;
+}
+
+export interface Alias {
+  aliasName: string;
+  targetKeyId: string;
+  createdAt: Date;
+  lastUpdatedAt: Date;
 }
 
 export interface StateChange {
@@ -50,6 +60,26 @@ export interface KeyRepository {
   listKeys(afterPosition: number, limit: number): Promise<Array<{ keyId: string; position: number }>>;
   listTags(keyId: string): Promise<Tag[]>;
   aliasTarget(aliasName: string): Promise<string | undefined>;
+  getAlias(aliasName: string): Promise<Alias | undefined>;
+  /** False when the name is taken. */
+  insertAlias(alias: Alias): Promise<boolean>;
+  retargetAlias(aliasName: string, targetKeyId: string, at: Date): Promise<void>;
+  deleteAlias(aliasName: string): Promise<void>;
+  countAliases(keyId: string): Promise<number>;
+  /** Aliases in name order, optionally of one key; position is opaque but stable. */
+  listAliases(afterPosition: number, limit: number, keyId?: string): Promise<Array<Alias & { position: number }>>;
+  setDescription(keyId: string, description: string): Promise<void>;
+  /** Inserts or replaces the given tags and removes `remove`, in one transaction. */
+  changeTags(keyId: string, put: Tag[], remove: string[]): Promise<void>;
+  setRotation(keyId: string, rotation: { periodDays: number; nextRotationDate: Date } | null): Promise<void>;
+  /** Adds a material version and makes it current, atomically. */
+  addMaterial(material: KeyMaterial): Promise<void>;
+  listMaterialsOf(keyId: string): Promise<KeyMaterial[]>;
+  /** Keys whose deletion date has passed / whose automatic rotation is due, at `now`. */
+  keysDueForDeletion(now: Date): Promise<string[]>;
+  keysDueForRotation(now: Date): Promise<string[]>;
+  /** Removes the key with its materials, tags, aliases and grants. */
+  deleteKey(keyId: string): Promise<void>;
   /** SHA-256 of the secret part of a grant's token, or undefined for an unknown grant. */
   grantTokenHash(grantId: string): Promise<Buffer | undefined>;
   close(): Promise<void>;

@@ -160,3 +160,15 @@ export class DependencyTimeoutException extends KmsError {
 export class MalformedPolicyDocumentException extends KmsError {
   readonly type = 'MalformedPolicyDocumentException';
 }
+
+export class InvalidAliasNameException extends KmsError {
+  readonly type = 'InvalidAliasNameException';
+}
+
+export class AlreadyExistsException extends KmsError {
+  readonly type = 'AlreadyExistsException';
+}
+
+export class ConflictException extends KmsError {
+  readonly type = 'ConflictException';
+}

@@ -1,11 +1,10 @@
 import { unpackBlob } from '../domain/ciphertext-blob';
 import { encodeEncryptionContext, type EncryptionContext } from '../domain/encryption-context';
-import { assertSymmetricEncryptionKey } from '../domain/key-spec';
-import { assertUsableForCrypto } from '../domain/key-state';
-import { DryRunOperationException, IncorrectKeyException, InvalidCiphertextException, InvalidKeyUsageException, UnsupportedOperationException } from '../errors/kms-errors';
+import { DryRunOperationException } from '../errors/kms-errors';
 import type { Operation } from './context';
-import { checkGrantTokens, resolveKey } from './key-lookup';
-import { dryRunSchema, encryptionContextSchema, grantTokensSchema, Joi, keyIdSchema, recipientSchema } from './shared-schemas';
+import { checkGrantTokens } from './key-lookup';
+import { dryRunSchema, encryptionAlgorithmSchema, encryptionContextSchema, grantTokensSchema, Joi, keyIdSchema, recipientSchema } from './shared-schemas';
+import { keyForDecryption, rejectRecipient } from './symmetric-crypto';
 
 interface DecryptInput {
   CiphertextBlob: Buffer;
@@ -22,43 +21,27 @@ const schema = Joi.object({
   EncryptionContext: encryptionContextSchema,
   GrantTokens: grantTokensSchema,
   KeyId: keyIdSchema,
-  EncryptionAlgorithm: Joi.string().valid('SYMMETRIC_DEFAULT', 'RSAES_OAEP_SHA_1', 'RSAES_OAEP_SHA_256', 'SM2PKE'),
+  EncryptionAlgorithm: encryptionAlgorithmSchema,
   Recipient: recipientSchema,
   DryRun: dryRunSchema,
 });
 
-/**
- * The key comes from the blob; a KeyId in the request must name that same key, or the answer is
- * IncorrectKeyException (kms-protocol.md §10). A blob whose key is unknown here is not ours.
- */
+/** Any blob Encrypt, GenerateDataKey* or ReEncrypt made, of any material version of its key. */
 export const decrypt: Operation<DecryptInput> = {
   schema,
   async handle(input, ctx) {
     const context = encodeEncryptionContext(input.EncryptionContext, ctx.deps.config.maxEncryptionContextBytes);
-    if (input.Recipient) throw new UnsupportedOperationException('Recipient (Nitro Enclaves attestation) is not supported by this gateway.');
+    rejectRecipient(input.Recipient);
     await checkGrantTokens(input.GrantTokens, ctx);
     const blob = unpackBlob(input.CiphertextBlob);
-    if (input.KeyId !== undefined) {
-      const requested = await resolveKey(input.KeyId, ctx, { allowAlias: true });
-      if (requested.key.keyId !== blob.keyId) throw IncorrectKeyException.create();
-    }
-    const { key, arn } = await resolveKey(blob.keyId, ctx, { allowAlias: false }).catch((err) => {
-      throw input.KeyId === undefined ? new InvalidCiphertextException('', { cause: err }) : err;
-    });
-    assertUsableForCrypto(key.state, arn);
-    assertSymmetricEncryptionKey(key, arn, 'Decrypt');
-    if (input.EncryptionAlgorithm && input.EncryptionAlgorithm !== 'SYMMETRIC_DEFAULT') {
-      throw new InvalidKeyUsageException(`Algorithm ${input.EncryptionAlgorithm} is incompatible with key spec ${key.keySpec}.`);
-    }
-    const material = await ctx.deps.keys.getMaterial(key.keyId, blob.materialVersion);
-    if (!material) throw new InvalidCiphertextException();
+    const source = await keyForDecryption(blob, ctx, { operation: 'Decrypt', keyId: input.KeyId, algorithm: input.EncryptionAlgorithm });
     if (input.DryRun) throw DryRunOperationException.create();
     const plaintext = await ctx.deps.envelope.open(blob, context);
     return {
-      KeyId: arn,
+      KeyId: source.arn,
       Plaintext: plaintext.toString('base64'),
       EncryptionAlgorithm: 'SYMMETRIC_DEFAULT',
-      KeyMaterialId: material.materialId,
+      KeyMaterialId: source.materialId,
     };
   },
 };

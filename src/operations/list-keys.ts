@@ -1,5 +1,6 @@
 import { keyArn } from '../domain/arn';
 import type { Operation } from './context';
+import { paginate } from './paginate';
 import { Joi, limitSchema, markerSchema } from './shared-schemas';
 
 interface ListKeysInput {
@@ -8,23 +9,12 @@ interface ListKeysInput {
 }
 
 const schema = Joi.object({ Limit: limitSchema, Marker: markerSchema });
-const MAX_LIMIT = 1000; // kms-protocol.md §8: ListKeys 1-1000, default 100
-const DEFAULT_LIMIT = 100;
 
-/** Every key in every state, in creation order. NextMarker only when Truncated (§8). */
+/** Every key in every state, in creation order. Limit 1-1000, default 100 (kms-protocol.md §8). */
 export const listKeys: Operation<ListKeysInput> = {
   schema,
   async handle(input, ctx) {
-    const { keys, markers, scope } = ctx.deps;
-    const limit = Math.min(input.Limit ?? DEFAULT_LIMIT, MAX_LIMIT);
-    const after = input.Marker === undefined ? 0 : await markers.decode('ListKeys', input.Marker);
-    const page = await keys.listKeys(after, limit + 1);
-    const isTruncated = page.length > limit;
-    const shown = page.slice(0, limit);
-    return {
-      Keys: shown.map((k) => ({ KeyId: k.keyId, KeyArn: keyArn(scope, k.keyId) })),
-      Truncated: isTruncated,
-      ...(isTruncated && { NextMarker: await markers.encode('ListKeys', shown[shown.length - 1].position) }),
-    };
+    const page = await paginate(ctx, 'ListKeys', input, { defaultLimit: 100, maxLimit: 1000 }, (after, limit) => ctx.deps.keys.listKeys(after, limit));
+    return { Keys: page.items.map((k) => ({ KeyId: k.keyId, KeyArn: keyArn(ctx.deps.scope, k.keyId) })), ...page.tail };
   },
 };

@@ -1,20 +1,52 @@
 import type { Operation } from './context';
+import { cancelKeyDeletion } from './cancel-key-deletion';
+import { createAlias } from './create-alias';
+import { deleteAlias } from './delete-alias';
+import { disableKeyRotation, enableKeyRotation, getKeyRotationStatus, listKeyRotations, rotateKeyOnDemand } from './key-rotation';
+import { listAliases } from './list-aliases';
+import { listResourceTags } from './list-resource-tags';
+import { tagResource } from './tag-resource';
+import { untagResource } from './untag-resource';
+import { updateAlias } from './update-alias';
+import { updateKeyDescription } from './update-key-description';
 import { createKey } from './create-key';
 import { decrypt } from './decrypt';
 import { describeKey } from './describe-key';
+import { encrypt } from './encrypt';
 import { generateDataKey } from './generate-data-key';
+import { generateDataKeyWithoutPlaintext } from './generate-data-key-without-plaintext';
+import { generateRandom } from './generate-random';
+import { reEncrypt } from './re-encrypt';
 import { listKeys } from './list-keys';
 import { scheduleKeyDeletion } from './schedule-key-deletion';
 import { disableKey, enableKey } from './set-key-enabled';
 
 /** Every operation the gateway answers, by its exact API name (X-Amz-Target: TrentService.<name>). */
 export const registry: ReadonlyMap<string, Operation> = new Map<string, Operation>([
+  ['CancelKeyDeletion', cancelKeyDeletion],
+  ['CreateAlias', createAlias],
   ['CreateKey', createKey],
   ['Decrypt', decrypt],
+  ['DeleteAlias', deleteAlias],
   ['DescribeKey', describeKey],
   ['DisableKey', disableKey],
+  ['DisableKeyRotation', disableKeyRotation],
   ['EnableKey', enableKey],
+  ['EnableKeyRotation', enableKeyRotation],
+  ['Encrypt', encrypt],
   ['GenerateDataKey', generateDataKey],
+  ['GenerateDataKeyWithoutPlaintext', generateDataKeyWithoutPlaintext],
+  ['GenerateRandom', generateRandom],
+  ['GetKeyRotationStatus', getKeyRotationStatus],
+  ['ListAliases', listAliases],
+  ['ListKeyRotations', listKeyRotations],
   ['ListKeys', listKeys],
+  ['ListResourceTags', listResourceTags],
+  ['ReEncrypt', reEncrypt],
+  ['RotateKeyOnDemand', rotateKeyOnDemand],
   ['ScheduleKeyDeletion', scheduleKeyDeletion],
+  ['TagResource', tagResource],
+  ['UntagResource', untagResource],
+  ['UpdateAlias', updateAlias],
+  ['UpdateKeyDescription', updateKeyDescription],
 ]);

@@ -14,8 +14,8 @@ const schema = Joi.object({ KeyId: keyIdSchema.required(), PendingWindowInDays: 
 const DAY_MS = 86_400_000;
 
 /**
- * Moves the key to PendingDeletion with its DeletionDate. The deletion itself (HSM objects,
- * metadata, aliases, grants) is carried out by the scheduler that the symmetric-API issue adds.
+ * Moves the key to PendingDeletion with its DeletionDate. The Scheduler deletes it when the date
+ * passes (domain/key-lifecycle.ts); CancelKeyDeletion stops that.
  */
 export const scheduleKeyDeletion: Operation<ScheduleKeyDeletionInput> = {
   schema,

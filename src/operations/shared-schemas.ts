@@ -56,3 +56,4 @@ export const markerSchema = Joi.string().min(1).max(1024).pattern(/^[\u0020-\u00
 export const dryRunSchema = Joi.boolean();
 /** Nitro attestation (RecipientInfo): no PKCS#11 token can answer it; rejected per operation. */
 export const recipientSchema = Joi.object();
+export const encryptionAlgorithmSchema = Joi.string().valid('SYMMETRIC_DEFAULT', 'RSAES_OAEP_SHA_1', 'RSAES_OAEP_SHA_256', 'SM2PKE');

@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import type { KeyMaterial, KeyRecord, KeyRepository, StateChange, Tag } from '../domain/key-repository';
+import type { Alias, KeyMaterial, KeyRecord, KeyRepository, StateChange, Tag } from '../domain/key-repository';
 
 /**
  * Schema migrations, applied in order; PRAGMA user_version records how many ran. Append only.
@@ -46,6 +46,9 @@ const MIGRATIONS = [
      token_hash BLOB NOT NULL,
      created_at REAL NOT NULL
    );`,
+  `ALTER TABLE keys ADD COLUMN rotation_period_days INTEGER;
+   ALTER TABLE keys ADD COLUMN next_rotation_date REAL;
+   ALTER TABLE key_materials ADD COLUMN rotation_type TEXT;`,
 ];
 
 interface KeyRow {
@@ -60,6 +63,8 @@ interface KeyRow {
   pending_window_days: number | null;
   current_material_version: number;
   policy: string | null;
+  rotation_period_days: number | null;
+  next_rotation_date: number | null;
 }
 
 const toDate = (seconds: number) => new Date(seconds * 1000);
@@ -131,6 +136,83 @@ export class SqliteKeyRepository implements KeyRepository {
     return row?.target_key_id;
   }
 
+  async getAlias(aliasName: string): Promise<Alias | undefined> {
+    const row = this.db.prepare('SELECT rowid AS position, * FROM aliases WHERE alias_name = ?').get(aliasName) as AliasRow | undefined;
+    return row && rowToAlias(row);
+  }
+
+  async insertAlias(a: Alias): Promise<boolean> {
+    const result = this.db
+      .prepare('INSERT OR IGNORE INTO aliases (alias_name, target_key_id, created_at, last_updated_at) VALUES (?, ?, ?, ?)')
+      .run(a.aliasName, a.targetKeyId, toSeconds(a.createdAt), toSeconds(a.lastUpdatedAt));
+    return result.changes === 1;
+  }
+
+  async retargetAlias(aliasName: string, targetKeyId: string, at: Date): Promise<void> {
+    this.db.prepare('UPDATE aliases SET target_key_id = ?, last_updated_at = ? WHERE alias_name = ?').run(targetKeyId, toSeconds(at), aliasName);
+  }
+
+  async deleteAlias(aliasName: string): Promise<void> {
+    this.db.prepare('DELETE FROM aliases WHERE alias_name = ?').run(aliasName);
+  }
+
+  async countAliases(keyId: string): Promise<number> {
+    return (this.db.prepare('SELECT count(*) AS n FROM aliases WHERE target_key_id = ?').get(keyId) as { n: number }).n;
+  }
+
+  async listAliases(afterPosition: number, limit: number, keyId?: string): Promise<Array<Alias & { position: number }>> {
+    const rows = this.db
+      .prepare(`SELECT rowid AS position, * FROM aliases WHERE rowid > ? ${keyId ? 'AND target_key_id = ?' : ''} ORDER BY rowid LIMIT ?`)
+      .all(...(keyId ? [afterPosition, keyId, limit] : [afterPosition, limit])) as AliasRow[];
+    return rows.map(rowToAlias);
+  }
+
+  async setDescription(keyId: string, description: string): Promise<void> {
+    this.db.prepare('UPDATE keys SET description = ? WHERE key_id = ?').run(description, keyId);
+  }
+
+  async changeTags(keyId: string, put: Tag[], remove: string[]): Promise<void> {
+    this.db.transaction(() => {
+      const upsert = this.db.prepare('INSERT INTO tags (key_id, tag_key, tag_value) VALUES (?, ?, ?) ON CONFLICT (key_id, tag_key) DO UPDATE SET tag_value = excluded.tag_value');
+      for (const t of put) upsert.run(keyId, t.key, t.value);
+      const del = this.db.prepare('DELETE FROM tags WHERE key_id = ? AND tag_key = ?');
+      for (const k of remove) del.run(keyId, k);
+    })();
+  }
+
+  async setRotation(keyId: string, rotation: { periodDays: number; nextRotationDate: Date } | null): Promise<void> {
+    this.db
+      .prepare('UPDATE keys SET rotation_period_days = ?, next_rotation_date = ? WHERE key_id = ?')
+      .run(rotation?.periodDays ?? null, rotation ? toSeconds(rotation.nextRotationDate) : null, keyId);
+  }
+
+  async addMaterial(m: KeyMaterial): Promise<void> {
+    this.db.transaction(() => {
+      this.db
+        .prepare('INSERT INTO key_materials (key_id, version, material_id, created_at, rotation_type) VALUES (?, ?, ?, ?, ?)')
+        .run(m.keyId, m.version, m.materialId, toSeconds(m.createdAt), m.rotationType ?? null);
+      this.db.prepare('UPDATE keys SET current_material_version = ? WHERE key_id = ?').run(m.version, m.keyId);
+    })();
+  }
+
+  async listMaterialsOf(keyId: string): Promise<KeyMaterial[]> {
+    return (this.db.prepare('SELECT * FROM key_materials WHERE key_id = ? ORDER BY version').all(keyId) as MaterialRow[]).map(rowToMaterial);
+  }
+
+  async keysDueForDeletion(now: Date): Promise<string[]> {
+    const rows = this.db.prepare("SELECT key_id FROM keys WHERE state = 'PendingDeletion' AND deletion_date <= ?").all(toSeconds(now)) as Array<{ key_id: string }>;
+    return rows.map((r) => r.key_id);
+  }
+
+  async keysDueForRotation(now: Date): Promise<string[]> {
+    const rows = this.db.prepare("SELECT key_id FROM keys WHERE state = 'Enabled' AND next_rotation_date <= ?").all(toSeconds(now)) as Array<{ key_id: string }>;
+    return rows.map((r) => r.key_id);
+  }
+
+  async deleteKey(keyId: string): Promise<void> {
+    this.db.prepare('DELETE FROM keys WHERE key_id = ?').run(keyId); // cascades to materials, tags, aliases, grants
+  }
+
   async grantTokenHash(grantId: string): Promise<Buffer | undefined> {
     const row = this.db.prepare('SELECT token_hash FROM grants WHERE grant_id = ?').get(grantId) as { token_hash: Buffer } | undefined;
     return row?.token_hash;
@@ -156,10 +238,26 @@ interface MaterialRow {
   version: number;
   material_id: string;
   created_at: number;
+  rotation_type: 'AUTOMATIC' | 'ON_DEMAND' | null;
 }
 
 function rowToMaterial(r: MaterialRow): KeyMaterial {
-  return { keyId: r.key_id, version: r.version, materialId: r.material_id, createdAt: toDate(r.created_at) };
+  return {
+    keyId: r.key_id, version: r.version, materialId: r.material_id, createdAt: toDate(r.created_at),
+    ...(r.rotation_type && { rotationType: r.rotation_type }),
+  };
+}
+
+interface AliasRow {
+  alias_name: string;
+  target_key_id: string;
+  created_at: number;
+  last_updated_at: number;
+  position: number;
+}
+
+function rowToAlias(r: AliasRow): Alias & { position: number } {
+  return { aliasName: r.alias_name, targetKeyId: r.target_key_id, createdAt: toDate(r.created_at), lastUpdatedAt: toDate(r.last_updated_at), position: r.position };
 }
 
 function rowToKey(r: KeyRow): KeyRecord {
@@ -175,5 +273,9 @@ function rowToKey(r: KeyRow): KeyRecord {
     pendingWindowDays: r.pending_window_days ?? undefined,
     currentMaterialVersion: r.current_material_version,
     policy: r.policy ?? undefined,
+    rotation:
+      r.rotation_period_days === null || r.next_rotation_date === null
+        ? undefined
+        : { periodDays: r.rotation_period_days, nextRotationDate: toDate(r.next_rotation_date) },
   };
 }

@@ -27,6 +27,8 @@ export interface Harness {
   logText(): string;
   /** A mutable clock: tests move time instead of sleeping. */
   clock: { now: Date };
+  /** Runs due deletions and rotations at the current clock. */
+  tick(): Promise<{ deleted: string[]; rotated: string[] }>;
   close(): Promise<void>;
 }
 
@@ -56,11 +58,13 @@ export async function startGateway(hsm: Hsm, env: Record<string, string> = {}): 
     config,
     faults,
     clock,
+    tick: () => gateway.scheduler.tick(),
     logText: () => logChunks.join(''),
     async close() {
       client.destroy();
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
+      await gateway.scheduler.stop();
       await gateway.deps.keys.close();
       fs.rmSync(dataDir, { recursive: true, force: true });
     },

@@ -1,0 +1,16 @@
+import { assertNotPendingDeletion } from '../domain/key-state';
+import { LimitExceededException } from '../errors/kms-errors';
+import type { OperationContext } from './context';
+import { resolveKey, type ResolvedKey } from './key-lookup';
+
+const ALIASES_PER_KEY = 50; // kms-protocol.md §4, LimitExceededException above it
+
+/** CreateAlias and UpdateAlias targets: key id or ARN (never an alias), not pending deletion, under the quota. */
+export async function aliasTarget(targetKeyId: string, ctx: OperationContext): Promise<ResolvedKey> {
+  const target = await resolveKey(targetKeyId, ctx, { allowAlias: false });
+  assertNotPendingDeletion(target.key.state, target.arn);
+  if ((await ctx.deps.keys.countAliases(target.key.keyId)) >= ALIASES_PER_KEY) {
+    throw new LimitExceededException(`${target.arn} already has the maximum of ${ALIASES_PER_KEY} aliases.`);
+  }
+  return target;
+}

@@ -1,0 +1,29 @@
+import { aliasArn } from '../domain/arn';
+import { ALIAS_NAME_PATTERN, assertAliasName } from '../domain/alias-name';
+import { AlreadyExistsException } from '../errors/kms-errors';
+import type { Operation } from './context';
+import { aliasTarget } from './alias-target';
+import { Joi, keyIdSchema } from './shared-schemas';
+
+interface CreateAliasInput {
+  AliasName: string;
+  TargetKeyId: string;
+}
+
+const schema = Joi.object({
+  AliasName: Joi.string().min(1).max(256).pattern(ALIAS_NAME_PATTERN).required(),
+  TargetKeyId: keyIdSchema.required(),
+});
+
+/** Names are unique per account and region, case-sensitive (kms-protocol.md §4). */
+export const createAlias: Operation<CreateAliasInput> = {
+  schema,
+  async handle(input, ctx) {
+    assertAliasName(input.AliasName);
+    const target = await aliasTarget(input.TargetKeyId, ctx);
+    const now = ctx.deps.clock();
+    const isCreated = await ctx.deps.keys.insertAlias({ aliasName: input.AliasName, targetKeyId: target.key.keyId, createdAt: now, lastUpdatedAt: now });
+    if (!isCreated) throw new AlreadyExistsException(`An alias with the name ${aliasArn(ctx.deps.scope, input.AliasName)} already exists`);
+    return undefined;
+  },
+};

@@ -1,0 +1,22 @@
+import { aliasArn } from '../domain/arn';
+import { ALIAS_NAME_PATTERN, assertAliasName } from '../domain/alias-name';
+import { NotFoundException } from '../errors/kms-errors';
+import type { Operation } from './context';
+import { Joi } from './shared-schemas';
+
+interface DeleteAliasInput {
+  AliasName: string;
+}
+
+const schema = Joi.object({ AliasName: Joi.string().min(1).max(256).pattern(ALIAS_NAME_PATTERN).required() });
+
+/** Works whatever the state of the target key; the key itself is untouched. */
+export const deleteAlias: Operation<DeleteAliasInput> = {
+  schema,
+  async handle(input, ctx) {
+    assertAliasName(input.AliasName);
+    if (!(await ctx.deps.keys.getAlias(input.AliasName))) throw NotFoundException.aliasNotFound(aliasArn(ctx.deps.scope, input.AliasName));
+    await ctx.deps.keys.deleteAlias(input.AliasName);
+    return undefined;
+  },
+};

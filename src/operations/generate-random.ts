@@ -1,0 +1,27 @@
+import { UnsupportedOperationException, ValidationException } from '../errors/kms-errors';
+import type { Operation } from './context';
+import { Joi, recipientSchema } from './shared-schemas';
+import { rejectRecipient } from './symmetric-crypto';
+
+interface GenerateRandomInput {
+  NumberOfBytes?: number;
+  CustomKeyStoreId?: string;
+  Recipient?: object;
+}
+
+const schema = Joi.object({
+  NumberOfBytes: Joi.number().integer().min(1).max(1024),
+  CustomKeyStoreId: Joi.string().min(1).max(64),
+  Recipient: recipientSchema,
+});
+
+/** C_GenerateRandom on the token. NumberOfBytes is optional in the model but required in practice [O]. */
+export const generateRandom: Operation<GenerateRandomInput> = {
+  schema,
+  async handle(input, ctx) {
+    if (input.NumberOfBytes === undefined) throw new ValidationException('NumberOfBytes is required.');
+    if (input.CustomKeyStoreId) throw new UnsupportedOperationException('Custom key stores are not supported.');
+    rejectRecipient(input.Recipient);
+    return { Plaintext: (await ctx.deps.hsm.randomBytes(input.NumberOfBytes)).toString('base64') };
+  },
+};

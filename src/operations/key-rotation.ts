@@ -1,0 +1,121 @@
+import { nextRotationDate, rotateKeyMaterial } from '../domain/key-lifecycle';
+import type { KeyRecord } from '../domain/key-repository';
+import { assertUsableForCrypto } from '../domain/key-state';
+import { ConflictException, LimitExceededException, UnsupportedOperationException } from '../errors/kms-errors';
+import { epochSeconds, type Operation, type OperationContext } from './context';
+import { resolveKey, type ResolvedKey } from './key-lookup';
+import { paginate } from './paginate';
+import { Joi, keyIdSchema, limitSchema, markerSchema } from './shared-schemas';
+
+/**
+ * EnableKeyRotation, DisableKeyRotation, GetKeyRotationStatus, RotateKeyOnDemand, ListKeyRotations
+ * (kms-protocol.md §10 "Rotation"). Kept in one file because they share their key checks; each
+ * handler is a few lines.
+ */
+const ON_DEMAND_LIMIT = 25;
+const CONFLICT_WINDOW_MS = 20 * 60_000; // on-demand rotation is refused this close to an automatic one [D]
+
+/** Rotation applies to symmetric AWS_KMS keys only (U7). */
+async function rotatableKey(keyId: string, ctx: OperationContext): Promise<ResolvedKey> {
+  const resolved = await resolveKey(keyId, ctx, { allowAlias: false });
+  if (resolved.key.keySpec !== 'SYMMETRIC_DEFAULT' || resolved.key.origin !== 'AWS_KMS') {
+    throw new UnsupportedOperationException(`${resolved.arn} key spec is ${resolved.key.keySpec} which is not valid for key rotation.`);
+  }
+  return resolved;
+}
+
+/** Enable/Disable/RotateKeyOnDemand need an Enabled key: Disabled is D1, PendingDeletion S3 (§5). */
+async function enabledRotatableKey(keyId: string, ctx: OperationContext): Promise<ResolvedKey> {
+  const resolved = await rotatableKey(keyId, ctx);
+  assertUsableForCrypto(resolved.key.state, resolved.arn);
+  return resolved;
+}
+
+export const enableKeyRotation: Operation<{ KeyId: string; RotationPeriodInDays?: number }> = {
+  schema: Joi.object({ KeyId: keyIdSchema.required(), RotationPeriodInDays: Joi.number().integer().min(90).max(2560) }),
+  async handle(input, ctx) {
+    const { key } = await enabledRotatableKey(input.KeyId, ctx);
+    const periodDays = input.RotationPeriodInDays ?? 365;
+    await ctx.deps.keys.setRotation(key.keyId, { periodDays, nextRotationDate: nextRotationDate(ctx.deps.clock(), periodDays) });
+    return undefined;
+  },
+};
+
+export const disableKeyRotation: Operation<{ KeyId: string }> = {
+  schema: Joi.object({ KeyId: keyIdSchema.required() }),
+  async handle(input, ctx) {
+    const { key } = await enabledRotatableKey(input.KeyId, ctx);
+    await ctx.deps.keys.setRotation(key.keyId, null);
+    return undefined;
+  },
+};
+
+export const getKeyRotationStatus: Operation<{ KeyId: string }> = {
+  schema: Joi.object({ KeyId: keyIdSchema.required() }),
+  async handle(input, ctx) {
+    const { key, arn } = await rotatableKey(input.KeyId, ctx);
+    return {
+      KeyRotationEnabled: key.rotation !== undefined,
+      KeyId: arn,
+      ...(key.rotation && { RotationPeriodInDays: key.rotation.periodDays, NextRotationDate: epochSeconds(key.rotation.nextRotationDate) }),
+    };
+  },
+};
+
+export const rotateKeyOnDemand: Operation<{ KeyId: string }> = {
+  schema: Joi.object({ KeyId: keyIdSchema.required() }),
+  async handle(input, ctx) {
+    const { key, arn } = await enabledRotatableKey(input.KeyId, ctx);
+    const onDemand = (await ctx.deps.keys.listMaterialsOf(key.keyId)).filter((m) => m.rotationType === 'ON_DEMAND').length;
+    if (onDemand >= ON_DEMAND_LIMIT) {
+      throw new LimitExceededException(
+        `The on-demand rotations limit has been reached for the given keyId. No more on-demand rotations can be performed for this key: ${arn}`,
+      );
+    }
+    if (isAutomaticRotationImminent(key, ctx.deps.clock())) {
+      throw new ConflictException(`An automatic rotation of ${arn} is due within 20 minutes; try again after it.`);
+    }
+    await rotateKeyMaterial(ctx.deps, key, 'ON_DEMAND');
+    return { KeyId: arn };
+  },
+};
+
+function isAutomaticRotationImminent(key: KeyRecord, now: Date): boolean {
+  return key.rotation !== undefined && key.rotation.nextRotationDate.getTime() - now.getTime() < CONFLICT_WINDOW_MS;
+}
+
+interface ListKeyRotationsInput {
+  KeyId: string;
+  IncludeKeyMaterial?: 'ALL_KEY_MATERIAL' | 'ROTATIONS_ONLY';
+  Limit?: number;
+  Marker?: string;
+}
+
+/** Every material version, newest current; ROTATIONS_ONLY (default) leaves out the original material. */
+export const listKeyRotations: Operation<ListKeyRotationsInput> = {
+  schema: Joi.object({
+    KeyId: keyIdSchema.required(),
+    IncludeKeyMaterial: Joi.string().valid('ALL_KEY_MATERIAL', 'ROTATIONS_ONLY'),
+    Limit: limitSchema,
+    Marker: markerSchema,
+  }),
+  async handle(input, ctx) {
+    const { key } = await rotatableKey(input.KeyId, ctx);
+    const materials = (await ctx.deps.keys.listMaterialsOf(key.keyId)).filter(
+      (m) => input.IncludeKeyMaterial === 'ALL_KEY_MATERIAL' || m.rotationType !== undefined,
+    );
+    const page = await paginate(ctx, `ListKeyRotations/${key.keyId}`, input, { defaultLimit: 100, maxLimit: 1000 }, async (after, limit) =>
+      materials.filter((m) => m.version > after).slice(0, limit).map((m) => ({ ...m, position: m.version })),
+    );
+    return {
+      Rotations: page.items.map((m) => ({
+        KeyId: key.keyId,
+        RotationDate: epochSeconds(m.createdAt),
+        ...(m.rotationType && { RotationType: m.rotationType }),
+        KeyMaterialId: m.materialId,
+        KeyMaterialState: m.version === key.currentMaterialVersion ? 'CURRENT' : 'NON_CURRENT',
+      })),
+      ...page.tail,
+    };
+  },
+};

@@ -1,0 +1,32 @@
+import { aliasArn } from '../domain/arn';
+import { epochSeconds, type Operation } from './context';
+import { resolveKey } from './key-lookup';
+import { paginate } from './paginate';
+import { Joi, keyIdSchema, limitSchema, markerSchema } from './shared-schemas';
+
+interface ListAliasesInput {
+  KeyId?: string;
+  Limit?: number;
+  Marker?: string;
+}
+
+const schema = Joi.object({ KeyId: keyIdSchema, Limit: limitSchema, Marker: markerSchema });
+
+/** All aliases, or those of one key (key id or ARN only). Limit 1-100, default 50 (kms-protocol.md §8). */
+export const listAliases: Operation<ListAliasesInput> = {
+  schema,
+  async handle(input, ctx) {
+    const keyId = input.KeyId === undefined ? undefined : (await resolveKey(input.KeyId, ctx, { allowAlias: false })).key.keyId;
+    const page = await paginate(ctx, 'ListAliases', input, { defaultLimit: 50, maxLimit: 100 }, (after, limit) => ctx.deps.keys.listAliases(after, limit, keyId));
+    return {
+      Aliases: page.items.map((a) => ({
+        AliasName: a.aliasName,
+        AliasArn: aliasArn(ctx.deps.scope, a.aliasName),
+        TargetKeyId: a.targetKeyId,
+        CreationDate: epochSeconds(a.createdAt),
+        LastUpdatedDate: epochSeconds(a.lastUpdatedAt),
+      })),
+      ...page.tail,
+    };
+  },
+};

@@ -1,0 +1,19 @@
+import type { Operation } from './context';
+import { resolveKey } from './key-lookup';
+import { paginate } from './paginate';
+import { Joi, keyIdSchema, limitSchema, markerSchema } from './shared-schemas';
+
+const schema = Joi.object({ KeyId: keyIdSchema.required(), Limit: limitSchema, Marker: markerSchema });
+
+/** Every key state; tags in key order. Limit 1-50, default 50 (kms-protocol.md §8). */
+export const listResourceTags: Operation<{ KeyId: string; Limit?: number; Marker?: string }> = {
+  schema,
+  async handle(input, ctx) {
+    const { key } = await resolveKey(input.KeyId, ctx, { allowAlias: false });
+    const page = await paginate(ctx, `ListResourceTags/${key.keyId}`, input, { defaultLimit: 50, maxLimit: 50 }, async (after, limit) => {
+      const all = (await ctx.deps.keys.listTags(key.keyId)).map((t, i) => ({ ...t, position: i + 1 }));
+      return all.slice(after, after + limit);
+    });
+    return { Tags: page.items.map((t) => ({ TagKey: t.key, TagValue: t.value })), ...page.tail };
+  },
+};

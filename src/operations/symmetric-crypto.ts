@@ -1,0 +1,64 @@
+import type { ParsedBlob } from '../domain/ciphertext-blob';
+import type { KeyRecord } from '../domain/key-repository';
+import { assertSymmetricEncryptionKey } from '../domain/key-spec';
+import { assertUsableForCrypto } from '../domain/key-state';
+import { IncorrectKeyException, InvalidCiphertextException, InvalidKeyUsageException, UnsupportedOperationException } from '../errors/kms-errors';
+import type { OperationContext } from './context';
+import { resolveKey } from './key-lookup';
+
+/** A key checked for one cryptographic operation, with the material version to use. */
+export interface UsableKey {
+  key: KeyRecord;
+  arn: string;
+  version: number;
+  materialId: string;
+}
+
+/**
+ * Encrypt, GenerateDataKey*, ReEncrypt's destination: the key named by KeyId (aliases allowed),
+ * Enabled, symmetric ENCRYPT_DECRYPT, and its current material.
+ */
+export async function keyForEncryption(keyId: string, ctx: OperationContext, operation: string, algorithm?: string): Promise<UsableKey> {
+  const { key, arn } = await resolveKey(keyId, ctx, { allowAlias: true });
+  assertUsableForCrypto(key.state, arn);
+  assertSymmetricEncryptionKey(key, arn, operation);
+  assertSymmetricAlgorithm(algorithm, key);
+  return { key, arn, ...(await material(ctx, key, key.currentMaterialVersion)) };
+}
+
+/**
+ * Decrypt and ReEncrypt's source: the key the blob names. A KeyId in the request must name that
+ * same key (IncorrectKeyException); without one, a blob whose key is unknown here is not ours
+ * (InvalidCiphertextException), and so is a blob naming a material version the key never had.
+ */
+export async function keyForDecryption(blob: ParsedBlob, ctx: OperationContext, options: { operation: string; keyId?: string; algorithm?: string }): Promise<UsableKey> {
+  if (options.keyId !== undefined) {
+    const requested = await resolveKey(options.keyId, ctx, { allowAlias: true });
+    if (requested.key.keyId !== blob.keyId) throw IncorrectKeyException.create();
+  }
+  const { key, arn } = await resolveKey(blob.keyId, ctx, { allowAlias: false }).catch((err: unknown) => {
+    throw options.keyId === undefined ? new InvalidCiphertextException('', { cause: err }) : err;
+  });
+  assertUsableForCrypto(key.state, arn);
+  assertSymmetricEncryptionKey(key, arn, options.operation);
+  assertSymmetricAlgorithm(options.algorithm, key);
+  const found = await ctx.deps.keys.getMaterial(key.keyId, blob.materialVersion);
+  if (!found) throw new InvalidCiphertextException();
+  return { key, arn, version: found.version, materialId: found.materialId };
+}
+
+function assertSymmetricAlgorithm(algorithm: string | undefined, key: KeyRecord): void {
+  if (algorithm !== undefined && algorithm !== 'SYMMETRIC_DEFAULT') {
+    throw new InvalidKeyUsageException(`Algorithm ${algorithm} is incompatible with key spec ${key.keySpec}.`);
+  }
+}
+
+async function material(ctx: OperationContext, key: KeyRecord, version: number): Promise<{ version: number; materialId: string }> {
+  const found = await ctx.deps.keys.getMaterial(key.keyId, version);
+  if (!found) throw new Error(`metadata of ${key.keyId} lacks material version ${version}`);
+  return { version, materialId: found.materialId };
+}
+
+export function rejectRecipient(recipient: object | undefined): void {
+  if (recipient) throw new UnsupportedOperationException('Recipient (Nitro Enclaves attestation) is not supported by this gateway.');
+}

@@ -1,0 +1,17 @@
+import { assertNotPendingDeletion } from '../domain/key-state';
+import type { Operation } from './context';
+import { resolveKey } from './key-lookup';
+import { Joi, keyIdSchema } from './shared-schemas';
+
+const schema = Joi.object({ KeyId: keyIdSchema.required(), TagKeys: Joi.array().items(Joi.string().min(1).max(128)).required() });
+
+/** Removing a tag key the key does not have is not an error [U]. */
+export const untagResource: Operation<{ KeyId: string; TagKeys: string[] }> = {
+  schema,
+  async handle(input, ctx) {
+    const { key, arn } = await resolveKey(input.KeyId, ctx, { allowAlias: false });
+    assertNotPendingDeletion(key.state, arn);
+    await ctx.deps.keys.changeTags(key.keyId, [], input.TagKeys);
+    return undefined;
+  },
+};

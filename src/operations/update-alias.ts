@@ -1,0 +1,38 @@
+import { aliasArn } from '../domain/arn';
+import { ALIAS_NAME_PATTERN, assertAliasName } from '../domain/alias-name';
+import { NotFoundException, ValidationException } from '../errors/kms-errors';
+import type { Operation } from './context';
+import { aliasTarget } from './alias-target';
+import { Joi, keyIdSchema } from './shared-schemas';
+
+interface UpdateAliasInput {
+  AliasName: string;
+  TargetKeyId: string;
+}
+
+const schema = Joi.object({
+  AliasName: Joi.string().min(1).max(256).pattern(ALIAS_NAME_PATTERN).required(),
+  TargetKeyId: keyIdSchema.required(),
+});
+
+/**
+ * Points an existing alias at another key of the same type and usage (kms-protocol.md §10). The old
+ * target may be pending deletion; the new one may not.
+ */
+export const updateAlias: Operation<UpdateAliasInput> = {
+  schema,
+  async handle(input, ctx) {
+    assertAliasName(input.AliasName);
+    const alias = await ctx.deps.keys.getAlias(input.AliasName);
+    if (!alias) throw NotFoundException.aliasNotFound(aliasArn(ctx.deps.scope, input.AliasName));
+    const target = await aliasTarget(input.TargetKeyId, ctx);
+    const current = await ctx.deps.keys.getKey(alias.targetKeyId);
+    if (current && (current.keySpec !== target.key.keySpec || current.keyUsage !== target.key.keyUsage)) {
+      throw new ValidationException(
+        `${target.arn} is not the same type of key as the alias's current target: ${target.key.keySpec}/${target.key.keyUsage} vs ${current.keySpec}/${current.keyUsage}.`,
+      );
+    }
+    await ctx.deps.keys.retargetAlias(input.AliasName, target.key.keyId, ctx.deps.clock());
+    return undefined;
+  },
+};

@@ -1,0 +1,17 @@
+import { assertNotPendingDeletion } from '../domain/key-state';
+import type { Operation } from './context';
+import { resolveKey } from './key-lookup';
+import { Joi, keyIdSchema } from './shared-schemas';
+
+const schema = Joi.object({ KeyId: keyIdSchema.required(), Description: Joi.string().min(0).max(8192).allow('').required() });
+
+/** An empty Description is allowed; PendingDeletion is S3 (kms-protocol.md §5). */
+export const updateKeyDescription: Operation<{ KeyId: string; Description: string }> = {
+  schema,
+  async handle(input, ctx) {
+    const { key, arn } = await resolveKey(input.KeyId, ctx, { allowAlias: false });
+    assertNotPendingDeletion(key.state, arn);
+    await ctx.deps.keys.setDescription(key.keyId, input.Description);
+    return undefined;
+  },
+};
