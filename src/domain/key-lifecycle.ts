@@ -11,12 +11,28 @@ export interface LifecycleDeps {
   logger: Logger;
 }
 
+/** Rotations of one key run one after another: two at once would pick the same next version. */
+const rotating = new Map<string, Promise<unknown>>();
+
 /**
  * A rotation: new KEK and MAC key in the HSM under the next version's labels, then the metadata
  * makes it current in one transaction. Old versions stay on the token, so every earlier ciphertext
  * still decrypts (its blob names its version). If the metadata write fails, the new objects go.
+ * Serialised per key within this process; several processes on one store (issue #5) need the
+ * version reserved in the store instead.
  */
 export async function rotateKeyMaterial(deps: LifecycleDeps, key: KeyRecord, rotationType: 'AUTOMATIC' | 'ON_DEMAND'): Promise<number> {
+  const previous = rotating.get(key.keyId) ?? Promise.resolve();
+  const run = previous.catch(() => undefined).then(() => rotateNow(deps, key, rotationType));
+  rotating.set(key.keyId, run);
+  try {
+    return await run;
+  } finally {
+    if (rotating.get(key.keyId) === run) rotating.delete(key.keyId);
+  }
+}
+
+async function rotateNow(deps: LifecycleDeps, key: KeyRecord, rotationType: 'AUTOMATIC' | 'ON_DEMAND'): Promise<number> {
   const version = Math.max(...(await deps.keys.listMaterialsOf(key.keyId)).map((m) => m.version)) + 1;
   const labels = materialLabels(key.keyId, version);
   const materialId = (await deps.hsm.randomBytes(32)).toString('hex');
