@@ -3,6 +3,7 @@ import express from 'express';
 import { dispatch } from './http/dispatch';
 import { kmsErrorHandler, notFound } from './http/kms-error-handler';
 import { requestContext } from './http/request-context';
+import { sigv4 } from './http/sigv4';
 import type { GatewayDeps } from './operations/context';
 
 /** Builds the Express app from injected parts; never listens (tests drive it on port 0). */
@@ -18,7 +19,12 @@ export function createApp(deps: GatewayDeps, options: { newRequestId?: () => str
   });
 
   // The exact bytes, whatever the Content-Type: SigV4 hashes them and we parse the JSON ourselves.
-  app.post('/', express.raw({ type: () => true, limit: deps.config.maxBodyBytes }), dispatch(deps));
+  app.post(
+    '/',
+    express.raw({ type: () => true, limit: deps.config.maxBodyBytes }),
+    sigv4({ principals: deps.principals, region: deps.config.region, clockSkewSeconds: deps.config.clockSkewSeconds, now: () => new Date() }),
+    dispatch(deps),
+  );
   app.use(notFound);
   app.use(kmsErrorHandler);
   return app;

@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { PrincipalStore } from './auth/principals';
 import type { Config } from './config/load-config';
 import { Envelope } from './domain/envelope';
 import { KEY_LABEL_PREFIX, materialLabels, type KeyRepository } from './domain/key-repository';
@@ -45,8 +46,18 @@ export async function buildGateway(config: Config, rawHsm: Hsm, logger: Logger, 
   const hsm = withDeadline(rawHsm, config.hsmTimeoutMs);
   if ((await hsm.listKeyLabels(MARKER_MAC_LABEL)).length === 0) await hsm.generateMacKey(MARKER_MAC_LABEL);
   await reconcile(keys, hsm, logger);
+  const admin = config.adminCredential;
+  if (admin.isDevelopmentDefault) {
+    logger.warn('no QKMS_ACCESS_KEY_ID set: accepting the public development credential on loopback only', { accessKeyId: admin.accessKeyId });
+  }
+  const principals = new PrincipalStore(
+    { accessKeyId: admin.accessKeyId, secretAccessKey: admin.secretAccessKey, principalArn: `arn:aws:iam::${config.accountId}:root` },
+    config.credentialsFile,
+    logger,
+  );
   const deps: GatewayDeps = {
     config,
+    principals,
     scope: { accountId: config.accountId, region: config.region, format: config.arnFormat },
     hsm,
     keys,

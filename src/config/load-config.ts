@@ -12,7 +12,9 @@ export interface Config {
   readonly accountId: string;
   readonly region: string;
   readonly arnFormat: ArnFormat;
-  readonly adminCredential?: { readonly accessKeyId: string; readonly secretAccessKey: string };
+  readonly adminCredential: { readonly accessKeyId: string; readonly secretAccessKey: string; readonly isDevelopmentDefault: boolean };
+  readonly credentialsFile?: string;
+  readonly clockSkewSeconds: number;
   readonly pkcs11: {
     /** Undefined means the embedded SoftHSM2 token in dataDir. */
     readonly modulePath?: string;
@@ -30,6 +32,13 @@ export interface Config {
   readonly logLevel: string;
 }
 
+/**
+ * The admin credential when none is configured: public by design (README "Quick start"), so that
+ * `npm start` works out of the box, and refused for any non-loopback QKMS_HOST.
+ */
+export const DEVELOPMENT_CREDENTIAL = { accessKeyId: 'AKIAQKMSLOCALDEV0001', secretAccessKey: 'qkms-local-development-only' } as const;
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
+
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
     super(`Invalid configuration:\n  - ${problems.join('\n  - ')}`);
@@ -45,6 +54,10 @@ export function loadConfig(env: Env): Config {
   if (error) {
     throw new ConfigError(error.details.map((d) => d.message.replace(/^"(\w+)"/, '$1')));
   }
+  const isDevelopmentDefault = !value.QKMS_ACCESS_KEY_ID;
+  if (isDevelopmentDefault && !LOOPBACK.test(value.QKMS_HOST)) {
+    throw new ConfigError([`QKMS_ACCESS_KEY_ID and QKMS_SECRET_ACCESS_KEY are required when QKMS_HOST (${value.QKMS_HOST}) is not a loopback address: the development credential is public`]);
+  }
   if (value.QKMS_PKCS11_MODULE && !value.QKMS_PKCS11_PIN && !value.QKMS_PKCS11_PIN_FILE) {
     throw new ConfigError(['QKMS_PKCS11_PIN or QKMS_PKCS11_PIN_FILE is required when QKMS_PKCS11_MODULE is set']);
   }
@@ -55,9 +68,11 @@ export function loadConfig(env: Env): Config {
     accountId: value.QKMS_ACCOUNT_ID,
     region: value.QKMS_REGION,
     arnFormat: value.QKMS_ARN_FORMAT,
-    adminCredential: value.QKMS_ACCESS_KEY_ID
-      ? { accessKeyId: value.QKMS_ACCESS_KEY_ID, secretAccessKey: value.QKMS_SECRET_ACCESS_KEY }
-      : undefined,
+    adminCredential: isDevelopmentDefault
+      ? { ...DEVELOPMENT_CREDENTIAL, isDevelopmentDefault }
+      : { accessKeyId: value.QKMS_ACCESS_KEY_ID, secretAccessKey: value.QKMS_SECRET_ACCESS_KEY, isDevelopmentDefault },
+    credentialsFile: value.QKMS_CREDENTIALS_FILE,
+    clockSkewSeconds: value.QKMS_SIGV4_CLOCK_SKEW_SECONDS,
     pkcs11: {
       modulePath: value.QKMS_PKCS11_MODULE,
       tokenLabel: value.QKMS_PKCS11_TOKEN_LABEL,

@@ -12,8 +12,14 @@ export const configSchema = Joi.object({
   // verenc: the seed page's `arn:verenc:<account>:key/<id>`; aws: the six-part ARN that the AWS
   // Encryption SDK requires (pkcs11-and-clients.md §4).
   QKMS_ARN_FORMAT: Joi.string().valid('verenc', 'aws').default('verenc'),
+  // The admin credential (principal arn:aws:iam::<account>:root). Unset, a documented development
+  // credential applies, and only while QKMS_HOST is a loopback address (load-config.ts).
   QKMS_ACCESS_KEY_ID: Joi.string().pattern(/^[A-Z0-9]{16,128}$/),
   QKMS_SECRET_ACCESS_KEY: Joi.string().min(16).max(128),
+  // More principals (JSON; README "Principals"), re-read on change without a restart.
+  QKMS_CREDENTIALS_FILE: Joi.string().min(1),
+  // How far a request's X-Amz-Date may be from the gateway's clock, either way (kms-protocol.md §3.3).
+  QKMS_SIGV4_CLOCK_SKEW_SECONDS: Joi.number().integer().min(1).max(3600).default(300),
   // Unset: the embedded SoftHSM2 token in QKMS_DATA_DIR, created on first start.
   QKMS_PKCS11_MODULE: Joi.string().min(1),
   QKMS_PKCS11_TOKEN_LABEL: Joi.string().min(1).max(32).default('qkms'),

@@ -172,3 +172,39 @@ export class AlreadyExistsException extends KmsError {
 export class ConflictException extends KmsError {
   readonly type = 'ConflictException';
 }
+
+/** Authentication failures (kms-protocol.md §3.3); all 400 like the other client errors. */
+export class MissingAuthenticationTokenException extends KmsError {
+  readonly type = 'MissingAuthenticationTokenException';
+  static create(): MissingAuthenticationTokenException {
+    return new MissingAuthenticationTokenException('Missing Authentication Token');
+  }
+}
+
+export class IncompleteSignatureException extends KmsError {
+  readonly type = 'IncompleteSignatureException';
+}
+
+export class UnrecognizedClientException extends KmsError {
+  readonly type = 'UnrecognizedClientException';
+  static create(): UnrecognizedClientException {
+    return new UnrecognizedClientException('The security token included in the request is invalid.');
+  }
+}
+
+export class InvalidSignatureException extends KmsError {
+  readonly type = 'InvalidSignatureException';
+  static mismatch(): InvalidSignatureException {
+    return new InvalidSignatureException(
+      'The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.',
+    );
+  }
+}
+
+export class AccessDeniedException extends KmsError {
+  readonly type = 'AccessDeniedException';
+}
+
+export class ThrottlingException extends KmsError {
+  readonly type = 'ThrottlingException';
+}

@@ -21,6 +21,7 @@ export function dispatch(deps: GatewayDeps) {
       const output = await operation.handle(input, {
         deps,
         requestId: l.requestId,
+        principal: l.principal!,
         log: l.log.child({ operation: name }),
         noteKey: (keyArn) => (l.keyArn = keyArn),
       });

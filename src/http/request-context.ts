@@ -1,4 +1,5 @@
 import type { NextFunction, Request, Response } from 'express';
+import type { Principal } from '../auth/principals';
 import type { Logger } from '../logging/logger';
 
 export interface RequestLocals {
@@ -8,6 +9,8 @@ export interface RequestLocals {
   operation?: string;
   keyArn?: string;
   errorType?: string;
+  /** Set by sigv4 once the signature verified. */
+  principal?: Principal;
 }
 
 export function locals(res: Response): RequestLocals {
@@ -28,6 +31,7 @@ export function requestContext(logger: Logger, newId: () => string) {
       if (req.path === '/health') return;
       const line = {
         operation: l.operation,
+        principal: l.principal?.principalArn,
         keyId: l.keyArn,
         status: res.statusCode,
         errorType: l.errorType,

@@ -1,4 +1,5 @@
 import type JoiBase from 'joi';
+import type { Principal, PrincipalStore } from '../auth/principals';
 import type { Config } from '../config/load-config';
 import type { ArnScope } from '../domain/arn';
 import type { Envelope } from '../domain/envelope';
@@ -15,6 +16,8 @@ export interface GatewayDeps {
   keys: KeyRepository;
   envelope: Envelope;
   markers: MarkerCodec;
+  principals: PrincipalStore;
+  /** Key lifecycle time (deletion dates, rotation); tests move it. SigV4 always uses the wall clock. */
   clock: () => Date;
   logger: Logger;
 }
@@ -22,6 +25,8 @@ export interface GatewayDeps {
 export interface OperationContext {
   deps: GatewayDeps;
   requestId: string;
+  /** The verified signer of the request. */
+  principal: Principal;
   log: Logger;
   /** Records the key ARN for the request's log line. */
   noteKey(keyArn: string): void;

@@ -53,6 +53,17 @@ describe('Unmodified AWS clients against the gateway', function () {
     );
   });
 
+  it("curl's own SigV4 signer (--aws-sigv4) is accepted, and a wrong secret is not", async function () {
+    if (spawnSync('curl', ['--version']).error) this.skip(); // curl not installed
+    const curl = (secret: string) =>
+      run('curl', ['-s', gw.url, '--aws-sigv4', 'aws:amz:us-east-1:kms', '--user', `${TEST_CREDENTIALS.accessKeyId}:${secret}`,
+        '-H', 'Content-Type: application/x-amz-json-1.1', '-H', 'X-Amz-Target: TrentService.GenerateDataKey',
+        '-d', JSON.stringify({ KeyId: keyId, KeySpec: 'AES_256' })]);
+    const ok = JSON.parse((await curl(TEST_CREDENTIALS.secretAccessKey)).stdout);
+    assert.equal(ok.KeyId, `arn:verenc:111122223333:key/${keyId}`);
+    assert.equal(JSON.parse((await curl('not-the-secret-0123456789')).stdout).__type, 'InvalidSignatureException');
+  });
+
   it('boto3 runs the seed request, decrypts, and gets typed exceptions', async function () {
     const python = pythonWithBoto3();
     if (!python) this.skip(); // python3-boto3 not installed: .ci/run installs it

@@ -17,7 +17,7 @@ export function spawnGateway(env: Record<string, string>): { child: ChildProcess
   const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('QKMS_') && k !== 'SOFTHSM2_CONF'));
   const child = spawn(process.execPath, ['--require', require.resolve('tsx/cjs'), path.join(ROOT, 'src/main.ts')], {
     cwd: ROOT,
-    env: { ...clean, QKMS_PORT: '0', ...env },
+    env: { ...clean, QKMS_PORT: '0', QKMS_ACCESS_KEY_ID: TEST_CREDENTIALS.accessKeyId, QKMS_SECRET_ACCESS_KEY: TEST_CREDENTIALS.secretAccessKey, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';

@@ -5,6 +5,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { KMSClient } from '@aws-sdk/client-kms';
+import { Hash } from '@smithy/hash-node';
+import { HttpRequest } from '@smithy/protocol-http';
+import { SignatureV4 } from '@smithy/signature-v4';
 import { createApp } from '../../src/app';
 import { loadConfig, type Config } from '../../src/config/load-config';
 import { buildGateway } from '../../src/gateway';
@@ -39,7 +42,13 @@ export interface Harness {
  */
 export async function startGateway(hsm: Hsm, env: Record<string, string> = {}): Promise<Harness> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'qkms-gw-'));
-  const config = loadConfig({ QKMS_DATA_DIR: dataDir, QKMS_PORT: '0', ...env });
+  const config = loadConfig({
+    QKMS_DATA_DIR: dataDir,
+    QKMS_PORT: '0',
+    QKMS_ACCESS_KEY_ID: TEST_CREDENTIALS.accessKeyId,
+    QKMS_SECRET_ACCESS_KEY: TEST_CREDENTIALS.secretAccessKey,
+    ...env,
+  });
   const logStream = new PassThrough();
   const logChunks: string[] = [];
   logStream.on('data', (c: Buffer) => logChunks.push(c.toString()));
@@ -71,13 +80,56 @@ export async function startGateway(hsm: Hsm, env: Record<string, string> = {}): 
   };
 }
 
-/** A raw POST as a client would send it, for what the SDK cannot send (bad JSON, odd headers). */
-export async function rawCall(url: string, target: string | undefined, body: string | Buffer, headers: Record<string, string> = {}) {
-  const res = await fetch(url, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/x-amz-json-1.1', ...(target && { 'X-Amz-Target': target }), ...headers },
-    body,
+export interface RawCallOptions {
+  headers?: Record<string, string>;
+  /** Sign with these instead of the admin test credential; `false` sends no Authorization. */
+  credentials?: { accessKeyId: string; secretAccessKey: string } | false;
+  signingDate?: Date;
+  region?: string;
+  /** Changes the request after signing (e.g. alter the body) to prove the signature covers it. */
+  tamper?: (req: { headers: Record<string, string>; body: Buffer }) => void;
+}
+
+/**
+ * A raw POST as a client would send it, SigV4-signed by @smithy/signature-v4 like the SDKs do, for
+ * what the SDK cannot send (bad JSON, odd headers, mis-signed requests). node:http, not fetch, so
+ * the Host header is exactly the one signed.
+ */
+export async function rawCall(url: string, target: string | undefined, body: string | Buffer, options: RawCallOptions = {}) {
+  const u = new URL(url);
+  let headers: Record<string, string> = {
+    host: u.host,
+    'content-type': 'application/x-amz-json-1.1',
+    ...(target && { 'x-amz-target': target }),
+    ...options.headers,
+  };
+  const bytes = Buffer.from(body);
+  if (options.credentials !== false) {
+    const signer = new SignatureV4({
+      credentials: options.credentials ?? TEST_CREDENTIALS,
+      region: options.region ?? 'us-east-1',
+      service: 'kms',
+      sha256: Hash.bind(null, 'sha256'),
+    });
+    const signed = await signer.sign(new HttpRequest({ method: 'POST', protocol: 'http:', hostname: u.hostname, port: Number(u.port), path: '/', headers, body: bytes }), {
+      signingDate: options.signingDate,
+    });
+    headers = signed.headers;
+  }
+  const req = { headers, body: bytes };
+  options.tamper?.(req);
+  return new Promise<{ status: number; headers: Headers; text: string; json?: Record<string, any> }>((resolve, reject) => {
+    const r = http.request(url, { method: 'POST', headers: { ...req.headers, 'content-length': String(req.body.length) } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        const h = new Headers();
+        for (const [k, v] of Object.entries(res.headers)) if (typeof v === 'string') h.set(k, v);
+        resolve({ status: res.statusCode!, headers: h, text, json: text ? (JSON.parse(text) as Record<string, any>) : undefined });
+      });
+    });
+    r.on('error', reject);
+    r.end(req.body);
   });
-  const text = await res.text();
-  return { status: res.status, headers: res.headers, text, json: text ? (JSON.parse(text) as Record<string, any>) : undefined };
 }

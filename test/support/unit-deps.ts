@@ -1,3 +1,4 @@
+import { PrincipalStore } from '../../src/auth/principals';
 import { loadConfig } from '../../src/config/load-config';
 import { Envelope } from '../../src/domain/envelope';
 import { MARKER_MAC_LABEL, MarkerCodec } from '../../src/domain/marker';
@@ -19,11 +20,15 @@ export async function unitDeps(env: Record<string, string> = {}): Promise<Gatewa
     keys: new SqliteKeyRepository(':memory:'),
     envelope: new Envelope(fake, config.dataKeyWrap),
     markers: new MarkerCodec(fake),
+    principals: new PrincipalStore({ ...TEST_ADMIN, principalArn: `arn:aws:iam::${config.accountId}:root` }, undefined, createLogger({ level: 'error', silent: true })),
     clock: () => new Date('2026-11-29T12:00:00Z'),
     logger: createLogger({ level: 'error', silent: true }),
   };
 }
 
+const TEST_ADMIN = { accessKeyId: 'AKIAQKMSUNITTEST0001', secretAccessKey: 'unit-test-secret-0123456789' };
+
 export function operationContext(deps: GatewayDeps): OperationContext {
-  return { deps, requestId: 'test-request', log: deps.logger, noteKey: () => undefined };
+  const principal = { accessKeyId: TEST_ADMIN.accessKeyId, principalArn: `arn:aws:iam::${deps.config.accountId}:root` };
+  return { deps, requestId: 'test-request', principal, log: deps.logger, noteKey: () => undefined };
 }

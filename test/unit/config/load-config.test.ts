@@ -61,3 +61,16 @@ describe('config/gateway.example.env', () => {
     assert.deepEqual(names.filter((n) => !text.includes(n)), []);
   });
 });
+
+describe('Admin credential', () => {
+  it('defaults to the public development credential on loopback', () => {
+    const c = loadConfig({});
+    assert.deepEqual(c.adminCredential, { accessKeyId: 'AKIAQKMSLOCALDEV0001', secretAccessKey: 'qkms-local-development-only', isDevelopmentDefault: true });
+  });
+
+  it('refuses to listen beyond loopback without a configured credential', () => {
+    assert.throws(() => loadConfig({ QKMS_HOST: '0.0.0.0' }), /QKMS_ACCESS_KEY_ID and QKMS_SECRET_ACCESS_KEY are required/);
+    const c = loadConfig({ QKMS_HOST: '0.0.0.0', QKMS_ACCESS_KEY_ID: 'AKIAPRODUCTION00001', QKMS_SECRET_ACCESS_KEY: 'a-long-production-secret' });
+    assert.equal(c.adminCredential.isDevelopmentDefault, false);
+  });
+});

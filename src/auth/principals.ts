@@ -1,0 +1,86 @@
+import fs from 'node:fs';
+import Joi from 'joi';
+import type { Logger } from '../logging/logger';
+
+/** Who signed a request: the access key's principal, and its identity policy when it has one. */
+export interface Principal {
+  accessKeyId: string;
+  principalArn: string;
+  /** Identity policy document (IAM JSON); evaluated with key policies. */
+  policy?: unknown;
+}
+
+interface Credential extends Principal {
+  secretAccessKey: string;
+}
+
+const fileSchema = Joi.object({
+  principals: Joi.array()
+    .items(
+      Joi.object({
+        accessKeyId: Joi.string().pattern(/^[A-Z0-9]{16,128}$/).required(),
+        secretAccessKey: Joi.string().min(16).max(128).required(),
+        principalArn: Joi.string().pattern(/^arn:aws[a-z-]*:(iam|sts)::\d{12}:\S+$/).required(),
+        policy: Joi.object(),
+      }),
+    )
+    .unique('accessKeyId')
+    .required(),
+});
+
+/**
+ * Access keys the gateway accepts: the admin credential (QKMS_ACCESS_KEY_ID / _SECRET_ACCESS_KEY,
+ * principal `arn:aws:iam::<account>:root`) and those of QKMS_CREDENTIALS_FILE, which is re-read
+ * when its modification time or size changes (checked at most once a second), so keys are added
+ * and revoked without a restart. A file that fails to parse is reported and the previous set kept.
+ */
+export class PrincipalStore {
+  private fromFile = new Map<string, Credential>();
+  private fileStamp = '';
+  private checkedAt = 0;
+
+  constructor(
+    private readonly admin: Credential,
+    private readonly file: string | undefined,
+    private readonly logger: Logger,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.reloadIfChanged(true);
+  }
+
+  /** The secret and principal of an access key id, or undefined for an unknown key. */
+  lookup(accessKeyId: string): Credential | undefined {
+    this.reloadIfChanged(false);
+    return accessKeyId === this.admin.accessKeyId ? this.admin : this.fromFile.get(accessKeyId);
+  }
+
+  private reloadIfChanged(isStartup: boolean): void {
+    if (!this.file || (!isStartup && this.now() - this.checkedAt < 1000)) return;
+    this.checkedAt = this.now();
+    let stamp: string;
+    try {
+      const st = fs.statSync(this.file);
+      stamp = `${st.mtimeMs}:${st.size}:${st.ino}`;
+    } catch (err) {
+      if (isStartup) throw new Error(`QKMS_CREDENTIALS_FILE ${this.file}: ${(err as Error).message}`);
+      this.logger.error('credentials file unreadable; keeping the previous principals', { file: this.file });
+      return;
+    }
+    if (stamp === this.fileStamp) return;
+    try {
+      this.fromFile = parse(fs.readFileSync(this.file, 'utf8'));
+      this.fileStamp = stamp;
+      this.logger.info('credentials file loaded', { file: this.file, principals: [...this.fromFile.values()].map((p) => p.principalArn) });
+    } catch (err) {
+      if (isStartup) throw new Error(`QKMS_CREDENTIALS_FILE ${this.file}: ${(err as Error).message}`);
+      this.logger.error('credentials file invalid; keeping the previous principals', { file: this.file, problem: (err as Error).message });
+    }
+  }
+}
+
+function parse(text: string): Map<string, Credential> {
+  const { error, value } = fileSchema.validate(JSON.parse(text), { abortEarly: false });
+  // Joi's messages name the path but not the secret value.
+  if (error) throw new Error(error.details.map((d) => d.message).join('; '));
+  return new Map((value.principals as Credential[]).map((c) => [c.accessKeyId, c]));
+}

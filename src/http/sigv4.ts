@@ -1,0 +1,141 @@
+import crypto from 'node:crypto';
+import type { NextFunction, Request, Response } from 'express';
+import { Hash } from '@smithy/hash-node';
+import { HttpRequest } from '@smithy/protocol-http';
+import { SignatureV4 } from '@smithy/signature-v4';
+import type { Principal, PrincipalStore } from '../auth/principals';
+import {
+  IncompleteSignatureException,
+  InvalidSignatureException,
+  MissingAuthenticationTokenException,
+  UnrecognizedClientException,
+} from '../errors/kms-errors';
+import { locals } from './request-context';
+
+export interface SigV4Options {
+  principals: PrincipalStore;
+  region: string;
+  clockSkewSeconds: number;
+  now: () => Date;
+}
+
+const AUTH = /^AWS4-HMAC-SHA256 (.*)$/;
+const AMZ_DATE = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/;
+
+/**
+ * Verifies the SigV4 Authorization header of every request against its raw bytes (kms-protocol.md
+ * §3) before anything else reads the body. The signature itself is recomputed by
+ * @smithy/signature-v4 over the received request, restricted to the client's SignedHeaders list;
+ * the checks around it (header syntax, scope, time window, body hash) are ours, in the order and
+ * wording of §3.3. The verified principal is left on res.locals for authorization and audit.
+ */
+export function sigv4(options: SigV4Options) {
+  return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
+    try {
+      locals(res).principal = await verify(req, options);
+      next();
+    } catch (err) {
+      next(err);
+    }
+  };
+}
+
+async function verify(req: Request, options: SigV4Options): Promise<Principal> {
+  const header = req.get('authorization');
+  if (!header) throw MissingAuthenticationTokenException.create();
+  const parsed = parseAuthorization(header);
+  const [accessKeyId, scopeDate, region, service, terminator] = parsed.credential.split('/');
+  if (!accessKeyId || !scopeDate || !region || !service || terminator !== 'aws4_request') {
+    throw new IncompleteSignatureException(`Credential is malformed: expected <access key>/<date>/<region>/kms/aws4_request. Authorization=${header.replace(/Signature=[0-9a-f]*/, 'Signature=…')}`);
+  }
+  const credential = options.principals.lookup(accessKeyId);
+  // Temporary credentials are not issued by this gateway, so any session token is unknown.
+  if (!credential || req.get('x-amz-security-token') !== undefined) throw UnrecognizedClientException.create();
+  if (service !== 'kms') throw new InvalidSignatureException("Credential should be scoped to correct service: 'kms'. ");
+  if (region !== options.region) throw new InvalidSignatureException(`Credential should be scoped to a valid region, not '${region}'. `);
+  const amzDate = req.get('x-amz-date');
+  if (!amzDate) throw new IncompleteSignatureException("Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.");
+  const signingDate = parseAmzDate(amzDate);
+  if (amzDate.slice(0, 8) !== scopeDate) throw new InvalidSignatureException(`Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '${scopeDate}' != '${amzDate.slice(0, 8)}', from '${amzDate}'.`);
+  checkWindow(signingDate, amzDate, options);
+  if (!parsed.signedHeaders.includes('host')) throw new InvalidSignatureException("'Host' must be a 'SignedHeader' in the AWS Authorization.");
+
+  const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+  const bodyHash = crypto.createHash('sha256').update(body).digest('hex');
+  const claimedHash = req.get('x-amz-content-sha256');
+  // smithy trusts this header as the payload hash: it must be the hash of the bytes received.
+  if (claimedHash !== undefined && claimedHash !== bodyHash) throw InvalidSignatureException.mismatch();
+
+  const headers: Record<string, string> = {};
+  for (const name of parsed.signedHeaders) {
+    const values = req.headersDistinct[name];
+    if (!values) throw InvalidSignatureException.mismatch(); // signed but not sent
+    headers[name] = values.join(',');
+  }
+  const signer = new SignatureV4({
+    credentials: { accessKeyId, secretAccessKey: credential.secretAccessKey },
+    region,
+    service: 'kms',
+    sha256: Hash.bind(null, 'sha256'),
+    applyChecksum: false,
+    uriEscapePath: true,
+  });
+  const expected = await signer.sign(
+    new HttpRequest({ method: req.method, protocol: 'http:', hostname: '', path: req.path, query: {}, headers, body }),
+    { signingDate, signableHeaders: new Set(parsed.signedHeaders) },
+  );
+  const expectedSignature = /Signature=([0-9a-f]{64})/.exec(expected.headers.authorization)?.[1] ?? '';
+  const isSameList = /SignedHeaders=([^,]+)/.exec(expected.headers.authorization)?.[1] === parsed.signedHeaders.join(';');
+  if (!isSameList || !timingSafeEqualHex(expectedSignature, parsed.signature)) throw InvalidSignatureException.mismatch();
+  return { accessKeyId, principalArn: credential.principalArn, policy: credential.policy };
+}
+
+function parseAuthorization(header: string): { credential: string; signedHeaders: string[]; signature: string } {
+  const m = AUTH.exec(header);
+  if (!m) throw new IncompleteSignatureException(`Authorization header requires 'Credential' parameter. Authorization header requires 'Signature' parameter. Authorization header requires 'SignedHeaders' parameter. Authorization=${header.split(' ')[0]}`);
+  const parts: Record<string, string> = {};
+  for (const pair of m[1].split(',').map((p) => p.trim())) {
+    const eq = pair.indexOf('=');
+    if (eq < 0) throw new IncompleteSignatureException(`'${pair}' not a valid key=value pair (missing equal-sign) in Authorization header: '${header.split(',')[0]}…'.`);
+    parts[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+  const missing = ['Credential', 'Signature', 'SignedHeaders'].filter((k) => !parts[k]);
+  if (missing.length > 0) {
+    throw new IncompleteSignatureException(missing.map((k) => `Authorization header requires '${k}' parameter.`).join(' '));
+  }
+  const signedHeaders = parts.SignedHeaders.split(';');
+  if (signedHeaders.some((h) => h !== h.toLowerCase() || h === '') || [...signedHeaders].sort().join(';') !== parts.SignedHeaders) {
+    throw InvalidSignatureException.mismatch(); // canonical form: lowercase, sorted
+  }
+  return { credential: parts.Credential, signedHeaders, signature: parts.Signature };
+}
+
+function parseAmzDate(value: string): Date {
+  const m = AMZ_DATE.exec(value);
+  const date = m ? new Date(Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +m[6])) : undefined;
+  if (!date || Number.isNaN(date.getTime())) throw new IncompleteSignatureException(`Date must be in ISO-8601 'basic format'. Got '${value}'. See http://en.wikipedia.org/wiki/ISO_8601`);
+  return date;
+}
+
+/** Both directions, same window (kms-protocol.md §3.3; QKMS_SIGV4_CLOCK_SKEW_SECONDS, default 5 min). */
+function checkWindow(signed: Date, amzDate: string, options: SigV4Options): void {
+  const now = options.now();
+  const windowMs = options.clockSkewSeconds * 1000;
+  const minutes = `${Math.round(options.clockSkewSeconds / 60)} min.`;
+  if (signed.getTime() < now.getTime() - windowMs) {
+    throw new InvalidSignatureException(`Signature expired: ${amzDate} is now earlier than ${basic(new Date(now.getTime() - windowMs))} (${basic(now)} - ${minutes})`);
+  }
+  if (signed.getTime() > now.getTime() + windowMs) {
+    throw new InvalidSignatureException(`Signature not yet current: ${amzDate} is still later than ${basic(new Date(now.getTime() + windowMs))} (${basic(now)} + ${minutes})`);
+  }
+}
+
+function basic(d: Date): string {
+  return d.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
+}
+
+function timingSafeEqualHex(a: string, b: string): boolean {
+  const x = Buffer.from(a, 'utf8');
+  const y = Buffer.from(b, 'utf8');
+  return x.length === y.length && crypto.timingSafeEqual(x, y);
+}
