@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import Joi from 'joi';
+import { parsePolicy } from '../domain/policy';
 import type { Logger } from '../logging/logger';
 
 /** Who signed a request: the access key's principal, and its identity policy when it has one. */
@@ -82,5 +83,8 @@ function parse(text: string): Map<string, Credential> {
   const { error, value } = fileSchema.validate(JSON.parse(text), { abortEarly: false });
   // Joi's messages name the path but not the secret value.
   if (error) throw new Error(error.details.map((d) => d.message).join('; '));
+  for (const c of value.principals as Credential[]) {
+    if (c.policy !== undefined) parsePolicy(JSON.stringify(c.policy), { requirePrincipal: false });
+  }
   return new Map((value.principals as Credential[]).map((c) => [c.accessKeyId, c]));
 }

@@ -69,6 +69,7 @@ export interface KeyRepository {
   /** Aliases in name order, optionally of one key; position is opaque but stable. */
   listAliases(afterPosition: number, limit: number, keyId?: string): Promise<Array<Alias & { position: number }>>;
   setDescription(keyId: string, description: string): Promise<void>;
+  setPolicy(keyId: string, policy: string): Promise<void>;
   /** Inserts or replaces the given tags and removes `remove`, in one transaction. */
   changeTags(keyId: string, put: Tag[], remove: string[]): Promise<void>;
   setRotation(keyId: string, rotation: { periodDays: number; nextRotationDate: Date } | null): Promise<void>;

@@ -9,7 +9,7 @@ const schema = Joi.object({ KeyId: keyIdSchema.required() });
 export const cancelKeyDeletion: Operation<{ KeyId: string }> = {
   schema,
   async handle(input, ctx) {
-    const { key, arn } = await resolveKey(input.KeyId, ctx, { allowAlias: false });
+    const { key, arn } = await resolveKey(input.KeyId, ctx, { allowAlias: false, action: 'kms:CancelKeyDeletion' });
     if (key.state !== 'PendingDeletion') throw KMSInvalidStateException.notPendingDeletion(arn);
     await ctx.deps.keys.setState(key.keyId, { state: 'Disabled', deletionDate: null, pendingWindowDays: null });
     return { KeyId: arn };

@@ -20,7 +20,7 @@ export const createAlias: Operation<CreateAliasInput> = {
   schema,
   async handle(input, ctx) {
     assertAliasName(input.AliasName);
-    const target = await aliasTarget(input.TargetKeyId, ctx);
+    const target = await aliasTarget(input.TargetKeyId, ctx, 'kms:CreateAlias');
     const now = ctx.deps.clock();
     const isCreated = await ctx.deps.keys.insertAlias({ aliasName: input.AliasName, targetKeyId: target.key.keyId, createdAt: now, lastUpdatedAt: now });
     if (!isCreated) throw new AlreadyExistsException(`An alias with the name ${aliasArn(ctx.deps.scope, input.AliasName)} already exists`);

@@ -3,7 +3,9 @@ import { keyArn } from '../domain/arn';
 import type { KeyRecord, Tag } from '../domain/key-repository';
 import { materialLabels } from '../domain/key-repository';
 import { KEY_SPECS_IN_KMS, KEY_USAGES_IN_KMS, SUPPORTED_SPECS } from '../domain/key-spec';
-import { LimitExceededException, MalformedPolicyDocumentException, TagException, UnsupportedOperationException, ValidationException } from '../errors/kms-errors';
+import { TagException, UnsupportedOperationException, ValidationException } from '../errors/kms-errors';
+import { authorize } from './authorize';
+import { checkNewKeyPolicy } from './key-policy';
 import type { GatewayDeps, Operation } from './context';
 import { keyMetadata } from './key-metadata';
 import { Joi, tagsSchema } from './shared-schemas';
@@ -39,9 +41,10 @@ const schema = Joi.object({
 export const createKey: Operation<CreateKeyInput> = {
   schema,
   async handle(input, ctx) {
+    authorize(ctx, 'kms:CreateKey');
     const keySpec = checkSpec(input);
     const tags = checkTags(input.Tags ?? []);
-    if (input.Policy !== undefined) checkPolicy(input.Policy);
+    if (input.Policy !== undefined) checkNewKeyPolicy(input.Policy, ctx, { isBypassed: input.BypassPolicyLockoutSafetyCheck === true });
     const key = await createKeyInHsm(ctx.deps, { keySpec, description: input.Description ?? '', tags, policy: input.Policy });
     ctx.noteKey(keyArn(ctx.deps.scope, key.keyId));
     return { KeyMetadata: await keyMetadata(key, ctx.deps) };
@@ -76,17 +79,6 @@ export function checkTags(tags: Array<{ TagKey: string; TagValue: string }>): Ta
   if (new Set(tags.map((t) => t.TagKey)).size !== tags.length) throw new TagException('Duplicate tag keys');
   if (tags.some((t) => t.TagKey.toLowerCase().startsWith('aws:'))) throw new TagException('Tags beginning with aws: are reserved');
   return tags.map((t) => ({ key: t.TagKey, value: t.TagValue }));
-}
-
-/** Policies are stored now and evaluated by the authorization issue (#4); a document must at least be a JSON object. */
-function checkPolicy(policy: string): void {
-  if (Buffer.byteLength(policy) > 32768) throw new LimitExceededException('The key policy exceeds the 32 KB quota.');
-  try {
-    const doc: unknown = JSON.parse(policy);
-    if (!doc || typeof doc !== 'object' || Array.isArray(doc)) throw new Error('not an object');
-  } catch {
-    throw new MalformedPolicyDocumentException('The key policy must be a JSON object.');
-  }
 }
 
 /**

@@ -34,7 +34,13 @@ export const decrypt: Operation<DecryptInput> = {
     rejectRecipient(input.Recipient);
     await checkGrantTokens(input.GrantTokens, ctx);
     const blob = unpackBlob(input.CiphertextBlob);
-    const source = await keyForDecryption(blob, ctx, { operation: 'Decrypt', keyId: input.KeyId, algorithm: input.EncryptionAlgorithm });
+    const source = await keyForDecryption(blob, ctx, {
+      operation: 'Decrypt',
+      action: 'kms:Decrypt',
+      keyId: input.KeyId,
+      algorithm: input.EncryptionAlgorithm,
+      facts: { encryptionContext: input.EncryptionContext ?? {} },
+    });
     if (input.DryRun) throw DryRunOperationException.create();
     const plaintext = await ctx.deps.envelope.open(blob, context);
     return {

@@ -2,6 +2,7 @@ import { aliasArn } from '../domain/arn';
 import { ALIAS_NAME_PATTERN, assertAliasName } from '../domain/alias-name';
 import { NotFoundException } from '../errors/kms-errors';
 import type { Operation } from './context';
+import { resolveKey } from './key-lookup';
 import { Joi } from './shared-schemas';
 
 interface DeleteAliasInput {
@@ -15,7 +16,9 @@ export const deleteAlias: Operation<DeleteAliasInput> = {
   schema,
   async handle(input, ctx) {
     assertAliasName(input.AliasName);
-    if (!(await ctx.deps.keys.getAlias(input.AliasName))) throw NotFoundException.aliasNotFound(aliasArn(ctx.deps.scope, input.AliasName));
+    const alias = await ctx.deps.keys.getAlias(input.AliasName);
+    if (!alias) throw NotFoundException.aliasNotFound(aliasArn(ctx.deps.scope, input.AliasName));
+    await resolveKey(alias.targetKeyId, ctx, { allowAlias: false, action: 'kms:DeleteAlias' });
     await ctx.deps.keys.deleteAlias(input.AliasName);
     return undefined;
   },

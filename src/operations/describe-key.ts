@@ -15,7 +15,7 @@ export const describeKey: Operation<DescribeKeyInput> = {
   schema,
   async handle(input, ctx) {
     await checkGrantTokens(input.GrantTokens, ctx);
-    const { key } = await resolveKey(input.KeyId, ctx, { allowAlias: true });
+    const { key } = await resolveKey(input.KeyId, ctx, { allowAlias: true, action: 'kms:DescribeKey' });
     return { KeyMetadata: await keyMetadata(key, ctx.deps) };
   },
 };

@@ -29,7 +29,12 @@ export const encrypt: Operation<EncryptInput> = {
   async handle(input, ctx) {
     const context = encodeEncryptionContext(input.EncryptionContext, ctx.deps.config.maxEncryptionContextBytes);
     await checkGrantTokens(input.GrantTokens, ctx);
-    const target = await keyForEncryption(input.KeyId, ctx, 'Encrypt', input.EncryptionAlgorithm);
+    const target = await keyForEncryption(input.KeyId, ctx, {
+      operation: 'Encrypt',
+      action: 'kms:Encrypt',
+      algorithm: input.EncryptionAlgorithm,
+      facts: { encryptionContext: input.EncryptionContext ?? {} },
+    });
     if (input.DryRun) throw DryRunOperationException.create();
     const blob = await ctx.deps.envelope.encrypt(target.key.keyId, target.version, input.Plaintext, context);
     return { CiphertextBlob: blob.toString('base64'), KeyId: target.arn, EncryptionAlgorithm: 'SYMMETRIC_DEFAULT' };

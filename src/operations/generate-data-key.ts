@@ -43,7 +43,7 @@ export async function newDataKey(input: GenerateDataKeyInput, ctx: OperationCont
   const lengthBytes = dataKeyLength(input);
   const context = encodeEncryptionContext(input.EncryptionContext, ctx.deps.config.maxEncryptionContextBytes);
   await checkGrantTokens(input.GrantTokens, ctx);
-  const target = await keyForEncryption(input.KeyId, ctx, operation);
+  const target = await keyForEncryption(input.KeyId, ctx, { operation, action: `kms:${operation}`, facts: { encryptionContext: input.EncryptionContext ?? {} } });
   if (input.DryRun) throw DryRunOperationException.create();
   const { plaintext, blob } = await ctx.deps.envelope.sealNewDataKey(target.key.keyId, target.version, lengthBytes, context);
   return { CiphertextBlob: blob.toString('base64'), plaintext, KeyId: target.arn, KeyMaterialId: target.materialId };

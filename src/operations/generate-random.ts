@@ -1,4 +1,5 @@
 import { UnsupportedOperationException, ValidationException } from '../errors/kms-errors';
+import { authorize } from './authorize';
 import type { Operation } from './context';
 import { Joi, recipientSchema } from './shared-schemas';
 import { rejectRecipient } from './symmetric-crypto';
@@ -22,6 +23,7 @@ export const generateRandom: Operation<GenerateRandomInput> = {
     if (input.NumberOfBytes === undefined) throw new ValidationException('NumberOfBytes is required.');
     if (input.CustomKeyStoreId) throw new UnsupportedOperationException('Custom key stores are not supported.');
     rejectRecipient(input.Recipient);
+    authorize(ctx, 'kms:GenerateRandom');
     return { Plaintext: (await ctx.deps.hsm.randomBytes(input.NumberOfBytes)).toString('base64') };
   },
 };

@@ -3,6 +3,7 @@ import { assertGrantTokens } from '../domain/grant-token';
 import type { KeyRecord } from '../domain/key-repository';
 import { parseKeyRef } from '../domain/key-ref';
 import { InvalidArnException, NotFoundException } from '../errors/kms-errors';
+import { authorize, type RequestFacts } from './authorize';
 import type { OperationContext } from './context';
 
 export interface ResolvedKey {
@@ -12,9 +13,14 @@ export interface ResolvedKey {
 
 /**
  * KeyId -> key record (kms-protocol.md §4): key id, key ARN of either form, and — where the
- * operation accepts them — alias name or alias ARN. Errors in AWS's order and wording.
+ * operation accepts them — alias name or alias ARN. Errors in AWS's order and wording. Every key
+ * an operation touches comes through here, so this is where `action` is authorized.
  */
-export async function resolveKey(input: string, ctx: OperationContext, options: { allowAlias: boolean }): Promise<ResolvedKey> {
+export async function resolveKey(
+  input: string,
+  ctx: OperationContext,
+  options: { allowAlias: boolean; action: string; facts?: RequestFacts },
+): Promise<ResolvedKey> {
   const { scope, keys } = ctx.deps;
   const ref = parseKeyRef(input);
   if (ref.kind === 'invalid') throw NotFoundException.invalidKeyId(input);
@@ -36,6 +42,7 @@ export async function resolveKey(input: string, ctx: OperationContext, options: 
   const key = await keys.getKey(keyId);
   if (!key) throw NotFoundException.keyDoesNotExist(arn);
   ctx.noteKey(arn);
+  authorize(ctx, options.action, key, options.facts);
   return { key, arn };
 }
 

@@ -16,8 +16,8 @@ const ON_DEMAND_LIMIT = 25;
 const CONFLICT_WINDOW_MS = 20 * 60_000; // on-demand rotation is refused this close to an automatic one [D]
 
 /** Rotation applies to symmetric AWS_KMS keys only (U7). */
-async function rotatableKey(keyId: string, ctx: OperationContext): Promise<ResolvedKey> {
-  const resolved = await resolveKey(keyId, ctx, { allowAlias: false });
+async function rotatableKey(keyId: string, ctx: OperationContext, action: string): Promise<ResolvedKey> {
+  const resolved = await resolveKey(keyId, ctx, { allowAlias: false, action });
   if (resolved.key.keySpec !== 'SYMMETRIC_DEFAULT' || resolved.key.origin !== 'AWS_KMS') {
     throw new UnsupportedOperationException(`${resolved.arn} key spec is ${resolved.key.keySpec} which is not valid for key rotation.`);
   }
@@ -25,8 +25,8 @@ async function rotatableKey(keyId: string, ctx: OperationContext): Promise<Resol
 }
 
 /** Enable/Disable/RotateKeyOnDemand need an Enabled key: Disabled is D1, PendingDeletion S3 (§5). */
-async function enabledRotatableKey(keyId: string, ctx: OperationContext): Promise<ResolvedKey> {
-  const resolved = await rotatableKey(keyId, ctx);
+async function enabledRotatableKey(keyId: string, ctx: OperationContext, action: string): Promise<ResolvedKey> {
+  const resolved = await rotatableKey(keyId, ctx, action);
   assertUsableForCrypto(resolved.key.state, resolved.arn);
   return resolved;
 }
@@ -34,7 +34,7 @@ async function enabledRotatableKey(keyId: string, ctx: OperationContext): Promis
 export const enableKeyRotation: Operation<{ KeyId: string; RotationPeriodInDays?: number }> = {
   schema: Joi.object({ KeyId: keyIdSchema.required(), RotationPeriodInDays: Joi.number().integer().min(90).max(2560) }),
   async handle(input, ctx) {
-    const { key } = await enabledRotatableKey(input.KeyId, ctx);
+    const { key } = await enabledRotatableKey(input.KeyId, ctx, 'kms:EnableKeyRotation');
     const periodDays = input.RotationPeriodInDays ?? 365;
     await ctx.deps.keys.setRotation(key.keyId, { periodDays, nextRotationDate: nextRotationDate(ctx.deps.clock(), periodDays) });
     return undefined;
@@ -44,7 +44,7 @@ export const enableKeyRotation: Operation<{ KeyId: string; RotationPeriodInDays?
 export const disableKeyRotation: Operation<{ KeyId: string }> = {
   schema: Joi.object({ KeyId: keyIdSchema.required() }),
   async handle(input, ctx) {
-    const { key } = await enabledRotatableKey(input.KeyId, ctx);
+    const { key } = await enabledRotatableKey(input.KeyId, ctx, 'kms:DisableKeyRotation');
     await ctx.deps.keys.setRotation(key.keyId, null);
     return undefined;
   },
@@ -53,7 +53,7 @@ export const disableKeyRotation: Operation<{ KeyId: string }> = {
 export const getKeyRotationStatus: Operation<{ KeyId: string }> = {
   schema: Joi.object({ KeyId: keyIdSchema.required() }),
   async handle(input, ctx) {
-    const { key, arn } = await rotatableKey(input.KeyId, ctx);
+    const { key, arn } = await rotatableKey(input.KeyId, ctx, 'kms:GetKeyRotationStatus');
     return {
       KeyRotationEnabled: key.rotation !== undefined,
       KeyId: arn,
@@ -65,7 +65,7 @@ export const getKeyRotationStatus: Operation<{ KeyId: string }> = {
 export const rotateKeyOnDemand: Operation<{ KeyId: string }> = {
   schema: Joi.object({ KeyId: keyIdSchema.required() }),
   async handle(input, ctx) {
-    const { key, arn } = await enabledRotatableKey(input.KeyId, ctx);
+    const { key, arn } = await enabledRotatableKey(input.KeyId, ctx, 'kms:RotateKeyOnDemand');
     const onDemand = (await ctx.deps.keys.listMaterialsOf(key.keyId)).filter((m) => m.rotationType === 'ON_DEMAND').length;
     if (onDemand >= ON_DEMAND_LIMIT) {
       throw new LimitExceededException(
@@ -100,7 +100,7 @@ export const listKeyRotations: Operation<ListKeyRotationsInput> = {
     Marker: markerSchema,
   }),
   async handle(input, ctx) {
-    const { key } = await rotatableKey(input.KeyId, ctx);
+    const { key } = await rotatableKey(input.KeyId, ctx, 'kms:ListKeyRotations');
     const materials = (await ctx.deps.keys.listMaterialsOf(key.keyId)).filter(
       (m) => input.IncludeKeyMaterial === 'ALL_KEY_MATERIAL' || m.rotationType !== undefined,
     );

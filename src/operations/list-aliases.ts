@@ -1,5 +1,6 @@
 import { aliasArn } from '../domain/arn';
 import { epochSeconds, type Operation } from './context';
+import { authorize } from './authorize';
 import { resolveKey } from './key-lookup';
 import { paginate } from './paginate';
 import { Joi, keyIdSchema, limitSchema, markerSchema } from './shared-schemas';
@@ -16,7 +17,8 @@ const schema = Joi.object({ KeyId: keyIdSchema, Limit: limitSchema, Marker: mark
 export const listAliases: Operation<ListAliasesInput> = {
   schema,
   async handle(input, ctx) {
-    const keyId = input.KeyId === undefined ? undefined : (await resolveKey(input.KeyId, ctx, { allowAlias: false })).key.keyId;
+    const keyId = input.KeyId === undefined ? undefined : (await resolveKey(input.KeyId, ctx, { allowAlias: false, action: 'kms:ListAliases' })).key.keyId;
+    if (keyId === undefined) authorize(ctx, 'kms:ListAliases');
     const page = await paginate(ctx, 'ListAliases', input, { defaultLimit: 50, maxLimit: 100 }, (after, limit) => ctx.deps.keys.listAliases(after, limit, keyId));
     return {
       Aliases: page.items.map((a) => ({

@@ -1,4 +1,5 @@
 import { keyArn } from '../domain/arn';
+import { authorize } from './authorize';
 import type { Operation } from './context';
 import { paginate } from './paginate';
 import { Joi, limitSchema, markerSchema } from './shared-schemas';
@@ -14,6 +15,7 @@ const schema = Joi.object({ Limit: limitSchema, Marker: markerSchema });
 export const listKeys: Operation<ListKeysInput> = {
   schema,
   async handle(input, ctx) {
+    authorize(ctx, 'kms:ListKeys');
     const page = await paginate(ctx, 'ListKeys', input, { defaultLimit: 100, maxLimit: 1000 }, (after, limit) => ctx.deps.keys.listKeys(after, limit));
     return { Keys: page.items.map((k) => ({ KeyId: k.keyId, KeyArn: keyArn(ctx.deps.scope, k.keyId) })), ...page.tail };
   },

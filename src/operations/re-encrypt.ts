@@ -43,8 +43,19 @@ export const reEncrypt: Operation<ReEncryptInput> = {
     const destinationContext = encodeEncryptionContext(input.DestinationEncryptionContext, maxEncryptionContextBytes);
     await checkGrantTokens(input.GrantTokens, ctx);
     const blob = unpackBlob(input.CiphertextBlob);
-    const source = await keyForDecryption(blob, ctx, { operation: 'ReEncrypt', keyId: input.SourceKeyId, algorithm: input.SourceEncryptionAlgorithm });
-    const destination = await keyForEncryption(input.DestinationKeyId, ctx, 'ReEncrypt', input.DestinationEncryptionAlgorithm);
+    const source = await keyForDecryption(blob, ctx, {
+      operation: 'ReEncrypt',
+      action: 'kms:ReEncryptFrom',
+      keyId: input.SourceKeyId,
+      algorithm: input.SourceEncryptionAlgorithm,
+      facts: { encryptionContext: input.SourceEncryptionContext ?? {} },
+    });
+    const destination = await keyForEncryption(input.DestinationKeyId, ctx, {
+      operation: 'ReEncrypt',
+      action: 'kms:ReEncryptTo',
+      algorithm: input.DestinationEncryptionAlgorithm,
+      facts: { encryptionContext: input.DestinationEncryptionContext ?? {} },
+    });
     if (input.DryRun) throw DryRunOperationException.create();
     const plaintext = await ctx.deps.envelope.open(blob, sourceContext);
     try {

@@ -2,6 +2,7 @@ import type { Operation } from './context';
 import { cancelKeyDeletion } from './cancel-key-deletion';
 import { createAlias } from './create-alias';
 import { deleteAlias } from './delete-alias';
+import { getKeyPolicy, listKeyPolicies, putKeyPolicy } from './key-policy';
 import { disableKeyRotation, enableKeyRotation, getKeyRotationStatus, listKeyRotations, rotateKeyOnDemand } from './key-rotation';
 import { listAliases } from './list-aliases';
 import { listResourceTags } from './list-resource-tags';
@@ -37,11 +38,14 @@ export const registry: ReadonlyMap<string, Operation> = new Map<string, Operatio
   ['GenerateDataKey', generateDataKey],
   ['GenerateDataKeyWithoutPlaintext', generateDataKeyWithoutPlaintext],
   ['GenerateRandom', generateRandom],
+  ['GetKeyPolicy', getKeyPolicy],
   ['GetKeyRotationStatus', getKeyRotationStatus],
   ['ListAliases', listAliases],
+  ['ListKeyPolicies', listKeyPolicies],
   ['ListKeyRotations', listKeyRotations],
   ['ListKeys', listKeys],
   ['ListResourceTags', listResourceTags],
+  ['PutKeyPolicy', putKeyPolicy],
   ['ReEncrypt', reEncrypt],
   ['RotateKeyOnDemand', rotateKeyOnDemand],
   ['ScheduleKeyDeletion', scheduleKeyDeletion],

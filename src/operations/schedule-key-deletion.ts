@@ -20,7 +20,7 @@ const DAY_MS = 86_400_000;
 export const scheduleKeyDeletion: Operation<ScheduleKeyDeletionInput> = {
   schema,
   async handle(input, ctx) {
-    const { key, arn } = await resolveKey(input.KeyId, ctx, { allowAlias: false });
+    const { key, arn } = await resolveKey(input.KeyId, ctx, { allowAlias: false, action: 'kms:ScheduleKeyDeletion' });
     assertNotPendingDeletion(key.state, arn);
     const days = input.PendingWindowInDays ?? 30;
     const deletionDate = new Date(ctx.deps.clock().getTime() + days * DAY_MS);

@@ -11,10 +11,11 @@ const schema = Joi.object({ KeyId: keyIdSchema.required() });
 
 /** EnableKey and DisableKey: idempotent; key id or ARN only; PendingDeletion -> S3 (kms-protocol.md §5). */
 function setKeyEnabled(isEnabled: boolean): Operation<KeyIdInput> {
+  const action = isEnabled ? 'kms:EnableKey' : 'kms:DisableKey';
   return {
     schema,
     async handle(input, ctx) {
-      const { key, arn } = await resolveKey(input.KeyId, ctx, { allowAlias: false });
+      const { key, arn } = await resolveKey(input.KeyId, ctx, { allowAlias: false, action });
       assertNotPendingDeletion(key.state, arn);
       await ctx.deps.keys.setState(key.keyId, { state: isEnabled ? 'Enabled' : 'Disabled', deletionDate: null, pendingWindowDays: null });
       return undefined;

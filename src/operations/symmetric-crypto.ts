@@ -2,7 +2,8 @@ import type { ParsedBlob } from '../domain/ciphertext-blob';
 import type { KeyRecord } from '../domain/key-repository';
 import { assertSymmetricEncryptionKey } from '../domain/key-spec';
 import { assertUsableForCrypto } from '../domain/key-state';
-import { IncorrectKeyException, InvalidCiphertextException, InvalidKeyUsageException, UnsupportedOperationException } from '../errors/kms-errors';
+import { IncorrectKeyException, InvalidCiphertextException, InvalidKeyUsageException, NotFoundException, UnsupportedOperationException } from '../errors/kms-errors';
+import type { RequestFacts } from './authorize';
 import type { OperationContext } from './context';
 import { resolveKey } from './key-lookup';
 
@@ -18,8 +19,13 @@ export interface UsableKey {
  * Encrypt, GenerateDataKey*, ReEncrypt's destination: the key named by KeyId (aliases allowed),
  * Enabled, symmetric ENCRYPT_DECRYPT, and its current material.
  */
-export async function keyForEncryption(keyId: string, ctx: OperationContext, operation: string, algorithm?: string): Promise<UsableKey> {
-  const { key, arn } = await resolveKey(keyId, ctx, { allowAlias: true });
+export async function keyForEncryption(
+  keyId: string,
+  ctx: OperationContext,
+  options: { operation: string; action: string; algorithm?: string; facts?: RequestFacts },
+): Promise<UsableKey> {
+  const { operation, algorithm } = options;
+  const { key, arn } = await resolveKey(keyId, ctx, { allowAlias: true, action: options.action, facts: options.facts });
   assertUsableForCrypto(key.state, arn);
   assertSymmetricEncryptionKey(key, arn, operation);
   assertSymmetricAlgorithm(algorithm, key);
@@ -31,13 +37,19 @@ export async function keyForEncryption(keyId: string, ctx: OperationContext, ope
  * same key (IncorrectKeyException); without one, a blob whose key is unknown here is not ours
  * (InvalidCiphertextException), and so is a blob naming a material version the key never had.
  */
-export async function keyForDecryption(blob: ParsedBlob, ctx: OperationContext, options: { operation: string; keyId?: string; algorithm?: string }): Promise<UsableKey> {
+export async function keyForDecryption(
+  blob: ParsedBlob,
+  ctx: OperationContext,
+  options: { operation: string; action: string; keyId?: string; algorithm?: string; facts?: RequestFacts },
+): Promise<UsableKey> {
+  const access = { action: options.action, facts: options.facts };
   if (options.keyId !== undefined) {
-    const requested = await resolveKey(options.keyId, ctx, { allowAlias: true });
+    const requested = await resolveKey(options.keyId, ctx, { allowAlias: true, ...access });
     if (requested.key.keyId !== blob.keyId) throw IncorrectKeyException.create();
   }
-  const { key, arn } = await resolveKey(blob.keyId, ctx, { allowAlias: false }).catch((err: unknown) => {
-    throw options.keyId === undefined ? new InvalidCiphertextException('', { cause: err }) : err;
+  const { key, arn } = await resolveKey(blob.keyId, ctx, { allowAlias: false, ...access }).catch((err: unknown) => {
+    // Only "no such key" means the blob is not ours; a denial or an outage must surface as such.
+    throw options.keyId === undefined && err instanceof NotFoundException ? new InvalidCiphertextException('', { cause: err }) : err;
   });
   assertUsableForCrypto(key.state, arn);
   assertSymmetricEncryptionKey(key, arn, options.operation);

@@ -12,7 +12,7 @@ const MAX_TAGS = 50;
 export const tagResource: Operation<{ KeyId: string; Tags: Array<{ TagKey: string; TagValue: string }> }> = {
   schema,
   async handle(input, ctx) {
-    const { key, arn } = await resolveKey(input.KeyId, ctx, { allowAlias: false });
+    const { key, arn } = await resolveKey(input.KeyId, ctx, { allowAlias: false, action: 'kms:TagResource' });
     assertNotPendingDeletion(key.state, arn);
     const tags = checkTags(input.Tags);
     const existing = new Set((await ctx.deps.keys.listTags(key.keyId)).map((t) => t.key));

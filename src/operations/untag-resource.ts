@@ -9,7 +9,7 @@ const schema = Joi.object({ KeyId: keyIdSchema.required(), TagKeys: Joi.array().
 export const untagResource: Operation<{ KeyId: string; TagKeys: string[] }> = {
   schema,
   async handle(input, ctx) {
-    const { key, arn } = await resolveKey(input.KeyId, ctx, { allowAlias: false });
+    const { key, arn } = await resolveKey(input.KeyId, ctx, { allowAlias: false, action: 'kms:UntagResource' });
     assertNotPendingDeletion(key.state, arn);
     await ctx.deps.keys.changeTags(key.keyId, [], input.TagKeys);
     return undefined;

@@ -25,7 +25,7 @@ export const updateAlias: Operation<UpdateAliasInput> = {
     assertAliasName(input.AliasName);
     const alias = await ctx.deps.keys.getAlias(input.AliasName);
     if (!alias) throw NotFoundException.aliasNotFound(aliasArn(ctx.deps.scope, input.AliasName));
-    const target = await aliasTarget(input.TargetKeyId, ctx);
+    const target = await aliasTarget(input.TargetKeyId, ctx, 'kms:UpdateAlias');
     const current = await ctx.deps.keys.getKey(alias.targetKeyId);
     if (current && (current.keySpec !== target.key.keySpec || current.keyUsage !== target.key.keyUsage)) {
       throw new ValidationException(

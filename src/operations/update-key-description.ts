@@ -9,7 +9,7 @@ const schema = Joi.object({ KeyId: keyIdSchema.required(), Description: Joi.stri
 export const updateKeyDescription: Operation<{ KeyId: string; Description: string }> = {
   schema,
   async handle(input, ctx) {
-    const { key, arn } = await resolveKey(input.KeyId, ctx, { allowAlias: false });
+    const { key, arn } = await resolveKey(input.KeyId, ctx, { allowAlias: false, action: 'kms:UpdateKeyDescription' });
     assertNotPendingDeletion(key.state, arn);
     await ctx.deps.keys.setDescription(key.keyId, input.Description);
     return undefined;

@@ -171,6 +171,10 @@ export class SqliteKeyRepository implements KeyRepository {
     this.db.prepare('UPDATE keys SET description = ? WHERE key_id = ?').run(description, keyId);
   }
 
+  async setPolicy(keyId: string, policy: string): Promise<void> {
+    this.db.prepare('UPDATE keys SET policy = ? WHERE key_id = ?').run(policy, keyId);
+  }
+
   async changeTags(keyId: string, put: Tag[], remove: string[]): Promise<void> {
     this.db.transaction(() => {
       const upsert = this.db.prepare('INSERT INTO tags (key_id, tag_key, tag_value) VALUES (?, ?, ?) ON CONFLICT (key_id, tag_key) DO UPDATE SET tag_value = excluded.tag_value');

@@ -17,7 +17,8 @@ describe('SigV4 authentication', () => {
   const bob = { accessKeyId: 'AKIAQKMSBOB00000001', secretAccessKey: 'bob-secret-0123456789abcdef' };
   // Only the fields: the SDK adds properties (e.g. $source) to credential objects it is given.
   const writeCredentials = (list: Array<typeof alice & { principalArn: string }>) =>
-    fs.writeFileSync(credentialsFile, JSON.stringify({ principals: list.map(({ accessKeyId, secretAccessKey, principalArn }) => ({ accessKeyId, secretAccessKey, principalArn })) }));
+    fs.writeFileSync(credentialsFile, JSON.stringify({ principals: list.map(({ accessKeyId, secretAccessKey, principalArn }) => ({ accessKeyId, secretAccessKey, principalArn, policy: ALLOW_ALL })) }));
+  const ALLOW_ALL = { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 'kms:*', Resource: '*' }] };
 
   before(async () => {
     credentialsFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'qkms-creds-')), 'credentials.json');

@@ -1,0 +1,73 @@
+import { keyArn } from '../domain/arn';
+import type { KeyRecord } from '../domain/key-repository';
+import { defaultKeyPolicy, evaluate, namesAccount, namesPrincipal, parsePolicy, type Decision, type PolicyDocument, type PolicyRequest } from '../domain/policy';
+import { AccessDeniedException } from '../errors/kms-errors';
+import type { OperationContext } from './context';
+
+/** Facts about the request that policy conditions may test. */
+export interface RequestFacts {
+  encryptionContext?: Record<string, string>;
+  grantOperations?: string[];
+}
+
+const parsed = new Map<string, PolicyDocument>();
+
+/** Parsed documents by text: policies change rarely and are read on every request. */
+export function policyDocument(text: string, requirePrincipal: boolean): PolicyDocument {
+  let doc = parsed.get(text);
+  if (!doc) {
+    doc = parsePolicy(text, { requirePrincipal });
+    if (parsed.size > 1000) parsed.clear();
+    parsed.set(text, doc);
+  }
+  return doc;
+}
+
+/**
+ * May the request's principal do `action` on `key` (or, without a key, on the account)? As AWS
+ * KMS decides it: an explicit Deny anywhere wins; otherwise the key policy must allow the principal
+ * itself (or "*"), or allow its account — which delegates to IAM, so the principal's identity
+ * policy must allow too (the account root needs none). Operations without a key (CreateKey,
+ * ListKeys, …) need the identity policy alone. Grants are the third way in (authorization issue).
+ */
+export function authorize(ctx: OperationContext, action: string, key?: KeyRecord, facts: RequestFacts = {}): void {
+  const { principal, deps } = ctx;
+  const account = /^arn:aws[a-z-]*:(?:iam|sts)::(\d{12}):/.exec(principal.principalArn)?.[1] ?? '';
+  const isRoot = principal.principalArn === `arn:aws:iam::${account}:root`;
+  const resource = key ? keyArn(deps.scope, key.keyId) : '*';
+  const request: PolicyRequest = {
+    action,
+    principalArn: principal.principalArn,
+    resources: key ? [keyArn({ ...deps.scope, format: 'verenc' }, key.keyId), keyArn({ ...deps.scope, format: 'aws' }, key.keyId)] : ['*'],
+    context: conditionContext(principal.principalArn, account, facts),
+  };
+  const identity: Decision = isRoot ? 'Allow' : principal.policy ? evaluate(policyDocument(JSON.stringify(principal.policy), false), request, () => true) : 'NotApplicable';
+  if (!key) {
+    if (identity === 'Allow') return;
+    throw denied(principal.principalArn, action, resource, identity === 'Deny' ? 'with an explicit deny in an identity-based policy' : `because no identity-based policy allows the ${action} action`);
+  }
+  const keyPolicy = policyDocument(key.policy ?? defaultKeyPolicy(deps.config.accountId), true);
+  const direct = evaluate(keyPolicy, request, namesPrincipal(principal.principalArn));
+  const viaAccount = account === deps.config.accountId ? evaluate(keyPolicy, request, namesAccount(account)) : 'NotApplicable';
+  if (direct === 'Deny' || viaAccount === 'Deny') throw denied(principal.principalArn, action, resource, 'with an explicit deny in a resource-based policy');
+  if (identity === 'Deny') throw denied(principal.principalArn, action, resource, 'with an explicit deny in an identity-based policy');
+  if (direct === 'Allow' || (viaAccount === 'Allow' && identity === 'Allow')) return;
+  // When the key policy delegates to the account, what is missing is an IAM allow.
+  const missing = viaAccount === 'Allow' ? 'identity-based' : 'resource-based';
+  throw denied(principal.principalArn, action, resource, `because no ${missing} policy allows the ${action} action`);
+}
+
+function conditionContext(principalArn: string, account: string, facts: RequestFacts): Record<string, string | string[]> {
+  const context: Record<string, string | string[]> = { 'aws:principalarn': principalArn, 'kms:calleraccount': account };
+  if (facts.encryptionContext) {
+    context['kms:encryptioncontextkeys'] = Object.keys(facts.encryptionContext);
+    for (const [k, v] of Object.entries(facts.encryptionContext)) context[`kms:encryptioncontext:${k.toLowerCase()}`] = v;
+  }
+  if (facts.grantOperations) context['kms:grantoperations'] = facts.grantOperations;
+  return context;
+}
+
+/** AWS's wording (kms-protocol.md §2.2). */
+function denied(principalArn: string, action: string, resource: string, reason: string): AccessDeniedException {
+  return new AccessDeniedException(`User: ${principalArn} is not authorized to perform: ${action} on resource: ${resource} ${reason}`);
+}
