@@ -40,6 +40,24 @@ export interface Alias {
   lastUpdatedAt: Date;
 }
 
+export interface GrantConstraints {
+  EncryptionContextEquals?: Record<string, string>;
+  EncryptionContextSubset?: Record<string, string>;
+}
+
+export interface Grant {
+  grantId: string;
+  keyId: string;
+  name?: string;
+  granteePrincipal: string;
+  retiringPrincipal?: string;
+  issuingAccount: string;
+  /** GrantOperation names (Decrypt, Encrypt, …). */
+  operations: string[];
+  constraints?: GrantConstraints;
+  createdAt: Date;
+}
+
 export interface StateChange {
   state: KeyState;
   deletionDate: Date | null;
@@ -81,8 +99,19 @@ export interface KeyRepository {
   keysDueForRotation(now: Date): Promise<string[]>;
   /** Removes the key with its materials, tags, aliases and grants. */
   deleteKey(keyId: string): Promise<void>;
-  /** SHA-256 of the secret part of a grant's token, or undefined for an unknown grant. */
-  grantTokenHash(grantId: string): Promise<Buffer | undefined>;
+  /** SHA-256 of the secret part of each token issued for a grant (none for an unknown grant). */
+  grantTokenHashes(grantId: string): Promise<Buffer[]>;
+  insertGrant(grant: Grant, tokenHash: Buffer): Promise<void>;
+  addGrantToken(grantId: string, tokenHash: Buffer): Promise<void>;
+  getGrant(grantId: string): Promise<Grant | undefined>;
+  /** Grants matching every given filter, in creation order after `afterPosition`. */
+  listGrants(
+    filter: { keyId?: string; grantId?: string; granteePrincipal?: string; retiringPrincipal?: string },
+    afterPosition: number,
+    limit: number,
+  ): Promise<Array<Grant & { position: number }>>;
+  countGrants(keyId: string): Promise<number>;
+  deleteGrant(grantId: string): Promise<void>;
   close(): Promise<void>;
 }
 

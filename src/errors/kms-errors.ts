@@ -208,3 +208,10 @@ export class AccessDeniedException extends KmsError {
 export class ThrottlingException extends KmsError {
   readonly type = 'ThrottlingException';
 }
+
+export class InvalidGrantIdException extends KmsError {
+  readonly type = 'InvalidGrantIdException';
+  static notFound(grantId: string): InvalidGrantIdException {
+    return new InvalidGrantIdException(`Grant ID ${grantId} not found.`);
+  }
+}

@@ -1,5 +1,5 @@
 import { keyArn } from '../domain/arn';
-import type { KeyRecord } from '../domain/key-repository';
+import type { GrantConstraints as KeyGrantConstraints, KeyRecord } from '../domain/key-repository';
 import { defaultKeyPolicy, evaluate, namesAccount, namesPrincipal, parsePolicy, type Decision, type PolicyDocument, type PolicyRequest } from '../domain/policy';
 import { AccessDeniedException } from '../errors/kms-errors';
 import type { OperationContext } from './context';
@@ -27,10 +27,11 @@ export function policyDocument(text: string, requirePrincipal: boolean): PolicyD
  * May the request's principal do `action` on `key` (or, without a key, on the account)? As AWS
  * KMS decides it: an explicit Deny anywhere wins; otherwise the key policy must allow the principal
  * itself (or "*"), or allow its account — which delegates to IAM, so the principal's identity
- * policy must allow too (the account root needs none). Operations without a key (CreateKey,
- * ListKeys, …) need the identity policy alone. Grants are the third way in (authorization issue).
+ * policy must allow too (the account root needs none), or a grant on the key must name the
+ * principal and the operation with constraints the request meets. Operations without a key
+ * (CreateKey, ListKeys, …) need the identity policy alone.
  */
-export function authorize(ctx: OperationContext, action: string, key?: KeyRecord, facts: RequestFacts = {}): void {
+export async function authorize(ctx: OperationContext, action: string, key?: KeyRecord, facts: RequestFacts = {}): Promise<void> {
   const { principal, deps } = ctx;
   const account = /^arn:aws[a-z-]*:(?:iam|sts)::(\d{12}):/.exec(principal.principalArn)?.[1] ?? '';
   const isRoot = principal.principalArn === `arn:aws:iam::${account}:root`;
@@ -52,9 +53,35 @@ export function authorize(ctx: OperationContext, action: string, key?: KeyRecord
   if (direct === 'Deny' || viaAccount === 'Deny') throw denied(principal.principalArn, action, resource, 'with an explicit deny in a resource-based policy');
   if (identity === 'Deny') throw denied(principal.principalArn, action, resource, 'with an explicit deny in an identity-based policy');
   if (direct === 'Allow' || (viaAccount === 'Allow' && identity === 'Allow')) return;
+  if (await isGrantedTo(ctx, key, action, facts)) return;
   // When the key policy delegates to the account, what is missing is an IAM allow.
   const missing = viaAccount === 'Allow' ? 'identity-based' : 'resource-based';
   throw denied(principal.principalArn, action, resource, `because no ${missing} policy allows the ${action} action`);
+}
+
+/**
+ * A grant on the key for this principal that lists the operation, whose constraints the request's
+ * encryption context meets, and — for CreateGrant through a grant — that covers every operation
+ * the new grant asks for.
+ */
+async function isGrantedTo(ctx: OperationContext, key: KeyRecord, action: string, facts: RequestFacts): Promise<boolean> {
+  const operation = action.replace(/^kms:/, '');
+  const grants = await ctx.deps.keys.listGrants({ keyId: key.keyId, granteePrincipal: ctx.principal.principalArn }, 0, 100000);
+  return grants.some(
+    (g) =>
+      g.operations.includes(operation) &&
+      meetsConstraints(g.constraints, facts.encryptionContext) &&
+      (facts.grantOperations ?? []).every((op) => g.operations.includes(op)),
+  );
+}
+
+function meetsConstraints(constraints: KeyGrantConstraints | undefined, context: Record<string, string> | undefined): boolean {
+  if (!constraints) return true;
+  if (!context) return false; // constrained grants only serve operations that carry a context
+  const { EncryptionContextEquals: equals, EncryptionContextSubset: subset } = constraints;
+  if (equals && (Object.keys(equals).length !== Object.keys(context).length || Object.entries(equals).some(([k, v]) => context[k] !== v))) return false;
+  if (subset && Object.entries(subset).some(([k, v]) => context[k] !== v)) return false;
+  return true;
 }
 
 function conditionContext(principalArn: string, account: string, facts: RequestFacts): Record<string, string | string[]> {

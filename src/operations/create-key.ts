@@ -41,10 +41,10 @@ const schema = Joi.object({
 export const createKey: Operation<CreateKeyInput> = {
   schema,
   async handle(input, ctx) {
-    authorize(ctx, 'kms:CreateKey');
+    await authorize(ctx, 'kms:CreateKey');
     const keySpec = checkSpec(input);
     const tags = checkTags(input.Tags ?? []);
-    if (input.Policy !== undefined) checkNewKeyPolicy(input.Policy, ctx, { isBypassed: input.BypassPolicyLockoutSafetyCheck === true });
+    if (input.Policy !== undefined) await checkNewKeyPolicy(input.Policy, ctx, { isBypassed: input.BypassPolicyLockoutSafetyCheck === true });
     const key = await createKeyInHsm(ctx.deps, { keySpec, description: input.Description ?? '', tags, policy: input.Policy });
     ctx.noteKey(keyArn(ctx.deps.scope, key.keyId));
     return { KeyMetadata: await keyMetadata(key, ctx.deps) };

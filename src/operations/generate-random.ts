@@ -23,7 +23,7 @@ export const generateRandom: Operation<GenerateRandomInput> = {
     if (input.NumberOfBytes === undefined) throw new ValidationException('NumberOfBytes is required.');
     if (input.CustomKeyStoreId) throw new UnsupportedOperationException('Custom key stores are not supported.');
     rejectRecipient(input.Recipient);
-    authorize(ctx, 'kms:GenerateRandom');
+    await authorize(ctx, 'kms:GenerateRandom');
     return { Plaintext: (await ctx.deps.hsm.randomBytes(input.NumberOfBytes)).toString('base64') };
   },
 };

@@ -1,5 +1,5 @@
 import { aliasArn, keyArn } from '../domain/arn';
-import { assertGrantTokens } from '../domain/grant-token';
+import { grantOfToken } from '../domain/grant-token';
 import type { KeyRecord } from '../domain/key-repository';
 import { parseKeyRef } from '../domain/key-ref';
 import { InvalidArnException, NotFoundException } from '../errors/kms-errors';
@@ -42,10 +42,14 @@ export async function resolveKey(
   const key = await keys.getKey(keyId);
   if (!key) throw NotFoundException.keyDoesNotExist(arn);
   ctx.noteKey(arn);
-  authorize(ctx, options.action, key, options.facts);
+  await authorize(ctx, options.action, key, options.facts);
   return { key, arn };
 }
 
+/**
+ * Every token in GrantTokens must be a token of an existing grant (InvalidGrantTokenException).
+ * Grants take effect at once here, so a valid token adds nothing beyond the grant itself.
+ */
 export async function checkGrantTokens(tokens: string[] | undefined, ctx: OperationContext): Promise<void> {
-  await assertGrantTokens(tokens, (grantId) => ctx.deps.keys.grantTokenHash(grantId));
+  for (const token of tokens ?? []) await grantOfToken(token, (grantId) => ctx.deps.keys.grantTokenHashes(grantId));
 }

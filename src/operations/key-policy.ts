@@ -17,13 +17,13 @@ function assertDefaultName(name: string | undefined): void {
  * A new key policy must parse, fit the quota, and — unless BypassPolicyLockoutSafetyCheck — still
  * let the caller change it later, as AWS's lockout safety check demands.
  */
-export function checkNewKeyPolicy(policy: string, ctx: OperationContext, options: { isBypassed: boolean; keyId?: string }): void {
+export async function checkNewKeyPolicy(policy: string, ctx: OperationContext, options: { isBypassed: boolean; keyId?: string }): Promise<void> {
   if (Buffer.byteLength(policy) > POLICY_MAX_BYTES) throw new LimitExceededException(`The key policy exceeds the ${POLICY_MAX_BYTES}-byte quota.`);
   policyDocument(policy, true);
   if (options.isBypassed) return;
   const probe = { keyId: options.keyId ?? '00000000-0000-4000-8000-000000000000', policy } as Parameters<typeof authorize>[2];
   try {
-    authorize(ctx, 'kms:PutKeyPolicy', probe);
+    await authorize(ctx, 'kms:PutKeyPolicy', probe);
   } catch (err) {
     if (!(err instanceof AccessDeniedException)) throw err;
     throw new MalformedPolicyDocumentException('The new key policy will not allow you to update the key policy in the future.');
@@ -49,7 +49,7 @@ export const putKeyPolicy: Operation<{ KeyId: string; PolicyName?: string; Polic
   async handle(input, ctx) {
     assertDefaultName(input.PolicyName);
     const { key } = await resolveKey(input.KeyId, ctx, { allowAlias: false, action: 'kms:PutKeyPolicy' });
-    checkNewKeyPolicy(input.Policy, ctx, { isBypassed: input.BypassPolicyLockoutSafetyCheck === true, keyId: key.keyId });
+    await checkNewKeyPolicy(input.Policy, ctx, { isBypassed: input.BypassPolicyLockoutSafetyCheck === true, keyId: key.keyId });
     await ctx.deps.keys.setPolicy(key.keyId, input.Policy);
     return undefined;
   },

@@ -18,7 +18,7 @@ export const listAliases: Operation<ListAliasesInput> = {
   schema,
   async handle(input, ctx) {
     const keyId = input.KeyId === undefined ? undefined : (await resolveKey(input.KeyId, ctx, { allowAlias: false, action: 'kms:ListAliases' })).key.keyId;
-    if (keyId === undefined) authorize(ctx, 'kms:ListAliases');
+    if (keyId === undefined) await authorize(ctx, 'kms:ListAliases');
     const page = await paginate(ctx, 'ListAliases', input, { defaultLimit: 50, maxLimit: 100 }, (after, limit) => ctx.deps.keys.listAliases(after, limit, keyId));
     return {
       Aliases: page.items.map((a) => ({

@@ -15,7 +15,7 @@ const schema = Joi.object({ Limit: limitSchema, Marker: markerSchema });
 export const listKeys: Operation<ListKeysInput> = {
   schema,
   async handle(input, ctx) {
-    authorize(ctx, 'kms:ListKeys');
+    await authorize(ctx, 'kms:ListKeys');
     const page = await paginate(ctx, 'ListKeys', input, { defaultLimit: 100, maxLimit: 1000 }, (after, limit) => ctx.deps.keys.listKeys(after, limit));
     return { Keys: page.items.map((k) => ({ KeyId: k.keyId, KeyArn: keyArn(ctx.deps.scope, k.keyId) })), ...page.tail };
   },

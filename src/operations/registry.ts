@@ -1,6 +1,9 @@
 import type { Operation } from './context';
 import { cancelKeyDeletion } from './cancel-key-deletion';
 import { createAlias } from './create-alias';
+import { createGrant } from './create-grant';
+import { listGrants, listRetirableGrants } from './list-grants';
+import { retireGrant, revokeGrant } from './retire-revoke-grant';
 import { deleteAlias } from './delete-alias';
 import { getKeyPolicy, listKeyPolicies, putKeyPolicy } from './key-policy';
 import { disableKeyRotation, enableKeyRotation, getKeyRotationStatus, listKeyRotations, rotateKeyOnDemand } from './key-rotation';
@@ -26,6 +29,7 @@ import { disableKey, enableKey } from './set-key-enabled';
 export const registry: ReadonlyMap<string, Operation> = new Map<string, Operation>([
   ['CancelKeyDeletion', cancelKeyDeletion],
   ['CreateAlias', createAlias],
+  ['CreateGrant', createGrant],
   ['CreateKey', createKey],
   ['Decrypt', decrypt],
   ['DeleteAlias', deleteAlias],
@@ -41,12 +45,16 @@ export const registry: ReadonlyMap<string, Operation> = new Map<string, Operatio
   ['GetKeyPolicy', getKeyPolicy],
   ['GetKeyRotationStatus', getKeyRotationStatus],
   ['ListAliases', listAliases],
+  ['ListGrants', listGrants],
   ['ListKeyPolicies', listKeyPolicies],
   ['ListKeyRotations', listKeyRotations],
   ['ListKeys', listKeys],
   ['ListResourceTags', listResourceTags],
+  ['ListRetirableGrants', listRetirableGrants],
   ['PutKeyPolicy', putKeyPolicy],
   ['ReEncrypt', reEncrypt],
+  ['RetireGrant', retireGrant],
+  ['RevokeGrant', revokeGrant],
   ['RotateKeyOnDemand', rotateKeyOnDemand],
   ['ScheduleKeyDeletion', scheduleKeyDeletion],
   ['TagResource', tagResource],

@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import type { Alias, KeyMaterial, KeyRecord, KeyRepository, StateChange, Tag } from '../domain/key-repository';
+import type { Alias, Grant, GrantConstraints, KeyMaterial, KeyRecord, KeyRepository, StateChange, Tag } from '../domain/key-repository';
 
 /**
  * Schema migrations, applied in order; PRAGMA user_version records how many ran. Append only.
@@ -49,6 +49,26 @@ const MIGRATIONS = [
   `ALTER TABLE keys ADD COLUMN rotation_period_days INTEGER;
    ALTER TABLE keys ADD COLUMN next_rotation_date REAL;
    ALTER TABLE key_materials ADD COLUMN rotation_type TEXT;`,
+  `DROP TABLE grants;
+   CREATE TABLE grants (
+     position INTEGER PRIMARY KEY AUTOINCREMENT,
+     grant_id TEXT NOT NULL UNIQUE,
+     key_id TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
+     name TEXT,
+     grantee_principal TEXT NOT NULL,
+     retiring_principal TEXT,
+     issuing_account TEXT NOT NULL,
+     operations TEXT NOT NULL,
+     constraints TEXT,
+     created_at REAL NOT NULL
+   );
+   CREATE INDEX grants_by_key ON grants (key_id, grantee_principal);
+   CREATE INDEX grants_by_retiring ON grants (retiring_principal);
+   CREATE TABLE grant_tokens (
+     grant_id TEXT NOT NULL REFERENCES grants(grant_id) ON DELETE CASCADE,
+     token_hash BLOB NOT NULL,
+     PRIMARY KEY (grant_id, token_hash)
+   );`,
 ];
 
 interface KeyRow {
@@ -217,9 +237,49 @@ export class SqliteKeyRepository implements KeyRepository {
     this.db.prepare('DELETE FROM keys WHERE key_id = ?').run(keyId); // cascades to materials, tags, aliases, grants
   }
 
-  async grantTokenHash(grantId: string): Promise<Buffer | undefined> {
-    const row = this.db.prepare('SELECT token_hash FROM grants WHERE grant_id = ?').get(grantId) as { token_hash: Buffer } | undefined;
-    return row?.token_hash;
+  async grantTokenHashes(grantId: string): Promise<Buffer[]> {
+    return (this.db.prepare('SELECT token_hash FROM grant_tokens WHERE grant_id = ?').all(grantId) as Array<{ token_hash: Buffer }>).map((r) => r.token_hash);
+  }
+
+  async insertGrant(g: Grant, tokenHash: Buffer): Promise<void> {
+    this.db.transaction(() => {
+      this.db
+        .prepare(`INSERT INTO grants (grant_id, key_id, name, grantee_principal, retiring_principal, issuing_account, operations, constraints, created_at)
+                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+        .run(g.grantId, g.keyId, g.name ?? null, g.granteePrincipal, g.retiringPrincipal ?? null, g.issuingAccount, JSON.stringify(g.operations),
+          g.constraints ? JSON.stringify(g.constraints) : null, toSeconds(g.createdAt));
+      this.db.prepare('INSERT INTO grant_tokens (grant_id, token_hash) VALUES (?, ?)').run(g.grantId, tokenHash);
+    })();
+  }
+
+  async addGrantToken(grantId: string, tokenHash: Buffer): Promise<void> {
+    this.db.prepare('INSERT OR IGNORE INTO grant_tokens (grant_id, token_hash) VALUES (?, ?)').run(grantId, tokenHash);
+  }
+
+  async getGrant(grantId: string): Promise<Grant | undefined> {
+    const row = this.db.prepare('SELECT * FROM grants WHERE grant_id = ?').get(grantId) as GrantRow | undefined;
+    return row && rowToGrant(row);
+  }
+
+  async listGrants(filter: { keyId?: string; grantId?: string; granteePrincipal?: string; retiringPrincipal?: string }, afterPosition: number, limit: number): Promise<Array<Grant & { position: number }>> {
+    const where = ['position > ?'];
+    const args: unknown[] = [afterPosition];
+    for (const [column, value] of [['key_id', filter.keyId], ['grant_id', filter.grantId], ['grantee_principal', filter.granteePrincipal], ['retiring_principal', filter.retiringPrincipal]] as const) {
+      if (value !== undefined) {
+        where.push(`${column} = ?`);
+        args.push(value);
+      }
+    }
+    const rows = this.db.prepare(`SELECT * FROM grants WHERE ${where.join(' AND ')} ORDER BY position LIMIT ?`).all(...args, limit) as GrantRow[];
+    return rows.map((r) => ({ ...rowToGrant(r), position: r.position }));
+  }
+
+  async countGrants(keyId: string): Promise<number> {
+    return (this.db.prepare('SELECT count(*) AS n FROM grants WHERE key_id = ?').get(keyId) as { n: number }).n;
+  }
+
+  async deleteGrant(grantId: string): Promise<void> {
+    this.db.prepare('DELETE FROM grants WHERE grant_id = ?').run(grantId);
   }
 
   async close(): Promise<void> {
@@ -249,6 +309,29 @@ function rowToMaterial(r: MaterialRow): KeyMaterial {
   return {
     keyId: r.key_id, version: r.version, materialId: r.material_id, createdAt: toDate(r.created_at),
     ...(r.rotation_type && { rotationType: r.rotation_type }),
+  };
+}
+
+interface GrantRow {
+  position: number;
+  grant_id: string;
+  key_id: string;
+  name: string | null;
+  grantee_principal: string;
+  retiring_principal: string | null;
+  issuing_account: string;
+  operations: string;
+  constraints: string | null;
+  created_at: number;
+}
+
+function rowToGrant(r: GrantRow): Grant {
+  return {
+    grantId: r.grant_id, keyId: r.key_id, granteePrincipal: r.grantee_principal, issuingAccount: r.issuing_account,
+    operations: JSON.parse(r.operations) as string[], createdAt: toDate(r.created_at),
+    ...(r.name !== null && { name: r.name }),
+    ...(r.retiring_principal !== null && { retiringPrincipal: r.retiring_principal }),
+    ...(r.constraints !== null && { constraints: JSON.parse(r.constraints) as GrantConstraints }),
   };
 }
 

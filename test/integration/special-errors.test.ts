@@ -73,7 +73,7 @@ describe("GenerateDataKey's special errors", () => {
       await assert.rejects(gdk(await newKey(), { GrantTokens: ['not-a-grant-token'] }), InvalidGrantTokenException);
     });
     it('for a well-formed token that names no grant', async () => {
-      const token = formatGrantToken('00112233445566778899aabbccddeeff', Buffer.alloc(32, 7));
+      const token = formatGrantToken('00112233445566778899aabbccddeeff'.repeat(2), Buffer.alloc(32, 7));
       await assert.rejects(gdk(await newKey(), { GrantTokens: [token] }), InvalidGrantTokenException);
     });
   });

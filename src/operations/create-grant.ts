@@ -1,0 +1,109 @@
+import crypto from 'node:crypto';
+import { newGrantToken } from '../domain/grant-token';
+import type { Grant, GrantConstraints } from '../domain/key-repository';
+import { assertUsableForCrypto } from '../domain/key-state';
+import { DryRunOperationException, LimitExceededException, UnsupportedOperationException, ValidationException } from '../errors/kms-errors';
+import type { Operation } from './context';
+import { checkGrantTokens, resolveKey } from './key-lookup';
+import { dryRunSchema, encryptionContextSchema, grantTokensSchema, Joi, keyIdSchema } from './shared-schemas';
+
+/** kms-protocol.md §9 GrantOperation. */
+export const GRANT_OPERATIONS = [
+  'Decrypt', 'Encrypt', 'GenerateDataKey', 'GenerateDataKeyWithoutPlaintext', 'ReEncryptFrom', 'ReEncryptTo', 'Sign', 'Verify',
+  'GetPublicKey', 'CreateGrant', 'RetireGrant', 'DescribeKey', 'GenerateDataKeyPair', 'GenerateDataKeyPairWithoutPlaintext',
+  'GenerateMac', 'VerifyMac', 'DeriveSharedSecret',
+];
+/** What a symmetric encryption key can be granted, and which of those take an encryption context (constraints). */
+const SYMMETRIC_OPERATIONS = new Set(['Decrypt', 'Encrypt', 'GenerateDataKey', 'GenerateDataKeyWithoutPlaintext', 'ReEncryptFrom', 'ReEncryptTo',
+  'CreateGrant', 'RetireGrant', 'DescribeKey', 'GenerateDataKeyPair', 'GenerateDataKeyPairWithoutPlaintext']);
+const CONTEXT_OPERATIONS = new Set(['Decrypt', 'Encrypt', 'GenerateDataKey', 'GenerateDataKeyWithoutPlaintext', 'ReEncryptFrom', 'ReEncryptTo',
+  'GenerateDataKeyPair', 'GenerateDataKeyPairWithoutPlaintext', 'CreateGrant', 'RetireGrant']);
+const GRANTS_PER_KEY = 50000;
+const principalSchema = Joi.string().min(1).max(256).pattern(/^[\w+=,.@:/-]+$/);
+
+interface CreateGrantInput {
+  KeyId: string;
+  GranteePrincipal?: string;
+  GranteeServicePrincipal?: string;
+  RetiringPrincipal?: string;
+  RetiringServicePrincipal?: string;
+  Operations: string[];
+  Constraints?: GrantConstraints & { SourceArn?: string };
+  GrantTokens?: string[];
+  Name?: string;
+  DryRun?: boolean;
+}
+
+const schema = Joi.object({
+  KeyId: keyIdSchema.required(),
+  GranteePrincipal: principalSchema,
+  GranteeServicePrincipal: Joi.string().min(1).max(128),
+  RetiringPrincipal: principalSchema,
+  RetiringServicePrincipal: Joi.string().min(1).max(128),
+  Operations: Joi.array().items(Joi.string().valid(...GRANT_OPERATIONS)).min(1).required(),
+  Constraints: Joi.object({ EncryptionContextEquals: encryptionContextSchema, EncryptionContextSubset: encryptionContextSchema, SourceArn: Joi.string().min(20).max(512) }),
+  GrantTokens: grantTokensSchema,
+  Name: Joi.string().min(1).max(256).pattern(/^[a-zA-Z0-9:/_-]+$/),
+  DryRun: dryRunSchema,
+});
+
+/**
+ * A grant lets GranteePrincipal perform Operations on the key, within Constraints, without a
+ * policy change; it works at once. The same Name with the same parameters returns the same
+ * GrantId with a new token [D]. Key must be Enabled (D1/S3, kms-protocol.md §5).
+ */
+export const createGrant: Operation<CreateGrantInput> = {
+  schema,
+  async handle(input, ctx) {
+    if (input.GranteeServicePrincipal || input.RetiringServicePrincipal || input.Constraints?.SourceArn) {
+      throw new UnsupportedOperationException('AWS service principals are not supported by this gateway.');
+    }
+    if (!input.GranteePrincipal) throw new ValidationException("1 validation error detected: Value at 'granteePrincipal' failed to satisfy constraint: Member must not be null");
+    const operations = [...new Set(input.Operations)].sort();
+    const constraints = input.Constraints && (input.Constraints.EncryptionContextEquals || input.Constraints.EncryptionContextSubset) ? input.Constraints : undefined;
+    await checkGrantTokens(input.GrantTokens, ctx);
+    const { key, arn } = await resolveKey(input.KeyId, ctx, { allowAlias: false, action: 'kms:CreateGrant', facts: { grantOperations: operations } });
+    assertUsableForCrypto(key.state, arn);
+    const invalid = operations.filter((op) => !SYMMETRIC_OPERATIONS.has(op));
+    if (invalid.length > 0) throw new ValidationException(`Grant operations ${invalid.join(', ')} are not valid for key spec ${key.keySpec}.`);
+    if (constraints && operations.some((op) => !CONTEXT_OPERATIONS.has(op))) {
+      throw new ValidationException('Grant constraints are supported only for operations that accept an encryption context.');
+    }
+    if (input.DryRun) throw DryRunOperationException.create();
+    const requested = { granteePrincipal: input.GranteePrincipal, retiringPrincipal: input.RetiringPrincipal, operations, constraints };
+    const same = input.Name === undefined ? undefined : (await ctx.deps.keys.listGrants({ keyId: key.keyId }, 0, GRANTS_PER_KEY)).find(
+      (g) => g.name === input.Name && sameParameters(g, requested),
+    );
+    if (same) {
+      const { token, hash } = newGrantToken(same.grantId);
+      await ctx.deps.keys.addGrantToken(same.grantId, hash);
+      return { GrantToken: token, GrantId: same.grantId };
+    }
+    if ((await ctx.deps.keys.countGrants(key.keyId)) >= GRANTS_PER_KEY) throw new LimitExceededException(`${arn} already has ${GRANTS_PER_KEY} grants.`);
+    const grant: Grant = {
+      grantId: crypto.randomBytes(32).toString('hex'),
+      keyId: key.keyId,
+      name: input.Name,
+      ...requested,
+      issuingAccount: `arn:aws:iam::${ctx.deps.config.accountId}:root`,
+      createdAt: ctx.deps.clock(),
+    };
+    const { token, hash } = newGrantToken(grant.grantId);
+    await ctx.deps.keys.insertGrant(grant, hash);
+    return { GrantToken: token, GrantId: grant.grantId };
+  },
+};
+
+function sameParameters(g: Grant, r: Pick<Grant, 'granteePrincipal' | 'retiringPrincipal' | 'operations' | 'constraints'>): boolean {
+  return (
+    g.granteePrincipal === r.granteePrincipal &&
+    g.retiringPrincipal === r.retiringPrincipal &&
+    JSON.stringify(g.operations) === JSON.stringify(r.operations) &&
+    canonical(g.constraints) === canonical(r.constraints)
+  );
+}
+
+function canonical(c: GrantConstraints | undefined): string {
+  const sorted = (m?: Record<string, string>) => (m ? Object.fromEntries(Object.entries(m).sort()) : undefined);
+  return JSON.stringify({ e: sorted(c?.EncryptionContextEquals), s: sorted(c?.EncryptionContextSubset) });
+}

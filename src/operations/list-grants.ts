@@ -1,0 +1,51 @@
+import { keyArn } from '../domain/arn';
+import type { Grant } from '../domain/key-repository';
+import { authorize } from './authorize';
+import { epochSeconds, type Operation, type OperationContext } from './context';
+import { resolveKey } from './key-lookup';
+import { paginate } from './paginate';
+import { Joi, keyIdSchema, limitSchema, markerSchema } from './shared-schemas';
+
+/** ListGrants (a key's grants, filterable) and ListRetirableGrants (by retiring principal). Limit 1-100, default 50. */
+function grantEntry(g: Grant, ctx: OperationContext) {
+  return {
+    KeyId: keyArn(ctx.deps.scope, g.keyId),
+    GrantId: g.grantId,
+    ...(g.name !== undefined && { Name: g.name }),
+    CreationDate: epochSeconds(g.createdAt),
+    GranteePrincipal: g.granteePrincipal,
+    ...(g.retiringPrincipal !== undefined && { RetiringPrincipal: g.retiringPrincipal }),
+    IssuingAccount: g.issuingAccount,
+    Operations: g.operations,
+    ...(g.constraints && { Constraints: g.constraints }),
+  };
+}
+
+export const listGrants: Operation<{ KeyId: string; GrantId?: string; GranteePrincipal?: string; Limit?: number; Marker?: string }> = {
+  schema: Joi.object({
+    KeyId: keyIdSchema.required(),
+    GrantId: Joi.string().min(1).max(128),
+    GranteePrincipal: Joi.string().min(1).max(256),
+    GranteeServicePrincipal: Joi.string().min(1).max(128),
+    Limit: limitSchema,
+    Marker: markerSchema,
+  }),
+  async handle(input, ctx) {
+    const { key } = await resolveKey(input.KeyId, ctx, { allowAlias: false, action: 'kms:ListGrants' });
+    const filter = { keyId: key.keyId, grantId: input.GrantId, granteePrincipal: input.GranteePrincipal };
+    const page = await paginate(ctx, `ListGrants/${key.keyId}`, input, { defaultLimit: 50, maxLimit: 100 }, (after, limit) => ctx.deps.keys.listGrants(filter, after, limit));
+    return { Grants: page.items.map((g) => grantEntry(g, ctx)), ...page.tail };
+  },
+};
+
+export const listRetirableGrants: Operation<{ RetiringPrincipal: string; Limit?: number; Marker?: string }> = {
+  schema: Joi.object({ RetiringPrincipal: Joi.string().min(1).max(256).required(), Limit: limitSchema, Marker: markerSchema }),
+  async handle(input, ctx) {
+    await authorize(ctx, 'kms:ListRetirableGrants');
+    const filter = { retiringPrincipal: input.RetiringPrincipal };
+    const page = await paginate(ctx, `ListRetirableGrants/${input.RetiringPrincipal}`, input, { defaultLimit: 50, maxLimit: 100 }, (after, limit) =>
+      ctx.deps.keys.listGrants(filter, after, limit),
+    );
+    return { Grants: page.items.map((g) => grantEntry(g, ctx)), ...page.tail };
+  },
+};
