@@ -11,7 +11,7 @@ export function createApp(deps: GatewayDeps, options: { newRequestId?: () => str
   const app = express();
   app.disable('x-powered-by');
   app.disable('etag');
-  app.use(requestContext(deps.logger, options.newRequestId ?? crypto.randomUUID));
+  app.use(requestContext(deps.logger, deps.audit, options.newRequestId ?? crypto.randomUUID));
 
   app.get('/health', async (_req, res) => {
     const health = await deps.hsm.health().catch((err: unknown) => ({ isUp: false, detail: err instanceof Error ? err.message : 'health check failed' }));

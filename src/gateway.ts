@@ -1,5 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { AuditLog } from './audit/audit-log';
+import { AUDIT_MAC_LABEL } from './audit/audit-record';
 import { PrincipalStore } from './auth/principals';
 import type { Config } from './config/load-config';
 import { Envelope } from './domain/envelope';
@@ -44,7 +46,9 @@ export async function buildGateway(config: Config, rawHsm: Hsm, logger: Logger, 
   fs.mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const keys = new SqliteKeyRepository(path.join(config.dataDir, 'qkms.db'));
   const hsm = withDeadline(rawHsm, config.hsmTimeoutMs);
-  if ((await hsm.listKeyLabels(MARKER_MAC_LABEL)).length === 0) await hsm.generateMacKey(MARKER_MAC_LABEL);
+  for (const label of [MARKER_MAC_LABEL, AUDIT_MAC_LABEL]) {
+    if ((await hsm.listKeyLabels(label)).length === 0) await hsm.generateMacKey(label);
+  }
   await reconcile(keys, hsm, logger);
   const admin = config.adminCredential;
   if (admin.isDevelopmentDefault) {
@@ -55,9 +59,11 @@ export async function buildGateway(config: Config, rawHsm: Hsm, logger: Logger, 
     config.credentialsFile,
     logger,
   );
+  const audit = AuditLog.open(path.join(config.dataDir, 'audit'), hsm, logger, config.audit);
   const deps: GatewayDeps = {
     config,
     principals,
+    audit,
     scope: { accountId: config.accountId, region: config.region, format: config.arnFormat },
     hsm,
     keys,
@@ -76,6 +82,7 @@ export async function buildGateway(config: Config, rawHsm: Hsm, logger: Logger, 
     scheduler,
     async close() {
       await scheduler.stop();
+      await audit.close();
       await keys.close();
       await rawHsm.close();
     },

@@ -28,6 +28,7 @@ export interface Config {
   readonly maxBodyBytes: number;
   readonly maxEncryptionContextBytes: number;
   readonly schedulerIntervalMs: number;
+  readonly audit: { readonly checkpointEveryMs: number; readonly checkpointEveryRecords: number; readonly maxSegmentBytes: number };
   readonly seedFile?: string;
   readonly logLevel: string;
 }
@@ -85,6 +86,11 @@ export function loadConfig(env: Env): Config {
     maxBodyBytes: value.QKMS_MAX_BODY_BYTES,
     maxEncryptionContextBytes: value.QKMS_MAX_ENCRYPTION_CONTEXT_BYTES,
     schedulerIntervalMs: value.QKMS_SCHEDULER_INTERVAL_MS,
+    audit: {
+      checkpointEveryMs: value.QKMS_AUDIT_CHECKPOINT_SECONDS * 1000,
+      checkpointEveryRecords: value.QKMS_AUDIT_CHECKPOINT_RECORDS,
+      maxSegmentBytes: value.QKMS_AUDIT_SEGMENT_BYTES,
+    },
     seedFile: value.QKMS_SEED_FILE,
     logLevel: value.QKMS_LOG_LEVEL,
   });

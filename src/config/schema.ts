@@ -40,6 +40,11 @@ export const configSchema = Joi.object({
   QKMS_SCHEDULER_INTERVAL_MS: Joi.number().integer().min(1000).max(86400000).default(60000),
   // Keys with fixed ids created on start when missing (src/seed.ts), e.g. for CI pipelines.
   QKMS_SEED_FILE: Joi.string().min(1),
+  // Audit trail (QKMS_DATA_DIR/audit): a checkpoint signed in the HSM at least this often, and
+  // after this many records; a segment file is closed past this size and the chain continues.
+  QKMS_AUDIT_CHECKPOINT_SECONDS: Joi.number().integer().min(1).max(86400).default(60),
+  QKMS_AUDIT_CHECKPOINT_RECORDS: Joi.number().integer().min(1).max(1000000).default(1000),
+  QKMS_AUDIT_SEGMENT_BYTES: Joi.number().integer().min(4096).max(17179869184).default(67108864),
   QKMS_LOG_LEVEL: Joi.string().valid('error', 'warn', 'info', 'debug').default('info'),
 })
   .and('QKMS_ACCESS_KEY_ID', 'QKMS_SECRET_ACCESS_KEY')

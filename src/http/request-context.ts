@@ -1,4 +1,5 @@
 import type { NextFunction, Request, Response } from 'express';
+import type { AuditLog } from '../audit/audit-log';
 import type { Principal } from '../auth/principals';
 import type { Logger } from '../logging/logger';
 
@@ -18,10 +19,11 @@ export function locals(res: Response): RequestLocals {
 }
 
 /**
- * A request id on every response (x-amzn-RequestId, kms-protocol.md §1), a child logger, and one
- * summary log line when the response is finished: id, operation, key, status, error type, ms.
+ * A request id on every response (x-amzn-RequestId, kms-protocol.md §1), a child logger, and when
+ * the response is finished one summary log line (id, operation, key, status, error type, ms) and
+ * one audit record — for every request, allowed or denied, never with its body.
  */
-export function requestContext(logger: Logger, newId: () => string) {
+export function requestContext(logger: Logger, audit: AuditLog, newId: () => string) {
   return (req: Request, res: Response, next: NextFunction): void => {
     const requestId = newId();
     Object.assign(res.locals, { requestId, log: logger.child({ requestId }), startedAt: performance.now() } satisfies RequestLocals);
@@ -29,6 +31,17 @@ export function requestContext(logger: Logger, newId: () => string) {
     res.on('finish', () => {
       const l = locals(res);
       if (req.path === '/health') return;
+      audit.append({
+        time: new Date().toISOString(),
+        requestId,
+        operation: l.operation ?? null,
+        principal: l.principal?.principalArn ?? null,
+        accessKeyId: l.principal?.accessKeyId ?? null,
+        sourceIp: req.socket.remoteAddress ?? null,
+        keyArn: l.keyArn ?? null,
+        status: res.statusCode,
+        errorCode: l.errorType ?? null,
+      });
       const line = {
         operation: l.operation,
         principal: l.principal?.principalArn,

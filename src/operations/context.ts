@@ -1,4 +1,5 @@
 import type JoiBase from 'joi';
+import type { AuditLog } from '../audit/audit-log';
 import type { Principal, PrincipalStore } from '../auth/principals';
 import type { Config } from '../config/load-config';
 import type { ArnScope } from '../domain/arn';
@@ -17,6 +18,7 @@ export interface GatewayDeps {
   envelope: Envelope;
   markers: MarkerCodec;
   principals: PrincipalStore;
+  audit: AuditLog;
   /** Key lifecycle time (deletion dates, rotation); tests move it. SigV4 always uses the wall clock. */
   clock: () => Date;
   logger: Logger;

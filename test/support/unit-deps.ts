@@ -1,3 +1,8 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { AuditLog } from '../../src/audit/audit-log';
+import { AUDIT_MAC_LABEL } from '../../src/audit/audit-record';
 import { PrincipalStore } from '../../src/auth/principals';
 import { loadConfig } from '../../src/config/load-config';
 import { Envelope } from '../../src/domain/envelope';
@@ -12,6 +17,8 @@ export async function unitDeps(env: Record<string, string> = {}): Promise<Gatewa
   const config = loadConfig(env);
   const fake = new FakeHsm();
   await fake.generateMacKey(MARKER_MAC_LABEL);
+  await fake.generateMacKey(AUDIT_MAC_LABEL);
+  const logger = createLogger({ level: 'error', silent: true });
   return {
     fake,
     config,
@@ -20,6 +27,7 @@ export async function unitDeps(env: Record<string, string> = {}): Promise<Gatewa
     keys: new SqliteKeyRepository(':memory:'),
     envelope: new Envelope(fake, config.dataKeyWrap),
     markers: new MarkerCodec(fake),
+    audit: AuditLog.open(fs.mkdtempSync(path.join(os.tmpdir(), 'qkms-unit-audit-')), fake, logger, { checkpointEveryMs: 60000, checkpointEveryRecords: 1000, maxSegmentBytes: 1 << 20 }),
     principals: new PrincipalStore({ ...TEST_ADMIN, principalArn: `arn:aws:iam::${config.accountId}:root` }, undefined, createLogger({ level: 'error', silent: true })),
     clock: () => new Date('2026-11-29T12:00:00Z'),
     logger: createLogger({ level: 'error', silent: true }),
