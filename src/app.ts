@@ -3,6 +3,7 @@ import express from 'express';
 import { dispatch } from './http/dispatch';
 import { kmsErrorHandler, notFound } from './http/kms-error-handler';
 import { requestContext } from './http/request-context';
+import { rateLimit } from './http/rate-limit';
 import { sigv4 } from './http/sigv4';
 import type { GatewayDeps } from './operations/context';
 
@@ -23,6 +24,7 @@ export function createApp(deps: GatewayDeps, options: { newRequestId?: () => str
     '/',
     express.raw({ type: () => true, limit: deps.config.maxBodyBytes }),
     sigv4({ principals: deps.principals, region: deps.config.region, clockSkewSeconds: deps.config.clockSkewSeconds, now: () => new Date() }),
+    rateLimit(deps.config.rateLimitPerSecond),
     dispatch(deps),
   );
   app.use(notFound);

@@ -1,8 +1,8 @@
-import http from 'node:http';
 import { createApp } from './app';
 import { ConfigError, describeConfig, loadConfig } from './config/load-config';
 import { buildGateway, openHsm } from './gateway';
 import { createLogger } from './logging/logger';
+import { createServer } from './server';
 
 /** Exit codes: 2 bad configuration, 3 the HSM or store could not be opened. */
 async function main(): Promise<void> {
@@ -26,10 +26,10 @@ async function main(): Promise<void> {
     process.exit(3);
   }
   gateway.scheduler.start();
-  const server = http.createServer(createApp(gateway.deps));
+  const server = createServer(config, createApp(gateway.deps));
   server.listen(config.port, config.host, () => {
     const address = server.address();
-    logger.info('listening', { address: typeof address === 'object' && address ? `${address.address}:${address.port}` : address });
+    logger.info('listening', { address: typeof address === 'object' && address ? `${address.address}:${address.port}` : address, tls: config.tls ? (config.tls.clientCaFile ? 'mutual' : 'server') : 'off' });
   });
   const stop = (signal: string) => {
     logger.info('stopping', { signal });

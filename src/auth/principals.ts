@@ -9,6 +9,8 @@ export interface Principal {
   principalArn: string;
   /** Identity policy document (IAM JSON); evaluated with key policies. */
   policy?: unknown;
+  /** Overrides QKMS_RATE_LIMIT_PER_SECOND for this principal; 0 = unlimited. */
+  rateLimitPerSecond?: number;
 }
 
 interface Credential extends Principal {
@@ -23,6 +25,7 @@ const fileSchema = Joi.object({
         secretAccessKey: Joi.string().min(16).max(128).required(),
         principalArn: Joi.string().pattern(/^arn:aws[a-z-]*:(iam|sts)::\d{12}:\S+$/).required(),
         policy: Joi.object(),
+        rateLimitPerSecond: Joi.number().min(0).max(1000000),
       }),
     )
     .unique('accessKeyId')

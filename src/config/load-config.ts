@@ -30,6 +30,8 @@ export interface Config {
   readonly schedulerIntervalMs: number;
   readonly audit: { readonly checkpointEveryMs: number; readonly checkpointEveryRecords: number; readonly maxSegmentBytes: number };
   readonly seedFile?: string;
+  readonly tls?: { readonly certFile: string; readonly keyFile: string; readonly clientCaFile?: string };
+  readonly rateLimitPerSecond: number;
   readonly logLevel: string;
 }
 
@@ -92,6 +94,8 @@ export function loadConfig(env: Env): Config {
       maxSegmentBytes: value.QKMS_AUDIT_SEGMENT_BYTES,
     },
     seedFile: value.QKMS_SEED_FILE,
+    tls: value.QKMS_TLS_CERT ? { certFile: value.QKMS_TLS_CERT, keyFile: value.QKMS_TLS_KEY, clientCaFile: value.QKMS_TLS_CLIENT_CA } : undefined,
+    rateLimitPerSecond: value.QKMS_RATE_LIMIT_PER_SECOND,
     logLevel: value.QKMS_LOG_LEVEL,
   });
 }

@@ -45,9 +45,19 @@ export const configSchema = Joi.object({
   QKMS_AUDIT_CHECKPOINT_SECONDS: Joi.number().integer().min(1).max(86400).default(60),
   QKMS_AUDIT_CHECKPOINT_RECORDS: Joi.number().integer().min(1).max(1000000).default(1000),
   QKMS_AUDIT_SEGMENT_BYTES: Joi.number().integer().min(4096).max(17179869184).default(67108864),
+  // HTTPS: both or neither (PEM files). With QKMS_TLS_CLIENT_CA, clients must present a
+  // certificate issued by that CA (mutual TLS), in addition to signing requests.
+  QKMS_TLS_CERT: Joi.string().min(1),
+  QKMS_TLS_KEY: Joi.string().min(1),
+  QKMS_TLS_CLIENT_CA: Joi.string().min(1),
+  // Requests per second per principal (token bucket, burst = one second's worth); 0 = no limit.
+  // Above it: ThrottlingException, which the SDKs retry with backoff.
+  QKMS_RATE_LIMIT_PER_SECOND: Joi.number().min(0).max(1000000).default(0),
   QKMS_LOG_LEVEL: Joi.string().valid('error', 'warn', 'info', 'debug').default('info'),
 })
   .and('QKMS_ACCESS_KEY_ID', 'QKMS_SECRET_ACCESS_KEY')
+  .and('QKMS_TLS_CERT', 'QKMS_TLS_KEY')
+  .with('QKMS_TLS_CLIENT_CA', 'QKMS_TLS_CERT')
   .oxor('QKMS_PKCS11_PIN', 'QKMS_PKCS11_PIN_FILE');
 
 export const SENSITIVE_SETTINGS = new Set(['QKMS_SECRET_ACCESS_KEY', 'QKMS_PKCS11_PIN']);

@@ -87,7 +87,7 @@ async function verify(req: Request, options: SigV4Options): Promise<Principal> {
   const expectedSignature = /Signature=([0-9a-f]{64})/.exec(expected.headers.authorization)?.[1] ?? '';
   const isSameList = /SignedHeaders=([^,]+)/.exec(expected.headers.authorization)?.[1] === parsed.signedHeaders.join(';');
   if (!isSameList || !timingSafeEqualHex(expectedSignature, parsed.signature)) throw InvalidSignatureException.mismatch();
-  return { accessKeyId, principalArn: credential.principalArn, policy: credential.policy };
+  return { accessKeyId, principalArn: credential.principalArn, policy: credential.policy, rateLimitPerSecond: credential.rateLimitPerSecond };
 }
 
 function parseAuthorization(header: string): { credential: string; signedHeaders: string[]; signature: string } {

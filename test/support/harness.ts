@@ -14,6 +14,7 @@ import { buildGateway } from '../../src/gateway';
 import type { Hsm } from '../../src/hsm/hsm';
 import { FaultInjectingHsm } from '../../src/hsm/fault-injecting-hsm';
 import { createLogger } from '../../src/logging/logger';
+import { createServer } from '../../src/server';
 import type { GatewayDeps } from '../../src/operations/context';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
@@ -56,9 +57,9 @@ export async function startGateway(hsm: Hsm, env: Record<string, string> = {}): 
   const faults = new FaultInjectingHsm(hsm);
   const clock = { now: new Date() };
   const gateway = await buildGateway(config, faults.hsm, logger, () => clock.now);
-  const server = http.createServer(createApp(gateway.deps));
+  const server = createServer(config, createApp(gateway.deps));
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const url = `${config.tls ? 'https' : 'http'}://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const client = new KMSClient({ endpoint: url, region: config.region, credentials: TEST_CREDENTIALS, maxAttempts: 1 });
   return {
     url,
