@@ -21,6 +21,7 @@ import {
   ScheduleKeyDeletionCommand,
 } from '@aws-sdk/client-kms';
 import { integration } from '../support/integration-hooks';
+import { registerSecret } from '../support/secrets';
 import { startGateway, type Harness } from '../support/harness';
 
 const ROOT = 'arn:aws:iam::111122223333:root';
@@ -35,6 +36,7 @@ describe('Grants', () => {
     alice: { accessKeyId: 'AKIAQKMSALICE000003', secretAccessKey: 'alice-secret-0123456789abcdef' },
     bob: { accessKeyId: 'AKIAQKMSBOB00000003', secretAccessKey: 'bob-secret-0123456789abcdef' },
   };
+  for (const c of Object.values(creds)) registerSecret(c.secretAccessKey);
   const as = (who: keyof typeof creds) => new KMSClient({ endpoint: gw.url, region: 'us-east-1', credentials: { ...creds[who] }, maxAttempts: 1 });
   const newKey = async () => (await gw.client.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;
   const grant = (KeyId: string, Operations: string[], extra: Record<string, unknown> = {}) =>

@@ -18,6 +18,7 @@ import {
   DryRunOperationException,
 } from '@aws-sdk/client-kms';
 import { integration } from '../support/integration-hooks';
+import { registerSecret } from '../support/secrets';
 import { startGateway, type Harness } from '../support/harness';
 
 const ROOT = 'arn:aws:iam::111122223333:root';
@@ -35,6 +36,7 @@ describe('Key policies', () => {
     alice: { accessKeyId: 'AKIAQKMSALICE000002', secretAccessKey: 'alice-secret-0123456789abcdef' },
     bob: { accessKeyId: 'AKIAQKMSBOB00000002', secretAccessKey: 'bob-secret-0123456789abcdef' },
   };
+  for (const c of Object.values(creds)) registerSecret(c.secretAccessKey);
   const as = (who: keyof typeof creds) => new KMSClient({ endpoint: gw.url, region: 'us-east-1', credentials: { ...creds[who] }, maxAttempts: 1 });
   const newKey = async (Policy?: string) => (await gw.client.send(new CreateKeyCommand({ Policy }))).KeyMetadata!.KeyId!;
   const gdk = (who: keyof typeof creds, KeyId: string, EncryptionContext?: Record<string, string>) =>

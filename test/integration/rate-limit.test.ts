@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { KMSClient, ListKeysCommand } from '@aws-sdk/client-kms';
 import { integration } from '../support/integration-hooks';
+import { registerSecret } from '../support/secrets';
 import { startGateway, TEST_CREDENTIALS, type Harness } from '../support/harness';
 
 describe('Per-principal rate limits', () => {
@@ -11,6 +12,7 @@ describe('Per-principal rate limits', () => {
   let dir: string;
   const alice = { accessKeyId: 'AKIAQKMSALICE000004', secretAccessKey: 'alice-secret-0123456789abcdef' };
   const fast = { accessKeyId: 'AKIAQKMSFAST0000004', secretAccessKey: 'fast-secret-0123456789abcdef' };
+  for (const c of [alice, fast]) registerSecret(c.secretAccessKey);
   const allowAll = { Statement: [{ Effect: 'Allow', Action: 'kms:*', Resource: '*' }] };
 
   before(async () => {

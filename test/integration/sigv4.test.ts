@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { CreateKeyCommand, GenerateDataKeyCommand, KMSClient, ListKeysCommand } from '@aws-sdk/client-kms';
 import { integration } from '../support/integration-hooks';
+import { registerSecret } from '../support/secrets';
 import { rawCall, startGateway, TEST_CREDENTIALS, type Harness } from '../support/harness';
 
 const MISMATCH =
@@ -16,6 +17,7 @@ describe('SigV4 authentication', () => {
   const alice = { accessKeyId: 'AKIAQKMSALICE000001', secretAccessKey: 'alice-secret-0123456789abcdef' };
   const bob = { accessKeyId: 'AKIAQKMSBOB00000001', secretAccessKey: 'bob-secret-0123456789abcdef' };
   // Only the fields: the SDK adds properties (e.g. $source) to credential objects it is given.
+  for (const c of [alice, bob]) registerSecret(c.secretAccessKey);
   const writeCredentials = (list: Array<typeof alice & { principalArn: string }>) =>
     fs.writeFileSync(credentialsFile, JSON.stringify({ principals: list.map(({ accessKeyId, secretAccessKey, principalArn }) => ({ accessKeyId, secretAccessKey, principalArn, policy: ALLOW_ALL })) }));
   const ALLOW_ALL = { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 'kms:*', Resource: '*' }] };

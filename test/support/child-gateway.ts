@@ -1,7 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { KMSClient } from '@aws-sdk/client-kms';
-import { TEST_CREDENTIALS } from './harness';
+import fs from 'node:fs';
+import { recordAuditFiles, TEST_CREDENTIALS } from './harness';
+import { recordLog, recordSecretsMiddleware, registerSecret } from './secrets';
 
 const ROOT = path.resolve(__dirname, '../..');
 
@@ -24,6 +26,7 @@ export function spawnGateway(env: Record<string, string>): { child: ChildProcess
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  void exited.then(() => recordLog(out));
   return { child, output: () => out, exited };
 }
 
@@ -40,6 +43,7 @@ export async function startChildGateway(env: Record<string, string>): Promise<Ch
   }
   const url = `http://${address}`;
   const client = new KMSClient({ endpoint: url, region: 'us-east-1', credentials: TEST_CREDENTIALS, maxAttempts: 1 });
+  recordSecretsMiddleware(client);
   return {
     url,
     client,
@@ -47,7 +51,12 @@ export async function startChildGateway(env: Record<string, string>): Promise<Ch
     async stop() {
       client.destroy();
       child.kill('SIGTERM');
-      return exited;
+      const code = await exited;
+      recordLog(output());
+      const dataDir = env.QKMS_DATA_DIR;
+      if (dataDir && fs.existsSync(path.join(dataDir, 'pin'))) registerSecret(fs.readFileSync(path.join(dataDir, 'pin'), 'utf8'));
+      if (dataDir) recordAuditFiles(dataDir);
+      return code;
     },
   };
 }

@@ -13,6 +13,7 @@ import { loadConfig, type Config } from '../../src/config/load-config';
 import { buildGateway } from '../../src/gateway';
 import type { Hsm } from '../../src/hsm/hsm';
 import { FaultInjectingHsm } from '../../src/hsm/fault-injecting-hsm';
+import { recordLog, recordSecretsMiddleware, registerSecret } from './secrets';
 import { createLogger } from '../../src/logging/logger';
 import { createServer } from '../../src/server';
 import type { GatewayDeps } from '../../src/operations/context';
@@ -20,6 +21,14 @@ import type { GatewayDeps } from '../../src/operations/context';
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
 
 export const TEST_CREDENTIALS = { accessKeyId: 'AKIAQKMSTESTADMIN01', secretAccessKey: 'test-secret-access-key-0123456789' };
+registerSecret(TEST_CREDENTIALS.secretAccessKey);
+
+/** The audit trail is a log too: its files join the suite's log scan. */
+export function recordAuditFiles(dataDir: string): void {
+  const dir = path.join(dataDir, 'audit');
+  if (!fs.existsSync(dir)) return;
+  for (const f of fs.readdirSync(dir)) recordLog(fs.readFileSync(path.join(dir, f), 'utf8'));
+}
 
 export interface Harness {
   url: string;
@@ -52,7 +61,10 @@ export async function startGateway(hsm: Hsm, env: Record<string, string> = {}): 
   });
   const logStream = new PassThrough();
   const logChunks: string[] = [];
-  logStream.on('data', (c: Buffer) => logChunks.push(c.toString()));
+  logStream.on('data', (c: Buffer) => {
+    logChunks.push(c.toString());
+    recordLog(c.toString());
+  });
   const logger = createLogger({ level: 'debug', stream: logStream });
   const faults = new FaultInjectingHsm(hsm);
   const clock = { now: new Date() };
@@ -61,6 +73,7 @@ export async function startGateway(hsm: Hsm, env: Record<string, string> = {}): 
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const url = `${config.tls ? 'https' : 'http'}://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const client = new KMSClient({ endpoint: url, region: config.region, credentials: TEST_CREDENTIALS, maxAttempts: 1 });
+  recordSecretsMiddleware(client);
   return {
     url,
     client,
@@ -76,6 +89,8 @@ export async function startGateway(hsm: Hsm, env: Record<string, string> = {}): 
       await new Promise((resolve) => server.close(resolve));
       await gateway.scheduler.stop();
       await gateway.deps.keys.close();
+      await gateway.deps.audit.close();
+      recordAuditFiles(dataDir);
       fs.rmSync(dataDir, { recursive: true, force: true });
     },
   };

@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { findSoftHsmModule } from '../../src/hsm/pkcs11/embedded-token';
+import { registerSecret } from './secrets';
 
 export interface TestToken {
   dir: string;
@@ -38,6 +39,8 @@ export function createTestToken(): TestToken {
     stdio: 'pipe',
   });
   process.env.SOFTHSM2_CONF = confPath;
+  registerSecret(token.pin);
+  registerSecret(token.soPin);
   return token;
 }
 
