@@ -1,21 +1,12 @@
 import { createApp } from './app';
-import { ConfigError, describeConfig, loadConfig } from './config/load-config';
+import { describeConfig, loadConfigOrExit } from './config/load-config';
 import { buildGateway, openHsm } from './gateway';
 import { createLogger } from './logging/logger';
 import { createServer } from './server';
 
 /** Exit codes: 2 bad configuration, 3 the HSM or store could not be opened. */
 async function main(): Promise<void> {
-  let config;
-  try {
-    config = loadConfig(process.env);
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`qkms: ${err.message}\n`);
-      process.exit(2);
-    }
-    throw err;
-  }
+  const config = loadConfigOrExit(process.env, 'qkms');
   const logger = createLogger({ level: config.logLevel });
   logger.info('starting', { settings: describeConfig(process.env) });
   let gateway;

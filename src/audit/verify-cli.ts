@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { ConfigError, loadConfig } from '../config/load-config';
+import { loadConfigOrExit } from '../config/load-config';
 import { openHsm } from '../gateway';
 import { createLogger } from '../logging/logger';
 import { verifyAuditTrail } from './audit-verify';
@@ -9,16 +9,7 @@ import { verifyAuditTrail } from './audit-verify';
  * the gateway (it needs the HSM for the checkpoint HMACs). Exit 0 intact, 1 tampered, 2 bad config.
  */
 async function main(): Promise<void> {
-  let config;
-  try {
-    config = loadConfig(process.env);
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`qkms audit:verify: ${err.message}\n`);
-      process.exit(2);
-    }
-    throw err;
-  }
+  const config = loadConfigOrExit(process.env, 'qkms audit:verify');
   const hsm = await openHsm(config, createLogger({ level: 'error' }));
   try {
     const dir = path.join(config.dataDir, 'audit');

@@ -100,6 +100,17 @@ export function loadConfig(env: Env): Config {
   });
 }
 
+/** For process entry points: the config, or the problems on stderr and exit code 2. */
+export function loadConfigOrExit(env: Env, command: string): Config {
+  try {
+    return loadConfig(env);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`${command}: ${err.message}\n`);
+    process.exit(2);
+  }
+}
+
 /** The start-up summary: every setting, secrets as ***. */
 export function describeConfig(env: Env): Record<string, string> {
   const out: Record<string, string> = {};

@@ -14,6 +14,3 @@ export function assertAliasName(name: string): void {
   if (name === 'alias/') throw new InvalidAliasNameException('Alias name must have at least one character after the prefix "alias/".');
   if (name.startsWith('alias/aws/')) throw new InvalidAliasNameException('Alias names that begin with alias/aws/ are reserved for AWS managed keys.');
 }
-
-/** The model's constraint, checked by joi (ValidationException in the constraint wording). */
-export const ALIAS_NAME_PATTERN = /^[a-zA-Z0-9:/_-]+$/;

@@ -1,15 +1,15 @@
 import { aliasArn } from '../domain/arn';
-import { ALIAS_NAME_PATTERN, assertAliasName } from '../domain/alias-name';
+import { assertAliasName } from '../domain/alias-name';
 import { NotFoundException } from '../errors/kms-errors';
 import type { Operation } from './context';
 import { resolveKey } from './key-lookup';
-import { Joi } from './shared-schemas';
+import { aliasNameSchema, Joi } from './shared-schemas';
 
 interface DeleteAliasInput {
   AliasName: string;
 }
 
-const schema = Joi.object({ AliasName: Joi.string().min(1).max(256).pattern(ALIAS_NAME_PATTERN).required() });
+const schema = Joi.object({ AliasName: aliasNameSchema.required() });
 
 /** Works whatever the state of the target key; the key itself is untouched. */
 export const deleteAlias: Operation<DeleteAliasInput> = {

@@ -57,3 +57,5 @@ export const dryRunSchema = Joi.boolean();
 /** Nitro attestation (RecipientInfo): no PKCS#11 token can answer it; rejected per operation. */
 export const recipientSchema = Joi.object();
 export const encryptionAlgorithmSchema = Joi.string().valid('SYMMETRIC_DEFAULT', 'RSAES_OAEP_SHA_1', 'RSAES_OAEP_SHA_256', 'SM2PKE');
+/** AliasName: the model's constraint; the service's further rules are in domain/alias-name.ts. */
+export const aliasNameSchema = Joi.string().min(1).max(256).pattern(/^[a-zA-Z0-9:/_-]+$/);

@@ -1,9 +1,9 @@
 import { aliasArn } from '../domain/arn';
-import { ALIAS_NAME_PATTERN, assertAliasName } from '../domain/alias-name';
+import { assertAliasName } from '../domain/alias-name';
 import { NotFoundException, ValidationException } from '../errors/kms-errors';
 import type { Operation } from './context';
 import { aliasTarget } from './alias-target';
-import { Joi, keyIdSchema } from './shared-schemas';
+import { aliasNameSchema, Joi, keyIdSchema } from './shared-schemas';
 
 interface UpdateAliasInput {
   AliasName: string;
@@ -11,7 +11,7 @@ interface UpdateAliasInput {
 }
 
 const schema = Joi.object({
-  AliasName: Joi.string().min(1).max(256).pattern(ALIAS_NAME_PATTERN).required(),
+  AliasName: aliasNameSchema.required(),
   TargetKeyId: keyIdSchema.required(),
 });
 
