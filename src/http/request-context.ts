@@ -28,9 +28,12 @@ export function requestContext(logger: Logger, audit: AuditLog, newId: () => str
     const requestId = newId();
     Object.assign(res.locals, { requestId, log: logger.child({ requestId }), startedAt: performance.now() } satisfies RequestLocals);
     res.setHeader('x-amzn-RequestId', requestId);
-    res.on('finish', () => {
+    // 'close' fires for every request, also when the client went away before the answer
+    // ('finish' would not), so aborted requests are audited too.
+    res.once('close', () => {
       const l = locals(res);
       if (req.path === '/health') return;
+      if (!res.writableFinished) l.errorType ??= 'ClientClosedRequest';
       audit.append({
         time: new Date().toISOString(),
         requestId,

@@ -133,3 +133,22 @@ describe('Audit trail rotation and restarts', function () {
     }
   });
 });
+
+describe('Audit trail and aborted requests', () => {
+  it('records a request whose client went away before the answer', async () => {
+    const gw = await startGateway(integration().hsm);
+    try {
+      gw.faults.add({ method: 'randomBytes', times: 1, delayMs: 300 });
+      const controller = new AbortController();
+      const pending = gw.client.send(new CreateKeyCommand({}), { abortSignal: controller.signal });
+      setTimeout(() => controller.abort(), 100);
+      await assert.rejects(pending);
+      await new Promise((r) => setTimeout(r, 400));
+      const dir = path.join(gw.config.dataDir, 'audit');
+      const lines = fs.readdirSync(dir).flatMap((f) => fs.readFileSync(path.join(dir, f), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)));
+      assert.ok(lines.some((r) => r.operation === 'CreateKey' && r.errorCode === 'ClientClosedRequest'), JSON.stringify(lines.slice(-3)));
+    } finally {
+      await gw.close();
+    }
+  });
+});
