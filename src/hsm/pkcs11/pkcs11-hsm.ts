@@ -26,13 +26,15 @@ export class Pkcs11Hsm implements Hsm {
 
   private constructor(
     private readonly p11: pkcs11js.PKCS11,
+    private readonly counts: Map<string, number>,
     private readonly slot: pkcs11js.Handle,
     private readonly pool: SessionPool<Session>,
   ) {}
 
   /** Load, initialise with OS locking, find the token by label, log in once, open the pool. */
   static async open(options: Pkcs11Options): Promise<Pkcs11Hsm> {
-    const p11 = new pkcs11js.PKCS11();
+    const counts = new Map<string, number>();
+    const p11 = counting(new pkcs11js.PKCS11(), counts);
     call('C_Load', () => p11.load(options.modulePath));
     initialize(p11);
     const slot = findSlotByLabel(p11, options.tokenLabel);
@@ -47,9 +49,14 @@ export class Pkcs11Hsm implements Hsm {
       }
       return openSession();
     });
-    const hsm = new Pkcs11Hsm(p11, slot, pool);
+    const hsm = new Pkcs11Hsm(p11, counts, slot, pool);
     await hsm.loadHandleCache();
     return hsm;
+  }
+
+  /** How many times each C_* function was called since open (the benchmark reports calls per operation). */
+  callCounts(): Record<string, number> {
+    return Object.fromEntries(this.counts);
   }
 
   async generateKek(label: string): Promise<void> {
@@ -226,6 +233,21 @@ export class Pkcs11Hsm implements Hsm {
       (err) => err instanceof HsmError && (err.kind === 'session' || err.kind === 'device'),
     );
   }
+}
+
+/** The module with every C_* call counted; one Map increment per call. */
+function counting(p11: pkcs11js.PKCS11, counts: Map<string, number>): pkcs11js.PKCS11 {
+  return new Proxy(p11, {
+    get(target, prop, receiver) {
+      const value = Reflect.get(target, prop, receiver) as unknown;
+      if (typeof value !== 'function') return value;
+      if (typeof prop !== 'string' || !prop.startsWith('C_')) return value.bind(target); // native methods need the real this
+      return (...args: unknown[]) => {
+        counts.set(prop, (counts.get(prop) ?? 0) + 1);
+        return (value as (...a: unknown[]) => unknown).apply(target, args);
+      };
+    },
+  });
 }
 
 function ckrName(err: unknown): string | undefined {
