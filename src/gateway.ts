@@ -35,7 +35,15 @@ export async function openHsm(config: Config, logger: Logger): Promise<Hsm> {
   } else if (!pin) {
     pin = fs.readFileSync(config.pkcs11.pinFile!, 'utf8').trim();
   }
-  return Pkcs11Hsm.open({ modulePath, tokenLabel: config.pkcs11.tokenLabel, pin: pin!, sessions: config.pkcs11.sessions });
+  if (config.pkcs11.faultsFile) logger.warn('PKCS#11 fault injection is ON (QKMS_FAULTS_FILE): for tests and drills only', { file: config.pkcs11.faultsFile });
+  return Pkcs11Hsm.open({
+    modulePath,
+    tokenLabel: config.pkcs11.tokenLabel,
+    pin: pin!,
+    sessions: config.pkcs11.sessions,
+    faultsFile: config.pkcs11.faultsFile,
+    onStateChange: (isUp, detail) => (isUp ? logger.warn('HSM token is back; circuit closed', { detail }) : logger.error('HSM token unavailable; failing fast and reconnecting', { detail })),
+  });
 }
 
 /**

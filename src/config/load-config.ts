@@ -22,6 +22,7 @@ export interface Config {
     readonly pin?: string;
     readonly pinFile?: string;
     readonly sessions: number;
+    readonly faultsFile?: string;
   };
   readonly hsmTimeoutMs: number;
   readonly dataKeyWrap: DataKeyWrap;
@@ -82,6 +83,7 @@ export function loadConfig(env: Env): Config {
       pin: value.QKMS_PKCS11_PIN,
       pinFile: value.QKMS_PKCS11_PIN_FILE,
       sessions: value.QKMS_PKCS11_SESSIONS,
+      faultsFile: value.QKMS_FAULTS_FILE,
     },
     hsmTimeoutMs: value.QKMS_HSM_TIMEOUT_MS,
     dataKeyWrap: value.QKMS_DATA_KEY_WRAP,

@@ -53,6 +53,8 @@ export const configSchema = Joi.object({
   // Requests per second per principal (token bucket, burst = one second's worth); 0 = no limit.
   // Above it: ThrottlingException, which the SDKs retry with backoff.
   QKMS_RATE_LIMIT_PER_SECOND: Joi.number().min(0).max(1000000).default(0),
+  // Tests and drills only: scripted PKCS#11 failures (src/hsm/pkcs11/faults.ts). Never in production.
+  QKMS_FAULTS_FILE: Joi.string().min(1),
   QKMS_LOG_LEVEL: Joi.string().valid('error', 'warn', 'info', 'debug').default('info'),
 })
   .and('QKMS_ACCESS_KEY_ID', 'QKMS_SECRET_ACCESS_KEY')

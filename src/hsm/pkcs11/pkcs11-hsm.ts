@@ -5,6 +5,7 @@ import { HsmError } from '../hsm-error';
 import { classifyCkr } from './ckr-table';
 import { AES_KEY_GEN, aesGcm, GENERIC_SECRET_KEY_GEN, HMAC_SHA256, KWP } from './mechanisms';
 import { ephemeralDataKeyTemplate, kekTemplate, macKeyTemplate } from './templates';
+import { FaultPlan } from './faults';
 import { SessionPool } from './session-pool';
 
 export interface Pkcs11Options {
@@ -12,7 +13,13 @@ export interface Pkcs11Options {
   tokenLabel: string;
   pin: string;
   sessions: number;
+  /** QKMS_FAULTS_FILE: scripted PKCS#11 failures for tests and drills (faults.ts). */
+  faultsFile?: string;
+  /** Told when the token goes down (circuit open) and comes back. */
+  onStateChange?: (isUp: boolean, detail: string) => void;
 }
+
+const RECOVERY_INTERVAL_MS = 1000;
 
 type Session = pkcs11js.Handle;
 
@@ -23,35 +30,49 @@ type Session = pkcs11js.Handle;
  */
 export class Pkcs11Hsm implements Hsm {
   private readonly handles = new Map<string, pkcs11js.Handle>();
+  private slot!: pkcs11js.Handle;
+  private pool!: SessionPool<Session>;
+  /** Circuit breaker: while open, calls fail fast and a timer tries to reconnect. */
+  private recovery?: NodeJS.Timeout;
 
   private constructor(
     private readonly p11: pkcs11js.PKCS11,
     private readonly counts: Map<string, number>,
-    private readonly slot: pkcs11js.Handle,
-    private readonly pool: SessionPool<Session>,
+    private readonly options: Pkcs11Options,
   ) {}
 
-  /** Load, initialise with OS locking, find the token by label, log in once, open the pool. */
+  /** Load the module once, then connect; a wrong PIN or label fails here, at boot. */
   static async open(options: Pkcs11Options): Promise<Pkcs11Hsm> {
     const counts = new Map<string, number>();
-    const p11 = counting(new pkcs11js.PKCS11(), counts);
+    const p11 = counting(new pkcs11js.PKCS11(), counts, options.faultsFile ? new FaultPlan(options.faultsFile) : undefined);
     call('C_Load', () => p11.load(options.modulePath));
-    initialize(p11);
-    const slot = findSlotByLabel(p11, options.tokenLabel);
-    const openSession = () => call('C_OpenSession', () => p11.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION));
-    const sessions = Array.from({ length: options.sessions }, openSession);
-    login(p11, sessions[0], options.pin);
-    const pool = new SessionPool<Session>(sessions, (broken) => {
+    const hsm = new Pkcs11Hsm(p11, counts, options);
+    await hsm.connect();
+    return hsm;
+  }
+
+  /** Initialise with OS locking, find the token by label, open the sessions, log in once, cache handles. */
+  private async connect(): Promise<void> {
+    initialize(this.p11);
+    const slot = findSlotByLabel(this.p11, this.options.tokenLabel);
+    const openSession = () => call('C_OpenSession', () => this.p11.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION));
+    const sessions = Array.from({ length: this.options.sessions }, openSession);
+    login(this.p11, sessions[0], this.options.pin);
+    this.slot = slot;
+    this.pool = new SessionPool<Session>(sessions, (broken) => {
       try {
-        p11.C_CloseSession(broken);
+        this.p11.C_CloseSession(broken);
       } catch {
         // already gone
       }
       return openSession();
     });
-    const hsm = new Pkcs11Hsm(p11, counts, slot, pool);
-    await hsm.loadHandleCache();
-    return hsm;
+    this.handles.clear();
+    await this.loadHandleCache();
+  }
+
+  get isUp(): boolean {
+    return this.recovery === undefined;
   }
 
   /** How many times each C_* function was called since open (the benchmark reports calls per operation). */
@@ -146,6 +167,7 @@ export class Pkcs11Hsm implements Hsm {
   }
 
   async health(): Promise<HsmHealth> {
+    if (!this.isUp) return { isUp: false, detail: 'token unavailable; reconnecting' };
     try {
       const info = this.p11.C_GetTokenInfo(this.slot);
       await this.randomBytes(1); // proves a session and the login still work
@@ -156,6 +178,7 @@ export class Pkcs11Hsm implements Hsm {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.recovery);
     for (const s of this.pool.drain()) {
       try {
         this.p11.C_CloseSession(s);
@@ -171,7 +194,7 @@ export class Pkcs11Hsm implements Hsm {
   }
 
   private async loadHandleCache(): Promise<void> {
-    await this.withSession('C_FindObjects', (s) => {
+    await this.pool.use((s) => call('C_FindObjects', () => {
       this.p11.C_FindObjectsInit(s, [
         { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
         { type: pkcs11js.CKA_TOKEN, value: true },
@@ -186,7 +209,7 @@ export class Pkcs11Hsm implements Hsm {
         const label = this.p11.C_GetAttributeValue(s, h, [{ type: pkcs11js.CKA_LABEL }])[0].value.toString('utf8');
         this.handles.set(label, h);
       }
-    });
+    }), () => false);
   }
 
   private remember(label: string, handle: pkcs11js.Handle): void {
@@ -227,16 +250,55 @@ export class Pkcs11Hsm implements Hsm {
     });
   }
 
-  private withSession<T>(fn: string, body: (s: Session) => T): Promise<T> {
-    return this.pool.use(
-      (s) => call(fn, () => body(s)),
-      (err) => err instanceof HsmError && (err.kind === 'session' || err.kind === 'device'),
-    );
+  /**
+   * Runs body on a pooled session, and heals what can be healed (STYLE.md habit 6): a broken
+   * session is replaced and the call retried once; a lost login is redone and the call retried
+   * once; a device failure opens the circuit breaker — calls fail fast with HsmError 'device'
+   * (KeyUnavailableException) while a timer finalises and re-initialises every second until the
+   * token answers again.
+   */
+  private async withSession<T>(fn: string, body: (s: Session) => T, isRetry = false): Promise<T> {
+    if (!this.isUp) throw new HsmError('device', fn, 'CKR_DEVICE_REMOVED');
+    try {
+      return await this.pool.use((s) => call(fn, () => body(s)), (err) => err instanceof HsmError && err.kind === 'session');
+    } catch (err) {
+      if (!(err instanceof HsmError)) throw err;
+      if (err.kind === 'device') this.openCircuit(err);
+      else if (!isRetry && err.kind === 'session') return this.withSession(fn, body, true);
+      else if (!isRetry && err.ckr === 'CKR_USER_NOT_LOGGED_IN') {
+        await this.pool.use((s) => login(this.p11, s, this.options.pin), () => false);
+        return this.withSession(fn, body, true);
+      }
+      throw err;
+    }
+  }
+
+  private openCircuit(cause: HsmError): void {
+    if (!this.isUp) return;
+    this.options.onStateChange?.(false, cause.message);
+    this.recovery = setInterval(() => void this.tryReconnect(), RECOVERY_INTERVAL_MS);
+    this.recovery.unref();
+  }
+
+  private async tryReconnect(): Promise<void> {
+    try {
+      this.p11.C_Finalize();
+    } catch {
+      // not initialised, or already finalised: either way start afresh
+    }
+    try {
+      await this.connect();
+      clearInterval(this.recovery);
+      this.recovery = undefined;
+      this.options.onStateChange?.(true, 'token answers again');
+    } catch {
+      // still down; the next tick tries again
+    }
   }
 }
 
-/** The module with every C_* call counted; one Map increment per call. */
-function counting(p11: pkcs11js.PKCS11, counts: Map<string, number>): pkcs11js.PKCS11 {
+/** The module with every C_* call counted (one Map increment), and the fault plan applied when set. */
+function counting(p11: pkcs11js.PKCS11, counts: Map<string, number>, faults?: FaultPlan): pkcs11js.PKCS11 {
   return new Proxy(p11, {
     get(target, prop, receiver) {
       const value = Reflect.get(target, prop, receiver) as unknown;
@@ -244,6 +306,7 @@ function counting(p11: pkcs11js.PKCS11, counts: Map<string, number>): pkcs11js.P
       if (typeof prop !== 'string' || !prop.startsWith('C_')) return value.bind(target); // native methods need the real this
       return (...args: unknown[]) => {
         counts.set(prop, (counts.get(prop) ?? 0) + 1);
+        faults?.apply(prop);
         return (value as (...a: unknown[]) => unknown).apply(target, args);
       };
     },

@@ -1,0 +1,60 @@
+import fs from 'node:fs';
+import * as pkcs11js from 'pkcs11js';
+
+/**
+ * Fault injection at the PKCS#11 boundary, for tests and drills, enabled only by QKMS_FAULTS_FILE:
+ *   [ { "function": "C_WrapKey" | "*", "ckr": "CKR_DEVICE_ERROR", "delayMs": 0, "probability": 1, "count": 3 } ]
+ * A matching call first blocks for delayMs (as a hung synchronous call would), then fails with the
+ * CKR code the way pkcs11js does (`Error("CKR_NAME:<rv>")`), with `probability`, at most `count`
+ * times. The file is re-read when it changes (at most once a second); an unreadable file means no
+ * faults. Everything above this layer — classification, recovery, timeouts — runs for real.
+ */
+interface FaultRule {
+  function: string;
+  ckr?: string;
+  delayMs?: number;
+  probability?: number;
+  count?: number;
+}
+
+export class FaultPlan {
+  private rules: FaultRule[] = [];
+  private stamp = '';
+  private checkedAt = 0;
+
+  constructor(private readonly file: string) {}
+
+  /** Called before every C_* call; throws or blocks as the plan says. */
+  apply(fn: string): void {
+    this.reload();
+    for (const rule of this.rules) {
+      if (rule.function !== '*' && rule.function !== fn) continue;
+      if (rule.count !== undefined && rule.count <= 0) continue;
+      if (Math.random() >= (rule.probability ?? 1)) continue;
+      if (rule.count !== undefined) rule.count--;
+      if (rule.delayMs) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, rule.delayMs);
+      if (rule.ckr) {
+        const rv = (pkcs11js as unknown as Record<string, number>)[rule.ckr] ?? 5;
+        throw new Error(`${rule.ckr}:${rv}`);
+      }
+      return;
+    }
+  }
+
+  private reload(): void {
+    const now = Date.now();
+    if (now - this.checkedAt < 1000) return;
+    this.checkedAt = now;
+    try {
+      const st = fs.statSync(this.file);
+      const stamp = `${st.mtimeMs}:${st.size}`;
+      if (stamp === this.stamp) return;
+      this.stamp = stamp;
+      const parsed: unknown = JSON.parse(fs.readFileSync(this.file, 'utf8'));
+      this.rules = Array.isArray(parsed) ? (parsed as FaultRule[]) : [];
+    } catch {
+      this.rules = [];
+      this.stamp = '';
+    }
+  }
+}

@@ -1,0 +1,104 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { CreateKeyCommand, DecryptCommand, DependencyTimeoutException, GenerateDataKeyCommand, KeyUnavailableException } from '@aws-sdk/client-kms';
+import { startChildGateway, type ChildGateway } from '../support/child-gateway';
+
+/**
+ * Issue #5 items 3-4: faults injected at the PKCS#11 boundary of a real gateway process over a real
+ * SoftHSM2 token (QKMS_FAULTS_FILE, re-read within a second); recovery runs for real: sessions
+ * reopened, login redone, C_Finalize + C_Initialize. Each fault gives the right KMS error, the
+ * process never exits, and service returns within 5 s of the fault clearing.
+ */
+describe('Self-healing HSM layer (fault injection)', function () {
+  this.timeout(90000);
+  let dir: string;
+  let faults: string;
+  let gw: ChildGateway;
+  let keyId: string;
+
+  const setFaults = async (rules: object[]) => {
+    fs.writeFileSync(faults, JSON.stringify(rules));
+    await new Promise((r) => setTimeout(r, 1200)); // re-read at most once a second
+  };
+  const gdk = () => gw.client.send(new GenerateDataKeyCommand({ KeyId: keyId, KeySpec: 'AES_256' }));
+  const health = async () => (await fetch(`${gw.url}/health`)).status;
+  const recoversWithin = async (ms: number) => {
+    const start = Date.now();
+    for (;;) {
+      try {
+        await gdk();
+        return Date.now() - start;
+      } catch (err) {
+        if (Date.now() - start > ms) throw err;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  };
+
+  before(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qkms-faults-'));
+    faults = path.join(dir, 'faults.json');
+    fs.writeFileSync(faults, '[]');
+    gw = await startChildGateway({ QKMS_DATA_DIR: path.join(dir, 'data'), QKMS_FAULTS_FILE: faults, QKMS_HSM_TIMEOUT_MS: '200' });
+    keyId = (await gw.client.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;
+  });
+  after(async () => {
+    assert.equal(await gw.stop(), 0, 'the process never exited on its own');
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  afterEach(() => fs.writeFileSync(faults, '[]'));
+
+  it('a token that fails (CKR_DEVICE_ERROR) answers KeyUnavailableException fast, /health 503, and heals when it returns', async () => {
+    await setFaults([{ function: '*', ckr: 'CKR_DEVICE_ERROR' }]);
+    await assert.rejects(gdk(), KeyUnavailableException);
+    assert.equal(await health(), 503);
+    const started = Date.now();
+    await assert.rejects(gdk(), KeyUnavailableException);
+    assert.ok(Date.now() - started < 100, 'the open circuit fails fast');
+    fs.writeFileSync(faults, '[]');
+    const ms = await recoversWithin(5000);
+    assert.ok(ms < 5000, `recovered in ${ms} ms`);
+    assert.equal(await health(), 200);
+    assert.match(gw.output(), /HSM token unavailable; failing fast and reconnecting/);
+    assert.match(gw.output(), /HSM token is back; circuit closed/);
+  });
+
+  for (const ckr of ['CKR_DEVICE_REMOVED', 'CKR_TOKEN_NOT_PRESENT', 'CKR_CRYPTOKI_NOT_INITIALIZED']) {
+    it(`${ckr} opens the circuit the same way and heals`, async () => {
+      await setFaults([{ function: 'C_WrapKey', ckr, count: 1 }]);
+      await assert.rejects(gdk(), KeyUnavailableException);
+      assert.ok((await recoversWithin(5000)) < 5000);
+    });
+  }
+
+  it('a broken session (CKR_SESSION_HANDLE_INVALID) is replaced and the call retried: the client sees nothing', async () => {
+    await setFaults([{ function: 'C_Sign', ckr: 'CKR_SESSION_HANDLE_INVALID', count: 1 }]);
+    assert.ok((await gdk()).Plaintext);
+    await setFaults([{ function: 'C_WrapKey', ckr: 'CKR_SESSION_CLOSED', count: 1 }]);
+    assert.ok((await gdk()).Plaintext);
+  });
+
+  it('a lost login (CKR_USER_NOT_LOGGED_IN) is redone and the call retried', async () => {
+    await setFaults([{ function: 'C_UnwrapKey', ckr: 'CKR_USER_NOT_LOGGED_IN', count: 1 }]);
+    const dk = await gdk();
+    assert.deepEqual(Buffer.from((await gw.client.send(new DecryptCommand({ CiphertextBlob: dk.CiphertextBlob }))).Plaintext!), Buffer.from(dk.Plaintext!));
+  });
+
+  it('a hung call (longer than QKMS_HSM_TIMEOUT_MS) answers DependencyTimeoutException; the next call works', async () => {
+    await setFaults([{ function: 'C_WrapKey', delayMs: 400, count: 1 }]);
+    await assert.rejects(gdk(), DependencyTimeoutException);
+    assert.ok((await gdk()).Plaintext);
+  });
+
+  it('intermittent failures (probability 0.3) never crash it; after they stop, every call succeeds', async () => {
+    await setFaults([{ function: 'C_Sign', ckr: 'CKR_FUNCTION_FAILED', probability: 0.3 }]);
+    const results = await Promise.allSettled(Array.from({ length: 40 }, () => gdk()));
+    const names = new Set(results.map((r) => (r.status === 'fulfilled' ? 'ok' : (r.reason as Error).name)));
+    assert.ok([...names].every((n) => n === 'ok' || n === 'KMSInternalException'), [...names].join());
+    fs.writeFileSync(faults, '[]');
+    await new Promise((r) => setTimeout(r, 1200));
+    for (let i = 0; i < 10; i++) assert.ok((await gdk()).Plaintext);
+  });
+});
