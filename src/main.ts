@@ -22,13 +22,21 @@ async function main(): Promise<void> {
     const address = server.address();
     logger.info('listening', { address: typeof address === 'object' && address ? `${address.address}:${address.port}` : address, tls: config.tls ? (config.tls.clientCaFile ? 'mutual' : 'server') : 'off' });
   });
-  const stop = (signal: string) => {
+  // Stop accepting, let in-flight requests finish for up to QKMS_SHUTDOWN_GRACE_MS, then cut the
+  // rest; always end with the final audit checkpoint, closed sessions and C_Finalize.
+  const stop = async (signal: string) => {
     logger.info('stopping', { signal });
-    server.close(() => void gateway.close().then(() => process.exit(0)));
-    setTimeout(() => process.exit(0), 5000).unref();
+    const closed = new Promise((resolve) => server.close(resolve));
+    server.closeIdleConnections();
+    const cut = setTimeout(() => server.closeAllConnections(), config.shutdownGraceMs);
+    await closed;
+    clearTimeout(cut);
+    await gateway.close();
+    logger.info('stopped');
+    process.exit(0);
   };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
+  process.once('SIGTERM', () => void stop('SIGTERM'));
+  process.once('SIGINT', () => void stop('SIGINT'));
 }
 
 void main();

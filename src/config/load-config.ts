@@ -33,6 +33,7 @@ export interface Config {
   readonly seedFile?: string;
   readonly tls?: { readonly certFile: string; readonly keyFile: string; readonly clientCaFile?: string };
   readonly rateLimitPerSecond: number;
+  readonly shutdownGraceMs: number;
   readonly logLevel: string;
 }
 
@@ -98,6 +99,7 @@ export function loadConfig(env: Env): Config {
     seedFile: value.QKMS_SEED_FILE,
     tls: value.QKMS_TLS_CERT ? { certFile: value.QKMS_TLS_CERT, keyFile: value.QKMS_TLS_KEY, clientCaFile: value.QKMS_TLS_CLIENT_CA } : undefined,
     rateLimitPerSecond: value.QKMS_RATE_LIMIT_PER_SECOND,
+    shutdownGraceMs: value.QKMS_SHUTDOWN_GRACE_MS,
     logLevel: value.QKMS_LOG_LEVEL,
   });
 }

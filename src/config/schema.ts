@@ -55,6 +55,8 @@ export const configSchema = Joi.object({
   QKMS_RATE_LIMIT_PER_SECOND: Joi.number().min(0).max(1000000).default(0),
   // Tests and drills only: scripted PKCS#11 failures (src/hsm/pkcs11/faults.ts). Never in production.
   QKMS_FAULTS_FILE: Joi.string().min(1),
+  // On SIGTERM/SIGINT, how long in-flight requests may take before their connections are cut.
+  QKMS_SHUTDOWN_GRACE_MS: Joi.number().integer().min(0).max(600000).default(10000),
   QKMS_LOG_LEVEL: Joi.string().valid('error', 'warn', 'info', 'debug').default('info'),
 })
   .and('QKMS_ACCESS_KEY_ID', 'QKMS_SECRET_ACCESS_KEY')

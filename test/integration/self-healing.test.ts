@@ -102,3 +102,30 @@ describe('Self-healing HSM layer (fault injection)', function () {
     for (let i = 0; i < 10; i++) assert.ok((await gdk()).Plaintext);
   });
 });
+
+describe('Graceful shutdown', function () {
+  this.timeout(60000);
+  it('on SIGTERM lets the in-flight request finish, refuses new ones, checkpoints the audit trail and exits 0', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qkms-stop-'));
+    const faults = path.join(dir, 'faults.json');
+    fs.writeFileSync(faults, '[]');
+    try {
+      const gw = await startChildGateway({ QKMS_DATA_DIR: path.join(dir, 'data'), QKMS_FAULTS_FILE: faults });
+      const keyId = (await gw.client.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;
+      fs.writeFileSync(faults, JSON.stringify([{ function: 'C_WrapKey', delayMs: 1500, count: 1 }]));
+      await new Promise((r) => setTimeout(r, 1200));
+      const inFlight = gw.client.send(new GenerateDataKeyCommand({ KeyId: keyId, KeySpec: 'AES_256' }));
+      await new Promise((r) => setTimeout(r, 300));
+      const exited = gw.stop();
+      assert.ok((await inFlight).Plaintext, 'the in-flight request completed');
+      assert.equal(await exited, 0);
+      assert.match(gw.output(), /"message":"stopped"/);
+      await assert.rejects(fetch(`${gw.url}/health`), 'no longer accepting');
+      const audit = fs.readdirSync(path.join(dir, 'data', 'audit')).map((f) => fs.readFileSync(path.join(dir, 'data', 'audit', f), 'utf8')).join('');
+      const last = JSON.parse(audit.trim().split('\n').pop()!);
+      assert.equal(last.type, 'checkpoint', 'the final checkpoint was written');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

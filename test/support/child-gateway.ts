@@ -49,9 +49,9 @@ export async function startChildGateway(env: Record<string, string>): Promise<Ch
     client,
     output,
     async stop() {
-      client.destroy();
       child.kill('SIGTERM');
       const code = await exited;
+      client.destroy(); // after the exit: in-flight requests of the client may still be answered
       recordLog(output());
       const dataDir = env.QKMS_DATA_DIR;
       if (dataDir && fs.existsSync(path.join(dataDir, 'pin'))) registerSecret(fs.readFileSync(path.join(dataDir, 'pin'), 'utf8'));
