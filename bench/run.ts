@@ -6,60 +6,24 @@
  *   (b) the same Express stack and load generator with a handler that returns a fixed response.
  * Prints the table and writes bench/results/latest.{md,json}. BENCH_DURATION_S (default 10) per run.
  */
-import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { fork } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import autocannon from 'autocannon';
 import { CreateKeyCommand, GenerateDataKeyCommand, KMSClient } from '@aws-sdk/client-kms';
-import { Hash } from '@smithy/hash-node';
-import { HttpRequest } from '@smithy/protocol-http';
-import { SignatureV4 } from '@smithy/signature-v4';
 import { Envelope } from '../src/domain/envelope';
 import { encodeEncryptionContext } from '../src/domain/encryption-context';
 import { unpackBlob } from '../src/domain/ciphertext-blob';
 import { Pkcs11Hsm } from '../src/hsm/pkcs11/pkcs11-hsm';
-import { createTestToken, removeTestToken } from '../test/support/softhsm-token';
+import { CREDENTIALS, freePort, signedRequest, startGatewayProcess, waitForPort } from './gateway-process';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
 const DURATION_S = Number(process.env.BENCH_DURATION_S ?? 10);
 const CONCURRENCY = (process.env.BENCH_CONCURRENCY ?? '1,16,64').split(',').map(Number);
-const CREDENTIALS = { accessKeyId: 'AKIAQKMSBENCH000001', secretAccessKey: 'bench-secret-0123456789abcdef' };
-const ROOT = path.resolve(__dirname, '..');
 
 interface Load { rps: number; p50: number; p99: number; max: number; errors: number; requests: number }
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function waitForPort(port: number, child: ChildProcess): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    if (child.exitCode !== null) throw new Error(`process exited with ${child.exitCode}`);
-    const ok = await new Promise<boolean>((r) => net.connect(port, '127.0.0.1').on('connect', function (this: net.Socket) { this.end(); r(true); }).on('error', () => r(false)));
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`port ${port} never opened`);
-}
-
-async function signed(url: string, target: string, body: object) {
-  const u = new URL(url);
-  const bytes = Buffer.from(JSON.stringify(body));
-  const signer = new SignatureV4({ credentials: CREDENTIALS, region: 'us-east-1', service: 'kms', sha256: Hash.bind(null, 'sha256') });
-  const req = await signer.sign(new HttpRequest({
-    method: 'POST', protocol: 'http:', hostname: u.hostname, port: Number(u.port), path: '/',
-    headers: { host: u.host, 'content-type': 'application/x-amz-json-1.1', 'x-amz-target': `TrentService.${target}` }, body: bytes,
-  }));
-  return { method: 'POST' as const, path: '/', headers: req.headers, body: bytes.toString() };
-}
 
 async function load(url: string, connections: number, request: { method: 'POST'; path: string; headers: Record<string, string>; body: string }): Promise<Load> {
   const r = await autocannon({ url, connections, duration: DURATION_S, requests: [request] });
@@ -81,22 +45,11 @@ async function hsmFloor(hsm: Pkcs11Hsm, op: () => Promise<unknown>): Promise<{ o
 }
 
 async function main(): Promise<void> {
-  const token = createTestToken();
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'qkms-bench-'));
-  const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
-  const gateway = spawn(process.execPath, [path.join(ROOT, 'dist/main.js')], {
-    env: {
-      ...process.env, SOFTHSM2_CONF: token.confPath, QKMS_PORT: String(port), QKMS_DATA_DIR: dataDir,
-      QKMS_PKCS11_MODULE: token.modulePath, QKMS_PKCS11_TOKEN_LABEL: token.label, QKMS_PKCS11_PIN: token.pin,
-      QKMS_ACCESS_KEY_ID: CREDENTIALS.accessKeyId, QKMS_SECRET_ACCESS_KEY: CREDENTIALS.secretAccessKey, QKMS_LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn',
-    },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
+  const gateway = await startGatewayProcess();
+  const { url, token } = gateway;
   const floorPort = await freePort();
   const floor = fork(path.join(__dirname, 'express-floor.js'), [String(floorPort)], { stdio: 'ignore' });
   try {
-    await waitForPort(port, gateway);
     await waitForPort(floorPort, floor);
     const kms = new KMSClient({ endpoint: url, region: 'us-east-1', credentials: CREDENTIALS, maxAttempts: 1 });
     const keyId = (await kms.send(new CreateKeyCommand({ Description: 'bench' }))).KeyMetadata!.KeyId!;
@@ -124,8 +77,8 @@ async function main(): Promise<void> {
     const rows: Array<Record<string, unknown>> = [];
     for (const [name, target, body] of ops) {
       for (const c of CONCURRENCY) {
-        const g = await load(url, c, await signed(url, target, body));
-        const e = await load(`http://127.0.0.1:${floorPort}`, c, await signed(`http://127.0.0.1:${floorPort}`, target, body));
+        const g = await load(url, c, await signedRequest(url, target, body));
+        const e = await load(`http://127.0.0.1:${floorPort}`, c, await signedRequest(`http://127.0.0.1:${floorPort}`, target, body));
         rows.push({ operation: name, concurrency: c, gateway: g, expressFloor: e, hsmFloorOpsPerSecond: floors[name as keyof typeof floors].opsPerSecond });
         process.stderr.write(`${name} c=${c}: ${g.rps.toFixed(0)} req/s (express floor ${e.rps.toFixed(0)}), p99 ${g.p99} ms, errors ${g.errors}\n`);
       }
@@ -139,11 +92,8 @@ async function main(): Promise<void> {
     fs.writeFileSync(path.join(__dirname, 'results/latest.json'), JSON.stringify({ machine, floors, rows }, null, 2));
     process.stdout.write(md);
   } finally {
-    gateway.kill('SIGTERM');
     floor.kill('SIGTERM');
-    await new Promise((r) => setTimeout(r, 500));
-    removeTestToken(token);
-    fs.rmSync(dataDir, { recursive: true, force: true });
+    await gateway.stop();
   }
 }
 

@@ -1,0 +1,73 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { Hash } from '@smithy/hash-node';
+import { HttpRequest } from '@smithy/protocol-http';
+import { SignatureV4 } from '@smithy/signature-v4';
+import { createTestToken, removeTestToken, type TestToken } from '../test/support/softhsm-token';
+
+export const CREDENTIALS = { accessKeyId: 'AKIAQKMSBENCH000001', secretAccessKey: 'bench-secret-0123456789abcdef' };
+const ROOT = path.resolve(__dirname, '..');
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export async function waitForPort(port: number, child: ChildProcess): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (child.exitCode !== null) throw new Error(`process exited with ${child.exitCode}`);
+    const ok = await new Promise<boolean>((r) => {
+      const socket = net.connect(port, '127.0.0.1');
+      socket.on('connect', () => { socket.end(); r(true); }).on('error', () => r(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`port ${port} never opened`);
+}
+
+/** The compiled gateway (dist/main.js) on a fresh SoftHSM2 token, as an operator would run it. */
+export async function startGatewayProcess(): Promise<{ url: string; token: TestToken; child: ChildProcess; stop(): Promise<void> }> {
+  const token = createTestToken();
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'qkms-bench-'));
+  const port = await freePort();
+  const child = spawn(process.execPath, [path.join(ROOT, 'dist/main.js')], {
+    env: {
+      ...process.env, SOFTHSM2_CONF: token.confPath, QKMS_PORT: String(port), QKMS_DATA_DIR: dataDir,
+      QKMS_PKCS11_MODULE: token.modulePath, QKMS_PKCS11_TOKEN_LABEL: token.label, QKMS_PKCS11_PIN: token.pin,
+      QKMS_ACCESS_KEY_ID: CREDENTIALS.accessKeyId, QKMS_SECRET_ACCESS_KEY: CREDENTIALS.secretAccessKey, QKMS_LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn',
+    },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  await waitForPort(port, child);
+  return {
+    url: `http://127.0.0.1:${port}`,
+    token,
+    child,
+    async stop() {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+      removeTestToken(token);
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** One SigV4-signed request, replayable by autocannon inside the 5-minute window. */
+export async function signedRequest(url: string, target: string, body: object) {
+  const u = new URL(url);
+  const bytes = Buffer.from(JSON.stringify(body));
+  const signer = new SignatureV4({ credentials: CREDENTIALS, region: 'us-east-1', service: 'kms', sha256: Hash.bind(null, 'sha256') });
+  const req = await signer.sign(new HttpRequest({
+    method: 'POST', protocol: 'http:', hostname: u.hostname, port: Number(u.port), path: '/',
+    headers: { host: u.host, 'content-type': 'application/x-amz-json-1.1', 'x-amz-target': `TrentService.${target}` }, body: bytes,
+  }));
+  return { method: 'POST' as const, path: '/', headers: req.headers, body: bytes.toString() };
+}
