@@ -59,6 +59,10 @@ async function verify(req: Request, options: SigV4Options): Promise<Principal> {
   if (amzDate.slice(0, 8) !== scopeDate) throw new InvalidSignatureException(`Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '${scopeDate}' != '${amzDate.slice(0, 8)}', from '${amzDate}'.`);
   checkWindow(signingDate, amzDate, options);
   if (!parsed.signedHeaders.includes('host')) throw new InvalidSignatureException("'Host' must be a 'SignedHeader' in the AWS Authorization.");
+  // Every x-amz-* header sent must be signed (SigV4): otherwise X-Amz-Target, i.e. the operation,
+  // could be changed on a captured request and replayed within the window.
+  const unsigned = Object.keys(req.headers).filter((h) => h.startsWith('x-amz-') && !parsed.signedHeaders.includes(h));
+  if (unsigned.length > 0) throw new InvalidSignatureException(`'${unsigned.join("', '")}' must be a 'SignedHeader' in the AWS Authorization.`);
 
   const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
   const bodyHash = crypto.createHash('sha256').update(body).digest('hex');

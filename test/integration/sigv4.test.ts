@@ -94,6 +94,12 @@ describe('SigV4 authentication', () => {
     assert.equal(retarget.json!.__type, 'InvalidSignatureException');
     const dropped = await rawCall(gw.url, 'TrentService.CreateKey', body, { tamper: (r) => delete r.headers['x-amz-target'] });
     assert.equal(dropped.json!.__type, 'InvalidSignatureException');
+    // A request whose signer left X-Amz-Target out of SignedHeaders: the operation could be swapped.
+    const unsignedTarget = await rawCall(gw.url, 'TrentService.ListKeys', '{}', {
+      unsignedHeaders: ['x-amz-target'],
+      tamper: (r) => (r.headers['x-amz-target'] = 'TrentService.CreateKey'),
+    });
+    assert.deepEqual(unsignedTarget.json, { __type: 'InvalidSignatureException', message: "'x-amz-target' must be a 'SignedHeader' in the AWS Authorization." });
     assert.equal(await keyCount(), before);
   });
 

@@ -102,6 +102,8 @@ export interface RawCallOptions {
   credentials?: { accessKeyId: string; secretAccessKey: string } | false;
   signingDate?: Date;
   region?: string;
+  /** Headers the signer leaves out of SignedHeaders (a careless or hostile client). */
+  unsignedHeaders?: string[];
   /** Changes the request after signing (e.g. alter the body) to prove the signature covers it. */
   tamper?: (req: { headers: Record<string, string>; body: Buffer }) => void;
 }
@@ -129,6 +131,7 @@ export async function rawCall(url: string, target: string | undefined, body: str
     });
     const signed = await signer.sign(new HttpRequest({ method: 'POST', protocol: 'http:', hostname: u.hostname, port: Number(u.port), path: '/', headers, body: bytes }), {
       signingDate: options.signingDate,
+      unsignableHeaders: new Set(options.unsignedHeaders ?? []),
     });
     headers = signed.headers;
   }
