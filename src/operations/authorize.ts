@@ -34,7 +34,9 @@ export function policyDocument(text: string, requirePrincipal: boolean): PolicyD
 export async function authorize(ctx: OperationContext, action: string, key?: KeyRecord, facts: RequestFacts = {}): Promise<void> {
   const { principal, deps } = ctx;
   const account = /^arn:aws[a-z-]*:(?:iam|sts)::(\d{12}):/.exec(principal.principalArn)?.[1] ?? '';
-  const isRoot = principal.principalArn === `arn:aws:iam::${account}:root`;
+  const isOurAccount = account === deps.config.accountId;
+  // Only our account's root is the administrator; another account's root is just a principal.
+  const isRoot = isOurAccount && principal.principalArn === `arn:aws:iam::${account}:root`;
   const resource = key ? keyArn(deps.scope, key.keyId) : '*';
   const request: PolicyRequest = {
     action,
@@ -44,12 +46,13 @@ export async function authorize(ctx: OperationContext, action: string, key?: Key
   };
   const identity: Decision = isRoot ? 'Allow' : principal.policy ? evaluate(policyDocument(JSON.stringify(principal.policy), false), request, () => true) : 'NotApplicable';
   if (!key) {
-    if (identity === 'Allow') return;
+    // Keyless operations act on this gateway's account: other accounts' principals cannot.
+    if (identity === 'Allow' && isOurAccount) return;
     throw denied(principal.principalArn, action, resource, identity === 'Deny' ? 'with an explicit deny in an identity-based policy' : `because no identity-based policy allows the ${action} action`);
   }
   const keyPolicy = policyDocument(key.policy ?? defaultKeyPolicy(deps.config.accountId), true);
   const direct = evaluate(keyPolicy, request, namesPrincipal(principal.principalArn));
-  const viaAccount = account === deps.config.accountId ? evaluate(keyPolicy, request, namesAccount(account)) : 'NotApplicable';
+  const viaAccount = isOurAccount ? evaluate(keyPolicy, request, namesAccount(account)) : 'NotApplicable';
   if (direct === 'Deny' || viaAccount === 'Deny') throw denied(principal.principalArn, action, resource, 'with an explicit deny in a resource-based policy');
   if (identity === 'Deny') throw denied(principal.principalArn, action, resource, 'with an explicit deny in an identity-based policy');
   if (direct === 'Allow' || (viaAccount === 'Allow' && identity === 'Allow')) return;

@@ -94,6 +94,17 @@ describe('Operations over FakeHsm', () => {
   });
 });
 
+describe('Authorization across accounts', () => {
+  it("another account's root is not our administrator: keyless operations and default-policy keys are denied", async () => {
+    const deps = await unitDeps();
+    const keyId = await newKey(deps);
+    const foreign = { ...operationContext(deps), principal: { accessKeyId: 'AKIAFOREIGN00000001', principalArn: 'arn:aws:iam::999999999999:root' } };
+    await assert.rejects(createKey.handle({}, foreign), (e: Error) => e instanceof E.AccessDeniedException);
+    const gdk = registry.get('GenerateDataKey')!;
+    await assert.rejects(gdk.handle(validateInput(gdk.schema, { KeyId: keyId, KeySpec: 'AES_256' }), foreign), (e: Error) => e instanceof E.AccessDeniedException);
+  });
+});
+
 describe('Grant tokens', () => {
   it('round-trips the token format and rejects malformed ones', () => {
     const grantId = '00112233445566778899aabbccddeeff'.repeat(2);
