@@ -1,8 +1,11 @@
 import type JoiBase from 'joi';
 import { SerializationException, ValidationException } from '../errors/kms-errors';
 
-/** Members whose value never appears in an error message (kms-protocol.md §2.3: "Value at 'plaintext'"). */
-const SENSITIVE_MEMBERS = new Set(['Plaintext', 'PrivateKeyPlaintext', 'Message', 'CiphertextBlob', 'EncryptionContext']);
+/**
+ * Members whose value never appears in an error message (kms-protocol.md §2.3: "Value at
+ * 'plaintext'"): data, contexts, and grant tokens, which are bearer credentials.
+ */
+const SENSITIVE_MEMBERS = new Set(['Plaintext', 'PrivateKeyPlaintext', 'Message', 'CiphertextBlob', 'EncryptionContext', 'GrantToken', 'GrantTokens']);
 
 /** joi detail types that mean "wrong JSON type", which AWS answers with SerializationException. */
 const TYPE_ERRORS: Record<string, string> = {
