@@ -2,7 +2,8 @@ import path from 'node:path';
 import { configSchema, SENSITIVE_SETTINGS } from './schema';
 
 export type ArnFormat = 'verenc' | 'aws';
-export type DataKeyWrap = 'AES_KWP_HMAC' | 'AES_GCM';
+/** How data keys are wrapped (QKMS_DATA_KEY_WRAP); the HSM-level request is hsm.ts DataKeyWrap. */
+export type DataKeyWrapMode = 'AES_KWP_HMAC' | 'AES_GCM';
 
 /** The whole, validated configuration. Built once in main.ts and passed down; never read from env elsewhere. */
 export interface Config {
@@ -25,7 +26,7 @@ export interface Config {
     readonly faultsFile?: string;
   };
   readonly hsmTimeoutMs: number;
-  readonly dataKeyWrap: DataKeyWrap;
+  readonly dataKeyWrap: DataKeyWrapMode;
   readonly maxBodyBytes: number;
   readonly maxEncryptionContextBytes: number;
   readonly schedulerIntervalMs: number;

@@ -1,10 +1,9 @@
+import type { DataKeyWrapMode } from '../config/load-config';
 import type { DataKeyWrap, Hsm } from '../hsm/hsm';
 import { HsmError } from '../hsm/hsm-error';
 import { InvalidCiphertextException } from '../errors/kms-errors';
 import { BlobMechanism, IV_BYTES, packGcm, packHeader, packKwpBody, type ParsedBlob } from './ciphertext-blob';
 import { materialLabels } from './key-repository';
-
-export type WrapMode = 'AES_KWP_HMAC' | 'AES_GCM';
 
 /**
  * Seals data keys into CiphertextBlobs and opens them, every cryptographic step inside the HSM.
@@ -13,7 +12,7 @@ export type WrapMode = 'AES_KWP_HMAC' | 'AES_GCM';
 export class Envelope {
   constructor(
     private readonly hsm: Hsm,
-    private readonly wrapMode: WrapMode,
+    private readonly wrapMode: DataKeyWrapMode,
   ) {}
 
   /** GenerateDataKey: a data key born in the HSM and wrapped there under the key's current material. */

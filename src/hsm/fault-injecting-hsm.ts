@@ -19,7 +19,7 @@ export class FaultInjectingHsm {
   private rules: FaultRule[] = [];
   readonly hsm: Hsm;
 
-  constructor(private readonly inner: Hsm) {
+  constructor(inner: Hsm) {
     const handler: ProxyHandler<Hsm> = {
       get: (target, prop: string) => {
         const original = Reflect.get(target, prop) as unknown;

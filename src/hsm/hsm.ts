@@ -38,4 +38,3 @@ export interface HsmHealth {
 
 /** GCM tag length; pkcs11js defaults tagBits to 0, i.e. no tag at all (pkcs11-and-clients.md §1.2). */
 export const GCM_TAG_BYTES = 16;
-export const GCM_IV_BYTES = 12;

@@ -7,8 +7,6 @@ import { Envelope } from '../../../src/domain/envelope';
 import { formatGrantToken, parseGrantToken } from '../../../src/domain/grant-token';
 import * as E from '../../../src/errors/kms-errors';
 import { createKey } from '../../../src/operations/create-key';
-import { decrypt } from '../../../src/operations/decrypt';
-import { generateDataKey } from '../../../src/operations/generate-data-key';
 import { registry } from '../../../src/operations/registry';
 import { validateInput } from '../../../src/operations/validate-input';
 import { applySeedFile } from '../../../src/seed';
