@@ -1,14 +1,14 @@
 import fs from 'node:fs';
 import Joi from 'joi';
-import { parsePolicy } from '../domain/policy';
+import { parsePolicy, type PolicyDocument } from '../domain/policy';
 import type { Logger } from '../logging/logger';
 
 /** Who signed a request: the access key's principal, and its identity policy when it has one. */
 export interface Principal {
   accessKeyId: string;
   principalArn: string;
-  /** Identity policy document (IAM JSON); evaluated with key policies. */
-  policy?: unknown;
+  /** Identity policy, parsed once when the credentials are loaded; evaluated with key policies. */
+  policy?: PolicyDocument;
   /** Overrides QKMS_RATE_LIMIT_PER_SECOND for this principal; 0 = unlimited. */
   rateLimitPerSecond?: number;
 }
@@ -87,7 +87,7 @@ function parse(text: string): Map<string, Credential> {
   // Joi's messages name the path but not the secret value.
   if (error) throw new Error(error.details.map((d) => d.message).join('; '));
   for (const c of value.principals as Credential[]) {
-    if (c.policy !== undefined) parsePolicy(JSON.stringify(c.policy), { requirePrincipal: false });
+    if (c.policy !== undefined) c.policy = parsePolicy(JSON.stringify(c.policy), { requirePrincipal: false });
   }
   return new Map((value.principals as Credential[]).map((c) => [c.accessKeyId, c]));
 }

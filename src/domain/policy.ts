@@ -38,12 +38,18 @@ export type Decision = 'Allow' | 'Deny' | 'NotApplicable';
 const OPERATORS = /^(ForAllValues:|ForAnyValue:)?(StringEquals|StringNotEquals|StringEqualsIgnoreCase|StringNotEqualsIgnoreCase|StringLike|StringNotLike|Bool|Null)(IfExists)?$/;
 
 /** The AWS default key policy: the account (root) may do everything, which delegates to IAM. */
+const defaults = new Map<string, string>();
+
 export function defaultKeyPolicy(accountId: string): string {
-  return JSON.stringify({
+  const cached = defaults.get(accountId);
+  if (cached) return cached;
+  const text = JSON.stringify({
     Version: '2012-10-17',
     Id: 'key-default-1',
     Statement: [{ Sid: 'Enable IAM User Permissions', Effect: 'Allow', Principal: { AWS: `arn:aws:iam::${accountId}:root` }, Action: 'kms:*', Resource: '*' }],
   });
+  defaults.set(accountId, text);
+  return text;
 }
 
 /** Parses and checks a document; anything we could not evaluate faithfully is malformed. */

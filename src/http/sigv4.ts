@@ -30,9 +30,18 @@ const AMZ_DATE = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/;
  * wording of §3.3. The verified principal is left on res.locals for authorization and audit.
  */
 export function sigv4(options: SigV4Options) {
+  // One signer per access key: smithy caches the derived signing key per date and region in it.
+  const signers = new Map<string, { secret: string; signer: SignatureV4 }>();
+  const signerFor = (accessKeyId: string, secretAccessKey: string, region: string): SignatureV4 => {
+    const cached = signers.get(accessKeyId);
+    if (cached?.secret === secretAccessKey) return cached.signer; // a reloaded secret gets a new one
+    const signer = new SignatureV4({ credentials: { accessKeyId, secretAccessKey }, region, service: 'kms', sha256: Hash.bind(null, 'sha256'), applyChecksum: false, uriEscapePath: true });
+    signers.set(accessKeyId, { secret: secretAccessKey, signer });
+    return signer;
+  };
   return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
     try {
-      locals(res).principal = await verify(req, options);
+      locals(res).principal = await verify(req, options, signerFor);
       next();
     } catch (err) {
       next(err);
@@ -40,7 +49,7 @@ export function sigv4(options: SigV4Options) {
   };
 }
 
-async function verify(req: Request, options: SigV4Options): Promise<Principal> {
+async function verify(req: Request, options: SigV4Options, signerFor: (id: string, secret: string, region: string) => SignatureV4): Promise<Principal> {
   const header = req.get('authorization');
   if (!header) throw MissingAuthenticationTokenException.create();
   const parsed = parseAuthorization(header);
@@ -76,15 +85,7 @@ async function verify(req: Request, options: SigV4Options): Promise<Principal> {
     if (!values) throw InvalidSignatureException.mismatch(); // signed but not sent
     headers[name] = values.join(',');
   }
-  const signer = new SignatureV4({
-    credentials: { accessKeyId, secretAccessKey: credential.secretAccessKey },
-    region,
-    service: 'kms',
-    sha256: Hash.bind(null, 'sha256'),
-    applyChecksum: false,
-    uriEscapePath: true,
-  });
-  const expected = await signer.sign(
+  const expected = await signerFor(accessKeyId, credential.secretAccessKey, region).sign(
     new HttpRequest({ method: req.method, protocol: 'http:', hostname: '', path: req.path, query: {}, headers, body }),
     { signingDate, signableHeaders: new Set(parsed.signedHeaders) },
   );

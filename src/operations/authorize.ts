@@ -12,11 +12,11 @@ export interface RequestFacts {
 
 const parsed = new Map<string, PolicyDocument>();
 
-/** Parsed documents by text: policies change rarely and are read on every request. */
-export function policyDocument(text: string, requirePrincipal: boolean): PolicyDocument {
+/** Parsed key policies by text: they change rarely and are read on every request. */
+export function keyPolicyDocument(text: string): PolicyDocument {
   let doc = parsed.get(text);
   if (!doc) {
-    doc = parsePolicy(text, { requirePrincipal });
+    doc = parsePolicy(text, { requirePrincipal: true });
     if (parsed.size > 1000) parsed.clear();
     parsed.set(text, doc);
   }
@@ -44,13 +44,13 @@ export async function authorize(ctx: OperationContext, action: string, key?: Key
     resources: key ? [keyArn({ ...deps.scope, format: 'verenc' }, key.keyId), keyArn({ ...deps.scope, format: 'aws' }, key.keyId)] : ['*'],
     context: conditionContext(principal.principalArn, account, facts),
   };
-  const identity: Decision = isRoot ? 'Allow' : principal.policy ? evaluate(policyDocument(JSON.stringify(principal.policy), false), request, () => true) : 'NotApplicable';
+  const identity: Decision = isRoot ? 'Allow' : principal.policy ? evaluate(principal.policy, request, () => true) : 'NotApplicable';
   if (!key) {
     // Keyless operations act on this gateway's account: other accounts' principals cannot.
     if (identity === 'Allow' && isOurAccount) return;
     throw denied(principal.principalArn, action, resource, identity === 'Deny' ? 'with an explicit deny in an identity-based policy' : `because no identity-based policy allows the ${action} action`);
   }
-  const keyPolicy = policyDocument(key.policy ?? defaultKeyPolicy(deps.config.accountId), true);
+  const keyPolicy = keyPolicyDocument(key.policy ?? defaultKeyPolicy(deps.config.accountId));
   const direct = evaluate(keyPolicy, request, namesPrincipal(principal.principalArn));
   const viaAccount = isOurAccount ? evaluate(keyPolicy, request, namesAccount(account)) : 'NotApplicable';
   if (direct === 'Deny' || viaAccount === 'Deny') throw denied(principal.principalArn, action, resource, 'with an explicit deny in a resource-based policy');

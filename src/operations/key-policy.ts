@@ -1,6 +1,6 @@
 import { defaultKeyPolicy } from '../domain/policy';
 import { AccessDeniedException, LimitExceededException, MalformedPolicyDocumentException, NotFoundException } from '../errors/kms-errors';
-import { authorize, policyDocument } from './authorize';
+import { authorize, keyPolicyDocument } from './authorize';
 import type { Operation, OperationContext } from './context';
 import { resolveKey } from './key-lookup';
 import { Joi, keyIdSchema, limitSchema, markerSchema } from './shared-schemas';
@@ -19,7 +19,7 @@ function assertDefaultName(name: string | undefined): void {
  */
 export async function checkNewKeyPolicy(policy: string, ctx: OperationContext, options: { isBypassed: boolean; keyId?: string }): Promise<void> {
   if (Buffer.byteLength(policy) > POLICY_MAX_BYTES) throw new LimitExceededException(`The key policy exceeds the ${POLICY_MAX_BYTES}-byte quota.`);
-  policyDocument(policy, true);
+  keyPolicyDocument(policy);
   if (options.isBypassed) return;
   const probe = { keyId: options.keyId ?? '00000000-0000-4000-8000-000000000000', policy } as Parameters<typeof authorize>[2];
   try {

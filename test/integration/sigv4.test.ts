@@ -128,6 +128,18 @@ describe('SigV4 authentication', () => {
     await assert.rejects(create(client({ credentials: bob })), { name: 'UnrecognizedClientException' });
   });
 
+  it('a secret changed in the credentials file takes effect: the old one stops verifying', async () => {
+    writeCredentials([{ ...alice, principalArn: 'arn:aws:iam::111122223333:user/alice' }]);
+    await new Promise((r) => setTimeout(r, 1100));
+    assert.ok(await create(client({ credentials: alice })));
+    const rotated = { ...alice, secretAccessKey: 'alice-rotated-secret-0123456789' };
+    registerSecret(rotated.secretAccessKey);
+    writeCredentials([{ ...rotated, principalArn: 'arn:aws:iam::111122223333:user/alice' }]);
+    await new Promise((r) => setTimeout(r, 1100));
+    await assert.rejects(create(client({ credentials: alice })), { name: 'InvalidSignatureException' });
+    assert.ok(await create(client({ credentials: rotated })));
+  });
+
   it('never writes a secret access key or signature to the log, and logs the principal per request', async () => {
     await gw.client.send(new GenerateDataKeyCommand({ KeyId: (await create(client())).KeyMetadata!.KeyId, KeySpec: 'AES_256' }));
     const logs = gw.logText();
