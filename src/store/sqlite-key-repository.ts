@@ -93,6 +93,9 @@ const toSeconds = (d: Date) => d.getTime() / 1000;
 export class SqliteKeyRepository implements KeyRepository {
   private readonly db: Database.Database;
 
+  /** Prepared statements by SQL text: preparing costs more than running a point query. */
+  private readonly statements = new Map<string, Database.Statement>();
+
   constructor(file: string) {
     this.db = new Database(file);
     this.db.pragma('journal_mode = WAL'); // readers never block the writer; several processes may share the file
@@ -102,44 +105,53 @@ export class SqliteKeyRepository implements KeyRepository {
     this.migrate();
   }
 
+  private sql(text: string): Database.Statement {
+    let statement = this.statements.get(text);
+    if (!statement) {
+      statement = this.db.prepare(text);
+      this.statements.set(text, statement);
+    }
+    return statement;
+  }
+
   async insertKey(key: KeyRecord, material: KeyMaterial, tags: Tag[]): Promise<void> {
     this.db.transaction(() => {
-      this.db
-        .prepare(
+      this
+        .sql(
           `INSERT INTO keys (key_id, created_at, description, key_usage, key_spec, origin, state, deletion_date, pending_window_days, current_material_version, policy)
            VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?)`,
         )
         .run(key.keyId, toSeconds(key.createdAt), key.description, key.keyUsage, key.keySpec, key.origin, key.state, key.currentMaterialVersion, key.policy ?? null);
-      this.db
-        .prepare('INSERT INTO key_materials (key_id, version, material_id, created_at) VALUES (?, ?, ?, ?)')
+      this
+        .sql('INSERT INTO key_materials (key_id, version, material_id, created_at) VALUES (?, ?, ?, ?)')
         .run(material.keyId, material.version, material.materialId, toSeconds(material.createdAt));
-      const tag = this.db.prepare('INSERT INTO tags (key_id, tag_key, tag_value) VALUES (?, ?, ?)');
+      const tag = this.sql('INSERT INTO tags (key_id, tag_key, tag_value) VALUES (?, ?, ?)');
       for (const t of tags) tag.run(key.keyId, t.key, t.value);
     })();
   }
 
   async getKey(keyId: string): Promise<KeyRecord | undefined> {
-    const row = this.db.prepare('SELECT * FROM keys WHERE key_id = ?').get(keyId) as KeyRow | undefined;
+    const row = this.sql('SELECT * FROM keys WHERE key_id = ?').get(keyId) as KeyRow | undefined;
     return row && rowToKey(row);
   }
 
   async getMaterial(keyId: string, version: number): Promise<KeyMaterial | undefined> {
-    const row = this.db.prepare('SELECT * FROM key_materials WHERE key_id = ? AND version = ?').get(keyId, version) as MaterialRow | undefined;
+    const row = this.sql('SELECT * FROM key_materials WHERE key_id = ? AND version = ?').get(keyId, version) as MaterialRow | undefined;
     return row && rowToMaterial(row);
   }
 
   async listMaterials(): Promise<KeyMaterial[]> {
-    return (this.db.prepare('SELECT * FROM key_materials ORDER BY key_id, version').all() as MaterialRow[]).map(rowToMaterial);
+    return (this.sql('SELECT * FROM key_materials ORDER BY key_id, version').all() as MaterialRow[]).map(rowToMaterial);
   }
 
   async setState(keyId: string, change: StateChange): Promise<void> {
-    this.db
-      .prepare('UPDATE keys SET state = ?, deletion_date = ?, pending_window_days = ? WHERE key_id = ?')
+    this
+      .sql('UPDATE keys SET state = ?, deletion_date = ?, pending_window_days = ? WHERE key_id = ?')
       .run(change.state, change.deletionDate && toSeconds(change.deletionDate), change.pendingWindowDays, keyId);
   }
 
   async listKeys(afterPosition: number, limit: number): Promise<Array<{ keyId: string; position: number }>> {
-    const rows = this.db.prepare('SELECT key_id, position FROM keys WHERE position > ? ORDER BY position LIMIT ?').all(afterPosition, limit) as Array<{
+    const rows = this.sql('SELECT key_id, position FROM keys WHERE position > ? ORDER BY position LIMIT ?').all(afterPosition, limit) as Array<{
       key_id: string;
       position: number;
     }>;
@@ -147,117 +159,117 @@ export class SqliteKeyRepository implements KeyRepository {
   }
 
   async listTags(keyId: string): Promise<Tag[]> {
-    const rows = this.db.prepare('SELECT tag_key, tag_value FROM tags WHERE key_id = ? ORDER BY tag_key').all(keyId) as Array<{ tag_key: string; tag_value: string }>;
+    const rows = this.sql('SELECT tag_key, tag_value FROM tags WHERE key_id = ? ORDER BY tag_key').all(keyId) as Array<{ tag_key: string; tag_value: string }>;
     return rows.map((r) => ({ key: r.tag_key, value: r.tag_value }));
   }
 
   async aliasTarget(aliasName: string): Promise<string | undefined> {
-    const row = this.db.prepare('SELECT target_key_id FROM aliases WHERE alias_name = ?').get(aliasName) as { target_key_id: string } | undefined;
+    const row = this.sql('SELECT target_key_id FROM aliases WHERE alias_name = ?').get(aliasName) as { target_key_id: string } | undefined;
     return row?.target_key_id;
   }
 
   async getAlias(aliasName: string): Promise<Alias | undefined> {
-    const row = this.db.prepare('SELECT rowid AS position, * FROM aliases WHERE alias_name = ?').get(aliasName) as AliasRow | undefined;
+    const row = this.sql('SELECT rowid AS position, * FROM aliases WHERE alias_name = ?').get(aliasName) as AliasRow | undefined;
     return row && rowToAlias(row);
   }
 
   async insertAlias(a: Alias): Promise<boolean> {
-    const result = this.db
-      .prepare('INSERT OR IGNORE INTO aliases (alias_name, target_key_id, created_at, last_updated_at) VALUES (?, ?, ?, ?)')
+    const result = this
+      .sql('INSERT OR IGNORE INTO aliases (alias_name, target_key_id, created_at, last_updated_at) VALUES (?, ?, ?, ?)')
       .run(a.aliasName, a.targetKeyId, toSeconds(a.createdAt), toSeconds(a.lastUpdatedAt));
     return result.changes === 1;
   }
 
   async retargetAlias(aliasName: string, targetKeyId: string, at: Date): Promise<void> {
-    this.db.prepare('UPDATE aliases SET target_key_id = ?, last_updated_at = ? WHERE alias_name = ?').run(targetKeyId, toSeconds(at), aliasName);
+    this.sql('UPDATE aliases SET target_key_id = ?, last_updated_at = ? WHERE alias_name = ?').run(targetKeyId, toSeconds(at), aliasName);
   }
 
   async deleteAlias(aliasName: string): Promise<void> {
-    this.db.prepare('DELETE FROM aliases WHERE alias_name = ?').run(aliasName);
+    this.sql('DELETE FROM aliases WHERE alias_name = ?').run(aliasName);
   }
 
   async countAliases(keyId: string): Promise<number> {
-    return (this.db.prepare('SELECT count(*) AS n FROM aliases WHERE target_key_id = ?').get(keyId) as { n: number }).n;
+    return (this.sql('SELECT count(*) AS n FROM aliases WHERE target_key_id = ?').get(keyId) as { n: number }).n;
   }
 
   async listAliases(afterPosition: number, limit: number, keyId?: string): Promise<Array<Alias & { position: number }>> {
-    const rows = this.db
-      .prepare(`SELECT rowid AS position, * FROM aliases WHERE rowid > ? ${keyId ? 'AND target_key_id = ?' : ''} ORDER BY rowid LIMIT ?`)
+    const rows = this
+      .sql(`SELECT rowid AS position, * FROM aliases WHERE rowid > ? ${keyId ? 'AND target_key_id = ?' : ''} ORDER BY rowid LIMIT ?`)
       .all(...(keyId ? [afterPosition, keyId, limit] : [afterPosition, limit])) as AliasRow[];
     return rows.map(rowToAlias);
   }
 
   async setDescription(keyId: string, description: string): Promise<void> {
-    this.db.prepare('UPDATE keys SET description = ? WHERE key_id = ?').run(description, keyId);
+    this.sql('UPDATE keys SET description = ? WHERE key_id = ?').run(description, keyId);
   }
 
   async setPolicy(keyId: string, policy: string): Promise<void> {
-    this.db.prepare('UPDATE keys SET policy = ? WHERE key_id = ?').run(policy, keyId);
+    this.sql('UPDATE keys SET policy = ? WHERE key_id = ?').run(policy, keyId);
   }
 
   async changeTags(keyId: string, put: Tag[], remove: string[]): Promise<void> {
     this.db.transaction(() => {
-      const upsert = this.db.prepare('INSERT INTO tags (key_id, tag_key, tag_value) VALUES (?, ?, ?) ON CONFLICT (key_id, tag_key) DO UPDATE SET tag_value = excluded.tag_value');
+      const upsert = this.sql('INSERT INTO tags (key_id, tag_key, tag_value) VALUES (?, ?, ?) ON CONFLICT (key_id, tag_key) DO UPDATE SET tag_value = excluded.tag_value');
       for (const t of put) upsert.run(keyId, t.key, t.value);
-      const del = this.db.prepare('DELETE FROM tags WHERE key_id = ? AND tag_key = ?');
+      const del = this.sql('DELETE FROM tags WHERE key_id = ? AND tag_key = ?');
       for (const k of remove) del.run(keyId, k);
     })();
   }
 
   async setRotation(keyId: string, rotation: { periodDays: number; nextRotationDate: Date } | null): Promise<void> {
-    this.db
-      .prepare('UPDATE keys SET rotation_period_days = ?, next_rotation_date = ? WHERE key_id = ?')
+    this
+      .sql('UPDATE keys SET rotation_period_days = ?, next_rotation_date = ? WHERE key_id = ?')
       .run(rotation?.periodDays ?? null, rotation ? toSeconds(rotation.nextRotationDate) : null, keyId);
   }
 
   async addMaterial(m: KeyMaterial): Promise<void> {
     this.db.transaction(() => {
-      this.db
-        .prepare('INSERT INTO key_materials (key_id, version, material_id, created_at, rotation_type) VALUES (?, ?, ?, ?, ?)')
+      this
+        .sql('INSERT INTO key_materials (key_id, version, material_id, created_at, rotation_type) VALUES (?, ?, ?, ?, ?)')
         .run(m.keyId, m.version, m.materialId, toSeconds(m.createdAt), m.rotationType ?? null);
-      this.db.prepare('UPDATE keys SET current_material_version = ? WHERE key_id = ?').run(m.version, m.keyId);
+      this.sql('UPDATE keys SET current_material_version = ? WHERE key_id = ?').run(m.version, m.keyId);
     })();
   }
 
   async listMaterialsOf(keyId: string): Promise<KeyMaterial[]> {
-    return (this.db.prepare('SELECT * FROM key_materials WHERE key_id = ? ORDER BY version').all(keyId) as MaterialRow[]).map(rowToMaterial);
+    return (this.sql('SELECT * FROM key_materials WHERE key_id = ? ORDER BY version').all(keyId) as MaterialRow[]).map(rowToMaterial);
   }
 
   async keysDueForDeletion(now: Date): Promise<string[]> {
-    const rows = this.db.prepare("SELECT key_id FROM keys WHERE state = 'PendingDeletion' AND deletion_date <= ?").all(toSeconds(now)) as Array<{ key_id: string }>;
+    const rows = this.sql("SELECT key_id FROM keys WHERE state = 'PendingDeletion' AND deletion_date <= ?").all(toSeconds(now)) as Array<{ key_id: string }>;
     return rows.map((r) => r.key_id);
   }
 
   async keysDueForRotation(now: Date): Promise<string[]> {
-    const rows = this.db.prepare("SELECT key_id FROM keys WHERE state = 'Enabled' AND next_rotation_date <= ?").all(toSeconds(now)) as Array<{ key_id: string }>;
+    const rows = this.sql("SELECT key_id FROM keys WHERE state = 'Enabled' AND next_rotation_date <= ?").all(toSeconds(now)) as Array<{ key_id: string }>;
     return rows.map((r) => r.key_id);
   }
 
   async deleteKey(keyId: string): Promise<void> {
-    this.db.prepare('DELETE FROM keys WHERE key_id = ?').run(keyId); // cascades to materials, tags, aliases, grants
+    this.sql('DELETE FROM keys WHERE key_id = ?').run(keyId); // cascades to materials, tags, aliases, grants
   }
 
   async grantTokenHashes(grantId: string): Promise<Buffer[]> {
-    return (this.db.prepare('SELECT token_hash FROM grant_tokens WHERE grant_id = ?').all(grantId) as Array<{ token_hash: Buffer }>).map((r) => r.token_hash);
+    return (this.sql('SELECT token_hash FROM grant_tokens WHERE grant_id = ?').all(grantId) as Array<{ token_hash: Buffer }>).map((r) => r.token_hash);
   }
 
   async insertGrant(g: Grant, tokenHash: Buffer): Promise<void> {
     this.db.transaction(() => {
-      this.db
-        .prepare(`INSERT INTO grants (grant_id, key_id, name, grantee_principal, retiring_principal, issuing_account, operations, constraints, created_at)
+      this
+        .sql(`INSERT INTO grants (grant_id, key_id, name, grantee_principal, retiring_principal, issuing_account, operations, constraints, created_at)
                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
         .run(g.grantId, g.keyId, g.name ?? null, g.granteePrincipal, g.retiringPrincipal ?? null, g.issuingAccount, JSON.stringify(g.operations),
           g.constraints ? JSON.stringify(g.constraints) : null, toSeconds(g.createdAt));
-      this.db.prepare('INSERT INTO grant_tokens (grant_id, token_hash) VALUES (?, ?)').run(g.grantId, tokenHash);
+      this.sql('INSERT INTO grant_tokens (grant_id, token_hash) VALUES (?, ?)').run(g.grantId, tokenHash);
     })();
   }
 
   async addGrantToken(grantId: string, tokenHash: Buffer): Promise<void> {
-    this.db.prepare('INSERT OR IGNORE INTO grant_tokens (grant_id, token_hash) VALUES (?, ?)').run(grantId, tokenHash);
+    this.sql('INSERT OR IGNORE INTO grant_tokens (grant_id, token_hash) VALUES (?, ?)').run(grantId, tokenHash);
   }
 
   async getGrant(grantId: string): Promise<Grant | undefined> {
-    const row = this.db.prepare('SELECT * FROM grants WHERE grant_id = ?').get(grantId) as GrantRow | undefined;
+    const row = this.sql('SELECT * FROM grants WHERE grant_id = ?').get(grantId) as GrantRow | undefined;
     return row && rowToGrant(row);
   }
 
@@ -270,16 +282,16 @@ export class SqliteKeyRepository implements KeyRepository {
         args.push(value);
       }
     }
-    const rows = this.db.prepare(`SELECT * FROM grants WHERE ${where.join(' AND ')} ORDER BY position LIMIT ?`).all(...args, limit) as GrantRow[];
+    const rows = this.sql(`SELECT * FROM grants WHERE ${where.join(' AND ')} ORDER BY position LIMIT ?`).all(...args, limit) as GrantRow[];
     return rows.map((r) => ({ ...rowToGrant(r), position: r.position }));
   }
 
   async countGrants(keyId: string): Promise<number> {
-    return (this.db.prepare('SELECT count(*) AS n FROM grants WHERE key_id = ?').get(keyId) as { n: number }).n;
+    return (this.sql('SELECT count(*) AS n FROM grants WHERE key_id = ?').get(keyId) as { n: number }).n;
   }
 
   async deleteGrant(grantId: string): Promise<void> {
-    this.db.prepare('DELETE FROM grants WHERE grant_id = ?').run(grantId);
+    this.sql('DELETE FROM grants WHERE grant_id = ?').run(grantId);
   }
 
   async close(): Promise<void> {
