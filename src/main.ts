@@ -27,9 +27,13 @@ async function main(): Promise<void> {
   const stop = async (signal: string) => {
     logger.info('stopping', { signal });
     const closed = new Promise((resolve) => server.close(resolve));
+    // A keep-alive connection becomes idle when its in-flight response ends: close it then, not
+    // after the keep-alive timeout.
+    const idle = setInterval(() => server.closeIdleConnections(), 50);
     server.closeIdleConnections();
     const cut = setTimeout(() => server.closeAllConnections(), config.shutdownGraceMs);
     await closed;
+    clearInterval(idle);
     clearTimeout(cut);
     await gateway.close();
     logger.info('stopped');
