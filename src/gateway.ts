@@ -11,6 +11,7 @@ import { withDeadline } from './hsm/deadline-hsm';
 import type { Hsm } from './hsm/hsm';
 import { ensureEmbeddedToken } from './hsm/pkcs11/embedded-token';
 import { Pkcs11Hsm } from './hsm/pkcs11/pkcs11-hsm';
+import { HsmThread } from './hsm/thread/hsm-thread';
 import type { Logger } from './logging/logger';
 import type { GatewayDeps } from './operations/context';
 import { Scheduler } from './scheduler';
@@ -36,13 +37,19 @@ export async function openHsm(config: Config, logger: Logger): Promise<Hsm> {
     pin = fs.readFileSync(config.pkcs11.pinFile!, 'utf8').trim();
   }
   if (config.pkcs11.faultsFile) logger.warn('PKCS#11 fault injection is ON (QKMS_FAULTS_FILE): for tests and drills only', { file: config.pkcs11.faultsFile });
-  return Pkcs11Hsm.open({
+  const options = {
     modulePath,
     tokenLabel: config.pkcs11.tokenLabel,
     pin: pin!,
     sessions: config.pkcs11.sessions,
     faultsFile: config.pkcs11.faultsFile,
-    onStateChange: (isUp, detail) => (isUp ? logger.warn('HSM token is back; circuit closed', { detail }) : logger.error('HSM token unavailable; failing fast and reconnecting', { detail })),
+    onStateChange: (isUp: boolean, detail: string) => (isUp ? logger.warn('HSM token is back; circuit closed', { detail }) : logger.error('HSM token unavailable; failing fast and reconnecting', { detail })),
+  };
+  if (!config.pkcs11.thread) return Pkcs11Hsm.open(options);
+  return HsmThread.open({
+    ...options,
+    stuckAfterMs: config.hsmTimeoutMs,
+    onReplaced: (detail) => logger.error('HSM thread stuck; abandoned it and started a new one', { detail }),
   });
 }
 

@@ -24,6 +24,8 @@ export interface Config {
     readonly pinFile?: string;
     readonly sessions: number;
     readonly faultsFile?: string;
+    /** QKMS_HSM_THREAD: PKCS#11 calls on their own thread rather than the event loop. */
+    readonly thread: boolean;
   };
   readonly hsmTimeoutMs: number;
   readonly dataKeyWrap: DataKeyWrapMode;
@@ -86,6 +88,7 @@ export function loadConfig(env: Env): Config {
       pinFile: value.QKMS_PKCS11_PIN_FILE,
       sessions: value.QKMS_PKCS11_SESSIONS,
       faultsFile: value.QKMS_FAULTS_FILE,
+      thread: value.QKMS_HSM_THREAD,
     },
     hsmTimeoutMs: value.QKMS_HSM_TIMEOUT_MS,
     dataKeyWrap: value.QKMS_DATA_KEY_WRAP,

@@ -27,6 +27,9 @@ export const configSchema = Joi.object({
   QKMS_PKCS11_PIN_FILE: Joi.string().min(1),
   // One PKCS#11 session serves one operation at a time; sized with the HSM's own limits.
   QKMS_PKCS11_SESSIONS: Joi.number().integer().min(1).max(256).default(4),
+  // true: every PKCS#11 call runs on a dedicated HSM thread, so the HTTP event loop never blocks on
+  // the token and a hung call is abandoned (src/hsm/thread). false: calls run on the event loop.
+  QKMS_HSM_THREAD: Joi.boolean().default(true),
   // An HSM call slower than this answers DependencyTimeoutException (kms-protocol.md §2.2).
   QKMS_HSM_TIMEOUT_MS: Joi.number().integer().min(1).max(600000).default(5000),
   // How data keys are wrapped: AES_KWP_HMAC works on every token (SoftHSM2 2.6.1 cannot wrap with

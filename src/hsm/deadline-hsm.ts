@@ -3,9 +3,9 @@ import { HsmError } from './hsm-error';
 
 /**
  * Bounds every HSM call by a deadline: past it the caller gets HsmError kind 'timeout'
- * (DependencyTimeoutException on the wire). The call itself runs on and returns its session to
- * the pool when it ends. A synchronous PKCS#11 call cannot be interrupted: it is only detected
- * as late once it returns, which the performance issue addresses with off-loop calls.
+ * (DependencyTimeoutException on the wire). With the HSM thread (QKMS_HSM_THREAD) the event loop
+ * is free to answer at the deadline, and the thread's watchdog replaces a thread stuck in a call;
+ * on the event loop (QKMS_HSM_THREAD=false) a synchronous call is only found late once it returns.
  */
 export function withDeadline(inner: Hsm, timeoutMs: number): Hsm {
   const wrap =

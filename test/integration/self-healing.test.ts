@@ -11,7 +11,7 @@ import { startChildGateway, type ChildGateway } from '../support/child-gateway';
  * reopened, login redone, C_Finalize + C_Initialize. Each fault gives the right KMS error, the
  * process never exits, and service returns within 5 s of the fault clearing.
  */
-describe('Self-healing HSM layer (fault injection)', function () {
+for (const thread of ['true', 'false']) describe(`Self-healing HSM layer (fault injection), QKMS_HSM_THREAD=${thread}`, function () {
   this.timeout(90000);
   let dir: string;
   let faults: string;
@@ -41,7 +41,7 @@ describe('Self-healing HSM layer (fault injection)', function () {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qkms-faults-'));
     faults = path.join(dir, 'faults.json');
     fs.writeFileSync(faults, '[]');
-    gw = await startChildGateway({ QKMS_DATA_DIR: path.join(dir, 'data'), QKMS_FAULTS_FILE: faults, QKMS_HSM_TIMEOUT_MS: '200' });
+    gw = await startChildGateway({ QKMS_DATA_DIR: path.join(dir, 'data'), QKMS_FAULTS_FILE: faults, QKMS_HSM_TIMEOUT_MS: '200', QKMS_HSM_THREAD: thread });
     keyId = (await gw.client.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;
   });
   after(async () => {
@@ -86,11 +86,26 @@ describe('Self-healing HSM layer (fault injection)', function () {
     assert.deepEqual(Buffer.from((await gw.client.send(new DecryptCommand({ CiphertextBlob: dk.CiphertextBlob }))).Plaintext!), Buffer.from(dk.Plaintext!));
   });
 
-  it('a hung call (longer than QKMS_HSM_TIMEOUT_MS) answers DependencyTimeoutException; the next call works', async () => {
-    await setFaults([{ function: 'C_WrapKey', delayMs: 400, count: 1 }]);
-    await assert.rejects(gdk(), DependencyTimeoutException);
-    assert.ok((await gdk()).Plaintext);
-  });
+  if (thread === 'true') {
+    it('a hung call answers DependencyTimeoutException at QKMS_HSM_TIMEOUT_MS; the stuck thread is replaced, so service returns long before the call ends', async () => {
+      await setFaults([{ function: 'C_WrapKey', delayMs: 4000, count: 1 }]);
+      const started = Date.now();
+      await assert.rejects(gdk(), DependencyTimeoutException);
+      assert.ok(Date.now() - started < 1000, `timed out after ${Date.now() - started} ms, not when the call ended`);
+      fs.writeFileSync(faults, '[]'); // a new thread reads the plan afresh (its `count` too)
+      const ms = await recoversWithin(3000);
+      assert.ok(Date.now() - started < 3500, `served again ${Date.now() - started} ms after the hang began (it lasts 4000 ms)`);
+      assert.ok(ms < 3000);
+      assert.equal(await health(), 200);
+      assert.match(gw.output(), /HSM thread stuck; abandoned it and started a new one/);
+    });
+  } else {
+    it('a hung call on the event loop is only detected once it returns: DependencyTimeoutException, and the next call works', async () => {
+      await setFaults([{ function: 'C_WrapKey', delayMs: 400, count: 1 }]);
+      await assert.rejects(gdk(), DependencyTimeoutException);
+      assert.ok((await gdk()).Plaintext);
+    });
+  }
 
   it('intermittent failures (probability 0.3) never crash it; after they stop, every call succeeds', async () => {
     await setFaults([{ function: 'C_Sign', ckr: 'CKR_FUNCTION_FAILED', probability: 0.3 }]);

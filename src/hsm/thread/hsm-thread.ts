@@ -1,0 +1,221 @@
+import path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import type { DataKeyWrap, Hsm, HsmHealth } from '../hsm';
+import { HsmError } from '../hsm-error';
+import type { Pkcs11Options } from '../pkcs11/pkcs11-hsm';
+import { fromWire, reviveBuffers, type Reply, type ThreadOptions } from './protocol';
+
+export interface HsmThreadOptions extends Pkcs11Options {
+  /** A call outstanding this long means the thread is stuck in the module: it is replaced. */
+  stuckAfterMs: number;
+  /** Told when a stuck thread is abandoned and a new one started. */
+  onReplaced?: (detail: string) => void;
+}
+
+interface Pending {
+  method: string;
+  args: unknown[];
+  resolve: (value: unknown) => void;
+  reject: (err: unknown) => void;
+  started: number;
+}
+
+/** A successful call this recent proves the token answers; /health then needs no probe of its own. */
+const HEALTH_FRESH_MS = 1000;
+const RETRY_MS = 1000;
+
+/**
+ * Hsm over a dedicated thread that owns the PKCS#11 module (hsm-worker.ts). The event loop that
+ * serves HTTP never runs a PKCS#11 call, so a slow token, an RSA key generation or a hung call
+ * cannot stall it; and the second core does the HSM work.
+ *
+ * A synchronous call that hangs cannot be interrupted inside its thread. A watchdog here notices a
+ * call outstanding longer than `stuckAfterMs`, fails everything queued behind it with HsmError
+ * 'timeout', and starts a fresh thread (C_Initialize answers CKR_CRYPTOKI_ALREADY_INITIALIZED and
+ * C_Login CKR_USER_ALREADY_LOGGED_IN, both expected; it opens its own sessions). The stuck thread
+ * is terminated; its sessions stay open until the process ends.
+ */
+export class HsmThread implements Hsm {
+  private worker!: Worker;
+  private ready!: Promise<void>;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private up = true;
+  private lastSuccess = 0;
+  private readonly watchdog: NodeJS.Timeout;
+  private closed = false;
+
+  private constructor(private readonly options: HsmThreadOptions) {
+    this.start();
+    this.watchdog = setInterval(() => this.checkStuck(), Math.max(25, Math.min(1000, options.stuckAfterMs / 4)));
+    this.watchdog.unref();
+  }
+
+  /** Starts the thread and waits until it has opened the token; a wrong PIN or label fails here. */
+  static async open(options: HsmThreadOptions): Promise<HsmThread> {
+    const hsm = new HsmThread(options);
+    try {
+      await hsm.ready;
+    } catch (err) {
+      await hsm.close().catch(() => undefined);
+      throw err;
+    }
+    return hsm;
+  }
+
+  generateKek(label: string): Promise<void> {
+    return this.call('generateKek', label);
+  }
+  generateMacKey(label: string): Promise<void> {
+    return this.call('generateMacKey', label);
+  }
+  generateWrappedDataKey(kekLabel: string, lengthBytes: number, wrap: DataKeyWrap): Promise<{ plaintext: Buffer; wrapped: Buffer }> {
+    return this.call('generateWrappedDataKey', kekLabel, lengthBytes, wrap);
+  }
+  unwrapDataKey(kekLabel: string, wrapped: Buffer): Promise<Buffer> {
+    return this.call('unwrapDataKey', kekLabel, wrapped);
+  }
+  encryptAesGcm(kekLabel: string, plaintext: Buffer, iv: Buffer, aad: Buffer): Promise<Buffer> {
+    return this.call('encryptAesGcm', kekLabel, plaintext, iv, aad);
+  }
+  decryptAesGcm(kekLabel: string, ciphertextAndTag: Buffer, iv: Buffer, aad: Buffer): Promise<Buffer> {
+    return this.call('decryptAesGcm', kekLabel, ciphertextAndTag, iv, aad);
+  }
+  hmacSign(macLabel: string, data: Buffer): Promise<Buffer> {
+    return this.call('hmacSign', macLabel, data);
+  }
+  hmacVerify(macLabel: string, data: Buffer, mac: Buffer): Promise<boolean> {
+    return this.call('hmacVerify', macLabel, data, mac);
+  }
+  randomBytes(length: number): Promise<Buffer> {
+    return this.call('randomBytes', length);
+  }
+  destroyKey(label: string): Promise<void> {
+    return this.call('destroyKey', label);
+  }
+  listKeyLabels(prefix: string): Promise<string[]> {
+    return this.call('listKeyLabels', prefix);
+  }
+
+  /** Liveness without queueing behind the HSM work: the breaker's state and the last success, else a probe. */
+  async health(): Promise<HsmHealth> {
+    if (!this.up) return { isUp: false, detail: 'token unavailable; reconnecting' };
+    const age = performance.now() - this.lastSuccess;
+    if (age < HEALTH_FRESH_MS) return { isUp: true, detail: `token answered ${Math.round(age)} ms ago` };
+    return this.call('health');
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.watchdog);
+    const worker = this.worker;
+    // Sessions closed and C_Finalize inside the thread, bounded: a stuck thread is cut off.
+    await Promise.race([this.ready.then(() => this.call('close')).catch(() => undefined), new Promise((r) => setTimeout(r, 2000).unref())]);
+    await worker.terminate();
+  }
+
+  private start(): void {
+    const ext = path.extname(__filename);
+    const worker = new Worker(path.join(__dirname, `hsm-worker${ext}`), {
+      workerData: { ...this.options, onStateChange: undefined, onReplaced: undefined } satisfies ThreadOptions & Record<string, unknown>,
+      // Under tsx (tests, bench) the worker is TypeScript too; the compiled gateway runs dist/*.js.
+      execArgv: ext === '.ts' ? ['--require', require.resolve('tsx/cjs')] : [],
+    });
+    this.worker = worker;
+    let started = false;
+    const current = () => worker === this.worker; // a replaced thread's late messages are dropped
+    this.ready = new Promise<void>((resolve, reject) => {
+      worker.on('message', (reply: Reply) => {
+        if (!current()) return;
+        switch (reply.type) {
+          case 'ready':
+            started = true;
+            return resolve();
+          case 'state':
+            return this.setUp(reply.isUp, reply.detail);
+          case 'result':
+            this.lastSuccess = performance.now();
+            return this.settle(reply.id, (p) => p.resolve(reviveBuffers(reply.value)));
+          case 'error':
+            if (reply.id === undefined) return reject(fromWire(reply.error));
+            return this.settle(reply.id, (p) => p.reject(fromWire(reply.error)));
+        }
+      });
+      worker.on('error', (err) => current() && reject(new HsmError('internal', 'hsm-thread', undefined, { cause: err })));
+      worker.on('exit', () => {
+        if (!current() || this.closed) return;
+        const gone = new HsmError('device', 'hsm-thread', undefined, { cause: new Error('the HSM thread exited') });
+        reject(gone);
+        if (started) this.replace('the HSM thread exited', gone);
+      });
+    });
+    this.ready.catch((err: unknown) => {
+      if (!current()) return;
+      this.failAll(err instanceof HsmError ? err : new HsmError('device', 'hsm-thread', undefined, { cause: err }));
+    });
+  }
+
+  private setUp(isUp: boolean, detail: string): void {
+    if (isUp === this.up) return;
+    this.up = isUp;
+    this.options.onStateChange?.(isUp, detail);
+  }
+
+  private call<T>(method: string, ...args: unknown[]): Promise<T> {
+    if (this.closed && method !== 'close') return Promise.reject(new HsmError('device', method, undefined, { cause: new Error('the HSM is closed') }));
+    // Circuit open (reported by the thread's breaker, or no thread could start): fail fast.
+    if (!this.up && method !== 'close' && method !== 'health') return Promise.reject(new HsmError('device', method, 'CKR_DEVICE_REMOVED'));
+    return new Promise<T>((resolve, reject) => {
+      const id = this.nextId++;
+      this.pending.set(id, { method, args, resolve: resolve as (v: unknown) => void, reject, started: performance.now() });
+      this.worker.postMessage({ id, method, args });
+    });
+  }
+
+  private settle(id: number, fn: (p: Pending) => void): void {
+    const p = this.pending.get(id);
+    if (!p) return;
+    this.pending.delete(id);
+    fn(p);
+  }
+
+  private failAll(err: HsmError): void {
+    const all = [...this.pending.values()];
+    this.pending.clear();
+    for (const p of all) p.reject(err);
+  }
+
+  private checkStuck(): void {
+    const oldest = this.pending.values().next().value;
+    if (!oldest || performance.now() - oldest.started < this.options.stuckAfterMs) return;
+    this.replace(`a PKCS#11 call (${oldest.method}) ran past ${this.options.stuckAfterMs} ms`, new HsmError('timeout', oldest.method));
+  }
+
+  /**
+   * Abandons the current thread (terminated; a call stuck in native code cannot be) and starts
+   * another. The thread runs one call at a time in arrival order, so only the oldest outstanding
+   * call can have started: it fails with `err`; the ones queued behind it go to the new thread.
+   * While no thread can start (the token is down too) calls fail fast, retried every second.
+   */
+  private replace(detail: string, err?: HsmError): void {
+    if (this.closed) return;
+    const [first] = this.pending;
+    if (first && err) this.settle(first[0], (p) => p.reject(err));
+    const old = this.worker;
+    this.start();
+    void old.terminate().catch(() => undefined);
+    for (const [id, p] of this.pending) {
+      p.started = performance.now();
+      this.worker.postMessage({ id, method: p.method, args: p.args });
+    }
+    this.options.onReplaced?.(detail);
+    this.ready.then(
+      () => this.setUp(true, 'a new HSM thread answers'),
+      (startErr: unknown) => {
+        this.setUp(false, startErr instanceof Error ? startErr.message : String(startErr));
+        setTimeout(() => this.replace('retrying after a failed start'), RETRY_MS).unref();
+      },
+    );
+  }
+}

@@ -1,0 +1,43 @@
+import { parentPort, workerData } from 'node:worker_threads';
+import { Pkcs11Hsm } from '../pkcs11/pkcs11-hsm';
+import { reviveBuffers, toWire, type Reply, type Request, type ThreadOptions } from './protocol';
+
+/**
+ * The HSM thread: owns the PKCS#11 module (one C_Initialize per process, pkcs11-and-clients.md
+ * §1.4) and runs every call synchronously here, off the event loop that serves HTTP. Requests are
+ * answered in arrival order; the self-healing of Pkcs11Hsm (session retry, re-login, circuit
+ * breaker with C_Finalize/C_Initialize) runs inside this thread unchanged.
+ */
+const port = parentPort!;
+const CALLABLE = new Set<string>([
+  'generateKek', 'generateMacKey', 'generateWrappedDataKey', 'unwrapDataKey', 'encryptAesGcm', 'decryptAesGcm',
+  'hmacSign', 'hmacVerify', 'randomBytes', 'destroyKey', 'listKeyLabels', 'health', 'close',
+] satisfies Array<keyof Pkcs11Hsm>);
+const post = (reply: Reply) => port.postMessage(reply);
+
+async function run(): Promise<void> {
+  const options = workerData as ThreadOptions;
+  let hsm: Pkcs11Hsm;
+  try {
+    hsm = await Pkcs11Hsm.open({ ...options, onStateChange: (isUp, detail) => post({ type: 'state', isUp, detail }) });
+  } catch (err) {
+    post({ type: 'error', error: toWire(err) });
+    return;
+  }
+  port.on('message', (req: Request) => {
+    void (async () => {
+      try {
+        if (!CALLABLE.has(req.method)) throw new Error(`no such HSM method: ${req.method}`);
+        const method = (hsm as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[req.method];
+        const value = await method.apply(hsm, req.args.map(reviveBuffers));
+        post({ type: 'result', id: req.id, value });
+        if (req.method === 'close') port.close();
+      } catch (err) {
+        post({ type: 'error', id: req.id, error: toWire(err) });
+      }
+    })();
+  });
+  post({ type: 'ready' });
+}
+
+void run();
