@@ -1,9 +1,10 @@
 import path from 'node:path';
+import { HSM_PROFILES, profileProblems, type DataKeyWrapMode, type HsmProfile } from '../hsm/profiles';
 import { configSchema, SENSITIVE_SETTINGS } from './schema';
 
 export type ArnFormat = 'verenc' | 'aws';
 /** How data keys are wrapped (QKMS_DATA_KEY_WRAP); the HSM-level request is hsm.ts DataKeyWrap. */
-export type DataKeyWrapMode = 'AES_KWP_HMAC' | 'AES_GCM';
+export type { DataKeyWrapMode };
 
 /** The whole, validated configuration. Built once in main.ts and passed down; never read from env elsewhere. */
 export interface Config {
@@ -26,6 +27,10 @@ export interface Config {
     readonly faultsFile?: string;
     /** QKMS_HSM_THREAD: PKCS#11 calls on their own thread rather than the event loop. */
     readonly thread: boolean;
+    /** QKMS_PKCS11_RECYCLE_SESSION_OBJECTS, or the profile's; undefined = never. */
+    readonly recycleAfterSessionObjects?: number;
+    /** QKMS_HSM_PROFILE: what this token does differently (src/hsm/profiles.ts). */
+    readonly profile: HsmProfile;
   };
   readonly hsmTimeoutMs: number;
   readonly dataKeyWrap: DataKeyWrapMode;
@@ -69,6 +74,10 @@ export function loadConfig(env: Env): Config {
   if (value.QKMS_PKCS11_MODULE && !value.QKMS_PKCS11_PIN && !value.QKMS_PKCS11_PIN_FILE) {
     throw new ConfigError(['QKMS_PKCS11_PIN or QKMS_PKCS11_PIN_FILE is required when QKMS_PKCS11_MODULE is set']);
   }
+  const profile = HSM_PROFILES[value.QKMS_HSM_PROFILE ?? (value.QKMS_PKCS11_MODULE ? 'generic' : 'softhsm2')];
+  const dataKeyWrap: DataKeyWrapMode = value.QKMS_DATA_KEY_WRAP ?? profile.dataKeyWraps[0] ?? 'AES_KWP_HMAC';
+  const problems = profileProblems(profile, dataKeyWrap);
+  if (problems.length > 0) throw new ConfigError(problems);
   return deepFreeze({
     port: value.QKMS_PORT,
     host: value.QKMS_HOST,
@@ -86,12 +95,14 @@ export function loadConfig(env: Env): Config {
       tokenLabel: value.QKMS_PKCS11_TOKEN_LABEL,
       pin: value.QKMS_PKCS11_PIN,
       pinFile: value.QKMS_PKCS11_PIN_FILE,
-      sessions: value.QKMS_PKCS11_SESSIONS,
+      sessions: value.QKMS_PKCS11_SESSIONS ?? profile.sessions,
       faultsFile: value.QKMS_FAULTS_FILE,
       thread: value.QKMS_HSM_THREAD,
+      recycleAfterSessionObjects: (value.QKMS_PKCS11_RECYCLE_SESSION_OBJECTS ?? profile.recycleAfterSessionObjects) || undefined,
+      profile,
     },
     hsmTimeoutMs: value.QKMS_HSM_TIMEOUT_MS,
-    dataKeyWrap: value.QKMS_DATA_KEY_WRAP,
+    dataKeyWrap,
     maxBodyBytes: value.QKMS_MAX_BODY_BYTES,
     maxEncryptionContextBytes: value.QKMS_MAX_ENCRYPTION_CONTEXT_BYTES,
     schedulerIntervalMs: value.QKMS_SCHEDULER_INTERVAL_MS,

@@ -1,4 +1,5 @@
 import Joi from 'joi';
+import { HSM_PROFILES } from '../hsm/profiles';
 
 /** Environment variables QKMS understands, with type, range, default and the reason for each. */
 export const configSchema = Joi.object({
@@ -25,16 +26,24 @@ export const configSchema = Joi.object({
   QKMS_PKCS11_TOKEN_LABEL: Joi.string().min(1).max(32).default('qkms'),
   QKMS_PKCS11_PIN: Joi.string().min(4).max(255),
   QKMS_PKCS11_PIN_FILE: Joi.string().min(1),
+  // What differs between tokens (src/hsm/profiles.ts, docs/hsm/). Unset: softhsm2 for the
+  // embedded token, generic for QKMS_PKCS11_MODULE.
+  QKMS_HSM_PROFILE: Joi.string().valid(...Object.keys(HSM_PROFILES)),
   // One PKCS#11 session serves one operation at a time; sized with the HSM's own limits.
-  QKMS_PKCS11_SESSIONS: Joi.number().integer().min(1).max(256).default(4),
+  // Unset: the profile's default.
+  QKMS_PKCS11_SESSIONS: Joi.number().integer().min(1).max(256),
+  // Finalise and re-initialise the module after this many session objects (data keys made or
+  // unwrapped), to free tokens that keep them until C_Finalize (SoftHSM2). 0 = never. Unset: the
+  // profile's (softhsm2: 50000, the others: never).
+  QKMS_PKCS11_RECYCLE_SESSION_OBJECTS: Joi.number().integer().min(0).max(1000000000),
   // true: every PKCS#11 call runs on a dedicated HSM thread, so the HTTP event loop never blocks on
   // the token and a hung call is abandoned (src/hsm/thread). false: calls run on the event loop.
   QKMS_HSM_THREAD: Joi.boolean().default(true),
   // An HSM call slower than this answers DependencyTimeoutException (kms-protocol.md §2.2).
   QKMS_HSM_TIMEOUT_MS: Joi.number().integer().min(1).max(600000).default(5000),
-  // How data keys are wrapped: AES_KWP_HMAC works on every token (SoftHSM2 2.6.1 cannot wrap with
-  // GCM); AES_GCM for tokens whose C_WrapKey supports CKM_AES_GCM. See docs/crypto.md.
-  QKMS_DATA_KEY_WRAP: Joi.string().valid('AES_KWP_HMAC', 'AES_GCM').default('AES_KWP_HMAC'),
+  // How data keys are wrapped: AES_KWP_HMAC (SoftHSM2 2.6.1 cannot wrap with GCM) or AES_GCM for
+  // tokens whose C_WrapKey supports CKM_AES_GCM. See docs/crypto.md. Unset: the profile's first.
+  QKMS_DATA_KEY_WRAP: Joi.string().valid('AES_KWP_HMAC', 'AES_GCM'),
   // The largest request body accepted; the largest KMS request (a 128 KiB policy) fits.
   QKMS_MAX_BODY_BYTES: Joi.number().integer().min(1024).max(16777216).default(262144),
   // KMS documents no limit (kms-protocol.md §6, §11 item 7); 8 KiB of canonical encoding is ours.

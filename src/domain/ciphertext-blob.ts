@@ -1,5 +1,5 @@
 import { InvalidCiphertextException } from '../errors/kms-errors';
-import { GCM_TAG_BYTES } from '../hsm/hsm';
+import { GCM_IV_BYTES, GCM_TAG_BYTES } from '../hsm/hsm';
 import { keyIdFromBytes, keyIdToBytes } from './key-ref';
 
 /**
@@ -28,7 +28,6 @@ import { keyIdFromBytes, keyIdToBytes } from './key-ref';
 export const FORMAT_VERSION = 1;
 export const HEADER_BYTES = 22;
 export const HMAC_BYTES = 32;
-export const IV_BYTES = 12;
 export const MAX_BLOB_BYTES = 6144; // kms-protocol.md §9, CiphertextBlob is Blob6K
 
 export enum BlobMechanism {
@@ -90,10 +89,10 @@ export function unpackBlob(blob: Buffer): ParsedBlob {
     };
   }
   if (blob[1] === BlobMechanism.AesGcm) {
-    if (blob.length < HEADER_BYTES + IV_BYTES + GCM_TAG_BYTES) throw new InvalidCiphertextException();
+    if (blob.length < HEADER_BYTES + GCM_IV_BYTES + GCM_TAG_BYTES) throw new InvalidCiphertextException();
     return {
       mechanism: BlobMechanism.AesGcm, keyId, materialVersion, header,
-      iv: blob.subarray(HEADER_BYTES, HEADER_BYTES + IV_BYTES), ciphertextAndTag: blob.subarray(HEADER_BYTES + IV_BYTES),
+      iv: blob.subarray(HEADER_BYTES, HEADER_BYTES + GCM_IV_BYTES), ciphertextAndTag: blob.subarray(HEADER_BYTES + GCM_IV_BYTES),
     };
   }
   throw new InvalidCiphertextException();

@@ -1,8 +1,8 @@
-import type { DataKeyWrapMode } from '../config/load-config';
-import type { DataKeyWrap, Hsm } from '../hsm/hsm';
+import type { DataKeyWrapMode } from '../hsm/profiles';
+import type { Hsm } from '../hsm/hsm';
 import { HsmError } from '../hsm/hsm-error';
 import { InvalidCiphertextException } from '../errors/kms-errors';
-import { BlobMechanism, IV_BYTES, packGcm, packHeader, packKwpBody, type ParsedBlob } from './ciphertext-blob';
+import { BlobMechanism, packGcm, packHeader, packKwpBody, type ParsedBlob } from './ciphertext-blob';
 import { materialLabels } from './key-repository';
 
 /**
@@ -20,10 +20,8 @@ export class Envelope {
     const labels = materialLabels(keyId, version);
     if (this.wrapMode === 'AES_GCM') {
       const header = packHeader({ mechanism: BlobMechanism.AesGcm, keyId, materialVersion: version });
-      const iv = await this.hsm.randomBytes(IV_BYTES);
-      const wrap: DataKeyWrap = { mechanism: 'AES_GCM', iv, aad: Buffer.concat([header, context]) };
-      const { plaintext, wrapped } = await this.hsm.generateWrappedDataKey(labels.kek, lengthBytes, wrap);
-      return { plaintext, blob: packGcm(header, iv, wrapped) };
+      const { plaintext, wrapped, iv } = await this.hsm.generateWrappedDataKey(labels.kek, lengthBytes, { mechanism: 'AES_GCM', aad: Buffer.concat([header, context]) });
+      return { plaintext, blob: packGcm(header, iv!, wrapped) };
     }
     const header = packHeader({ mechanism: BlobMechanism.AesKwpHmac, keyId, materialVersion: version });
     const { plaintext, wrapped } = await this.hsm.generateWrappedDataKey(labels.kek, lengthBytes, { mechanism: 'AES_KWP' });
@@ -35,9 +33,8 @@ export class Envelope {
   /** Encrypt and ReEncrypt: AES-256-GCM in the HSM, AAD = header || context (mechanism 0x02). */
   async encrypt(keyId: string, version: number, plaintext: Buffer, context: Buffer): Promise<Buffer> {
     const header = packHeader({ mechanism: BlobMechanism.AesGcm, keyId, materialVersion: version });
-    const iv = await this.hsm.randomBytes(IV_BYTES);
-    const sealed = await this.hsm.encryptAesGcm(materialLabels(keyId, version).kek, plaintext, iv, Buffer.concat([header, context]));
-    return packGcm(header, iv, sealed);
+    const { iv, ciphertextAndTag } = await this.hsm.encryptAesGcm(materialLabels(keyId, version).kek, plaintext, Buffer.concat([header, context]));
+    return packGcm(header, iv, ciphertextAndTag);
   }
 
   /** Decrypt: authenticity first (HMAC or GCM tag over header and context), then the plaintext. */

@@ -10,12 +10,13 @@ export interface Hsm {
   generateMacKey(label: string): Promise<void>;
   /**
    * A data key born in the HSM (C_GenerateKey, session object), its value read once, wrapped under
-   * the KEK inside the HSM, and the object destroyed.
+   * the KEK inside the HSM (C_WrapKey: RFC 5649, or AES-GCM with the AAD), and the object destroyed.
    */
-  generateWrappedDataKey(kekLabel: string, lengthBytes: number, wrap: DataKeyWrap): Promise<{ plaintext: Buffer; wrapped: Buffer }>;
+  generateWrappedDataKey(kekLabel: string, lengthBytes: number, wrap: DataKeyWrap): Promise<WrappedDataKey>;
   /** RFC 5649 unwrap into an ephemeral object whose value is read and which is destroyed at once. */
   unwrapDataKey(kekLabel: string, wrapped: Buffer): Promise<Buffer>;
-  encryptAesGcm(kekLabel: string, plaintext: Buffer, iv: Buffer, aad: Buffer): Promise<Buffer>;
+  /** AES-256-GCM with a fresh IV (made as the token's profile says: gcmIv), returned with the output. */
+  encryptAesGcm(kekLabel: string, plaintext: Buffer, aad: Buffer): Promise<{ iv: Buffer; ciphertextAndTag: Buffer }>;
   /** Throws HsmError kind 'integrity' when the tag does not verify. */
   decryptAesGcm(kekLabel: string, ciphertextAndTag: Buffer, iv: Buffer, aad: Buffer): Promise<Buffer>;
   hmacSign(macLabel: string, data: Buffer): Promise<Buffer>;
@@ -29,7 +30,17 @@ export interface Hsm {
 }
 
 /** AES_KWP: RFC 5649 (integrity of the key only). AES_GCM: for tokens whose C_WrapKey can do GCM, with AAD. */
-export type DataKeyWrap = { mechanism: 'AES_KWP' } | { mechanism: 'AES_GCM'; iv: Buffer; aad: Buffer };
+export type DataKeyWrap = { mechanism: 'AES_KWP' } | { mechanism: 'AES_GCM'; aad: Buffer };
+
+/** The data key, its wrapped form, and for AES_GCM the IV the wrap used. */
+export interface WrappedDataKey {
+  plaintext: Buffer;
+  wrapped: Buffer;
+  iv?: Buffer;
+}
+
+/** GCM IV size: 96 bits, the size GCM is specified for. */
+export const GCM_IV_BYTES = 12;
 
 export interface HsmHealth {
   isUp: boolean;

@@ -23,7 +23,10 @@ export function kmsErrorHandler(err: unknown, _req: Request, res: Response, _nex
   l.errorType = kmsError.type;
   if (kmsError.status >= 500) {
     const cause = kmsError.cause ?? err;
-    l.log.error('request failed', { errorType: kmsError.type, cause: cause instanceof Error ? { name: cause.name, message: cause.message, stack: cause.stack } : String(cause) });
+    l.log.error('request failed', {
+      errorType: kmsError.type,
+      cause: cause instanceof Error ? { name: cause.name, message: cause.message, stack: cause.stack, causedBy: causeChain(cause) } : String(cause),
+    });
   }
   res.setHeader('x-amzn-ErrorType', kmsError.type);
   sendJson(res, kmsError.status, JSON.stringify(kmsError.toBody()));
@@ -54,6 +57,13 @@ function fromHsmError(err: HsmError): KmsError {
     default:
       return KMSInternalException.create(err);
   }
+}
+
+/** The messages of an error's causes, innermost last (e.g. why the HSM refused). */
+function causeChain(err: Error): string[] {
+  const messages: string[] = [];
+  for (let c = err.cause; c instanceof Error && messages.length < 5; c = c.cause) messages.push(c.message);
+  return messages;
 }
 
 /** Anything that is not POST / (or a health probe) is not a KMS operation. */

@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 import type { DataKeyWrap, Hsm, HsmHealth } from '../../src/hsm/hsm';
-import { GCM_TAG_BYTES } from '../../src/hsm/hsm';
+import { GCM_IV_BYTES, GCM_TAG_BYTES } from '../../src/hsm/hsm';
 import { HsmError } from '../../src/hsm/hsm-error';
 
 const KWP_IV = Buffer.from('A65959A6', 'hex'); // RFC 5649 alternative initial value
@@ -19,7 +19,10 @@ export class FakeHsm implements Hsm {
   async generateWrappedDataKey(kekLabel: string, lengthBytes: number, wrap: DataKeyWrap) {
     const kek = this.key(kekLabel);
     const plaintext = crypto.randomBytes(lengthBytes);
-    if (wrap.mechanism === 'AES_GCM') return { plaintext, wrapped: await this.encryptAesGcm(kekLabel, plaintext, wrap.iv, wrap.aad) };
+    if (wrap.mechanism === 'AES_GCM') {
+      const { iv, ciphertextAndTag } = await this.encryptAesGcm(kekLabel, plaintext, wrap.aad);
+      return { plaintext, wrapped: ciphertextAndTag, iv };
+    }
     const c = crypto.createCipheriv('id-aes256-wrap-pad', kek, KWP_IV);
     return { plaintext, wrapped: Buffer.concat([c.update(plaintext), c.final()]) };
   }
@@ -32,9 +35,10 @@ export class FakeHsm implements Hsm {
       throw new HsmError('integrity', 'C_UnwrapKey', 'CKR_WRAPPED_KEY_INVALID');
     }
   }
-  async encryptAesGcm(kekLabel: string, plaintext: Buffer, iv: Buffer, aad: Buffer) {
+  async encryptAesGcm(kekLabel: string, plaintext: Buffer, aad: Buffer) {
+    const iv = crypto.randomBytes(GCM_IV_BYTES);
     const c = crypto.createCipheriv('aes-256-gcm', this.key(kekLabel), iv, { authTagLength: GCM_TAG_BYTES }).setAAD(aad);
-    return Buffer.concat([c.update(plaintext), c.final(), c.getAuthTag()]);
+    return { iv, ciphertextAndTag: Buffer.concat([c.update(plaintext), c.final(), c.getAuthTag()]) };
   }
   async decryptAesGcm(kekLabel: string, ciphertextAndTag: Buffer, iv: Buffer, aad: Buffer) {
     const key = this.key(kekLabel);

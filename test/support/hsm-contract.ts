@@ -38,9 +38,10 @@ export function hsmContract(name: string, getHsm: () => Hsm): void {
       const hsm = getHsm();
       const kek = label('kek');
       await hsm.generateKek(kek);
-      const iv = await hsm.randomBytes(12);
-      const out = await hsm.encryptAesGcm(kek, Buffer.from('seventeen bytes!!'), iv, Buffer.from('aad'));
+      const { iv, ciphertextAndTag: out } = await hsm.encryptAesGcm(kek, Buffer.from('seventeen bytes!!'), Buffer.from('aad'));
+      assert.equal(iv.length, 12);
       assert.equal(out.length, 17 + 16);
+      assert.notDeepEqual((await hsm.encryptAesGcm(kek, Buffer.from('seventeen bytes!!'), Buffer.from('aad'))).iv, iv, 'a fresh IV per call');
       assert.deepEqual(await hsm.decryptAesGcm(kek, out, iv, Buffer.from('aad')), Buffer.from('seventeen bytes!!'));
       await assert.rejects(hsm.decryptAesGcm(kek, out, iv, Buffer.from('AAD')), (e: unknown) => e instanceof HsmError && (e.kind === 'integrity' || e.ckr === 'CKR_GENERAL_ERROR'));
     });

@@ -1,6 +1,6 @@
 import * as pkcs11js from 'pkcs11js';
-import type { DataKeyWrap, Hsm, HsmHealth } from '../hsm';
-import { GCM_TAG_BYTES } from '../hsm';
+import type { DataKeyWrap, Hsm, HsmHealth, WrappedDataKey } from '../hsm';
+import { GCM_IV_BYTES, GCM_TAG_BYTES } from '../hsm';
 import { HsmError } from '../hsm-error';
 import { classifyCkr } from './ckr-table';
 import { AES_KEY_GEN, aesGcm, GENERIC_SECRET_KEY_GEN, HMAC_SHA256, KWP } from './mechanisms';
@@ -15,6 +15,16 @@ export interface Pkcs11Options {
   sessions: number;
   /** QKMS_FAULTS_FILE: scripted PKCS#11 failures for tests and drills (faults.ts). */
   faultsFile?: string;
+  /** Who makes AES-GCM IVs (profiles.ts); default 'caller'. */
+  gcmIv?: 'caller' | 'hsm';
+  /**
+   * After this many session objects (ephemeral data keys), finalise and re-initialise the module
+   * between two calls: SoftHSM2 keeps every session object it ever made until C_Finalize
+   * (profiles.ts). Unset: never.
+   */
+  recycleAfterSessionObjects?: number;
+  /** Told of a recycle (count of objects released, pause in ms). */
+  onRecycle?: (objects: number, ms: number) => void;
   /** Told when the token goes down (circuit open) and comes back. */
   onStateChange?: (isUp: boolean, detail: string) => void;
 }
@@ -34,6 +44,8 @@ export class Pkcs11Hsm implements Hsm {
   private pool!: SessionPool<Session>;
   /** Circuit breaker: while open, calls fail fast and a timer tries to reconnect. */
   private recovery?: NodeJS.Timeout;
+  /** Session objects created since the module was (re-)initialised. */
+  private sessionObjects = 0;
 
   private constructor(
     private readonly p11: pkcs11js.PKCS11,
@@ -53,6 +65,7 @@ export class Pkcs11Hsm implements Hsm {
 
   /** Initialise with OS locking, find the token by label, open the sessions, log in once, cache handles. */
   private async connect(): Promise<void> {
+    this.sessionObjects = 0;
     initialize(this.p11);
     const slot = findSlotByLabel(this.p11, this.options.tokenLabel);
     const openSession = () => call('C_OpenSession', () => this.p11.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION));
@@ -90,15 +103,16 @@ export class Pkcs11Hsm implements Hsm {
     );
   }
 
-  async generateWrappedDataKey(kekLabel: string, lengthBytes: number, wrap: DataKeyWrap) {
+  async generateWrappedDataKey(kekLabel: string, lengthBytes: number, wrap: DataKeyWrap): Promise<WrappedDataKey> {
     return this.withKey(kekLabel, 'C_WrapKey', (s, kek) => {
-      const dataKey = this.p11.C_GenerateKey(s, GENERIC_SECRET_KEY_GEN, ephemeralDataKeyTemplate(lengthBytes));
+      const dataKey = this.sessionObjectCreated(this.p11.C_GenerateKey(s, GENERIC_SECRET_KEY_GEN, ephemeralDataKeyTemplate(lengthBytes)));
       try {
         const plaintext = Buffer.from(this.p11.C_GetAttributeValue(s, dataKey, [{ type: pkcs11js.CKA_VALUE }])[0].value);
-        const mechanism = wrap.mechanism === 'AES_KWP' ? KWP : aesGcm(wrap.iv, wrap.aad);
         const out = Buffer.alloc(lengthBytes + 16 + GCM_TAG_BYTES);
-        const wrapped = Buffer.from(this.p11.C_WrapKey(s, mechanism, kek, dataKey, out));
-        return { plaintext, wrapped };
+        if (wrap.mechanism === 'AES_KWP') return { plaintext, wrapped: Buffer.from(this.p11.C_WrapKey(s, KWP, kek, dataKey, out)) };
+        const gcm = this.freshGcm(s, wrap.aad, 'C_WrapKey');
+        const wrapped = Buffer.from(this.p11.C_WrapKey(s, gcm.mechanism, kek, dataKey, out));
+        return { plaintext, wrapped, iv: gcm.usedIv() };
       } finally {
         this.p11.C_DestroyObject(s, dataKey);
       }
@@ -107,7 +121,7 @@ export class Pkcs11Hsm implements Hsm {
 
   async unwrapDataKey(kekLabel: string, wrapped: Buffer): Promise<Buffer> {
     return this.withKey(kekLabel, 'C_UnwrapKey', (s, kek) => {
-      const dataKey = this.p11.C_UnwrapKey(s, KWP, kek, wrapped, ephemeralDataKeyTemplate());
+      const dataKey = this.sessionObjectCreated(this.p11.C_UnwrapKey(s, KWP, kek, wrapped, ephemeralDataKeyTemplate()));
       try {
         return Buffer.from(this.p11.C_GetAttributeValue(s, dataKey, [{ type: pkcs11js.CKA_VALUE }])[0].value);
       } finally {
@@ -116,11 +130,33 @@ export class Pkcs11Hsm implements Hsm {
     });
   }
 
-  async encryptAesGcm(kekLabel: string, plaintext: Buffer, iv: Buffer, aad: Buffer): Promise<Buffer> {
+  async encryptAesGcm(kekLabel: string, plaintext: Buffer, aad: Buffer): Promise<{ iv: Buffer; ciphertextAndTag: Buffer }> {
     return this.withKey(kekLabel, 'C_Encrypt', (s, kek) => {
-      this.p11.C_EncryptInit(s, aesGcm(iv, aad), kek);
-      return Buffer.from(this.p11.C_Encrypt(s, plaintext, Buffer.alloc(plaintext.length + GCM_TAG_BYTES)));
+      const gcm = this.freshGcm(s, aad, 'C_Encrypt');
+      this.p11.C_EncryptInit(s, gcm.mechanism, kek);
+      const ciphertextAndTag = Buffer.from(this.p11.C_Encrypt(s, plaintext, Buffer.alloc(plaintext.length + GCM_TAG_BYTES)));
+      return { iv: gcm.usedIv(), ciphertextAndTag };
     });
+  }
+
+  /**
+   * A GCM mechanism with a fresh IV, made as the profile says: 12 bytes of C_GenerateRandom in this
+   * session, or (gcmIv 'hsm') a zero-filled IV that the token overwrites with the one it chose —
+   * pkcs11js hands the token a pointer to this Buffer. usedIv() refuses the output if the IV is
+   * still zero: a token that does not generate IVs would otherwise encrypt everything under one IV.
+   */
+  private freshGcm(s: Session, aad: Buffer, fn: string): { mechanism: pkcs11js.Mechanism; usedIv(): Buffer } {
+    const fromToken = this.options.gcmIv === 'hsm';
+    const iv = fromToken ? Buffer.alloc(GCM_IV_BYTES) : Buffer.from(this.p11.C_GenerateRandom(s, Buffer.alloc(GCM_IV_BYTES)));
+    return {
+      mechanism: aesGcm(iv, aad),
+      usedIv: () => {
+        if (fromToken && iv.every((b) => b === 0)) {
+          throw new HsmError('config', fn, undefined, { cause: new Error('QKMS_HSM_PROFILE says the token generates GCM IVs, but it left the zero IV in place; output discarded') });
+        }
+        return Buffer.from(iv);
+      },
+    };
   }
 
   async decryptAesGcm(kekLabel: string, ciphertextAndTag: Buffer, iv: Buffer, aad: Buffer): Promise<Buffer> {
@@ -259,6 +295,8 @@ export class Pkcs11Hsm implements Hsm {
    */
   private async withSession<T>(fn: string, body: (s: Session) => T, isRetry = false): Promise<T> {
     if (!this.isUp) throw new HsmError('device', fn, 'CKR_DEVICE_REMOVED');
+    const recycleAfter = this.options.recycleAfterSessionObjects;
+    if (recycleAfter !== undefined && this.sessionObjects >= recycleAfter) await this.recycle();
     try {
       return await this.pool.use((s) => call(fn, () => body(s)), (err) => err instanceof HsmError && err.kind === 'session');
     } catch (err) {
@@ -271,6 +309,30 @@ export class Pkcs11Hsm implements Hsm {
       }
       throw err;
     }
+  }
+
+  private sessionObjectCreated(handle: pkcs11js.Handle): pkcs11js.Handle {
+    this.sessionObjects++;
+    return handle;
+  }
+
+  /**
+   * C_Finalize and connect again, between calls: every call body is synchronous, so none is in
+   * the middle of a PKCS#11 call here. A token that does not come back opens the circuit.
+   */
+  private async recycle(): Promise<void> {
+    const objects = this.sessionObjects;
+    this.sessionObjects = 0;
+    const started = performance.now();
+    try {
+      this.p11.C_Finalize();
+      await this.connect();
+    } catch (err) {
+      const cause = err instanceof HsmError ? err : new HsmError('device', 'C_Initialize', ckrName(err), { cause: err });
+      this.openCircuit(cause);
+      throw cause;
+    }
+    this.options.onRecycle?.(objects, performance.now() - started);
   }
 
   private openCircuit(cause: HsmError): void {

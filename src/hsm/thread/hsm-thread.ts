@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import type { DataKeyWrap, Hsm, HsmHealth } from '../hsm';
+import type { DataKeyWrap, Hsm, HsmHealth, WrappedDataKey } from '../hsm';
 import { HsmError } from '../hsm-error';
 import type { Pkcs11Options } from '../pkcs11/pkcs11-hsm';
 import { fromWire, reviveBuffers, type Reply, type ThreadOptions } from './protocol';
@@ -69,14 +69,14 @@ export class HsmThread implements Hsm {
   generateMacKey(label: string): Promise<void> {
     return this.call('generateMacKey', label);
   }
-  generateWrappedDataKey(kekLabel: string, lengthBytes: number, wrap: DataKeyWrap): Promise<{ plaintext: Buffer; wrapped: Buffer }> {
+  generateWrappedDataKey(kekLabel: string, lengthBytes: number, wrap: DataKeyWrap): Promise<WrappedDataKey> {
     return this.call('generateWrappedDataKey', kekLabel, lengthBytes, wrap);
   }
   unwrapDataKey(kekLabel: string, wrapped: Buffer): Promise<Buffer> {
     return this.call('unwrapDataKey', kekLabel, wrapped);
   }
-  encryptAesGcm(kekLabel: string, plaintext: Buffer, iv: Buffer, aad: Buffer): Promise<Buffer> {
-    return this.call('encryptAesGcm', kekLabel, plaintext, iv, aad);
+  encryptAesGcm(kekLabel: string, plaintext: Buffer, aad: Buffer): Promise<{ iv: Buffer; ciphertextAndTag: Buffer }> {
+    return this.call('encryptAesGcm', kekLabel, plaintext, aad);
   }
   decryptAesGcm(kekLabel: string, ciphertextAndTag: Buffer, iv: Buffer, aad: Buffer): Promise<Buffer> {
     return this.call('decryptAesGcm', kekLabel, ciphertextAndTag, iv, aad);
@@ -118,7 +118,7 @@ export class HsmThread implements Hsm {
   private start(): void {
     const ext = path.extname(__filename);
     const worker = new Worker(path.join(__dirname, `hsm-worker${ext}`), {
-      workerData: { ...this.options, onStateChange: undefined, onReplaced: undefined } satisfies ThreadOptions & Record<string, unknown>,
+      workerData: { ...this.options, onStateChange: undefined, onRecycle: undefined, onReplaced: undefined } satisfies ThreadOptions & Record<string, unknown>,
       // Under tsx (tests, bench) the worker is TypeScript too; the compiled gateway runs dist/*.js.
       execArgv: ext === '.ts' ? ['--require', require.resolve('tsx/cjs')] : [],
     });
@@ -134,6 +134,8 @@ export class HsmThread implements Hsm {
             return resolve();
           case 'state':
             return this.setUp(reply.isUp, reply.detail);
+          case 'recycled':
+            return this.options.onRecycle?.(reply.objects, reply.ms);
           case 'result':
             this.lastSuccess = performance.now();
             return this.settle(reply.id, (p) => p.resolve(reviveBuffers(reply.value)));

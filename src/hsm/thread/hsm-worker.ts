@@ -19,7 +19,11 @@ async function run(): Promise<void> {
   const options = workerData as ThreadOptions;
   let hsm: Pkcs11Hsm;
   try {
-    hsm = await Pkcs11Hsm.open({ ...options, onStateChange: (isUp, detail) => post({ type: 'state', isUp, detail }) });
+    hsm = await Pkcs11Hsm.open({
+      ...options,
+      onStateChange: (isUp, detail) => post({ type: 'state', isUp, detail }),
+      onRecycle: (objects, ms) => post({ type: 'recycled', objects, ms }),
+    });
   } catch (err) {
     post({ type: 'error', error: toWire(err) });
     return;

@@ -2,7 +2,7 @@ import { HsmError, type HsmErrorKind } from '../hsm-error';
 import type { Pkcs11Options } from '../pkcs11/pkcs11-hsm';
 
 /** What the HSM thread is started with: the PKCS#11 options without the callback (not cloneable). */
-export type ThreadOptions = Omit<Pkcs11Options, 'onStateChange'>;
+export type ThreadOptions = Omit<Pkcs11Options, 'onStateChange' | 'onRecycle'>;
 
 /** Main → HSM thread. */
 export type Request = { id: number; method: string; args: unknown[] } | { id: number; method: 'close'; args: [] };
@@ -11,6 +11,7 @@ export type Request = { id: number; method: string; args: unknown[] } | { id: nu
 export type Reply =
   | { type: 'ready' }
   | { type: 'state'; isUp: boolean; detail: string }
+  | { type: 'recycled'; objects: number; ms: number }
   | { type: 'result'; id: number; value: unknown }
   | { type: 'error'; id?: number; error: WireError };
 

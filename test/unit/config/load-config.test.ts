@@ -40,6 +40,22 @@ describe('Configuration', () => {
     assert.throws(() => loadConfig({ QKMS_ACCESS_KEY_ID: 'AKIAEXAMPLEEXAMPLE' }), ConfigError);
   });
 
+  it('picks the HSM profile (softhsm2 embedded, generic for a module) and takes its defaults', () => {
+    const embedded = loadConfig({});
+    assert.deepEqual([embedded.pkcs11.profile.name, embedded.pkcs11.sessions, embedded.dataKeyWrap], ['softhsm2', 4, 'AES_KWP_HMAC']);
+    const module = loadConfig({ QKMS_PKCS11_MODULE: '/x.so', QKMS_PKCS11_PIN: '1234' });
+    assert.equal(module.pkcs11.profile.name, 'generic');
+    const cloudhsm = loadConfig({ QKMS_PKCS11_MODULE: '/x.so', QKMS_PKCS11_PIN: '1234', QKMS_HSM_PROFILE: 'cloudhsm' });
+    assert.deepEqual([cloudhsm.pkcs11.sessions, cloudhsm.dataKeyWrap, cloudhsm.pkcs11.profile.gcmIv], [16, 'AES_GCM', 'hsm']);
+    assert.equal(loadConfig({ QKMS_HSM_PROFILE: 'luna', QKMS_PKCS11_SESSIONS: '30' }).pkcs11.sessions, 30);
+  });
+
+  it('refuses settings the profile cannot honour, and tokens QKMS cannot run on, with the reason', () => {
+    assert.throws(() => loadConfig({ QKMS_DATA_KEY_WRAP: 'AES_GCM' }), /QKMS_DATA_KEY_WRAP=AES_GCM is not available with QKMS_HSM_PROFILE=softhsm2 \(supported: AES_KWP_HMAC\)/);
+    assert.throws(() => loadConfig({ QKMS_HSM_PROFILE: 'yubihsm' }), /not supported: YubiHSM 2 never exports/);
+    assert.throws(() => loadConfig({ QKMS_HSM_PROFILE: 'thales' }), /QKMS_HSM_PROFILE/);
+  });
+
   it('prints secrets as *** in the start-up summary', () => {
     const s = describeConfig({ QKMS_PKCS11_PIN: '1234', QKMS_SECRET_ACCESS_KEY: 'abc', QKMS_PORT: '1' });
     assert.deepEqual(s, { QKMS_PKCS11_PIN: '***', QKMS_SECRET_ACCESS_KEY: '***', QKMS_PORT: '1' });

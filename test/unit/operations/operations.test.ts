@@ -40,7 +40,7 @@ describe('Operations over FakeHsm', () => {
   });
 
   it('with QKMS_DATA_KEY_WRAP=AES_GCM, wraps data keys with GCM (mechanism 2) and binds the context', async () => {
-    const deps = await unitDeps({ QKMS_DATA_KEY_WRAP: 'AES_GCM' });
+    const deps = await unitDeps({ QKMS_HSM_PROFILE: 'generic', QKMS_DATA_KEY_WRAP: 'AES_GCM' });
     const keyId = await newKey(deps);
     const out = await call('GenerateDataKey', { KeyId: keyId, NumberOfBytes: 48, EncryptionContext: { a: 'b' } }, deps);
     const blob = Buffer.from(out.CiphertextBlob, 'base64');

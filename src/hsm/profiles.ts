@@ -1,0 +1,95 @@
+/**
+ * What differs between PKCS#11 tokens, by name (QKMS_HSM_PROFILE). Only softhsm2 runs in this
+ * project's tests; the others record vendor documentation (pkcs11-and-clients.md §3.2,
+ * docs/hsm/other-hsms.md) and are checked at start-up against the configuration, so a setting the
+ * token cannot honour stops the gateway with the reason instead of failing on the first request.
+ */
+export type DataKeyWrapMode = 'AES_KWP_HMAC' | 'AES_GCM';
+
+export interface HsmProfile {
+  readonly name: string;
+  /** Exercised by the test suite on these machines. */
+  readonly tested: boolean;
+  /** Data-key formats the token supports (docs/crypto.md); the first is the default of QKMS_DATA_KEY_WRAP. */
+  readonly dataKeyWraps: readonly DataKeyWrapMode[];
+  /**
+   * Who makes AES-GCM IVs: 'caller' — QKMS draws 12 bytes with C_GenerateRandom in the same
+   * session; 'hsm' — QKMS passes a zero-filled IV and the token writes the IV it chose into it
+   * (pkcs11js passes a pointer to the Buffer, §1.2), checked to have changed.
+   */
+  readonly gcmIv: 'caller' | 'hsm';
+  /**
+   * Session objects after which the module is finalised and re-initialised to free them, for
+   * tokens that keep destroyed session objects in memory until C_Finalize.
+   */
+  readonly recycleAfterSessionObjects?: number;
+  /** Default QKMS_PKCS11_SESSIONS. */
+  readonly sessions: number;
+  /** Why QKMS cannot run on this token at all, if it cannot. */
+  readonly unsupported?: string;
+  readonly notes: string;
+}
+
+export const HSM_PROFILES: Readonly<Record<string, HsmProfile>> = {
+  softhsm2: {
+    name: 'softhsm2',
+    tested: true,
+    dataKeyWraps: ['AES_KWP_HMAC'], // 2.6.1: C_WrapKey with CKM_AES_GCM is CKR_MECHANISM_INVALID
+    gcmIv: 'caller', // SoftHSM uses the IV it is given
+    // SessionObjectStore keeps every session object in `allObjects` until C_Finalize (~240 B each,
+    // one per GenerateDataKey or KWP Decrypt): 50,000 bounds that to about 12 MB.
+    recycleAfterSessionObjects: 50000,
+    sessions: 4,
+    notes: 'SoftHSM2 2.6.1: KWP unwrap returns the key zero-padded to 8 bytes (docs/hsm/softhsm2.md).',
+  },
+  generic: {
+    name: 'generic',
+    tested: false,
+    dataKeyWraps: ['AES_KWP_HMAC', 'AES_GCM'],
+    gcmIv: 'caller',
+    sessions: 4,
+    notes: 'Standard PKCS#11 v2.40 behaviour: the default for a module QKMS has no profile for.',
+  },
+  luna: {
+    name: 'luna',
+    tested: false,
+    dataKeyWraps: ['AES_KWP_HMAC', 'AES_GCM'],
+    gcmIv: 'caller', // Luna accepts a supplied IV (xks-proxy settings_luna.toml)
+    sessions: 16, // Luna's guidance is about 30 concurrent sessions per HSM
+    notes: 'Luna Cloud HSM forces CKA_SENSITIVE=1 on generated keys, so GenerateDataKey cannot read the data key there.',
+  },
+  cloudhsm: {
+    name: 'cloudhsm',
+    tested: false,
+    dataKeyWraps: ['AES_GCM'], // CKM_AES_KEY_WRAP_PAD is not among its documented wrap mechanisms
+    gcmIv: 'hsm', // zero-filled IV in, HSM-chosen IV out (aws-cloudhsm-pkcs11-examples aes_gcm.c)
+    sessions: 16,
+    notes: 'GCM input up to 16 KB per call; CKA_SENSITIVE handling has known issues.',
+  },
+  nshield: {
+    name: 'nshield',
+    tested: false,
+    dataKeyWraps: ['AES_KWP_HMAC', 'AES_GCM'],
+    gcmIv: 'hsm', // requires a zero IV on input (xks-proxy settings_nshield.toml)
+    sessions: 16,
+    notes: '',
+  },
+  yubihsm: {
+    name: 'yubihsm',
+    tested: false,
+    dataKeyWraps: [],
+    gcmIv: 'caller',
+    sessions: 4,
+    unsupported: 'YubiHSM 2 never exports a key value in plaintext (GenerateDataKey reads the data key it generated) and its module lacks CKM_AES_GCM (Encrypt needs it)',
+    notes: '256 objects / 126 KB in total.',
+  },
+};
+
+/** The profile's problems with the chosen settings, as start-up error lines (empty when it fits). */
+export function profileProblems(profile: HsmProfile, dataKeyWrap: DataKeyWrapMode): string[] {
+  if (profile.unsupported) return [`QKMS_HSM_PROFILE=${profile.name}: not supported: ${profile.unsupported}`];
+  if (!profile.dataKeyWraps.includes(dataKeyWrap)) {
+    return [`QKMS_DATA_KEY_WRAP=${dataKeyWrap} is not available with QKMS_HSM_PROFILE=${profile.name} (supported: ${profile.dataKeyWraps.join(', ')})`];
+  }
+  return [];
+}
