@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -33,16 +33,19 @@ export async function waitForPort(port: number, child: ChildProcess): Promise<vo
   throw new Error(`port ${port} never opened`);
 }
 
-/** The compiled gateway (dist/main.js) on a fresh SoftHSM2 token, as an operator would run it. */
-export async function startGatewayProcess(): Promise<{ url: string; token: TestToken; child: ChildProcess; stop(): Promise<void> }> {
+/** The compiled gateway (dist/main.js) on a fresh SoftHSM2 token, as an operator would run it; `env` adds QKMS_* settings. */
+export async function startGatewayProcess(env: Record<string, string> = {}): Promise<{ url: string; token: TestToken; child: ChildProcess; stop(): Promise<void> }> {
   const token = createTestToken();
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'qkms-bench-'));
   const port = await freePort();
-  const child = spawn(process.execPath, [path.join(ROOT, 'dist/main.js')], {
+  // BENCH_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", to profile the gateway under load.
+  const nodeArgs = process.env.BENCH_NODE_ARGS ? process.env.BENCH_NODE_ARGS.split(' ') : [];
+  const child = spawn(process.execPath, [...nodeArgs, path.join(ROOT, 'dist/main.js')], {
     env: {
       ...process.env, SOFTHSM2_CONF: token.confPath, QKMS_PORT: String(port), QKMS_DATA_DIR: dataDir,
       QKMS_PKCS11_MODULE: token.modulePath, QKMS_PKCS11_TOKEN_LABEL: token.label, QKMS_PKCS11_PIN: token.pin,
       QKMS_ACCESS_KEY_ID: CREDENTIALS.accessKeyId, QKMS_SECRET_ACCESS_KEY: CREDENTIALS.secretAccessKey, QKMS_LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn',
+      ...env,
     },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
@@ -58,6 +61,14 @@ export async function startGatewayProcess(): Promise<{ url: string; token: TestT
       fs.rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }));
+
+/** CPU seconds (user + system, all threads) the process has used so far (/proc/<pid>/stat). */
+export function cpuSeconds(pid: number): number {
+  const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
 }
 
 /** One SigV4-signed request, replayable by autocannon inside the 5-minute window. */

@@ -1,7 +1,8 @@
 /**
  * npm run soak — the gateway under sustained load: SOAK_CONCURRENCY (default 256) connections for
  * SOAK_DURATION_S (default 60) seconds of GenerateDataKey, Decrypt and Encrypt requests in turn,
- * then a report of errors, latency and the gateway's RSS before and after. Exit 1 on any error.
+ * then a report of errors, latency and the gateway's RSS before, after every 240 s chunk and at the
+ * end (SOAK_DURATION_S=1100 is about a million requests here). Exit 1 on any error.
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -31,6 +32,7 @@ async function main(): Promise<void> {
       await signedRequest(gateway.url, 'Encrypt', { KeyId: keyId, Plaintext: crypto.randomBytes(4096).toString('base64') }),
     ];
     const rssBefore = rssMiB(gateway.child.pid!);
+    const rssSeries: Array<{ requests: number; rssMiB: number }> = [];
     // Requests are signed once; past the 5-minute SigV4 window they would be refused, so long soaks re-sign.
     let total = { requests: 0, errors: 0, p99: 0, max: 0, lastRunRps: 0 };
     const kinds: Record<string, number> = {};
@@ -46,9 +48,13 @@ async function main(): Promise<void> {
         max: Math.max(total.max, r.latency.max),
         lastRunRps: r.requests.average,
       };
+      rssSeries.push({ requests: total.requests, rssMiB: Math.round(rssMiB(gateway.child.pid!)) });
+      process.stderr.write(`${total.requests} requests, ${total.errors} errors, RSS ${rssSeries.at(-1)!.rssMiB} MiB\n`);
     }
     const rssAfter = rssMiB(gateway.child.pid!);
-    const report = { connections: CONNECTIONS, durationS: DURATION_S, ...total, errorKinds: kinds, rssBeforeMiB: Math.round(rssBefore), rssAfterMiB: Math.round(rssAfter) };
+    // Growth after the first chunk separates a leak from warm-up (JIT, pools, the HSM thread's heap).
+    const afterWarmUp = rssSeries.length > 1 ? { fromRequests: rssSeries[0].requests, growthMiB: Math.round(rssAfter - rssSeries[0].rssMiB) } : undefined;
+    const report = { connections: CONNECTIONS, durationS: DURATION_S, ...total, errorKinds: kinds, rssBeforeMiB: Math.round(rssBefore), rssAfterMiB: Math.round(rssAfter), rssSeries, afterWarmUp };
     process.stdout.write(`${JSON.stringify(report)}\n`);
     if (total.errors > 0) process.exitCode = 1;
   } finally {
