@@ -47,7 +47,8 @@ export async function startGatewayProcess(env: Record<string, string> = {}): Pro
       QKMS_ACCESS_KEY_ID: CREDENTIALS.accessKeyId, QKMS_SECRET_ACCESS_KEY: CREDENTIALS.secretAccessKey, QKMS_LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn',
       ...env,
     },
-    stdio: ['ignore', 'ignore', 'inherit'],
+    // BENCH_GATEWAY_LOG=<file>: keep the gateway's log (QKMS_LOG_LEVEL from BENCH_LOG_LEVEL, default warn).
+    stdio: ['ignore', process.env.BENCH_GATEWAY_LOG ? fs.openSync(process.env.BENCH_GATEWAY_LOG, 'a') : 'ignore', 'inherit'],
   });
   await waitForPort(port, child);
   return {
