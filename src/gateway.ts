@@ -5,7 +5,7 @@ import { AUDIT_MAC_LABEL } from './audit/audit-record';
 import { PrincipalStore } from './auth/principals';
 import type { Config } from './config/load-config';
 import { Envelope } from './domain/envelope';
-import { KEY_LABEL_PREFIX, materialLabels, type KeyRepository } from './domain/key-repository';
+import { KEY_LABEL_PREFIX, keyObjectLabels, type KeyRepository } from './domain/key-repository';
 import { MARKER_MAC_LABEL, MarkerCodec } from './domain/marker';
 import { withDeadline } from './hsm/deadline-hsm';
 import type { Hsm } from './hsm/hsm';
@@ -114,11 +114,12 @@ export async function buildGateway(config: Config, rawHsm: Hsm, logger: Logger, 
  */
 export async function reconcile(keys: KeyRepository, hsm: Hsm, logger: Logger): Promise<{ missing: string[]; orphaned: string[] }> {
   const onToken = new Set(await hsm.listKeyLabels(KEY_LABEL_PREFIX));
-  const expected = new Set((await keys.listMaterials()).flatMap((m) => Object.values(materialLabels(m.keyId, m.version))));
+  const materials = await keys.listMaterials();
+  const expected = new Set(materials.flatMap((m) => Object.values(keyObjectLabels(m.keyId, m.version, m.keySpec))));
   const missing = [...expected].filter((l) => !onToken.has(l));
   const orphaned = [...onToken].filter((l) => !expected.has(l));
   for (const label of missing) logger.error('reconcile: key object missing from the token', { label });
   for (const label of orphaned) logger.warn('reconcile: token object has no metadata', { label });
-  logger.info('reconcile: done', { materials: expected.size / 2, tokenObjects: onToken.size, missing: missing.length, orphaned: orphaned.length });
+  logger.info('reconcile: done', { materials: materials.length, tokenObjects: onToken.size, missing: missing.length, orphaned: orphaned.length });
   return { missing, orphaned };
 }

@@ -41,7 +41,7 @@ export async function applySeedFile(file: string, deps: GatewayDeps): Promise<{ 
       continue;
     }
     const tags = checkTags(Object.entries(k.tags).map(([TagKey, TagValue]) => ({ TagKey, TagValue })));
-    await createKeyInHsm(deps, { keySpec: 'SYMMETRIC_DEFAULT', description: k.description, tags, keyId: k.keyId });
+    await createKeyInHsm(deps, { keySpec: 'SYMMETRIC_DEFAULT', keyUsage: 'ENCRYPT_DECRYPT', description: k.description, tags, keyId: k.keyId });
     result.created.push(k.keyId);
   }
   return result;

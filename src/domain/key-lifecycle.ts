@@ -1,6 +1,7 @@
 import type { Hsm } from '../hsm/hsm';
 import type { Logger } from '../logging/logger';
-import { materialLabels, type KeyRecord, type KeyRepository } from './key-repository';
+import { destroyKeyMaterial, generateKeyMaterial } from './key-material';
+import type { KeyRecord, KeyRepository } from './key-repository';
 
 const DAY_MS = 86_400_000;
 
@@ -34,14 +35,12 @@ export async function rotateKeyMaterial(deps: LifecycleDeps, key: KeyRecord, rot
 
 async function rotateNow(deps: LifecycleDeps, key: KeyRecord, rotationType: 'AUTOMATIC' | 'ON_DEMAND'): Promise<number> {
   const version = Math.max(...(await deps.keys.listMaterialsOf(key.keyId)).map((m) => m.version)) + 1;
-  const labels = materialLabels(key.keyId, version);
   const materialId = (await deps.hsm.randomBytes(32)).toString('hex');
+  await generateKeyMaterial(deps.hsm, key.keyId, version, key);
   try {
-    await deps.hsm.generateKek(labels.kek);
-    await deps.hsm.generateMacKey(labels.mac);
     await deps.keys.addMaterial({ keyId: key.keyId, version, materialId, createdAt: deps.clock(), rotationType });
   } catch (err) {
-    await Promise.allSettled([deps.hsm.destroyKey(labels.kek), deps.hsm.destroyKey(labels.mac)]);
+    await destroyKeyMaterial(deps.hsm, key.keyId, version, key.keySpec).catch(() => undefined);
     throw err;
   }
   return version;
@@ -60,11 +59,9 @@ export async function runDueLifecycleWork(deps: LifecycleDeps): Promise<{ delete
   const now = deps.clock();
   const deleted: string[] = [];
   for (const keyId of await deps.keys.keysDueForDeletion(now)) {
-    for (const m of await deps.keys.listMaterialsOf(keyId)) {
-      const labels = materialLabels(keyId, m.version);
-      await deps.hsm.destroyKey(labels.kek);
-      await deps.hsm.destroyKey(labels.mac);
-    }
+    const key = await deps.keys.getKey(keyId);
+    if (!key) continue;
+    for (const m of await deps.keys.listMaterialsOf(keyId)) await destroyKeyMaterial(deps.hsm, keyId, m.version, key.keySpec);
     await deps.keys.deleteKey(keyId);
     deps.logger.info('key deleted at the end of its waiting period', { keyId });
     deleted.push(keyId);

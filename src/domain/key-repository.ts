@@ -1,4 +1,4 @@
-import type { KeySpec, KeyUsage } from './key-spec';
+import { SUPPORTED_SPECS, type KeySpec, type KeyUsage } from './key-spec';
 import type { KeyState } from './key-state';
 
 export interface KeyRecord {
@@ -72,7 +72,8 @@ export interface KeyRepository {
   insertKey(key: KeyRecord, material: KeyMaterial, tags: Tag[]): Promise<void>;
   getKey(keyId: string): Promise<KeyRecord | undefined>;
   getMaterial(keyId: string, version: number): Promise<KeyMaterial | undefined>;
-  listMaterials(): Promise<KeyMaterial[]>;
+  /** Every material version of every key, with its key's spec (start-up reconciliation). */
+  listMaterials(): Promise<Array<KeyMaterial & { keySpec: KeySpec }>>;
   setState(keyId: string, change: StateChange): Promise<void>;
   /** Keys in creation order after `afterPosition`; position is opaque to callers but stable. */
   listKeys(afterPosition: number, limit: number): Promise<Array<{ keyId: string; position: number }>>;
@@ -118,6 +119,19 @@ export interface KeyRepository {
 /** The token objects that hold one material version: the AES KEK and the HMAC key of KWP blobs. */
 export function materialLabels(keyId: string, version: number): { kek: string; mac: string } {
   return { kek: `qkms/${keyId}/${version}/kek`, mac: `qkms/${keyId}/${version}/mac` };
+}
+
+/** The token objects of one material version of a key of any spec, by role. */
+export function keyObjectLabels(keyId: string, version: number, keySpec: KeySpec): Record<string, string> {
+  const base = `qkms/${keyId}/${version}`;
+  switch (SUPPORTED_SPECS[keySpec].material.family) {
+    case 'SYMMETRIC':
+      return materialLabels(keyId, version);
+    case 'HMAC':
+      return { hmac: `${base}/hmac` };
+    default:
+      return { private: `${base}/private`, public: `${base}/public` };
+  }
 }
 
 export const KEY_LABEL_PREFIX = 'qkms/';

@@ -66,6 +66,18 @@ export class InvalidCiphertextException extends KmsError {
   override readonly hasMessage = false;
 }
 
+/** Verify with a signature that does not verify: 400 with no message [D][O]. */
+export class KMSInvalidSignatureException extends KmsError {
+  readonly type = 'KMSInvalidSignatureException';
+  override readonly hasMessage = false;
+}
+
+/** VerifyMac with a MAC that does not verify: 400 with no message [O]. */
+export class KMSInvalidMacException extends KmsError {
+  readonly type = 'KMSInvalidMacException';
+  override readonly hasMessage = false;
+}
+
 export class IncorrectKeyException extends KmsError {
   readonly type = 'IncorrectKeyException';
   static create(): IncorrectKeyException {

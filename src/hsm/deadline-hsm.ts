@@ -1,4 +1,4 @@
-import type { Hsm } from './hsm';
+import { HSM_CALLS, type Hsm, type HsmHealth } from './hsm';
 import { HsmError } from './hsm-error';
 
 /**
@@ -9,8 +9,8 @@ import { HsmError } from './hsm-error';
  */
 export function withDeadline(inner: Hsm, timeoutMs: number): Hsm {
   const wrap =
-    <A extends unknown[], R>(name: string, fn: (...args: A) => Promise<R>) =>
-    (...args: A): Promise<R> => {
+    (name: string, fn: (...args: unknown[]) => Promise<unknown>) =>
+    (...args: unknown[]): Promise<unknown> => {
       const started = performance.now();
       let timer: NodeJS.Timeout | undefined;
       const deadline = new Promise<never>((_, reject) => {
@@ -22,19 +22,10 @@ export function withDeadline(inner: Hsm, timeoutMs: number): Hsm {
       });
       return Promise.race([work, deadline]).finally(() => clearTimeout(timer));
     };
+  const calls = Object.fromEntries(HSM_CALLS.map((name) => [name, wrap(name, inner[name] as (...args: unknown[]) => Promise<unknown>)]));
   return {
-    generateKek: wrap('generateKek', inner.generateKek),
-    generateMacKey: wrap('generateMacKey', inner.generateMacKey),
-    generateWrappedDataKey: wrap('generateWrappedDataKey', inner.generateWrappedDataKey),
-    unwrapDataKey: wrap('unwrapDataKey', inner.unwrapDataKey),
-    encryptAesGcm: wrap('encryptAesGcm', inner.encryptAesGcm),
-    decryptAesGcm: wrap('decryptAesGcm', inner.decryptAesGcm),
-    hmacSign: wrap('hmacSign', inner.hmacSign),
-    hmacVerify: wrap('hmacVerify', inner.hmacVerify),
-    randomBytes: wrap('randomBytes', inner.randomBytes),
-    destroyKey: wrap('destroyKey', inner.destroyKey),
-    listKeyLabels: wrap('listKeyLabels', inner.listKeyLabels),
-    health: () => wrap('health', inner.health)().catch((err: unknown) => ({ isUp: false, detail: err instanceof Error ? err.message : String(err) })),
+    ...(calls as Pick<Hsm, (typeof HSM_CALLS)[number]>),
+    health: () => wrap('health', inner.health)().then((h) => h as HsmHealth, (err: unknown) => ({ isUp: false, detail: err instanceof Error ? err.message : String(err) })),
     close: () => inner.close(),
   };
 }

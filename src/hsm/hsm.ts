@@ -6,8 +6,28 @@
 export interface Hsm {
   /** A token AES-256 key: sensitive, never extractable, wrap/unwrap and GCM encrypt/decrypt only. */
   generateKek(label: string): Promise<void>;
-  /** A token HMAC-SHA-256 key: sensitive, never extractable, sign/verify only. */
-  generateMacKey(label: string): Promise<void>;
+  /** A token HMAC key (default SHA-256, 32 bytes): sensitive, never extractable, sign/verify only. */
+  generateMacKey(label: string, spec?: HmacKeySpec): Promise<void>;
+  /**
+   * A token key pair for a KMS asymmetric key: the private key sensitive and never extractable,
+   * both limited to the usage's mechanisms (sign/verify or decrypt/encrypt).
+   */
+  generateKeyPair(labels: { private: string; public: string }, spec: KeyPairSpec, usage: 'SIGN_VERIFY' | 'ENCRYPT_DECRYPT'): Promise<void>;
+  /** The public key as DER SubjectPublicKeyInfo, read from the token's public key object. */
+  publicKey(label: string): Promise<Buffer>;
+  /** Signs a digest with the private key; ECDSA signatures come back DER-encoded (X9.62). */
+  signDigest(label: string, scheme: SigningScheme, digest: Buffer): Promise<Buffer>;
+  /** False for a signature that does not verify (including a malformed one). */
+  verifyDigest(label: string, scheme: SigningScheme, digest: Buffer, signature: Buffer): Promise<boolean>;
+  /**
+   * A data key pair born in the HSM as session objects, its private key read once (PKCS#8 DER) with
+   * the public key (SPKI DER), and both objects destroyed.
+   */
+  generateDataKeyPair(spec: KeyPairSpec): Promise<{ privateKey: Buffer; publicKey: Buffer }>;
+  /** RSAES-OAEP with the public key (MGF1 with the same hash, empty label). */
+  rsaEncrypt(label: string, hash: 'SHA1' | 'SHA256', plaintext: Buffer): Promise<Buffer>;
+  /** RSAES-OAEP with the private key; HsmError kind 'integrity' when the ciphertext does not decode. */
+  rsaDecrypt(label: string, hash: 'SHA1' | 'SHA256', ciphertext: Buffer): Promise<Buffer>;
   /**
    * A data key born in the HSM (C_GenerateKey, session object), its value read once, wrapped under
    * the KEK inside the HSM (C_WrapKey: RFC 5649, or AES-GCM with the AAD), and the object destroyed.
@@ -19,11 +39,11 @@ export interface Hsm {
   encryptAesGcm(kekLabel: string, plaintext: Buffer, aad: Buffer): Promise<{ iv: Buffer; ciphertextAndTag: Buffer }>;
   /** Throws HsmError kind 'integrity' when the tag does not verify. */
   decryptAesGcm(kekLabel: string, ciphertextAndTag: Buffer, iv: Buffer, aad: Buffer): Promise<Buffer>;
-  hmacSign(macLabel: string, data: Buffer): Promise<Buffer>;
-  hmacVerify(macLabel: string, data: Buffer, mac: Buffer): Promise<boolean>;
+  hmacSign(macLabel: string, data: Buffer, hash?: Hash): Promise<Buffer>;
+  hmacVerify(macLabel: string, data: Buffer, mac: Buffer, hash?: Hash): Promise<boolean>;
   randomBytes(length: number): Promise<Buffer>;
   destroyKey(label: string): Promise<void>;
-  /** Labels of the token's secret keys that start with the prefix (start-up reconciliation). */
+  /** Labels of the token's key objects that start with the prefix (start-up reconciliation). */
   listKeyLabels(prefix: string): Promise<string[]>;
   health(): Promise<HsmHealth>;
   close(): Promise<void>;
@@ -45,6 +65,27 @@ export const GCM_IV_BYTES = 12;
 export interface HsmHealth {
   isUp: boolean;
   detail: string;
+}
+
+/** Every method that does HSM work (all but health and close), for wrappers that forward them. */
+export const HSM_CALLS = [
+  'generateKek', 'generateMacKey', 'generateKeyPair', 'publicKey', 'signDigest', 'verifyDigest', 'rsaEncrypt', 'rsaDecrypt', 'generateDataKeyPair', 'generateWrappedDataKey',
+  'unwrapDataKey', 'encryptAesGcm', 'decryptAesGcm', 'hmacSign', 'hmacVerify', 'randomBytes', 'destroyKey', 'listKeyLabels',
+] as const satisfies ReadonlyArray<keyof Hsm>;
+
+export type Hash = 'SHA1' | 'SHA224' | 'SHA256' | 'SHA384' | 'SHA512';
+
+export interface HmacKeySpec {
+  hash: Hash;
+  bytes: number;
+}
+
+export type KeyPairSpec = { family: 'RSA'; bits: 2048 | 3072 | 4096 } | { family: 'EC'; curve: 'P-256' | 'P-384' | 'P-521' | 'secp256k1' };
+
+/** A signature scheme over a digest of `hash` (PSS salt = digest length, MGF1 with the same hash). */
+export interface SigningScheme {
+  scheme: 'RSA_PSS' | 'RSA_PKCS1' | 'ECDSA';
+  hash: 'SHA256' | 'SHA384' | 'SHA512';
 }
 
 /** GCM tag length; pkcs11js defaults tagBits to 0, i.e. no tag at all (pkcs11-and-clients.md §1.2). */

@@ -23,6 +23,8 @@ export interface HsmProfile {
    * tokens that keep destroyed session objects in memory until C_Finalize.
    */
   readonly recycleAfterSessionObjects?: number;
+  /** Hashes the token's CKM_RSA_PKCS_OAEP accepts (RSAES_OAEP_SHA_1 / _SHA_256). */
+  readonly oaepHashes: ReadonlyArray<'SHA1' | 'SHA256'>;
   /** Default QKMS_PKCS11_SESSIONS. */
   readonly sessions: number;
   /** Why QKMS cannot run on this token at all, if it cannot. */
@@ -39,6 +41,7 @@ export const HSM_PROFILES: Readonly<Record<string, HsmProfile>> = {
     // SessionObjectStore keeps every session object in `allObjects` until C_Finalize (~240 B each,
     // one per GenerateDataKey or KWP Decrypt): 50,000 bounds that to about 12 MB.
     recycleAfterSessionObjects: 50000,
+    oaepHashes: ['SHA1'], // OAEP with SHA-256 is CKR_ARGUMENTS_BAD in 2.6.1 and 2.7.0 (pkcs11-and-clients.md §0)
     sessions: 4,
     notes: 'SoftHSM2 2.6.1: KWP unwrap returns the key zero-padded to 8 bytes (docs/hsm/softhsm2.md).',
   },
@@ -47,6 +50,7 @@ export const HSM_PROFILES: Readonly<Record<string, HsmProfile>> = {
     tested: false,
     dataKeyWraps: ['AES_KWP_HMAC', 'AES_GCM'],
     gcmIv: 'caller',
+    oaepHashes: ['SHA1', 'SHA256'],
     sessions: 4,
     notes: 'Standard PKCS#11 v2.40 behaviour: the default for a module QKMS has no profile for.',
   },
@@ -55,6 +59,7 @@ export const HSM_PROFILES: Readonly<Record<string, HsmProfile>> = {
     tested: false,
     dataKeyWraps: ['AES_KWP_HMAC', 'AES_GCM'],
     gcmIv: 'caller', // Luna accepts a supplied IV (xks-proxy settings_luna.toml)
+    oaepHashes: ['SHA1', 'SHA256'],
     sessions: 16, // Luna's guidance is about 30 concurrent sessions per HSM
     notes: 'Luna Cloud HSM forces CKA_SENSITIVE=1 on generated keys, so GenerateDataKey cannot read the data key there.',
   },
@@ -63,6 +68,7 @@ export const HSM_PROFILES: Readonly<Record<string, HsmProfile>> = {
     tested: false,
     dataKeyWraps: ['AES_GCM'], // CKM_AES_KEY_WRAP_PAD is not among its documented wrap mechanisms
     gcmIv: 'hsm', // zero-filled IV in, HSM-chosen IV out (aws-cloudhsm-pkcs11-examples aes_gcm.c)
+    oaepHashes: ['SHA1', 'SHA256'],
     sessions: 16,
     notes: 'GCM input up to 16 KB per call; CKA_SENSITIVE handling has known issues.',
   },
@@ -71,6 +77,7 @@ export const HSM_PROFILES: Readonly<Record<string, HsmProfile>> = {
     tested: false,
     dataKeyWraps: ['AES_KWP_HMAC', 'AES_GCM'],
     gcmIv: 'hsm', // requires a zero IV on input (xks-proxy settings_nshield.toml)
+    oaepHashes: ['SHA1', 'SHA256'],
     sessions: 16,
     notes: '',
   },
@@ -79,6 +86,7 @@ export const HSM_PROFILES: Readonly<Record<string, HsmProfile>> = {
     tested: false,
     dataKeyWraps: [],
     gcmIv: 'caller',
+    oaepHashes: ['SHA1', 'SHA256'],
     sessions: 4,
     unsupported: 'YubiHSM 2 never exports a key value in plaintext (GenerateDataKey reads the data key it generated) and its module lacks CKM_AES_GCM (Encrypt needs it)',
     notes: '256 objects / 126 KB in total.',

@@ -1,8 +1,8 @@
 import crypto from 'node:crypto';
 import { keyArn } from '../domain/arn';
 import type { KeyRecord, Tag } from '../domain/key-repository';
-import { materialLabels } from '../domain/key-repository';
-import { KEY_SPECS_IN_KMS, KEY_USAGES_IN_KMS, SUPPORTED_SPECS } from '../domain/key-spec';
+import { destroyKeyMaterial, generateKeyMaterial } from '../domain/key-material';
+import { isSupportedSpec, KEY_SPECS_IN_KMS, KEY_USAGES_IN_KMS, SUPPORTED_SPECS, type KeySpec, type KeyUsage } from '../domain/key-spec';
 import { TagException, UnsupportedOperationException, ValidationException } from '../errors/kms-errors';
 import { authorize } from './authorize';
 import { checkNewKeyPolicy } from './key-policy';
@@ -42,16 +42,17 @@ export const createKey: Operation<CreateKeyInput> = {
   schema,
   async handle(input, ctx) {
     await authorize(ctx, 'kms:CreateKey');
-    const keySpec = checkSpec(input);
+    const { keySpec, keyUsage } = checkSpec(input);
     const tags = checkTags(input.Tags ?? []);
     if (input.Policy !== undefined) await checkNewKeyPolicy(input.Policy, ctx, { isBypassed: input.BypassPolicyLockoutSafetyCheck === true });
-    const key = await createKeyInHsm(ctx.deps, { keySpec, description: input.Description ?? '', tags, policy: input.Policy });
+    const key = await createKeyInHsm(ctx.deps, { keySpec, keyUsage, description: input.Description ?? '', tags, policy: input.Policy });
     ctx.noteKey(keyArn(ctx.deps.scope, key.keyId));
     return { KeyMetadata: await keyMetadata(key, ctx.deps) };
   },
 };
 
-function checkSpec(input: CreateKeyInput): 'SYMMETRIC_DEFAULT' {
+/** KeySpec and KeyUsage as CreateKey validates them (kms-protocol.md §6), in AWS's order and words. */
+function checkSpec(input: CreateKeyInput): { keySpec: KeySpec; keyUsage: KeyUsage } {
   if (input.KeySpec && input.CustomerMasterKeySpec) {
     throw new ValidationException('You cannot specify KeySpec and CustomerMasterKeySpec in the same request. CustomerMasterKeySpec is deprecated.');
   }
@@ -59,18 +60,19 @@ function checkSpec(input: CreateKeyInput): 'SYMMETRIC_DEFAULT' {
   if (keySpec !== 'SYMMETRIC_DEFAULT' && !input.KeyUsage) {
     throw new ValidationException('You must specify a KeyUsage value for all KMS keys except for symmetric encryption keys.');
   }
-  const usage = input.KeyUsage ?? 'ENCRYPT_DECRYPT';
-  const supported = SUPPORTED_SPECS[keySpec];
-  if (keySpec === 'SYMMETRIC_DEFAULT' && usage !== 'ENCRYPT_DECRYPT') {
-    throw new ValidationException(`KeyUsage ${usage} is not compatible with KeySpec ${keySpec}`);
+  const keyUsage = (input.KeyUsage ?? 'ENCRYPT_DECRYPT') as KeyUsage;
+  if (!isSupportedSpec(keySpec)) throw new UnsupportedOperationException(`KeySpec ${keySpec} is not supported by this gateway.`);
+  if (!SUPPORTED_SPECS[keySpec].usages[keyUsage]) {
+    // KEY_AGREEMENT with ECC_NIST_* is valid in AWS; here it is not implemented, so it is refused as unsupported.
+    if (keyUsage === 'KEY_AGREEMENT' && keySpec.startsWith('ECC_NIST_')) throw new UnsupportedOperationException('KeyUsage KEY_AGREEMENT is not supported by this gateway.');
+    throw new ValidationException(`KeyUsage ${keyUsage} is not compatible with KeySpec ${keySpec}`);
   }
-  if (!supported) throw new UnsupportedOperationException(`KeySpec ${keySpec} is not supported by this gateway yet.`);
   if (input.Origin && input.Origin !== 'AWS_KMS') {
     throw new UnsupportedOperationException(`Origin ${input.Origin} is not supported: key material is always generated in the HSM.`);
   }
   if (input.CustomKeyStoreId || input.XksKeyId) throw new UnsupportedOperationException('Custom key stores are not supported.');
   if (input.MultiRegion) throw new UnsupportedOperationException('Multi-Region keys are not supported.');
-  return 'SYMMETRIC_DEFAULT';
+  return { keySpec, keyUsage };
 }
 
 /** Tag rules of TagResource (kms-protocol.md §10), shared by CreateKey. */
@@ -82,27 +84,25 @@ export function checkTags(tags: Array<{ TagKey: string; TagValue: string }>): Ta
 }
 
 /**
- * Generates a key's first material in the HSM (KEK + MAC key) and then records its metadata. If
- * the metadata cannot be written, the new objects are destroyed so nothing is orphaned.
+ * Generates a key's first material in the HSM (domain/key-material.ts) and then records its
+ * metadata. If the metadata cannot be written, the new objects are destroyed so nothing is orphaned.
  */
 export async function createKeyInHsm(
   deps: GatewayDeps,
-  spec: { keySpec: 'SYMMETRIC_DEFAULT'; description: string; tags: Tag[]; policy?: string; keyId?: string },
+  spec: { keySpec: KeySpec; keyUsage: KeyUsage; description: string; tags: Tag[]; policy?: string; keyId?: string },
 ): Promise<KeyRecord> {
   const keyId = spec.keyId ?? crypto.randomUUID();
   const now = deps.clock();
-  const labels = materialLabels(keyId, 1);
   const materialId = (await deps.hsm.randomBytes(32)).toString('hex');
   const key: KeyRecord = {
-    keyId, createdAt: now, description: spec.description, keyUsage: 'ENCRYPT_DECRYPT', keySpec: spec.keySpec,
+    keyId, createdAt: now, description: spec.description, keyUsage: spec.keyUsage, keySpec: spec.keySpec,
     origin: 'AWS_KMS', state: 'Enabled', currentMaterialVersion: 1, policy: spec.policy,
   };
+  await generateKeyMaterial(deps.hsm, keyId, 1, key);
   try {
-    await deps.hsm.generateKek(labels.kek);
-    await deps.hsm.generateMacKey(labels.mac);
     await deps.keys.insertKey(key, { keyId, version: 1, materialId, createdAt: now }, spec.tags);
   } catch (err) {
-    await Promise.allSettled([deps.hsm.destroyKey(labels.kek), deps.hsm.destroyKey(labels.mac)]);
+    await destroyKeyMaterial(deps.hsm, keyId, 1, key.keySpec).catch(() => undefined);
     throw err;
   }
   return key;

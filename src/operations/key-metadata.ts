@@ -1,5 +1,5 @@
 import type { KeyRecord } from '../domain/key-repository';
-import { SUPPORTED_SPECS } from '../domain/key-spec';
+import { algorithmsOf } from '../domain/key-spec';
 import type { GatewayDeps } from './context';
 import { epochSeconds } from './context';
 import { keyArn } from '../domain/arn';
@@ -22,8 +22,9 @@ export async function keyMetadata(key: KeyRecord, deps: GatewayDeps): Promise<Re
     KeyManager: 'CUSTOMER',
     CustomerMasterKeySpec: key.keySpec,
     KeySpec: key.keySpec,
-    ...SUPPORTED_SPECS[key.keySpec].algorithms,
+    ...algorithmsOf(key),
     MultiRegion: false,
-    ...(material && { CurrentKeyMaterialId: material.materialId }),
+    // Present for symmetric keys only [O, kms-protocol.md §7].
+    ...(material && key.keySpec === 'SYMMETRIC_DEFAULT' && { CurrentKeyMaterialId: material.materialId }),
   };
 }

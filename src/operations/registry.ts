@@ -24,6 +24,10 @@ import { reEncrypt } from './re-encrypt';
 import { listKeys } from './list-keys';
 import { scheduleKeyDeletion } from './schedule-key-deletion';
 import { disableKey, enableKey } from './set-key-enabled';
+import { generateMac, verifyMac } from './generate-mac';
+import { generateDataKeyPair, generateDataKeyPairWithoutPlaintext } from './generate-data-key-pair';
+import { getPublicKey } from './get-public-key';
+import { sign, verify } from './sign';
 
 /** Every operation the gateway answers, by its exact API name (X-Amz-Target: TrentService.<name>). */
 export const registry: ReadonlyMap<string, Operation> = new Map<string, Operation>([
@@ -40,10 +44,14 @@ export const registry: ReadonlyMap<string, Operation> = new Map<string, Operatio
   ['EnableKeyRotation', enableKeyRotation],
   ['Encrypt', encrypt],
   ['GenerateDataKey', generateDataKey],
+  ['GenerateDataKeyPair', generateDataKeyPair],
+  ['GenerateDataKeyPairWithoutPlaintext', generateDataKeyPairWithoutPlaintext],
   ['GenerateDataKeyWithoutPlaintext', generateDataKeyWithoutPlaintext],
+  ['GenerateMac', generateMac],
   ['GenerateRandom', generateRandom],
   ['GetKeyPolicy', getKeyPolicy],
   ['GetKeyRotationStatus', getKeyRotationStatus],
+  ['GetPublicKey', getPublicKey],
   ['ListAliases', listAliases],
   ['ListGrants', listGrants],
   ['ListKeyPolicies', listKeyPolicies],
@@ -57,8 +65,11 @@ export const registry: ReadonlyMap<string, Operation> = new Map<string, Operatio
   ['RevokeGrant', revokeGrant],
   ['RotateKeyOnDemand', rotateKeyOnDemand],
   ['ScheduleKeyDeletion', scheduleKeyDeletion],
+  ['Sign', sign],
   ['TagResource', tagResource],
   ['UntagResource', untagResource],
   ['UpdateAlias', updateAlias],
   ['UpdateKeyDescription', updateKeyDescription],
+  ['Verify', verify],
+  ['VerifyMac', verifyMac],
 ]);

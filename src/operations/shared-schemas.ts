@@ -56,6 +56,12 @@ export const markerSchema = Joi.string().min(1).max(1024).pattern(/^[\u0020-\u00
 export const dryRunSchema = Joi.boolean();
 /** Nitro attestation (RecipientInfo): no PKCS#11 token can answer it; rejected per operation. */
 export const recipientSchema = Joi.object();
+export const signingAlgorithmSchema = Joi.string().valid(
+  'RSASSA_PSS_SHA_256', 'RSASSA_PSS_SHA_384', 'RSASSA_PSS_SHA_512', 'RSASSA_PKCS1_V1_5_SHA_256', 'RSASSA_PKCS1_V1_5_SHA_384',
+  'RSASSA_PKCS1_V1_5_SHA_512', 'ECDSA_SHA_256', 'ECDSA_SHA_384', 'ECDSA_SHA_512', 'SM2DSA', 'ML_DSA_SHAKE_256', 'ED25519_SHA_512', 'ED25519_PH_SHA_512',
+);
+export const macAlgorithmSchema = Joi.string().valid('HMAC_SHA_224', 'HMAC_SHA_256', 'HMAC_SHA_384', 'HMAC_SHA_512');
+export const messageTypeSchema = Joi.string().valid('RAW', 'DIGEST', 'EXTERNAL_MU');
 export const encryptionAlgorithmSchema = Joi.string().valid('SYMMETRIC_DEFAULT', 'RSAES_OAEP_SHA_1', 'RSAES_OAEP_SHA_256', 'SM2PKE');
 /** AliasName: the model's constraint; the service's further rules are in domain/alias-name.ts. */
 export const aliasNameSchema = Joi.string().min(1).max(256).pattern(/^[a-zA-Z0-9:/_-]+$/);

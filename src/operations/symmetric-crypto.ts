@@ -24,11 +24,20 @@ export async function keyForEncryption(
   ctx: OperationContext,
   options: { operation: string; action: string; algorithm?: string; facts?: RequestFacts },
 ): Promise<UsableKey> {
-  const { operation, algorithm } = options;
-  const { key, arn } = await resolveKey(keyId, ctx, { allowAlias: true, action: options.action, facts: options.facts });
-  assertUsableForCrypto(key.state, arn);
-  assertSymmetricEncryptionKey(key, arn, operation);
-  assertSymmetricAlgorithm(algorithm, key);
+  const resolved = await resolveKey(keyId, ctx, { allowAlias: true, action: options.action, facts: options.facts });
+  assertUsableForCrypto(resolved.key.state, resolved.arn);
+  return checkForEncryption(resolved, ctx, options);
+}
+
+/** keyForEncryption's checks on a key already resolved, authorized and usable (Encrypt resolves first to pick RSA or AES). */
+export async function checkForEncryption(
+  resolved: { key: KeyRecord; arn: string },
+  ctx: OperationContext,
+  options: { operation: string; algorithm?: string },
+): Promise<UsableKey> {
+  const { key, arn } = resolved;
+  assertSymmetricEncryptionKey(key, arn, options.operation);
+  assertSymmetricAlgorithm(options.algorithm, key);
   return { key, arn, ...(await material(ctx, key, key.currentMaterialVersion)) };
 }
 

@@ -1,5 +1,6 @@
 import Database from 'better-sqlite3';
 import type { Alias, Grant, GrantConstraints, KeyMaterial, KeyRecord, KeyRepository, StateChange, Tag } from '../domain/key-repository';
+import type { KeySpec } from '../domain/key-spec';
 
 /**
  * Schema migrations, applied in order; PRAGMA user_version records how many ran. Append only.
@@ -140,8 +141,9 @@ export class SqliteKeyRepository implements KeyRepository {
     return row && rowToMaterial(row);
   }
 
-  async listMaterials(): Promise<KeyMaterial[]> {
-    return (this.sql('SELECT * FROM key_materials ORDER BY key_id, version').all() as MaterialRow[]).map(rowToMaterial);
+  async listMaterials(): Promise<Array<KeyMaterial & { keySpec: KeySpec }>> {
+    const rows = this.sql('SELECT m.*, k.key_spec FROM key_materials m JOIN keys k USING (key_id) ORDER BY m.key_id, m.version').all() as Array<MaterialRow & { key_spec: KeySpec }>;
+    return rows.map((r) => ({ ...rowToMaterial(r), keySpec: r.key_spec }));
   }
 
   async setState(keyId: string, change: StateChange): Promise<void> {

@@ -55,7 +55,8 @@ describe('Key lifecycle: CreateKey, DescribeKey, ListKeys, EnableKey, DisableKey
       e.name === 'ValidationException' && e.message === 'You must specify a KeyUsage value for all KMS keys except for symmetric encryption keys.');
     await assert.rejects(gw.client.send(new CreateKeyCommand({ KeyUsage: 'SIGN_VERIFY' })), (e: Error) =>
       e.name === 'ValidationException' && e.message === 'KeyUsage SIGN_VERIFY is not compatible with KeySpec SYMMETRIC_DEFAULT');
-    await assert.rejects(gw.client.send(new CreateKeyCommand({ KeySpec: 'RSA_2048', KeyUsage: 'SIGN_VERIFY' })), UnsupportedOperationException);
+    await assert.rejects(gw.client.send(new CreateKeyCommand({ KeySpec: 'ML_DSA_44', KeyUsage: 'SIGN_VERIFY' })), UnsupportedOperationException);
+    await assert.rejects(gw.client.send(new CreateKeyCommand({ KeySpec: 'ECC_NIST_P256', KeyUsage: 'KEY_AGREEMENT' })), UnsupportedOperationException);
     await assert.rejects(gw.client.send(new CreateKeyCommand({ Origin: 'EXTERNAL' })), UnsupportedOperationException);
     await assert.rejects(gw.client.send(new CreateKeyCommand({ MultiRegion: true })), UnsupportedOperationException);
     await assert.rejects(gw.client.send(new CreateKeyCommand({ Tags: [{ TagKey: 'aws:x', TagValue: 'y' }] })), (e: Error) => e instanceof TagException && e.message === 'Tags beginning with aws: are reserved');

@@ -1,5 +1,5 @@
 import crypto from 'node:crypto';
-import type { DataKeyWrap, Hsm, HsmHealth } from '../../src/hsm/hsm';
+import type { DataKeyWrap, Hash, HmacKeySpec, Hsm, HsmHealth, KeyPairSpec, SigningScheme } from '../../src/hsm/hsm';
 import { GCM_IV_BYTES, GCM_TAG_BYTES } from '../../src/hsm/hsm';
 import { HsmError } from '../../src/hsm/hsm-error';
 
@@ -8,13 +8,36 @@ const KWP_IV = Buffer.from('A65959A6', 'hex'); // RFC 5649 alternative initial v
 /** Hsm in node:crypto for fast unit tests. Same contract as Pkcs11Hsm (test/support/hsm-contract.ts). */
 export class FakeHsm implements Hsm {
   readonly keys = new Map<string, Buffer>();
+  readonly pairs = new Map<string, crypto.KeyObject>();
   isUp = true;
 
   async generateKek(label: string) {
     this.keys.set(label, crypto.randomBytes(32));
   }
-  async generateMacKey(label: string) {
-    this.keys.set(label, crypto.randomBytes(32));
+  async generateMacKey(label: string, spec: HmacKeySpec = { hash: 'SHA256', bytes: 32 }) {
+    this.keys.set(label, crypto.randomBytes(spec.bytes));
+  }
+  async generateKeyPair(labels: { private: string; public: string }, spec: KeyPairSpec) {
+    const pair =
+      spec.family === 'RSA'
+        ? crypto.generateKeyPairSync('rsa', { modulusLength: spec.bits })
+        : crypto.generateKeyPairSync('ec', { namedCurve: spec.curve });
+    this.pairs.set(labels.private, pair.privateKey);
+    this.pairs.set(labels.public, pair.publicKey);
+  }
+  async publicKey(label: string) {
+    return this.pair(label).export({ type: 'spki', format: 'der' });
+  }
+  /** Self-consistent only (node:crypto cannot sign a bare digest with PSS or ECDSA): it signs the digest as a message. */
+  async signDigest(label: string, scheme: SigningScheme, digest: Buffer) {
+    return crypto.sign(scheme.hash.toLowerCase(), digest, { key: this.pair(label), ...fakeSignOptions(scheme) });
+  }
+  async verifyDigest(label: string, scheme: SigningScheme, digest: Buffer, signature: Buffer) {
+    try {
+      return crypto.verify(scheme.hash.toLowerCase(), digest, { key: this.pair(label), ...fakeSignOptions(scheme) }, signature);
+    } catch {
+      return false;
+    }
   }
   async generateWrappedDataKey(kekLabel: string, lengthBytes: number, wrap: DataKeyWrap) {
     const kek = this.key(kekLabel);
@@ -50,11 +73,25 @@ export class FakeHsm implements Hsm {
       throw new HsmError('integrity', 'C_Decrypt', 'CKR_ENCRYPTED_DATA_INVALID');
     }
   }
-  async hmacSign(macLabel: string, data: Buffer) {
-    return crypto.createHmac('sha256', this.key(macLabel)).update(data).digest();
+  async generateDataKeyPair(spec: KeyPairSpec) {
+    const pair = spec.family === 'RSA' ? crypto.generateKeyPairSync('rsa', { modulusLength: spec.bits }) : crypto.generateKeyPairSync('ec', { namedCurve: spec.curve });
+    return { privateKey: pair.privateKey.export({ type: 'pkcs8', format: 'der' }), publicKey: pair.publicKey.export({ type: 'spki', format: 'der' }) };
   }
-  async hmacVerify(macLabel: string, data: Buffer, mac: Buffer) {
-    const expected = await this.hmacSign(macLabel, data);
+  async rsaEncrypt(label: string, hash: 'SHA1' | 'SHA256', plaintext: Buffer) {
+    return crypto.publicEncrypt({ key: this.pair(label), padding: crypto.constants.RSA_PKCS1_OAEP_PADDING, oaepHash: hash === 'SHA1' ? 'sha1' : 'sha256' }, plaintext);
+  }
+  async rsaDecrypt(label: string, hash: 'SHA1' | 'SHA256', ciphertext: Buffer) {
+    try {
+      return crypto.privateDecrypt({ key: this.pair(label), padding: crypto.constants.RSA_PKCS1_OAEP_PADDING, oaepHash: hash === 'SHA1' ? 'sha1' : 'sha256' }, ciphertext);
+    } catch {
+      throw new HsmError('integrity', 'C_Decrypt', 'CKR_ENCRYPTED_DATA_INVALID');
+    }
+  }
+  async hmacSign(macLabel: string, data: Buffer, hash: Hash = 'SHA256') {
+    return crypto.createHmac(hash.toLowerCase(), this.key(macLabel)).update(data).digest();
+  }
+  async hmacVerify(macLabel: string, data: Buffer, mac: Buffer, hash: Hash = 'SHA256') {
+    const expected = await this.hmacSign(macLabel, data, hash);
     return expected.length === mac.length && crypto.timingSafeEqual(expected, mac);
   }
   async randomBytes(length: number) {
@@ -62,18 +99,32 @@ export class FakeHsm implements Hsm {
   }
   async destroyKey(label: string) {
     this.keys.delete(label);
+    this.pairs.delete(label);
   }
   async listKeyLabels(prefix: string) {
-    return [...this.keys.keys()].filter((l) => l.startsWith(prefix));
+    return [...this.keys.keys(), ...this.pairs.keys()].filter((l) => l.startsWith(prefix));
   }
   async health(): Promise<HsmHealth> {
     return { isUp: this.isUp, detail: this.isUp ? 'fake token answers' : 'fake token down' };
   }
   async close() {}
 
+  private pair(label: string): crypto.KeyObject {
+    const key = this.pairs.get(label);
+    if (!key) throw new HsmError('key', 'C_FindObjects', 'CKR_OBJECT_HANDLE_INVALID');
+    return key;
+  }
+
   private key(label: string): Buffer {
     const key = this.keys.get(label);
     if (!key) throw new HsmError('key', 'C_FindObjects', 'CKR_OBJECT_HANDLE_INVALID');
     return key;
   }
+}
+
+/** DER ECDSA, and PSS with salt = digest length, as the HSM layer promises. */
+function fakeSignOptions(scheme: SigningScheme): Record<string, unknown> {
+  if (scheme.scheme === 'ECDSA') return { dsaEncoding: 'der' };
+  if (scheme.scheme === 'RSA_PKCS1') return { padding: crypto.constants.RSA_PKCS1_PADDING };
+  return { padding: crypto.constants.RSA_PKCS1_PSS_PADDING, saltLength: { SHA256: 32, SHA384: 48, SHA512: 64 }[scheme.hash] };
 }

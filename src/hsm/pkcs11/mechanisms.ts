@@ -16,3 +16,43 @@ export function aesGcm(iv: Buffer, aad: Buffer): pkcs11js.Mechanism {
     parameter: { type: pkcs11js.CK_PARAMS_GCM, iv, ivBits: iv.length * 8, aad, tagBits: GCM_TAG_BYTES * 8 } as pkcs11js.GcmParams,
   };
 }
+
+type SigningHash = 'SHA256' | 'SHA384' | 'SHA512';
+
+/** CKM_SHA*_HMAC by hash, and the MAC length each gives. */
+export const HMAC_BY_HASH: Record<'SHA224' | 'SHA256' | 'SHA384' | 'SHA512', { mechanism: number; bytes: number }> = {
+  SHA224: { mechanism: pkcs11js.CKM_SHA224_HMAC, bytes: 28 },
+  SHA256: { mechanism: pkcs11js.CKM_SHA256_HMAC, bytes: 32 },
+  SHA384: { mechanism: pkcs11js.CKM_SHA384_HMAC, bytes: 48 },
+  SHA512: { mechanism: pkcs11js.CKM_SHA512_HMAC, bytes: 64 },
+};
+
+/** DER DigestInfo prefixes (RFC 8017 §9.2 note 1): CKM_RSA_PKCS signs DigestInfo ‖ digest. */
+export const DIGEST_INFO_PREFIX: Record<SigningHash, Buffer> = {
+  SHA256: Buffer.from('3031300d060960864801650304020105000420', 'hex'),
+  SHA384: Buffer.from('3041300d060960864801650304020205000430', 'hex'),
+  SHA512: Buffer.from('3051300d060960864801650304020305000440', 'hex'),
+};
+
+const HASH_MECHANISMS: Record<SigningHash, { hashAlg: number; mgf: number; bytes: number }> = {
+  SHA256: { hashAlg: pkcs11js.CKM_SHA256, mgf: pkcs11js.CKG_MGF1_SHA256, bytes: 32 },
+  SHA384: { hashAlg: pkcs11js.CKM_SHA384, mgf: pkcs11js.CKG_MGF1_SHA384, bytes: 48 },
+  SHA512: { hashAlg: pkcs11js.CKM_SHA512, mgf: pkcs11js.CKG_MGF1_SHA512, bytes: 64 },
+};
+
+/** RSASSA-PSS over a digest, MGF1 with the same hash, salt as long as the digest (as AWS KMS). */
+export function rsaPss(hash: SigningHash): pkcs11js.Mechanism {
+  const h = HASH_MECHANISMS[hash];
+  return { mechanism: pkcs11js.CKM_RSA_PKCS_PSS, parameter: { type: pkcs11js.CK_PARAMS_RSA_PSS, hashAlg: h.hashAlg, mgf: h.mgf, saltLen: h.bytes } as pkcs11js.RsaPSS };
+}
+
+export const RSA_PKCS: pkcs11js.Mechanism = { mechanism: pkcs11js.CKM_RSA_PKCS };
+export const ECDSA: pkcs11js.Mechanism = { mechanism: pkcs11js.CKM_ECDSA };
+export const RSA_KEY_PAIR_GEN: pkcs11js.Mechanism = { mechanism: pkcs11js.CKM_RSA_PKCS_KEY_PAIR_GEN };
+export const EC_KEY_PAIR_GEN: pkcs11js.Mechanism = { mechanism: pkcs11js.CKM_EC_KEY_PAIR_GEN };
+
+/** RSAES-OAEP, MGF1 with the same hash, empty label (CKZ_DATA_SPECIFIED is not exported by pkcs11js: 1). */
+export function rsaOaep(hash: 'SHA1' | 'SHA256'): pkcs11js.Mechanism {
+  const [hashAlg, mgf] = hash === 'SHA1' ? [pkcs11js.CKM_SHA_1, pkcs11js.CKG_MGF1_SHA1] : [pkcs11js.CKM_SHA256, pkcs11js.CKG_MGF1_SHA256];
+  return { mechanism: pkcs11js.CKM_RSA_PKCS_OAEP, parameter: { type: pkcs11js.CK_PARAMS_RSA_OAEP, hashAlg, mgf, source: 1 } as pkcs11js.RsaOAEP };
+}

@@ -1,10 +1,12 @@
 import * as pkcs11js from 'pkcs11js';
-import type { DataKeyWrap, Hsm, HsmHealth, WrappedDataKey } from '../hsm';
+import type { DataKeyWrap, Hash, HmacKeySpec, Hsm, HsmHealth, KeyPairSpec, SigningScheme, WrappedDataKey } from '../hsm';
 import { GCM_IV_BYTES, GCM_TAG_BYTES } from '../hsm';
 import { HsmError } from '../hsm-error';
 import { classifyCkr } from './ckr-table';
-import { AES_KEY_GEN, aesGcm, GENERIC_SECRET_KEY_GEN, HMAC_SHA256, KWP } from './mechanisms';
-import { ephemeralDataKeyTemplate, kekTemplate, macKeyTemplate } from './templates';
+import crypto from 'node:crypto';
+import { ecdsaDerToRaw, ecdsaRawToDer, unwrapEcPoint } from './der';
+import { AES_KEY_GEN, aesGcm, DIGEST_INFO_PREFIX, EC_KEY_PAIR_GEN, ECDSA, GENERIC_SECRET_KEY_GEN, HMAC_BY_HASH, KWP, RSA_KEY_PAIR_GEN, RSA_PKCS, rsaOaep, rsaPss } from './mechanisms';
+import { CURVE_OIDS, ephemeralDataKeyTemplate, ephemeralKeyPairTemplates, kekTemplate, keyPairTemplates, macKeyTemplate } from './templates';
 import { FaultPlan } from './faults';
 import { SessionPool } from './session-pool';
 
@@ -97,10 +99,61 @@ export class Pkcs11Hsm implements Hsm {
     await this.withSession('C_GenerateKey', (s) => this.remember(label, this.p11.C_GenerateKey(s, AES_KEY_GEN, kekTemplate(label))));
   }
 
-  async generateMacKey(label: string): Promise<void> {
-    await this.withSession('C_GenerateKey', (s) =>
-      this.remember(label, this.p11.C_GenerateKey(s, GENERIC_SECRET_KEY_GEN, macKeyTemplate(label))),
-    );
+  async generateMacKey(label: string, spec: HmacKeySpec = { hash: 'SHA256', bytes: 32 }): Promise<void> {
+    const template = macKeyTemplate(label, spec.bytes, hmacMechanism(spec.hash).mechanism);
+    await this.withSession('C_GenerateKey', (s) => this.remember(label, this.p11.C_GenerateKey(s, GENERIC_SECRET_KEY_GEN, template)));
+  }
+
+  async generateKeyPair(labels: { private: string; public: string }, spec: KeyPairSpec, usage: 'SIGN_VERIFY' | 'ENCRYPT_DECRYPT'): Promise<void> {
+    const { publicKey, privateKey } = keyPairTemplates(labels, spec, usage);
+    await this.withSession('C_GenerateKeyPair', (s) => {
+      const pair = this.p11.C_GenerateKeyPair(s, spec.family === 'RSA' ? RSA_KEY_PAIR_GEN : EC_KEY_PAIR_GEN, publicKey, privateKey);
+      this.remember(labels.public, pair.publicKey);
+      this.remember(labels.private, pair.privateKey);
+    });
+  }
+
+  async publicKey(label: string): Promise<Buffer> {
+    const jwk = await this.withKey(label, 'C_GetAttributeValue', (s, key): crypto.JsonWebKey => {
+      const [type] = this.p11.C_GetAttributeValue(s, key, [{ type: pkcs11js.CKA_KEY_TYPE }]);
+      if (ulong(type.value) === pkcs11js.CKK_RSA) {
+        const [n, e] = this.p11.C_GetAttributeValue(s, key, [{ type: pkcs11js.CKA_MODULUS }, { type: pkcs11js.CKA_PUBLIC_EXPONENT }]);
+        return { kty: 'RSA', n: n.value.toString('base64url'), e: e.value.toString('base64url') };
+      }
+      const [params, point] = this.p11.C_GetAttributeValue(s, key, [{ type: pkcs11js.CKA_EC_PARAMS }, { type: pkcs11js.CKA_EC_POINT }]);
+      const crv = Object.entries(CURVE_OIDS).find(([, oid]) => oid.equals(params.value))?.[0];
+      if (!crv) throw new HsmError('config', 'C_GetAttributeValue', undefined, { cause: new Error('unknown EC curve') });
+      const xy = unwrapEcPoint(point.value).subarray(1);
+      return { kty: 'EC', crv, x: xy.subarray(0, xy.length / 2).toString('base64url'), y: xy.subarray(xy.length / 2).toString('base64url') };
+    });
+    drainOpenSslErrors();
+    return crypto.createPublicKey({ key: jwk, format: 'jwk' }).export({ type: 'spki', format: 'der' });
+  }
+
+  async signDigest(label: string, scheme: SigningScheme, digest: Buffer): Promise<Buffer> {
+    return this.withKey(label, 'C_Sign', (s, key) => {
+      const { mechanism, input } = signatureMechanism(scheme, digest);
+      this.p11.C_SignInit(s, mechanism, key);
+      const raw = Buffer.from(this.p11.C_Sign(s, input, Buffer.alloc(1024)));
+      return scheme.scheme === 'ECDSA' ? ecdsaRawToDer(raw) : raw;
+    });
+  }
+
+  async verifyDigest(label: string, scheme: SigningScheme, digest: Buffer, signature: Buffer): Promise<boolean> {
+    // KMS pairs each ECDSA hash with one field size: SHA-256 P-256/secp256k1, SHA-384 P-384, SHA-512 P-521.
+    const raw = scheme.scheme === 'ECDSA' ? ecdsaDerToRaw(signature, ECDSA_FIELD_BYTES[scheme.hash]) : signature;
+    if (!raw) return false;
+    try {
+      return await this.withKey(label, 'C_Verify', (s, key) => {
+        const { mechanism, input } = signatureMechanism(scheme, digest);
+        this.p11.C_VerifyInit(s, mechanism, key);
+        return this.p11.C_Verify(s, input, raw);
+      });
+    } catch (err) {
+      // A wrong-length or garbled signature is an invalid signature, not a device problem.
+      if (err instanceof HsmError && (err.kind === 'integrity' || err.ckr === 'CKR_SIGNATURE_LEN_RANGE')) return false;
+      throw err;
+    }
   }
 
   async generateWrappedDataKey(kekLabel: string, lengthBytes: number, wrap: DataKeyWrap): Promise<WrappedDataKey> {
@@ -167,17 +220,62 @@ export class Pkcs11Hsm implements Hsm {
     });
   }
 
-  async hmacSign(macLabel: string, data: Buffer): Promise<Buffer> {
-    return this.withKey(macLabel, 'C_Sign', (s, key) => {
-      this.p11.C_SignInit(s, HMAC_SHA256, key);
-      return Buffer.from(this.p11.C_Sign(s, data, Buffer.alloc(32)));
+  async generateDataKeyPair(spec: KeyPairSpec): Promise<{ privateKey: Buffer; publicKey: Buffer }> {
+    const { publicKey, privateKey } = ephemeralKeyPairTemplates(spec);
+    const jwk = await this.withSession('C_GenerateKeyPair', (s): crypto.JsonWebKey => {
+      const pair = this.p11.C_GenerateKeyPair(s, spec.family === 'RSA' ? RSA_KEY_PAIR_GEN : EC_KEY_PAIR_GEN, publicKey, privateKey);
+      this.sessionObjectCreated(pair.publicKey);
+      this.sessionObjectCreated(pair.privateKey);
+      try {
+        const read = (h: pkcs11js.Handle, ...types: number[]) => this.p11.C_GetAttributeValue(s, h, types.map((type) => ({ type }))).map((a) => a.value);
+        if (spec.family === 'RSA') {
+          const [n, e, d, p, q, dp, dq, qi] = read(pair.privateKey, pkcs11js.CKA_MODULUS, pkcs11js.CKA_PUBLIC_EXPONENT, pkcs11js.CKA_PRIVATE_EXPONENT, pkcs11js.CKA_PRIME_1, pkcs11js.CKA_PRIME_2, pkcs11js.CKA_EXPONENT_1, pkcs11js.CKA_EXPONENT_2, pkcs11js.CKA_COEFFICIENT);
+          return Object.fromEntries(Object.entries({ n, e, d, p, q, dp, dq, qi }).map(([k, v]) => [k, v.toString('base64url')]).concat([['kty', 'RSA']]));
+        }
+        const [point] = read(pair.publicKey, pkcs11js.CKA_EC_POINT);
+        const [d] = read(pair.privateKey, pkcs11js.CKA_VALUE);
+        const xy = unwrapEcPoint(point).subarray(1);
+        const field = xy.length / 2;
+        const padded = Buffer.concat([Buffer.alloc(Math.max(0, field - d.length)), d]);
+        return { kty: 'EC', crv: spec.curve, x: xy.subarray(0, field).toString('base64url'), y: xy.subarray(field).toString('base64url'), d: padded.toString('base64url') };
+      } finally {
+        this.p11.C_DestroyObject(s, pair.privateKey);
+        this.p11.C_DestroyObject(s, pair.publicKey);
+      }
+    });
+    drainOpenSslErrors();
+    const key = crypto.createPrivateKey({ key: jwk, format: 'jwk' });
+    return { privateKey: key.export({ type: 'pkcs8', format: 'der' }), publicKey: crypto.createPublicKey(key).export({ type: 'spki', format: 'der' }) };
+  }
+
+  async rsaEncrypt(label: string, hash: 'SHA1' | 'SHA256', plaintext: Buffer): Promise<Buffer> {
+    return this.withKey(label, 'C_Encrypt', (s, key) => {
+      this.p11.C_EncryptInit(s, rsaOaep(hash), key);
+      return Buffer.from(this.p11.C_Encrypt(s, plaintext, Buffer.alloc(1024)));
     });
   }
 
-  async hmacVerify(macLabel: string, data: Buffer, mac: Buffer): Promise<boolean> {
+  async rsaDecrypt(label: string, hash: 'SHA1' | 'SHA256', ciphertext: Buffer): Promise<Buffer> {
+    return this.withKey(label, 'C_Decrypt', (s, key) => {
+      this.p11.C_DecryptInit(s, rsaOaep(hash), key);
+      return Buffer.from(this.p11.C_Decrypt(s, ciphertext, Buffer.alloc(1024)));
+    });
+  }
+
+  async hmacSign(macLabel: string, data: Buffer, hash: Hash = 'SHA256'): Promise<Buffer> {
+    const hmac = hmacMechanism(hash);
+    return this.withKey(macLabel, 'C_Sign', (s, key) => {
+      this.p11.C_SignInit(s, { mechanism: hmac.mechanism }, key);
+      return Buffer.from(this.p11.C_Sign(s, data, Buffer.alloc(hmac.bytes)));
+    });
+  }
+
+  async hmacVerify(macLabel: string, data: Buffer, mac: Buffer, hash: Hash = 'SHA256'): Promise<boolean> {
+    const hmac = hmacMechanism(hash);
+    if (mac.length !== hmac.bytes) return false;
     try {
       return await this.withKey(macLabel, 'C_Verify', (s, key) => {
-        this.p11.C_VerifyInit(s, HMAC_SHA256, key);
+        this.p11.C_VerifyInit(s, { mechanism: hmac.mechanism }, key);
         return this.p11.C_Verify(s, data, mac);
       });
     } catch (err) {
@@ -231,10 +329,7 @@ export class Pkcs11Hsm implements Hsm {
 
   private async loadHandleCache(): Promise<void> {
     await this.pool.use((s) => call('C_FindObjects', () => {
-      this.p11.C_FindObjectsInit(s, [
-        { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
-        { type: pkcs11js.CKA_TOKEN, value: true },
-      ]);
+      this.p11.C_FindObjectsInit(s, [{ type: pkcs11js.CKA_TOKEN, value: true }]); // secret, private and public keys
       let found: pkcs11js.Handle[];
       try {
         found = this.p11.C_FindObjects(s, 100000);
@@ -254,7 +349,7 @@ export class Pkcs11Hsm implements Hsm {
 
   private find(s: Session, label: string): pkcs11js.Handle | null {
     this.p11.C_FindObjectsInit(s, [
-      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+      { type: pkcs11js.CKA_TOKEN, value: true },
       { type: pkcs11js.CKA_LABEL, value: label },
     ]);
     try {
@@ -359,6 +454,17 @@ export class Pkcs11Hsm implements Hsm {
   }
 }
 
+/**
+ * Found here: SoftHSM2 binds to the OpenSSL that Node itself exports, so a failed operation (a bad
+ * OAEP ciphertext, a bad KWP blob) leaves its error on this thread's OpenSSL error queue, and the
+ * next node:crypto key import on the thread throws that stale error ("rsa routines::padding check
+ * failed"). crypto.randomBytes clears the queue; it runs after every failed PKCS#11 call and
+ * before QKMS encodes keys with node:crypto.
+ */
+function drainOpenSslErrors(): void {
+  crypto.randomBytes(1);
+}
+
 /** The module with every C_* call counted (one Map increment), and the fault plan applied when set. */
 function counting(p11: pkcs11js.PKCS11, counts: Map<string, number>, faults?: FaultPlan): pkcs11js.PKCS11 {
   return new Proxy(p11, {
@@ -369,7 +475,12 @@ function counting(p11: pkcs11js.PKCS11, counts: Map<string, number>, faults?: Fa
       return (...args: unknown[]) => {
         counts.set(prop, (counts.get(prop) ?? 0) + 1);
         faults?.apply(prop);
-        return (value as (...a: unknown[]) => unknown).apply(target, args);
+        try {
+          return (value as (...a: unknown[]) => unknown).apply(target, args);
+        } catch (err) {
+          drainOpenSslErrors();
+          throw err;
+        }
       };
     },
   });
@@ -418,4 +529,29 @@ function login(p11: pkcs11js.PKCS11, session: Session, pin: string): void {
   } catch (err) {
     if (ckrName(err) !== 'CKR_USER_ALREADY_LOGGED_IN') throw new HsmError('auth', 'C_Login', ckrName(err), { cause: err });
   }
+}
+
+/** KMS pairs each ECDSA hash with one curve size (key-spec.ts): the r and s length of raw signatures. */
+const ECDSA_FIELD_BYTES: Record<SigningScheme['hash'], number> = { SHA256: 32, SHA384: 48, SHA512: 66 };
+
+function hmacMechanism(hash: Hash): { mechanism: number; bytes: number } {
+  if (hash === 'SHA1') throw new HsmError('config', 'C_SignInit', 'CKR_MECHANISM_INVALID');
+  return HMAC_BY_HASH[hash];
+}
+
+/** The mechanism and the bytes to sign for a digest: PSS and ECDSA take it as is, PKCS#1 v1.5 as DigestInfo. */
+function signatureMechanism(scheme: SigningScheme, digest: Buffer): { mechanism: pkcs11js.Mechanism; input: Buffer } {
+  switch (scheme.scheme) {
+    case 'RSA_PSS':
+      return { mechanism: rsaPss(scheme.hash), input: digest };
+    case 'RSA_PKCS1':
+      return { mechanism: RSA_PKCS, input: Buffer.concat([DIGEST_INFO_PREFIX[scheme.hash], digest]) };
+    case 'ECDSA':
+      return { mechanism: ECDSA, input: digest };
+  }
+}
+
+/** A CK_ULONG attribute value (8 bytes little-endian on 64-bit Linux, 4 elsewhere). */
+function ulong(value: Buffer): number {
+  return value.length === 8 ? Number(value.readBigUInt64LE(0)) : value.readUInt32LE(0);
 }

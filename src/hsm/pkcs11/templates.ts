@@ -46,16 +46,72 @@ export function kekTemplate(label: string): pkcs11js.Template {
   ];
 }
 
-/** The HMAC-SHA-256 key that authenticates header, context and wrapped key of KWP blobs. */
-export function macKeyTemplate(label: string): pkcs11js.Template {
+/**
+ * An HMAC key: the one that authenticates KWP blobs (SHA-256, 32 bytes) or a KMS HMAC_* key, limited
+ * to its one HMAC mechanism.
+ */
+export function macKeyTemplate(label: string, bytes: number, mechanism: number): pkcs11js.Template {
   return [
     ...longLivedSecret(label),
     // SoftHSM2 generates HMAC keys only as CKK_GENERIC_SECRET (pkcs11-and-clients.md §2.1).
     { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_GENERIC_SECRET },
-    { type: pkcs11js.CKA_VALUE_LEN, value: 32 },
+    { type: pkcs11js.CKA_VALUE_LEN, value: bytes },
     ...usages('sign', 'verify'),
-    { type: pkcs11js.CKA_ALLOWED_MECHANISMS, value: allowedMechanisms(pkcs11js.CKM_SHA256_HMAC) },
+    { type: pkcs11js.CKA_ALLOWED_MECHANISMS, value: allowedMechanisms(mechanism) },
   ];
+}
+
+/** DER OIDs of the named curves KMS offers (CKA_EC_PARAMS). */
+export const CURVE_OIDS: Record<'P-256' | 'P-384' | 'P-521' | 'secp256k1', Buffer> = {
+  'P-256': Buffer.from('06082a8648ce3d030107', 'hex'), // 1.2.840.10045.3.1.7
+  'P-384': Buffer.from('06052b81040022', 'hex'), // 1.3.132.0.34
+  'P-521': Buffer.from('06052b81040023', 'hex'), // 1.3.132.0.35
+  secp256k1: Buffer.from('06052b8104000a', 'hex'), // 1.3.132.0.10
+};
+
+/**
+ * A KMS asymmetric key: a token key pair. The private key is sensitive, never extractable and
+ * limited to the usage's mechanisms; the public key is a token object QKMS reads for GetPublicKey.
+ */
+export function keyPairTemplates(
+  labels: { private: string; public: string },
+  spec: { family: 'RSA'; bits: number } | { family: 'EC'; curve: keyof typeof CURVE_OIDS },
+  usage: 'SIGN_VERIFY' | 'ENCRYPT_DECRYPT',
+): { publicKey: pkcs11js.Template; privateKey: pkcs11js.Template } {
+  const signs = usage === 'SIGN_VERIFY';
+  const mechanisms =
+    spec.family === 'EC' ? [pkcs11js.CKM_ECDSA] : signs ? [pkcs11js.CKM_RSA_PKCS, pkcs11js.CKM_RSA_PKCS_PSS] : [pkcs11js.CKM_RSA_PKCS_OAEP];
+  const common = (label: string): pkcs11js.Template => [
+    { type: pkcs11js.CKA_TOKEN, value: true },
+    { type: pkcs11js.CKA_MODIFIABLE, value: false },
+    { type: pkcs11js.CKA_LABEL, value: label },
+    { type: pkcs11js.CKA_ID, value: Buffer.from(label, 'utf8') },
+    { type: pkcs11js.CKA_ALLOWED_MECHANISMS, value: allowedMechanisms(...mechanisms) },
+  ];
+  const keyShape: pkcs11js.Template =
+    spec.family === 'RSA'
+      ? [{ type: pkcs11js.CKA_MODULUS_BITS, value: spec.bits }, { type: pkcs11js.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) }]
+      : [{ type: pkcs11js.CKA_EC_PARAMS, value: CURVE_OIDS[spec.curve] }];
+  return {
+    publicKey: [
+      ...common(labels.public),
+      { type: pkcs11js.CKA_PRIVATE, value: false },
+      ...keyShape,
+      { type: pkcs11js.CKA_VERIFY, value: signs },
+      { type: pkcs11js.CKA_ENCRYPT, value: !signs },
+      { type: pkcs11js.CKA_WRAP, value: false },
+    ],
+    privateKey: [
+      ...common(labels.private),
+      { type: pkcs11js.CKA_PRIVATE, value: true },
+      { type: pkcs11js.CKA_SENSITIVE, value: true },
+      { type: pkcs11js.CKA_EXTRACTABLE, value: false },
+      { type: pkcs11js.CKA_SIGN, value: signs },
+      { type: pkcs11js.CKA_DECRYPT, value: !signs },
+      { type: pkcs11js.CKA_UNWRAP, value: false },
+      { type: pkcs11js.CKA_DERIVE, value: false },
+    ],
+  };
 }
 
 /**
@@ -72,4 +128,28 @@ export function ephemeralDataKeyTemplate(lengthBytes?: number): pkcs11js.Templat
   ];
   if (lengthBytes !== undefined) t.push({ type: pkcs11js.CKA_VALUE_LEN, value: lengthBytes });
   return t;
+}
+
+/**
+ * A data key pair (GenerateDataKeyPair): session objects that live for one call. The private key
+ * must be readable (SENSITIVE false, EXTRACTABLE true) because the caller receives it.
+ */
+export function ephemeralKeyPairTemplates(
+  spec: { family: 'RSA'; bits: number } | { family: 'EC'; curve: keyof typeof CURVE_OIDS },
+): { publicKey: pkcs11js.Template; privateKey: pkcs11js.Template } {
+  return {
+    publicKey: [
+      { type: pkcs11js.CKA_TOKEN, value: false },
+      ...(spec.family === 'RSA'
+        ? [{ type: pkcs11js.CKA_MODULUS_BITS, value: spec.bits }, { type: pkcs11js.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) }]
+        : [{ type: pkcs11js.CKA_EC_PARAMS, value: CURVE_OIDS[spec.curve] }]),
+      { type: pkcs11js.CKA_VERIFY, value: true },
+    ],
+    privateKey: [
+      { type: pkcs11js.CKA_TOKEN, value: false },
+      { type: pkcs11js.CKA_SENSITIVE, value: false },
+      { type: pkcs11js.CKA_EXTRACTABLE, value: true },
+      { type: pkcs11js.CKA_SIGN, value: true },
+    ],
+  };
 }

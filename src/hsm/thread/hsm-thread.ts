@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import type { DataKeyWrap, Hsm, HsmHealth, WrappedDataKey } from '../hsm';
+import { HSM_CALLS, type Hsm, type HsmHealth } from '../hsm';
 import { HsmError } from '../hsm-error';
 import type { Pkcs11Options } from '../pkcs11/pkcs11-hsm';
 import { fromWire, reviveBuffers, type Reply, type ThreadOptions } from './protocol';
@@ -35,6 +35,9 @@ const RETRY_MS = 1000;
  * C_Login CKR_USER_ALREADY_LOGGED_IN, both expected; it opens its own sessions). The stuck thread
  * is terminated; its sessions stay open until the process ends.
  */
+// The HSM calls are forwarded generically (constructor); this declares them for the compiler.
+export interface HsmThread extends Pick<Hsm, (typeof HSM_CALLS)[number]> {}
+
 export class HsmThread implements Hsm {
   private worker!: Worker;
   private ready!: Promise<void>;
@@ -46,6 +49,7 @@ export class HsmThread implements Hsm {
   private closed = false;
 
   private constructor(private readonly options: HsmThreadOptions) {
+    for (const name of HSM_CALLS) (this as Record<string, unknown>)[name] = (...args: unknown[]) => this.call(name, ...args);
     this.start();
     this.watchdog = setInterval(() => this.checkStuck(), Math.max(25, Math.min(1000, options.stuckAfterMs / 4)));
     this.watchdog.unref();
@@ -61,40 +65,6 @@ export class HsmThread implements Hsm {
       throw err;
     }
     return hsm;
-  }
-
-  generateKek(label: string): Promise<void> {
-    return this.call('generateKek', label);
-  }
-  generateMacKey(label: string): Promise<void> {
-    return this.call('generateMacKey', label);
-  }
-  generateWrappedDataKey(kekLabel: string, lengthBytes: number, wrap: DataKeyWrap): Promise<WrappedDataKey> {
-    return this.call('generateWrappedDataKey', kekLabel, lengthBytes, wrap);
-  }
-  unwrapDataKey(kekLabel: string, wrapped: Buffer): Promise<Buffer> {
-    return this.call('unwrapDataKey', kekLabel, wrapped);
-  }
-  encryptAesGcm(kekLabel: string, plaintext: Buffer, aad: Buffer): Promise<{ iv: Buffer; ciphertextAndTag: Buffer }> {
-    return this.call('encryptAesGcm', kekLabel, plaintext, aad);
-  }
-  decryptAesGcm(kekLabel: string, ciphertextAndTag: Buffer, iv: Buffer, aad: Buffer): Promise<Buffer> {
-    return this.call('decryptAesGcm', kekLabel, ciphertextAndTag, iv, aad);
-  }
-  hmacSign(macLabel: string, data: Buffer): Promise<Buffer> {
-    return this.call('hmacSign', macLabel, data);
-  }
-  hmacVerify(macLabel: string, data: Buffer, mac: Buffer): Promise<boolean> {
-    return this.call('hmacVerify', macLabel, data, mac);
-  }
-  randomBytes(length: number): Promise<Buffer> {
-    return this.call('randomBytes', length);
-  }
-  destroyKey(label: string): Promise<void> {
-    return this.call('destroyKey', label);
-  }
-  listKeyLabels(prefix: string): Promise<string[]> {
-    return this.call('listKeyLabels', prefix);
   }
 
   /** Liveness without queueing behind the HSM work: the breaker's state and the last success, else a probe. */

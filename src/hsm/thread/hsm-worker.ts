@@ -1,4 +1,5 @@
 import { parentPort, workerData } from 'node:worker_threads';
+import { HSM_CALLS } from '../hsm';
 import { Pkcs11Hsm } from '../pkcs11/pkcs11-hsm';
 import { reviveBuffers, toWire, type Reply, type Request, type ThreadOptions } from './protocol';
 
@@ -9,10 +10,7 @@ import { reviveBuffers, toWire, type Reply, type Request, type ThreadOptions } f
  * breaker with C_Finalize/C_Initialize) runs inside this thread unchanged.
  */
 const port = parentPort!;
-const CALLABLE = new Set<string>([
-  'generateKek', 'generateMacKey', 'generateWrappedDataKey', 'unwrapDataKey', 'encryptAesGcm', 'decryptAesGcm',
-  'hmacSign', 'hmacVerify', 'randomBytes', 'destroyKey', 'listKeyLabels', 'health', 'close',
-] satisfies Array<keyof Pkcs11Hsm>);
+const CALLABLE = new Set<string>([...HSM_CALLS, 'health', 'close']);
 const post = (reply: Reply) => port.postMessage(reply);
 
 async function run(): Promise<void> {

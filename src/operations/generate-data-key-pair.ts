@@ -1,0 +1,70 @@
+import { encodeEncryptionContext, type EncryptionContext } from '../domain/encryption-context';
+import { SUPPORTED_SPECS } from '../domain/key-spec';
+import { DryRunOperationException, UnsupportedOperationException } from '../errors/kms-errors';
+import type { KeyPairSpec } from '../hsm/hsm';
+import type { Operation, OperationContext } from './context';
+import { checkGrantTokens } from './key-lookup';
+import { dryRunSchema, encryptionContextSchema, grantTokensSchema, Joi, keyIdSchema, recipientSchema } from './shared-schemas';
+import { keyForEncryption, rejectRecipient } from './symmetric-crypto';
+
+interface GenerateDataKeyPairInput {
+  KeyId: string;
+  KeyPairSpec: string;
+  EncryptionContext?: EncryptionContext;
+  GrantTokens?: string[];
+  Recipient?: object;
+  DryRun?: boolean;
+}
+
+const schema = Joi.object({
+  KeyId: keyIdSchema.required(),
+  KeyPairSpec: Joi.string()
+    .valid('RSA_2048', 'RSA_3072', 'RSA_4096', 'ECC_NIST_P256', 'ECC_NIST_P384', 'ECC_NIST_P521', 'ECC_SECG_P256K1', 'SM2', 'ECC_NIST_EDWARDS25519')
+    .required(),
+  EncryptionContext: encryptionContextSchema,
+  GrantTokens: grantTokensSchema,
+  DryRun: dryRunSchema,
+});
+
+/** A data key pair made in the HSM; its private key sealed under a symmetric KMS key like Encrypt (Decrypt opens it). */
+export const generateDataKeyPair: Operation<GenerateDataKeyPairInput> = {
+  schema: schema.keys({ Recipient: recipientSchema }),
+  async handle(input, ctx) {
+    rejectRecipient(input.Recipient);
+    const { privateKey, ...sealed } = await newDataKeyPair(input, ctx, 'GenerateDataKeyPair');
+    return { ...sealed, PrivateKeyPlaintext: privateKey.toString('base64') };
+  },
+};
+
+export const generateDataKeyPairWithoutPlaintext: Operation<GenerateDataKeyPairInput> = {
+  schema,
+  async handle(input, ctx) {
+    const { privateKey, ...sealed } = await newDataKeyPair(input, ctx, 'GenerateDataKeyPairWithoutPlaintext');
+    privateKey.fill(0);
+    return sealed;
+  },
+};
+
+/**
+ * Validation -> grant tokens -> key lookup -> state -> usage, as GenerateDataKey; then the pair is
+ * generated in the HSM (session objects, destroyed at once) and the PKCS#8 private key encrypted
+ * with AES-256-GCM in the HSM under the KMS key, the encryption context bound as AAD.
+ */
+async function newDataKeyPair(input: GenerateDataKeyPairInput, ctx: OperationContext, operation: string) {
+  const context = encodeEncryptionContext(input.EncryptionContext, ctx.deps.config.maxEncryptionContextBytes);
+  await checkGrantTokens(input.GrantTokens, ctx);
+  const target = await keyForEncryption(input.KeyId, ctx, { operation, action: `kms:${operation}`, facts: { encryptionContext: input.EncryptionContext ?? {} } });
+  const spec = SUPPORTED_SPECS[input.KeyPairSpec as keyof typeof SUPPORTED_SPECS]?.material;
+  if (!spec || (spec.family !== 'RSA' && spec.family !== 'EC')) throw new UnsupportedOperationException(`KeyPairSpec ${input.KeyPairSpec} is not supported by this gateway.`);
+  if (input.DryRun) throw DryRunOperationException.create();
+  const pair = await ctx.deps.hsm.generateDataKeyPair(spec as KeyPairSpec);
+  const blob = await ctx.deps.envelope.encrypt(target.key.keyId, target.version, pair.privateKey, context);
+  return {
+    PrivateKeyCiphertextBlob: blob.toString('base64'),
+    privateKey: pair.privateKey,
+    PublicKey: pair.publicKey.toString('base64'),
+    KeyId: target.arn,
+    KeyPairSpec: input.KeyPairSpec,
+    KeyMaterialId: target.materialId,
+  };
+}

@@ -1,0 +1,46 @@
+import { DryRunOperationException, KMSInvalidMacException } from '../errors/kms-errors';
+import type { Operation } from './context';
+import { keyForUse, macHash } from './key-use';
+import { dryRunSchema, grantTokensSchema, Joi, keyIdSchema, macAlgorithmSchema } from './shared-schemas';
+
+interface GenerateMacInput {
+  KeyId: string;
+  Message: Buffer;
+  MacAlgorithm: string;
+  GrantTokens?: string[];
+  DryRun?: boolean;
+}
+
+interface VerifyMacInput extends GenerateMacInput {
+  Mac: Buffer;
+}
+
+const macSchema = {
+  KeyId: keyIdSchema.required(),
+  Message: Joi.blob().min(1).max(4096).required(),
+  MacAlgorithm: macAlgorithmSchema.required(),
+  GrantTokens: grantTokensSchema,
+  DryRun: dryRunSchema,
+};
+
+/** HMAC in the HSM with a GENERATE_VERIFY_MAC key; the algorithm must be its spec's one [O]. */
+export const generateMac: Operation<GenerateMacInput> = {
+  schema: Joi.object(macSchema),
+  async handle(input, ctx) {
+    const key = await keyForUse(input, ctx, { operation: 'GenerateMac', action: 'kms:GenerateMac', usage: 'GENERATE_VERIFY_MAC', algorithm: input.MacAlgorithm });
+    if (input.DryRun) throw DryRunOperationException.create();
+    const mac = await ctx.deps.hsm.hmacSign(key.labels.hmac, input.Message, macHash(input.MacAlgorithm));
+    return { Mac: mac.toString('base64'), MacAlgorithm: input.MacAlgorithm, KeyId: key.arn };
+  },
+};
+
+/** C_Verify in the HSM; a MAC that does not verify is KMSInvalidMacException with no message [O]. */
+export const verifyMac: Operation<VerifyMacInput> = {
+  schema: Joi.object({ ...macSchema, Mac: Joi.blob().min(1).max(6144).required() }),
+  async handle(input, ctx) {
+    const key = await keyForUse(input, ctx, { operation: 'VerifyMac', action: 'kms:VerifyMac', usage: 'GENERATE_VERIFY_MAC', algorithm: input.MacAlgorithm });
+    if (input.DryRun) throw DryRunOperationException.create();
+    if (!(await ctx.deps.hsm.hmacVerify(key.labels.hmac, input.Message, input.Mac, macHash(input.MacAlgorithm)))) throw new KMSInvalidMacException();
+    return { KeyId: key.arn, MacValid: true, MacAlgorithm: input.MacAlgorithm };
+  },
+};

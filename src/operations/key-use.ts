@@ -1,0 +1,50 @@
+import crypto from 'node:crypto';
+import { keyObjectLabels } from '../domain/key-repository';
+import { assertUsageAndAlgorithm, HASH_BYTES, signingScheme, type KeyUsage } from '../domain/key-spec';
+import { assertUsableForCrypto } from '../domain/key-state';
+import type { Hash, SigningScheme } from '../hsm/hsm';
+import { ValidationException } from '../errors/kms-errors';
+import type { OperationContext } from './context';
+import { checkGrantTokens, resolveKey } from './key-lookup';
+
+/** A key checked for Sign, Verify, GenerateMac or VerifyMac, with the labels of its current material's objects. */
+export interface KeyInUse {
+  arn: string;
+  labels: Record<string, string>;
+}
+
+/**
+ * The key named by KeyId (aliases allowed), authorized for `action`, Enabled, of `usage`, and able
+ * to use `algorithm` (InvalidKeyUsageException otherwise, kms-protocol.md §10 Signing and MAC).
+ */
+export async function keyForUse(
+  input: { KeyId: string; GrantTokens?: string[] },
+  ctx: OperationContext,
+  options: { operation: string; action: string; usage: KeyUsage; algorithm: string },
+): Promise<KeyInUse> {
+  await checkGrantTokens(input.GrantTokens, ctx);
+  const { key, arn } = await resolveKey(input.KeyId, ctx, { allowAlias: true, action: options.action });
+  assertUsableForCrypto(key.state, arn);
+  assertUsageAndAlgorithm(key, arn, options.operation, options.usage, options.algorithm);
+  return { arn, labels: keyObjectLabels(key.keyId, key.currentMaterialVersion, key.keySpec) };
+}
+
+/**
+ * Sign and Verify work on a digest: RAW messages (≤ 4096 bytes) are hashed here with the
+ * algorithm's hash — the message is what the caller sends, not a secret — and DIGEST messages must
+ * be exactly the hash's length [O].
+ */
+export function signingInput(algorithm: string, message: Buffer, messageType = 'RAW'): { scheme: SigningScheme; digest: Buffer } {
+  if (messageType === 'EXTERNAL_MU') throw new ValidationException(`MessageType EXTERNAL_MU is valid only with ML_DSA_SHAKE_256, not ${algorithm}.`);
+  const scheme = signingScheme(algorithm);
+  if (messageType === 'DIGEST') {
+    if (message.length !== HASH_BYTES[scheme.hash]) throw new ValidationException(`Digest is invalid length for algorithm ${algorithm}.`);
+    return { scheme, digest: message };
+  }
+  return { scheme, digest: crypto.createHash(scheme.hash.toLowerCase()).update(message).digest() };
+}
+
+/** HMAC_SHA_256 -> SHA256. */
+export function macHash(algorithm: string): Hash {
+  return algorithm.replace(/^HMAC_SHA_/, 'SHA') as Hash;
+}

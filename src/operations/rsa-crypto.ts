@@ -1,0 +1,45 @@
+import type { EncryptionContext } from '../domain/encryption-context';
+import type { KeyRecord } from '../domain/key-repository';
+import { keyObjectLabels } from '../domain/key-repository';
+import { assertUsageAndAlgorithm, HASH_BYTES, SUPPORTED_SPECS } from '../domain/key-spec';
+import { UnsupportedOperationException, ValidationException } from '../errors/kms-errors';
+import type { OperationContext } from './context';
+
+/** An RSA key of usage ENCRYPT_DECRYPT: Encrypt and Decrypt take the RSAES_OAEP_* path. */
+export function isRsaEncryptionKey(key: KeyRecord): boolean {
+  return key.keyUsage === 'ENCRYPT_DECRYPT' && SUPPORTED_SPECS[key.keySpec].material.family === 'RSA';
+}
+
+/**
+ * The OAEP hash for an RSA Encrypt/Decrypt, after the checks in AWS's order: an algorithm of the
+ * key (InvalidKeyUsageException; SYMMETRIC_DEFAULT when omitted), no encryption context (asymmetric
+ * keys take none [D]), and one the token can do — SoftHSM2 has OAEP with SHA-1 only, so
+ * RSAES_OAEP_SHA_256 is UnsupportedOperationException there rather than a wrong answer.
+ */
+export function oaepFor(
+  key: KeyRecord,
+  arn: string,
+  operation: string,
+  request: { algorithm?: string; context?: EncryptionContext },
+  ctx: OperationContext,
+): { hash: 'SHA1' | 'SHA256'; privateLabel: string; publicLabel: string } {
+  const algorithm = request.algorithm ?? 'SYMMETRIC_DEFAULT';
+  assertUsageAndAlgorithm(key, arn, operation, 'ENCRYPT_DECRYPT', algorithm);
+  if (request.context && Object.keys(request.context).length > 0) {
+    throw new ValidationException('EncryptionContext is not supported with asymmetric KMS keys.');
+  }
+  const hash = algorithm === 'RSAES_OAEP_SHA_1' ? 'SHA1' : 'SHA256';
+  const profile = ctx.deps.config.pkcs11.profile;
+  if (!profile.oaepHashes.includes(hash)) {
+    throw new UnsupportedOperationException(`${algorithm} is not available on this HSM (QKMS_HSM_PROFILE=${profile.name} does RSA-OAEP with ${profile.oaepHashes.join(', ')} only).`);
+  }
+  const labels = keyObjectLabels(key.keyId, key.currentMaterialVersion, key.keySpec);
+  return { hash, privateLabel: labels.private, publicLabel: labels.public };
+}
+
+/** (modulus bytes) − 2·hashLen − 2, with AWS's message beyond it [O]. */
+export function assertOaepPlaintextFits(key: KeyRecord, algorithm: string, hash: 'SHA1' | 'SHA256', plaintext: Buffer): void {
+  const material = SUPPORTED_SPECS[key.keySpec].material;
+  const limit = (material.family === 'RSA' ? material.bits / 8 : 0) - 2 * HASH_BYTES[hash] - 2;
+  if (plaintext.length > limit) throw new ValidationException(`Algorithm ${algorithm} and key spec ${key.keySpec} cannot encrypt data larger than ${limit} bytes.`);
+}
