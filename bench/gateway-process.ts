@@ -45,6 +45,7 @@ export async function startGatewayProcess(env: Record<string, string> = {}): Pro
       ...process.env, SOFTHSM2_CONF: token.confPath, QKMS_PORT: String(port), QKMS_DATA_DIR: dataDir,
       QKMS_PKCS11_MODULE: token.modulePath, QKMS_PKCS11_TOKEN_LABEL: token.label, QKMS_PKCS11_PIN: token.pin,
       QKMS_ACCESS_KEY_ID: CREDENTIALS.accessKeyId, QKMS_SECRET_ACCESS_KEY: CREDENTIALS.secretAccessKey, QKMS_LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn',
+      ...(process.env.BENCH_HSM_THREAD ? { QKMS_HSM_THREAD: process.env.BENCH_HSM_THREAD } : {}),
       ...env,
     },
     // BENCH_GATEWAY_LOG=<file>: keep the gateway's log (QKMS_LOG_LEVEL from BENCH_LOG_LEVEL, default warn).

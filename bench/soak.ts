@@ -26,11 +26,14 @@ async function main(): Promise<void> {
     const keyId = (await kms.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;
     const blob = Buffer.from((await kms.send(new GenerateDataKeyCommand({ KeyId: keyId, KeySpec: 'AES_256' }))).CiphertextBlob!).toString('base64');
     kms.destroy();
-    const requests = [
+    const all = [
       await signedRequest(gateway.url, 'GenerateDataKey', { KeyId: keyId, KeySpec: 'AES_256' }),
       await signedRequest(gateway.url, 'Decrypt', { CiphertextBlob: blob }),
       await signedRequest(gateway.url, 'Encrypt', { KeyId: keyId, Plaintext: crypto.randomBytes(4096).toString('base64') }),
     ];
+    // SOAK_OPS=Encrypt (or any subset) narrows the mix, e.g. to tell HSM-object growth from the rest.
+    const wanted = (process.env.SOAK_OPS ?? 'GenerateDataKey,Decrypt,Encrypt').split(',');
+    const requests = all.filter((r) => wanted.includes(r.headers['x-amz-target'].split('.')[1]));
     const rssBefore = rssMiB(gateway.child.pid!);
     const rssSeries: Array<{ requests: number; rssMiB: number }> = [];
     // Requests are signed once; past the 5-minute SigV4 window they would be refused, so long soaks re-sign.

@@ -74,7 +74,7 @@ export function loadConfig(env: Env): Config {
   if (value.QKMS_PKCS11_MODULE && !value.QKMS_PKCS11_PIN && !value.QKMS_PKCS11_PIN_FILE) {
     throw new ConfigError(['QKMS_PKCS11_PIN or QKMS_PKCS11_PIN_FILE is required when QKMS_PKCS11_MODULE is set']);
   }
-  const profile = HSM_PROFILES[value.QKMS_HSM_PROFILE ?? (value.QKMS_PKCS11_MODULE ? 'generic' : 'softhsm2')];
+  const profile = HSM_PROFILES[value.QKMS_HSM_PROFILE ?? defaultProfile(value.QKMS_PKCS11_MODULE)];
   const dataKeyWrap: DataKeyWrapMode = value.QKMS_DATA_KEY_WRAP ?? profile.dataKeyWraps[0] ?? 'AES_KWP_HMAC';
   const problems = profileProblems(profile, dataKeyWrap);
   if (problems.length > 0) throw new ConfigError(problems);
@@ -117,6 +117,11 @@ export function loadConfig(env: Env): Config {
     shutdownGraceMs: value.QKMS_SHUTDOWN_GRACE_MS,
     logLevel: value.QKMS_LOG_LEVEL,
   });
+}
+
+/** softhsm2 for the embedded token or a module named like SoftHSM's (libsofthsm2.so), generic otherwise. */
+function defaultProfile(modulePath: string | undefined): string {
+  return !modulePath || /softhsm/i.test(path.basename(modulePath)) ? 'softhsm2' : 'generic';
 }
 
 /** For process entry points: the config, or the problems on stderr and exit code 2. */

@@ -27,7 +27,7 @@ export const configSchema = Joi.object({
   QKMS_PKCS11_PIN: Joi.string().min(4).max(255),
   QKMS_PKCS11_PIN_FILE: Joi.string().min(1),
   // What differs between tokens (src/hsm/profiles.ts, docs/hsm/). Unset: softhsm2 for the
-  // embedded token, generic for QKMS_PKCS11_MODULE.
+  // embedded token and for a module named like libsofthsm2.so, generic for any other module.
   QKMS_HSM_PROFILE: Joi.string().valid(...Object.keys(HSM_PROFILES)),
   // One PKCS#11 session serves one operation at a time; sized with the HSM's own limits.
   // Unset: the profile's default.

@@ -45,6 +45,8 @@ describe('Configuration', () => {
     assert.deepEqual([embedded.pkcs11.profile.name, embedded.pkcs11.sessions, embedded.dataKeyWrap], ['softhsm2', 4, 'AES_KWP_HMAC']);
     const module = loadConfig({ QKMS_PKCS11_MODULE: '/x.so', QKMS_PKCS11_PIN: '1234' });
     assert.equal(module.pkcs11.profile.name, 'generic');
+    const softhsm = loadConfig({ QKMS_PKCS11_MODULE: '/usr/lib/softhsm/libsofthsm2.so', QKMS_PKCS11_PIN: '1234' });
+    assert.deepEqual([softhsm.pkcs11.profile.name, softhsm.pkcs11.recycleAfterSessionObjects], ['softhsm2', 50000]);
     const cloudhsm = loadConfig({ QKMS_PKCS11_MODULE: '/x.so', QKMS_PKCS11_PIN: '1234', QKMS_HSM_PROFILE: 'cloudhsm' });
     assert.deepEqual([cloudhsm.pkcs11.sessions, cloudhsm.dataKeyWrap, cloudhsm.pkcs11.profile.gcmIv], [16, 'AES_GCM', 'hsm']);
     assert.equal(loadConfig({ QKMS_HSM_PROFILE: 'luna', QKMS_PKCS11_SESSIONS: '30' }).pkcs11.sessions, 30);
