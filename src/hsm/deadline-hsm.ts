@@ -1,17 +1,18 @@
-import { HSM_CALLS, type Hsm, type HsmHealth } from './hsm';
+import { callTimeoutMs, HSM_CALLS, type Hsm, type HsmHealth } from './hsm';
 import { HsmError } from './hsm-error';
 
 /**
  * Bounds every HSM call by a deadline: past it the caller gets HsmError kind 'timeout'
- * (DependencyTimeoutException on the wire). With the HSM thread (QKMS_HSM_THREAD) the event loop
+ * (DependencyTimeoutException on the wire); key-pair generation gets at least SLOW_CALL_TIMEOUT_MS. With the HSM thread (QKMS_HSM_THREAD) the event loop
  * is free to answer at the deadline, and the thread's watchdog replaces a thread stuck in a call;
  * on the event loop (QKMS_HSM_THREAD=false) a synchronous call is only found late once it returns.
  */
-export function withDeadline(inner: Hsm, timeoutMs: number): Hsm {
+export function withDeadline(inner: Hsm, defaultTimeoutMs: number): Hsm {
   const wrap =
     (name: string, fn: (...args: unknown[]) => Promise<unknown>) =>
     (...args: unknown[]): Promise<unknown> => {
       const started = performance.now();
+      const timeoutMs = callTimeoutMs(name, defaultTimeoutMs);
       let timer: NodeJS.Timeout | undefined;
       const deadline = new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(new HsmError('timeout', name)), timeoutMs);

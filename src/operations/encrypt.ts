@@ -1,11 +1,9 @@
 import { encodeEncryptionContext, type EncryptionContext } from '../domain/encryption-context';
 import { DryRunOperationException } from '../errors/kms-errors';
 import type { Operation } from './context';
-import { assertUsableForCrypto } from '../domain/key-state';
-import { checkGrantTokens, resolveKey } from './key-lookup';
-import { assertOaepPlaintextFits, isRsaEncryptionKey, oaepFor } from './rsa-crypto';
+import { planSeal } from './crypto-plans';
+import { checkGrantTokens } from './key-lookup';
 import { dryRunSchema, encryptionAlgorithmSchema, encryptionContextSchema, grantTokensSchema, Joi, keyIdSchema } from './shared-schemas';
-import { checkForEncryption } from './symmetric-crypto';
 
 interface EncryptInput {
   KeyId: string;
@@ -33,21 +31,13 @@ const schema = Joi.object({
 export const encrypt: Operation<EncryptInput> = {
   schema,
   async handle(input, ctx) {
-    const context = encodeEncryptionContext(input.EncryptionContext, ctx.deps.config.maxEncryptionContextBytes);
+    const encoded = encodeEncryptionContext(input.EncryptionContext, ctx.deps.config.maxEncryptionContextBytes);
     await checkGrantTokens(input.GrantTokens, ctx);
-    const resolved = await resolveKey(input.KeyId, ctx, { allowAlias: true, action: 'kms:Encrypt', facts: { encryptionContext: input.EncryptionContext ?? {} } });
-    assertUsableForCrypto(resolved.key.state, resolved.arn);
-    if (isRsaEncryptionKey(resolved.key)) {
-      const algorithm = input.EncryptionAlgorithm;
-      const oaep = oaepFor(resolved.key, resolved.arn, 'Encrypt', { algorithm, context: input.EncryptionContext }, ctx);
-      assertOaepPlaintextFits(resolved.key, algorithm!, oaep.hash, input.Plaintext);
-      if (input.DryRun) throw DryRunOperationException.create();
-      const ciphertext = await ctx.deps.hsm.rsaEncrypt(oaep.publicLabel, oaep.hash, input.Plaintext);
-      return { CiphertextBlob: ciphertext.toString('base64'), KeyId: resolved.arn, EncryptionAlgorithm: algorithm };
-    }
-    const target = await checkForEncryption(resolved, ctx, { operation: 'Encrypt', algorithm: input.EncryptionAlgorithm });
+    const request = { algorithm: input.EncryptionAlgorithm, context: input.EncryptionContext, encoded };
+    const plan = await planSeal(input.KeyId, request, ctx, { operation: 'Encrypt', action: 'kms:Encrypt' });
+    plan.assertFits(input.Plaintext);
     if (input.DryRun) throw DryRunOperationException.create();
-    const blob = await ctx.deps.envelope.encrypt(target.key.keyId, target.version, input.Plaintext, context);
-    return { CiphertextBlob: blob.toString('base64'), KeyId: target.arn, EncryptionAlgorithm: 'SYMMETRIC_DEFAULT' };
+    const ciphertext = await plan.seal(input.Plaintext);
+    return { CiphertextBlob: ciphertext.toString('base64'), KeyId: plan.arn, EncryptionAlgorithm: plan.algorithm };
   },
 };

@@ -1,10 +1,9 @@
-import { unpackBlob } from '../domain/ciphertext-blob';
 import { encodeEncryptionContext, type EncryptionContext } from '../domain/encryption-context';
 import { DryRunOperationException } from '../errors/kms-errors';
 import type { Operation } from './context';
+import { planOpen, planSeal } from './crypto-plans';
 import { checkGrantTokens } from './key-lookup';
 import { dryRunSchema, encryptionAlgorithmSchema, encryptionContextSchema, grantTokensSchema, Joi, keyIdSchema } from './shared-schemas';
-import { keyForDecryption, keyForEncryption } from './symmetric-crypto';
 
 interface ReEncryptInput {
   CiphertextBlob: Buffer;
@@ -31,43 +30,42 @@ const schema = Joi.object({
 });
 
 /**
- * Decrypt under the source key and Encrypt under the destination, both in the HSM. The source is
- * checked as for Decrypt and the destination as for Encrypt (kms-protocol.md §10, [U] recommended),
- * both before any cryptography. The result is a GCM blob (mechanism 0x02) whatever the source was.
+ * Decrypt under the source key and Encrypt under the destination, both in the HSM, with either kind
+ * of key (symmetric or RSA ENCRYPT_DECRYPT). The source is checked as for Decrypt and the
+ * destination as for Encrypt (kms-protocol.md §10, [U] recommended), both before any cryptography.
+ * A symmetric destination gives a GCM blob (mechanism 0x02) whatever the source was.
  */
 export const reEncrypt: Operation<ReEncryptInput> = {
   schema,
   async handle(input, ctx) {
     const { maxEncryptionContextBytes } = ctx.deps.config;
-    const sourceContext = encodeEncryptionContext(input.SourceEncryptionContext, maxEncryptionContextBytes);
-    const destinationContext = encodeEncryptionContext(input.DestinationEncryptionContext, maxEncryptionContextBytes);
+    const sourceEncoded = encodeEncryptionContext(input.SourceEncryptionContext, maxEncryptionContextBytes);
+    const destinationEncoded = encodeEncryptionContext(input.DestinationEncryptionContext, maxEncryptionContextBytes);
     await checkGrantTokens(input.GrantTokens, ctx);
-    const blob = unpackBlob(input.CiphertextBlob);
-    const source = await keyForDecryption(blob, ctx, {
-      operation: 'ReEncrypt',
-      action: 'kms:ReEncryptFrom',
-      keyId: input.SourceKeyId,
-      algorithm: input.SourceEncryptionAlgorithm,
-      facts: { encryptionContext: input.SourceEncryptionContext ?? {} },
-    });
-    const destination = await keyForEncryption(input.DestinationKeyId, ctx, {
-      operation: 'ReEncrypt',
-      action: 'kms:ReEncryptTo',
-      algorithm: input.DestinationEncryptionAlgorithm,
-      facts: { encryptionContext: input.DestinationEncryptionContext ?? {} },
-    });
+    const source = await planOpen(
+      input.CiphertextBlob,
+      { keyId: input.SourceKeyId, algorithm: input.SourceEncryptionAlgorithm, context: input.SourceEncryptionContext, encoded: sourceEncoded },
+      ctx,
+      { operation: 'ReEncrypt', action: 'kms:ReEncryptFrom' },
+    );
+    const destination = await planSeal(
+      input.DestinationKeyId,
+      { algorithm: input.DestinationEncryptionAlgorithm, context: input.DestinationEncryptionContext, encoded: destinationEncoded },
+      ctx,
+      { operation: 'ReEncrypt', action: 'kms:ReEncryptTo' },
+    );
     if (input.DryRun) throw DryRunOperationException.create();
-    const plaintext = await ctx.deps.envelope.open(blob, sourceContext);
+    const plaintext = await source.open();
     try {
-      const sealed = await ctx.deps.envelope.encrypt(destination.key.keyId, destination.version, plaintext, destinationContext);
+      const sealed = await destination.seal(plaintext);
       return {
         CiphertextBlob: sealed.toString('base64'),
         SourceKeyId: source.arn,
         KeyId: destination.arn,
-        SourceEncryptionAlgorithm: 'SYMMETRIC_DEFAULT',
-        DestinationEncryptionAlgorithm: 'SYMMETRIC_DEFAULT',
-        SourceKeyMaterialId: source.materialId,
-        DestinationKeyMaterialId: destination.materialId,
+        SourceEncryptionAlgorithm: source.algorithm,
+        DestinationEncryptionAlgorithm: destination.algorithm,
+        ...(source.materialId && { SourceKeyMaterialId: source.materialId }),
+        ...(destination.materialId && { DestinationKeyMaterialId: destination.materialId }),
       };
     } finally {
       plaintext.fill(0);

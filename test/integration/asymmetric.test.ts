@@ -14,10 +14,12 @@ import {
   GenerateDataKeyPairCommand,
   GenerateDataKeyPairWithoutPlaintextCommand,
   GenerateMacCommand,
+  GenerateRandomCommand,
   GetPublicKeyCommand,
   InvalidCiphertextException,
   InvalidKeyUsageException,
   KMSInvalidMacException,
+  ReEncryptCommand,
   KMSInvalidSignatureException,
   SignCommand,
   UnsupportedOperationException,
@@ -87,6 +89,16 @@ describe('Asymmetric and HMAC keys (Sign, Verify, GetPublicKey, GenerateMac, Ver
       }
     });
   }
+
+  it('RSA key generation runs off the event loop: a request sent during CreateKey RSA_4096 is answered first', async () => {
+    const order: string[] = [];
+    const creating = gw.client.send(new CreateKeyCommand({ KeySpec: 'RSA_4096', KeyUsage: 'SIGN_VERIFY' })).then(() => order.push('CreateKey RSA_4096'));
+    await new Promise((r) => setTimeout(r, 100));
+    await gw.client.send(new GenerateRandomCommand({ NumberOfBytes: 16 }));
+    order.push('GenerateRandom');
+    await creating;
+    assert.deepEqual(order, ['GenerateRandom', 'CreateKey RSA_4096']);
+  });
 
   it('a garbled, truncated or foreign signature is KMSInvalidSignatureException with no message', async () => {
     const ec = (await gw.client.send(new CreateKeyCommand({ KeySpec: 'ECC_NIST_P256', KeyUsage: 'SIGN_VERIFY' }))).KeyMetadata!.KeyId!;
@@ -178,6 +190,20 @@ describe('Asymmetric and HMAC keys (Sign, Verify, GetPublicKey, GenerateMac, Ver
         new RegExp(`Algorithm RSAES_OAEP_SHA_1 and key spec ${keySpec} cannot encrypt data larger than ${limit} bytes\\.`),
       );
     }
+  });
+
+  it('ReEncrypt between a symmetric key and an RSA key, both ways', async () => {
+    const rsa = (await gw.client.send(new CreateKeyCommand({ KeySpec: 'RSA_2048', KeyUsage: 'ENCRYPT_DECRYPT' }))).KeyMetadata!.Arn!;
+    const aes = (await gw.client.send(new CreateKeyCommand({}))).KeyMetadata!.Arn!;
+    const secret = Buffer.from('re-encrypted both ways');
+    const fromAes = (await gw.client.send(new EncryptCommand({ KeyId: aes, Plaintext: secret, EncryptionContext: { a: '1' } }))).CiphertextBlob!;
+    const toRsa = await gw.client.send(new ReEncryptCommand({ CiphertextBlob: fromAes, SourceEncryptionContext: { a: '1' }, DestinationKeyId: rsa, DestinationEncryptionAlgorithm: 'RSAES_OAEP_SHA_1' }));
+    assert.deepEqual([toRsa.SourceKeyId, toRsa.KeyId, toRsa.SourceEncryptionAlgorithm, toRsa.DestinationEncryptionAlgorithm], [aes, rsa, 'SYMMETRIC_DEFAULT', 'RSAES_OAEP_SHA_1']);
+    const viaRsa = await gw.client.send(new DecryptCommand({ KeyId: rsa, CiphertextBlob: toRsa.CiphertextBlob, EncryptionAlgorithm: 'RSAES_OAEP_SHA_1' }));
+    assert.deepEqual(Buffer.from(viaRsa.Plaintext!), secret);
+    const back = await gw.client.send(new ReEncryptCommand({ CiphertextBlob: toRsa.CiphertextBlob, SourceKeyId: rsa, SourceEncryptionAlgorithm: 'RSAES_OAEP_SHA_1', DestinationKeyId: aes, DestinationEncryptionContext: { b: '2' } }));
+    assert.equal(back.SourceEncryptionAlgorithm, 'RSAES_OAEP_SHA_1');
+    assert.deepEqual(Buffer.from((await gw.client.send(new DecryptCommand({ CiphertextBlob: back.CiphertextBlob, EncryptionContext: { b: '2' } }))).Plaintext!), secret);
   });
 
   it('RSA ENCRYPT_DECRYPT: clear errors for OAEP-SHA-256 on SoftHSM2, a missing algorithm or KeyId, a context, and a bad ciphertext', async () => {

@@ -48,6 +48,8 @@ export class Pkcs11Hsm implements Hsm {
   private recovery?: NodeJS.Timeout;
   /** Session objects created since the module was (re-)initialised. */
   private sessionObjects = 0;
+  /** Calls running on the libuv pool (key-pair generation). */
+  private asyncInFlight = 0;
 
   private constructor(
     private readonly p11: pkcs11js.PKCS11,
@@ -106,11 +108,26 @@ export class Pkcs11Hsm implements Hsm {
 
   async generateKeyPair(labels: { private: string; public: string }, spec: KeyPairSpec, usage: 'SIGN_VERIFY' | 'ENCRYPT_DECRYPT'): Promise<void> {
     const { publicKey, privateKey } = keyPairTemplates(labels, spec, usage);
-    await this.withSession('C_GenerateKeyPair', (s) => {
-      const pair = this.p11.C_GenerateKeyPair(s, spec.family === 'RSA' ? RSA_KEY_PAIR_GEN : EC_KEY_PAIR_GEN, publicKey, privateKey);
+    await this.withSession('C_GenerateKeyPair', async (s) => {
+      const pair = await this.generatePairOffThread(s, spec, publicKey, privateKey);
       this.remember(labels.public, pair.publicKey);
       this.remember(labels.private, pair.privateKey);
     });
+  }
+
+  /**
+   * C_GenerateKeyPair on the libuv pool (pkcs11js's async form): RSA generation takes 0.3 s to
+   * several seconds on SoftHSM2, and other calls go on meanwhile on other sessions. The async form
+   * leaks ~250 B per call (pkcs11-and-clients.md §1.5), nothing at key-generation rates.
+   */
+  private async generatePairOffThread(s: Session, spec: KeyPairSpec, publicKey: pkcs11js.Template, privateKey: pkcs11js.Template): Promise<pkcs11js.KeyPair> {
+    const async = this.p11 as unknown as { C_GenerateKeyPairAsync(...args: unknown[]): Promise<pkcs11js.KeyPair> };
+    this.asyncInFlight++;
+    try {
+      return await async.C_GenerateKeyPairAsync(s, spec.family === 'RSA' ? RSA_KEY_PAIR_GEN : EC_KEY_PAIR_GEN, publicKey, privateKey);
+    } finally {
+      this.asyncInFlight--;
+    }
   }
 
   async publicKey(label: string): Promise<Buffer> {
@@ -222,8 +239,8 @@ export class Pkcs11Hsm implements Hsm {
 
   async generateDataKeyPair(spec: KeyPairSpec): Promise<{ privateKey: Buffer; publicKey: Buffer }> {
     const { publicKey, privateKey } = ephemeralKeyPairTemplates(spec);
-    const jwk = await this.withSession('C_GenerateKeyPair', (s): crypto.JsonWebKey => {
-      const pair = this.p11.C_GenerateKeyPair(s, spec.family === 'RSA' ? RSA_KEY_PAIR_GEN : EC_KEY_PAIR_GEN, publicKey, privateKey);
+    const jwk = await this.withSession('C_GenerateKeyPair', async (s): Promise<crypto.JsonWebKey> => {
+      const pair = await this.generatePairOffThread(s, spec, publicKey, privateKey);
       this.sessionObjectCreated(pair.publicKey);
       this.sessionObjectCreated(pair.privateKey);
       try {
@@ -391,7 +408,8 @@ export class Pkcs11Hsm implements Hsm {
   private async withSession<T>(fn: string, body: (s: Session) => T, isRetry = false): Promise<T> {
     if (!this.isUp) throw new HsmError('device', fn, 'CKR_DEVICE_REMOVED');
     const recycleAfter = this.options.recycleAfterSessionObjects;
-    if (recycleAfter !== undefined && this.sessionObjects >= recycleAfter) await this.recycle();
+    // Not while a key pair is being generated on the libuv pool: C_Finalize would pull the module from under it.
+    if (recycleAfter !== undefined && this.sessionObjects >= recycleAfter && this.asyncInFlight === 0) await this.recycle();
     try {
       return await this.pool.use((s) => call(fn, () => body(s)), (err) => err instanceof HsmError && err.kind === 'session');
     } catch (err) {
@@ -412,8 +430,9 @@ export class Pkcs11Hsm implements Hsm {
   }
 
   /**
-   * C_Finalize and connect again, between calls: every call body is synchronous, so none is in
-   * the middle of a PKCS#11 call here. A token that does not come back opens the circuit.
+   * C_Finalize and connect again, between calls: every call body but key-pair generation is
+   * synchronous (and that one is waited for), so none is in the middle of a PKCS#11 call here.
+   * A token that does not come back opens the circuit.
    */
   private async recycle(): Promise<void> {
     const objects = this.sessionObjects;
@@ -498,12 +517,19 @@ function ckrName(err: unknown): string | undefined {
 /** Runs a PKCS#11 call and turns Pkcs11Error into a classified HsmError. */
 function call<T>(fn: string, body: () => T): T {
   try {
-    return body();
+    const result = body();
+    // An async body (key-pair generation on the libuv pool) is classified when it settles.
+    if (result instanceof Promise) return result.catch((err: unknown) => Promise.reject(classified(fn, err))) as T;
+    return result;
   } catch (err) {
-    if (err instanceof HsmError) throw err;
-    const ckr = ckrName(err);
-    throw new HsmError(classifyCkr(ckr), fn, ckr, { cause: err });
+    throw classified(fn, err);
   }
+}
+
+function classified(fn: string, err: unknown): HsmError {
+  if (err instanceof HsmError) return err;
+  const ckr = ckrName(err);
+  return new HsmError(classifyCkr(ckr), fn, ckr, { cause: err });
 }
 
 function initialize(p11: pkcs11js.PKCS11): void {

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { HSM_CALLS, type Hsm, type HsmHealth } from '../hsm';
+import { callTimeoutMs, HSM_CALLS, SLOW_HSM_CALLS, type Hsm, type HsmHealth } from '../hsm';
 import { HsmError } from '../hsm-error';
 import type { Pkcs11Options } from '../pkcs11/pkcs11-hsm';
 import { fromWire, reviveBuffers, type Reply, type ThreadOptions } from './protocol';
@@ -11,6 +11,9 @@ export interface HsmThreadOptions extends Pkcs11Options {
   /** Told when a stuck thread is abandoned and a new one started. */
   onReplaced?: (detail: string) => void;
 }
+
+// The HSM calls are forwarded generically (constructor); this declares them for the compiler.
+export interface HsmThread extends Pick<Hsm, (typeof HSM_CALLS)[number]> {}
 
 interface Pending {
   method: string;
@@ -30,14 +33,11 @@ const RETRY_MS = 1000;
  * cannot stall it; and the second core does the HSM work.
  *
  * A synchronous call that hangs cannot be interrupted inside its thread. A watchdog here notices a
- * call outstanding longer than `stuckAfterMs`, fails everything queued behind it with HsmError
- * 'timeout', and starts a fresh thread (C_Initialize answers CKR_CRYPTOKI_ALREADY_INITIALIZED and
- * C_Login CKR_USER_ALREADY_LOGGED_IN, both expected; it opens its own sessions). The stuck thread
- * is terminated; its sessions stay open until the process ends.
+ * call outstanding longer than `stuckAfterMs`, fails it with HsmError 'timeout', and starts a fresh
+ * thread that takes over the calls queued behind it (C_Initialize answers
+ * CKR_CRYPTOKI_ALREADY_INITIALIZED and C_Login CKR_USER_ALREADY_LOGGED_IN, both expected; it opens
+ * its own sessions). The stuck thread is terminated; its sessions stay open until the process ends.
  */
-// The HSM calls are forwarded generically (constructor); this declares them for the compiler.
-export interface HsmThread extends Pick<Hsm, (typeof HSM_CALLS)[number]> {}
-
 export class HsmThread implements Hsm {
   private worker!: Worker;
   private ready!: Promise<void>;
@@ -119,7 +119,8 @@ export class HsmThread implements Hsm {
         if (!current() || this.closed) return;
         const gone = new HsmError('device', 'hsm-thread', undefined, { cause: new Error('the HSM thread exited') });
         reject(gone);
-        if (started) this.replace('the HSM thread exited', gone);
+        const [first] = this.pending;
+        if (started) this.replace('the HSM thread exited', first && { id: first[0], err: gone });
       });
     });
     this.ready.catch((err: unknown) => {
@@ -159,21 +160,29 @@ export class HsmThread implements Hsm {
   }
 
   private checkStuck(): void {
-    const oldest = this.pending.values().next().value;
-    if (!oldest || performance.now() - oldest.started < this.options.stuckAfterMs) return;
-    this.replace(`a PKCS#11 call (${oldest.method}) ran past ${this.options.stuckAfterMs} ms`, new HsmError('timeout', oldest.method));
+    const now = performance.now();
+    for (const [id, p] of this.pending) {
+      const limit = callTimeoutMs(p.method, this.options.stuckAfterMs);
+      if (now - p.started < limit) continue;
+      this.replace(`a PKCS#11 call (${p.method}) ran past ${limit} ms`, { id, err: new HsmError('timeout', p.method) });
+      return;
+    }
   }
 
   /**
    * Abandons the current thread (terminated; a call stuck in native code cannot be) and starts
-   * another. The thread runs one call at a time in arrival order, so only the oldest outstanding
-   * call can have started: it fails with `err`; the ones queued behind it go to the new thread.
-   * While no thread can start (the token is down too) calls fail fast, retried every second.
+   * another. Synchronous calls run one at a time in arrival order, so the calls queued behind the
+   * stuck one never started: they go to the new thread. The stuck call fails with `failed.err`, and
+   * so does any key-pair generation in flight on the libuv pool (it may have started; re-sending it
+   * could make a second pair — CreateKey cleans up after a failure). While no thread can start (the
+   * token is down too) calls fail fast, retried every second.
    */
-  private replace(detail: string, err?: HsmError): void {
+  private replace(detail: string, failed?: { id: number; err: HsmError }): void {
     if (this.closed) return;
-    const [first] = this.pending;
-    if (first && err) this.settle(first[0], (p) => p.reject(err));
+    if (failed) {
+      this.settle(failed.id, (p) => p.reject(failed.err));
+      for (const [id, p] of this.pending) if (SLOW_HSM_CALLS.has(p.method)) this.settle(id, (q) => q.reject(new HsmError('timeout', p.method)));
+    }
     const old = this.worker;
     this.start();
     void old.terminate().catch(() => undefined);

@@ -1,0 +1,100 @@
+import { unpackBlob } from '../domain/ciphertext-blob';
+import type { EncryptionContext } from '../domain/encryption-context';
+import { assertUsableForCrypto } from '../domain/key-state';
+import { InvalidCiphertextException, InvalidKeyUsageException, ValidationException } from '../errors/kms-errors';
+import { HsmError } from '../hsm/hsm-error';
+import type { OperationContext } from './context';
+import { resolveKey } from './key-lookup';
+import { assertOaepPlaintextFits, isRsaEncryptionKey, oaepFor } from './rsa-crypto';
+import { checkForEncryption, keyForDecryption } from './symmetric-crypto';
+
+/**
+ * Encrypt, Decrypt and ReEncrypt in two steps: every check on the key first (lookup, policy, state,
+ * usage, algorithm, context), then the HSM work — so DryRun answers after the checks and ReEncrypt
+ * checks both keys before any cryptography. Symmetric keys use the envelope (AES-256-GCM or KWP
+ * blobs), RSA ENCRYPT_DECRYPT keys RSAES-OAEP (rsa-crypto.ts).
+ */
+export interface SealPlan {
+  arn: string;
+  algorithm: string;
+  materialId?: string;
+  /** ValidationException when the plaintext is too long for the algorithm (RSA). */
+  assertFits(plaintext: Buffer): void;
+  seal(plaintext: Buffer): Promise<Buffer>;
+}
+
+export interface OpenPlan {
+  arn: string;
+  algorithm: string;
+  materialId?: string;
+  open(): Promise<Buffer>;
+}
+
+/** The request's algorithm and context; `encoded` is the context already validated and encoded (the handler does that first, as AWS validates before anything else). */
+type Request = { algorithm?: string; context?: EncryptionContext; encoded: Buffer };
+
+export async function planSeal(keyId: string, request: Request, ctx: OperationContext, options: { operation: string; action: string }): Promise<SealPlan> {
+  const resolved = await resolveKey(keyId, ctx, { allowAlias: true, action: options.action, facts: { encryptionContext: request.context ?? {} } });
+  assertUsableForCrypto(resolved.key.state, resolved.arn);
+  if (isRsaEncryptionKey(resolved.key)) {
+    const oaep = oaepFor(resolved.key, resolved.arn, options.operation, request, ctx);
+    const algorithm = request.algorithm!;
+    const assertFits = (plaintext: Buffer) => assertOaepPlaintextFits(resolved.key, algorithm, oaep.hash, plaintext);
+    return {
+      arn: resolved.arn,
+      algorithm,
+      assertFits,
+      seal: async (plaintext) => {
+        assertFits(plaintext);
+        return ctx.deps.hsm.rsaEncrypt(oaep.publicLabel, oaep.hash, plaintext);
+      },
+    };
+  }
+  const target = await checkForEncryption(resolved, ctx, { operation: options.operation, algorithm: request.algorithm });
+  return {
+    arn: target.arn,
+    algorithm: 'SYMMETRIC_DEFAULT',
+    materialId: target.materialId,
+    assertFits: () => undefined,
+    seal: (plaintext) => ctx.deps.envelope.encrypt(target.key.keyId, target.version, plaintext, request.encoded),
+  };
+}
+
+export async function planOpen(
+  ciphertext: Buffer,
+  request: Request & { keyId?: string },
+  ctx: OperationContext,
+  options: { operation: string; action: string },
+): Promise<OpenPlan> {
+  if (request.algorithm?.startsWith('RSAES_')) return planOpenRsa(ciphertext, request, ctx, options);
+  const blob = unpackBlob(ciphertext);
+  const source = await keyForDecryption(blob, ctx, { ...options, keyId: request.keyId, algorithm: request.algorithm, facts: { encryptionContext: request.context ?? {} } });
+  return { arn: source.arn, algorithm: 'SYMMETRIC_DEFAULT', materialId: source.materialId, open: () => ctx.deps.envelope.open(blob, request.encoded) };
+}
+
+/**
+ * An RSA ciphertext names no key, so KeyId is required (kms-protocol.md §10 Decrypt); a ciphertext
+ * the private key cannot decode is InvalidCiphertextException.
+ */
+async function planOpenRsa(ciphertext: Buffer, request: Request & { keyId?: string }, ctx: OperationContext, options: { operation: string; action: string }): Promise<OpenPlan> {
+  if (request.keyId === undefined) throw new ValidationException('KeyId is required to decrypt with an asymmetric KMS key.');
+  const { key, arn } = await resolveKey(request.keyId, ctx, { allowAlias: true, action: options.action });
+  assertUsableForCrypto(key.state, arn);
+  if (!isRsaEncryptionKey(key)) throw new InvalidKeyUsageException(`Algorithm ${request.algorithm} is incompatible with key spec ${key.keySpec} of ${arn}.`);
+  const oaep = oaepFor(key, arn, options.operation, request, ctx);
+  return {
+    arn,
+    algorithm: request.algorithm!,
+    open: async () => {
+      try {
+        return await ctx.deps.hsm.rsaDecrypt(oaep.privateLabel, oaep.hash, ciphertext);
+      } catch (err) {
+        // SoftHSM2 answers a ciphertext that does not decode with CKR_ENCRYPTED_DATA_INVALID, _LEN_RANGE or CKR_GENERAL_ERROR.
+        if (err instanceof HsmError && (err.kind === 'integrity' || err.ckr === 'CKR_GENERAL_ERROR' || err.ckr === 'CKR_ENCRYPTED_DATA_LEN_RANGE')) {
+          throw new InvalidCiphertextException('', { cause: err });
+        }
+        throw err;
+      }
+    },
+  };
+}
