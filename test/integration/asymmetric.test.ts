@@ -36,10 +36,11 @@ import { startGateway, type Harness } from '../support/harness';
  * outside the gateway with node:crypto against GetPublicKey's SubjectPublicKeyInfo. HMAC keys never
  * leave the token, so MACs are checked by VerifyMac and by their determinism and sensitivity.
  */
+const RSA_SIGNING: SigningAlgorithmSpec[] = ['RSASSA_PSS_SHA_256', 'RSASSA_PSS_SHA_384', 'RSASSA_PSS_SHA_512', 'RSASSA_PKCS1_V1_5_SHA_256', 'RSASSA_PKCS1_V1_5_SHA_384', 'RSASSA_PKCS1_V1_5_SHA_512'];
 const SIGNING: Array<[KeySpec, SigningAlgorithmSpec[]]> = [
-  ['RSA_2048', ['RSASSA_PSS_SHA_256', 'RSASSA_PSS_SHA_384', 'RSASSA_PSS_SHA_512', 'RSASSA_PKCS1_V1_5_SHA_256', 'RSASSA_PKCS1_V1_5_SHA_384', 'RSASSA_PKCS1_V1_5_SHA_512']],
-  ['RSA_3072', ['RSASSA_PSS_SHA_256', 'RSASSA_PKCS1_V1_5_SHA_512']],
-  ['RSA_4096', ['RSASSA_PSS_SHA_512', 'RSASSA_PKCS1_V1_5_SHA_256']],
+  ['RSA_2048', RSA_SIGNING],
+  ['RSA_3072', RSA_SIGNING],
+  ['RSA_4096', RSA_SIGNING],
   ['ECC_NIST_P256', ['ECDSA_SHA_256']],
   ['ECC_NIST_P384', ['ECDSA_SHA_384']],
   ['ECC_NIST_P521', ['ECDSA_SHA_512']],
