@@ -6,7 +6,7 @@ export type KeyUsage = 'ENCRYPT_DECRYPT' | 'SIGN_VERIFY' | 'GENERATE_VERIFY_MAC'
 export type KeySpec =
   | 'SYMMETRIC_DEFAULT'
   | 'RSA_2048' | 'RSA_3072' | 'RSA_4096'
-  | 'ECC_NIST_P256' | 'ECC_NIST_P384' | 'ECC_NIST_P521' | 'ECC_SECG_P256K1'
+  | 'ECC_NIST_P256' | 'ECC_NIST_P384' | 'ECC_NIST_P521' | 'ECC_SECG_P256K1' | 'ECC_NIST_EDWARDS25519'
   | 'HMAC_224' | 'HMAC_256' | 'HMAC_384' | 'HMAC_512';
 
 export const KEY_SPECS_IN_KMS = [
@@ -42,7 +42,7 @@ const hmac = (hash: Hash, bytes: number, algorithm: string): SpecInfo => ({
   usages: { GENERATE_VERIFY_MAC: { list: 'MacAlgorithms', algorithms: [algorithm] } },
 });
 
-/** The specs this gateway creates. KEY_AGREEMENT, SM2, Ed25519 and ML-DSA answer UnsupportedOperationException. */
+/** The specs this gateway creates. KEY_AGREEMENT, SM2 and ML-DSA answer UnsupportedOperationException. */
 export const SUPPORTED_SPECS: Readonly<Record<KeySpec, SpecInfo>> = {
   SYMMETRIC_DEFAULT: { material: { family: 'SYMMETRIC' }, usages: { ENCRYPT_DECRYPT: { list: 'EncryptionAlgorithms', algorithms: ['SYMMETRIC_DEFAULT'] } } },
   RSA_2048: rsa(2048),
@@ -52,6 +52,11 @@ export const SUPPORTED_SPECS: Readonly<Record<KeySpec, SpecInfo>> = {
   ECC_NIST_P384: ec('P-384', 'ECDSA_SHA_384'),
   ECC_NIST_P521: ec('P-521', 'ECDSA_SHA_512'),
   ECC_SECG_P256K1: ec('secp256k1', 'ECDSA_SHA_256'),
+  // The two algorithms AWS documents [D; exact list U]; ED25519_PH_SHA_512 is refused at Sign (key-use.ts).
+  ECC_NIST_EDWARDS25519: {
+    material: { family: 'EDWARDS', curve: 'Ed25519' },
+    usages: { SIGN_VERIFY: { list: 'SigningAlgorithms', algorithms: ['ED25519_SHA_512', 'ED25519_PH_SHA_512'] } },
+  },
   // AWS HMAC keys are as long as the hash output [D: "HMAC_256 ... 256-bit key"].
   HMAC_224: hmac('SHA224', 28, 'HMAC_SHA_224'),
   HMAC_256: hmac('SHA256', 32, 'HMAC_SHA_256'),
@@ -71,6 +76,7 @@ export function algorithmsOf(key: { keySpec: KeySpec; keyUsage: KeyUsage }): Par
 
 /** A KMS signing algorithm as the HSM layer names it. */
 export function signingScheme(algorithm: string): SigningScheme {
+  if (algorithm === 'ED25519_SHA_512') return { scheme: 'EDDSA', hash: 'SHA512' };
   const m = /^(RSASSA_PSS|RSASSA_PKCS1_V1_5|ECDSA)_SHA_(256|384|512)$/.exec(algorithm);
   if (!m) throw new Error(`not a signing algorithm this gateway implements: ${algorithm}`);
   const scheme = m[1] === 'RSASSA_PSS' ? 'RSA_PSS' : m[1] === 'ECDSA' ? 'ECDSA' : 'RSA_PKCS1';

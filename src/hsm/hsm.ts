@@ -92,11 +92,17 @@ export interface HmacKeySpec {
   bytes: number;
 }
 
-export type KeyPairSpec = { family: 'RSA'; bits: 2048 | 3072 | 4096 } | { family: 'EC'; curve: 'P-256' | 'P-384' | 'P-521' | 'secp256k1' };
+export type KeyPairSpec =
+  | { family: 'RSA'; bits: 2048 | 3072 | 4096 }
+  | { family: 'EC'; curve: 'P-256' | 'P-384' | 'P-521' | 'secp256k1' }
+  | { family: 'EDWARDS'; curve: 'Ed25519' };
 
-/** A signature scheme over a digest of `hash` (PSS salt = digest length, MGF1 with the same hash). */
+/**
+ * A signature scheme over a digest of `hash` (PSS salt = digest length, MGF1 with the same hash);
+ * EDDSA (pure Ed25519) signs the message itself, passed in place of the digest.
+ */
 export interface SigningScheme {
-  scheme: 'RSA_PSS' | 'RSA_PKCS1' | 'ECDSA';
+  scheme: 'RSA_PSS' | 'RSA_PKCS1' | 'ECDSA' | 'EDDSA';
   hash: 'SHA256' | 'SHA384' | 'SHA512';
 }
 

@@ -55,7 +55,7 @@ async function newDataKeyPair(input: GenerateDataKeyPairInput, ctx: OperationCon
   await checkGrantTokens(input.GrantTokens, ctx);
   const target = await keyForEncryption(input.KeyId, ctx, { operation, action: `kms:${operation}`, facts: { encryptionContext: input.EncryptionContext ?? {} } });
   const spec = SUPPORTED_SPECS[input.KeyPairSpec as keyof typeof SUPPORTED_SPECS]?.material;
-  if (!spec || (spec.family !== 'RSA' && spec.family !== 'EC')) throw new UnsupportedOperationException(`KeyPairSpec ${input.KeyPairSpec} is not supported by this gateway.`);
+  if (!spec || (spec.family !== 'RSA' && spec.family !== 'EC' && spec.family !== 'EDWARDS')) throw new UnsupportedOperationException(`KeyPairSpec ${input.KeyPairSpec} is not supported by this gateway.`);
   if (input.DryRun) throw DryRunOperationException.create();
   const pair = await ctx.deps.hsm.generateDataKeyPair(spec as KeyPairSpec);
   const blob = await ctx.deps.envelope.encrypt(target.key.keyId, target.version, pair.privateKey, context);

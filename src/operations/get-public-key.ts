@@ -23,7 +23,7 @@ export const getPublicKey: Operation<GetPublicKeyInput> = {
     const { key, arn } = await resolveKey(input.KeyId, ctx, { allowAlias: true, action: 'kms:GetPublicKey' });
     assertUsableForCrypto(key.state, arn);
     const family = SUPPORTED_SPECS[key.keySpec].material.family;
-    if (family !== 'RSA' && family !== 'EC') throw new UnsupportedOperationException(`${arn} key spec is ${key.keySpec} which has no public key.`);
+    if (family !== 'RSA' && family !== 'EC' && family !== 'EDWARDS') throw new UnsupportedOperationException(`${arn} key spec is ${key.keySpec} which has no public key.`);
     const publicKey = await ctx.deps.hsm.publicKey(keyObjectLabels(key.keyId, key.currentMaterialVersion, key.keySpec).public);
     return {
       KeyId: arn,

@@ -3,7 +3,7 @@ import { keyObjectLabels } from '../domain/key-repository';
 import { assertUsageAndAlgorithm, HASH_BYTES, signingScheme, type KeyUsage } from '../domain/key-spec';
 import { assertUsableForCrypto } from '../domain/key-state';
 import type { Hash, SigningScheme } from '../hsm/hsm';
-import { ValidationException } from '../errors/kms-errors';
+import { UnsupportedOperationException, ValidationException } from '../errors/kms-errors';
 import type { OperationContext } from './context';
 import { checkGrantTokens, resolveKey } from './key-lookup';
 
@@ -36,7 +36,13 @@ export async function keyForUse(
  */
 export function signingInput(algorithm: string, message: Buffer, messageType = 'RAW'): { scheme: SigningScheme; digest: Buffer } {
   if (messageType === 'EXTERNAL_MU') throw new ValidationException(`MessageType EXTERNAL_MU is valid only with ML_DSA_SHAKE_256, not ${algorithm}.`);
+  if (algorithm === 'ED25519_PH_SHA_512') throw new UnsupportedOperationException('ED25519_PH_SHA_512 (prehashed Ed25519) is not supported by this gateway; use ED25519_SHA_512.');
   const scheme = signingScheme(algorithm);
+  if (scheme.scheme === 'EDDSA') {
+    // Pure Ed25519 signs the message itself, so it needs the message [D: ED25519_SHA_512 requires RAW].
+    if (messageType !== 'RAW') throw new ValidationException(`${algorithm} requires MessageType RAW.`);
+    return { scheme, digest: message };
+  }
   if (messageType === 'DIGEST') {
     if (message.length !== HASH_BYTES[scheme.hash]) throw new ValidationException(`Digest is invalid length for algorithm ${algorithm}.`);
     return { scheme, digest: message };

@@ -101,6 +101,29 @@ describe('Asymmetric and HMAC keys (Sign, Verify, GetPublicKey, GenerateMac, Ver
     assert.deepEqual(order, ['GenerateRandom', 'CreateKey RSA_4096']);
   });
 
+  it('ECC_NIST_EDWARDS25519: pure Ed25519 (ED25519_SHA_512, RAW) signs in the HSM and node:crypto verifies; PH and DIGEST are refused clearly', async () => {
+    const meta = (await gw.client.send(new CreateKeyCommand({ KeySpec: 'ECC_NIST_EDWARDS25519', KeyUsage: 'SIGN_VERIFY' }))).KeyMetadata!;
+    assert.deepEqual(meta.SigningAlgorithms, ['ED25519_SHA_512', 'ED25519_PH_SHA_512']);
+    const spki = (await gw.client.send(new GetPublicKeyCommand({ KeyId: meta.KeyId }))).PublicKey!;
+    const key = crypto.createPublicKey({ key: Buffer.from(spki), format: 'der', type: 'spki' });
+    assert.equal(key.asymmetricKeyType, 'ed25519');
+    const message = crypto.randomBytes(4096);
+    const sig = (await gw.client.send(new SignCommand({ KeyId: meta.KeyId, Message: message, SigningAlgorithm: 'ED25519_SHA_512' }))).Signature!;
+    assert.equal(sig.length, 64);
+    assert.ok(crypto.verify(null, message, key, Buffer.from(sig)));
+    assert.equal((await gw.client.send(new VerifyCommand({ KeyId: meta.KeyId, Message: message, Signature: sig, SigningAlgorithm: 'ED25519_SHA_512' }))).SignatureValid, true);
+    const flipped = Buffer.from(sig);
+    flipped[5] ^= 1;
+    await assert.rejects(gw.client.send(new VerifyCommand({ KeyId: meta.KeyId, Message: message, Signature: flipped, SigningAlgorithm: 'ED25519_SHA_512' })), KMSInvalidSignatureException);
+    await assert.rejects(gw.client.send(new SignCommand({ KeyId: meta.KeyId, Message: Buffer.alloc(64), MessageType: 'DIGEST', SigningAlgorithm: 'ED25519_SHA_512' })), /ED25519_SHA_512 requires MessageType RAW/);
+    await assert.rejects(gw.client.send(new SignCommand({ KeyId: meta.KeyId, Message: Buffer.alloc(64), MessageType: 'DIGEST', SigningAlgorithm: 'ED25519_PH_SHA_512' })), UnsupportedOperationException);
+    const kek = (await gw.client.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;
+    const pair = await gw.client.send(new GenerateDataKeyPairCommand({ KeyId: kek, KeyPairSpec: 'ECC_NIST_EDWARDS25519' }));
+    const privateKey = crypto.createPrivateKey({ key: Buffer.from(pair.PrivateKeyPlaintext!), format: 'der', type: 'pkcs8' });
+    assert.deepEqual(crypto.createPublicKey(privateKey).export({ type: 'spki', format: 'der' }), Buffer.from(pair.PublicKey!));
+    assert.ok(crypto.verify(null, Buffer.from('m'), crypto.createPublicKey(privateKey), crypto.sign(null, Buffer.from('m'), privateKey)));
+  });
+
   it('a garbled, truncated or foreign signature is KMSInvalidSignatureException with no message', async () => {
     const ec = (await gw.client.send(new CreateKeyCommand({ KeySpec: 'ECC_NIST_P256', KeyUsage: 'SIGN_VERIFY' }))).KeyMetadata!.KeyId!;
     const rsa = (await gw.client.send(new CreateKeyCommand({ KeySpec: 'RSA_2048', KeyUsage: 'SIGN_VERIFY' }))).KeyMetadata!.KeyId!;

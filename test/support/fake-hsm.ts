@@ -18,10 +18,7 @@ export class FakeHsm implements Hsm {
     this.keys.set(label, crypto.randomBytes(spec.bytes));
   }
   async generateKeyPair(labels: { private: string; public: string }, spec: KeyPairSpec) {
-    const pair =
-      spec.family === 'RSA'
-        ? crypto.generateKeyPairSync('rsa', { modulusLength: spec.bits })
-        : crypto.generateKeyPairSync('ec', { namedCurve: spec.curve });
+    const pair = fakePair(spec);
     this.pairs.set(labels.private, pair.privateKey);
     this.pairs.set(labels.public, pair.publicKey);
   }
@@ -30,11 +27,11 @@ export class FakeHsm implements Hsm {
   }
   /** Self-consistent only (node:crypto cannot sign a bare digest with PSS or ECDSA): it signs the digest as a message. */
   async signDigest(label: string, scheme: SigningScheme, digest: Buffer) {
-    return crypto.sign(scheme.hash.toLowerCase(), digest, { key: this.pair(label), ...fakeSignOptions(scheme) });
+    return crypto.sign(scheme.scheme === 'EDDSA' ? null : scheme.hash.toLowerCase(), digest, { key: this.pair(label), ...fakeSignOptions(scheme) });
   }
   async verifyDigest(label: string, scheme: SigningScheme, digest: Buffer, signature: Buffer) {
     try {
-      return crypto.verify(scheme.hash.toLowerCase(), digest, { key: this.pair(label), ...fakeSignOptions(scheme) }, signature);
+      return crypto.verify(scheme.scheme === 'EDDSA' ? null : scheme.hash.toLowerCase(), digest, { key: this.pair(label), ...fakeSignOptions(scheme) }, signature);
     } catch {
       return false;
     }
@@ -74,7 +71,7 @@ export class FakeHsm implements Hsm {
     }
   }
   async generateDataKeyPair(spec: KeyPairSpec) {
-    const pair = spec.family === 'RSA' ? crypto.generateKeyPairSync('rsa', { modulusLength: spec.bits }) : crypto.generateKeyPairSync('ec', { namedCurve: spec.curve });
+    const pair = fakePair(spec);
     return { privateKey: pair.privateKey.export({ type: 'pkcs8', format: 'der' }), publicKey: pair.publicKey.export({ type: 'spki', format: 'der' }) };
   }
   async rsaEncrypt(label: string, hash: 'SHA1' | 'SHA256', plaintext: Buffer) {
@@ -122,9 +119,16 @@ export class FakeHsm implements Hsm {
   }
 }
 
+function fakePair(spec: KeyPairSpec): crypto.KeyPairKeyObjectResult {
+  if (spec.family === 'RSA') return crypto.generateKeyPairSync('rsa', { modulusLength: spec.bits });
+  if (spec.family === 'EDWARDS') return crypto.generateKeyPairSync('ed25519');
+  return crypto.generateKeyPairSync('ec', { namedCurve: spec.curve });
+}
+
 /** DER ECDSA, and PSS with salt = digest length, as the HSM layer promises. */
 function fakeSignOptions(scheme: SigningScheme): Record<string, unknown> {
   if (scheme.scheme === 'ECDSA') return { dsaEncoding: 'der' };
+  if (scheme.scheme === 'EDDSA') return {};
   if (scheme.scheme === 'RSA_PKCS1') return { padding: crypto.constants.RSA_PKCS1_PADDING };
   return { padding: crypto.constants.RSA_PKCS1_PSS_PADDING, saltLength: { SHA256: 32, SHA384: 48, SHA512: 64 }[scheme.hash] };
 }

@@ -62,6 +62,12 @@ export function ecdsaDerToRaw(der: Buffer, fieldBytes: number): Buffer | undefin
   return Buffer.concat(parts);
 }
 
+/** An Ed25519 CKA_EC_POINT: DER OCTET STRING of the 32-byte key (SoftHSM2), or the bare key. */
+export function edwardsPoint(attribute: Buffer): Buffer {
+  const inner = readTlv(attribute, 0, 0x04);
+  return inner && inner.end === attribute.length && inner.value.length === 32 ? inner.value : attribute;
+}
+
 /** CKA_EC_POINT is DER OCTET STRING(04 ‖ X ‖ Y) per PKCS#11 v2.40; some tokens give the bare point. */
 export function unwrapEcPoint(attribute: Buffer): Buffer {
   const inner = readTlv(attribute, 0, 0x04);

@@ -48,8 +48,11 @@ export function rsaPss(hash: SigningHash): pkcs11js.Mechanism {
 
 export const RSA_PKCS: pkcs11js.Mechanism = { mechanism: pkcs11js.CKM_RSA_PKCS };
 export const ECDSA: pkcs11js.Mechanism = { mechanism: pkcs11js.CKM_ECDSA };
-export const RSA_KEY_PAIR_GEN: pkcs11js.Mechanism = { mechanism: pkcs11js.CKM_RSA_PKCS_KEY_PAIR_GEN };
-export const EC_KEY_PAIR_GEN: pkcs11js.Mechanism = { mechanism: pkcs11js.CKM_EC_KEY_PAIR_GEN };
+// PKCS#11 v3.0 numbers pkcs11js does not export (SoftHSM2 2.6.1 implements both).
+export const CKM_EC_EDWARDS_KEY_PAIR_GEN = 0x1055;
+export const CKM_EDDSA = 0x1057;
+export const CKK_EC_EDWARDS = 0x40;
+export const EDDSA: pkcs11js.Mechanism = { mechanism: CKM_EDDSA };
 
 /** RSAES-OAEP, MGF1 with the same hash, empty label (CKZ_DATA_SPECIFIED is not exported by pkcs11js: 1). */
 export function rsaOaep(hash: 'SHA1' | 'SHA256'): pkcs11js.Mechanism {

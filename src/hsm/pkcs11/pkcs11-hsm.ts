@@ -4,9 +4,9 @@ import { GCM_IV_BYTES, GCM_TAG_BYTES } from '../hsm';
 import { HsmError } from '../hsm-error';
 import { classifyCkr } from './ckr-table';
 import crypto from 'node:crypto';
-import { ecdsaDerToRaw, ecdsaRawToDer, unwrapEcPoint } from './der';
-import { AES_KEY_GEN, aesGcm, DIGEST_INFO_PREFIX, EC_KEY_PAIR_GEN, ECDSA, GENERIC_SECRET_KEY_GEN, HMAC_BY_HASH, KWP, RSA_KEY_PAIR_GEN, RSA_PKCS, rsaOaep, rsaPss } from './mechanisms';
-import { CURVE_OIDS, ephemeralDataKeyTemplate, ephemeralKeyPairTemplates, kekTemplate, keyPairTemplates, macKeyTemplate } from './templates';
+import { ecdsaDerToRaw, ecdsaRawToDer, edwardsPoint, unwrapEcPoint } from './der';
+import { AES_KEY_GEN, aesGcm, CKK_EC_EDWARDS, DIGEST_INFO_PREFIX, ECDSA, EDDSA, GENERIC_SECRET_KEY_GEN, HMAC_BY_HASH, KWP, RSA_PKCS, rsaOaep, rsaPss } from './mechanisms';
+import { CURVE_OIDS, ephemeralDataKeyTemplate, ephemeralKeyPairTemplates, kekTemplate, keyPairGenMechanism, keyPairTemplates, macKeyTemplate } from './templates';
 import { FaultPlan } from './faults';
 import { SessionPool } from './session-pool';
 
@@ -124,7 +124,7 @@ export class Pkcs11Hsm implements Hsm {
     const async = this.p11 as unknown as { C_GenerateKeyPairAsync(...args: unknown[]): Promise<pkcs11js.KeyPair> };
     this.asyncInFlight++;
     try {
-      return await async.C_GenerateKeyPairAsync(s, spec.family === 'RSA' ? RSA_KEY_PAIR_GEN : EC_KEY_PAIR_GEN, publicKey, privateKey);
+      return await async.C_GenerateKeyPairAsync(s, keyPairGenMechanism(spec), publicKey, privateKey);
     } finally {
       this.asyncInFlight--;
     }
@@ -136,6 +136,10 @@ export class Pkcs11Hsm implements Hsm {
       if (ulong(type.value) === pkcs11js.CKK_RSA) {
         const [n, e] = this.p11.C_GetAttributeValue(s, key, [{ type: pkcs11js.CKA_MODULUS }, { type: pkcs11js.CKA_PUBLIC_EXPONENT }]);
         return { kty: 'RSA', n: n.value.toString('base64url'), e: e.value.toString('base64url') };
+      }
+      if (ulong(type.value) === CKK_EC_EDWARDS) {
+        const [point] = this.p11.C_GetAttributeValue(s, key, [{ type: pkcs11js.CKA_EC_POINT }]);
+        return { kty: 'OKP', crv: 'Ed25519', x: edwardsPoint(point.value).toString('base64url') };
       }
       const [params, point] = this.p11.C_GetAttributeValue(s, key, [{ type: pkcs11js.CKA_EC_PARAMS }, { type: pkcs11js.CKA_EC_POINT }]);
       const crv = Object.entries(CURVE_OIDS).find(([, oid]) => oid.equals(params.value))?.[0];
@@ -152,7 +156,7 @@ export class Pkcs11Hsm implements Hsm {
       const { mechanism, input } = signatureMechanism(scheme, digest);
       this.p11.C_SignInit(s, mechanism, key);
       const raw = Buffer.from(this.p11.C_Sign(s, input, Buffer.alloc(1024)));
-      return scheme.scheme === 'ECDSA' ? ecdsaRawToDer(raw) : raw;
+      return scheme.scheme === 'ECDSA' ? ecdsaRawToDer(raw) : raw; // RSA and Ed25519 signatures are raw
     });
   }
 
@@ -245,6 +249,11 @@ export class Pkcs11Hsm implements Hsm {
       this.sessionObjectCreated(pair.privateKey);
       try {
         const read = (h: pkcs11js.Handle, ...types: number[]) => this.p11.C_GetAttributeValue(s, h, types.map((type) => ({ type }))).map((a) => a.value);
+        if (spec.family === 'EDWARDS') {
+          const [point] = read(pair.publicKey, pkcs11js.CKA_EC_POINT);
+          const [d] = read(pair.privateKey, pkcs11js.CKA_VALUE);
+          return { kty: 'OKP', crv: 'Ed25519', x: edwardsPoint(point).toString('base64url'), d: d.toString('base64url') };
+        }
         if (spec.family === 'RSA') {
           const [n, e, d, p, q, dp, dq, qi] = read(pair.privateKey, pkcs11js.CKA_MODULUS, pkcs11js.CKA_PUBLIC_EXPONENT, pkcs11js.CKA_PRIVATE_EXPONENT, pkcs11js.CKA_PRIME_1, pkcs11js.CKA_PRIME_2, pkcs11js.CKA_EXPONENT_1, pkcs11js.CKA_EXPONENT_2, pkcs11js.CKA_COEFFICIENT);
           return Object.fromEntries(Object.entries({ n, e, d, p, q, dp, dq, qi }).map(([k, v]) => [k, v.toString('base64url')]).concat([['kty', 'RSA']]));
@@ -574,6 +583,8 @@ function signatureMechanism(scheme: SigningScheme, digest: Buffer): { mechanism:
       return { mechanism: RSA_PKCS, input: Buffer.concat([DIGEST_INFO_PREFIX[scheme.hash], digest]) };
     case 'ECDSA':
       return { mechanism: ECDSA, input: digest };
+    case 'EDDSA':
+      return { mechanism: EDDSA, input: digest }; // pure Ed25519: the message itself
   }
 }
 

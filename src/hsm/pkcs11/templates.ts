@@ -1,4 +1,5 @@
 import * as pkcs11js from 'pkcs11js';
+import { CKM_EC_EDWARDS_KEY_PAIR_GEN, CKM_EDDSA } from './mechanisms';
 
 /** Every CKA_* policy for objects QKMS creates, in one place (docs/crypto.md §Key objects). */
 
@@ -62,12 +63,25 @@ export function macKeyTemplate(label: string, bytes: number, mechanism: number):
 }
 
 /** DER OIDs of the named curves KMS offers (CKA_EC_PARAMS). */
-export const CURVE_OIDS: Record<'P-256' | 'P-384' | 'P-521' | 'secp256k1', Buffer> = {
+export const CURVE_OIDS: Record<'P-256' | 'P-384' | 'P-521' | 'secp256k1' | 'Ed25519', Buffer> = {
   'P-256': Buffer.from('06082a8648ce3d030107', 'hex'), // 1.2.840.10045.3.1.7
   'P-384': Buffer.from('06052b81040022', 'hex'), // 1.3.132.0.34
   'P-521': Buffer.from('06052b81040023', 'hex'), // 1.3.132.0.35
   secp256k1: Buffer.from('06052b8104000a', 'hex'), // 1.3.132.0.10
+  Ed25519: Buffer.from('06032b6570', 'hex'), // 1.3.101.112 (id-Ed25519)
 };
+
+/** The key-pair generation mechanism and the signing mechanisms a spec's private key may use. */
+function pairMechanisms(spec: { family: 'RSA' | 'EC' | 'EDWARDS' }, signs: boolean): { generate: number; allowed: number[] } {
+  if (spec.family === 'EDWARDS') return { generate: CKM_EC_EDWARDS_KEY_PAIR_GEN, allowed: [CKM_EDDSA] };
+  if (spec.family === 'EC') return { generate: pkcs11js.CKM_EC_KEY_PAIR_GEN, allowed: [pkcs11js.CKM_ECDSA] };
+  return { generate: pkcs11js.CKM_RSA_PKCS_KEY_PAIR_GEN, allowed: signs ? [pkcs11js.CKM_RSA_PKCS, pkcs11js.CKM_RSA_PKCS_PSS] : [pkcs11js.CKM_RSA_PKCS_OAEP] };
+}
+
+/** The generation mechanism of a key-pair spec. */
+export function keyPairGenMechanism(spec: { family: 'RSA' | 'EC' | 'EDWARDS' }): pkcs11js.Mechanism {
+  return { mechanism: pairMechanisms(spec, true).generate };
+}
 
 /**
  * A KMS asymmetric key: a token key pair. The private key is sensitive, never extractable and
@@ -75,12 +89,11 @@ export const CURVE_OIDS: Record<'P-256' | 'P-384' | 'P-521' | 'secp256k1', Buffe
  */
 export function keyPairTemplates(
   labels: { private: string; public: string },
-  spec: { family: 'RSA'; bits: number } | { family: 'EC'; curve: keyof typeof CURVE_OIDS },
+  spec: { family: 'RSA'; bits: number } | { family: 'EC' | 'EDWARDS'; curve: keyof typeof CURVE_OIDS },
   usage: 'SIGN_VERIFY' | 'ENCRYPT_DECRYPT',
 ): { publicKey: pkcs11js.Template; privateKey: pkcs11js.Template } {
   const signs = usage === 'SIGN_VERIFY';
-  const mechanisms =
-    spec.family === 'EC' ? [pkcs11js.CKM_ECDSA] : signs ? [pkcs11js.CKM_RSA_PKCS, pkcs11js.CKM_RSA_PKCS_PSS] : [pkcs11js.CKM_RSA_PKCS_OAEP];
+  const mechanisms = pairMechanisms(spec, signs).allowed;
   const common = (label: string): pkcs11js.Template => [
     { type: pkcs11js.CKA_TOKEN, value: true },
     { type: pkcs11js.CKA_MODIFIABLE, value: false },
@@ -135,7 +148,7 @@ export function ephemeralDataKeyTemplate(lengthBytes?: number): pkcs11js.Templat
  * must be readable (SENSITIVE false, EXTRACTABLE true) because the caller receives it.
  */
 export function ephemeralKeyPairTemplates(
-  spec: { family: 'RSA'; bits: number } | { family: 'EC'; curve: keyof typeof CURVE_OIDS },
+  spec: { family: 'RSA'; bits: number } | { family: 'EC' | 'EDWARDS'; curve: keyof typeof CURVE_OIDS },
 ): { publicKey: pkcs11js.Template; privateKey: pkcs11js.Template } {
   return {
     publicKey: [
