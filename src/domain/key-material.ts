@@ -1,4 +1,4 @@
-import type { Hsm } from '../hsm/hsm';
+import type { Hsm, KeyPairUsage } from '../hsm/hsm';
 import { keyObjectLabels } from './key-repository';
 import { SUPPORTED_SPECS, type KeySpec, type KeyUsage } from './key-spec';
 
@@ -17,7 +17,7 @@ export async function generateKeyMaterial(hsm: Hsm, keyId: string, version: numb
     } else if (material.family === 'HMAC') {
       await hsm.generateMacKey(labels.hmac, { hash: material.hash, bytes: material.bytes });
     } else {
-      await hsm.generateKeyPair({ private: labels.private, public: labels.public }, material, key.keyUsage === 'SIGN_VERIFY' ? 'SIGN_VERIFY' : 'ENCRYPT_DECRYPT');
+      await hsm.generateKeyPair({ private: labels.private, public: labels.public }, material, key.keyUsage as KeyPairUsage);
     }
   } catch (err) {
     await destroyKeyMaterial(hsm, keyId, version, key.keySpec).catch(() => undefined);

@@ -16,7 +16,7 @@ export const KEY_SPECS_IN_KMS = [
 ] as const;
 export const KEY_USAGES_IN_KMS = ['SIGN_VERIFY', 'ENCRYPT_DECRYPT', 'GENERATE_VERIFY_MAC', 'KEY_AGREEMENT'] as const;
 
-export type AlgorithmList = 'EncryptionAlgorithms' | 'SigningAlgorithms' | 'MacAlgorithms';
+export type AlgorithmList = 'EncryptionAlgorithms' | 'SigningAlgorithms' | 'MacAlgorithms' | 'KeyAgreementAlgorithms';
 
 /** What a spec is made of in the HSM. */
 export type KeyMaterialKind = { family: 'SYMMETRIC' } | KeyPairSpec | ({ family: 'HMAC' } & HmacKeySpec);
@@ -35,7 +35,11 @@ const rsa = (bits: 2048 | 3072 | 4096): SpecInfo => ({
 });
 const ec = (curve: 'P-256' | 'P-384' | 'P-521' | 'secp256k1', algorithm: string): SpecInfo => ({
   material: { family: 'EC', curve },
-  usages: { SIGN_VERIFY: { list: 'SigningAlgorithms', algorithms: [algorithm] } },
+  usages: {
+    SIGN_VERIFY: { list: 'SigningAlgorithms', algorithms: [algorithm] },
+    // KEY_AGREEMENT (ECDH) is offered on the NIST curves only (kms-protocol.md §6).
+    ...(curve !== 'secp256k1' && { KEY_AGREEMENT: { list: 'KeyAgreementAlgorithms' as const, algorithms: ['ECDH'] } }),
+  },
 });
 const hmac = (hash: Hash, bytes: number, algorithm: string): SpecInfo => ({
   material: { family: 'HMAC', hash, bytes },

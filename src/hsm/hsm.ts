@@ -12,7 +12,12 @@ export interface Hsm {
    * A token key pair for a KMS asymmetric key: the private key sensitive and never extractable,
    * both limited to the usage's mechanisms (sign/verify or decrypt/encrypt).
    */
-  generateKeyPair(labels: { private: string; public: string }, spec: KeyPairSpec, usage: 'SIGN_VERIFY' | 'ENCRYPT_DECRYPT'): Promise<void>;
+  generateKeyPair(labels: { private: string; public: string }, spec: KeyPairSpec, usage: KeyPairUsage): Promise<void>;
+  /**
+   * ECDH (CKM_ECDH1_DERIVE, no KDF) between the private key and a peer's public point (04 ‖ X ‖ Y):
+   * the shared secret, derived into an ephemeral object whose value is read and which is destroyed.
+   */
+  deriveSharedSecret(privateLabel: string, peerPoint: Buffer): Promise<Buffer>;
   /** The public key as DER SubjectPublicKeyInfo, read from the token's public key object. */
   publicKey(label: string): Promise<Buffer>;
   /** Signs a digest with the private key; ECDSA signatures come back DER-encoded (X9.62). */
@@ -69,7 +74,7 @@ export interface HsmHealth {
 
 /** Every method that does HSM work (all but health and close), for wrappers that forward them. */
 export const HSM_CALLS = [
-  'generateKek', 'generateMacKey', 'generateKeyPair', 'publicKey', 'signDigest', 'verifyDigest', 'rsaEncrypt', 'rsaDecrypt', 'generateDataKeyPair', 'generateWrappedDataKey',
+  'generateKek', 'generateMacKey', 'generateKeyPair', 'publicKey', 'signDigest', 'verifyDigest', 'rsaEncrypt', 'rsaDecrypt', 'deriveSharedSecret', 'generateDataKeyPair', 'generateWrappedDataKey',
   'unwrapDataKey', 'encryptAesGcm', 'decryptAesGcm', 'hmacSign', 'hmacVerify', 'randomBytes', 'destroyKey', 'listKeyLabels',
 ] as const satisfies ReadonlyArray<keyof Hsm>;
 
@@ -91,6 +96,8 @@ export interface HmacKeySpec {
   hash: Hash;
   bytes: number;
 }
+
+export type KeyPairUsage = 'SIGN_VERIFY' | 'ENCRYPT_DECRYPT' | 'KEY_AGREEMENT';
 
 export type KeyPairSpec =
   | { family: 'RSA'; bits: 2048 | 3072 | 4096 }

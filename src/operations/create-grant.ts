@@ -13,9 +13,16 @@ export const GRANT_OPERATIONS = [
   'GetPublicKey', 'CreateGrant', 'RetireGrant', 'DescribeKey', 'GenerateDataKeyPair', 'GenerateDataKeyPairWithoutPlaintext',
   'GenerateMac', 'VerifyMac', 'DeriveSharedSecret',
 ];
-/** What a symmetric encryption key can be granted, and which of those take an encryption context (constraints). */
+/** What each kind of key can be granted (every kind: CreateGrant, RetireGrant, DescribeKey), and which take an encryption context (constraints). */
+const ANY_KEY = ['CreateGrant', 'RetireGrant', 'DescribeKey'];
 const SYMMETRIC_OPERATIONS = new Set(['Decrypt', 'Encrypt', 'GenerateDataKey', 'GenerateDataKeyWithoutPlaintext', 'ReEncryptFrom', 'ReEncryptTo',
-  'CreateGrant', 'RetireGrant', 'DescribeKey', 'GenerateDataKeyPair', 'GenerateDataKeyPairWithoutPlaintext']);
+  'GenerateDataKeyPair', 'GenerateDataKeyPairWithoutPlaintext', ...ANY_KEY]);
+const OPERATIONS_BY_USAGE: Record<string, Set<string>> = {
+  SIGN_VERIFY: new Set(['Sign', 'Verify', 'GetPublicKey', ...ANY_KEY]),
+  ENCRYPT_DECRYPT: new Set(['Encrypt', 'Decrypt', 'ReEncryptFrom', 'ReEncryptTo', 'GetPublicKey', ...ANY_KEY]), // RSA
+  GENERATE_VERIFY_MAC: new Set(['GenerateMac', 'VerifyMac', ...ANY_KEY]),
+  KEY_AGREEMENT: new Set(['DeriveSharedSecret', 'GetPublicKey', ...ANY_KEY]),
+};
 const CONTEXT_OPERATIONS = new Set(['Decrypt', 'Encrypt', 'GenerateDataKey', 'GenerateDataKeyWithoutPlaintext', 'ReEncryptFrom', 'ReEncryptTo',
   'GenerateDataKeyPair', 'GenerateDataKeyPairWithoutPlaintext', 'CreateGrant', 'RetireGrant']);
 const GRANTS_PER_KEY = 50000;
@@ -64,7 +71,8 @@ export const createGrant: Operation<CreateGrantInput> = {
     await checkGrantTokens(input.GrantTokens, ctx);
     const { key, arn } = await resolveKey(input.KeyId, ctx, { allowAlias: false, action: 'kms:CreateGrant', facts: { grantOperations: operations } });
     assertUsableForCrypto(key.state, arn);
-    const invalid = operations.filter((op) => !SYMMETRIC_OPERATIONS.has(op));
+    const allowed = key.keySpec === 'SYMMETRIC_DEFAULT' ? SYMMETRIC_OPERATIONS : OPERATIONS_BY_USAGE[key.keyUsage];
+    const invalid = operations.filter((op) => !allowed.has(op));
     if (invalid.length > 0) throw new ValidationException(`Grant operations ${invalid.join(', ')} are not valid for key spec ${key.keySpec}.`);
     if (constraints && operations.some((op) => !CONTEXT_OPERATIONS.has(op))) {
       throw new ValidationException('Grant constraints are supported only for operations that accept an encryption context.');

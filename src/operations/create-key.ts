@@ -63,8 +63,6 @@ function checkSpec(input: CreateKeyInput): { keySpec: KeySpec; keyUsage: KeyUsag
   const keyUsage = (input.KeyUsage ?? 'ENCRYPT_DECRYPT') as KeyUsage;
   if (!isSupportedSpec(keySpec)) throw new UnsupportedOperationException(`KeySpec ${keySpec} is not supported by this gateway.`);
   if (!SUPPORTED_SPECS[keySpec].usages[keyUsage]) {
-    // KEY_AGREEMENT with ECC_NIST_* is valid in AWS; here it is not implemented, so it is refused as unsupported.
-    if (keyUsage === 'KEY_AGREEMENT' && keySpec.startsWith('ECC_NIST_')) throw new UnsupportedOperationException('KeyUsage KEY_AGREEMENT is not supported by this gateway.');
     throw new ValidationException(`KeyUsage ${keyUsage} is not compatible with KeySpec ${keySpec}`);
   }
   if (input.Origin && input.Origin !== 'AWS_KMS') {

@@ -28,6 +28,7 @@ import { generateMac, verifyMac } from './generate-mac';
 import { generateDataKeyPair, generateDataKeyPairWithoutPlaintext } from './generate-data-key-pair';
 import { getPublicKey } from './get-public-key';
 import { sign, verify } from './sign';
+import { deriveSharedSecret } from './derive-shared-secret';
 
 /** Every operation the gateway answers, by its exact API name (X-Amz-Target: TrentService.<name>). */
 export const registry: ReadonlyMap<string, Operation> = new Map<string, Operation>([
@@ -37,6 +38,7 @@ export const registry: ReadonlyMap<string, Operation> = new Map<string, Operatio
   ['CreateKey', createKey],
   ['Decrypt', decrypt],
   ['DeleteAlias', deleteAlias],
+  ['DeriveSharedSecret', deriveSharedSecret],
   ['DescribeKey', describeKey],
   ['DisableKey', disableKey],
   ['DisableKeyRotation', disableKeyRotation],

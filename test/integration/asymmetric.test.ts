@@ -2,8 +2,10 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import {
+  CreateGrantCommand,
   CreateKeyCommand,
   DecryptCommand,
+  DeriveSharedSecretCommand,
   DescribeKeyCommand,
   DisableKeyCommand,
   DisabledException,
@@ -122,6 +124,38 @@ describe('Asymmetric and HMAC keys (Sign, Verify, GetPublicKey, GenerateMac, Ver
     const privateKey = crypto.createPrivateKey({ key: Buffer.from(pair.PrivateKeyPlaintext!), format: 'der', type: 'pkcs8' });
     assert.deepEqual(crypto.createPublicKey(privateKey).export({ type: 'spki', format: 'der' }), Buffer.from(pair.PublicKey!));
     assert.ok(crypto.verify(null, Buffer.from('m'), crypto.createPublicKey(privateKey), crypto.sign(null, Buffer.from('m'), privateKey)));
+  });
+
+  it('KEY_AGREEMENT on the NIST curves: DeriveSharedSecret (ECDH in the HSM) equals node:crypto\'s ECDH with GetPublicKey\'s key', async () => {
+    for (const [keySpec, curve] of [['ECC_NIST_P256', 'P-256'], ['ECC_NIST_P384', 'P-384'], ['ECC_NIST_P521', 'P-521']] as const) {
+      const meta = (await gw.client.send(new CreateKeyCommand({ KeySpec: keySpec, KeyUsage: 'KEY_AGREEMENT' }))).KeyMetadata!;
+      assert.deepEqual([meta.KeyAgreementAlgorithms, meta.SigningAlgorithms], [['ECDH'], undefined]);
+      const pub = await gw.client.send(new GetPublicKeyCommand({ KeyId: meta.KeyId }));
+      assert.deepEqual([pub.KeyUsage, pub.KeyAgreementAlgorithms], ['KEY_AGREEMENT', ['ECDH']]);
+      const peer = crypto.generateKeyPairSync('ec', { namedCurve: curve });
+      const out = await gw.client.send(new DeriveSharedSecretCommand({ KeyId: meta.KeyId, KeyAgreementAlgorithm: 'ECDH', PublicKey: peer.publicKey.export({ type: 'spki', format: 'der' }) }));
+      const expected = crypto.diffieHellman({ privateKey: peer.privateKey, publicKey: crypto.createPublicKey({ key: Buffer.from(pub.PublicKey!), format: 'der', type: 'spki' }) });
+      assert.deepEqual(Buffer.from(out.SharedSecret!), expected, `${keySpec}: both sides agree`);
+      assert.equal(out.KeyAgreementAlgorithm, 'ECDH');
+      await assert.rejects(gw.client.send(new SignCommand({ KeyId: meta.KeyId, Message: Buffer.from('m'), SigningAlgorithm: 'ECDSA_SHA_256' })), InvalidKeyUsageException);
+    }
+    const p256 = (await gw.client.send(new CreateKeyCommand({ KeySpec: 'ECC_NIST_P256', KeyUsage: 'KEY_AGREEMENT' }))).KeyMetadata!.KeyId!;
+    const otherCurve = crypto.generateKeyPairSync('ec', { namedCurve: 'P-384' }).publicKey.export({ type: 'spki', format: 'der' });
+    await assert.rejects(gw.client.send(new DeriveSharedSecretCommand({ KeyId: p256, KeyAgreementAlgorithm: 'ECDH', PublicKey: otherCurve })), /PublicKey must be a DER-encoded SubjectPublicKeyInfo of a key on the curve of ECC_NIST_P256/);
+    await assert.rejects(gw.client.send(new DeriveSharedSecretCommand({ KeyId: p256, KeyAgreementAlgorithm: 'ECDH', PublicKey: Buffer.from('not a key') })), /PublicKey must be/);
+    const signing = (await gw.client.send(new CreateKeyCommand({ KeySpec: 'ECC_NIST_P256', KeyUsage: 'SIGN_VERIFY' }))).KeyMetadata!.KeyId!;
+    await assert.rejects(gw.client.send(new DeriveSharedSecretCommand({ KeyId: signing, KeyAgreementAlgorithm: 'ECDH', PublicKey: otherCurve })), InvalidKeyUsageException);
+    await assert.rejects(gw.client.send(new CreateKeyCommand({ KeySpec: 'ECC_SECG_P256K1', KeyUsage: 'KEY_AGREEMENT' })), /KeyUsage KEY_AGREEMENT is not compatible with KeySpec ECC_SECG_P256K1/);
+  });
+
+  it('grants on asymmetric and HMAC keys allow the operations of their usage only', async () => {
+    const signing = (await gw.client.send(new CreateKeyCommand({ KeySpec: 'ECC_NIST_P256', KeyUsage: 'SIGN_VERIFY' }))).KeyMetadata!.KeyId!;
+    const mac = (await gw.client.send(new CreateKeyCommand({ KeySpec: 'HMAC_256', KeyUsage: 'GENERATE_VERIFY_MAC' }))).KeyMetadata!.KeyId!;
+    const grantee = 'arn:aws:iam::111122223333:user/signer';
+    assert.ok((await gw.client.send(new CreateGrantCommand({ KeyId: signing, GranteePrincipal: grantee, Operations: ['Sign', 'Verify', 'GetPublicKey'] }))).GrantId);
+    assert.ok((await gw.client.send(new CreateGrantCommand({ KeyId: mac, GranteePrincipal: grantee, Operations: ['GenerateMac', 'VerifyMac'] }))).GrantId);
+    await assert.rejects(gw.client.send(new CreateGrantCommand({ KeyId: signing, GranteePrincipal: grantee, Operations: ['Encrypt'] })), /Grant operations Encrypt are not valid for key spec ECC_NIST_P256/);
+    await assert.rejects(gw.client.send(new CreateGrantCommand({ KeyId: mac, GranteePrincipal: grantee, Operations: ['Sign'] })), /Grant operations Sign are not valid for key spec HMAC_256/);
   });
 
   it('a garbled, truncated or foreign signature is KMSInvalidSignatureException with no message', async () => {

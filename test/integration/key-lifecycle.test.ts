@@ -56,7 +56,7 @@ describe('Key lifecycle: CreateKey, DescribeKey, ListKeys, EnableKey, DisableKey
     await assert.rejects(gw.client.send(new CreateKeyCommand({ KeyUsage: 'SIGN_VERIFY' })), (e: Error) =>
       e.name === 'ValidationException' && e.message === 'KeyUsage SIGN_VERIFY is not compatible with KeySpec SYMMETRIC_DEFAULT');
     await assert.rejects(gw.client.send(new CreateKeyCommand({ KeySpec: 'ML_DSA_44', KeyUsage: 'SIGN_VERIFY' })), UnsupportedOperationException);
-    await assert.rejects(gw.client.send(new CreateKeyCommand({ KeySpec: 'ECC_NIST_P256', KeyUsage: 'KEY_AGREEMENT' })), UnsupportedOperationException);
+    await assert.rejects(gw.client.send(new CreateKeyCommand({ KeySpec: 'SM2', KeyUsage: 'SIGN_VERIFY' })), UnsupportedOperationException);
     await assert.rejects(gw.client.send(new CreateKeyCommand({ Origin: 'EXTERNAL' })), UnsupportedOperationException);
     await assert.rejects(gw.client.send(new CreateKeyCommand({ MultiRegion: true })), UnsupportedOperationException);
     await assert.rejects(gw.client.send(new CreateKeyCommand({ Tags: [{ TagKey: 'aws:x', TagValue: 'y' }] })), (e: Error) => e instanceof TagException && e.message === 'Tags beginning with aws: are reserved');

@@ -70,6 +70,12 @@ export class FakeHsm implements Hsm {
       throw new HsmError('integrity', 'C_Decrypt', 'CKR_ENCRYPTED_DATA_INVALID');
     }
   }
+  async deriveSharedSecret(privateLabel: string, peerPoint: Buffer) {
+    const priv = this.pair(privateLabel);
+    const ecdh = crypto.createECDH(priv.asymmetricKeyDetails!.namedCurve!);
+    ecdh.setPrivateKey(Buffer.from(priv.export({ format: 'jwk' }).d!, 'base64url'));
+    return ecdh.computeSecret(peerPoint);
+  }
   async generateDataKeyPair(spec: KeyPairSpec) {
     const pair = fakePair(spec);
     return { privateKey: pair.privateKey.export({ type: 'pkcs8', format: 'der' }), publicKey: pair.publicKey.export({ type: 'spki', format: 'der' }) };

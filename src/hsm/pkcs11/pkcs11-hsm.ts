@@ -1,12 +1,12 @@
 import * as pkcs11js from 'pkcs11js';
-import type { DataKeyWrap, Hash, HmacKeySpec, Hsm, HsmHealth, KeyPairSpec, SigningScheme, WrappedDataKey } from '../hsm';
+import type { DataKeyWrap, Hash, HmacKeySpec, Hsm, HsmHealth, KeyPairSpec, KeyPairUsage, SigningScheme, WrappedDataKey } from '../hsm';
 import { GCM_IV_BYTES, GCM_TAG_BYTES } from '../hsm';
 import { HsmError } from '../hsm-error';
 import { classifyCkr } from './ckr-table';
 import crypto from 'node:crypto';
 import { ecdsaDerToRaw, ecdsaRawToDer, edwardsPoint, unwrapEcPoint } from './der';
 import { AES_KEY_GEN, aesGcm, CKK_EC_EDWARDS, DIGEST_INFO_PREFIX, ECDSA, EDDSA, GENERIC_SECRET_KEY_GEN, HMAC_BY_HASH, KWP, RSA_PKCS, rsaOaep, rsaPss } from './mechanisms';
-import { CURVE_OIDS, ephemeralDataKeyTemplate, ephemeralKeyPairTemplates, kekTemplate, keyPairGenMechanism, keyPairTemplates, macKeyTemplate } from './templates';
+import { CURVE_OIDS, sharedSecretTemplate, ephemeralDataKeyTemplate, ephemeralKeyPairTemplates, kekTemplate, keyPairGenMechanism, keyPairTemplates, macKeyTemplate } from './templates';
 import { FaultPlan } from './faults';
 import { SessionPool } from './session-pool';
 
@@ -106,7 +106,20 @@ export class Pkcs11Hsm implements Hsm {
     await this.withSession('C_GenerateKey', (s) => this.remember(label, this.p11.C_GenerateKey(s, GENERIC_SECRET_KEY_GEN, template)));
   }
 
-  async generateKeyPair(labels: { private: string; public: string }, spec: KeyPairSpec, usage: 'SIGN_VERIFY' | 'ENCRYPT_DECRYPT'): Promise<void> {
+  async deriveSharedSecret(privateLabel: string, peerPoint: Buffer): Promise<Buffer> {
+    const fieldBytes = (peerPoint.length - 1) / 2;
+    return this.withKey(privateLabel, 'C_DeriveKey', (s, key) => {
+      const mechanism = { mechanism: pkcs11js.CKM_ECDH1_DERIVE, parameter: { type: pkcs11js.CK_PARAMS_EC_DH, kdf: pkcs11js.CKD_NULL, publicData: peerPoint } as pkcs11js.ECDH1 };
+      const secret = this.sessionObjectCreated(this.p11.C_DeriveKey(s, mechanism, key, sharedSecretTemplate(fieldBytes)));
+      try {
+        return Buffer.from(this.p11.C_GetAttributeValue(s, secret, [{ type: pkcs11js.CKA_VALUE }])[0].value);
+      } finally {
+        this.p11.C_DestroyObject(s, secret);
+      }
+    });
+  }
+
+  async generateKeyPair(labels: { private: string; public: string }, spec: KeyPairSpec, usage: KeyPairUsage): Promise<void> {
     const { publicKey, privateKey } = keyPairTemplates(labels, spec, usage);
     await this.withSession('C_GenerateKeyPair', async (s) => {
       const pair = await this.generatePairOffThread(s, spec, publicKey, privateKey);

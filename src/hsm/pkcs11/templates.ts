@@ -1,4 +1,5 @@
 import * as pkcs11js from 'pkcs11js';
+import type { KeyPairUsage } from '../hsm';
 import { CKM_EC_EDWARDS_KEY_PAIR_GEN, CKM_EDDSA } from './mechanisms';
 
 /** Every CKA_* policy for objects QKMS creates, in one place (docs/crypto.md §Key objects). */
@@ -72,15 +73,15 @@ export const CURVE_OIDS: Record<'P-256' | 'P-384' | 'P-521' | 'secp256k1' | 'Ed2
 };
 
 /** The key-pair generation mechanism and the signing mechanisms a spec's private key may use. */
-function pairMechanisms(spec: { family: 'RSA' | 'EC' | 'EDWARDS' }, signs: boolean): { generate: number; allowed: number[] } {
+function pairMechanisms(spec: { family: 'RSA' | 'EC' | 'EDWARDS' }, usage: KeyPairUsage): { generate: number; allowed: number[] } {
   if (spec.family === 'EDWARDS') return { generate: CKM_EC_EDWARDS_KEY_PAIR_GEN, allowed: [CKM_EDDSA] };
-  if (spec.family === 'EC') return { generate: pkcs11js.CKM_EC_KEY_PAIR_GEN, allowed: [pkcs11js.CKM_ECDSA] };
-  return { generate: pkcs11js.CKM_RSA_PKCS_KEY_PAIR_GEN, allowed: signs ? [pkcs11js.CKM_RSA_PKCS, pkcs11js.CKM_RSA_PKCS_PSS] : [pkcs11js.CKM_RSA_PKCS_OAEP] };
+  if (spec.family === 'EC') return { generate: pkcs11js.CKM_EC_KEY_PAIR_GEN, allowed: [usage === 'KEY_AGREEMENT' ? pkcs11js.CKM_ECDH1_DERIVE : pkcs11js.CKM_ECDSA] };
+  return { generate: pkcs11js.CKM_RSA_PKCS_KEY_PAIR_GEN, allowed: usage === 'SIGN_VERIFY' ? [pkcs11js.CKM_RSA_PKCS, pkcs11js.CKM_RSA_PKCS_PSS] : [pkcs11js.CKM_RSA_PKCS_OAEP] };
 }
 
 /** The generation mechanism of a key-pair spec. */
 export function keyPairGenMechanism(spec: { family: 'RSA' | 'EC' | 'EDWARDS' }): pkcs11js.Mechanism {
-  return { mechanism: pairMechanisms(spec, true).generate };
+  return { mechanism: pairMechanisms(spec, 'SIGN_VERIFY').generate };
 }
 
 /**
@@ -90,10 +91,11 @@ export function keyPairGenMechanism(spec: { family: 'RSA' | 'EC' | 'EDWARDS' }):
 export function keyPairTemplates(
   labels: { private: string; public: string },
   spec: { family: 'RSA'; bits: number } | { family: 'EC' | 'EDWARDS'; curve: keyof typeof CURVE_OIDS },
-  usage: 'SIGN_VERIFY' | 'ENCRYPT_DECRYPT',
+  usage: KeyPairUsage,
 ): { publicKey: pkcs11js.Template; privateKey: pkcs11js.Template } {
   const signs = usage === 'SIGN_VERIFY';
-  const mechanisms = pairMechanisms(spec, signs).allowed;
+  const encrypts = usage === 'ENCRYPT_DECRYPT';
+  const mechanisms = pairMechanisms(spec, usage).allowed;
   const common = (label: string): pkcs11js.Template => [
     { type: pkcs11js.CKA_TOKEN, value: true },
     { type: pkcs11js.CKA_MODIFIABLE, value: false },
@@ -111,7 +113,7 @@ export function keyPairTemplates(
       { type: pkcs11js.CKA_PRIVATE, value: false },
       ...keyShape,
       { type: pkcs11js.CKA_VERIFY, value: signs },
-      { type: pkcs11js.CKA_ENCRYPT, value: !signs },
+      { type: pkcs11js.CKA_ENCRYPT, value: encrypts },
       { type: pkcs11js.CKA_WRAP, value: false },
     ],
     privateKey: [
@@ -120,9 +122,9 @@ export function keyPairTemplates(
       { type: pkcs11js.CKA_SENSITIVE, value: true },
       { type: pkcs11js.CKA_EXTRACTABLE, value: false },
       { type: pkcs11js.CKA_SIGN, value: signs },
-      { type: pkcs11js.CKA_DECRYPT, value: !signs },
+      { type: pkcs11js.CKA_DECRYPT, value: encrypts },
       { type: pkcs11js.CKA_UNWRAP, value: false },
-      { type: pkcs11js.CKA_DERIVE, value: false },
+      { type: pkcs11js.CKA_DERIVE, value: usage === 'KEY_AGREEMENT' },
     ],
   };
 }
@@ -165,4 +167,16 @@ export function ephemeralKeyPairTemplates(
       { type: pkcs11js.CKA_SIGN, value: true },
     ],
   };
+}
+
+/** The ECDH result: a readable session secret of the curve's field size, destroyed after one read. */
+export function sharedSecretTemplate(lengthBytes: number): pkcs11js.Template {
+  return [
+    { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+    { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_GENERIC_SECRET },
+    { type: pkcs11js.CKA_TOKEN, value: false },
+    { type: pkcs11js.CKA_SENSITIVE, value: false },
+    { type: pkcs11js.CKA_EXTRACTABLE, value: true },
+    { type: pkcs11js.CKA_VALUE_LEN, value: lengthBytes },
+  ];
 }
