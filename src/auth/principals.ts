@@ -83,7 +83,14 @@ export class PrincipalStore {
 }
 
 function parse(text: string): Map<string, Credential> {
-  const { error, value } = fileSchema.validate(JSON.parse(text), { abortEarly: false });
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    // Node's JSON.parse message quotes the text around the error: it could be part of a secret.
+    throw new Error('not valid JSON');
+  }
+  const { error, value } = fileSchema.validate(json, { abortEarly: false });
   // Joi's messages name the path but not the secret value.
   if (error) throw new Error(error.details.map((d) => d.message).join('; '));
   for (const c of value.principals as Credential[]) {

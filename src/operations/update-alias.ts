@@ -3,6 +3,7 @@ import { assertAliasName } from '../domain/alias-name';
 import { NotFoundException, ValidationException } from '../errors/kms-errors';
 import type { Operation } from './context';
 import { aliasTarget } from './alias-target';
+import { authorize } from './authorize';
 import { aliasNameSchema, Joi, keyIdSchema } from './shared-schemas';
 
 interface UpdateAliasInput {
@@ -26,7 +27,10 @@ export const updateAlias: Operation<UpdateAliasInput> = {
     const alias = await ctx.deps.keys.getAlias(input.AliasName);
     if (!alias) throw NotFoundException.aliasNotFound(aliasArn(ctx.deps.scope, input.AliasName));
     const target = await aliasTarget(input.TargetKeyId, ctx, 'kms:UpdateAlias');
+    // kms:UpdateAlias on the current target too (as AWS): else anyone allowed on their own key
+    // could take over an alias that callers use for another principal's key.
     const current = await ctx.deps.keys.getKey(alias.targetKeyId);
+    if (current) await authorize(ctx, 'kms:UpdateAlias', current);
     if (current && (current.keySpec !== target.key.keySpec || current.keyUsage !== target.key.keyUsage)) {
       throw new ValidationException(
         `${target.arn} is not the same type of key as the alias's current target: ${target.key.keySpec}/${target.key.keyUsage} vs ${current.keySpec}/${current.keyUsage}.`,

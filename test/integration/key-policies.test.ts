@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
+  CreateAliasCommand,
   CreateKeyCommand,
   DecryptCommand,
   DescribeKeyCommand,
@@ -15,6 +16,7 @@ import {
   NotFoundException,
   PutKeyPolicyCommand,
   ScheduleKeyDeletionCommand,
+  UpdateAliasCommand,
   DryRunOperationException,
 } from '@aws-sdk/client-kms';
 import { integration } from '../support/integration-hooks';
@@ -82,6 +84,16 @@ describe('Key policies', () => {
       e.name === 'AccessDeniedException' &&
       e.message === `User: ${BOB} is not authorized to perform: kms:GenerateDataKey on resource: arn:verenc:111122223333:key/${id} because no identity-based policy allows the kms:GenerateDataKey action`);
     await assert.rejects(as('bob').send(new CreateKeyCommand({})), { name: 'AccessDeniedException' });
+  });
+
+  it('UpdateAlias needs kms:UpdateAlias on the current target as well as the new one', async () => {
+    const admins = await newKey();
+    await gw.client.send(new CreateAliasCommand({ AliasName: 'alias/payments', TargetKeyId: admins }));
+    const bobs = await newKey(admin([{ Effect: 'Allow', Principal: { AWS: BOB }, Action: ['kms:UpdateAlias', 'kms:CreateAlias'], Resource: '*' }]));
+    await assert.rejects(as('bob').send(new UpdateAliasCommand({ AliasName: 'alias/payments', TargetKeyId: bobs })), (e: Error) => e.name === 'AccessDeniedException');
+    await as('bob').send(new CreateAliasCommand({ AliasName: 'alias/bobs', TargetKeyId: bobs }));
+    const other = await newKey(admin([{ Effect: 'Allow', Principal: { AWS: BOB }, Action: 'kms:UpdateAlias', Resource: '*' }]));
+    await as('bob').send(new UpdateAliasCommand({ AliasName: 'alias/bobs', TargetKeyId: other }));
   });
 
   it('an explicit Deny wins over every Allow', async () => {

@@ -119,10 +119,14 @@ describe('SigV4 authentication', () => {
     ]);
     await new Promise((r) => setTimeout(r, 1100));
     assert.ok(await create(client({ credentials: bob })));
-    fs.writeFileSync(credentialsFile, '{ not json');
+    // Unquoted, so JSON.parse fails right at a secret; its message would quote the text around it.
+    const broken = 'unquotedSecretAccessKeyValue0123456789';
+    registerSecret(broken);
+    fs.writeFileSync(credentialsFile, `{"principals":[{"accessKeyId":"AKIAQKMSBROKEN00001","secretAccessKey": ${broken}}]}`);
     await new Promise((r) => setTimeout(r, 1100));
     assert.ok(await create(client({ credentials: bob })), 'a broken file keeps the previous principals');
     assert.match(gw.logText(), /credentials file invalid; keeping the previous principals/);
+    assert.ok(!gw.logText().includes(broken.slice(0, 9)), 'no part of the secret in the log');
     writeCredentials([{ ...alice, principalArn: 'arn:aws:iam::111122223333:user/alice' }]);
     await new Promise((r) => setTimeout(r, 1100));
     await assert.rejects(create(client({ credentials: bob })), { name: 'UnrecognizedClientException' });
