@@ -72,6 +72,12 @@ export function isSupportedSpec(spec: string): spec is KeySpec {
   return Object.hasOwn(SUPPORTED_SPECS, spec);
 }
 
+/** The key-pair shape of an asymmetric spec (RSA, EC, Edwards); undefined for symmetric and HMAC specs. */
+export function keyPairSpecOf(spec: KeySpec): KeyPairSpec | undefined {
+  const material = SUPPORTED_SPECS[spec].material;
+  return material.family === 'SYMMETRIC' || material.family === 'HMAC' ? undefined : material;
+}
+
 /** The algorithm list KeyMetadata and GetPublicKey report for a key, e.g. { SigningAlgorithms: [...] }. */
 export function algorithmsOf(key: { keySpec: KeySpec; keyUsage: KeyUsage }): Partial<Record<AlgorithmList, string[]>> {
   const usage = SUPPORTED_SPECS[key.keySpec].usages[key.keyUsage];

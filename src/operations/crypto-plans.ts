@@ -1,7 +1,7 @@
 import { unpackBlob } from '../domain/ciphertext-blob';
 import type { EncryptionContext } from '../domain/encryption-context';
 import { assertUsableForCrypto } from '../domain/key-state';
-import { InvalidCiphertextException, InvalidKeyUsageException, ValidationException } from '../errors/kms-errors';
+import { InvalidCiphertextException, ValidationException } from '../errors/kms-errors';
 import { HsmError } from '../hsm/hsm-error';
 import type { OperationContext } from './context';
 import { resolveKey } from './key-lookup';
@@ -80,7 +80,6 @@ async function planOpenRsa(ciphertext: Buffer, request: Request & { keyId?: stri
   if (request.keyId === undefined) throw new ValidationException('KeyId is required to decrypt with an asymmetric KMS key.');
   const { key, arn } = await resolveKey(request.keyId, ctx, { allowAlias: true, action: options.action });
   assertUsableForCrypto(key.state, arn);
-  if (!isRsaEncryptionKey(key)) throw new InvalidKeyUsageException(`Algorithm ${request.algorithm} is incompatible with key spec ${key.keySpec} of ${arn}.`);
   const oaep = oaepFor(key, arn, options.operation, request, ctx);
   return {
     arn,

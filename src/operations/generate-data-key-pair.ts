@@ -1,7 +1,6 @@
 import { encodeEncryptionContext, type EncryptionContext } from '../domain/encryption-context';
-import { SUPPORTED_SPECS } from '../domain/key-spec';
+import { isSupportedSpec, keyPairSpecOf } from '../domain/key-spec';
 import { DryRunOperationException, UnsupportedOperationException } from '../errors/kms-errors';
-import type { KeyPairSpec } from '../hsm/hsm';
 import type { Operation, OperationContext } from './context';
 import { checkGrantTokens } from './key-lookup';
 import { dryRunSchema, encryptionContextSchema, grantTokensSchema, Joi, keyIdSchema, recipientSchema } from './shared-schemas';
@@ -32,7 +31,11 @@ export const generateDataKeyPair: Operation<GenerateDataKeyPairInput> = {
   async handle(input, ctx) {
     rejectRecipient(input.Recipient);
     const { privateKey, ...sealed } = await newDataKeyPair(input, ctx, 'GenerateDataKeyPair');
-    return { ...sealed, PrivateKeyPlaintext: privateKey.toString('base64') };
+    try {
+      return { ...sealed, PrivateKeyPlaintext: privateKey.toString('base64') };
+    } finally {
+      privateKey.fill(0);
+    }
   },
 };
 
@@ -54,11 +57,17 @@ async function newDataKeyPair(input: GenerateDataKeyPairInput, ctx: OperationCon
   const context = encodeEncryptionContext(input.EncryptionContext, ctx.deps.config.maxEncryptionContextBytes);
   await checkGrantTokens(input.GrantTokens, ctx);
   const target = await keyForEncryption(input.KeyId, ctx, { operation, action: `kms:${operation}`, facts: { encryptionContext: input.EncryptionContext ?? {} } });
-  const spec = SUPPORTED_SPECS[input.KeyPairSpec as keyof typeof SUPPORTED_SPECS]?.material;
-  if (!spec || (spec.family !== 'RSA' && spec.family !== 'EC' && spec.family !== 'EDWARDS')) throw new UnsupportedOperationException(`KeyPairSpec ${input.KeyPairSpec} is not supported by this gateway.`);
+  const spec = isSupportedSpec(input.KeyPairSpec) ? keyPairSpecOf(input.KeyPairSpec) : undefined;
+  if (!spec) throw new UnsupportedOperationException(`KeyPairSpec ${input.KeyPairSpec} is not supported by this gateway.`);
   if (input.DryRun) throw DryRunOperationException.create();
-  const pair = await ctx.deps.hsm.generateDataKeyPair(spec as KeyPairSpec);
-  const blob = await ctx.deps.envelope.encrypt(target.key.keyId, target.version, pair.privateKey, context);
+  const pair = await ctx.deps.hsm.generateDataKeyPair(spec);
+  let blob: Buffer;
+  try {
+    blob = await ctx.deps.envelope.encrypt(target.key.keyId, target.version, pair.privateKey, context);
+  } catch (err) {
+    pair.privateKey.fill(0);
+    throw err;
+  }
   return {
     PrivateKeyCiphertextBlob: blob.toString('base64'),
     privateKey: pair.privateKey,

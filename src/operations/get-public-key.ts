@@ -1,5 +1,5 @@
 import { keyObjectLabels } from '../domain/key-repository';
-import { algorithmsOf, SUPPORTED_SPECS } from '../domain/key-spec';
+import { algorithmsOf, keyPairSpecOf } from '../domain/key-spec';
 import { assertUsableForCrypto } from '../domain/key-state';
 import { UnsupportedOperationException } from '../errors/kms-errors';
 import type { Operation } from './context';
@@ -22,8 +22,7 @@ export const getPublicKey: Operation<GetPublicKeyInput> = {
     await checkGrantTokens(input.GrantTokens, ctx);
     const { key, arn } = await resolveKey(input.KeyId, ctx, { allowAlias: true, action: 'kms:GetPublicKey' });
     assertUsableForCrypto(key.state, arn);
-    const family = SUPPORTED_SPECS[key.keySpec].material.family;
-    if (family !== 'RSA' && family !== 'EC' && family !== 'EDWARDS') throw new UnsupportedOperationException(`${arn} key spec is ${key.keySpec} which has no public key.`);
+    if (!keyPairSpecOf(key.keySpec)) throw new UnsupportedOperationException(`${arn} key spec is ${key.keySpec} which has no public key.`);
     const publicKey = await ctx.deps.hsm.publicKey(keyObjectLabels(key.keyId, key.currentMaterialVersion, key.keySpec).public);
     return {
       KeyId: arn,

@@ -107,7 +107,8 @@ export class HsmThread implements Hsm {
           case 'recycled':
             return this.options.onRecycle?.(reply.objects, reply.ms);
           case 'result':
-            this.lastSuccess = performance.now();
+            // A health probe's answer may be "down": only HSM work proves the token answers.
+            if (this.pending.get(reply.id)?.method !== 'health') this.lastSuccess = performance.now();
             return this.settle(reply.id, (p) => p.resolve(reviveBuffers(reply.value)));
           case 'error':
             if (reply.id === undefined) return reject(fromWire(reply.error));
