@@ -69,6 +69,7 @@ for (const thread of ['true', 'false']) describe(`Self-healing HSM layer (fault 
     it(`${ckr} opens the circuit the same way and heals`, async () => {
       await setFaults([{ function: 'C_WrapKey', ckr, count: 1 }]);
       await assert.rejects(gdk(), KeyUnavailableException);
+      assert.equal(await health(), 503, 'the circuit is open (a missing key would leave /health at 200)');
       assert.ok((await recoversWithin(5000)) < 5000);
     });
   }
