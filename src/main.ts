@@ -2,9 +2,10 @@ import { createApp } from './app';
 import { describeConfig, loadConfigOrExit } from './config/load-config';
 import { buildGateway, openHsm } from './gateway';
 import { createLogger } from './logging/logger';
+import { SeedFileError } from './seed';
 import { createServer } from './server';
 
-/** Exit codes: 2 bad configuration, 3 the HSM or store could not be opened. */
+/** Exit codes: 2 bad configuration (including the seed file), 3 the HSM or store could not be opened. */
 async function main(): Promise<void> {
   const config = loadConfigOrExit(process.env, 'qkms');
   const logger = createLogger({ level: config.logLevel });
@@ -13,6 +14,10 @@ async function main(): Promise<void> {
   try {
     gateway = await buildGateway(config, await openHsm(config, logger), logger);
   } catch (err) {
+    if (err instanceof SeedFileError) {
+      logger.error('the seed file cannot be applied', { reason: err.message });
+      process.exit(2);
+    }
     logger.error('cannot open the HSM or the key store', { cause: err instanceof Error ? { message: err.message, cause: String((err as Error).cause ?? '') } : String(err) });
     process.exit(3);
   }

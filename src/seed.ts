@@ -1,48 +1,134 @@
 import fs from 'node:fs';
 import Joi from 'joi';
+import YAML from 'yaml';
+import { assertAliasName } from './domain/alias-name';
 import { isKeyId } from './domain/key-ref';
+import { KmsError } from './errors/kms-errors';
 import type { GatewayDeps } from './operations/context';
-import { checkTags, createKeyInHsm } from './operations/create-key';
+import { checkSpec, checkTags, createKeyInHsm } from './operations/create-key';
 
 /**
  * QKMS_SEED_FILE: keys with fixed ids, created in the HSM on start when missing and never
- * overwritten, so CI pipelines get the same key ids on every fresh token. JSON:
- *   { "keys": [ { "keyId": "1234abcd-…", "description": "…", "tags": { "team": "a" } } ] }
- * Only symmetric keys exist in this version; aliases and rotation arrive with their issues.
+ * overwritten, so CI pipelines get the same key ids on every fresh token. YAML or JSON (YAML is a
+ * superset of JSON, so one parser reads both):
+ *
+ *   keys:
+ *     - keyId: 1234abcd-12ab-34cd-56ef-1234567890ab
+ *       keySpec: SYMMETRIC_DEFAULT          # default; any CreateKey KeySpec this gateway supports
+ *       keyUsage: ENCRYPT_DECRYPT           # required for every other spec, as in CreateKey
+ *       description: CI data keys
+ *       aliases: [alias/ci-data]
+ *       tags: { team: payments }
+ *       rotationPeriodInDays: 365           # automatic rotation (symmetric keys, 90-2560)
+ *
+ * A key that exists is left exactly as it is (description, tags, rotation, state); only its
+ * missing aliases are added. The file is refused (the gateway does not start) when it is not
+ * valid, when an existing key has another spec or usage than the file says, or when one of its
+ * aliases already names another key: stable ids must mean the same keys.
  */
+export class SeedFileError extends Error {}
+
+interface SeedKey {
+  keyId: string;
+  keySpec?: string;
+  keyUsage?: string;
+  description: string;
+  aliases: string[];
+  tags: Record<string, string>;
+  rotationPeriodInDays?: number;
+}
+
 const seedSchema = Joi.object({
   keys: Joi.array()
     .items(
       Joi.object({
         keyId: Joi.string().custom((v: string, h) => (isKeyId(v) && !v.startsWith('mrk-') ? v : h.error('any.invalid'))).required(),
-        keySpec: Joi.string().valid('SYMMETRIC_DEFAULT').default('SYMMETRIC_DEFAULT'),
-        keyUsage: Joi.string().valid('ENCRYPT_DECRYPT').default('ENCRYPT_DECRYPT'),
+        keySpec: Joi.string(),
+        keyUsage: Joi.string(),
         description: Joi.string().allow('').max(8192).default(''),
+        aliases: Joi.array().items(Joi.string().min(1).max(256)).unique().default([]),
         tags: Joi.object().pattern(Joi.string().min(1).max(128), Joi.string().allow('').max(256)).default({}),
+        rotationPeriodInDays: Joi.number().integer().min(90).max(2560),
       }),
     )
     .unique('keyId')
     .required(),
 });
 
-export async function applySeedFile(file: string, deps: GatewayDeps): Promise<{ created: string[]; existing: string[] }> {
+export interface SeedResult {
+  created: string[];
+  existing: string[];
+  aliasesCreated: string[];
+}
+
+/** Reads and checks the whole file before touching the HSM, so a bad entry creates nothing. */
+export function readSeedFile(file: string): SeedKey[] {
   let parsed: unknown;
   try {
-    parsed = JSON.parse(fs.readFileSync(file, 'utf8'));
+    // failsafe: every scalar is a string, so `version: 1.10` stays "1.10"; Joi converts numbers.
+    parsed = YAML.parse(fs.readFileSync(file, 'utf8'), { schema: 'failsafe' });
   } catch (err) {
-    throw new Error(`seed file ${file}: ${(err as Error).message}`);
+    throw new SeedFileError(`seed file ${file}: ${(err as Error).message}`);
   }
   const { error, value } = seedSchema.validate(parsed, { abortEarly: false });
-  if (error) throw new Error(`seed file ${file}: ${error.details.map((d) => d.message).join('; ')}`);
-  const result = { created: [] as string[], existing: [] as string[] };
-  for (const k of value.keys as Array<{ keyId: string; description: string; tags: Record<string, string> }>) {
-    if (await deps.keys.getKey(k.keyId)) {
-      result.existing.push(k.keyId);
-      continue;
+  if (error) throw new SeedFileError(`seed file ${file}: ${error.details.map((d) => d.message).join('; ')}`);
+  const keys = value.keys as SeedKey[];
+  const aliasOwner = new Map<string, string>();
+  for (const k of keys) {
+    const where = `seed file ${file}: key ${k.keyId}`;
+    try {
+      const { keySpec } = checkSpec({ KeySpec: k.keySpec, KeyUsage: k.keyUsage });
+      if (k.rotationPeriodInDays !== undefined && keySpec !== 'SYMMETRIC_DEFAULT') {
+        throw new SeedFileError(`rotationPeriodInDays: key spec ${keySpec} is not valid for key rotation`);
+      }
+      checkTags(Object.entries(k.tags).map(([TagKey, TagValue]) => ({ TagKey, TagValue })));
+      for (const alias of k.aliases) {
+        assertAliasName(alias);
+        if (aliasOwner.has(alias)) throw new SeedFileError(`alias ${alias} is also given to key ${aliasOwner.get(alias)}`);
+        aliasOwner.set(alias, k.keyId);
+      }
+    } catch (err) {
+      if (err instanceof KmsError || err instanceof SeedFileError) throw new SeedFileError(`${where}: ${err.message}`);
+      throw err;
     }
-    const tags = checkTags(Object.entries(k.tags).map(([TagKey, TagValue]) => ({ TagKey, TagValue })));
-    await createKeyInHsm(deps, { keySpec: 'SYMMETRIC_DEFAULT', keyUsage: 'ENCRYPT_DECRYPT', description: k.description, tags, keyId: k.keyId });
-    result.created.push(k.keyId);
+  }
+  return keys;
+}
+
+export async function applySeedFile(file: string, deps: GatewayDeps): Promise<SeedResult> {
+  const keys = readSeedFile(file);
+  // Every conflict with the store is found before anything is created.
+  const plans = [];
+  for (const k of keys) {
+    const { keySpec, keyUsage } = checkSpec({ KeySpec: k.keySpec, KeyUsage: k.keyUsage });
+    const existing = await deps.keys.getKey(k.keyId);
+    if (existing && (existing.keySpec !== keySpec || existing.keyUsage !== keyUsage)) {
+      throw new SeedFileError(`seed file ${file}: key ${k.keyId} exists as ${existing.keySpec}/${existing.keyUsage}, the file says ${keySpec}/${keyUsage}`);
+    }
+    const missingAliases = [];
+    for (const aliasName of k.aliases) {
+      const target = await deps.keys.aliasTarget(aliasName);
+      if (target === undefined) missingAliases.push(aliasName);
+      else if (target !== k.keyId) throw new SeedFileError(`seed file ${file}: alias ${aliasName} already names key ${target}, not ${k.keyId}`);
+    }
+    plans.push({ k, keySpec, keyUsage, isMissing: !existing, missingAliases });
+  }
+  const result: SeedResult = { created: [], existing: [], aliasesCreated: [] };
+  for (const { k, keySpec, keyUsage, isMissing, missingAliases } of plans) {
+    if (isMissing) {
+      const tags = checkTags(Object.entries(k.tags).map(([TagKey, TagValue]) => ({ TagKey, TagValue })));
+      await createKeyInHsm(deps, { keySpec, keyUsage, description: k.description, tags, keyId: k.keyId, rotationPeriodDays: k.rotationPeriodInDays });
+      result.created.push(k.keyId);
+    } else {
+      result.existing.push(k.keyId);
+    }
+    for (const aliasName of missingAliases) {
+      const now = deps.clock();
+      if (!(await deps.keys.insertAlias({ aliasName, targetKeyId: k.keyId, createdAt: now, lastUpdatedAt: now }))) {
+        throw new SeedFileError(`seed file ${file}: alias ${aliasName} was created by someone else while the seed was applied`);
+      }
+      result.aliasesCreated.push(aliasName);
+    }
   }
   return result;
 }

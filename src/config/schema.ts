@@ -50,7 +50,7 @@ export const configSchema = Joi.object({
   QKMS_MAX_ENCRYPTION_CONTEXT_BYTES: Joi.number().integer().min(64).max(65536).default(8192),
   // How often due key deletions and automatic rotations run.
   QKMS_SCHEDULER_INTERVAL_MS: Joi.number().integer().min(1000).max(86400000).default(60000),
-  // Keys with fixed ids created on start when missing (src/seed.ts), e.g. for CI pipelines.
+  // Keys with fixed ids (YAML or JSON) created on start when missing (src/seed.ts), e.g. for CI pipelines.
   QKMS_SEED_FILE: Joi.string().min(1),
   // Audit trail (QKMS_DATA_DIR/audit): a checkpoint signed in the HSM at least this often, and
   // after this many records; a segment file is closed past this size and the chain continues.

@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import { keyArn } from '../domain/arn';
 import type { KeyRecord, Tag } from '../domain/key-repository';
+import { nextRotationDate } from '../domain/key-lifecycle';
 import { destroyKeyMaterial, generateKeyMaterial } from '../domain/key-material';
 import { isSupportedSpec, KEY_SPECS_IN_KMS, KEY_USAGES_IN_KMS, SUPPORTED_SPECS, type KeySpec, type KeyUsage } from '../domain/key-spec';
 import { TagException, UnsupportedOperationException, ValidationException } from '../errors/kms-errors';
@@ -52,7 +53,7 @@ export const createKey: Operation<CreateKeyInput> = {
 };
 
 /** KeySpec and KeyUsage as CreateKey validates them (kms-protocol.md §6), in AWS's order and words. */
-function checkSpec(input: CreateKeyInput): { keySpec: KeySpec; keyUsage: KeyUsage } {
+export function checkSpec(input: Pick<CreateKeyInput, 'KeySpec' | 'KeyUsage' | 'CustomerMasterKeySpec' | 'Origin' | 'CustomKeyStoreId' | 'XksKeyId' | 'MultiRegion'>): { keySpec: KeySpec; keyUsage: KeyUsage } {
   if (input.KeySpec && input.CustomerMasterKeySpec) {
     throw new ValidationException('You cannot specify KeySpec and CustomerMasterKeySpec in the same request. CustomerMasterKeySpec is deprecated.');
   }
@@ -87,7 +88,7 @@ export function checkTags(tags: Array<{ TagKey: string; TagValue: string }>): Ta
  */
 export async function createKeyInHsm(
   deps: GatewayDeps,
-  spec: { keySpec: KeySpec; keyUsage: KeyUsage; description: string; tags: Tag[]; policy?: string; keyId?: string },
+  spec: { keySpec: KeySpec; keyUsage: KeyUsage; description: string; tags: Tag[]; policy?: string; keyId?: string; rotationPeriodDays?: number },
 ): Promise<KeyRecord> {
   const keyId = spec.keyId ?? crypto.randomUUID();
   const now = deps.clock();
@@ -95,6 +96,7 @@ export async function createKeyInHsm(
   const key: KeyRecord = {
     keyId, createdAt: now, description: spec.description, keyUsage: spec.keyUsage, keySpec: spec.keySpec,
     origin: 'AWS_KMS', state: 'Enabled', currentMaterialVersion: 1, policy: spec.policy,
+    ...(spec.rotationPeriodDays && { rotation: { periodDays: spec.rotationPeriodDays, nextRotationDate: nextRotationDate(now, spec.rotationPeriodDays) } }),
   };
   await generateKeyMaterial(deps.hsm, keyId, 1, key);
   try {

@@ -119,10 +119,13 @@ export class SqliteKeyRepository implements KeyRepository {
     this.db.transaction(() => {
       this
         .sql(
-          `INSERT INTO keys (key_id, created_at, description, key_usage, key_spec, origin, state, deletion_date, pending_window_days, current_material_version, policy)
-           VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?)`,
+          `INSERT INTO keys (key_id, created_at, description, key_usage, key_spec, origin, state, deletion_date, pending_window_days, current_material_version, policy, rotation_period_days, next_rotation_date)
+           VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?, ?)`,
         )
-        .run(key.keyId, toSeconds(key.createdAt), key.description, key.keyUsage, key.keySpec, key.origin, key.state, key.currentMaterialVersion, key.policy ?? null);
+        .run(
+          key.keyId, toSeconds(key.createdAt), key.description, key.keyUsage, key.keySpec, key.origin, key.state, key.currentMaterialVersion, key.policy ?? null,
+          key.rotation?.periodDays ?? null, key.rotation ? toSeconds(key.rotation.nextRotationDate) : null,
+        );
       this
         .sql('INSERT INTO key_materials (key_id, version, material_id, created_at) VALUES (?, ?, ?, ?)')
         .run(material.keyId, material.version, material.materialId, toSeconds(material.createdAt));

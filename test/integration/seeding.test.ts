@@ -1,0 +1,120 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import {
+  DecryptCommand, DescribeKeyCommand, DisableKeyRotationCommand, EncryptCommand, GetKeyRotationStatusCommand, ListAliasesCommand,
+  ListResourceTagsCommand, SignCommand, UpdateKeyDescriptionCommand,
+} from '@aws-sdk/client-kms';
+import { applySeedFile, SeedFileError } from '../../src/seed';
+import { spawnGateway, startChildGateway } from '../support/child-gateway';
+import { startGateway, type Harness } from '../support/harness';
+import { integration } from '../support/integration-hooks';
+
+const SYM = 'aaaa1111-12ab-34cd-56ef-1234567890ab';
+const RSA = 'bbbb2222-12ab-34cd-56ef-1234567890ab';
+const MAC = 'cccc3333-12ab-34cd-56ef-1234567890ab';
+
+const SEED_YAML = `
+keys:
+  - keyId: ${SYM}
+    description: CI data keys
+    aliases: [alias/ci-data, alias/ci-data-2]
+    tags:
+      team: payments
+      version: 1.10
+    rotationPeriodInDays: 180
+  - keyId: ${RSA}
+    keySpec: RSA_2048
+    keyUsage: SIGN_VERIFY
+    aliases: [alias/ci-signing]
+  - keyId: ${MAC}
+    keySpec: HMAC_256
+    keyUsage: GENERATE_VERIFY_MAC
+`;
+
+describe('Seeding (QKMS_SEED_FILE, YAML or JSON)', function () {
+  this.timeout(60000);
+  let dir: string;
+  let dataDir: string;
+  let seedFile: string;
+  let gw: Harness | undefined;
+
+  before(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qkms-seeding-'));
+    dataDir = path.join(dir, 'data');
+    seedFile = path.join(dir, 'seed.yaml');
+    fs.writeFileSync(seedFile, SEED_YAML);
+  });
+  afterEach(async () => {
+    await gw?.close();
+    gw = undefined;
+  });
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it('creates every key with its fixed id, spec, usage, description, aliases, tags and rotation', async () => {
+    gw = await startGateway(integration().hsm, { QKMS_SEED_FILE: seedFile, QKMS_DATA_DIR: dataDir });
+    const sym = (await gw.client.send(new DescribeKeyCommand({ KeyId: 'alias/ci-data' }))).KeyMetadata!;
+    assert.equal(sym.KeyId, SYM);
+    assert.equal(sym.KeySpec, 'SYMMETRIC_DEFAULT');
+    assert.equal(sym.Description, 'CI data keys');
+    const rotation = await gw.client.send(new GetKeyRotationStatusCommand({ KeyId: SYM }));
+    assert.equal(rotation.KeyRotationEnabled, true);
+    assert.equal(rotation.RotationPeriodInDays, 180);
+    const tags = (await gw.client.send(new ListResourceTagsCommand({ KeyId: SYM }))).Tags!;
+    assert.deepEqual(tags.map((t) => [t.TagKey, t.TagValue]).sort(), [['team', 'payments'], ['version', '1.10']]);
+    const aliases = (await gw.client.send(new ListAliasesCommand({}))).Aliases!.map((a) => [a.AliasName, a.TargetKeyId]).sort();
+    assert.deepEqual(aliases, [['alias/ci-data', SYM], ['alias/ci-data-2', SYM], ['alias/ci-signing', RSA]]);
+    const rsa = (await gw.client.send(new DescribeKeyCommand({ KeyId: RSA }))).KeyMetadata!;
+    assert.deepEqual([rsa.KeySpec, rsa.KeyUsage], ['RSA_2048', 'SIGN_VERIFY']);
+    const signature = await gw.client.send(new SignCommand({ KeyId: 'alias/ci-signing', Message: Buffer.from('m'), SigningAlgorithm: 'RSASSA_PSS_SHA_256' }));
+    assert.ok(signature.Signature!.length === 256);
+    const mac = (await gw.client.send(new DescribeKeyCommand({ KeyId: MAC }))).KeyMetadata!;
+    assert.deepEqual([mac.KeySpec, mac.KeyUsage], ['HMAC_256', 'GENERATE_VERIFY_MAC']);
+  });
+
+  it('never overwrites: a restart keeps changed keys as they are, the same material, and re-adds only missing aliases', async () => {
+    gw = await startGateway(integration().hsm, { QKMS_SEED_FILE: seedFile, QKMS_DATA_DIR: dataDir });
+    const sealed = await gw.client.send(new EncryptCommand({ KeyId: SYM, Plaintext: Buffer.from('kept') }));
+    await gw.client.send(new UpdateKeyDescriptionCommand({ KeyId: SYM, Description: 'changed by an operator' }));
+    await gw.client.send(new DisableKeyRotationCommand({ KeyId: SYM }));
+    await gw.deps.keys.deleteAlias('alias/ci-data-2');
+    await gw.close();
+    gw = await startGateway(integration().hsm, { QKMS_SEED_FILE: seedFile, QKMS_DATA_DIR: dataDir });
+    const sym = (await gw.client.send(new DescribeKeyCommand({ KeyId: SYM }))).KeyMetadata!;
+    assert.equal(sym.Description, 'changed by an operator');
+    assert.equal((await gw.client.send(new GetKeyRotationStatusCommand({ KeyId: SYM }))).KeyRotationEnabled, false);
+    assert.equal(Buffer.from((await gw.client.send(new DecryptCommand({ CiphertextBlob: sealed.CiphertextBlob }))).Plaintext!).toString(), 'kept');
+    assert.equal((await gw.client.send(new DescribeKeyCommand({ KeyId: 'alias/ci-data-2' }))).KeyMetadata!.KeyId, SYM);
+    assert.match(gw.logText(), /"created":\[\]/);
+  });
+
+  it('refuses a file that contradicts the store, before creating anything', async () => {
+    gw = await startGateway(integration().hsm, { QKMS_DATA_DIR: dataDir });
+    const other = path.join(dir, 'conflict.json');
+    const NEW = 'dddd4444-12ab-34cd-56ef-1234567890ab';
+    fs.writeFileSync(other, JSON.stringify({ keys: [{ keyId: NEW, aliases: ['alias/new'] }, { keyId: RSA, keySpec: 'RSA_3072', keyUsage: 'SIGN_VERIFY' }] }));
+    await assert.rejects(applySeedFile(other, gw.deps), (err: Error) => err instanceof SeedFileError && /exists as RSA_2048\/SIGN_VERIFY, the file says RSA_3072\/SIGN_VERIFY/.test(err.message));
+    fs.writeFileSync(other, JSON.stringify({ keys: [{ keyId: NEW }, { keyId: MAC, keySpec: 'HMAC_256', keyUsage: 'GENERATE_VERIFY_MAC', aliases: ['alias/ci-data'] }] }));
+    await assert.rejects(applySeedFile(other, gw.deps), (err: Error) => err instanceof SeedFileError && new RegExp(`alias alias/ci-data already names key ${SYM}`).test(err.message));
+    assert.equal(await gw.deps.keys.getKey(NEW), undefined);
+    assert.equal(await gw.deps.keys.aliasTarget('alias/new'), undefined);
+  });
+
+  it('gives a fresh embedded token the same key ids (gateway process), and a bad file stops start-up with exit code 2', async () => {
+    const fresh = path.join(dir, 'fresh');
+    const child = await startChildGateway({ QKMS_DATA_DIR: fresh, QKMS_SEED_FILE: seedFile });
+    try {
+      const rsa = (await child.client.send(new DescribeKeyCommand({ KeyId: 'alias/ci-signing' }))).KeyMetadata!;
+      assert.equal(rsa.KeyId, RSA);
+      assert.equal((await child.client.send(new GetKeyRotationStatusCommand({ KeyId: SYM }))).RotationPeriodInDays, 180);
+    } finally {
+      assert.equal(await child.stop(), 0);
+    }
+    const bad = path.join(dir, 'bad.yaml');
+    fs.writeFileSync(bad, `keys:\n  - keyId: ${RSA}\n    keySpec: RSA_2048\n    keyUsage: SIGN_VERIFY\n    rotationPeriodInDays: 90\n`);
+    const run = spawnGateway({ QKMS_DATA_DIR: path.join(dir, 'fresh-bad'), QKMS_SEED_FILE: bad });
+    assert.equal(await run.exited, 2);
+    assert.match(run.output(), /key spec RSA_2048 is not valid for key rotation/);
+  });
+});
