@@ -105,6 +105,7 @@ export class AuditLog {
   private resume(): void {
     const segments = listSegments(this.dir);
     const last = segments[segments.length - 1];
+    if (last) this.setAsideTornTail(last.file);
     this.openSegment(last ? last.n : 1);
     for (const s of [...segments].reverse()) {
       const lines = fs.readFileSync(s.file, 'utf8').split('\n').filter(Boolean);
@@ -114,6 +115,25 @@ export class AuditLog {
       this.head = tail.hash;
       break;
     }
+  }
+
+  /**
+   * A crash in the middle of a write can leave a partial last line (every record ends with a
+   * newline). It is moved to a side file, kept for inspection, and the chain continues from the
+   * last whole record, so the trail still verifies and start-up does not stop on it.
+   */
+  private setAsideTornTail(file: string): void {
+    const bytes = fs.readFileSync(file);
+    const end = bytes.lastIndexOf(0x0a) + 1;
+    if (end === bytes.length) return;
+    const aside = `${file}.torn-${Date.now()}`;
+    fs.writeFileSync(aside, bytes.subarray(end), { mode: 0o600 });
+    fs.truncateSync(file, end);
+    this.logger.error('audit trail: a partial last record, torn by a crash, was moved aside; the chain continues from the last whole record', {
+      file: path.basename(file),
+      movedTo: path.basename(aside),
+      bytes: bytes.length - end,
+    });
   }
 }
 
