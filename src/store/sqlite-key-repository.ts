@@ -50,6 +50,8 @@ const MIGRATIONS = [
   `ALTER TABLE keys ADD COLUMN rotation_period_days INTEGER;
    ALTER TABLE keys ADD COLUMN next_rotation_date REAL;
    ALTER TABLE key_materials ADD COLUMN rotation_type TEXT;`,
+  // Dropping the first grants table loses nothing: no operation ever wrote to it (CreateGrant
+  // arrived with this migration), and its columns could not describe a grant anyway.
   `DROP TABLE grants;
    CREATE TABLE grants (
      position INTEGER PRIMARY KEY AUTOINCREMENT,
