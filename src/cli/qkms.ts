@@ -23,14 +23,19 @@ export function buildProgram(env: Record<string, string | undefined>): Command {
     .option('--access-key-id <id>', 'access key id (default QKMS_ACCESS_KEY_ID)')
     .option('--secret-access-key-file <file>', 'file holding the secret access key (default QKMS_SECRET_ACCESS_KEY)')
     .option('--data-dir <dir>', 'direct mode: the data dir (default QKMS_DATA_DIR)')
-    .option('--json', 'machine-readable JSON on stdout')
-    .showHelpAfterError()
-    .exitOverride();
+    .option('--json', 'machine-readable JSON on stdout');
   const cli = new Cli(env, () => program.opts<GlobalOptions>());
   for (const command of [keysCommand(cli), aliasesCommand(cli), ...tokenCommands(cli), auditCommand(cli), reportCommand(cli), benchCommand(cli)]) {
-    program.addCommand(command.exitOverride());
+    program.addCommand(command);
   }
+  throwInsteadOfExit(program);
   return program;
+}
+
+/** Commander exits by itself (code 1) on bad usage; every level must throw instead, to exit 2. */
+function throwInsteadOfExit(command: Command): void {
+  command.exitOverride().showHelpAfterError();
+  command.commands.forEach(throwInsteadOfExit);
 }
 
 /** Runs argv (without node and script) and resolves to the exit code. */

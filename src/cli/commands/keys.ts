@@ -1,6 +1,6 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { type Cli } from '../cli-context';
-import { listAll } from '../kms-caller';
+import { listAll, type KmsCaller } from '../kms-caller';
 
 type Metadata = Record<string, any>;
 
@@ -48,8 +48,9 @@ export function keysCommand(cli: Cli): Command {
       .description(operation)
       .action(async (key: string) => {
         const { KeyMetadata } = await cli.withKms(async (kms) => {
-          await kms.call(operation, { KeyId: key });
-          return kms.call('DescribeKey', { KeyId: key });
+          const KeyId = await keyIdOf(kms, key);
+          await kms.call(operation, { KeyId });
+          return kms.call('DescribeKey', { KeyId });
         });
         cli.result(KeyMetadata, () => `${KeyMetadata.KeyId}\t${KeyMetadata.KeyState}`);
       });
@@ -60,11 +61,19 @@ export function keysCommand(cli: Cli): Command {
     .description('ScheduleKeyDeletion: the key and its HSM objects are destroyed after the waiting period')
     .option('--days <n>', 'PendingWindowInDays (7-30)', parseInteger, 30)
     .action(async (key: string, o: { days: number }) => {
-      const answer = await cli.withKms((kms) => kms.call('ScheduleKeyDeletion', { KeyId: key, PendingWindowInDays: o.days }));
+      const answer = await cli.withKms(async (kms) => kms.call('ScheduleKeyDeletion', { KeyId: await keyIdOf(kms, key), PendingWindowInDays: o.days }));
       cli.result(answer, () => `${answer.KeyId}\t${answer.KeyState}\tdeleted after ${new Date(answer.DeletionDate * 1000).toISOString()}`);
     });
 
   return keys;
+}
+
+/**
+ * The key id behind an alias: EnableKey, DisableKey and the deletion operations take no alias (as
+ * in AWS KMS), the CLI does, through DescribeKey.
+ */
+async function keyIdOf(kms: KmsCaller, key: string): Promise<string> {
+  return key.includes('alias/') ? ((await kms.call('DescribeKey', { KeyId: key })).KeyMetadata.KeyId as string) : key;
 }
 
 export function describeText(m: Metadata): string {

@@ -28,22 +28,23 @@ export function tokenCommands(cli: Cli): Command[] {
     .description('the slots of the PKCS#11 module and their tokens (no PIN needed)')
     .option('--module <path>', 'a PKCS#11 module (default: QKMS_PKCS11_MODULE, or the embedded token of the data dir)')
     .action((o: { module?: string }) => {
-      const config = cli.config();
-      const modulePath = o.module ?? config.pkcs11.modulePath ?? existingEmbeddedModule(config.dataDir);
-      if (!modulePath) throw new CliError(`no PKCS#11 module: set QKMS_PKCS11_MODULE, give --module, or run 'qkms init' to create the embedded token in ${config.dataDir}`, EXIT.usage);
+      // With --module no configuration is needed (nor a PIN, which QKMS_PKCS11_MODULE would require).
+      const config = o.module ? undefined : cli.config();
+      const modulePath = o.module ?? config?.pkcs11.modulePath ?? existingEmbeddedModule(config!.dataDir);
+      if (!modulePath) throw new CliError(`no PKCS#11 module: set QKMS_PKCS11_MODULE, give --module, or run 'qkms init' to create the embedded token in ${config!.dataDir}`, EXIT.usage);
       let slots: SlotReport[];
       try {
         slots = listSlots(modulePath);
       } catch (err) {
         throw new CliError(describe(err), EXIT.unavailable);
       }
-      cli.result({ module: modulePath, slots }, () => slotsText(modulePath, slots, config.pkcs11.tokenLabel));
+      cli.result({ module: modulePath, slots }, () => slotsText(modulePath, slots, config?.pkcs11.tokenLabel));
     });
 
   return [init, slots];
 }
 
-function slotsText(modulePath: string, slots: SlotReport[], ourLabel: string): string {
+function slotsText(modulePath: string, slots: SlotReport[], ourLabel: string | undefined): string {
   const lines = [`module ${modulePath}: ${slots.length} slot(s)`];
   for (const s of slots) {
     lines.push(`slot ${s.slotId}: ${s.description} (${s.manufacturer})${s.hasToken ? '' : ' — no token'}`);
