@@ -14,18 +14,18 @@ const constants = pkcs11js as unknown as Record<string, unknown>;
 
 /**
  * Value -> name for one family of constants. pkcs11js exports some values under two names
- * (CKM_ECDSA_KEY_PAIR_GEN = CKM_EC_KEY_PAIR_GEN); the first exported wins, which is the current name.
+ * (CKK_ECDSA = CKK_EC); `preferred` names (the current PKCS#11 ones) win, then the first exported.
  */
-function namesOf(prefix: string, extra: Record<string, number>): Map<number, string> {
+function namesOf(prefix: string, preferred: Record<string, number>): Map<number, string> {
   const names = new Map<number, string>();
-  for (const [name, value] of [...Object.entries(constants), ...Object.entries(extra)]) {
+  for (const [name, value] of [...Object.entries(preferred), ...Object.entries(constants)]) {
     if (name.startsWith(prefix) && typeof value === 'number' && !names.has(value)) names.set(value, name);
   }
   return names;
 }
 
-const MECHANISMS = namesOf('CKM_', { CKM_EC_EDWARDS_KEY_PAIR_GEN, CKM_EDDSA });
-const KEY_TYPES = namesOf('CKK_', { CKK_EC_EDWARDS });
+const MECHANISMS = namesOf('CKM_', { CKM_EC_EDWARDS_KEY_PAIR_GEN, CKM_EDDSA, CKM_EC_KEY_PAIR_GEN: pkcs11js.CKM_EC_KEY_PAIR_GEN });
+const KEY_TYPES = namesOf('CKK_', { CKK_EC_EDWARDS, CKK_EC: pkcs11js.CKK_EC });
 const CLASSES = namesOf('CKO_', {});
 
 const nameOr = (names: Map<number, string>, value: number) => names.get(value) ?? `0x${value.toString(16).padStart(8, '0')}`;
