@@ -16,6 +16,7 @@ import type { Logger } from './logging/logger';
 import type { GatewayDeps } from './operations/context';
 import { Scheduler } from './scheduler';
 import { applySeedFile } from './seed';
+import { lockDataDir } from './store/data-dir-lock';
 import { SqliteKeyRepository } from './store/sqlite-key-repository';
 
 export interface Gateway {
@@ -61,7 +62,18 @@ export async function openHsm(config: Config, logger: Logger): Promise<Hsm> {
  * Creates the internal marker key on first start and reconciles metadata with the token.
  */
 export async function buildGateway(config: Config, rawHsm: Hsm, logger: Logger, clock: () => Date = () => new Date()): Promise<Gateway> {
-  fs.mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  // One writer per data dir (the audit chain, the store, the token's objects): a second gateway or
+  // a direct-mode CLI command on the same dir fails here (src/store/data-dir-lock.ts).
+  const lock = lockDataDir(config.dataDir, path.basename(process.argv[1] ?? 'node'));
+  try {
+    return await openGateway(config, rawHsm, logger, { clock, releaseLock: lock.release });
+  } catch (err) {
+    lock.release();
+    throw err;
+  }
+}
+
+async function openGateway(config: Config, rawHsm: Hsm, logger: Logger, { clock, releaseLock }: { clock: () => Date; releaseLock: () => void }): Promise<Gateway> {
   const keys = new SqliteKeyRepository(path.join(config.dataDir, 'qkms.db'));
   const hsm = withDeadline(rawHsm, config.hsmTimeoutMs);
   for (const label of [MARKER_MAC_LABEL, AUDIT_MAC_LABEL]) {
@@ -103,6 +115,7 @@ export async function buildGateway(config: Config, rawHsm: Hsm, logger: Logger, 
       await audit.close();
       await keys.close();
       await rawHsm.close();
+      releaseLock();
     },
   };
 }

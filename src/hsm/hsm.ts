@@ -50,8 +50,34 @@ export interface Hsm {
   destroyKey(label: string): Promise<void>;
   /** Labels of the token's key objects that start with the prefix (start-up reconciliation). */
   listKeyLabels(prefix: string): Promise<string[]>;
+  /**
+   * What the token itself says about every object with this label, found afresh (not from a
+   * cache): class, type, protection flags, allowed mechanisms. Reads no secret value.
+   */
+  inspectKeyObjects(label: string): Promise<KeyObjectFacts[]>;
   health(): Promise<HsmHealth>;
   close(): Promise<void>;
+}
+
+/**
+ * One token object as the token reports it, in PKCS#11's own names (an auditor compares them with
+ * pkcs11-tool): e.g. objectClass 'CKO_SECRET_KEY', flags.CKA_SENSITIVE. A flag is absent when the
+ * token does not report it.
+ */
+export interface KeyObjectFacts {
+  label: string;
+  /** CKA_ID as hex. */
+  id: string;
+  objectClass: string;
+  keyType: string;
+  flags: Record<string, boolean>;
+  /** CKA_ALLOWED_MECHANISMS by name; null when the token reports none (no restriction). */
+  allowedMechanisms: string[] | null;
+  keyGenMechanism?: string;
+  /** CKA_VALUE_LEN × 8 or CKA_MODULUS_BITS. */
+  sizeBits?: number;
+  /** The named curve of CKA_EC_PARAMS. */
+  curve?: string;
 }
 
 /** AES_KWP: RFC 5649 (integrity of the key only). AES_GCM: for tokens whose C_WrapKey can do GCM, with AAD. */
@@ -76,6 +102,7 @@ export interface HsmHealth {
 export const HSM_CALLS = [
   'generateKek', 'generateMacKey', 'generateKeyPair', 'publicKey', 'signDigest', 'verifyDigest', 'rsaEncrypt', 'rsaDecrypt', 'deriveSharedSecret', 'generateDataKeyPair', 'generateWrappedDataKey',
   'unwrapDataKey', 'encryptAesGcm', 'decryptAesGcm', 'hmacSign', 'hmacVerify', 'randomBytes', 'destroyKey', 'listKeyLabels',
+  'inspectKeyObjects',
 ] as const satisfies ReadonlyArray<keyof Hsm>;
 
 /**

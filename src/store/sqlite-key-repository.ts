@@ -99,12 +99,18 @@ export class SqliteKeyRepository implements KeyRepository {
   /** Prepared statements by SQL text: preparing costs more than running a point query. */
   private readonly statements = new Map<string, Database.Statement>();
 
-  constructor(file: string) {
-    this.db = new Database(file);
+  /** `isReadOnly`: for readers beside a running gateway (the compliance report); never migrates. */
+  constructor(file: string, { isReadOnly = false }: { isReadOnly?: boolean } = {}) {
+    this.db = new Database(file, { readonly: isReadOnly, fileMustExist: isReadOnly });
+    this.db.pragma('busy_timeout = 5000');
+    if (isReadOnly) {
+      const version = this.db.pragma('user_version', { simple: true }) as number;
+      if (version !== MIGRATIONS.length) throw new Error(`the key store ${file} has schema version ${version}; this qkms reads version ${MIGRATIONS.length}`);
+      return;
+    }
     this.db.pragma('journal_mode = WAL'); // readers never block the writer; several processes may share the file
     this.db.pragma('synchronous = FULL'); // a key's metadata must survive a power cut once CreateKey answered
     this.db.pragma('foreign_keys = ON');
-    this.db.pragma('busy_timeout = 5000');
     this.migrate();
   }
 

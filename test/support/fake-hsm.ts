@@ -1,5 +1,5 @@
 import crypto from 'node:crypto';
-import type { DataKeyWrap, Hash, HmacKeySpec, Hsm, HsmHealth, KeyPairSpec, SigningScheme } from '../../src/hsm/hsm';
+import type { DataKeyWrap, Hash, HmacKeySpec, Hsm, HsmHealth, KeyObjectFacts, KeyPairSpec, SigningScheme } from '../../src/hsm/hsm';
 import { GCM_IV_BYTES, GCM_TAG_BYTES } from '../../src/hsm/hsm';
 import { HsmError } from '../../src/hsm/hsm-error';
 
@@ -106,6 +106,21 @@ export class FakeHsm implements Hsm {
   }
   async listKeyLabels(prefix: string) {
     return [...this.keys.keys(), ...this.pairs.keys()].filter((l) => l.startsWith(prefix));
+  }
+  /** Claims what Pkcs11Hsm's templates ask for: the fake has no token to report on. */
+  async inspectKeyObjects(label: string): Promise<KeyObjectFacts[]> {
+    const pair = this.pairs.get(label);
+    if (!this.keys.has(label) && !pair) return [];
+    const isPublic = pair?.type === 'public';
+    const protectedKey = { CKA_SENSITIVE: true, CKA_ALWAYS_SENSITIVE: true, CKA_EXTRACTABLE: false, CKA_NEVER_EXTRACTABLE: true };
+    return [{
+      label,
+      id: Buffer.from(label).toString('hex'),
+      objectClass: pair ? (isPublic ? 'CKO_PUBLIC_KEY' : 'CKO_PRIVATE_KEY') : 'CKO_SECRET_KEY',
+      keyType: pair ? 'CKK_EC' : 'CKK_AES',
+      flags: { CKA_TOKEN: true, CKA_PRIVATE: !isPublic, CKA_LOCAL: true, CKA_MODIFIABLE: false, ...(isPublic ? {} : protectedKey) },
+      allowedMechanisms: null,
+    }];
   }
   async health(): Promise<HsmHealth> {
     return { isUp: this.isUp, detail: this.isUp ? 'fake token answers' : 'fake token down' };

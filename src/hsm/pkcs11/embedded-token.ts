@@ -74,3 +74,14 @@ export function ensureEmbeddedToken(dataDir: string, tokenLabel: string): Embedd
   }
   return { modulePath, pin, created: true };
 }
+
+/**
+ * The module of an existing embedded token, with SOFTHSM2_CONF pointed at it, for readers that must
+ * not create one (qkms slots); undefined when dataDir holds no embedded token yet.
+ */
+export function existingEmbeddedModule(dataDir: string): string | undefined {
+  const confPath = path.join(dataDir, 'softhsm2.conf');
+  if (!fs.existsSync(confPath)) return undefined;
+  process.env.SOFTHSM2_CONF = confPath;
+  return findSoftHsmModule();
+}

@@ -1,5 +1,5 @@
 import * as pkcs11js from 'pkcs11js';
-import type { DataKeyWrap, Hash, HmacKeySpec, Hsm, HsmHealth, KeyPairSpec, KeyPairUsage, SigningScheme, WrappedDataKey } from '../hsm';
+import type { DataKeyWrap, Hash, HmacKeySpec, Hsm, HsmHealth, KeyObjectFacts, KeyPairSpec, KeyPairUsage, SigningScheme, WrappedDataKey } from '../hsm';
 import { GCM_IV_BYTES, GCM_TAG_BYTES } from '../hsm';
 import { HsmError } from '../hsm-error';
 import { classifyCkr } from './ckr-table';
@@ -8,6 +8,7 @@ import { ecdsaDerToRaw, ecdsaRawToDer, edwardsPoint, unwrapEcPoint } from './der
 import { AES_KEY_GEN, aesGcm, CKK_EC_EDWARDS, DIGEST_INFO_PREFIX, ECDSA, EDDSA, GENERIC_SECRET_KEY_GEN, HMAC_BY_HASH, KWP, RSA_PKCS, rsaOaep, rsaPss } from './mechanisms';
 import { CURVE_OIDS, sharedSecretTemplate, ephemeralDataKeyTemplate, ephemeralKeyPairTemplates, kekTemplate, keyPairGenMechanism, keyPairTemplates, macKeyTemplate } from './templates';
 import { FaultPlan } from './faults';
+import { readObjectFacts } from './object-facts';
 import { SessionPool } from './session-pool';
 
 export interface Pkcs11Options {
@@ -337,6 +338,10 @@ export class Pkcs11Hsm implements Hsm {
 
   async listKeyLabels(prefix: string): Promise<string[]> {
     return [...this.handles.keys()].filter((l) => l.startsWith(prefix));
+  }
+
+  async inspectKeyObjects(label: string): Promise<KeyObjectFacts[]> {
+    return this.withSession('C_GetAttributeValue', (s) => readObjectFacts(this.p11, s, label));
   }
 
   async health(): Promise<HsmHealth> {

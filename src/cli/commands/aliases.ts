@@ -1,0 +1,43 @@
+import { Command } from 'commander';
+import type { Cli } from '../cli-context';
+import { listAll } from '../kms-caller';
+
+/** `qkms aliases …`: CreateAlias, ListAliases, UpdateAlias, DeleteAlias. */
+export function aliasesCommand(cli: Cli): Command {
+  const aliases = new Command('aliases').description('manage aliases (alias/<name>)');
+
+  aliases
+    .command('create <alias> <key>')
+    .description('CreateAlias: point a new alias/<name> at a key')
+    .action(async (alias: string, key: string) => {
+      await cli.withKms((kms) => kms.call('CreateAlias', { AliasName: alias, TargetKeyId: key }));
+      cli.result({ AliasName: alias, TargetKeyId: key }, () => `${alias} -> ${key}`);
+    });
+
+  aliases
+    .command('list')
+    .description('ListAliases, optionally of one key')
+    .option('--key <key>', 'only the aliases of this key')
+    .action(async (o: { key?: string }) => {
+      const all = await cli.withKms((kms) => listAll<Record<string, any>>(kms, 'ListAliases', { Limit: 100, ...(o.key && { KeyId: o.key }) }, 'Aliases'));
+      cli.result(all, () => all.map((a) => `${a.AliasName}\t${a.TargetKeyId ?? '-'}`).join('\n') || '(no aliases)');
+    });
+
+  aliases
+    .command('update <alias> <key>')
+    .description('UpdateAlias: point an existing alias at another key')
+    .action(async (alias: string, key: string) => {
+      await cli.withKms((kms) => kms.call('UpdateAlias', { AliasName: alias, TargetKeyId: key }));
+      cli.result({ AliasName: alias, TargetKeyId: key }, () => `${alias} -> ${key}`);
+    });
+
+  aliases
+    .command('delete <alias>')
+    .description('DeleteAlias')
+    .action(async (alias: string) => {
+      await cli.withKms((kms) => kms.call('DeleteAlias', { AliasName: alias }));
+      cli.result({ AliasName: alias, deleted: true }, () => `${alias} deleted`);
+    });
+
+  return aliases;
+}

@@ -1,0 +1,59 @@
+import path from 'node:path';
+import { Command } from 'commander';
+import { existingEmbeddedModule } from '../../hsm/pkcs11/embedded-token';
+import { listSlots, type SlotReport } from '../../hsm/pkcs11/slot-info';
+import { CliError, EXIT, describe, type Cli } from '../cli-context';
+import { LocalCaller } from '../local-caller';
+
+/** `qkms init` and `qkms slots`: the token itself. */
+export function tokenCommands(cli: Cli): Command[] {
+  const init = new Command('init')
+    .description('prepare QKMS_DATA_DIR and its token: the embedded SoftHSM2 token (created if missing), the key store and the internal HSM keys')
+    .action(async () => {
+      const config = cli.config();
+      if (cli.endpoint) throw new CliError('init works on the data dir directly; it takes no --endpoint', EXIT.usage);
+      cli.progress(`initialising ${config.dataDir} (token '${config.pkcs11.tokenLabel}')…`);
+      let kms: LocalCaller;
+      try {
+        kms = await LocalCaller.open(config, cli.logger());
+      } catch (err) {
+        throw new CliError(`cannot initialise ${config.dataDir}: ${describe(err)}`, EXIT.unavailable);
+      }
+      await kms.close();
+      const summary = { dataDir: config.dataDir, tokenLabel: config.pkcs11.tokenLabel, embedded: !config.pkcs11.modulePath, store: path.join(config.dataDir, 'qkms.db') };
+      cli.result(summary, () => `ready: ${summary.dataDir} (token '${summary.tokenLabel}'${summary.embedded ? ', embedded SoftHSM2' : ''})`);
+    });
+
+  const slots = new Command('slots')
+    .description('the slots of the PKCS#11 module and their tokens (no PIN needed)')
+    .option('--module <path>', 'a PKCS#11 module (default: QKMS_PKCS11_MODULE, or the embedded token of the data dir)')
+    .action((o: { module?: string }) => {
+      // With --module no configuration is needed (nor a PIN, which QKMS_PKCS11_MODULE would require).
+      const config = o.module ? undefined : cli.config();
+      const modulePath = o.module ?? config?.pkcs11.modulePath ?? existingEmbeddedModule(config!.dataDir);
+      if (!modulePath) throw new CliError(`no PKCS#11 module: set QKMS_PKCS11_MODULE, give --module, or run 'qkms init' to create the embedded token in ${config!.dataDir}`, EXIT.usage);
+      let slots: SlotReport[];
+      try {
+        slots = listSlots(modulePath);
+      } catch (err) {
+        throw new CliError(describe(err), EXIT.unavailable);
+      }
+      cli.result({ module: modulePath, slots }, () => slotsText(modulePath, slots, config?.pkcs11.tokenLabel));
+    });
+
+  return [init, slots];
+}
+
+function slotsText(modulePath: string, slots: SlotReport[], ourLabel: string | undefined): string {
+  const lines = [`module ${modulePath}: ${slots.length} slot(s)`];
+  for (const s of slots) {
+    lines.push(`slot ${s.slotId}: ${s.description} (${s.manufacturer})${s.hasToken ? '' : ' — no token'}`);
+    const t = s.token;
+    if (!t) continue;
+    const mark = t.label === ourLabel ? '  <- QKMS_PKCS11_TOKEN_LABEL' : '';
+    lines.push(`  token '${t.label}'${mark}`);
+    lines.push(`  ${t.manufacturer} ${t.model}, serial ${t.serialNumber || '-'}, firmware ${t.firmwareVersion}`);
+    lines.push(`  initialized ${t.isInitialized}, user PIN set ${t.isUserPinInitialized}, login required ${t.isLoginRequired}, RNG ${t.hasRng}, write-protected ${t.isWriteProtected}`);
+  }
+  return lines.join('\n');
+}

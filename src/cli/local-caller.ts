@@ -1,0 +1,70 @@
+import crypto from 'node:crypto';
+import type { Config } from '../config/load-config';
+import { KmsError, UnknownOperationException } from '../errors/kms-errors';
+import { buildGateway, openHsm, type Gateway } from '../gateway';
+import type { Logger } from '../logging/logger';
+import { registry } from '../operations/registry';
+import { validateInput } from '../operations/validate-input';
+import { KmsCallError, type KmsCaller } from './kms-caller';
+
+/**
+ * KMS operations in this process, straight on the HSM and the store, as the admin principal
+ * (arn:aws:iam::<account>:root): the registry, joi validation, authorization, errors and the audit
+ * record are the gateway's own, only the HTTP and SigV4 layers are skipped. buildGateway takes the
+ * data dir's single-writer lock, so this refuses to run beside a gateway on the same dir.
+ */
+export class LocalCaller implements KmsCaller {
+  private constructor(
+    private readonly gateway: Gateway,
+    private readonly logger: Logger,
+  ) {}
+
+  static async open(config: Config, logger: Logger): Promise<LocalCaller> {
+    const hsm = await openHsm(config, logger);
+    try {
+      return new LocalCaller(await buildGateway(config, hsm, logger), logger);
+    } catch (err) {
+      await hsm.close();
+      throw err;
+    }
+  }
+
+  async call<T = Record<string, any>>(operation: string, input: object): Promise<T> {
+    const { deps } = this.gateway;
+    const requestId = crypto.randomUUID();
+    const principal = deps.principals.lookup(deps.config.adminCredential.accessKeyId)!;
+    let keyArn: string | null = null;
+    let status = 200;
+    let errorCode: string | null = null;
+    try {
+      const op = registry.get(operation);
+      if (!op) throw UnknownOperationException.create();
+      const log = this.logger.child({ requestId, operation });
+      const output = await op.handle(validateInput(op.schema, JSON.parse(JSON.stringify(input))), { deps, requestId, principal, log, noteKey: (arn) => (keyArn = arn) });
+      // Through JSON, as on the wire: Dates become epoch numbers exactly as dispatch sends them.
+      return (output === undefined ? {} : JSON.parse(JSON.stringify(output))) as T;
+    } catch (err) {
+      const known = err instanceof KmsError ? err : undefined;
+      status = known?.status ?? 500;
+      errorCode = known?.type ?? 'KMSInternalException';
+      if (!known) this.logger.error('operation failed', { operation, cause: err instanceof Error ? err.message : String(err) });
+      throw new KmsCallError(errorCode, known ? (known.hasMessage ? known.message : '') : 'The request failed inside QKMS; see the log above.', status);
+    } finally {
+      deps.audit.append({
+        time: new Date().toISOString(),
+        requestId,
+        operation,
+        principal: principal.principalArn,
+        accessKeyId: principal.accessKeyId,
+        sourceIp: 'local-cli',
+        keyArn,
+        status,
+        errorCode,
+      });
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.gateway.close();
+  }
+}

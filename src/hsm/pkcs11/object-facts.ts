@@ -1,0 +1,94 @@
+import * as pkcs11js from 'pkcs11js';
+import type { KeyObjectFacts } from '../hsm';
+import { CKK_EC_EDWARDS, CKM_EC_EDWARDS_KEY_PAIR_GEN, CKM_EDDSA } from './mechanisms';
+import { CURVE_OIDS } from './templates';
+
+/** The boolean attributes an auditor asks about: protection first, then what the key may do. */
+const FLAG_NAMES = [
+  'CKA_TOKEN', 'CKA_PRIVATE', 'CKA_SENSITIVE', 'CKA_ALWAYS_SENSITIVE', 'CKA_EXTRACTABLE', 'CKA_NEVER_EXTRACTABLE', 'CKA_LOCAL',
+  'CKA_MODIFIABLE', 'CKA_COPYABLE', 'CKA_DESTROYABLE', 'CKA_TRUSTED', 'CKA_WRAP_WITH_TRUSTED',
+  'CKA_ENCRYPT', 'CKA_DECRYPT', 'CKA_WRAP', 'CKA_UNWRAP', 'CKA_SIGN', 'CKA_VERIFY', 'CKA_DERIVE',
+] as const;
+
+const constants = pkcs11js as unknown as Record<string, unknown>;
+
+/**
+ * Value -> name for one family of constants. pkcs11js exports some values under two names
+ * (CKK_ECDSA = CKK_EC); `preferred` names (the current PKCS#11 ones) win, then the first exported.
+ */
+function namesOf(prefix: string, preferred: Record<string, number>): Map<number, string> {
+  const names = new Map<number, string>();
+  for (const [name, value] of [...Object.entries(preferred), ...Object.entries(constants)]) {
+    if (name.startsWith(prefix) && typeof value === 'number' && !names.has(value)) names.set(value, name);
+  }
+  return names;
+}
+
+const MECHANISMS = namesOf('CKM_', { CKM_EC_EDWARDS_KEY_PAIR_GEN, CKM_EDDSA, CKM_EC_KEY_PAIR_GEN: pkcs11js.CKM_EC_KEY_PAIR_GEN });
+const KEY_TYPES = namesOf('CKK_', { CKK_EC_EDWARDS, CKK_EC: pkcs11js.CKK_EC });
+const CLASSES = namesOf('CKO_', {});
+
+const nameOr = (names: Map<number, string>, value: number) => names.get(value) ?? `0x${value.toString(16).padStart(8, '0')}`;
+
+/** Every token object with this label, as the token reports it. Reads no CKA_VALUE. */
+export function readObjectFacts(p11: pkcs11js.PKCS11, session: pkcs11js.Handle, label: string): KeyObjectFacts[] {
+  p11.C_FindObjectsInit(session, [{ type: pkcs11js.CKA_LABEL, value: label }]);
+  let handles: pkcs11js.Handle[];
+  try {
+    handles = p11.C_FindObjects(session, 1000);
+  } finally {
+    p11.C_FindObjectsFinal(session);
+  }
+  return handles.map((h) => factsOf(p11, session, h, label));
+}
+
+function factsOf(p11: pkcs11js.PKCS11, session: pkcs11js.Handle, handle: pkcs11js.Handle, label: string): KeyObjectFacts {
+  // One attribute per call: a token answers the whole template with an error if one attribute is
+  // invalid for the class (CKA_SENSITIVE on a public key), and we want every other one.
+  const read = (type: number): Buffer | undefined => {
+    try {
+      return p11.C_GetAttributeValue(session, handle, [{ type }])[0].value;
+    } catch {
+      return undefined;
+    }
+  };
+  const flags: Record<string, boolean> = {};
+  for (const name of FLAG_NAMES) {
+    const value = read(constants[name] as number);
+    if (value && value.length > 0) flags[name] = value[0] !== 0;
+  }
+  const allowed = read(pkcs11js.CKA_ALLOWED_MECHANISMS);
+  const keyGen = read(pkcs11js.CKA_KEY_GEN_MECHANISM);
+  const valueLen = read(pkcs11js.CKA_VALUE_LEN);
+  const modulusBits = read(pkcs11js.CKA_MODULUS_BITS);
+  const ecParams = read(pkcs11js.CKA_EC_PARAMS);
+  const keyType = read(pkcs11js.CKA_KEY_TYPE);
+  return {
+    label,
+    id: (read(pkcs11js.CKA_ID) ?? Buffer.alloc(0)).toString('hex'),
+    objectClass: nameOr(CLASSES, ulong(read(pkcs11js.CKA_CLASS))),
+    keyType: keyType ? nameOr(KEY_TYPES, ulong(keyType)) : 'none',
+    flags,
+    allowedMechanisms: allowed && allowed.length > 0 ? ulongs(allowed).map((m) => nameOr(MECHANISMS, m)) : null,
+    ...(keyGen && isKnownUlong(keyGen) && { keyGenMechanism: nameOr(MECHANISMS, ulong(keyGen)) }),
+    ...(valueLen && { sizeBits: ulong(valueLen) * 8 }),
+    ...(modulusBits && { sizeBits: ulong(modulusBits) }),
+    ...(ecParams && { curve: Object.entries(CURVE_OIDS).find(([, oid]) => oid.equals(ecParams))?.[0] ?? ecParams.toString('hex') }),
+  };
+}
+
+/** CK_ULONG: 8 bytes little-endian on 64-bit Linux, 4 elsewhere. */
+function ulong(value: Buffer | undefined): number {
+  if (!value) return -1;
+  return value.length === 8 ? Number(value.readBigUInt64LE(0)) : value.readUInt32LE(0);
+}
+
+function ulongs(value: Buffer): number[] {
+  const size = value.length % 8 === 0 ? 8 : 4;
+  return Array.from({ length: value.length / size }, (_, i) => ulong(value.subarray(i * size, (i + 1) * size)));
+}
+
+/** CK_UNAVAILABLE_INFORMATION (all ones) means the token does not know how the key was made. */
+function isKnownUlong(value: Buffer): boolean {
+  return !value.every((b) => b === 0xff);
+}

@@ -1,0 +1,146 @@
+import path from 'node:path';
+import { verifyAuditTrail, type AuditVerification } from '../audit/audit-verify';
+import { keyArn, type ArnScope } from '../domain/arn';
+import { KEY_LABEL_PREFIX, keyObjectLabels, type Grant, type KeyRepository, type Tag } from '../domain/key-repository';
+import type { Hsm, KeyObjectFacts } from '../hsm/hsm';
+
+/** One token object a material version should have, as found on the token. */
+export interface ObjectFinding {
+  role: string;
+  label: string;
+  /** Every object carrying the label (normally exactly one). */
+  objects: KeyObjectFacts[];
+  /** Why this object breaks "key material never left the HSM"; empty when it holds. */
+  failures: string[];
+  /** Worth an auditor's eye, but not a breach of the rule (e.g. a modifiable object). */
+  warnings: string[];
+}
+
+export interface KeyReport {
+  keyId: string;
+  keyArn: string;
+  description: string;
+  keySpec: string;
+  keyUsage: string;
+  state: string;
+  origin: string;
+  createdAt: string;
+  deletionDate?: string;
+  rotation?: { periodDays: number; nextRotationDate: string };
+  tags: Tag[];
+  aliases: string[];
+  /** The key policy as stored; undefined = the default key policy. */
+  policy?: string;
+  grants: Array<Omit<Grant, 'createdAt'> & { createdAt: string }>;
+  materials: Array<{ version: number; materialId: string; createdAt: string; rotationType: string; isCurrent: boolean; objects: ObjectFinding[] }>;
+  verdict: { neverLeftHsm: boolean; failures: string[] };
+}
+
+export interface ComplianceReport {
+  generatedAt: string;
+  dataDir: string;
+  token: { label: string; module: string };
+  rule: string;
+  audit: AuditVerification | { error: string };
+  summary: { keys: number; passing: number; failing: number; isAuditIntact: boolean };
+  /** Token objects under qkms/ that no key's metadata names (e.g. left by a crash). */
+  orphanedObjects: string[];
+  keys: KeyReport[];
+}
+
+export const RULE =
+  'Key material never left the HSM: every object holding secret material (secret and private keys) reports CKA_SENSITIVE, CKA_ALWAYS_SENSITIVE, ' +
+  'CKA_NEVER_EXTRACTABLE and CKA_LOCAL true and CKA_EXTRACTABLE false, and exactly one object carries each label the key uses.';
+
+const iso = (d: Date) => d.toISOString();
+
+/**
+ * Everything an auditor asks about each key, read only: metadata, tags, aliases, policy and grants
+ * from the store; each material version's objects with the attributes the token itself reports
+ * (Hsm.inspectKeyObjects); and the audit trail's verification. No secret value is read.
+ */
+export async function buildComplianceReport(
+  source: { keys: KeyRepository; hsm: Hsm; scope: ArnScope },
+  about: { dataDir: string; token: { label: string; module: string }; now: Date },
+  onProgress: (message: string) => void = () => {},
+): Promise<ComplianceReport> {
+  const ids = await source.keys.listKeys(0, Number.MAX_SAFE_INTEGER);
+  const keys: KeyReport[] = [];
+  const expected = new Set<string>();
+  for (const [i, { keyId }] of ids.entries()) {
+    onProgress(`key ${i + 1}/${ids.length}: ${keyId}`);
+    const report = await keyReport(source, keyId);
+    if (!report) continue; // deleted between listing and reading (a gateway runs beside us)
+    report.materials.forEach((m) => m.objects.forEach((o) => expected.add(o.label)));
+    keys.push(report);
+  }
+  const onToken = await source.hsm.listKeyLabels(KEY_LABEL_PREFIX);
+  onProgress('verifying the audit trail');
+  const audit = await verifyAuditTrail(path.join(about.dataDir, 'audit'), source.hsm).catch((err: unknown) => ({ error: err instanceof Error ? err.message : String(err) }));
+  const passing = keys.filter((k) => k.verdict.neverLeftHsm).length;
+  return {
+    generatedAt: iso(about.now),
+    dataDir: about.dataDir,
+    token: about.token,
+    rule: RULE,
+    audit,
+    summary: { keys: keys.length, passing, failing: keys.length - passing, isAuditIntact: 'isIntact' in audit && audit.isIntact },
+    orphanedObjects: onToken.filter((l) => !expected.has(l)).sort(),
+    keys,
+  };
+}
+
+async function keyReport(source: { keys: KeyRepository; hsm: Hsm; scope: ArnScope }, keyId: string): Promise<KeyReport | undefined> {
+  const { keys, hsm } = source;
+  const key = await keys.getKey(keyId);
+  if (!key) return undefined;
+  const materials = [];
+  for (const m of await keys.listMaterialsOf(keyId)) {
+    const objects: ObjectFinding[] = [];
+    for (const [role, label] of Object.entries(keyObjectLabels(keyId, m.version, key.keySpec))) {
+      objects.push(judge(role, label, await hsm.inspectKeyObjects(label)));
+    }
+    materials.push({ version: m.version, materialId: m.materialId, createdAt: iso(m.createdAt), rotationType: m.rotationType ?? 'ORIGINAL', isCurrent: m.version === key.currentMaterialVersion, objects });
+  }
+  const failures = materials.flatMap((m) => m.objects.flatMap((o) => o.failures.map((f) => `version ${m.version} ${o.role} (${o.label}): ${f}`)));
+  if (materials.length === 0) failures.push('no key material recorded');
+  return {
+    keyId,
+    keyArn: keyArn(source.scope, keyId),
+    description: key.description,
+    keySpec: key.keySpec,
+    keyUsage: key.keyUsage,
+    state: key.state,
+    origin: key.origin,
+    createdAt: iso(key.createdAt),
+    ...(key.deletionDate && { deletionDate: iso(key.deletionDate) }),
+    ...(key.rotation && { rotation: { periodDays: key.rotation.periodDays, nextRotationDate: iso(key.rotation.nextRotationDate) } }),
+    tags: await keys.listTags(keyId),
+    aliases: (await keys.listAliases(0, Number.MAX_SAFE_INTEGER, keyId)).map((a) => a.aliasName),
+    policy: key.policy,
+    grants: (await keys.listGrants({ keyId }, 0, Number.MAX_SAFE_INTEGER)).map(({ position: _p, createdAt, ...g }) => ({ ...g, createdAt: iso(createdAt) })),
+    materials,
+    verdict: { neverLeftHsm: failures.length === 0, failures },
+  };
+}
+
+const MUST_BE = { CKA_SENSITIVE: true, CKA_ALWAYS_SENSITIVE: true, CKA_NEVER_EXTRACTABLE: true, CKA_LOCAL: true, CKA_EXTRACTABLE: false } as const;
+
+/** The rule applied to one label's objects. Public keys hold no secret: only their presence counts. */
+export function judge(role: string, label: string, objects: KeyObjectFacts[]): ObjectFinding {
+  const failures: string[] = [];
+  const warnings: string[] = [];
+  if (objects.length === 0) failures.push('object missing from the token');
+  if (objects.length > 1) failures.push(`${objects.length} objects carry this label: the key's material is ambiguous`);
+  for (const o of objects) {
+    if (o.objectClass === 'CKO_PUBLIC_KEY') continue;
+    for (const [name, wanted] of Object.entries(MUST_BE)) {
+      const actual = o.flags[name];
+      if (actual !== wanted) failures.push(`${name} is ${actual === undefined ? 'not reported' : String(actual)} (must be ${String(wanted)})`);
+    }
+    if (o.flags.CKA_PRIVATE !== true) warnings.push('CKA_PRIVATE is not true: the object is visible without login');
+    if (o.flags.CKA_MODIFIABLE !== false) warnings.push('CKA_MODIFIABLE is not false: its attributes can be changed');
+    if (o.allowedMechanisms === null) warnings.push('no CKA_ALLOWED_MECHANISMS: any mechanism may use it');
+  }
+  return { role, label, objects, failures, warnings };
+}
