@@ -11,6 +11,12 @@ export interface AuditVerification {
   /** The last record a valid checkpoint covers; records after it are chained but not yet signed. */
   lastCheckpointedSeq: number;
   unsignedTail: number;
+  /**
+   * Bytes after the last newline of the last segment: a record being written while we read (a
+   * gateway runs beside the verifier) or torn by a crash (the gateway moves it aside on start).
+   * Not a record yet, so not checked.
+   */
+  partialTailBytes: number;
   firstBad?: { file: string; line: number; seq?: number; reason: string };
 }
 
@@ -19,14 +25,18 @@ export interface AuditVerification {
  * and each checkpoint's HSM HMAC over the head it claims to cover. Stops at the first bad record.
  */
 export async function verifyAuditTrail(dir: string, hsm: Hsm): Promise<AuditVerification> {
-  const result: AuditVerification = { isIntact: true, records: 0, checkpoints: 0, lastCheckpointedSeq: 0, unsignedTail: 0 };
+  const result: AuditVerification = { isIntact: true, records: 0, checkpoints: 0, lastCheckpointedSeq: 0, unsignedTail: 0, partialTailBytes: 0 };
   let head = GENESIS;
   let seq = 0;
   let lastCheckpointRecord = 0;
   const hashes = new Map<number, string>();
-  for (const { file } of listSegments(dir)) {
+  const segments = listSegments(dir);
+  for (const { file } of segments) {
     const lines = fs.readFileSync(file, 'utf8').split('\n');
-    if (lines[lines.length - 1] === '') lines.pop();
+    // Every record ends with a newline: what follows the last one is not a record (yet).
+    const partial = lines.pop()!;
+    if (file === segments[segments.length - 1].file) result.partialTailBytes = Buffer.byteLength(partial);
+    else if (partial !== '') lines.push(partial);
     for (let i = 0; i < lines.length; i++) {
       const bad = (reason: string, at?: number) => {
         result.isIntact = false;

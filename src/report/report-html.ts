@@ -52,7 +52,7 @@ ${r.keys.map(keySection)}
 }
 
 function auditLine(a: Extract<ComplianceReport['audit'], { isIntact: boolean }>): Html {
-  if (a.isIntact) return html`<span class="pass">intact</span>: ${a.records} records, ${a.checkpoints} checkpoints, signed up to seq ${a.lastCheckpointedSeq}, ${a.unsignedTail} newer records not yet checkpointed`;
+  if (a.isIntact) return html`<span class="pass">intact</span>: ${a.records} records, ${a.checkpoints} checkpoints, signed up to seq ${a.lastCheckpointedSeq}, ${a.unsignedTail} newer records not yet checkpointed${a.partialTailBytes ? html`; ${a.partialTailBytes} bytes of a record being written after the last one, not checked` : ''}`;
   const b = a.firstBad!;
   return html`<span class="fail">TAMPERED</span>: first bad record at ${b.file} line ${b.line}: ${b.reason}`;
 }

@@ -36,7 +36,7 @@ export function auditCommand(cli: Cli): Command {
 
 export function verificationText(r: AuditVerification): string {
   if (r.isIntact) {
-    return `audit trail intact: ${r.records} records, ${r.checkpoints} checkpoints; signed up to seq ${r.lastCheckpointedSeq}, ${r.unsignedTail} newer records not yet checkpointed`;
+    return `audit trail intact: ${r.records} records, ${r.checkpoints} checkpoints; signed up to seq ${r.lastCheckpointedSeq}, ${r.unsignedTail} newer records not yet checkpointed${r.partialTailBytes ? `; ${r.partialTailBytes} bytes of a record being written (or torn by a crash) after the last one, not checked` : ''}`;
   }
   const b = r.firstBad!;
   return `AUDIT TRAIL TAMPERED: first bad record at ${b.file} line ${b.line}${b.seq !== undefined ? ` (seq ${b.seq})` : ''}: ${b.reason}`;

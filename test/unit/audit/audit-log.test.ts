@@ -27,6 +27,9 @@ describe('AuditLog after a crash', () => {
     const segment = path.join(dir, 'audit-00000001.jsonl');
     const torn = '{"seq":4,"type":"request","oper';
     fs.appendFileSync(segment, torn);
+    const whileWriting = await verifyAuditTrail(dir, hsm);
+    assert.equal(whileWriting.isIntact, true, 'a record being written is not a bad record');
+    assert.deepEqual([whileWriting.records, whileWriting.partialTailBytes], [2, torn.length]);
 
     const second = AuditLog.open(dir, hsm, logger, OPTIONS);
     second.append(request('GenerateDataKey'));
