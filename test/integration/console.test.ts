@@ -78,7 +78,7 @@ describe('Web console at /console, in headless Chromium against a SoftHSM2 token
     await page.fill('#access-key-id', TEST_CREDENTIALS.accessKeyId);
     await page.fill('#secret-access-key', 'not-the-secret-access-key-000000');
     await page.click('#sign-in-button');
-    await page.waitForFunction(() => document.querySelector('#sign-in-error')?.textContent !== '');
+    await page.locator('#sign-in-error:not(:empty)').waitFor();
     assert.match(await page.textContent('#sign-in-error') ?? '', /^InvalidSignatureException: The request signature we calculated does not match/);
     assert.equal(await page.isVisible('#tester'), false);
   });
@@ -90,7 +90,7 @@ describe('Web console at /console, in headless Chromium against a SoftHSM2 token
     await row.waitFor();
     assert.deepEqual(await row.locator('td').allTextContents(), [keyId, 'alias/console-test', 'Enabled', 'SYMMETRIC_DEFAULT', 'ENCRYPT_DECRYPT', 'enabled', 'console test key']);
     assert.equal(await page.inputValue('#secret-access-key'), '', 'the password field is cleared');
-    const stored = await page.evaluate(() => ({ local: localStorage.length, session: sessionStorage.length, cookie: document.cookie }));
+    const stored = await page.evaluate('({ local: localStorage.length, session: sessionStorage.length, cookie: document.cookie })');
     assert.deepEqual(stored, { local: 0, session: 0, cookie: '' });
     assert.deepEqual(await page.context().cookies(), []);
   });
