@@ -40,14 +40,14 @@ async function keyRow(credentials: Credentials, region: string, keyId: string, a
   return row;
 }
 
-/** Fills the keys table and the KeyId suggestions of the forms. */
+/** Fills the keys table and the KeyId suggestions of the forms; a click on a row picks its key. */
 export function showKeys(rows: KeyRow[]): void {
   const body = byId('keys-body');
   body.replaceChildren(
     ...rows.map((r) =>
       el(
         'tr',
-        { 'data-key-id': r.keyId },
+        { 'data-key-id': r.keyId, title: 'Use this key in Try It Out' },
         el('td', { class: 'mono' }, r.keyId),
         el('td', {}, r.aliases.join(', ')),
         el('td', { class: `state state-${r.state}` }, r.state),
@@ -59,5 +59,10 @@ export function showKeys(rows: KeyRow[]): void {
     ),
   );
   byId('keys-empty').hidden = rows.length > 0;
+  body.onclick = (event) => {
+    const keyId = (event.target as HTMLElement).closest('tr')?.dataset.keyId;
+    const input = document.querySelector<HTMLInputElement>('#field-KeyId');
+    if (keyId && input) input.value = keyId;
+  };
   byId('key-ids').replaceChildren(...rows.flatMap((r) => [r.keyId, ...r.aliases]).map((v) => el('option', { value: v })));
 }

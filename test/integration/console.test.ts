@@ -97,6 +97,8 @@ describe('Web console at /console, in headless Chromium against a SoftHSM2 token
 
   it('runs GenerateDataKey from the Try It Out form and shows the signed request and a data key that decrypts', async () => {
     assert.equal(await page.inputValue('#operation'), 'GenerateDataKey');
+    await page.click(`#keys-body tr[data-key-id="${keyId}"]`);
+    assert.equal(await page.inputValue('#field-KeyId'), keyId, 'a click on a key row picks it');
     await page.fill('#field-KeyId', 'alias/console-test');
     await page.selectOption('#field-KeySpec', 'AES_256');
     await page.fill('#field-EncryptionContext', '{"Purpose": "Test"}');
