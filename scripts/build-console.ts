@@ -20,7 +20,7 @@ export async function buildConsole(outDir: string = CONSOLE_OUT_DIR): Promise<vo
     format: 'iife',
     target: ['es2020'],
     minify: true,
-    legalComments: 'external',
+    legalComments: 'eof', // the bundled libraries' licence notices travel with them
     logLevel: 'warning',
   });
   for (const file of ['index.html', 'console.css']) fs.copyFileSync(path.join(ROOT, 'console', file), path.join(outDir, file));
