@@ -1,17 +1,28 @@
 import crypto from 'node:crypto';
+import path from 'node:path';
 import express from 'express';
+import { consoleRoutes } from './http/console/console-routes';
+import { operationForms } from './http/console/operation-forms';
 import { dispatch } from './http/dispatch';
 import { kmsErrorHandler, notFound } from './http/kms-error-handler';
 import { requestContext } from './http/request-context';
 import { rateLimit } from './http/rate-limit';
 import { sigv4 } from './http/sigv4';
+import { registry } from './operations/registry';
 import type { GatewayDeps } from './operations/context';
 
+/**
+ * Where `npm run build` writes the console bundle: <repo>/dist/console, found from both
+ * src/ (tsx, tests) and dist/ (npm start, the image), which sit at the same depth.
+ */
+const CONSOLE_ASSETS_DIR = path.resolve(__dirname, '..', 'dist', 'console');
+
 /** Builds the Express app from injected parts; never listens (tests drive it on port 0). */
-export function createApp(deps: GatewayDeps, options: { newRequestId?: () => string } = {}): express.Express {
+export function createApp(deps: GatewayDeps, options: { newRequestId?: () => string; consoleAssetsDir?: string } = {}): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.disable('etag');
+  app.use('/console', consoleRoutes({ assetsDir: options.consoleAssetsDir ?? CONSOLE_ASSETS_DIR, region: deps.config.region, forms: operationForms(registry) }));
   app.use(requestContext(deps.logger, deps.audit, options.newRequestId ?? crypto.randomUUID));
 
   app.get('/health', async (_req, res) => {
