@@ -9,7 +9,7 @@ export interface CheckResult {
 
 /** The JSON body of /health and /ready (docs/operations.md). */
 export interface ProbeBody {
-  status: 'ok' | 'unavailable' | 'ready' | 'not ready';
+  status: 'ok' | 'unavailable' | 'ready' | 'not ready' | 'starting';
   checks: Record<string, CheckResult>;
   /** "<check>: <detail>" for every failed check; empty when all passed. */
   reasons: string[];

@@ -3,10 +3,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { CreateKeyCommand, DecryptCommand, DescribeKeyCommand, EncryptCommand, GenerateDataKeyCommand, KeyUnavailableException, NotFoundException } from '@aws-sdk/client-kms';
-import { startChildGateway, type ChildGateway } from '../support/child-gateway';
-import { startGateway, type Harness } from '../support/harness';
+import { CreateKeyCommand, DecryptCommand, DependencyTimeoutException, DescribeKeyCommand, EncryptCommand, GenerateDataKeyCommand, KeyUnavailableException, KMSClient, NotFoundException } from '@aws-sdk/client-kms';
+import { listeningAddress, spawnGateway, startChildGateway, type ChildGateway } from '../support/child-gateway';
+import { startGateway, TEST_CREDENTIALS, type Harness } from '../support/harness';
 import { integration } from '../support/integration-hooks';
+import { registerSecret } from '../support/secrets';
 
 /** One sample of the Prometheus text format: `name{label="value",…} number`. */
 interface Sample {
@@ -245,5 +246,55 @@ for (const thread of ['true', 'false']) describe(`Metrics and readiness of a gat
     }
     assert.equal(total((await scrape(gw.url)).samples, 'qkms_hsm_token_up'), 1);
     assert.ok((await gdk()).Plaintext);
+  });
+});
+
+describe('A gateway process that is still starting', function () {
+  this.timeout(60000);
+  it('listens at once: /health and /ready 503 "starting", KMS requests a DependencyTimeoutException that the SDK retries until it is ready', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qkms-starting-'));
+    const faults = path.join(dir, 'faults.json');
+    // A slow start, as a token with many objects gives: indexing the token's objects takes 4 s.
+    fs.writeFileSync(faults, JSON.stringify([{ function: 'C_FindObjectsInit', delayMs: 4000, count: 1 }]));
+    const { child, output, exited } = spawnGateway({ QKMS_DATA_DIR: path.join(dir, 'data'), QKMS_FAULTS_FILE: faults });
+    const clients: KMSClient[] = [];
+    try {
+      let address: string | undefined;
+      while (!(address = listeningAddress(output()))) {
+        assert.equal(child.exitCode, null, output());
+        await sleep(20);
+      }
+      const url = `http://${address}`;
+      const ready = await probe(url, 'ready');
+      assert.equal(ready.status, 503);
+      assert.equal(ready.body.status, 'starting');
+      assert.equal(ready.body.checks.startup.ok, false);
+      assert.match(ready.body.reasons[0], /^startup: /);
+      assert.equal((await probe(url, 'health')).status, 503);
+      const client = (maxAttempts: number) => {
+        const c = new KMSClient({ endpoint: url, region: 'us-east-1', credentials: TEST_CREDENTIALS, maxAttempts });
+        clients.push(c);
+        return c;
+      };
+      await assert.rejects(client(1).send(new CreateKeyCommand({})), (err: unknown) => {
+        assert.ok(err instanceof DependencyTimeoutException, String(err));
+        assert.equal(err.$metadata.httpStatusCode, 500);
+        assert.match(err.message, /starting/);
+        return true;
+      });
+      assert.ok(!/"message":"ready"/.test(output()), 'still starting when the first request was refused');
+      const created = await client(12).send(new CreateKeyCommand({}));
+      assert.ok(created.KeyMetadata?.KeyId);
+      assert.ok((created.$metadata.attempts ?? 1) > 1, 'the SDK retried until the gateway was ready');
+      assert.equal((await probe(url, 'ready')).status, 200);
+      assert.equal((await probe(url, 'health')).status, 200);
+    } finally {
+      child.kill('SIGTERM');
+      assert.equal(await exited, 0);
+      for (const c of clients) c.destroy();
+      const pin = path.join(dir, 'data', 'pin');
+      if (fs.existsSync(pin)) registerSecret(fs.readFileSync(pin, 'utf8'));
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
