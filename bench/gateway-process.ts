@@ -33,6 +33,17 @@ export async function waitForPort(port: number, child: ChildProcess): Promise<vo
   throw new Error(`port ${port} never opened`);
 }
 
+/** The gateway listens while it starts (/ready 503 "starting"): wait until it can serve. */
+async function waitForReady(port: number, child: ChildProcess): Promise<void> {
+  await waitForPort(port, child);
+  for (let i = 0; i < 600; i++) {
+    if (child.exitCode !== null) throw new Error(`process exited with ${child.exitCode}`);
+    if (await fetch(`http://127.0.0.1:${port}/ready`).then((r) => r.ok, () => false)) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`the gateway on port ${port} never became ready`);
+}
+
 /** The compiled gateway (dist/main.js) on a fresh SoftHSM2 token, as an operator would run it; `env` adds QKMS_* settings. */
 export async function startGatewayProcess(env: Record<string, string> = {}): Promise<{ url: string; token: TestToken; child: ChildProcess; stop(): Promise<void> }> {
   const token = createTestToken();
@@ -51,7 +62,7 @@ export async function startGatewayProcess(env: Record<string, string> = {}): Pro
     // BENCH_GATEWAY_LOG=<file>: keep the gateway's log (QKMS_LOG_LEVEL from BENCH_LOG_LEVEL, default warn).
     stdio: ['ignore', process.env.BENCH_GATEWAY_LOG ? fs.openSync(process.env.BENCH_GATEWAY_LOG, 'a') : 'ignore', 'inherit'],
   });
-  await waitForPort(port, child);
+  await waitForReady(port, child);
   return {
     url: `http://127.0.0.1:${port}`,
     token,

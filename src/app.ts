@@ -5,6 +5,7 @@ import { consoleRoutes } from './http/console/console-routes';
 import { operationForms } from './http/console/operation-forms';
 import { dispatch } from './http/dispatch';
 import { kmsErrorHandler, notFound } from './http/kms-error-handler';
+import { health, ready } from './http/probes';
 import { requestContext } from './http/request-context';
 import { rateLimit } from './http/rate-limit';
 import { sigv4 } from './http/sigv4';
@@ -23,11 +24,15 @@ export function createApp(deps: GatewayDeps, options: { newRequestId?: () => str
   app.disable('x-powered-by');
   app.disable('etag');
   app.use('/console', consoleRoutes({ assetsDir: options.consoleAssetsDir ?? CONSOLE_ASSETS_DIR, region: deps.config.region, forms: operationForms(registry) }));
-  app.use(requestContext(deps.logger, deps.audit, options.newRequestId ?? crypto.randomUUID));
+  app.use(requestContext(deps.logger, deps.audit, deps.metrics, options.newRequestId ?? crypto.randomUUID));
 
-  app.get('/health', async (_req, res) => {
-    const health = await deps.hsm.health().catch((err: unknown) => ({ isUp: false, detail: err instanceof Error ? err.message : 'health check failed' }));
-    res.status(health.isUp ? 200 : 503).json({ status: health.isUp ? 'ok' : 'unavailable', hsm: health.detail });
+  // Unauthenticated, like /health: bind QKMS_HOST or firewall the port accordingly (docs/operations.md).
+  app.get('/health', health(deps));
+  app.get('/ready', ready(deps));
+  app.get('/metrics', async (_req, res) => {
+    const { contentType, body } = await deps.metrics.render();
+    res.status(200).setHeader('Content-Type', contentType);
+    res.end(body);
   });
 
   // The exact bytes, whatever the Content-Type: SigV4 hashes them and we parse the JSON ourselves.

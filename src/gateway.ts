@@ -8,11 +8,13 @@ import { Envelope } from './domain/envelope';
 import { KEY_LABEL_PREFIX, keyObjectLabels, type KeyRepository } from './domain/key-repository';
 import { MARKER_MAC_LABEL, MarkerCodec } from './domain/marker';
 import { withDeadline } from './hsm/deadline-hsm';
+import { withMetrics } from './hsm/metered-hsm';
 import type { Hsm } from './hsm/hsm';
 import { ensureEmbeddedToken } from './hsm/pkcs11/embedded-token';
 import { Pkcs11Hsm } from './hsm/pkcs11/pkcs11-hsm';
 import { HsmThread } from './hsm/thread/hsm-thread';
 import type { Logger } from './logging/logger';
+import { GatewayMetrics } from './metrics/gateway-metrics';
 import type { GatewayDeps } from './operations/context';
 import { Scheduler } from './scheduler';
 import { applySeedFile } from './seed';
@@ -75,11 +77,13 @@ export async function buildGateway(config: Config, rawHsm: Hsm, logger: Logger, 
 
 async function openGateway(config: Config, rawHsm: Hsm, logger: Logger, { clock, releaseLock }: { clock: () => Date; releaseLock: () => void }): Promise<Gateway> {
   const keys = new SqliteKeyRepository(path.join(config.dataDir, 'qkms.db'));
-  const hsm = withDeadline(rawHsm, config.hsmTimeoutMs);
+  const metrics = new GatewayMetrics(() => rawHsm.stats());
+  // Timed outside the deadline: a call past QKMS_HSM_TIMEOUT_MS counts as a 'timeout' error at its deadline.
+  const hsm = withMetrics(withDeadline(rawHsm, config.hsmTimeoutMs), metrics);
   for (const label of [MARKER_MAC_LABEL, AUDIT_MAC_LABEL]) {
     if ((await hsm.listKeyLabels(label)).length === 0) await hsm.generateMacKey(label);
   }
-  await reconcile(keys, hsm, logger);
+  const reconciled = await reconcile(keys, hsm, logger);
   const admin = config.adminCredential;
   if (admin.isDevelopmentDefault) {
     logger.warn('no QKMS_ACCESS_KEY_ID set: accepting the public development credential on loopback only', { accessKeyId: admin.accessKeyId });
@@ -89,7 +93,8 @@ async function openGateway(config: Config, rawHsm: Hsm, logger: Logger, { clock,
     config.credentialsFile,
     logger,
   );
-  const audit = AuditLog.open(path.join(config.dataDir, 'audit'), hsm, logger, config.audit);
+  const audit = AuditLog.open(path.join(config.dataDir, 'audit'), hsm, logger, { ...config.audit, onRecord: (type, isWritten) => metrics.auditRecord(type, isWritten) });
+  const startup = { isDone: false, detail: 'starting' };
   const deps: GatewayDeps = {
     config,
     principals,
@@ -101,11 +106,16 @@ async function openGateway(config: Config, rawHsm: Hsm, logger: Logger, { clock,
     markers: new MarkerCodec(hsm),
     clock,
     logger,
+    metrics,
+    startup,
   };
   if (config.seedFile) {
     const seeded = await applySeedFile(config.seedFile, deps);
     logger.info('seed file applied', { file: config.seedFile, ...seeded });
   }
+  // Missing or orphaned objects are logged and left to an operator (reconcile), not a reason to refuse all traffic.
+  startup.detail = `reconciled with the token: ${reconciled.materials} key materials, ${reconciled.missing.length} missing, ${reconciled.orphaned.length} orphaned${config.seedFile ? '; seed file applied' : ''}`;
+  startup.isDone = true;
   const scheduler = new Scheduler(deps, config.schedulerIntervalMs);
   return {
     deps,
@@ -125,7 +135,7 @@ async function openGateway(config: Config, rawHsm: Hsm, logger: Logger, { clock,
  * changes nothing: a missing object makes its key answer KeyUnavailableException, and an orphan
  * object (e.g. from a crash between HSM and store writes) is left for an operator to inspect.
  */
-export async function reconcile(keys: KeyRepository, hsm: Hsm, logger: Logger): Promise<{ missing: string[]; orphaned: string[] }> {
+export async function reconcile(keys: KeyRepository, hsm: Hsm, logger: Logger): Promise<{ materials: number; missing: string[]; orphaned: string[] }> {
   const onToken = new Set(await hsm.listKeyLabels(KEY_LABEL_PREFIX));
   const materials = await keys.listMaterials();
   const expected = new Set(materials.flatMap((m) => Object.values(keyObjectLabels(m.keyId, m.version, m.keySpec))));
@@ -134,5 +144,5 @@ export async function reconcile(keys: KeyRepository, hsm: Hsm, logger: Logger): 
   for (const label of missing) logger.error('reconcile: key object missing from the token', { label });
   for (const label of orphaned) logger.warn('reconcile: token object has no metadata', { label });
   logger.info('reconcile: done', { materials: materials.length, tokenObjects: onToken.size, missing: missing.length, orphaned: orphaned.length });
-  return { missing, orphaned };
+  return { materials: materials.length, missing, orphaned };
 }

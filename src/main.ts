@@ -1,6 +1,8 @@
+import type { RequestListener } from 'node:http';
 import { createApp } from './app';
 import { describeConfig, loadConfigOrExit } from './config/load-config';
 import { buildGateway, openHsm } from './gateway';
+import { startingApp } from './http/starting';
 import { createLogger } from './logging/logger';
 import { SeedFileError } from './seed';
 import { createServer } from './server';
@@ -10,6 +12,15 @@ async function main(): Promise<void> {
   const config = loadConfigOrExit(process.env, 'qkms');
   const logger = createLogger({ level: config.logLevel });
   logger.info('starting', { settings: describeConfig(process.env) });
+  // Listen before the token and the store are open: while a long start runs (many token objects to
+  // index, a seed file) /health and /ready answer 503 "starting" and KMS requests a retryable
+  // DependencyTimeoutException (http/starting.ts), so an orchestrator sees a live, unready process.
+  let app: RequestListener = startingApp(logger);
+  const server = createServer(config, (req, res) => app(req, res));
+  server.listen(config.port, config.host, () => {
+    const address = server.address();
+    logger.info('listening', { address: typeof address === 'object' && address ? `${address.address}:${address.port}` : address, tls: config.tls ? (config.tls.clientCaFile ? 'mutual' : 'server') : 'off' });
+  });
   let gateway;
   try {
     gateway = await buildGateway(config, await openHsm(config, logger), logger);
@@ -22,11 +33,8 @@ async function main(): Promise<void> {
     process.exit(3);
   }
   gateway.scheduler.start();
-  const server = createServer(config, createApp(gateway.deps));
-  server.listen(config.port, config.host, () => {
-    const address = server.address();
-    logger.info('listening', { address: typeof address === 'object' && address ? `${address.address}:${address.port}` : address, tls: config.tls ? (config.tls.clientCaFile ? 'mutual' : 'server') : 'off' });
-  });
+  app = createApp(gateway.deps);
+  logger.info('ready', { startup: gateway.deps.startup.detail });
   // Stop accepting, let in-flight requests finish for up to QKMS_SHUTDOWN_GRACE_MS, then cut the
   // rest; always end with the final audit checkpoint, closed sessions and C_Finalize.
   const stop = async (signal: string) => {

@@ -8,6 +8,8 @@ export interface AuditOptions {
   checkpointEveryMs: number;
   checkpointEveryRecords: number;
   maxSegmentBytes: number;
+  /** Told of every record: written, or lost (the metrics count both). */
+  onRecord?: (type: 'request' | 'checkpoint', isWritten: boolean) => void;
 }
 
 const SEGMENT = /^audit-(\d{8})\.jsonl$/;
@@ -76,7 +78,7 @@ export class AuditLog {
     this.fd = -1;
   }
 
-  private write(record: { seq: number } & Record<string, unknown>): void {
+  private write(record: { seq: number; type: 'request' | 'checkpoint' } & Record<string, unknown>): void {
     const withPrev = { ...record, prev: this.head };
     const full = { ...withPrev, hash: chainHash(withPrev) };
     const line = `${JSON.stringify(full)}\n`;
@@ -85,8 +87,10 @@ export class AuditLog {
       this.seq = full.seq;
       this.head = full.hash;
       this.segmentBytes += Buffer.byteLength(line);
+      this.options.onRecord?.(record.type, true);
     } catch (err) {
       this.logger.error('AUDIT WRITE FAILED', { seq: full.seq, cause: err instanceof Error ? err.message : String(err) });
+      this.options.onRecord?.(record.type, false);
     }
   }
 

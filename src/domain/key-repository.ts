@@ -113,6 +113,11 @@ export interface KeyRepository {
   ): Promise<Array<Grant & { position: number }>>;
   countGrants(keyId: string): Promise<number>;
   deleteGrant(grantId: string): Promise<void>;
+  /**
+   * Proves the store takes writes now (/ready): commits one real, durable write, and throws when
+   * it cannot within `timeoutMs` (read-only, full, locked by another writer, gone).
+   */
+  probeWrite(timeoutMs: number): Promise<void>;
   close(): Promise<void>;
 }
 

@@ -167,6 +167,10 @@ export class DependencyTimeoutException extends KmsError {
   static create(cause?: unknown): DependencyTimeoutException {
     return new DependencyTimeoutException('The HSM did not answer within the configured timeout.', { cause });
   }
+  /** Before /ready: a retryable 5xx that every KMS operation may return (kms-protocol.md §2). */
+  static starting(): DependencyTimeoutException {
+    return new DependencyTimeoutException('The key service is starting and cannot serve requests yet. Retry the request.');
+  }
 }
 
 export class MalformedPolicyDocumentException extends KmsError {

@@ -1,3 +1,5 @@
+import type { CallStats } from './call-stats';
+
 /**
  * The device boundary in domain vocabulary: labels, Buffers and algorithm names. Sessions, handles
  * and CK_* values never cross it, so FakeHsm, FaultInjectingHsm and DeadlineHsm can stand in for
@@ -56,6 +58,11 @@ export interface Hsm {
    */
   inspectKeyObjects(label: string): Promise<KeyObjectFacts[]>;
   health(): Promise<HsmHealth>;
+  /**
+   * Counters and gauges for /metrics, without touching the token: answered from memory at once
+   * (with the HSM thread, from its last report, at most HSM_STATS_INTERVAL_MS old).
+   */
+  stats(): HsmStats;
   close(): Promise<void>;
 }
 
@@ -80,6 +87,21 @@ export interface KeyObjectFacts {
   curve?: string;
 }
 
+/** What /metrics reports about the device layer. */
+export interface HsmStats {
+  /** The circuit breaker is closed: the token answered the last call. */
+  isUp: boolean;
+  /** The PKCS#11 session pool (session-pool.ts). */
+  sessions: { size: number; inUse: number; waiters: number };
+  /** Calls sent to the HSM thread and not answered yet; always 0 without the thread. */
+  queuedCalls: number;
+  /** Cumulative latency and errors of each C_* function since the module was opened. */
+  pkcs11: CallStats;
+}
+
+/** How often the HSM thread reports its stats to the main thread. */
+export const HSM_STATS_INTERVAL_MS = 1000;
+
 /** AES_KWP: RFC 5649 (integrity of the key only). AES_GCM: for tokens whose C_WrapKey can do GCM, with AAD. */
 export type DataKeyWrap = { mechanism: 'AES_KWP' } | { mechanism: 'AES_GCM'; aad: Buffer };
 
@@ -98,7 +120,7 @@ export interface HsmHealth {
   detail: string;
 }
 
-/** Every method that does HSM work (all but health and close), for wrappers that forward them. */
+/** Every method that does HSM work (all but health, stats and close), for wrappers that forward them. */
 export const HSM_CALLS = [
   'generateKek', 'generateMacKey', 'generateKeyPair', 'publicKey', 'signDigest', 'verifyDigest', 'rsaEncrypt', 'rsaDecrypt', 'deriveSharedSecret', 'generateDataKeyPair', 'generateWrappedDataKey',
   'unwrapDataKey', 'encryptAesGcm', 'decryptAesGcm', 'hmacSign', 'hmacVerify', 'randomBytes', 'destroyKey', 'listKeyLabels',

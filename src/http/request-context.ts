@@ -2,6 +2,8 @@ import type { NextFunction, Request, Response } from 'express';
 import type { AuditLog } from '../audit/audit-log';
 import type { Principal } from '../auth/principals';
 import type { Logger } from '../logging/logger';
+import type { GatewayMetrics } from '../metrics/gateway-metrics';
+import { registry } from '../operations/registry';
 
 export interface RequestLocals {
   requestId: string;
@@ -18,12 +20,15 @@ export function locals(res: Response): RequestLocals {
   return res.locals as RequestLocals;
 }
 
+/** Probes and scrapes: not KMS requests, so neither audited nor counted (an orchestrator polls them every few seconds). */
+export const PROBE_PATHS: ReadonlySet<string> = new Set(['/health', '/ready', '/metrics']);
+
 /**
  * A request id on every response (x-amzn-RequestId, kms-protocol.md §1), a child logger, and when
- * the response is finished one summary log line (id, operation, key, status, error type, ms) and
- * one audit record — for every request, allowed or denied, never with its body.
+ * the response is finished one summary log line (id, operation, key, status, error type, ms), one
+ * audit record and the request metrics — for every request, allowed or denied, never with its body.
  */
-export function requestContext(logger: Logger, audit: AuditLog, newId: () => string) {
+export function requestContext(logger: Logger, audit: AuditLog, metrics: GatewayMetrics, newId: () => string) {
   return (req: Request, res: Response, next: NextFunction): void => {
     const requestId = newId();
     Object.assign(res.locals, { requestId, log: logger.child({ requestId }), startedAt: performance.now() } satisfies RequestLocals);
@@ -32,8 +37,10 @@ export function requestContext(logger: Logger, audit: AuditLog, newId: () => str
     // ('finish' would not), so aborted requests are audited too.
     res.once('close', () => {
       const l = locals(res);
-      if (req.path === '/health') return;
+      if (PROBE_PATHS.has(req.path)) return;
       if (!res.writableFinished) l.errorType ??= 'ClientClosedRequest';
+      const seconds = (performance.now() - l.startedAt) / 1000;
+      metrics.request(operationLabel(req, l), l.errorType ?? (res.statusCode < 400 ? 'success' : `HTTP${res.statusCode}`), seconds);
       audit.append({
         time: new Date().toISOString(),
         requestId,
@@ -51,11 +58,22 @@ export function requestContext(logger: Logger, audit: AuditLog, newId: () => str
         keyId: l.keyArn,
         status: res.statusCode,
         errorType: l.errorType,
-        ms: Math.round((performance.now() - l.startedAt) * 100) / 100,
+        ms: Math.round(seconds * 100000) / 100,
       };
       if (res.statusCode >= 500) l.log.error('request', line);
       else l.log.info('request', line);
     });
     next();
   };
+}
+
+/**
+ * The operation for the metrics: the dispatched one, or for a request refused before dispatch
+ * (signature, throttling) the X-Amz-Target's when it names a known operation. Anything else is
+ * "unknown", so a client cannot mint label values.
+ */
+function operationLabel(req: Request, l: RequestLocals): string {
+  if (l.operation) return l.operation;
+  const name = /^TrentService\.([A-Za-z]+)$/.exec(req.get('x-amz-target') ?? '')?.[1];
+  return name && registry.has(name) ? name : 'unknown';
 }

@@ -8,6 +8,7 @@ import type { KeyRepository } from '../domain/key-repository';
 import type { MarkerCodec } from '../domain/marker';
 import type { Hsm } from '../hsm/hsm';
 import type { Logger } from '../logging/logger';
+import type { GatewayMetrics } from '../metrics/gateway-metrics';
 
 /** Everything an operation may use, built once at start-up (main.ts or a test) and injected. */
 export interface GatewayDeps {
@@ -22,6 +23,9 @@ export interface GatewayDeps {
   /** Key lifecycle time (deletion dates, rotation); tests move it. SigV4 always uses the wall clock. */
   clock: () => Date;
   logger: Logger;
+  metrics: GatewayMetrics;
+  /** What start-up did (reconciliation with the token, the seed file); /ready reports it. */
+  startup: { isDone: boolean; detail: string };
 }
 
 export interface OperationContext {

@@ -72,6 +72,8 @@ const MIGRATIONS = [
      token_hash BLOB NOT NULL,
      PRIMARY KEY (grant_id, token_hash)
    );`,
+  // One row, rewritten by every readiness probe: a write that commits proves the store is writable.
+  `CREATE TABLE write_probe (id INTEGER PRIMARY KEY CHECK (id = 1), at REAL NOT NULL);`,
 ];
 
 interface KeyRow {
@@ -90,6 +92,9 @@ interface KeyRow {
   next_rotation_date: number | null;
 }
 
+/** How long a write waits for another process's write lock before SQLITE_BUSY. */
+const BUSY_TIMEOUT_MS = 5000;
+
 const toDate = (seconds: number) => new Date(seconds * 1000);
 const toSeconds = (d: Date) => d.getTime() / 1000;
 
@@ -102,7 +107,7 @@ export class SqliteKeyRepository implements KeyRepository {
   /** `isReadOnly`: for readers beside a running gateway (the compliance report); never migrates. */
   constructor(file: string, { isReadOnly = false }: { isReadOnly?: boolean } = {}) {
     this.db = new Database(file, { readonly: isReadOnly, fileMustExist: isReadOnly });
-    this.db.pragma('busy_timeout = 5000');
+    this.db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
     if (isReadOnly) {
       const version = this.db.pragma('user_version', { simple: true }) as number;
       if (version !== MIGRATIONS.length) throw new Error(`the key store ${file} has schema version ${version}; this qkms reads version ${MIGRATIONS.length}`);
@@ -305,6 +310,17 @@ export class SqliteKeyRepository implements KeyRepository {
 
   async deleteGrant(grantId: string): Promise<void> {
     this.sql('DELETE FROM grants WHERE grant_id = ?').run(grantId);
+  }
+
+  async probeWrite(timeoutMs: number): Promise<void> {
+    // better-sqlite3 is synchronous: a writer holding the lock would block the event loop for the
+    // whole busy_timeout (5 s), so the probe waits for the lock only `timeoutMs`.
+    this.db.pragma(`busy_timeout = ${Math.round(timeoutMs)}`);
+    try {
+      this.sql('INSERT INTO write_probe (id, at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET at = excluded.at').run(Date.now() / 1000);
+    } finally {
+      this.db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    }
   }
 
   async close(): Promise<void> {

@@ -30,13 +30,18 @@ export function spawnGateway(env: Record<string, string>): { child: ChildProcess
   return { child, output: () => out, exited };
 }
 
-/** Starts a gateway process and waits for its "listening" line. */
+/** The address from a gateway's "listening" line, once it has logged it. */
+export function listeningAddress(output: string): string | undefined {
+  return /"address":"([^"]+)"/.exec(output)?.[1];
+}
+
+/** Starts a gateway process and waits for its "listening" and then its "ready" line (it listens while it starts). */
 export async function startChildGateway(env: Record<string, string>): Promise<ChildGateway> {
   const { child, output, exited } = spawnGateway(env);
   const deadline = Date.now() + 20000;
   let address: string | undefined;
-  while (!address) {
-    address = /"address":"([^"]+)"/.exec(output())?.[1];
+  while (!address || !/"message":"ready"/.test(output())) {
+    address = listeningAddress(output());
     if (child.exitCode !== null) throw new Error(`gateway exited ${child.exitCode}: ${output()}`);
     if (Date.now() > deadline) throw new Error(`gateway did not start: ${output()}`);
     await new Promise((r) => setTimeout(r, 50));

@@ -1,5 +1,5 @@
 import crypto from 'node:crypto';
-import type { DataKeyWrap, Hash, HmacKeySpec, Hsm, HsmHealth, KeyObjectFacts, KeyPairSpec, SigningScheme } from '../../src/hsm/hsm';
+import type { DataKeyWrap, Hash, HmacKeySpec, Hsm, HsmHealth, HsmStats, KeyObjectFacts, KeyPairSpec, SigningScheme } from '../../src/hsm/hsm';
 import { GCM_IV_BYTES, GCM_TAG_BYTES } from '../../src/hsm/hsm';
 import { HsmError } from '../../src/hsm/hsm-error';
 
@@ -124,6 +124,10 @@ export class FakeHsm implements Hsm {
   }
   async health(): Promise<HsmHealth> {
     return { isUp: this.isUp, detail: this.isUp ? 'fake token answers' : 'fake token down' };
+  }
+  /** No sessions and no PKCS#11 functions: node:crypto does the work. */
+  stats(): HsmStats {
+    return { isUp: this.isUp, sessions: { size: 0, inUse: 0, waiters: 0 }, queuedCalls: 0, pkcs11: {} };
   }
   async close() {}
 

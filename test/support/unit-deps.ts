@@ -8,6 +8,7 @@ import { loadConfig } from '../../src/config/load-config';
 import { Envelope } from '../../src/domain/envelope';
 import { MARKER_MAC_LABEL, MarkerCodec } from '../../src/domain/marker';
 import { createLogger } from '../../src/logging/logger';
+import { GatewayMetrics } from '../../src/metrics/gateway-metrics';
 import type { GatewayDeps, OperationContext } from '../../src/operations/context';
 import { SqliteKeyRepository } from '../../src/store/sqlite-key-repository';
 import { FakeHsm } from './fake-hsm';
@@ -31,6 +32,8 @@ export async function unitDeps(env: Record<string, string> = {}): Promise<Gatewa
     principals: new PrincipalStore({ ...TEST_ADMIN, principalArn: `arn:aws:iam::${config.accountId}:root` }, undefined, createLogger({ level: 'error', silent: true })),
     clock: () => new Date('2026-11-29T12:00:00Z'),
     logger: createLogger({ level: 'error', silent: true }),
+    metrics: new GatewayMetrics(() => fake.stats(), { hasProcessMetrics: false }),
+    startup: { isDone: true, detail: 'unit test' },
   };
 }
 

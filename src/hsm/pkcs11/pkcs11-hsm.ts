@@ -1,5 +1,6 @@
 import * as pkcs11js from 'pkcs11js';
-import type { DataKeyWrap, Hash, HmacKeySpec, Hsm, HsmHealth, KeyObjectFacts, KeyPairSpec, KeyPairUsage, SigningScheme, WrappedDataKey } from '../hsm';
+import { CallRecorder } from '../call-stats';
+import type { DataKeyWrap, Hash, HmacKeySpec, Hsm, HsmHealth, HsmStats, KeyObjectFacts, KeyPairSpec, KeyPairUsage, SigningScheme, WrappedDataKey } from '../hsm';
 import { GCM_IV_BYTES, GCM_TAG_BYTES } from '../hsm';
 import { HsmError } from '../hsm-error';
 import { classifyCkr } from './ckr-table';
@@ -33,6 +34,8 @@ export interface Pkcs11Options {
 }
 
 const RECOVERY_INTERVAL_MS = 1000;
+/** PKCS#11 v2.40 §5.6 session state of a read/write session logged in as the normal user (pkcs11js exports no CKS_*). */
+const CKS_RW_USER_FUNCTIONS = 3;
 
 type Session = pkcs11js.Handle;
 
@@ -54,16 +57,16 @@ export class Pkcs11Hsm implements Hsm {
 
   private constructor(
     private readonly p11: pkcs11js.PKCS11,
-    private readonly counts: Map<string, number>,
+    private readonly calls: CallRecorder,
     private readonly options: Pkcs11Options,
   ) {}
 
   /** Load the module once, then connect; a wrong PIN or label fails here, at boot. */
   static async open(options: Pkcs11Options): Promise<Pkcs11Hsm> {
-    const counts = new Map<string, number>();
-    const p11 = counting(new pkcs11js.PKCS11(), counts, options.faultsFile ? new FaultPlan(options.faultsFile) : undefined);
+    const calls = new CallRecorder();
+    const p11 = instrumented(new pkcs11js.PKCS11(), calls, options.faultsFile ? new FaultPlan(options.faultsFile) : undefined);
     call('C_Load', () => p11.load(options.modulePath));
-    const hsm = new Pkcs11Hsm(p11, counts, options);
+    const hsm = new Pkcs11Hsm(p11, calls, options);
     await hsm.connect();
     return hsm;
   }
@@ -95,7 +98,11 @@ export class Pkcs11Hsm implements Hsm {
 
   /** How many times each C_* function was called since open (the benchmark reports calls per operation). */
   callCounts(): Record<string, number> {
-    return Object.fromEntries(this.counts);
+    return this.calls.counts();
+  }
+
+  stats(): HsmStats {
+    return { isUp: this.isUp, sessions: this.pool.stats, queuedCalls: 0, pkcs11: this.calls.snapshot() };
   }
 
   async generateKek(label: string): Promise<void> {
@@ -348,11 +355,21 @@ export class Pkcs11Hsm implements Hsm {
     if (!this.isUp) return { isUp: false, detail: 'token unavailable; reconnecting' };
     try {
       const info = this.p11.C_GetTokenInfo(this.slot);
-      await this.randomBytes(1); // proves a session and the login still work
-      return { isUp: true, detail: `token '${info.label.trim()}' (${info.model.trim()}) answers` };
+      await this.randomBytes(1); // proves a session works
+      if (!(await this.isLoggedIn())) {
+        // A lost login is redone here too, so that an idle gateway becomes ready again.
+        await this.pool.use((s) => login(this.p11, s, this.options.pin), () => false);
+        if (!(await this.isLoggedIn())) return { isUp: false, detail: 'the token session is not logged in' };
+      }
+      return { isUp: true, detail: `token '${info.label.trim()}' (${info.model.trim()}) answers, logged in` };
     } catch (err) {
       return { isUp: false, detail: err instanceof Error ? err.message : String(err) };
     }
+  }
+
+  /** The login is per token and application, so one pooled session's state speaks for all. */
+  private async isLoggedIn(): Promise<boolean> {
+    return (await this.withSession('C_GetSessionInfo', (s) => this.p11.C_GetSessionInfo(s).state)) === CKS_RW_USER_FUNCTIONS;
   }
 
   async close(): Promise<void> {
@@ -511,19 +528,31 @@ function drainOpenSslErrors(): void {
   crypto.randomBytes(1);
 }
 
-/** The module with every C_* call counted (one Map increment), and the fault plan applied when set. */
-function counting(p11: pkcs11js.PKCS11, counts: Map<string, number>, faults?: FaultPlan): pkcs11js.PKCS11 {
+/**
+ * The module with every C_* call timed and counted (two clock reads and a bucket scan: the
+ * calls themselves take tens of µs), and the fault plan applied when set. An injected fault counts
+ * as the function's failure, as the token's own would. The *Async forms are timed until they settle.
+ */
+function instrumented(p11: pkcs11js.PKCS11, calls: CallRecorder, faults?: FaultPlan): pkcs11js.PKCS11 {
   return new Proxy(p11, {
     get(target, prop, receiver) {
       const value = Reflect.get(target, prop, receiver) as unknown;
       if (typeof value !== 'function') return value;
       if (typeof prop !== 'string' || !prop.startsWith('C_')) return value.bind(target); // native methods need the real this
       return (...args: unknown[]) => {
-        counts.set(prop, (counts.get(prop) ?? 0) + 1);
-        faults?.apply(prop);
+        const started = performance.now();
+        const done = (err?: unknown) => calls.record(prop, (performance.now() - started) / 1000, err === undefined ? undefined : (ckrName(err) ?? 'unknown'));
         try {
-          return (value as (...a: unknown[]) => unknown).apply(target, args);
+          faults?.apply(prop);
+          const result = (value as (...a: unknown[]) => unknown).apply(target, args);
+          if (result instanceof Promise) {
+            result.then(() => done(), (err: unknown) => done(err));
+            return result;
+          }
+          done();
+          return result;
         } catch (err) {
+          done(err);
           drainOpenSslErrors();
           throw err;
         }

@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { callTimeoutMs, HSM_CALLS, SLOW_HSM_CALLS, type Hsm, type HsmHealth } from '../hsm';
+import { mergeCallStats, type CallStats } from '../call-stats';
+import { callTimeoutMs, HSM_CALLS, SLOW_HSM_CALLS, type Hsm, type HsmHealth, type HsmStats } from '../hsm';
 import { HsmError } from '../hsm-error';
 import type { Pkcs11Options } from '../pkcs11/pkcs11-hsm';
 import { fromWire, reviveBuffers, type Reply, type ThreadOptions } from './protocol';
@@ -47,6 +48,9 @@ export class HsmThread implements Hsm {
   private lastSuccess = 0;
   private readonly watchdog: NodeJS.Timeout;
   private closed = false;
+  /** The current thread's last report (HSM_STATS_INTERVAL_MS), and the totals of replaced threads. */
+  private reported?: HsmStats;
+  private retiredCalls: CallStats = {};
 
   private constructor(private readonly options: HsmThreadOptions) {
     for (const name of HSM_CALLS) (this as Record<string, unknown>)[name] = (...args: unknown[]) => this.call(name, ...args);
@@ -73,6 +77,16 @@ export class HsmThread implements Hsm {
     const age = performance.now() - this.lastSuccess;
     if (age < HEALTH_FRESH_MS) return { isUp: true, detail: `token answered ${Math.round(age)} ms ago` };
     return this.call('health');
+  }
+
+  /** From the thread's last report; the breaker state and the queue are this side's, so current. */
+  stats(): HsmStats {
+    return {
+      isUp: this.up,
+      sessions: this.reported?.sessions ?? { size: 0, inUse: 0, waiters: 0 },
+      queuedCalls: this.pending.size,
+      pkcs11: mergeCallStats(this.retiredCalls, this.reported?.pkcs11 ?? {}),
+    };
   }
 
   async close(): Promise<void> {
@@ -106,6 +120,9 @@ export class HsmThread implements Hsm {
             return this.setUp(reply.isUp, reply.detail);
           case 'recycled':
             return this.options.onRecycle?.(reply.objects, reply.ms);
+          case 'stats':
+            this.reported = reply.stats;
+            return;
           case 'result':
             // A health probe's answer may be "down": only HSM work proves the token answers.
             if (this.pending.get(reply.id)?.method !== 'health') this.lastSuccess = performance.now();
@@ -185,6 +202,8 @@ export class HsmThread implements Hsm {
       for (const [id, p] of this.pending) if (SLOW_HSM_CALLS.has(p.method)) this.settle(id, (q) => q.reject(new HsmError('timeout', p.method)));
     }
     const old = this.worker;
+    this.retiredCalls = mergeCallStats(this.retiredCalls, this.reported?.pkcs11 ?? {});
+    this.reported = undefined;
     this.start();
     void old.terminate().catch(() => undefined);
     for (const [id, p] of this.pending) {

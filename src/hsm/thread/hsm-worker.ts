@@ -1,5 +1,5 @@
 import { parentPort, workerData } from 'node:worker_threads';
-import { HSM_CALLS } from '../hsm';
+import { HSM_CALLS, HSM_STATS_INTERVAL_MS } from '../hsm';
 import { Pkcs11Hsm } from '../pkcs11/pkcs11-hsm';
 import { reviveBuffers, toWire, type Reply, type Request, type ThreadOptions } from './protocol';
 
@@ -40,6 +40,11 @@ async function run(): Promise<void> {
     })();
   });
   post({ type: 'ready' });
+  // Pushed, not asked for: a request would queue behind the HSM work (and never be answered by a
+  // stuck thread), while /metrics must answer at once.
+  const report = () => post({ type: 'stats', stats: hsm.stats() });
+  report();
+  setInterval(report, HSM_STATS_INTERVAL_MS).unref();
 }
 
 void run();

@@ -1,3 +1,4 @@
+import type { HsmStats } from '../hsm';
 import { HsmError, type HsmErrorKind } from '../hsm-error';
 import type { Pkcs11Options } from '../pkcs11/pkcs11-hsm';
 
@@ -12,6 +13,7 @@ export type Reply =
   | { type: 'ready' }
   | { type: 'state'; isUp: boolean; detail: string }
   | { type: 'recycled'; objects: number; ms: number }
+  | { type: 'stats'; stats: HsmStats }
   | { type: 'result'; id: number; value: unknown }
   | { type: 'error'; id?: number; error: WireError };
 

@@ -1,0 +1,68 @@
+import type { Request, Response } from 'express';
+import type { GatewayDeps } from '../operations/context';
+
+/** One check's result; `detail` says why when it failed. Never carries secrets: no PIN, key or data. */
+export interface CheckResult {
+  ok: boolean;
+  detail: string;
+}
+
+/** The JSON body of /health and /ready (docs/operations.md). */
+export interface ProbeBody {
+  status: 'ok' | 'unavailable' | 'ready' | 'not ready' | 'starting';
+  checks: Record<string, CheckResult>;
+  /** "<check>: <detail>" for every failed check; empty when all passed. */
+  reasons: string[];
+}
+
+/** The store probe commits a write (an fsync): one per second at most, whoever polls /ready. */
+const STORE_PROBE_CACHE_MS = 1000;
+const STORE_PROBE_TIMEOUT_MS = 250;
+
+/**
+ * GET /health — liveness of the process and the token: 200 while the token answers (breaker
+ * closed, a probe call works, logged in), else 503. Kept to the token so a full disk does not make
+ * an orchestrator restart a process that a restart would not fix; /ready covers the store.
+ */
+export function health(deps: GatewayDeps) {
+  return async (_req: Request, res: Response): Promise<void> => {
+    const token = await tokenCheck(deps);
+    const body = probeBody(token.ok ? 'ok' : 'unavailable', { process: { ok: true, detail: `up ${Math.round(process.uptime())} s` }, token });
+    res.status(token.ok ? 200 : 503).json({ ...body, hsm: token.detail }); // `hsm`: the field /health had before the checks
+  };
+}
+
+/**
+ * GET /ready — may this instance take KMS traffic: the token is up and logged in, the key store
+ * takes a real write, and start-up (reconciliation with the token, the seed file) is done. 503 with
+ * the reasons otherwise.
+ */
+export function ready(deps: GatewayDeps) {
+  let lastStore: { at: number; result: CheckResult } | undefined;
+  const storeCheck = async (): Promise<CheckResult> => {
+    const now = performance.now();
+    if (lastStore && now - lastStore.at < STORE_PROBE_CACHE_MS) return lastStore.result;
+    const started = performance.now();
+    const result = await deps.keys.probeWrite(STORE_PROBE_TIMEOUT_MS).then(
+      () => ({ ok: true, detail: `a write committed in ${Math.round(performance.now() - started)} ms` }),
+      (err: unknown) => ({ ok: false, detail: `the key store refused a write: ${err instanceof Error ? err.message : String(err)}` }),
+    );
+    lastStore = { at: performance.now(), result };
+    return result;
+  };
+  return async (_req: Request, res: Response): Promise<void> => {
+    const [token, store] = await Promise.all([tokenCheck(deps), storeCheck()]);
+    const startup = { ok: deps.startup.isDone, detail: deps.startup.detail };
+    const isReady = token.ok && store.ok && startup.ok;
+    res.status(isReady ? 200 : 503).json(probeBody(isReady ? 'ready' : 'not ready', { token, store, startup }));
+  };
+}
+
+async function tokenCheck(deps: GatewayDeps): Promise<CheckResult> {
+  const h = await deps.hsm.health().catch((err: unknown) => ({ isUp: false, detail: err instanceof Error ? err.message : 'health check failed' }));
+  return { ok: h.isUp, detail: h.detail };
+}
+
+function probeBody(status: ProbeBody['status'], checks: Record<string, CheckResult>): ProbeBody {
+  return { status, checks, reasons: Object.entries(checks).filter(([, c]) => !c.ok).map(([name, c]) => `${name}: ${c.detail}`) };
+}
