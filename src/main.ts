@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 import type { RequestListener } from 'node:http';
 import { createApp } from './app';
 import { describeConfig, loadConfigOrExit } from './config/load-config';

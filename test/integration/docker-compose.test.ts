@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
@@ -31,9 +31,11 @@ describe('docker-compose.yml', () => {
     const [kind, command, flag, script] = compose.services.qkms.healthcheck.test as string[];
     assert.deepEqual([kind, command, flag], ['CMD', 'node', '-e']);
     assert.match(script, /http:\/\/127\.0\.0\.1:8080\/ready/);
-    const run = (url: string) => spawnSync(process.execPath, ['-e', script.replace('http://127.0.0.1:8080', url)], { timeout: 10000 }).status;
-    assert.equal(run(gw.url), 0);
-    assert.equal(run('http://127.0.0.1:9'), 1);
+    // Asynchronously: the gateway answering it runs in this process.
+    const run = (url: string) =>
+      new Promise<number | null>((resolve) => spawn(process.execPath, ['-e', script.replace('http://127.0.0.1:8080', url)], { timeout: 10000 }).on('exit', resolve));
+    assert.equal(await run(gw.url), 0);
+    assert.equal(await run('http://127.0.0.1:9'), 1);
   });
 
   it('scrapes the gateway /metrics from the optional Prometheus service', async () => {
