@@ -25,7 +25,8 @@ export interface Gateway {
   deps: GatewayDeps;
   /** Due deletions and automatic rotations; main starts it, tests call tick() on their clock. */
   scheduler: Scheduler;
-  close(): Promise<void>;
+  /** `keepHsm`: leave the Hsm open for its owner (tests share one per process). */
+  close(options?: { keepHsm?: boolean }): Promise<void>;
 }
 
 /** Opens the configured token (or the embedded SoftHSM2 one): a wrong PIN or label fails here, at boot. */
@@ -120,11 +121,11 @@ async function openGateway(config: Config, rawHsm: Hsm, logger: Logger, { clock,
   return {
     deps,
     scheduler,
-    async close() {
+    async close({ keepHsm = false } = {}) {
       await scheduler.stop();
       await audit.close();
       await keys.close();
-      await rawHsm.close();
+      if (!keepHsm) await rawHsm.close();
       releaseLock();
     },
   };

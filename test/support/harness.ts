@@ -87,9 +87,7 @@ export async function startGateway(hsm: Hsm, env: Record<string, string> = {}): 
       client.destroy();
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
-      await gateway.scheduler.stop();
-      await gateway.deps.keys.close();
-      await gateway.deps.audit.close();
+      await gateway.close({ keepHsm: true }); // the Hsm is the suite's, shared
       recordAuditFiles(dataDir);
       fs.rmSync(dataDir, { recursive: true, force: true });
     },
