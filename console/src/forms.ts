@@ -1,19 +1,7 @@
+import type { FormField, OperationForm } from '../../src/http/console/form-types';
 import { el } from './dom';
 
-/** Mirrors src/http/console/operation-forms.ts (served as /console/operations.json). */
-export interface FormField {
-  name: string;
-  kind: 'string' | 'enum' | 'integer' | 'number' | 'boolean' | 'blob' | 'map' | 'list' | 'json';
-  isRequired: boolean;
-  values?: string[];
-  min?: number;
-  max?: number;
-}
-
-export interface OperationForm {
-  operation: string;
-  fields: FormField[];
-}
+export type { FormField, OperationForm };
 
 /** A mistake in the form itself (JSON that does not parse, odd hex): shown, never sent. */
 export class FormInputError extends Error {}

@@ -1,25 +1,8 @@
 import type JoiBase from 'joi';
 import type { Operation } from '../../operations/context';
+import type { FormField, OperationForm } from './form-types';
 
-/**
- * One input of an operation's request, as the console draws it. `kind` is how it is edited:
- * enum -> a select; blob -> text with an encoding (base64 on the wire, kms-protocol.md §1);
- * map -> a JSON object of strings (EncryptionContext); list -> one string per line; json -> any
- * JSON value (Tags, Recipient, ...).
- */
-export interface FormField {
-  name: string;
-  kind: 'string' | 'enum' | 'integer' | 'number' | 'boolean' | 'blob' | 'map' | 'list' | 'json';
-  isRequired: boolean;
-  values?: string[];
-  min?: number;
-  max?: number;
-}
-
-export interface OperationForm {
-  operation: string;
-  fields: FormField[];
-}
+export type { FormField, OperationForm };
 
 interface Described {
   type: string;
