@@ -18,7 +18,7 @@ import { GatewayMetrics } from './metrics/gateway-metrics';
 import type { GatewayDeps } from './operations/context';
 import { Scheduler } from './scheduler';
 import { applySeedFile } from './seed';
-import { lockDataDir } from './store/data-dir-lock';
+import { lockDataDir, type DataDirLock } from './store/data-dir-lock';
 import { SqliteKeyRepository } from './store/sqlite-key-repository';
 
 export interface Gateway {
@@ -61,19 +61,46 @@ export async function openHsm(config: Config, logger: Logger): Promise<Hsm> {
 }
 
 /**
- * Everything the app needs, from a config and an already-open Hsm (tests pass a wrapped one).
- * Creates the internal marker key on first start and reconciles metadata with the token.
+ * What `npm start` and the direct-mode CLI run: the data dir's single-writer lock first (a second
+ * gateway or CLI on the same dir stops here, before it touches the token), then the token, then
+ * the gateway.
  */
-export async function buildGateway(config: Config, rawHsm: Hsm, logger: Logger, clock: () => Date = () => new Date()): Promise<Gateway> {
-  // One writer per data dir (the audit chain, the store, the token's objects): a second gateway or
-  // a direct-mode CLI command on the same dir fails here (src/store/data-dir-lock.ts).
-  const lock = lockDataDir(config.dataDir, path.basename(process.argv[1] ?? 'node'));
+export async function openGatewayOnDataDir(config: Config, logger: Logger): Promise<Gateway> {
+  const lock = takeDataDirLock(config);
+  let hsm: Hsm | undefined;
   try {
-    return await openGateway(config, rawHsm, logger, { clock, releaseLock: lock.release });
+    hsm = await openHsm(config, logger);
+    return await buildGateway(config, hsm, logger, { lock });
   } catch (err) {
+    await hsm?.close().catch(() => undefined);
     lock.release();
     throw err;
   }
+}
+
+/**
+ * Everything the app needs, from a config and an already-open Hsm (tests pass a wrapped one).
+ * Creates the internal marker key on first start and reconciles metadata with the token. Takes
+ * the data dir's lock unless given it.
+ */
+export async function buildGateway(
+  config: Config,
+  rawHsm: Hsm,
+  logger: Logger,
+  { clock = () => new Date(), lock }: { clock?: () => Date; lock?: DataDirLock } = {},
+): Promise<Gateway> {
+  const held = lock ?? takeDataDirLock(config);
+  try {
+    return await openGateway(config, rawHsm, logger, { clock, releaseLock: held.release });
+  } catch (err) {
+    if (!lock) held.release();
+    throw err;
+  }
+}
+
+/** One writer per data dir: the audit chain, the store and the token's objects (src/store/data-dir-lock.ts). */
+function takeDataDirLock(config: Config): DataDirLock {
+  return lockDataDir(config.dataDir, path.basename(process.argv[1] ?? 'node'));
 }
 
 async function openGateway(config: Config, rawHsm: Hsm, logger: Logger, { clock, releaseLock }: { clock: () => Date; releaseLock: () => void }): Promise<Gateway> {

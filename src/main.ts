@@ -2,13 +2,13 @@
 import type { RequestListener } from 'node:http';
 import { createApp } from './app';
 import { describeConfig, loadConfigOrExit } from './config/load-config';
-import { buildGateway, openHsm } from './gateway';
+import { openGatewayOnDataDir, type Gateway } from './gateway';
 import { startingApp } from './http/starting';
 import { createLogger } from './logging/logger';
 import { SeedFileError } from './seed';
 import { createServer } from './server';
 
-/** Exit codes: 2 bad configuration (including the seed file), 3 the HSM or store could not be opened. */
+/** Exit codes: 2 bad configuration (including the seed file), 3 the HSM, the store or the port could not be opened. */
 async function main(): Promise<void> {
   const config = loadConfigOrExit(process.env, 'qkms');
   const logger = createLogger({ level: config.logLevel });
@@ -18,27 +18,23 @@ async function main(): Promise<void> {
   // DependencyTimeoutException (http/starting.ts), so an orchestrator sees a live, unready process.
   let app: RequestListener = startingApp(logger);
   const server = createServer(config, (req, res) => app(req, res));
+  server.once('error', (err) => {
+    logger.error('cannot listen', { host: config.host, port: config.port, cause: err.message });
+    process.exit(3);
+  });
   server.listen(config.port, config.host, () => {
     const address = server.address();
     logger.info('listening', { address: typeof address === 'object' && address ? `${address.address}:${address.port}` : address, tls: config.tls ? (config.tls.clientCaFile ? 'mutual' : 'server') : 'off' });
   });
-  let gateway;
-  try {
-    gateway = await buildGateway(config, await openHsm(config, logger), logger);
-  } catch (err) {
-    if (err instanceof SeedFileError) {
-      logger.error('the seed file cannot be applied', { reason: err.message });
-      process.exit(2);
-    }
-    logger.error('cannot open the HSM or the key store', { cause: err instanceof Error ? { message: err.message, cause: String((err as Error).cause ?? '') } : String(err) });
-    process.exit(3);
-  }
-  gateway.scheduler.start();
-  app = createApp(gateway.deps);
-  logger.info('ready', { startup: gateway.deps.startup.detail });
+
+  const starting = openGatewayOnDataDir(config, logger);
+  let isStopping = false;
   // Stop accepting, let in-flight requests finish for up to QKMS_SHUTDOWN_GRACE_MS, then cut the
-  // rest; always end with the final audit checkpoint, closed sessions and C_Finalize.
+  // rest; always end with the final audit checkpoint, closed sessions and C_Finalize. A signal
+  // during start-up waits (as long as the grace) for the start to finish, then closes it the same way.
   const stop = async (signal: string) => {
+    if (isStopping) return;
+    isStopping = true;
     logger.info('stopping', { signal });
     const closed = new Promise((resolve) => server.close(resolve));
     // A keep-alive connection becomes idle when its in-flight response ends: close it then, not
@@ -49,12 +45,31 @@ async function main(): Promise<void> {
     await closed;
     clearInterval(idle);
     clearTimeout(cut);
-    await gateway.close();
+    const started = await Promise.race([starting.catch(() => undefined), new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), config.shutdownGraceMs).unref())]);
+    if (started) await started.close();
+    else logger.warn('the start-up did not finish (failed, or still running after QKMS_SHUTDOWN_GRACE_MS); nothing to close');
     logger.info('stopped');
     process.exit(0);
   };
   process.once('SIGTERM', () => void stop('SIGTERM'));
   process.once('SIGINT', () => void stop('SIGINT'));
+
+  let gateway: Gateway;
+  try {
+    gateway = await starting;
+  } catch (err) {
+    if (isStopping) return; // stop() reports and exits
+    if (err instanceof SeedFileError) {
+      logger.error('the seed file cannot be applied', { reason: err.message });
+      process.exit(2);
+    }
+    logger.error('cannot open the HSM or the key store', { cause: err instanceof Error ? { message: err.message, cause: String((err as Error).cause ?? '') } : String(err) });
+    process.exit(3);
+  }
+  if (isStopping) return;
+  gateway.scheduler.start();
+  app = createApp(gateway.deps);
+  logger.info('ready', { startup: gateway.deps.startup.detail });
 }
 
 void main();

@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import type { Config } from '../config/load-config';
 import { KmsError, UnknownOperationException } from '../errors/kms-errors';
-import { buildGateway, openHsm, type Gateway } from '../gateway';
+import { openGatewayOnDataDir, type Gateway } from '../gateway';
 import type { Logger } from '../logging/logger';
 import { registry } from '../operations/registry';
 import { validateInput } from '../operations/validate-input';
@@ -10,7 +10,7 @@ import { KmsCallError, type KmsCaller } from './kms-caller';
 /**
  * KMS operations in this process, straight on the HSM and the store, as the admin principal
  * (arn:aws:iam::<account>:root): the registry, joi validation, authorization, errors and the audit
- * record are the gateway's own, only the HTTP and SigV4 layers are skipped. buildGateway takes the
+ * record are the gateway's own, only the HTTP and SigV4 layers are skipped. It takes the
  * data dir's single-writer lock, so this refuses to run beside a gateway on the same dir.
  */
 export class LocalCaller implements KmsCaller {
@@ -20,13 +20,7 @@ export class LocalCaller implements KmsCaller {
   ) {}
 
   static async open(config: Config, logger: Logger): Promise<LocalCaller> {
-    const hsm = await openHsm(config, logger);
-    try {
-      return new LocalCaller(await buildGateway(config, hsm, logger), logger);
-    } catch (err) {
-      await hsm.close();
-      throw err;
-    }
+    return new LocalCaller(await openGatewayOnDataDir(config, logger), logger);
   }
 
   async call<T = Record<string, any>>(operation: string, input: object): Promise<T> {

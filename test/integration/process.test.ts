@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { CreateKeyCommand, DecryptCommand, DescribeKeyCommand, GenerateDataKeyCommand, KeyUnavailableException, ListKeysCommand } from '@aws-sdk/client-kms';
@@ -85,6 +86,42 @@ describe('The gateway process (npm start)', function () {
       assert.match(output(), pattern);
     });
   }
+
+  it('stops cleanly on SIGTERM during start-up: waits for the start, closes it, exits 0, and the next start works', async () => {
+    const faults = path.join(dataDir, 'faults.json');
+    // A slow start, as a token with many objects gives: indexing the token's objects takes 3 s.
+    fs.writeFileSync(faults, JSON.stringify([{ function: 'C_FindObjectsInit', delayMs: 3000, count: 1 }]));
+    const env = { QKMS_DATA_DIR: path.join(dataDir, 'data'), QKMS_FAULTS_FILE: faults };
+    const { child, output, exited } = spawnGateway(env);
+    while (!/"message":"listening"/.test(output())) {
+      assert.equal(child.exitCode, null, output());
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    child.kill('SIGTERM');
+    assert.equal(await exited, 0, output());
+    assert.match(output(), /"message":"stopping"[\s\S]*"message":"stopped"/);
+    assert.doesNotMatch(output(), /"message":"ready"/);
+    fs.writeFileSync(faults, '[]');
+    const again = await startChildGateway(env); // the data-dir lock was released and the token closed
+    try {
+      assert.ok((await again.client.send(new CreateKeyCommand({}))).KeyMetadata?.KeyId);
+    } finally {
+      assert.equal(await again.stop(), 0);
+    }
+  });
+
+  it('exits with code 3 and one log line when its port is taken', async () => {
+    const taken = net.createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    try {
+      const { output, exited } = spawnGateway({ QKMS_DATA_DIR: dataDir, QKMS_PORT: String((taken.address() as net.AddressInfo).port) });
+      assert.equal(await exited, 3);
+      assert.ok(output().split('\n').some((l) => l.includes('"message":"cannot listen"') && l.includes('EADDRINUSE')), output());
+      assert.doesNotMatch(output(), /\n\s+at /, 'no stack trace');
+    } finally {
+      taken.close();
+    }
+  });
 
   it('exits with code 3 at boot for a wrong PIN, without printing it', async () => {
     const { token } = integration();

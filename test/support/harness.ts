@@ -68,7 +68,7 @@ export async function startGateway(hsm: Hsm, env: Record<string, string> = {}): 
   const logger = createLogger({ level: 'debug', stream: logStream });
   const faults = new FaultInjectingHsm(hsm);
   const clock = { now: new Date() };
-  const gateway = await buildGateway(config, faults.hsm, logger, () => clock.now);
+  const gateway = await buildGateway(config, faults.hsm, logger, { clock: () => clock.now });
   const server = createServer(config, createApp(gateway.deps));
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const url = `${config.tls ? 'https' : 'http'}://127.0.0.1:${(server.address() as AddressInfo).port}`;
