@@ -57,7 +57,7 @@ describe('Web console at /console, in headless Chromium against a SoftHSM2 token
     assert.equal(index.headers.get('x-frame-options'), 'DENY');
     assert.equal(index.headers.get('cache-control'), 'no-store');
     assert.doesNotMatch(await index.text(), /<script>|\son[a-z]+=|style=/i, 'no inline script, handler or style');
-    for (const p of ['/console/nope', '/console/index.html', '/console/..%2fpackage.json', '/console/%2fetc%2fpasswd', '/console/console.js/x']) {
+    for (const p of ['/console/nope', '/console/index.html', '/console/..%2fpackage.json', '/console/%2fetc%2fpasswd', '/console/console.js/x', '/console/%', '/console/%E0%A4%A']) {
       const res = await fetch(`${gw.url}${p}`);
       assert.equal(res.status, 404, p);
       assert.ok(res.headers.get('content-security-policy'), p);

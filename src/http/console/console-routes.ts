@@ -66,12 +66,13 @@ export function consoleRoutes(options: ConsoleOptions): express.Router {
   router.get('/operations.json', (_req, res) => {
     res.type('application/json').send(formsJson);
   });
-  router.get('/:file', (req, res, next) => {
-    const file = String(req.params.file);
-    if (!Object.hasOwn(ASSETS, file) || file === 'index.html') return notFound(res);
+  router.use((req, res, next) => {
+    // The raw path against a fixed list: nothing is URL-decoded (a malformed escape like /console/%
+    // cannot fail), and no request path ever reaches the file system.
+    const file = req.path.slice(1);
+    if ((req.method !== 'GET' && req.method !== 'HEAD') || !Object.hasOwn(ASSETS, file) || file === 'index.html') return notFound(res);
     sendAsset(options.assetsDir, file, res).catch(next);
   });
-  router.use((_req, res) => notFound(res));
   router.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
     // A missing bundle is an install problem, told plainly; the KMS error handler is not involved.
     const isMissing = (err as NodeJS.ErrnoException)?.code === 'ENOENT';
