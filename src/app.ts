@@ -5,8 +5,8 @@ import { consoleRoutes } from './http/console/console-routes';
 import { operationForms } from './http/console/operation-forms';
 import { dispatch } from './http/dispatch';
 import { kmsErrorHandler, notFound } from './http/kms-error-handler';
-import { health, ready } from './http/probes';
-import { requestContext } from './http/request-context';
+import { probes } from './http/probes';
+import { locals, requestContext } from './http/request-context';
 import { rateLimit } from './http/rate-limit';
 import { sigv4 } from './http/sigv4';
 import { registry } from './operations/registry';
@@ -26,14 +26,23 @@ export function createApp(deps: GatewayDeps, options: { newRequestId?: () => str
   app.use('/console', consoleRoutes({ assetsDir: options.consoleAssetsDir ?? CONSOLE_ASSETS_DIR, region: deps.config.region, forms: operationForms(registry) }));
   app.use(requestContext(deps.logger, deps.audit, deps.metrics, options.newRequestId ?? crypto.randomUUID));
 
-  // Unauthenticated, like /health: bind QKMS_HOST or firewall the port accordingly (docs/operations.md).
-  app.get('/health', health(deps));
-  app.get('/ready', ready(deps));
-  app.get('/metrics', async (_req, res) => {
-    const { contentType, body } = await deps.metrics.render();
-    res.status(200).setHeader('Content-Type', contentType);
-    res.end(body);
-  });
+  // Probes and the scrape: unauthenticated, not audited, not counted. Bind QKMS_HOST or firewall
+  // the port accordingly (docs/operations.md).
+  const probe = (handler: express.RequestHandler): express.RequestHandler => (req, res, next) => {
+    locals(res).isProbe = true;
+    return handler(req, res, next);
+  };
+  const { health, ready } = probes(deps);
+  app.get('/health', probe(health));
+  app.get('/ready', probe(ready));
+  app.get(
+    '/metrics',
+    probe(async (_req, res) => {
+      const { contentType, body } = await deps.metrics.render();
+      res.status(200).setHeader('Content-Type', contentType);
+      res.end(body);
+    }),
+  );
 
   // The exact bytes, whatever the Content-Type: SigV4 hashes them and we parse the JSON ourselves.
   app.post(

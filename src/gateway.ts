@@ -142,7 +142,8 @@ async function openGateway(config: Config, rawHsm: Hsm, logger: Logger, { clock,
     logger.info('seed file applied', { file: config.seedFile, ...seeded });
   }
   // Missing or orphaned objects are logged and left to an operator (reconcile), not a reason to refuse all traffic.
-  startup.detail = `reconciled with the token: ${reconciled.materials} key materials, ${reconciled.missing.length} missing, ${reconciled.orphaned.length} orphaned${config.seedFile ? '; seed file applied' : ''}`;
+  // No counts of keys here: /ready is unauthenticated. The numbers are in the log ('reconcile: done').
+  startup.detail = `reconciled with the token: ${reconciled.missing.length} objects missing, ${reconciled.orphaned.length} orphaned${config.seedFile ? '; seed file applied' : ''}`;
   startup.isDone = true;
   const scheduler = new Scheduler(deps, config.schedulerIntervalMs);
   return {
@@ -163,7 +164,7 @@ async function openGateway(config: Config, rawHsm: Hsm, logger: Logger, { clock,
  * changes nothing: a missing object makes its key answer KeyUnavailableException, and an orphan
  * object (e.g. from a crash between HSM and store writes) is left for an operator to inspect.
  */
-export async function reconcile(keys: KeyRepository, hsm: Hsm, logger: Logger): Promise<{ materials: number; missing: string[]; orphaned: string[] }> {
+export async function reconcile(keys: KeyRepository, hsm: Hsm, logger: Logger): Promise<{ missing: string[]; orphaned: string[] }> {
   const onToken = new Set(await hsm.listKeyLabels(KEY_LABEL_PREFIX));
   const materials = await keys.listMaterials();
   const expected = new Set(materials.flatMap((m) => Object.values(keyObjectLabels(m.keyId, m.version, m.keySpec))));
@@ -172,5 +173,5 @@ export async function reconcile(keys: KeyRepository, hsm: Hsm, logger: Logger): 
   for (const label of missing) logger.error('reconcile: key object missing from the token', { label });
   for (const label of orphaned) logger.warn('reconcile: token object has no metadata', { label });
   logger.info('reconcile: done', { materials: materials.length, tokenObjects: onToken.size, missing: missing.length, orphaned: orphaned.length });
-  return { materials: materials.length, missing, orphaned };
+  return { missing, orphaned };
 }

@@ -15,52 +15,59 @@ export interface ProbeBody {
   reasons: string[];
 }
 
-/** The store probe commits a write (an fsync): one per second at most, whoever polls /ready. */
-const STORE_PROBE_CACHE_MS = 1000;
+/**
+ * Probes cost the token (a call through a pooled session or the HSM thread) and the disk (the
+ * store probe commits a write, an fsync), and anyone who reaches the port may poll them: each
+ * check runs at most once per interval, and concurrent callers share the run in flight.
+ */
+const TOKEN_CHECK_EVERY_MS = 250;
+const STORE_CHECK_EVERY_MS = 1000;
 const STORE_PROBE_TIMEOUT_MS = 250;
 
 /**
  * GET /health — liveness of the process and the token: 200 while the token answers (breaker
  * closed, a probe call works, logged in), else 503. Kept to the token so a full disk does not make
  * an orchestrator restart a process that a restart would not fix; /ready covers the store.
- */
-export function health(deps: GatewayDeps) {
-  return async (_req: Request, res: Response): Promise<void> => {
-    const token = await tokenCheck(deps);
-    const body = probeBody(token.ok ? 'ok' : 'unavailable', { process: { ok: true, detail: `up ${Math.round(process.uptime())} s` }, token });
-    res.status(token.ok ? 200 : 503).json({ ...body, hsm: token.detail }); // `hsm`: the field /health had before the checks
-  };
-}
-
-/**
+ *
  * GET /ready — may this instance take KMS traffic: the token is up and logged in, the key store
  * takes a real write, and start-up (reconciliation with the token, the seed file) is done. 503 with
  * the reasons otherwise.
  */
-export function ready(deps: GatewayDeps) {
-  let lastStore: { at: number; result: CheckResult } | undefined;
-  const storeCheck = async (): Promise<CheckResult> => {
-    const now = performance.now();
-    if (lastStore && now - lastStore.at < STORE_PROBE_CACHE_MS) return lastStore.result;
+export function probes(deps: GatewayDeps) {
+  const tokenCheck = atMostEvery(TOKEN_CHECK_EVERY_MS, async (): Promise<CheckResult> => {
+    const h = await deps.hsm.health().catch((err: unknown) => ({ isUp: false, detail: err instanceof Error ? err.message : 'health check failed' }));
+    return { ok: h.isUp, detail: h.detail };
+  });
+  const storeCheck = atMostEvery(STORE_CHECK_EVERY_MS, async (): Promise<CheckResult> => {
     const started = performance.now();
-    const result = await deps.keys.probeWrite(STORE_PROBE_TIMEOUT_MS).then(
+    return deps.keys.probeWrite(STORE_PROBE_TIMEOUT_MS).then(
       () => ({ ok: true, detail: `a write committed in ${Math.round(performance.now() - started)} ms` }),
       (err: unknown) => ({ ok: false, detail: `the key store refused a write: ${err instanceof Error ? err.message : String(err)}` }),
     );
-    lastStore = { at: performance.now(), result };
-    return result;
-  };
-  return async (_req: Request, res: Response): Promise<void> => {
-    const [token, store] = await Promise.all([tokenCheck(deps), storeCheck()]);
-    const startup = { ok: deps.startup.isDone, detail: deps.startup.detail };
-    const isReady = token.ok && store.ok && startup.ok;
-    res.status(isReady ? 200 : 503).json(probeBody(isReady ? 'ready' : 'not ready', { token, store, startup }));
+  });
+  return {
+    async health(_req: Request, res: Response): Promise<void> {
+      const token = await tokenCheck();
+      const body = probeBody(token.ok ? 'ok' : 'unavailable', { process: { ok: true, detail: `up ${Math.round(process.uptime())} s` }, token });
+      res.status(token.ok ? 200 : 503).json({ ...body, hsm: token.detail }); // `hsm`: the field /health had before the checks
+    },
+    async ready(_req: Request, res: Response): Promise<void> {
+      const [token, store] = await Promise.all([tokenCheck(), storeCheck()]);
+      const startup = { ok: deps.startup.isDone, detail: deps.startup.detail };
+      const isReady = token.ok && store.ok && startup.ok;
+      res.status(isReady ? 200 : 503).json(probeBody(isReady ? 'ready' : 'not ready', { token, store, startup }));
+    },
   };
 }
 
-async function tokenCheck(deps: GatewayDeps): Promise<CheckResult> {
-  const h = await deps.hsm.health().catch((err: unknown) => ({ isUp: false, detail: err instanceof Error ? err.message : 'health check failed' }));
-  return { ok: h.isUp, detail: h.detail };
+/** `run` at most once per `ms` (counted from its start); callers in between share its result. */
+function atMostEvery<T>(ms: number, run: () => Promise<T>): () => Promise<T> {
+  let last: { at: number; result: Promise<T> } | undefined;
+  return () => {
+    const now = performance.now();
+    if (!last || now - last.at >= ms) last = { at: now, result: run() };
+    return last.result;
+  };
 }
 
 function probeBody(status: ProbeBody['status'], checks: Record<string, CheckResult>): ProbeBody {

@@ -14,14 +14,13 @@ export interface RequestLocals {
   errorType?: string;
   /** Set by sigv4 once the signature verified. */
   principal?: Principal;
+  /** A probe or scrape (/health, /ready, /metrics): not a KMS request, so neither audited nor counted. */
+  isProbe?: boolean;
 }
 
 export function locals(res: Response): RequestLocals {
   return res.locals as RequestLocals;
 }
-
-/** Probes and scrapes: not KMS requests, so neither audited nor counted (an orchestrator polls them every few seconds). */
-export const PROBE_PATHS: ReadonlySet<string> = new Set(['/health', '/ready', '/metrics']);
 
 /**
  * A request id on every response (x-amzn-RequestId, kms-protocol.md §1), a child logger, and when
@@ -37,7 +36,7 @@ export function requestContext(logger: Logger, audit: AuditLog, metrics: Gateway
     // ('finish' would not), so aborted requests are audited too.
     res.once('close', () => {
       const l = locals(res);
-      if (PROBE_PATHS.has(req.path)) return;
+      if (l.isProbe) return; // an orchestrator polls these every few seconds
       if (!res.writableFinished) l.errorType ??= 'ClientClosedRequest';
       const seconds = (performance.now() - l.startedAt) / 1000;
       metrics.request(operationLabel(req, l), l.errorType ?? (res.statusCode < 400 ? 'success' : `HTTP${res.statusCode}`), seconds);

@@ -53,6 +53,7 @@ async function probe(url: string, which: 'health' | 'ready'): Promise<{ status: 
 }
 
 const STORE_PROBE_CACHE_MS = 1000;
+const TOKEN_CHECK_EVERY_MS = 250;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('Metrics and readiness (in-process gateway over the SoftHSM2 token)', () => {
@@ -150,6 +151,35 @@ describe('Metrics and readiness (in-process gateway over the SoftHSM2 token)', (
     assert.deepEqual(health.body.reasons, []);
   });
 
+  it('a flood of probes costs the token and the disk one check per interval, shared by callers in flight', async () => {
+    await sleep(STORE_PROBE_CACHE_MS);
+    let writes = 0;
+    const probeWrite = gw.deps.keys.probeWrite.bind(gw.deps.keys);
+    gw.deps.keys.probeWrite = (ms: number) => (writes++, probeWrite(ms));
+    // The next token check fails once: every probe in flight shares that one answer.
+    gw.faults.add({ method: 'health', times: 1, delayMs: 100, fail: { kind: 'device', ckr: 'CKR_DEVICE_ERROR' } });
+    try {
+      const statuses = await Promise.all(Array.from({ length: 20 }, (_, i) => probe(gw.url, i % 2 ? 'ready' : 'health').then((p) => p.status)));
+      assert.deepEqual(new Set(statuses), new Set([503]), 'all 20 shared the one failed check');
+      assert.equal(writes, 1, 'one store write for 10 /ready');
+    } finally {
+      gw.faults.clear();
+      gw.deps.keys.probeWrite = probeWrite;
+    }
+    await sleep(STORE_PROBE_CACHE_MS);
+    assert.equal((await probe(gw.url, 'ready')).status, 200);
+  });
+
+  it('probe paths in any spelling Express routes to them (/ready/, /HEALTH) are neither audited nor counted as KMS requests', async () => {
+    const counts = async () => {
+      const { samples } = await scrape(gw.url);
+      return [total(samples, 'qkms_requests_total'), total(samples, 'qkms_audit_records_total', { type: 'request' })];
+    };
+    const before = await counts();
+    for (const p of ['/ready/', '/HEALTH', '/Metrics']) assert.equal((await fetch(gw.url + p)).status, 200, p);
+    assert.deepEqual(await counts(), before);
+  });
+
   it('/ready is 503 with the reason while another writer holds the store, and 200 once it lets go', async () => {
     await sleep(STORE_PROBE_CACHE_MS + 100);
     // Root ignores file modes, so the store is made unwritable the way a second process would: it
@@ -173,7 +203,8 @@ describe('Metrics and readiness (in-process gateway over the SoftHSM2 token)', (
   });
 
   it('/ready and /health are 503 with the reason when the token is down', async () => {
-    gw.faults.add({ method: 'health', times: 2, fail: { kind: 'device', ckr: 'CKR_DEVICE_REMOVED' } });
+    await sleep(TOKEN_CHECK_EVERY_MS); // no earlier answer to share
+    gw.faults.add({ method: 'health', times: 1, fail: { kind: 'device', ckr: 'CKR_DEVICE_REMOVED' } });
     const ready = await probe(gw.url, 'ready');
     assert.equal(ready.status, 503);
     assert.equal(ready.body.checks.token.ok, false);
@@ -182,6 +213,7 @@ describe('Metrics and readiness (in-process gateway over the SoftHSM2 token)', (
     assert.equal(health.status, 503);
     assert.equal(health.body.status, 'unavailable');
     assert.ok(health.body.reasons.some((r) => r.startsWith('token: ')));
+    await sleep(TOKEN_CHECK_EVERY_MS);
     assert.equal((await probe(gw.url, 'ready')).status, 200);
   });
 });
