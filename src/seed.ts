@@ -3,9 +3,12 @@ import Joi from 'joi';
 import YAML from 'yaml';
 import { assertAliasName } from './domain/alias-name';
 import { isKeyId } from './domain/key-ref';
+import type { Tag } from './domain/key-repository';
+import type { KeySpec, KeyUsage } from './domain/key-spec';
 import { KmsError } from './errors/kms-errors';
 import type { GatewayDeps } from './operations/context';
 import { checkSpec, checkTags, createKeyInHsm } from './operations/create-key';
+import { aliasNameSchema } from './operations/shared-schemas';
 
 /**
  * QKMS_SEED_FILE: keys with fixed ids, created in the HSM on start when missing and never
@@ -28,13 +31,25 @@ import { checkSpec, checkTags, createKeyInHsm } from './operations/create-key';
  */
 export class SeedFileError extends Error {}
 
-interface SeedKey {
+/** A key as the file gives it (after Joi's defaults). */
+interface SeedEntry {
   keyId: string;
   keySpec?: string;
   keyUsage?: string;
   description: string;
   aliases: string[];
   tags: Record<string, string>;
+  rotationPeriodInDays?: number;
+}
+
+/** A key as CreateKey's rules read it. */
+export interface SeedKey {
+  keyId: string;
+  keySpec: KeySpec;
+  keyUsage: KeyUsage;
+  description: string;
+  aliases: string[];
+  tags: Tag[];
   rotationPeriodInDays?: number;
 }
 
@@ -46,7 +61,7 @@ const seedSchema = Joi.object({
         keySpec: Joi.string(),
         keyUsage: Joi.string(),
         description: Joi.string().allow('').max(8192).default(''),
-        aliases: Joi.array().items(Joi.string().min(1).max(256)).unique().default([]),
+        aliases: Joi.array().items(aliasNameSchema).unique().default([]),
         tags: Joi.object().pattern(Joi.string().min(1).max(128), Joi.string().allow('').max(256)).default({}),
         rotationPeriodInDays: Joi.number().integer().min(90).max(2560),
       }),
@@ -66,33 +81,38 @@ export function readSeedFile(file: string): SeedKey[] {
   let parsed: unknown;
   try {
     // failsafe: every scalar is a string, so `version: 1.10` stays "1.10"; Joi converts numbers.
-    parsed = YAML.parse(fs.readFileSync(file, 'utf8'), { schema: 'failsafe' });
+    // Except a plain null (JSON null, YAML ~ or nothing), which stays null so Joi refuses it rather
+    // than storing the text "null".
+    const doc = YAML.parseDocument(fs.readFileSync(file, 'utf8'), { schema: 'failsafe' });
+    if (doc.errors.length > 0) throw doc.errors[0];
+    YAML.visit(doc, {
+      Scalar: (_key, node) => (node.type === 'PLAIN' && /^(null|Null|NULL|~|)$/.test(String(node.value)) ? new YAML.Scalar(null) : undefined),
+    });
+    parsed = doc.toJS();
   } catch (err) {
     throw new SeedFileError(`seed file ${file}: ${(err as Error).message}`);
   }
   const { error, value } = seedSchema.validate(parsed, { abortEarly: false });
   if (error) throw new SeedFileError(`seed file ${file}: ${error.details.map((d) => d.message).join('; ')}`);
-  const keys = value.keys as SeedKey[];
   const aliasOwner = new Map<string, string>();
-  for (const k of keys) {
-    const where = `seed file ${file}: key ${k.keyId}`;
+  return (value.keys as SeedEntry[]).map((k) => {
     try {
-      const { keySpec } = checkSpec({ KeySpec: k.keySpec, KeyUsage: k.keyUsage });
+      const { keySpec, keyUsage } = checkSpec({ KeySpec: k.keySpec, KeyUsage: k.keyUsage });
       if (k.rotationPeriodInDays !== undefined && keySpec !== 'SYMMETRIC_DEFAULT') {
         throw new SeedFileError(`rotationPeriodInDays: key spec ${keySpec} is not valid for key rotation`);
       }
-      checkTags(Object.entries(k.tags).map(([TagKey, TagValue]) => ({ TagKey, TagValue })));
+      const tags = checkTags(Object.entries(k.tags).map(([TagKey, TagValue]) => ({ TagKey, TagValue })));
       for (const alias of k.aliases) {
         assertAliasName(alias);
         if (aliasOwner.has(alias)) throw new SeedFileError(`alias ${alias} is also given to key ${aliasOwner.get(alias)}`);
         aliasOwner.set(alias, k.keyId);
       }
+      return { ...k, keySpec, keyUsage, tags };
     } catch (err) {
-      if (err instanceof KmsError || err instanceof SeedFileError) throw new SeedFileError(`${where}: ${err.message}`);
+      if (err instanceof KmsError || err instanceof SeedFileError) throw new SeedFileError(`seed file ${file}: key ${k.keyId}: ${err.message}`);
       throw err;
     }
-  }
-  return keys;
+  });
 }
 
 export async function applySeedFile(file: string, deps: GatewayDeps): Promise<SeedResult> {
@@ -100,10 +120,9 @@ export async function applySeedFile(file: string, deps: GatewayDeps): Promise<Se
   // Every conflict with the store is found before anything is created.
   const plans = [];
   for (const k of keys) {
-    const { keySpec, keyUsage } = checkSpec({ KeySpec: k.keySpec, KeyUsage: k.keyUsage });
     const existing = await deps.keys.getKey(k.keyId);
-    if (existing && (existing.keySpec !== keySpec || existing.keyUsage !== keyUsage)) {
-      throw new SeedFileError(`seed file ${file}: key ${k.keyId} exists as ${existing.keySpec}/${existing.keyUsage}, the file says ${keySpec}/${keyUsage}`);
+    if (existing && (existing.keySpec !== k.keySpec || existing.keyUsage !== k.keyUsage)) {
+      throw new SeedFileError(`seed file ${file}: key ${k.keyId} exists as ${existing.keySpec}/${existing.keyUsage}, the file says ${k.keySpec}/${k.keyUsage}`);
     }
     const missingAliases = [];
     for (const aliasName of k.aliases) {
@@ -111,13 +130,13 @@ export async function applySeedFile(file: string, deps: GatewayDeps): Promise<Se
       if (target === undefined) missingAliases.push(aliasName);
       else if (target !== k.keyId) throw new SeedFileError(`seed file ${file}: alias ${aliasName} already names key ${target}, not ${k.keyId}`);
     }
-    plans.push({ k, keySpec, keyUsage, isMissing: !existing, missingAliases });
+    plans.push({ k, isMissing: !existing, missingAliases });
   }
   const result: SeedResult = { created: [], existing: [], aliasesCreated: [] };
-  for (const { k, keySpec, keyUsage, isMissing, missingAliases } of plans) {
+  for (const { k, isMissing, missingAliases } of plans) {
     if (isMissing) {
-      const tags = checkTags(Object.entries(k.tags).map(([TagKey, TagValue]) => ({ TagKey, TagValue })));
-      await createKeyInHsm(deps, { keySpec, keyUsage, description: k.description, tags, keyId: k.keyId, rotationPeriodDays: k.rotationPeriodInDays });
+      const { keySpec, keyUsage, description, tags, keyId } = k;
+      await createKeyInHsm(deps, { keySpec, keyUsage, description, tags, keyId, rotationPeriodDays: k.rotationPeriodInDays });
       result.created.push(k.keyId);
     } else {
       result.existing.push(k.keyId);

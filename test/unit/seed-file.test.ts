@@ -20,7 +20,7 @@ describe('seed file parsing and checks', () => {
     const fromJson = readSeedFile(write('a.json', JSON.stringify({ keys: [{ keyId: ID, rotationPeriodInDays: 90, tags: { n: '7' } }] })));
     const fromYaml = readSeedFile(write('a.yaml', `keys:\n  - keyId: ${ID}\n    rotationPeriodInDays: 90\n    tags: { n: 7 }\n`));
     assert.deepEqual(fromJson, fromYaml);
-    assert.deepEqual(fromYaml, [{ keyId: ID, description: '', aliases: [], tags: { n: '7' }, rotationPeriodInDays: 90 }]);
+    assert.deepEqual(fromYaml, [{ keyId: ID, keySpec: 'SYMMETRIC_DEFAULT', keyUsage: 'ENCRYPT_DECRYPT', description: '', aliases: [], tags: [{ key: 'n', value: '7' }], rotationPeriodInDays: 90 }]);
   });
 
   for (const [what, text, message] of [
@@ -36,6 +36,9 @@ describe('seed file parsing and checks', () => {
     ['the same key twice', `keys:\n  - keyId: ${ID}\n  - keyId: ${ID}\n`, /contains a duplicate value/],
     ['an unknown field', `keys:\n  - keyId: ${ID}\n    policy: x\n`, /"keys\[0\].policy" is not allowed/],
     ['broken YAML', 'keys: [\n', /seed file .*: /],
+    ['a null description (JSON)', JSON.stringify({ keys: [{ keyId: ID, description: null }] }), /"keys\[0\].description" must be a string/],
+    ['an empty tag value left out (YAML)', `keys:\n  - keyId: ${ID}\n    tags:\n      team:\n`, /"keys\[0\].tags.team" must be a string/],
+    ['an alias CreateAlias would refuse', `keys:\n  - keyId: ${ID}\n    aliases: ["alias/ci data"]\n`, /fails to match the required pattern/],
     ['no keys list', 'other: 1\n', /"keys" is required/],
   ] as const) {
     it(`refuses ${what}`, () => {
