@@ -7,7 +7,7 @@ export interface HsmCallObserver {
 }
 
 /**
- * Times every Hsm call (HSM_CALLS and health) as the operations see it: wrapped around the
+ * Times every Hsm call (HSM_CALLS; not health, which probes poll) as the operations see it: wrapped around the
  * deadline, so a call past QKMS_HSM_TIMEOUT_MS counts as kind 'timeout' at its deadline. An error
  * that is not an HsmError counts as 'internal'. Neither arguments nor results are looked at.
  */
