@@ -184,6 +184,25 @@ describe('qkms report (compliance report)', function () {
     assert.ok(!fs.readFileSync(path.join(outDir, 'report.json'), 'utf8').includes(value));
   });
 
+  it('fails as an error, not as a verdict, when the token fails while being read', async () => {
+    const faults = path.join(outDir, 'faults.json');
+    // Start-up reads each token object's label once (the handle cache); the report's reads come after.
+    const startupReads = toolObjects(dataDir).length;
+    fs.writeFileSync(faults, JSON.stringify([{ function: 'C_GetAttributeValue', ckr: 'CKR_DEVICE_ERROR', skip: startupReads }]));
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'qkms-report-faulty-'));
+    try {
+      const run = await runQkms(['report', '--out', out], { ...direct(), QKMS_FAULTS_FILE: faults });
+      assert.equal(run.code, 3, `exit 3 (HSM unavailable), not 1 (a failing key): ${run.stdout}${run.stderr}`);
+      assert.match(run.stderr, /HSM failed while the report read it.*CKR_DEVICE_ERROR/);
+      assert.doesNotMatch(run.stdout, /fail/, 'no verdict');
+      assert.ok(!hasStackTrace(run.stderr));
+      assert.deepEqual(fs.readdirSync(out), [], 'no report written');
+    } finally {
+      fs.rmSync(out, { recursive: true, force: true });
+      fs.rmSync(faults, { force: true });
+    }
+  });
+
   it('refuses --endpoint and a data dir without a store, with a clear message', async () => {
     const remote = await runQkms(['--endpoint', 'http://127.0.0.1:1', 'report', '--out', outDir], direct());
     assert.equal(remote.code, 2);
