@@ -26,6 +26,13 @@ export interface DataDirLock {
 }
 
 const LOCK_FILE = 'qkms.lock';
+
+/**
+ * The open lock databases. better-sqlite3 closes a Database when it is garbage-collected, which
+ * would drop the lock silently once a caller stops referencing the returned object; this set keeps
+ * each one alive until release().
+ */
+const heldLocks = new Set<Database.Database>();
 const OWNER_FILE = 'qkms.lock.owner.json';
 
 /**
@@ -53,12 +60,14 @@ export function lockDataDir(dataDir: string, role: string): DataDirLock {
   }
   const owner: LockOwner = { pid: process.pid, host: os.hostname(), role, since: new Date().toISOString() };
   fs.writeFileSync(path.join(dataDir, OWNER_FILE), JSON.stringify(owner), { mode: 0o600 });
+  heldLocks.add(db);
   let isHeld = true;
   return {
     release() {
       if (!isHeld) return;
       isHeld = false;
       fs.rmSync(path.join(dataDir, OWNER_FILE), { force: true });
+      heldLocks.delete(db);
       db.close(); // closing rolls the transaction back and drops the lock
     },
   };

@@ -1,3 +1,4 @@
+import path from 'node:path';
 import Database from 'better-sqlite3';
 import type { Alias, Grant, GrantConstraints, KeyMaterial, KeyRecord, KeyRepository, StateChange, Tag } from '../domain/key-repository';
 import type { KeySpec } from '../domain/key-spec';
@@ -98,6 +99,26 @@ const BUSY_TIMEOUT_MS = 5000;
 const toDate = (seconds: number) => new Date(seconds * 1000);
 const toSeconds = (d: Date) => d.getTime() / 1000;
 
+/**
+ * user_version through a read-only connection. A WAL-mode store needs its qkms.db-shm and
+ * qkms.db-wal files even to be read; SQLite creates them when missing (and leaves them; the gateway
+ * reuses them). This better-sqlite3 build has no URI filenames, so `immutable=1` is not available
+ * as a fallback: a reader that cannot create them gets a message that says what to do.
+ */
+function readUserVersion(db: Database.Database, file: string): number {
+  try {
+    return db.pragma('user_version', { simple: true }) as number;
+  } catch (err) {
+    if ((err as { code?: string }).code !== 'SQLITE_READONLY_DIRECTORY') throw err;
+    db.close();
+    throw new Error(
+      `SQLite must create ${path.basename(file)}-shm and -wal in ${path.dirname(file)} to read the store (WAL mode), and this user may not write there: ` +
+        'run as a user who may write the data dir (nothing in the store is changed), or while the gateway runs (the files exist then, and read access to them is enough)',
+      { cause: err },
+    );
+  }
+}
+
 export class SqliteKeyRepository implements KeyRepository {
   private readonly db: Database.Database;
 
@@ -109,7 +130,7 @@ export class SqliteKeyRepository implements KeyRepository {
     this.db = new Database(file, { readonly: isReadOnly, fileMustExist: isReadOnly });
     this.db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
     if (isReadOnly) {
-      const version = this.db.pragma('user_version', { simple: true }) as number;
+      const version = readUserVersion(this.db, file);
       if (version !== MIGRATIONS.length) throw new Error(`the key store ${file} has schema version ${version}; this qkms reads version ${MIGRATIONS.length}`);
       return;
     }

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { DescribeKeyCommand, ListAliasesCommand, ListKeysCommand, ListResourceTagsCommand } from '@aws-sdk/client-kms';
@@ -10,6 +12,39 @@ import { integration } from '../support/integration-hooks';
 import { registerSecret } from '../support/secrets';
 
 const CREDENTIALS_ENV = { QKMS_ACCESS_KEY_ID: TEST_CREDENTIALS.accessKeyId, QKMS_SECRET_ACCESS_KEY: TEST_CREDENTIALS.secretAccessKey };
+
+/**
+ * A proxy to the gateway that drops the connection of one GenerateDataKey after `failAfterMs` (to
+ * the client, a non-KMS failure) and forwards everything else, counting the GenerateDataKey calls
+ * that arrive after the dropped one.
+ */
+async function droppingProxy(target: string, failAfterMs: number) {
+  const failFrom = Date.now() + failAfterMs;
+  let hasDropped = false;
+  let sentAfterDrop = 0;
+  const server = http.createServer((req, res) => {
+    if (req.headers['x-amz-target'] === 'TrentService.GenerateDataKey') {
+      if (hasDropped) sentAfterDrop++;
+      else if (Date.now() >= failFrom) {
+        hasDropped = true;
+        req.socket.destroy();
+        return;
+      }
+    }
+    const upstream = http.request(new URL(req.url ?? '/', target), { method: req.method, headers: req.headers }, (answer) => {
+      res.writeHead(answer.statusCode ?? 502, answer.headers);
+      answer.pipe(res);
+    });
+    upstream.on('error', () => req.socket.destroy());
+    req.pipe(upstream);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    sentAfterDrop: () => sentAfterDrop,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())).finally(() => server.closeAllConnections()),
+  };
+}
 
 /** Audit records of the data dir, parsed (both modes write them). */
 function auditRecords(dataDir: string): Array<Record<string, any>> {
@@ -187,5 +222,25 @@ describe('qkms CLI', function () {
     assert.equal(KeyMetadata!.KeyState, 'PendingDeletion');
     const served = auditRecords(dataDir).filter((r) => r.operation === 'GenerateDataKey' && r.status === 200).length;
     assert.ok(served >= result.ok, 'every counted call reached the gateway');
+  });
+
+  it('bench: stops every worker at the first non-KMS error and still schedules its key for deletion', async () => {
+    gateway = await startChildGateway({ QKMS_DATA_DIR: dataDir });
+    const proxy = await droppingProxy(gateway.url, 1500);
+    try {
+      const started = Date.now();
+      const run = await runQkms(['--endpoint', proxy.url, 'bench', '--duration', '30', '--concurrency', '4'], CREDENTIALS_ENV);
+      assert.equal(run.code, 3, run.stderr);
+      assert.match(run.stderr, /cannot reach the gateway/);
+      assert.ok(Date.now() - started < 15000, 'the command ended at the failure, not after --duration');
+      assert.ok(proxy.sentAfterDrop() <= 3, `no worker started a call after the failure (${proxy.sentAfterDrop()} arrived; 3 may have been in flight)`);
+      const keyId = /created key (\S+) for the run/.exec(run.stderr)?.[1];
+      assert.ok(keyId, run.stderr);
+      assert.match(run.stderr, /scheduled the run's key .* for deletion/);
+      const { KeyMetadata } = await gateway.client.send(new DescribeKeyCommand({ KeyId: keyId }));
+      assert.equal(KeyMetadata!.KeyState, 'PendingDeletion');
+    } finally {
+      await proxy.close();
+    }
   });
 });

@@ -3,6 +3,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import Database from 'better-sqlite3';
 import { CreateGrantCommand, PutKeyPolicyCommand, RotateKeyOnDemandCommand } from '@aws-sdk/client-kms';
 import { keyObjectLabels } from '../../src/domain/key-repository';
 import { findSoftHsmModule } from '../../src/hsm/pkcs11/embedded-token';
@@ -41,6 +42,24 @@ function toolObjects(dataDir: string): ToolObject[] {
     access: new Set((/^\s+Access:\s+(.*)$/m.exec(b)?.[1] ?? '').split(',').map((s) => s.trim()).filter(Boolean)),
     allowed: /^\s+Allowed mechanisms:\s+(.*)$/m.exec(b)?.[1].split(',').map((m) => `CKM_${m.trim().replace(/-/g, '_')}`),
   }));
+}
+
+/**
+ * Every row of every table, read through a fresh connection: the store's content as any reader
+ * sees it. With a gateway running in WAL mode, qkms.db's own bytes do not change on a write (it
+ * lands in qkms.db-wal), so comparing the file would prove nothing.
+ */
+function storeDump(dataDir: string): string {
+  const db = new Database(path.join(dataDir, 'qkms.db'), { readonly: true, fileMustExist: true });
+  try {
+    const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").pluck().all() as string[];
+    const rows = Object.fromEntries(tables.map((t) => [t, db.prepare(`SELECT * FROM "${t}" ORDER BY rowid`).all()]));
+    return JSON.stringify({ userVersion: db.pragma('user_version', { simple: true }), rows }, (_k, v: unknown) =>
+      v && typeof v === 'object' && (v as { type?: string }).type === 'Buffer' ? Buffer.from((v as { data: number[] }).data).toString('hex') : v,
+    );
+  } finally {
+    db.close();
+  }
 }
 
 /** pkcs11-tool's Access words for the flags it prints, as our report names them. */
@@ -92,13 +111,14 @@ describe('qkms report (compliance report)', function () {
     const auditDir = path.join(dataDir, 'audit');
     const snapshot = () => fs.readdirSync(auditDir).map((f) => fs.readFileSync(path.join(auditDir, f), 'utf8')).join('');
     const auditBefore = snapshot();
-    const storeBefore = fs.readFileSync(path.join(dataDir, 'qkms.db'));
+    const storeBefore = storeDump(dataDir);
+    assert.ok(storeBefore.includes(grant.GrantId!), 'the dump sees the gateway\'s latest write (still in the WAL)');
     const run = await runQkms(['report', '--out', outDir], direct());
     assert.equal(run.code, 0, run.stderr);
     assert.match(run.stdout, /^3 keys: 3 pass, 0 fail; audit trail intact$/m);
     assert.match(run.stderr, /key 1\/3/, 'progress goes to stderr');
     assert.equal(snapshot(), auditBefore, 'the report wrote no audit record');
-    assert.ok(fs.readFileSync(path.join(dataDir, 'qkms.db')).equals(storeBefore), 'the report changed nothing in the store');
+    assert.equal(storeDump(dataDir), storeBefore, 'the report changed nothing in the store');
 
     const report = readReport();
     assert.equal(report.summary.isAuditIntact, true);
@@ -182,6 +202,25 @@ describe('qkms report (compliance report)', function () {
     const value = /VALUE:\s+([0-9a-f]+)/.exec(pkcs11Tool(dataDir, '--list-objects', '--type', 'secrkey', '--label', hmac))?.[1];
     assert.ok(value && value.length === 64);
     assert.ok(!fs.readFileSync(path.join(outDir, 'report.json'), 'utf8').includes(value));
+  });
+
+  it('fails as an error, not as a verdict, when the token fails while being read', async () => {
+    const faults = path.join(outDir, 'faults.json');
+    // Start-up reads each token object's label once (the handle cache); the report's reads come after.
+    const startupReads = toolObjects(dataDir).length;
+    fs.writeFileSync(faults, JSON.stringify([{ function: 'C_GetAttributeValue', ckr: 'CKR_DEVICE_ERROR', skip: startupReads }]));
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'qkms-report-faulty-'));
+    try {
+      const run = await runQkms(['report', '--out', out], { ...direct(), QKMS_FAULTS_FILE: faults });
+      assert.equal(run.code, 3, `exit 3 (HSM unavailable), not 1 (a failing key): ${run.stdout}${run.stderr}`);
+      assert.match(run.stderr, /HSM failed while the report read it.*CKR_DEVICE_ERROR/);
+      assert.doesNotMatch(run.stdout, /fail/, 'no verdict');
+      assert.ok(!hasStackTrace(run.stderr));
+      assert.deepEqual(fs.readdirSync(out), [], 'no report written');
+    } finally {
+      fs.rmSync(out, { recursive: true, force: true });
+      fs.rmSync(faults, { force: true });
+    }
   });
 
   it('refuses --endpoint and a data dir without a store, with a clear message', async () => {

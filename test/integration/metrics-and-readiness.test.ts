@@ -56,6 +56,20 @@ const STORE_PROBE_CACHE_MS = 1000;
 const TOKEN_CHECK_EVERY_MS = 250;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * Scrapes until `isThere(samples)`: the HSM thread pushes its PKCS#11 figures on a 1 s timer, which
+ * runs late on a loaded machine and after the thread reconnected, so a fixed sleep races it.
+ */
+async function scrapeUntil(url: string, isThere: (samples: Sample[]) => boolean, what: string): Promise<Sample[]> {
+  const deadline = Date.now() + 10000;
+  for (;;) {
+    const { samples } = await scrape(url);
+    if (isThere(samples)) return samples;
+    assert.ok(Date.now() < deadline, `${what} within 10 s`);
+    await sleep(100);
+  }
+}
+
 describe('Metrics and readiness (in-process gateway over the SoftHSM2 token)', () => {
   let gw: Harness;
   let keyId: string;
@@ -229,8 +243,8 @@ for (const thread of ['true', 'false']) describe(`Metrics and readiness of a gat
   let gw: ChildGateway;
   let keyId: string;
   const gdk = () => gw.client.send(new GenerateDataKeyCommand({ KeyId: keyId, KeySpec: 'AES_256' }));
-  /** Past the fault file's re-read (1 s) and the HSM thread's stats report (1 s). */
-  const settle = () => sleep(1200);
+  /** The fault plan re-reads its file on the first call at least 1 s after its last check. */
+  const pastFaultFileReread = () => sleep(1200);
 
   before(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qkms-metrics-'));
@@ -247,8 +261,11 @@ for (const thread of ['true', 'false']) describe(`Metrics and readiness of a gat
 
   it('reports PKCS#11 calls and the session pool of the token', async () => {
     for (let i = 0; i < 5; i++) await gdk();
-    await settle();
-    const { samples } = await scrape(gw.url);
+    const samples = await scrapeUntil(
+      gw.url,
+      (s) => total(s, 'qkms_pkcs11_call_duration_seconds_count', { function: 'C_WrapKey' }) >= 5 && total(s, 'qkms_pkcs11_sessions') > 0,
+      'the PKCS#11 figures of 5 GenerateDataKey calls',
+    );
     assert.ok(total(samples, 'qkms_pkcs11_call_duration_seconds_count', { function: 'C_WrapKey' }) >= 5);
     assert.ok(total(samples, 'qkms_pkcs11_call_duration_seconds_count', { function: 'C_Login' }) >= 1);
     assert.equal(total(samples, 'qkms_pkcs11_sessions'), 4, 'the softhsm2 profile opens 4 sessions');
@@ -259,7 +276,7 @@ for (const thread of ['true', 'false']) describe(`Metrics and readiness of a gat
 
   it('a failing token: token_up 0, the CKR counted against the function, /ready 503 with the reason; all back once it heals', async () => {
     fs.writeFileSync(faults, JSON.stringify([{ function: 'C_WrapKey', ckr: 'CKR_DEVICE_ERROR', count: 1 }]));
-    await settle();
+    await pastFaultFileReread();
     await assert.rejects(gdk(), KeyUnavailableException);
     const down = await probe(gw.url, 'ready');
     assert.equal(down.status, 503, JSON.stringify(down.body));
@@ -268,8 +285,7 @@ for (const thread of ['true', 'false']) describe(`Metrics and readiness of a gat
     assert.equal(total(samples, 'qkms_hsm_token_up'), 0);
     assert.equal(total(samples, 'qkms_requests_total', { operation: 'GenerateDataKey', outcome: 'KeyUnavailableException' }), 1);
     assert.equal(total(samples, 'qkms_hsm_call_errors_total', { method: 'generateWrappedDataKey', kind: 'device' }), 1);
-    await settle();
-    const later = (await scrape(gw.url)).samples;
+    const later = await scrapeUntil(gw.url, (s) => total(s, 'qkms_pkcs11_call_errors_total', { function: 'C_WrapKey' }) > 0, 'the C_WrapKey error');
     assert.equal(total(later, 'qkms_pkcs11_call_errors_total', { function: 'C_WrapKey', ckr: 'CKR_DEVICE_ERROR' }), 1);
     const deadline = Date.now() + 5000;
     while ((await probe(gw.url, 'ready')).status !== 200) {

@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { CliError, EXIT, type Cli } from '../cli-context';
+import { CliError, EXIT, describe, type Cli } from '../cli-context';
 import { KmsCallError, type KmsCaller } from '../kms-caller';
 import { parseInteger } from './keys';
 
@@ -33,13 +33,26 @@ export function benchCommand(cli: Cli): Command {
 }
 
 async function run(cli: Cli, kms: KmsCaller, o: BenchOptions) {
-  let keyId = o.key;
-  if (!keyId) {
-    keyId = (await kms.call('CreateKey', { Description: `qkms bench ${new Date().toISOString()}` })).KeyMetadata.KeyId as string;
-    cli.progress(`created key ${keyId} for the run`);
+  const keyId = o.key ?? ((await kms.call('CreateKey', { Description: `qkms bench ${new Date().toISOString()}` })).KeyMetadata.KeyId as string);
+  if (!o.key) cli.progress(`created key ${keyId} for the run`);
+  let measured: Awaited<ReturnType<typeof load>>;
+  try {
+    measured = await load(cli, kms, keyId, o);
+  } finally {
+    // Also when the run failed: the key was made for it. Best effort, as the gateway may be gone.
+    if (!o.key) await scheduleDeletion(cli, kms, keyId);
   }
+  return summary(keyId, o, measured);
+}
+
+/**
+ * The workers, until the duration ends. A KMS error is a result and is counted; any other error
+ * (the gateway went away) is fatal: every worker stops before its next call, and it is thrown.
+ */
+async function load(cli: Cli, kms: KmsCaller, keyId: string, o: BenchOptions) {
   const latenciesMs: number[] = [];
   const errors = new Map<string, number>();
+  let fatal: { error: unknown } | undefined;
   const started = performance.now();
   const endAt = started + o.durationS * 1000;
   const ticker = setInterval(() => {
@@ -47,14 +60,14 @@ async function run(cli: Cli, kms: KmsCaller, o: BenchOptions) {
     cli.progress(`${elapsedS.toFixed(0)}s: ${latenciesMs.length} ok, ${sum(errors)} errors, ${(latenciesMs.length / elapsedS).toFixed(0)} req/s`);
   }, 1000);
   const worker = async () => {
-    while (performance.now() < endAt) {
+    while (!fatal && performance.now() < endAt) {
       const t0 = performance.now();
       try {
         await kms.call('GenerateDataKey', { KeyId: keyId, NumberOfBytes: o.bytes });
         latenciesMs.push(performance.now() - t0);
       } catch (err) {
-        if (!(err instanceof KmsCallError)) throw err;
-        errors.set(err.type, (errors.get(err.type) ?? 0) + 1);
+        if (!(err instanceof KmsCallError)) fatal ??= { error: err };
+        else errors.set(err.type, (errors.get(err.type) ?? 0) + 1);
       }
     }
   };
@@ -63,11 +76,20 @@ async function run(cli: Cli, kms: KmsCaller, o: BenchOptions) {
   } finally {
     clearInterval(ticker);
   }
-  const elapsedS = (performance.now() - started) / 1000;
-  if (!o.key) {
+  if (fatal) throw fatal.error;
+  return { latenciesMs, errors, elapsedS: (performance.now() - started) / 1000 };
+}
+
+async function scheduleDeletion(cli: Cli, kms: KmsCaller, keyId: string): Promise<void> {
+  try {
     await kms.call('ScheduleKeyDeletion', { KeyId: keyId, PendingWindowInDays: 7 });
     cli.progress(`scheduled the run's key ${keyId} for deletion in 7 days`);
+  } catch (err) {
+    cli.progress(`could not schedule the run's key ${keyId} for deletion (${describe(err)}): run 'qkms keys schedule-deletion ${keyId}'`);
   }
+}
+
+function summary(keyId: string, o: BenchOptions, { latenciesMs, errors, elapsedS }: Awaited<ReturnType<typeof load>>) {
   latenciesMs.sort((a, b) => a - b);
   const pct = (p: number) => round(latenciesMs[Math.min(latenciesMs.length - 1, Math.floor((p / 100) * latenciesMs.length))] ?? 0);
   return {

@@ -4,6 +4,7 @@ import { Command } from 'commander';
 import { openHsm } from '../../gateway';
 import { withDeadline } from '../../hsm/deadline-hsm';
 import type { Hsm } from '../../hsm/hsm';
+import { HsmError } from '../../hsm/hsm-error';
 import { buildComplianceReport } from '../../report/compliance-report';
 import { renderReportHtml } from '../../report/report-html';
 import { SqliteKeyRepository } from '../../store/sqlite-key-repository';
@@ -37,7 +38,11 @@ export function reportCommand(cli: Cli): Command {
           { keys, hsm: withDeadline(hsm, config.hsmTimeoutMs), scope: { accountId: config.accountId, region: config.region, format: config.arnFormat } },
           { dataDir: config.dataDir, token: { label: config.pkcs11.tokenLabel, module: config.pkcs11.modulePath ?? 'embedded SoftHSM2' }, now: new Date() },
           (message) => cli.progress(message),
-        );
+        ).catch((err: unknown) => {
+          // A token that fails while being read says nothing about the keys: no verdict, no files.
+          if (err instanceof HsmError) throw new CliError(`the HSM failed while the report read it; no report was written: ${describe(err)}`, EXIT.unavailable);
+          throw err;
+        });
         fs.mkdirSync(o.out, { recursive: true });
         const files = { json: path.resolve(o.out, 'report.json'), html: path.resolve(o.out, 'report.html') };
         fs.writeFileSync(files.json, `${JSON.stringify(report, null, 2)}\n`);

@@ -1,4 +1,4 @@
-import type { HsmErrorKind } from '../hsm-error';
+import { HsmError, type HsmErrorKind } from '../hsm-error';
 
 /**
  * CKR names -> kind (see hsm-error.ts). Matched on the name pkcs11js puts in Pkcs11Error.message /
@@ -50,3 +50,13 @@ export function classifyCkr(ckrName: string | undefined): HsmErrorKind {
 
 /** The CKR names this table knows, for its unit test. */
 export const KNOWN_CKR = Object.keys(TABLE);
+
+/** The CKR name of a pkcs11js Pkcs11Error (message "CKR_NAME"), an injected fault ("CKR_NAME:rv") or an HsmError. */
+export function ckrName(err: unknown): string | undefined {
+  if (err instanceof HsmError) return err.ckr;
+  if (err && typeof err === 'object' && 'message' in err && typeof err.message === 'string') {
+    const m = /^(CKR_[A-Z_0-9]+)/.exec(err.message);
+    return m?.[1];
+  }
+  return undefined;
+}

@@ -3,8 +3,8 @@ import * as pkcs11js from 'pkcs11js';
 
 /**
  * Fault injection at the PKCS#11 boundary, for tests and drills, enabled only by QKMS_FAULTS_FILE:
- *   [ { "function": "C_WrapKey" | "*", "ckr": "CKR_DEVICE_ERROR", "delayMs": 0, "probability": 1, "count": 3 } ]
- * A matching call first blocks for delayMs (as a hung synchronous call would), then fails with the
+ *   [ { "function": "C_WrapKey" | "*", "ckr": "CKR_DEVICE_ERROR", "delayMs": 0, "probability": 1, "count": 3, "skip": 0 } ]
+ * The first `skip` matching calls pass untouched (to fail a call after start-up made its own). A matching call first blocks for delayMs (as a hung synchronous call would), then fails with the
  * CKR code the way pkcs11js does (`Error("CKR_NAME:<rv>")`), with `probability`, at most `count`
  * times. The file is re-read when it changes (at most once a second); an unreadable file means no
  * faults. Everything above this layer — classification, recovery, timeouts — runs for real.
@@ -15,6 +15,7 @@ interface FaultRule {
   delayMs?: number;
   probability?: number;
   count?: number;
+  skip?: number;
 }
 
 export class FaultPlan {
@@ -29,6 +30,10 @@ export class FaultPlan {
     this.reload();
     for (const rule of this.rules) {
       if (rule.function !== '*' && rule.function !== fn) continue;
+      if (rule.skip) {
+        rule.skip--;
+        continue;
+      }
       if (rule.count !== undefined && rule.count <= 0) continue;
       if (Math.random() >= (rule.probability ?? 1)) continue;
       if (rule.count !== undefined) rule.count--;

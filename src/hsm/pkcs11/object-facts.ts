@@ -1,5 +1,6 @@
 import * as pkcs11js from 'pkcs11js';
 import type { KeyObjectFacts } from '../hsm';
+import { ckrName } from './ckr-table';
 import { CKK_EC_EDWARDS, CKM_EC_EDWARDS_KEY_PAIR_GEN, CKM_EDDSA } from './mechanisms';
 import { CURVE_OIDS } from './templates';
 
@@ -11,6 +12,13 @@ const FLAG_NAMES = [
 ] as const;
 
 const constants = pkcs11js as unknown as Record<string, unknown>;
+
+/**
+ * The answers that mean "this object has no such attribute (for its class)" or "will not say":
+ * the report shows the attribute as not reported. Anything else (a broken session, a device
+ * error) is not a fact about the key, so it fails the report instead of becoming a false verdict.
+ */
+const NOT_REPORTED = new Set(['CKR_ATTRIBUTE_TYPE_INVALID', 'CKR_ATTRIBUTE_SENSITIVE']);
 
 /**
  * Value -> name for one family of constants. pkcs11js exports some values under two names
@@ -48,8 +56,9 @@ function factsOf(p11: pkcs11js.PKCS11, session: pkcs11js.Handle, handle: pkcs11j
   const read = (type: number): Buffer | undefined => {
     try {
       return p11.C_GetAttributeValue(session, handle, [{ type }])[0].value;
-    } catch {
-      return undefined;
+    } catch (err) {
+      if (NOT_REPORTED.has(ckrName(err) ?? '')) return undefined;
+      throw err;
     }
   };
   const flags: Record<string, boolean> = {};

@@ -3,7 +3,7 @@ import { CallRecorder } from '../call-stats';
 import type { DataKeyWrap, Hash, HmacKeySpec, Hsm, HsmHealth, HsmStats, KeyObjectFacts, KeyPairSpec, KeyPairUsage, SigningScheme, WrappedDataKey } from '../hsm';
 import { GCM_IV_BYTES, GCM_TAG_BYTES } from '../hsm';
 import { HsmError } from '../hsm-error';
-import { classifyCkr } from './ckr-table';
+import { ckrName, classifyCkr } from './ckr-table';
 import crypto from 'node:crypto';
 import { ecdsaDerToRaw, ecdsaRawToDer, edwardsPoint, unwrapEcPoint } from './der';
 import { AES_KEY_GEN, aesGcm, CKK_EC_EDWARDS, DIGEST_INFO_PREFIX, ECDSA, EDDSA, GENERIC_SECRET_KEY_GEN, HMAC_BY_HASH, KWP, RSA_PKCS, rsaOaep, rsaPss } from './mechanisms';
@@ -559,15 +559,6 @@ function instrumented(p11: pkcs11js.PKCS11, calls: CallRecorder, faults?: FaultP
       };
     },
   });
-}
-
-function ckrName(err: unknown): string | undefined {
-  if (err instanceof HsmError) return err.ckr;
-  if (err && typeof err === 'object' && 'message' in err && typeof err.message === 'string') {
-    const m = /^(CKR_[A-Z_0-9]+)/.exec(err.message);
-    return m?.[1];
-  }
-  return undefined;
 }
 
 /** Runs a PKCS#11 call and turns Pkcs11Error into a classified HsmError. */
