@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CreateKeyCommand, DecryptCommand, DependencyTimeoutException, GenerateDataKeyCommand, KeyUnavailableException } from '@aws-sdk/client-kms';
+import { CreateKeyCommand, DecryptCommand, DependencyTimeoutException, EncryptCommand, GenerateDataKeyCommand, KeyUnavailableException } from '@aws-sdk/client-kms';
 import { startChildGateway, type ChildGateway } from '../support/child-gateway';
 
 /**
@@ -127,6 +127,33 @@ for (const thread of ['true', 'false']) describe(`Self-healing HSM layer (fault 
     fs.writeFileSync(faults, '[]');
     await new Promise((r) => setTimeout(r, 1200));
     for (let i = 0; i < 10; i++) assert.ok((await gdk()).Plaintext);
+  });
+});
+
+describe('HSM thread watchdog', function () {
+  this.timeout(60000);
+  it('a call waiting for a session behind a slow key-pair generation is not a stuck thread: the thread is kept and the generation completes', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qkms-watchdog-'));
+    const faults = path.join(dir, 'faults.json');
+    fs.writeFileSync(faults, '[]');
+    const gw = await startChildGateway({ QKMS_DATA_DIR: path.join(dir, 'data'), QKMS_FAULTS_FILE: faults, QKMS_HSM_TIMEOUT_MS: '300', QKMS_PKCS11_SESSIONS: '1' });
+    try {
+      const sym = (await gw.client.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;
+      // The device takes 3 s for the next key pair, holding the only session; the thread stays free.
+      fs.writeFileSync(faults, JSON.stringify([{ function: 'C_GenerateKeyPairAsync', delayMs: 3000, count: 1 }]));
+      await new Promise((r) => setTimeout(r, 1200));
+      const creating = gw.client.send(new CreateKeyCommand({ KeySpec: 'ECC_NIST_P256', KeyUsage: 'SIGN_VERIFY' }));
+      await new Promise((r) => setTimeout(r, 300));
+      // Waiting for the session past QKMS_HSM_TIMEOUT_MS: this caller gets its deadline...
+      await assert.rejects(gw.client.send(new EncryptCommand({ KeyId: sym, Plaintext: Buffer.from('x') })), DependencyTimeoutException);
+      // ...but the thread is not "stuck", so the generation in flight is not thrown away.
+      assert.equal((await creating).KeyMetadata!.KeySpec, 'ECC_NIST_P256');
+      assert.ok((await gw.client.send(new EncryptCommand({ KeyId: sym, Plaintext: Buffer.from('x') }))).CiphertextBlob);
+      assert.doesNotMatch(gw.output(), /HSM thread stuck/);
+    } finally {
+      assert.equal(await gw.stop(), 0);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

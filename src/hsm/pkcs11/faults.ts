@@ -4,7 +4,10 @@ import * as pkcs11js from 'pkcs11js';
 /**
  * Fault injection at the PKCS#11 boundary, for tests and drills, enabled only by QKMS_FAULTS_FILE:
  *   [ { "function": "C_WrapKey" | "*", "ckr": "CKR_DEVICE_ERROR", "delayMs": 0, "probability": 1, "count": 3, "skip": 0 } ]
- * The first `skip` matching calls pass untouched (to fail a call after start-up made its own). A matching call first blocks for delayMs (as a hung synchronous call would), then fails with the
+ * The first `skip` matching calls pass untouched (to fail a call after start-up made its own). A
+ * matching call first blocks for delayMs (as a hung synchronous call would; for a pkcs11js *Async
+ * function the delay is returned to the caller, which holds the call back without blocking the
+ * thread, as a slow device would), then fails with the
  * CKR code the way pkcs11js does (`Error("CKR_NAME:<rv>")`), with `probability`, at most `count`
  * times. The file is re-read when it changes (at most once a second); an unreadable file means no
  * faults. Everything above this layer — classification, recovery, timeouts — runs for real.
@@ -25,8 +28,8 @@ export class FaultPlan {
 
   constructor(private readonly file: string) {}
 
-  /** Called before every C_* call; throws or blocks as the plan says. */
-  apply(fn: string): void {
+  /** Called before every C_* call; throws or blocks as the plan says. Returns the delay an *Async call must take. */
+  apply(fn: string): number {
     this.reload();
     for (const rule of this.rules) {
       if (rule.function !== '*' && rule.function !== fn) continue;
@@ -37,13 +40,15 @@ export class FaultPlan {
       if (rule.count !== undefined && rule.count <= 0) continue;
       if (Math.random() >= (rule.probability ?? 1)) continue;
       if (rule.count !== undefined) rule.count--;
-      if (rule.delayMs) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, rule.delayMs);
+      const isAsync = fn.endsWith('Async');
+      if (rule.delayMs && !isAsync) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, rule.delayMs);
       if (rule.ckr) {
         const rv = (pkcs11js as unknown as Record<string, number>)[rule.ckr] ?? 5;
         throw new Error(`${rule.ckr}:${rv}`);
       }
-      return;
+      return isAsync ? (rule.delayMs ?? 0) : 0;
     }
+    return 0;
   }
 
   private reload(): void {

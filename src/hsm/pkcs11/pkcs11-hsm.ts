@@ -543,7 +543,19 @@ function instrumented(p11: pkcs11js.PKCS11, calls: CallRecorder, faults?: FaultP
         const started = performance.now();
         const done = (err?: unknown) => calls.record(prop, (performance.now() - started) / 1000, err === undefined ? undefined : (ckrName(err) ?? 'unknown'));
         try {
-          faults?.apply(prop);
+          const delayMs = faults?.apply(prop) ?? 0;
+          if (delayMs > 0) {
+            // An *Async call held back (a slow device): the thread stays free meanwhile.
+            return new Promise((resolve) => setTimeout(resolve, delayMs))
+              .then(() => (value as (...a: unknown[]) => Promise<unknown>).apply(target, args))
+              .then(
+                (v) => (done(), v),
+                (err: unknown) => {
+                  done(err);
+                  throw err;
+                },
+              );
+          }
           const result = (value as (...a: unknown[]) => unknown).apply(target, args);
           if (result instanceof Promise) {
             result.then(() => done(), (err: unknown) => done(err));

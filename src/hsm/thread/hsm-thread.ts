@@ -1,13 +1,13 @@
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { mergeCallStats, type CallStats } from '../call-stats';
-import { callTimeoutMs, HSM_CALLS, SLOW_HSM_CALLS, type Hsm, type HsmHealth, type HsmStats } from '../hsm';
+import { callTimeoutMs, HSM_CALLS, HSM_STATS_INTERVAL_MS, SLOW_HSM_CALLS, type Hsm, type HsmHealth, type HsmStats } from '../hsm';
 import { HsmError } from '../hsm-error';
 import type { Pkcs11Options } from '../pkcs11/pkcs11-hsm';
 import { fromWire, reviveBuffers, type Reply, type ThreadOptions } from './protocol';
 
 export interface HsmThreadOptions extends Pkcs11Options {
-  /** A call outstanding this long means the thread is stuck in the module: it is replaced. */
+  /** A thread silent this long while calls are outstanding is stuck in the module: it is replaced. */
   stuckAfterMs: number;
   /** Told when a stuck thread is abandoned and a new one started. */
   onReplaced?: (detail: string) => void;
@@ -33,9 +33,12 @@ const RETRY_MS = 1000;
  * serves HTTP never runs a PKCS#11 call, so a slow token, an RSA key generation or a hung call
  * cannot stall it; and the second core does the HSM work.
  *
- * A synchronous call that hangs cannot be interrupted inside its thread. A watchdog here notices a
- * call outstanding longer than `stuckAfterMs`, fails it with HsmError 'timeout', and starts a fresh
- * thread that takes over the calls queued behind it (C_Initialize answers
+ * A synchronous call that hangs cannot be interrupted inside its thread. The thread reports from its
+ * own event loop several times per `stuckAfterMs` (its stats), so silence that long while calls are
+ * outstanding means it is stuck in the module: a watchdog here fails the oldest call with HsmError
+ * 'timeout' and starts a fresh thread that takes over the calls queued behind it. A call that only
+ * waits — for a session held by slow key-pair generations on the libuv pool — is not a stuck thread:
+ * its caller gets its deadline (DeadlineHsm) and the work in flight goes on. (C_Initialize answers
  * CKR_CRYPTOKI_ALREADY_INITIALIZED and C_Login CKR_USER_ALREADY_LOGGED_IN, both expected; it opens
  * its own sessions). The stuck thread is terminated; its sessions stay open until the process ends.
  */
@@ -46,6 +49,9 @@ export class HsmThread implements Hsm {
   private nextId = 1;
   private up = true;
   private lastSuccess = 0;
+  /** When the current thread last sent anything (its heartbeat is the stats report). */
+  private lastHeard = 0;
+  private isStarted = false;
   private readonly watchdog: NodeJS.Timeout;
   private closed = false;
   /** The current thread's last report (HSM_STATS_INTERVAL_MS), and the totals of replaced threads. */
@@ -55,7 +61,7 @@ export class HsmThread implements Hsm {
   private constructor(private readonly options: HsmThreadOptions) {
     for (const name of HSM_CALLS) (this as Record<string, unknown>)[name] = (...args: unknown[]) => this.call(name, ...args);
     this.start();
-    this.watchdog = setInterval(() => this.checkStuck(), Math.max(25, Math.min(1000, options.stuckAfterMs / 4)));
+    this.watchdog = setInterval(() => this.checkStuck(), heartbeatMs(options.stuckAfterMs));
     this.watchdog.unref();
   }
 
@@ -102,19 +108,27 @@ export class HsmThread implements Hsm {
   private start(): void {
     const ext = path.extname(__filename);
     const worker = new Worker(path.join(__dirname, `hsm-worker${ext}`), {
-      workerData: { ...this.options, onStateChange: undefined, onRecycle: undefined, onReplaced: undefined } satisfies ThreadOptions & Record<string, unknown>,
+      workerData: {
+        ...this.options,
+        heartbeatMs: heartbeatMs(this.options.stuckAfterMs),
+        onStateChange: undefined,
+        onRecycle: undefined,
+        onReplaced: undefined,
+      } satisfies ThreadOptions & Record<string, unknown>,
       // Under tsx (tests, bench) the worker is TypeScript too; the compiled gateway runs dist/*.js.
       execArgv: ext === '.ts' ? ['--require', require.resolve('tsx/cjs')] : [],
     });
     this.worker = worker;
-    let started = false;
+    this.isStarted = false;
+    this.lastHeard = performance.now();
     const current = () => worker === this.worker; // a replaced thread's late messages are dropped
     this.ready = new Promise<void>((resolve, reject) => {
       worker.on('message', (reply: Reply) => {
         if (!current()) return;
+        this.lastHeard = performance.now();
         switch (reply.type) {
           case 'ready':
-            started = true;
+            this.isStarted = true;
             return resolve();
           case 'state':
             return this.setUp(reply.isUp, reply.detail);
@@ -138,7 +152,7 @@ export class HsmThread implements Hsm {
         const gone = new HsmError('device', 'hsm-thread', undefined, { cause: new Error('the HSM thread exited') });
         reject(gone);
         const [first] = this.pending;
-        if (started) this.replace('the HSM thread exited', first && { id: first[0], err: gone });
+        if (this.isStarted) this.replace('the HSM thread exited', first && { id: first[0], err: gone });
       });
     });
     this.ready.catch((err: unknown) => {
@@ -178,12 +192,22 @@ export class HsmThread implements Hsm {
   }
 
   private checkStuck(): void {
+    if (this.pending.size === 0) return;
     const now = performance.now();
+    // A thread opening the token (C_Initialize, login) is silent until 'ready': it gets the slow limit.
+    const silentLimit = this.isStarted ? this.options.stuckAfterMs : callTimeoutMs('generateKeyPair', this.options.stuckAfterMs);
+    if (now - this.lastHeard >= silentLimit) {
+      const oldest = [...this.pending].find(([, p]) => !SLOW_HSM_CALLS.has(p.method)) ?? [...this.pending][0];
+      this.replace(`the HSM thread has not answered for ${Math.round(now - this.lastHeard)} ms (stuck in ${oldest[1].method})`, { id: oldest[0], err: new HsmError('timeout', oldest[1].method) });
+      return;
+    }
+    // The thread answers, but a key-pair generation on its libuv pool never settles.
     for (const [id, p] of this.pending) {
       const limit = callTimeoutMs(p.method, this.options.stuckAfterMs);
-      if (now - p.started < limit) continue;
-      this.replace(`a PKCS#11 call (${p.method}) ran past ${limit} ms`, { id, err: new HsmError('timeout', p.method) });
-      return;
+      if (SLOW_HSM_CALLS.has(p.method) && now - p.started >= limit) {
+        this.replace(`a PKCS#11 call (${p.method}) ran past ${limit} ms`, { id, err: new HsmError('timeout', p.method) });
+        return;
+      }
     }
   }
 
@@ -219,4 +243,9 @@ export class HsmThread implements Hsm {
       },
     );
   }
+}
+
+/** How often the thread reports (its heartbeat) and the watchdog looks: several times per stuckAfterMs, at most every second. */
+function heartbeatMs(stuckAfterMs: number): number {
+  return Math.max(10, Math.min(HSM_STATS_INTERVAL_MS, stuckAfterMs / 4));
 }

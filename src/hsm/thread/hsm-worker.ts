@@ -41,10 +41,11 @@ async function run(): Promise<void> {
   });
   post({ type: 'ready' });
   // Pushed, not asked for: a request would queue behind the HSM work (and never be answered by a
-  // stuck thread), while /metrics must answer at once.
+  // stuck thread), while /metrics must answer at once. It is also the heartbeat the watchdog
+  // listens for: silence means this thread is stuck in a synchronous call.
   const report = () => post({ type: 'stats', stats: hsm.stats() });
   report();
-  setInterval(report, HSM_STATS_INTERVAL_MS).unref();
+  setInterval(report, options.heartbeatMs ?? HSM_STATS_INTERVAL_MS).unref();
 }
 
 void run();

@@ -3,7 +3,10 @@ import { HsmError, type HsmErrorKind } from '../hsm-error';
 import type { Pkcs11Options } from '../pkcs11/pkcs11-hsm';
 
 /** What the HSM thread is started with: the PKCS#11 options without the callback (not cloneable). */
-export type ThreadOptions = Omit<Pkcs11Options, 'onStateChange' | 'onRecycle'>;
+export type ThreadOptions = Omit<Pkcs11Options, 'onStateChange' | 'onRecycle'> & {
+  /** How often the thread reports its stats, which is also its heartbeat to the watchdog. */
+  heartbeatMs?: number;
+};
 
 /** Main → HSM thread. */
 export type Request = { id: number; method: string; args: unknown[] } | { id: number; method: 'close'; args: [] };
