@@ -157,6 +157,43 @@ describe('HSM thread watchdog', function () {
   });
 });
 
+describe('Reconnecting during a key-pair generation', function () {
+  this.timeout(60000);
+  it('waits for the generation in flight before C_Finalize, so the module is never pulled from under it', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qkms-reconnect-'));
+    const faults = path.join(dir, 'faults.json');
+    fs.writeFileSync(faults, '[]');
+    const gw = await startChildGateway({ QKMS_DATA_DIR: path.join(dir, 'data'), QKMS_FAULTS_FILE: faults });
+    try {
+      const sym = (await gw.client.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;
+      fs.writeFileSync(
+        faults,
+        JSON.stringify([
+          { function: 'C_GenerateKeyPairAsync', delayMs: 2500, count: 1 },
+          { function: 'C_WrapKey', ckr: 'CKR_DEVICE_ERROR', count: 1 },
+        ]),
+      );
+      await new Promise((r) => setTimeout(r, 1200));
+      const creating = gw.client.send(new CreateKeyCommand({ KeySpec: 'ECC_NIST_P256', KeyUsage: 'SIGN_VERIFY' }));
+      await new Promise((r) => setTimeout(r, 200));
+      // The device fails while the pair is being generated: the circuit opens and reconnects.
+      await assert.rejects(gw.client.send(new GenerateDataKeyCommand({ KeyId: sym, KeySpec: 'AES_256' })), KeyUnavailableException);
+      await creating;
+      const generatedAt = Date.now();
+      for (let i = 0; !/HSM token is back/.test(gw.output()); i++) {
+        assert.ok(i < 100, 'the token came back');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const backAt = Date.parse(/"message":"HSM token is back[^\n]*"timestamp":"([^"]+)"/.exec(gw.output())![1]);
+      assert.ok(backAt >= generatedAt - 300, `reconnected ${generatedAt - backAt} ms before the generation in flight had ended`);
+      assert.ok((await gw.client.send(new GenerateDataKeyCommand({ KeyId: sym, KeySpec: 'AES_256' }))).Plaintext);
+    } finally {
+      assert.equal(await gw.stop(), 0);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('Graceful shutdown', function () {
   this.timeout(60000);
   it('on SIGTERM lets the in-flight request finish, refuses new ones, checkpoints the audit trail and exits 0', async () => {

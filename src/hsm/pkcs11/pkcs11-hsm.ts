@@ -34,6 +34,8 @@ export interface Pkcs11Options {
 }
 
 const RECOVERY_INTERVAL_MS = 1000;
+/** How long close() waits for key-pair generations in flight (the HSM thread gives close 2 s in all). */
+const CLOSE_WAIT_MS = 1500;
 /** PKCS#11 v2.40 §5.6 session state of a read/write session logged in as the normal user (pkcs11js exports no CKS_*). */
 const CKS_RW_USER_FUNCTIONS = 3;
 
@@ -374,6 +376,10 @@ export class Pkcs11Hsm implements Hsm {
 
   async close(): Promise<void> {
     clearInterval(this.recovery);
+    // Let key-pair generations on the libuv pool end before C_Finalize (bounded: shutdown goes on).
+    for (const deadline = performance.now() + CLOSE_WAIT_MS; this.asyncInFlight > 0 && performance.now() < deadline; ) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
     for (const s of this.pool.drain()) {
       try {
         this.p11.C_CloseSession(s);
@@ -501,6 +507,10 @@ export class Pkcs11Hsm implements Hsm {
   }
 
   private async tryReconnect(): Promise<void> {
+    // Not under a key-pair generation on the libuv pool: C_Finalize would pull the module from
+    // under it (native code, a crash at best). It fails or ends soon on a down token; one that never
+    // settles is the HSM thread watchdog's to abandon.
+    if (this.asyncInFlight > 0) return;
     try {
       this.p11.C_Finalize();
     } catch {
