@@ -52,14 +52,16 @@ export async function keyForDecryption(
   options: { operation: string; action: string; keyId?: string; algorithm?: string; facts?: RequestFacts },
 ): Promise<UsableKey> {
   const access = { action: options.action, facts: options.facts };
-  if (options.keyId !== undefined) {
-    const requested = await resolveKey(options.keyId, ctx, { allowAlias: true, ...access });
-    if (requested.key.keyId !== blob.keyId) throw IncorrectKeyException.create();
-  }
-  const { key, arn } = await resolveKey(blob.keyId, ctx, { allowAlias: false, ...access }).catch((err: unknown) => {
-    // Only "no such key" means the blob is not ours; a denial or an outage must surface as such.
-    throw options.keyId === undefined && err instanceof NotFoundException ? new InvalidCiphertextException('', { cause: err }) : err;
-  });
+  // With a KeyId, the named key is resolved and authorized once and must be the blob's; without,
+  // the blob's key is, and only "no such key" means the blob is not ours (a denial or an outage
+  // surfaces as such).
+  const { key, arn } =
+    options.keyId !== undefined
+      ? await resolveKey(options.keyId, ctx, { allowAlias: true, ...access })
+      : await resolveKey(blob.keyId, ctx, { allowAlias: false, ...access }).catch((err: unknown) => {
+          throw err instanceof NotFoundException ? new InvalidCiphertextException('', { cause: err }) : err;
+        });
+  if (key.keyId !== blob.keyId) throw IncorrectKeyException.create();
   assertUsableForCrypto(key.state, arn);
   assertSymmetricEncryptionKey(key, arn, options.operation);
   assertSymmetricAlgorithm(options.algorithm, key);
