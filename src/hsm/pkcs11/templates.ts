@@ -11,16 +11,22 @@ function allowedMechanisms(...mechs: number[]): Buffer {
   return buf;
 }
 
-const longLivedSecret = (label: string): pkcs11js.Template => [
-  { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+/** What keeps KMS key material in the HSM: a token object behind the login, never readable or extractable, never changed. */
+const NEVER_LEAVES: pkcs11js.Template = [
   { type: pkcs11js.CKA_TOKEN, value: true },
   { type: pkcs11js.CKA_PRIVATE, value: true },
   { type: pkcs11js.CKA_SENSITIVE, value: true },
   { type: pkcs11js.CKA_EXTRACTABLE, value: false },
   { type: pkcs11js.CKA_MODIFIABLE, value: false },
+];
+
+/** Label and id: the label, as QKMS finds objects by it and pkcs11-tool shows both. */
+const named = (label: string): pkcs11js.Template => [
   { type: pkcs11js.CKA_LABEL, value: label },
   { type: pkcs11js.CKA_ID, value: Buffer.from(label, 'utf8') },
 ];
+
+const longLivedSecret = (label: string): pkcs11js.Template => [{ type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY }, ...NEVER_LEAVES, ...named(label)];
 
 const USAGES = {
   wrap: pkcs11js.CKA_WRAP,
@@ -96,13 +102,7 @@ export function keyPairTemplates(
   const signs = usage === 'SIGN_VERIFY';
   const encrypts = usage === 'ENCRYPT_DECRYPT';
   const mechanisms = pairMechanisms(spec, usage).allowed;
-  const common = (label: string): pkcs11js.Template => [
-    { type: pkcs11js.CKA_TOKEN, value: true },
-    { type: pkcs11js.CKA_MODIFIABLE, value: false },
-    { type: pkcs11js.CKA_LABEL, value: label },
-    { type: pkcs11js.CKA_ID, value: Buffer.from(label, 'utf8') },
-    { type: pkcs11js.CKA_ALLOWED_MECHANISMS, value: allowedMechanisms(...mechanisms) },
-  ];
+  const common = (label: string): pkcs11js.Template => [...named(label), { type: pkcs11js.CKA_ALLOWED_MECHANISMS, value: allowedMechanisms(...mechanisms) }];
   const keyShape: pkcs11js.Template =
     spec.family === 'RSA'
       ? [{ type: pkcs11js.CKA_MODULUS_BITS, value: spec.bits }, { type: pkcs11js.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) }]
@@ -110,6 +110,8 @@ export function keyPairTemplates(
   return {
     publicKey: [
       ...common(labels.public),
+      { type: pkcs11js.CKA_TOKEN, value: true },
+      { type: pkcs11js.CKA_MODIFIABLE, value: false },
       { type: pkcs11js.CKA_PRIVATE, value: false },
       ...keyShape,
       { type: pkcs11js.CKA_VERIFY, value: signs },
@@ -118,9 +120,7 @@ export function keyPairTemplates(
     ],
     privateKey: [
       ...common(labels.private),
-      { type: pkcs11js.CKA_PRIVATE, value: true },
-      { type: pkcs11js.CKA_SENSITIVE, value: true },
-      { type: pkcs11js.CKA_EXTRACTABLE, value: false },
+      ...NEVER_LEAVES,
       { type: pkcs11js.CKA_SIGN, value: signs },
       { type: pkcs11js.CKA_DECRYPT, value: encrypts },
       { type: pkcs11js.CKA_UNWRAP, value: false },
