@@ -130,18 +130,30 @@ for (const thread of ['true', 'false']) describe(`Self-healing HSM layer (fault 
   });
 });
 
+/** A gateway process with a fault file, for one test: `setFaults` waits for the plan to be re-read; exit 0 is checked. */
+async function withFaultyGateway(env: Record<string, string>, body: (gw: ChildGateway, setFaults: (rules: object[]) => Promise<void>) => Promise<void>): Promise<void> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qkms-faulty-'));
+  const faults = path.join(dir, 'faults.json');
+  fs.writeFileSync(faults, '[]');
+  const gw = await startChildGateway({ QKMS_DATA_DIR: path.join(dir, 'data'), QKMS_FAULTS_FILE: faults, ...env });
+  try {
+    await body(gw, async (rules) => {
+      fs.writeFileSync(faults, JSON.stringify(rules));
+      await new Promise((r) => setTimeout(r, 1200)); // re-read at most once a second
+    });
+  } finally {
+    assert.equal(await gw.stop(), 0);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 describe('HSM thread watchdog', function () {
   this.timeout(60000);
-  it('a call waiting for a session behind a slow key-pair generation is not a stuck thread: the thread is kept and the generation completes', async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qkms-watchdog-'));
-    const faults = path.join(dir, 'faults.json');
-    fs.writeFileSync(faults, '[]');
-    const gw = await startChildGateway({ QKMS_DATA_DIR: path.join(dir, 'data'), QKMS_FAULTS_FILE: faults, QKMS_HSM_TIMEOUT_MS: '300', QKMS_PKCS11_SESSIONS: '1' });
-    try {
+  it('a call waiting for a session behind a slow key-pair generation is not a stuck thread: the thread is kept and the generation completes', () =>
+    withFaultyGateway({ QKMS_HSM_TIMEOUT_MS: '300', QKMS_PKCS11_SESSIONS: '1' }, async (gw, setFaults) => {
       const sym = (await gw.client.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;
       // The device takes 3 s for the next key pair, holding the only session; the thread stays free.
-      fs.writeFileSync(faults, JSON.stringify([{ function: 'C_GenerateKeyPairAsync', delayMs: 3000, count: 1 }]));
-      await new Promise((r) => setTimeout(r, 1200));
+      await setFaults([{ function: 'C_GenerateKeyPairAsync', delayMs: 3000, count: 1 }]);
       const creating = gw.client.send(new CreateKeyCommand({ KeySpec: 'ECC_NIST_P256', KeyUsage: 'SIGN_VERIFY' }));
       await new Promise((r) => setTimeout(r, 300));
       // Waiting for the session past QKMS_HSM_TIMEOUT_MS: this caller gets its deadline...
@@ -150,30 +162,18 @@ describe('HSM thread watchdog', function () {
       assert.equal((await creating).KeyMetadata!.KeySpec, 'ECC_NIST_P256');
       assert.ok((await gw.client.send(new EncryptCommand({ KeyId: sym, Plaintext: Buffer.from('x') }))).CiphertextBlob);
       assert.doesNotMatch(gw.output(), /HSM thread stuck/);
-    } finally {
-      assert.equal(await gw.stop(), 0);
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
-  });
+    }));
 });
 
 describe('Reconnecting during a key-pair generation', function () {
   this.timeout(60000);
-  it('waits for the generation in flight before C_Finalize, so the module is never pulled from under it', async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qkms-reconnect-'));
-    const faults = path.join(dir, 'faults.json');
-    fs.writeFileSync(faults, '[]');
-    const gw = await startChildGateway({ QKMS_DATA_DIR: path.join(dir, 'data'), QKMS_FAULTS_FILE: faults });
-    try {
+  it('waits for the generation in flight before C_Finalize, so the module is never pulled from under it', () =>
+    withFaultyGateway({}, async (gw, setFaults) => {
       const sym = (await gw.client.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;
-      fs.writeFileSync(
-        faults,
-        JSON.stringify([
-          { function: 'C_GenerateKeyPairAsync', delayMs: 2500, count: 1 },
-          { function: 'C_WrapKey', ckr: 'CKR_DEVICE_ERROR', count: 1 },
-        ]),
-      );
-      await new Promise((r) => setTimeout(r, 1200));
+      await setFaults([
+        { function: 'C_GenerateKeyPairAsync', delayMs: 2500, count: 1 },
+        { function: 'C_WrapKey', ckr: 'CKR_DEVICE_ERROR', count: 1 },
+      ]);
       const creating = gw.client.send(new CreateKeyCommand({ KeySpec: 'ECC_NIST_P256', KeyUsage: 'SIGN_VERIFY' }));
       await new Promise((r) => setTimeout(r, 200));
       // The device fails while the pair is being generated: the circuit opens and reconnects.
@@ -187,11 +187,7 @@ describe('Reconnecting during a key-pair generation', function () {
       const backAt = Date.parse(/"message":"HSM token is back[^\n]*"timestamp":"([^"]+)"/.exec(gw.output())![1]);
       assert.ok(backAt >= generatedAt - 300, `reconnected ${generatedAt - backAt} ms before the generation in flight had ended`);
       assert.ok((await gw.client.send(new GenerateDataKeyCommand({ KeyId: sym, KeySpec: 'AES_256' }))).Plaintext);
-    } finally {
-      assert.equal(await gw.stop(), 0);
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
-  });
+    }));
 });
 
 describe('Graceful shutdown', function () {
