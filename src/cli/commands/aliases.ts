@@ -6,13 +6,19 @@ import { listAll } from '../kms-caller';
 export function aliasesCommand(cli: Cli): Command {
   const aliases = new Command('aliases').description('manage aliases (alias/<name>)');
 
-  aliases
-    .command('create <alias> <key>')
-    .description('CreateAlias: point a new alias/<name> at a key')
-    .action(async (alias: string, key: string) => {
-      await cli.withKms((kms) => kms.call('CreateAlias', { AliasName: alias, TargetKeyId: key }));
-      cli.result({ AliasName: alias, TargetKeyId: key }, () => `${alias} -> ${key}`);
-    });
+  // CreateAlias and UpdateAlias take the same two arguments and answer nothing.
+  for (const [command, operation, description] of [
+    ['create', 'CreateAlias', 'CreateAlias: point a new alias/<name> at a key'],
+    ['update', 'UpdateAlias', 'UpdateAlias: point an existing alias at another key'],
+  ] as const) {
+    aliases
+      .command(`${command} <alias> <key>`)
+      .description(description)
+      .action(async (alias: string, key: string) => {
+        await cli.withKms((kms) => kms.call(operation, { AliasName: alias, TargetKeyId: key }));
+        cli.result({ AliasName: alias, TargetKeyId: key }, () => `${alias} -> ${key}`);
+      });
+  }
 
   aliases
     .command('list')
@@ -21,14 +27,6 @@ export function aliasesCommand(cli: Cli): Command {
     .action(async (o: { key?: string }) => {
       const all = await cli.withKms((kms) => listAll<Record<string, any>>(kms, 'ListAliases', { Limit: 100, ...(o.key && { KeyId: o.key }) }, 'Aliases'));
       cli.result(all, () => all.map((a) => `${a.AliasName}\t${a.TargetKeyId ?? '-'}`).join('\n') || '(no aliases)');
-    });
-
-  aliases
-    .command('update <alias> <key>')
-    .description('UpdateAlias: point an existing alias at another key')
-    .action(async (alias: string, key: string) => {
-      await cli.withKms((kms) => kms.call('UpdateAlias', { AliasName: alias, TargetKeyId: key }));
-      cli.result({ AliasName: alias, TargetKeyId: key }, () => `${alias} -> ${key}`);
     });
 
   aliases
