@@ -39,7 +39,11 @@ export const deriveSharedSecret: Operation<DeriveSharedSecretInput> = {
     const peerPoint = peerPublicPoint(input.PublicKey, NODE_CURVE[curve], key.keySpec);
     if (input.DryRun) throw DryRunOperationException.create();
     const secret = await ctx.deps.hsm.deriveSharedSecret(key.labels.private, peerPoint);
-    return { KeyId: key.arn, SharedSecret: secret.toString('base64'), KeyAgreementAlgorithm: 'ECDH', KeyOrigin: 'AWS_KMS' };
+    try {
+      return { KeyId: key.arn, SharedSecret: secret.toString('base64'), KeyAgreementAlgorithm: 'ECDH', KeyOrigin: 'AWS_KMS' };
+    } finally {
+      secret.fill(0);
+    }
   },
 };
 

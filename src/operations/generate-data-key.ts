@@ -31,7 +31,11 @@ export const generateDataKey: Operation<GenerateDataKeyInput> = {
   async handle(input, ctx) {
     rejectRecipient(input.Recipient);
     const { plaintext, ...sealed } = await newDataKey(input, ctx, 'GenerateDataKey');
-    return { ...sealed, Plaintext: plaintext.toString('base64') };
+    try {
+      return { ...sealed, Plaintext: plaintext.toString('base64') };
+    } finally {
+      plaintext.fill(0);
+    }
   },
 };
 

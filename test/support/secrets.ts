@@ -27,13 +27,16 @@ export function recordedLogs(): string {
   return logs.join('\n');
 }
 
-/** AWS SDK middleware: registers Plaintext-like members of every response and request. */
+/** The KMS members that carry secrets: plaintexts, data keys, private keys, ECDH shared secrets. */
+const SECRET_MEMBERS = ['Plaintext', 'PrivateKeyPlaintext', 'SharedSecret'];
+
+/** AWS SDK middleware: registers the secret members of every response and request. */
 export function recordSecretsMiddleware(client: { middlewareStack: { add: (...a: any[]) => void } }): void {
   client.middlewareStack.add(
     (next: (args: any) => Promise<any>) => async (args: any) => {
-      for (const k of ['Plaintext', 'PrivateKeyPlaintext']) if (args.input?.[k]) registerSecret(args.input[k]);
+      for (const k of SECRET_MEMBERS) if (args.input?.[k]) registerSecret(args.input[k]);
       const result = await next(args);
-      for (const k of ['Plaintext', 'PrivateKeyPlaintext']) if (result.output?.[k]) registerSecret(result.output[k]);
+      for (const k of SECRET_MEMBERS) if (result.output?.[k]) registerSecret(result.output[k]);
       return result;
     },
     { step: 'initialize', name: 'qkmsRecordSecrets' },
