@@ -26,11 +26,13 @@ export interface AuditVerification {
  */
 export async function verifyAuditTrail(dir: string, hsm: Hsm): Promise<AuditVerification> {
   const result: AuditVerification = { isIntact: true, records: 0, checkpoints: 0, lastCheckpointedSeq: 0, unsignedTail: 0, partialTailBytes: 0 };
+  const segments = listSegments(dir);
+  // A gateway opens its first segment on start, so a data dir without one lost its trail.
+  if (segments.length === 0) return { ...result, isIntact: false, firstBad: { file: path.basename(dir), line: 0, reason: 'no audit trail: the directory holds no segment file (deleted, or the wrong data dir)' } };
   let head = GENESIS;
   let seq = 0;
   let lastCheckpointRecord = 0;
   const hashes = new Map<number, string>();
-  const segments = listSegments(dir);
   for (const { file } of segments) {
     const lines = fs.readFileSync(file, 'utf8').split('\n');
     // Every record ends with a newline: what follows the last one is not a record (yet).

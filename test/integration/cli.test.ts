@@ -102,6 +102,19 @@ describe('qkms CLI', function () {
     const verified = await runQkms(['audit', 'verify'], direct());
     assert.equal(verified.code, 0, verified.stderr);
     assert.match(verified.stdout, /^audit trail intact: \d+ records/);
+
+    // A trail that is gone is not intact, for audit verify and for the report alike.
+    fs.rmSync(path.join(dataDir, 'audit'), { recursive: true });
+    const gone = await runQkms(['audit', 'verify'], direct());
+    assert.equal(gone.code, 1, gone.stdout + gone.stderr);
+    assert.match(gone.stdout, /AUDIT TRAIL TAMPERED: .*no audit trail/);
+    const report = await runQkms(['report', '--out', path.join(dataDir, 'report')], direct());
+    assert.equal(report.code, 1, report.stdout + report.stderr);
+    // A mistyped data dir is refused, and nothing is created there.
+    const typo = path.join(dataDir, 'typo');
+    const wrong = await runQkms(['audit', 'verify'], { ...direct(), QKMS_DATA_DIR: typo });
+    assert.equal(wrong.code, 2, wrong.stderr);
+    assert.equal(fs.existsSync(typo), false);
   });
 
   it('HTTP mode: every key and alias command is a SigV4-signed KMS call that the SDK then observes', async () => {

@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
 import { verifyAuditTrail, type AuditVerification } from '../../audit/audit-verify';
@@ -16,6 +17,8 @@ export function auditCommand(cli: Cli): Command {
     .description('verify the hash chain and the HSM-signed checkpoints of QKMS_DATA_DIR/audit')
     .action(async () => {
       const config = cli.config();
+      // Never create a token or a trail for a mistyped data dir.
+      if (!fs.existsSync(path.join(config.dataDir, 'qkms.db'))) throw new CliError(`no key store in ${config.dataDir} (wrong QKMS_DATA_DIR, or run 'qkms init')`, EXIT.usage);
       cli.progress(`verifying ${path.join(config.dataDir, 'audit')}…`);
       let hsm;
       try {
