@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import type { Config } from '../config/load-config';
-import { KmsError, UnknownOperationException } from '../errors/kms-errors';
+import { UnknownOperationException } from '../errors/kms-errors';
+import { toKmsError } from '../http/kms-error-handler';
 import { openGatewayOnDataDir, type Gateway } from '../gateway';
 import type { Logger } from '../logging/logger';
 import { registry } from '../operations/registry';
@@ -38,11 +39,12 @@ export class LocalCaller implements KmsCaller {
       // Through JSON, as on the wire: Dates become epoch numbers exactly as dispatch sends them.
       return (output === undefined ? {} : JSON.parse(JSON.stringify(output))) as T;
     } catch (err) {
-      const known = err instanceof KmsError ? err : undefined;
-      status = known?.status ?? 500;
-      errorCode = known?.type ?? 'KMSInternalException';
-      if (!known) this.logger.error('operation failed', { operation, cause: err instanceof Error ? err.message : String(err) });
-      throw new KmsCallError(errorCode, known ? (known.hasMessage ? known.message : '') : 'The request failed inside QKMS; see the log above.', status);
+      // The gateway's own mapping: an HSM failure is KeyUnavailable/DependencyTimeout here too.
+      const kmsError = toKmsError(err);
+      status = kmsError.status;
+      errorCode = kmsError.type;
+      if (status >= 500) this.logger.error('operation failed', { operation, errorType: errorCode, cause: err instanceof Error ? err.message : String(err) });
+      throw new KmsCallError(errorCode, kmsError.hasMessage ? kmsError.message : '', status);
     } finally {
       deps.audit.append({
         time: new Date().toISOString(),

@@ -152,6 +152,17 @@ describe('qkms CLI', function () {
     assert.match(text.stdout, /^CreationDate: \d{4}-\d\d-\d\dT/m);
   });
 
+  it('direct mode answers an HSM failure with the KMS error the gateway would send, not KMSInternalException', async () => {
+    await qkmsJson(['init'], direct());
+    const faults = path.join(dataDir, 'faults.json');
+    fs.writeFileSync(faults, JSON.stringify([{ function: 'C_GenerateKey', ckr: 'CKR_DEVICE_ERROR' }]));
+    const run = await runQkms(['keys', 'create'], { ...direct(), QKMS_FAULTS_FILE: faults });
+    assert.equal(run.code, 1, run.stderr);
+    assert.match(run.stderr, /KeyUnavailableException/);
+    const last = auditRecords(dataDir).filter((r) => r.type === 'request').pop()!;
+    assert.deepEqual([last.operation, last.errorCode, last.status], ['CreateKey', 'KeyUnavailableException', 500]);
+  });
+
   it('a wrong secret is refused by the gateway: the KMS error, exit 1, no stack, no secret', async () => {
     gateway = await startChildGateway({ QKMS_DATA_DIR: dataDir });
     const wrong = 'wrong-secret-access-key-000000';
