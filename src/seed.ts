@@ -9,6 +9,7 @@ import type { Tag } from './domain/key-repository';
 import type { KeySpec, KeyUsage } from './domain/key-spec';
 import { KmsError } from './errors/kms-errors';
 import type { GatewayDeps } from './operations/context';
+import { ALIASES_PER_KEY } from './operations/alias-target';
 import { checkSpec, checkTags, createKeyInHsm } from './operations/create-key';
 import { aliasNameSchema } from './operations/shared-schemas';
 
@@ -63,7 +64,7 @@ const seedSchema = Joi.object({
         keySpec: Joi.string(),
         keyUsage: Joi.string(),
         description: Joi.string().allow('').max(8192).default(''),
-        aliases: Joi.array().items(aliasNameSchema).unique().default([]),
+        aliases: Joi.array().items(aliasNameSchema).unique().max(ALIASES_PER_KEY).default([]),
         tags: Joi.object().pattern(Joi.string().min(1).max(128), Joi.string().allow('').max(256)).default({}),
         rotationPeriodInDays: Joi.number().integer().min(90).max(2560),
       }),
@@ -131,6 +132,9 @@ export async function applySeedFile(file: string, deps: GatewayDeps): Promise<Se
       const target = await deps.keys.aliasTarget(aliasName);
       if (target === undefined) missingAliases.push(aliasName);
       else if (target !== k.keyId) throw new SeedFileError(`seed file ${file}: alias ${aliasName} already names key ${target}, not ${k.keyId}`);
+    }
+    if (existing && (await deps.keys.countAliases(k.keyId)) + missingAliases.length > ALIASES_PER_KEY) {
+      throw new SeedFileError(`seed file ${file}: key ${k.keyId} would have more than the maximum of ${ALIASES_PER_KEY} aliases`);
     }
     plans.push({ k, isMissing: !existing, missingAliases });
   }

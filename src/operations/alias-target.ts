@@ -3,7 +3,7 @@ import { LimitExceededException } from '../errors/kms-errors';
 import type { OperationContext } from './context';
 import { resolveKey, type ResolvedKey } from './key-lookup';
 
-const ALIASES_PER_KEY = 50; // kms-protocol.md §4, LimitExceededException above it
+export const ALIASES_PER_KEY = 50; // kms-protocol.md §4, LimitExceededException above it
 
 /** CreateAlias and UpdateAlias targets: key id or ARN (never an alias), not pending deletion, under the quota. */
 export async function aliasTarget(targetKeyId: string, ctx: OperationContext, action: string): Promise<ResolvedKey> {

@@ -38,6 +38,7 @@ describe('seed file parsing and checks', () => {
     ['broken YAML', 'keys: [\n', /seed file .*: /],
     ['a null description (JSON)', JSON.stringify({ keys: [{ keyId: ID, description: null }] }), /"keys\[0\].description" must be a string/],
     ['an empty tag value left out (YAML)', `keys:\n  - keyId: ${ID}\n    tags:\n      team:\n`, /"keys\[0\].tags.team" must be a string/],
+    ['more aliases than a key may have', `keys:\n  - keyId: ${ID}\n    aliases: [${Array.from({ length: 51 }, (_, i) => `alias/a${i}`).join(', ')}]\n`, /"keys\[0\].aliases" must contain less than or equal to 50 items/],
     ['an alias CreateAlias would refuse', `keys:\n  - keyId: ${ID}\n    aliases: ["alias/ci data"]\n`, /fails to match the required pattern/],
     ['no keys list', 'other: 1\n', /"keys" is required/],
   ] as const) {
