@@ -105,58 +105,64 @@ function takeDataDirLock(config: Config): DataDirLock {
 
 async function openGateway(config: Config, rawHsm: Hsm, logger: Logger, { clock, releaseLock }: { clock: () => Date; releaseLock: () => void }): Promise<Gateway> {
   const keys = new SqliteKeyRepository(path.join(config.dataDir, 'qkms.db'));
-  const metrics = new GatewayMetrics(() => rawHsm.stats());
-  // Timed outside the deadline: a call past QKMS_HSM_TIMEOUT_MS counts as a 'timeout' error at its deadline.
-  const hsm = withMetrics(withDeadline(rawHsm, config.hsmTimeoutMs), metrics);
-  for (const label of [MARKER_MAC_LABEL, AUDIT_MAC_LABEL]) {
-    if ((await hsm.listKeyLabels(label)).length === 0) await hsm.generateMacKey(label);
+  let audit: AuditLog | undefined;
+  try {
+    const metrics = new GatewayMetrics(() => rawHsm.stats());
+    // Timed outside the deadline: a call past QKMS_HSM_TIMEOUT_MS counts as a 'timeout' error at its deadline.
+    const hsm = withMetrics(withDeadline(rawHsm, config.hsmTimeoutMs), metrics);
+    for (const label of [MARKER_MAC_LABEL, AUDIT_MAC_LABEL]) {
+      if ((await hsm.listKeyLabels(label)).length === 0) await hsm.generateMacKey(label);
+    }
+    const reconciled = await reconcile(keys, hsm, logger);
+    const admin = config.adminCredential;
+    if (admin.isDevelopmentDefault) {
+      logger.warn('no QKMS_ACCESS_KEY_ID set: accepting the public development credential on loopback only', { accessKeyId: admin.accessKeyId });
+    }
+    const principals = new PrincipalStore(
+      { accessKeyId: admin.accessKeyId, secretAccessKey: admin.secretAccessKey, principalArn: `arn:aws:iam::${config.accountId}:root` },
+      config.credentialsFile,
+      logger,
+    );
+    audit = AuditLog.open(path.join(config.dataDir, 'audit'), hsm, logger, { ...config.audit, onRecord: (type, isWritten) => metrics.auditRecord(type, isWritten) });
+    const deps: GatewayDeps = {
+      config,
+      principals,
+      audit,
+      scope: { accountId: config.accountId, region: config.region, format: config.arnFormat },
+      hsm,
+      keys,
+      envelope: new Envelope(hsm, config.dataKeyWrap),
+      markers: new MarkerCodec(hsm),
+      clock,
+      logger,
+      metrics,
+      // Missing or orphaned objects are logged and left to an operator (reconcile), not a reason to
+      // refuse all traffic. No counts of keys: /ready is unauthenticated; they are in the log.
+      startup: `reconciled with the token: ${reconciled.missing.length} objects missing, ${reconciled.orphaned.length} orphaned${config.seedFile ? '; seed file applied' : ''}`,
+    };
+    if (config.seedFile) {
+      const seeded = await applySeedFile(config.seedFile, deps);
+      logger.info('seed file applied', { file: config.seedFile, ...seeded });
+    }
+    const scheduler = new Scheduler(deps, config.schedulerIntervalMs);
+    const opened = audit;
+    return {
+      deps,
+      scheduler,
+      async close({ keepHsm = false } = {}) {
+        await scheduler.stop();
+        await opened.close();
+        await keys.close();
+        if (!keepHsm) await rawHsm.close();
+        releaseLock();
+      },
+    };
+  } catch (err) {
+    // Nothing may keep writing once the caller releases the data-dir lock (the audit timer would).
+    await audit?.close().catch(() => undefined);
+    await keys.close();
+    throw err;
   }
-  const reconciled = await reconcile(keys, hsm, logger);
-  const admin = config.adminCredential;
-  if (admin.isDevelopmentDefault) {
-    logger.warn('no QKMS_ACCESS_KEY_ID set: accepting the public development credential on loopback only', { accessKeyId: admin.accessKeyId });
-  }
-  const principals = new PrincipalStore(
-    { accessKeyId: admin.accessKeyId, secretAccessKey: admin.secretAccessKey, principalArn: `arn:aws:iam::${config.accountId}:root` },
-    config.credentialsFile,
-    logger,
-  );
-  const audit = AuditLog.open(path.join(config.dataDir, 'audit'), hsm, logger, { ...config.audit, onRecord: (type, isWritten) => metrics.auditRecord(type, isWritten) });
-  const startup = { isDone: false, detail: 'starting' };
-  const deps: GatewayDeps = {
-    config,
-    principals,
-    audit,
-    scope: { accountId: config.accountId, region: config.region, format: config.arnFormat },
-    hsm,
-    keys,
-    envelope: new Envelope(hsm, config.dataKeyWrap),
-    markers: new MarkerCodec(hsm),
-    clock,
-    logger,
-    metrics,
-    startup,
-  };
-  if (config.seedFile) {
-    const seeded = await applySeedFile(config.seedFile, deps);
-    logger.info('seed file applied', { file: config.seedFile, ...seeded });
-  }
-  // Missing or orphaned objects are logged and left to an operator (reconcile), not a reason to refuse all traffic.
-  // No counts of keys here: /ready is unauthenticated. The numbers are in the log ('reconcile: done').
-  startup.detail = `reconciled with the token: ${reconciled.missing.length} objects missing, ${reconciled.orphaned.length} orphaned${config.seedFile ? '; seed file applied' : ''}`;
-  startup.isDone = true;
-  const scheduler = new Scheduler(deps, config.schedulerIntervalMs);
-  return {
-    deps,
-    scheduler,
-    async close({ keepHsm = false } = {}) {
-      await scheduler.stop();
-      await audit.close();
-      await keys.close();
-      if (!keepHsm) await rawHsm.close();
-      releaseLock();
-    },
-  };
 }
 
 /**

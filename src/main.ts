@@ -69,7 +69,7 @@ async function main(): Promise<void> {
   if (isStopping) return;
   gateway.scheduler.start();
   app = createApp(gateway.deps);
-  logger.info('ready', { startup: gateway.deps.startup.detail });
+  logger.info('ready', { startup: gateway.deps.startup });
 }
 
 void main();

@@ -53,7 +53,8 @@ export function probes(deps: GatewayDeps) {
     },
     async ready(_req: Request, res: Response): Promise<void> {
       const [token, store] = await Promise.all([tokenCheck(), storeCheck()]);
-      const startup = { ok: deps.startup.isDone, detail: deps.startup.detail };
+      // Before start-up is done the starting app (starting.ts) answers, so here it always is.
+      const startup = { ok: true, detail: deps.startup };
       const isReady = token.ok && store.ok && startup.ok;
       res.status(isReady ? 200 : 503).json(probeBody(isReady ? 'ready' : 'not ready', { token, store, startup }));
     },

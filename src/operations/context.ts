@@ -25,7 +25,7 @@ export interface GatewayDeps {
   logger: Logger;
   metrics: GatewayMetrics;
   /** What start-up did (reconciliation with the token, the seed file); /ready reports it. */
-  startup: { isDone: boolean; detail: string };
+  startup: string;
 }
 
 export interface OperationContext {

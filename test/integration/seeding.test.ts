@@ -113,6 +113,21 @@ describe('Seeding (QKMS_SEED_FILE, YAML or JSON)', function () {
     assert.equal(await gw.deps.keys.aliasTarget('alias/new'), undefined);
   });
 
+  it('a start that fails on the seed file leaves nothing of the data dir open (store, audit trail, lock)', async () => {
+    const bad = path.join(dir, 'conflict-start.json');
+    fs.writeFileSync(bad, JSON.stringify({ keys: [{ keyId: RSA, keySpec: 'RSA_3072', keyUsage: 'SIGN_VERIFY' }] }));
+    const openInDataDir = () => fs.readdirSync('/proc/self/fd').filter((fd) => {
+      try {
+        return fs.readlinkSync(`/proc/self/fd/${fd}`).startsWith(dataDir);
+      } catch {
+        return false;
+      }
+    });
+    assert.deepEqual(openInDataDir(), []);
+    await assert.rejects(startGateway(integration().hsm, { QKMS_SEED_FILE: bad, QKMS_DATA_DIR: dataDir }), SeedFileError);
+    assert.deepEqual(openInDataDir(), [], 'files of the data dir still open after the failed start');
+  });
+
   it('gives a fresh embedded token the same key ids (gateway process), and a bad file stops start-up with exit code 2', async () => {
     const fresh = path.join(dir, 'fresh');
     const child = await startChildGateway({ QKMS_DATA_DIR: fresh, QKMS_SEED_FILE: seedFile });

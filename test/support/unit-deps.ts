@@ -33,7 +33,7 @@ export async function unitDeps(env: Record<string, string> = {}): Promise<Gatewa
     clock: () => new Date('2026-11-29T12:00:00Z'),
     logger: createLogger({ level: 'error', silent: true }),
     metrics: new GatewayMetrics(() => fake.stats(), { hasProcessMetrics: false }),
-    startup: { isDone: true, detail: 'unit test' },
+    startup: 'unit tests',
   };
 }
 
