@@ -10,12 +10,14 @@ import { setUpTester } from './tester';
  * a cookie, not in the URL — and are dropped on sign-out or reload.
  */
 let session: { credentials: Credentials; region: string } | undefined;
+/** Redraws the Try It Out panel empty. */
+let resetTester = (): void => undefined;
 
 async function start(): Promise<void> {
   const response = await fetch('operations.json', { cache: 'no-store' });
   const { region, operations } = (await response.json()) as { region: string; operations: OperationForm[] };
   byId('region').textContent = region;
-  setUpTester(operations, () => session);
+  resetTester = setUpTester(operations, () => session);
   byId('sign-in-form').addEventListener('submit', (event) => {
     event.preventDefault();
     void signIn(region);
@@ -46,7 +48,7 @@ function signOut(): void {
   session = undefined;
   byId('keys-body').replaceChildren();
   byId('key-ids').replaceChildren();
-  byId('result').hidden = true;
+  resetTester();
   document.body.classList.remove('signed-in');
 }
 

@@ -10,7 +10,7 @@ const BLOB_MEMBERS = new Set(['Plaintext', 'CiphertextBlob', 'PublicKey', 'Priva
  * The "Try It Out" panel (after the spec pages' ApiTester): pick an operation, fill its form,
  * send it signed, and see the exact request and the response or KMS error.
  */
-export function setUpTester(forms: OperationForm[], session: () => { credentials: Credentials; region: string } | undefined): void {
+export function setUpTester(forms: OperationForm[], session: () => { credentials: Credentials; region: string } | undefined): () => void {
   const select = byId<HTMLSelectElement>('operation');
   const fields = byId('fields');
   select.replaceChildren(...forms.map((f) => el('option', { value: f.operation }, f.operation)));
@@ -27,6 +27,7 @@ export function setUpTester(forms: OperationForm[], session: () => { credentials
     const s = session();
     if (s) void send(current(), fields, s);
   });
+  return draw; // sign-out: empty form and no result (it may hold a data key) left on the page
 }
 
 async function send(form: OperationForm, fields: HTMLElement, s: { credentials: Credentials; region: string }): Promise<void> {
@@ -53,6 +54,8 @@ async function send(form: OperationForm, fields: HTMLElement, s: { credentials: 
 function clearResult(): void {
   byId('form-error').textContent = '';
   byId('result').hidden = true;
+  for (const id of ['request-view', 'response-status', 'response-headers', 'response-body', 'error-type', 'error-message']) byId(id).textContent = '';
+  byId('blob-notes').replaceChildren();
 }
 
 function showResult(r: KmsResult): void {

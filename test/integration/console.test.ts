@@ -151,6 +151,20 @@ describe('Web console at /console, in headless Chromium against a SoftHSM2 token
     assert.equal(await page.isVisible('#result'), false);
   });
 
+  it('leaves no data key or form input on the page after sign-out', async () => {
+    await page.selectOption('#operation', 'GenerateDataKey');
+    await page.fill('#field-KeyId', keyId);
+    await page.selectOption('#field-KeySpec', 'AES_256');
+    await page.click('#send');
+    await page.locator('#response-status', { hasText: 'HTTP 200' }).waitFor();
+    const { Plaintext } = JSON.parse((await page.textContent('#response-body'))!) as Record<string, string>;
+    registerSecret(Buffer.from(Plaintext, 'base64'));
+    await page.click('#sign-out');
+    const html = await page.content();
+    assert.ok(!html.includes(Plaintext), 'the data key is gone from the page');
+    assert.equal(await page.inputValue('#field-KeyId'), '', 'the form is drawn empty');
+  });
+
   it('produced no script errors or CSP violations, and never put the secret in a log', () => {
     assert.deepEqual(pageProblems, []);
     assert.ok(!gw.logText().includes(TEST_CREDENTIALS.secretAccessKey));
