@@ -544,43 +544,54 @@ function drainOpenSslErrors(): void {
  * as the function's failure, as the token's own would. The *Async forms are timed until they settle.
  */
 function instrumented(p11: pkcs11js.PKCS11, calls: CallRecorder, faults?: FaultPlan): pkcs11js.PKCS11 {
+  // One wrapper per function, made on first use: not a new closure on every call.
+  const wrappers = new Map<string | symbol, unknown>();
   return new Proxy(p11, {
     get(target, prop, receiver) {
       const value = Reflect.get(target, prop, receiver) as unknown;
       if (typeof value !== 'function') return value;
-      if (typeof prop !== 'string' || !prop.startsWith('C_')) return value.bind(target); // native methods need the real this
-      return (...args: unknown[]) => {
-        const started = performance.now();
-        const done = (err?: unknown) => calls.record(prop, (performance.now() - started) / 1000, err === undefined ? undefined : (ckrName(err) ?? 'unknown'));
-        try {
-          const delayMs = faults?.apply(prop) ?? 0;
-          if (delayMs > 0) {
-            // An *Async call held back (a slow device): the thread stays free meanwhile.
-            return new Promise((resolve) => setTimeout(resolve, delayMs))
-              .then(() => (value as (...a: unknown[]) => Promise<unknown>).apply(target, args))
-              .then(
-                (v) => (done(), v),
-                (err: unknown) => {
-                  done(err);
-                  throw err;
-                },
-              );
-          }
-          const result = (value as (...a: unknown[]) => unknown).apply(target, args);
-          if (result instanceof Promise) {
-            result.then(() => done(), (err: unknown) => done(err));
-            return result;
-          }
-          done();
-          return result;
-        } catch (err) {
-          done(err);
-          drainOpenSslErrors();
-          throw err;
-        }
-      };
+      let wrapper = wrappers.get(prop);
+      if (!wrapper) {
+        wrapper = wrap(target, prop, value as (...a: unknown[]) => unknown);
+        wrappers.set(prop, wrapper);
+      }
+      return wrapper;
     },
   });
+
+  function wrap(target: pkcs11js.PKCS11, prop: string | symbol, value: (...a: unknown[]) => unknown): unknown {
+    if (typeof prop !== 'string' || !prop.startsWith('C_')) return value.bind(target); // native methods need the real this
+    return (...args: unknown[]) => {
+      const started = performance.now();
+      const done = (err?: unknown) => calls.record(prop, (performance.now() - started) / 1000, err === undefined ? undefined : (ckrName(err) ?? 'unknown'));
+      try {
+        const delayMs = faults?.apply(prop) ?? 0;
+        if (delayMs > 0) {
+          // An *Async call held back (a slow device): the thread stays free meanwhile.
+          return new Promise((resolve) => setTimeout(resolve, delayMs))
+            .then(() => (value as (...a: unknown[]) => Promise<unknown>).apply(target, args))
+            .then(
+              (v) => (done(), v),
+              (err: unknown) => {
+                done(err);
+                throw err;
+              },
+            );
+        }
+        const result = value.apply(target, args);
+        if (result instanceof Promise) {
+          result.then(() => done(), (err: unknown) => done(err));
+          return result;
+        }
+        done();
+        return result;
+      } catch (err) {
+        done(err);
+        drainOpenSslErrors();
+        throw err;
+      }
+    };
+  }
 }
 
 /** Runs a PKCS#11 call and turns Pkcs11Error into a classified HsmError. */
