@@ -7,7 +7,7 @@ import { ckrName, classifyCkr } from './ckr-table';
 import crypto from 'node:crypto';
 import { ecdsaDerToRaw, ecdsaRawToDer, edwardsPoint, unwrapEcPoint } from './der';
 import { AES_KEY_GEN, aesGcm, CKK_EC_EDWARDS, DIGEST_INFO_PREFIX, ECDSA, EDDSA, GENERIC_SECRET_KEY_GEN, HMAC_BY_HASH, KWP, RSA_PKCS, rsaOaep, rsaPss } from './mechanisms';
-import { CURVE_OIDS, sharedSecretTemplate, ephemeralDataKeyTemplate, ephemeralKeyPairTemplates, kekTemplate, keyPairGenMechanism, keyPairTemplates, macKeyTemplate } from './templates';
+import { CURVE_OIDS, ephemeralDataKeyTemplate, ephemeralKeyPairTemplates, kekTemplate, keyPairGenMechanism, keyPairTemplates, macKeyTemplate } from './templates';
 import { FaultPlan } from './faults';
 import { readObjectFacts } from './object-facts';
 import { SessionPool } from './session-pool';
@@ -120,7 +120,7 @@ export class Pkcs11Hsm implements Hsm {
     const fieldBytes = (peerPoint.length - 1) / 2;
     return this.withKey(privateLabel, 'C_DeriveKey', (s, key) => {
       const mechanism = { mechanism: pkcs11js.CKM_ECDH1_DERIVE, parameter: { type: pkcs11js.CK_PARAMS_EC_DH, kdf: pkcs11js.CKD_NULL, publicData: peerPoint } as pkcs11js.ECDH1 };
-      const secret = this.sessionObjectCreated(this.p11.C_DeriveKey(s, mechanism, key, sharedSecretTemplate(fieldBytes)));
+      const secret = this.sessionObjectCreated(this.p11.C_DeriveKey(s, mechanism, key, ephemeralDataKeyTemplate(fieldBytes)));
       try {
         return Buffer.from(this.p11.C_GetAttributeValue(s, secret, [{ type: pkcs11js.CKA_VALUE }])[0].value);
       } finally {

@@ -130,8 +130,8 @@ export function keyPairTemplates(
 }
 
 /**
- * A data key: a session object that lives for one call. It must be readable (SENSITIVE false) and
- * wrappable (EXTRACTABLE true) because GenerateDataKey returns it to the caller.
+ * A data key or an ECDH shared secret: a session object that lives for one call. It must be
+ * readable (SENSITIVE false) and wrappable (EXTRACTABLE true) because the caller gets its value.
  */
 export function ephemeralDataKeyTemplate(lengthBytes?: number): pkcs11js.Template {
   const t: pkcs11js.Template = [
@@ -167,16 +167,4 @@ export function ephemeralKeyPairTemplates(
       { type: pkcs11js.CKA_SIGN, value: true },
     ],
   };
-}
-
-/** The ECDH result: a readable session secret of the curve's field size, destroyed after one read. */
-export function sharedSecretTemplate(lengthBytes: number): pkcs11js.Template {
-  return [
-    { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
-    { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_GENERIC_SECRET },
-    { type: pkcs11js.CKA_TOKEN, value: false },
-    { type: pkcs11js.CKA_SENSITIVE, value: false },
-    { type: pkcs11js.CKA_EXTRACTABLE, value: true },
-    { type: pkcs11js.CKA_VALUE_LEN, value: lengthBytes },
-  ];
 }
