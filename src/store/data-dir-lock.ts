@@ -48,26 +48,42 @@ const OWNER_FILE = 'qkms.lock.owner.json';
  */
 export function lockDataDir(dataDir: string, role: string): DataDirLock {
   fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  const db = new Database(path.join(dataDir, LOCK_FILE), { timeout: 0 });
-  try {
-    // Rollback journal (not WAL): BEGIN EXCLUSIVE then holds an exclusive lock on the file itself.
-    db.pragma('journal_mode = DELETE');
-    db.exec('BEGIN EXCLUSIVE');
-  } catch (err) {
-    db.close();
-    if (isBusy(err)) throw new DataDirLockedError(dataDir, readOwner(dataDir));
-    throw err;
-  }
+  const lock = exclusiveFileLock(path.join(dataDir, LOCK_FILE), 0);
+  if (!lock) throw new DataDirLockedError(dataDir, readOwner(dataDir));
   const owner: LockOwner = { pid: process.pid, host: os.hostname(), role, since: new Date().toISOString() };
   fs.writeFileSync(path.join(dataDir, OWNER_FILE), JSON.stringify(owner), { mode: 0o600 });
-  heldLocks.add(db);
   let isHeld = true;
   return {
     release() {
       if (!isHeld) return;
       isHeld = false;
       fs.rmSync(path.join(dataDir, OWNER_FILE), { force: true });
-      heldLocks.delete(db);
+      lock.release();
+    },
+  };
+}
+
+/**
+ * An exclusive lock on `file` across processes (see lockDataDir for why SQLite), waiting up to
+ * `waitMs` for its holder; undefined when another process still holds it then. Any other failure
+ * (permissions, a missing directory) is thrown as it is.
+ */
+export function exclusiveFileLock(file: string, waitMs: number): DataDirLock | undefined {
+  const db = new Database(file, { timeout: waitMs });
+  try {
+    // Rollback journal (not WAL): BEGIN EXCLUSIVE then holds an exclusive lock on the file itself.
+    db.pragma('journal_mode = DELETE');
+    db.exec('BEGIN EXCLUSIVE');
+  } catch (err) {
+    db.close();
+    if (isBusy(err)) return undefined;
+    throw err;
+  }
+  // better-sqlite3 closes a Database that is garbage-collected: this reference keeps the lock.
+  heldLocks.add(db);
+  return {
+    release() {
+      if (!heldLocks.delete(db)) return;
       db.close(); // closing rolls the transaction back and drops the lock
     },
   };

@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import Database from 'better-sqlite3';
+import { exclusiveFileLock } from '../../store/data-dir-lock';
 import * as pkcs11js from 'pkcs11js';
 import { HsmError } from '../hsm-error';
 import { ckrName } from './ckr-table';
@@ -77,23 +77,17 @@ export function ensureEmbeddedToken(dataDir: string, tokenLabel: string): Embedd
 }
 
 /**
- * Runs `body` while holding an exclusive lock on `file`: an SQLite exclusive transaction, as in
- * store/data-dir-lock.ts (a POSIX fcntl lock the kernel drops when the holder dies, so a crash
- * leaves no stale lock), but waiting for the holder instead of refusing.
+ * Runs `body` while holding an exclusive lock on `file` (exclusiveFileLock, the data-dir lock's
+ * mechanism: the kernel drops it when the holder dies, so a crash leaves no stale lock), waiting
+ * for the holder instead of refusing; any other failure (permissions) is thrown as it is.
  */
 function withCreationLock<T>(file: string, body: () => T): T {
-  const db = new Database(file, { timeout: CREATION_WAIT_MS });
-  try {
-    db.pragma('journal_mode = DELETE');
-    db.exec('BEGIN EXCLUSIVE');
-  } catch (err) {
-    db.close();
-    throw new HsmError('config', 'C_InitToken', undefined, { cause: new Error(`another process held ${file} (creating the embedded token) for ${CREATION_WAIT_MS / 1000} s`, { cause: err }) });
-  }
+  const lock = exclusiveFileLock(file, CREATION_WAIT_MS);
+  if (!lock) throw new HsmError('config', 'C_InitToken', undefined, { cause: new Error(`another process held ${file} (creating the embedded token) for ${CREATION_WAIT_MS / 1000} s`) });
   try {
     return body();
   } finally {
-    db.close(); // rolls back and drops the lock
+    lock.release();
   }
 }
 
