@@ -25,6 +25,7 @@ export class GatewayMetrics implements HsmCallObserver {
   private readonly hsmErrors: Counter<'method' | 'kind'>;
   private readonly auditRecords: Counter<'type'>;
   private readonly auditFailures: Counter;
+  private scrapeStats?: HsmStats;
 
   /**
    * `hsmStats` is read at each scrape (Hsm.stats(): memory only, never the token). Unit tests turn
@@ -32,6 +33,8 @@ export class GatewayMetrics implements HsmCallObserver {
    */
   constructor(hsmStats: () => HsmStats, options: { hasProcessMetrics?: boolean } = {}) {
     const registers = [this.registry];
+    // One Hsm.stats() per scrape (it merges every function's totals), shared by all the HSM metrics.
+    const snapshot = () => (this.scrapeStats ??= hsmStats());
     if (options.hasProcessMetrics ?? true) collectDefaultMetrics({ register: this.registry });
     this.requests = new Counter({ name: 'qkms_requests_total', help: 'KMS requests by operation and outcome ("success" or the KMS error type).', labelNames: ['operation', 'outcome'], registers });
     this.requestSeconds = new Histogram({ name: 'qkms_request_duration_seconds', help: 'KMS request latency, from arrival to the last byte of the answer.', labelNames: ['operation'], buckets: REQUEST_BUCKETS_SECONDS, registers });
@@ -40,14 +43,14 @@ export class GatewayMetrics implements HsmCallObserver {
     this.auditRecords = new Counter({ name: 'qkms_audit_records_total', help: 'Audit records written, by type (request, checkpoint).', labelNames: ['type'], registers });
     this.auditFailures = new Counter({ name: 'qkms_audit_write_failures_total', help: 'Audit records that could not be written (logged as AUDIT WRITE FAILED).', registers });
     const gauge = (name: string, help: string, value: (s: HsmStats) => number) =>
-      new Gauge({ name, help, registers, collect() { this.set(value(hsmStats())); } });
+      new Gauge({ name, help, registers, collect() { this.set(value(snapshot())); } });
     gauge('qkms_hsm_token_up', '1 while the circuit breaker is closed (the token answers), 0 while it is open and reconnecting.', (s) => (s.isUp ? 1 : 0));
     gauge('qkms_pkcs11_sessions', 'PKCS#11 sessions in the pool.', (s) => s.sessions.size);
     gauge('qkms_pkcs11_sessions_in_use', 'PKCS#11 sessions lent to a call right now.', (s) => s.sessions.inUse);
     gauge('qkms_pkcs11_session_waiters', 'Calls waiting for a free PKCS#11 session.', (s) => s.sessions.waiters);
     gauge('qkms_hsm_queued_calls', 'Hsm calls sent to the HSM thread and not answered yet (0 with QKMS_HSM_THREAD=false).', (s) => s.queuedCalls);
-    register(this.registry, { name: 'qkms_pkcs11_call_duration_seconds', help: 'Latency of each PKCS#11 function call (C_WrapKey, C_Sign…), failed ones included.', type: 'histogram' }, () => histogramValues('qkms_pkcs11_call_duration_seconds', hsmStats().pkcs11));
-    register(this.registry, { name: 'qkms_pkcs11_call_errors_total', help: 'Failed PKCS#11 function calls by CKR code.', type: 'counter' }, () => errorValues(hsmStats().pkcs11));
+    register(this.registry, { name: 'qkms_pkcs11_call_duration_seconds', help: 'Latency of each PKCS#11 function call (C_WrapKey, C_Sign…), failed ones included.', type: 'histogram' }, () => histogramValues('qkms_pkcs11_call_duration_seconds', snapshot().pkcs11));
+    register(this.registry, { name: 'qkms_pkcs11_call_errors_total', help: 'Failed PKCS#11 function calls by CKR code.', type: 'counter' }, () => errorValues(snapshot().pkcs11));
   }
 
   request(operation: string, outcome: string, seconds: number): void {
@@ -67,7 +70,11 @@ export class GatewayMetrics implements HsmCallObserver {
 
   /** The Prometheus text exposition format. */
   async render(): Promise<{ contentType: string; body: string }> {
-    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+    try {
+      return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+    } finally {
+      this.scrapeStats = undefined;
+    }
   }
 }
 
