@@ -101,6 +101,7 @@ describe('The gateway process (npm start)', function () {
     assert.equal(await exited, 0, output());
     assert.match(output(), /"message":"stopping"[\s\S]*"message":"stopped"/);
     assert.doesNotMatch(output(), /"message":"ready"/);
+    assert.doesNotMatch(output(), /start-up did not finish/, 'the start was waited for and closed, not abandoned');
     fs.writeFileSync(faults, '[]');
     const again = await startChildGateway(env); // the data-dir lock was released and the token closed
     try {
