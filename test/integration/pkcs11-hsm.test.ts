@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { CreateKeyCommand } from '@aws-sdk/client-kms';
 import { materialLabels } from '../../src/domain/key-repository';
@@ -40,6 +41,27 @@ describe('Pkcs11Hsm on SoftHSM2: what the token itself says', () => {
     } finally {
       await gw.close();
     }
+  });
+
+  it('destroys every session object it makes (data keys, unwrapped keys, ECDH secrets, data key pairs) before the call returns', async () => {
+    const hsm = integration().hsm;
+    const kek = `qkms-test/ephemeral-${Date.now()}`;
+    await hsm.generateKek(kek);
+    const labels = { private: `${kek}/ec`, public: `${kek}/ec.pub` };
+    await hsm.generateKeyPair(labels, { family: 'EC', curve: 'P-256' }, 'KEY_AGREEMENT');
+    const peer = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ format: 'jwk' });
+    const peerPoint = Buffer.concat([Buffer.from([4]), Buffer.from(peer.x!, 'base64url'), Buffer.from(peer.y!, 'base64url')]);
+    const before = hsm.callCounts();
+    const { wrapped } = await hsm.generateWrappedDataKey(kek, 32, { mechanism: 'AES_KWP' });
+    await hsm.unwrapDataKey(kek, wrapped);
+    await hsm.deriveSharedSecret(labels.private, peerPoint);
+    await hsm.generateDataKeyPair({ family: 'EC', curve: 'P-256' });
+    const after = hsm.callCounts();
+    const made = (fn: string) => (after[fn] ?? 0) - (before[fn] ?? 0);
+    const objects = made('C_GenerateKey') + made('C_UnwrapKey') + made('C_DeriveKey') + 2 * (made('C_GenerateKeyPair') + made('C_GenerateKeyPairAsync'));
+    assert.equal(objects, 5, 'one data key, one unwrapped key, one secret, one pair');
+    assert.equal(made('C_DestroyObject'), objects);
+    for (const label of [kek, labels.private, labels.public]) await hsm.destroyKey(label);
   });
 
   it('SoftHSM2 2.6.1 quirk: a KWP unwrap comes back zero-padded to a multiple of 8 (the blob header restores the length)', async () => {
