@@ -50,6 +50,13 @@ describe('Session-object recycling (QKMS_PKCS11_RECYCLE_SESSION_OBJECTS)', funct
         assert.ok(results.every(Boolean));
         const recycles = gw.output().match(/PKCS#11 module re-initialised to free session objects/g) ?? [];
         assert.ok(recycles.length >= 8, `${recycles.length} recycles for 48 session objects`);
+        // Each one really finalised the module (what frees SoftHSM2's session objects), as /metrics shows.
+        let finalized = 0;
+        for (const deadline = Date.now() + 5000; finalized < recycles.length && Date.now() < deadline; await new Promise((r) => setTimeout(r, 100))) {
+          const text = await (await fetch(`${gw.url}/metrics`)).text();
+          finalized = Number(/^qkms_pkcs11_call_duration_seconds_count\{function="C_Finalize"\} (\d+)$/m.exec(text)?.[1] ?? 0);
+        }
+        assert.ok(finalized >= recycles.length, `C_Finalize ran ${finalized} times for ${recycles.length} recycles`);
       } finally {
         await gw.stop();
         fs.rmSync(dir, { recursive: true, force: true });
