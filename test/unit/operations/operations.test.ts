@@ -25,6 +25,19 @@ const call = (name: string, body: unknown, deps: Deps) => {
 };
 
 describe('Operations over FakeHsm', () => {
+  it('Decrypt with a KeyId looks the key up once, and IncorrectKeyException for another key', async () => {
+    const deps = await unitDeps();
+    const keyId = await newKey(deps);
+    const other = await newKey(deps);
+    const { CiphertextBlob } = await call('Encrypt', { KeyId: keyId, Plaintext: Buffer.from('x').toString('base64') }, deps);
+    const getKey = deps.keys.getKey.bind(deps.keys);
+    let lookups = 0;
+    deps.keys.getKey = (id: string) => (lookups++, getKey(id));
+    assert.equal((await call('Decrypt', { CiphertextBlob, KeyId: keyId }, deps)).Plaintext, Buffer.from('x').toString('base64'));
+    assert.equal(lookups, 1);
+    await assert.rejects(call('Decrypt', { CiphertextBlob, KeyId: other }, deps), E.IncorrectKeyException);
+  });
+
   it('InvalidKeyUsageException for a key that is not a symmetric ENCRYPT_DECRYPT key, in AWS wording', async () => {
     const deps = await unitDeps();
     const keyId = await newKey(deps);
