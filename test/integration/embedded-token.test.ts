@@ -3,6 +3,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { findSoftHsmModule } from '../../src/hsm/pkcs11/embedded-token';
 import { registerSecret } from '../support/secrets';
 
 const EMBEDDED_TOKEN_MODULE = path.resolve(__dirname, '../../src/hsm/pkcs11/embedded-token.ts');
@@ -91,7 +92,12 @@ describe('The embedded SoftHSM2 token', function () {
     fs.rmSync(path.join(dataDir, 'tokens'), { recursive: true });
     fs.mkdirSync(path.join(dataDir, 'tokens'));
     fs.renameSync(path.join(dataDir, 'pin'), path.join(dataDir, 'pin.pending'));
-    softhsmUtil(dataDir, '--init-token', '--free', '--label', 'qkms', '--so-pin', 'so-pin-of-the-crashed-start', '--pin', 'not-the-pending-pin');
+    // pkcs11-tool --init-token without --init-pin: C_InitToken only ("User PIN init.: no").
+    execFileSync('pkcs11-tool', ['--module', findSoftHsmModule(), '--init-token', '--label', 'qkms', '--so-pin', 'so-pin-of-the-crashed-start'], {
+      env: { ...process.env, SOFTHSM2_CONF: path.join(dataDir, 'softhsm2.conf') },
+      stdio: 'pipe',
+    });
+    assert.match(softhsmUtil(dataDir, '--show-slots'), /User PIN init\.:\s+no/);
     const lost = await ensureInChild(dataDir, 0);
     assert.match(lost.error ?? '', /left unfinished by an interrupted first start and its PIN is lost; it holds no keys: remove .*tokens/);
     assert.equal(softhsmUtil(dataDir, '--show-slots').match(/Label:\s+qkms\s*$/gm)?.length, 1, 'no second token');
