@@ -121,7 +121,7 @@ describe('Audit trail rotation and restarts', function () {
       const segments = fs.readdirSync(path.join(dataDir, 'audit')).sort();
       assert.ok(segments.length >= 3, `rotated into ${segments.length} segments`);
       const verify = () =>
-        run(process.execPath, ['--require', require.resolve('tsx/cjs'), path.resolve(__dirname, '../../src/audit/verify-cli.ts')], {
+        run(process.execPath, ['--require', require.resolve('tsx/cjs'), path.resolve(__dirname, '../../src/cli/qkms.ts'), 'audit', 'verify'], {
           env: { ...process.env, SOFTHSM2_CONF: '', ...env },
         });
       const ok = await verify();
