@@ -3,7 +3,7 @@ import path from 'node:path';
 import { build } from 'esbuild';
 
 const ROOT = path.resolve(__dirname, '..');
-export const CONSOLE_OUT_DIR = path.join(ROOT, 'dist', 'console');
+const CONSOLE_OUT_DIR = path.join(ROOT, 'dist', 'console');
 
 /**
  * Bundles the web console (console/) into dist/console for the gateway to serve at /console:

@@ -46,7 +46,7 @@ interface SeedEntry {
 }
 
 /** A key as CreateKey's rules read it. */
-export interface SeedKey {
+interface SeedKey {
   keyId: string;
   keySpec: KeySpec;
   keyUsage: KeyUsage;
@@ -73,7 +73,7 @@ const seedSchema = Joi.object({
     .required(),
 });
 
-export interface SeedResult {
+interface SeedResult {
   created: string[];
   existing: string[];
   aliasesCreated: string[];

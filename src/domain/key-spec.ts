@@ -16,10 +16,10 @@ export const KEY_SPECS_IN_KMS = [
 ] as const;
 export const KEY_USAGES_IN_KMS = ['SIGN_VERIFY', 'ENCRYPT_DECRYPT', 'GENERATE_VERIFY_MAC', 'KEY_AGREEMENT'] as const;
 
-export type AlgorithmList = 'EncryptionAlgorithms' | 'SigningAlgorithms' | 'MacAlgorithms' | 'KeyAgreementAlgorithms';
+type AlgorithmList = 'EncryptionAlgorithms' | 'SigningAlgorithms' | 'MacAlgorithms' | 'KeyAgreementAlgorithms';
 
 /** What a spec is made of in the HSM. */
-export type KeyMaterialKind = { family: 'SYMMETRIC' } | KeyPairSpec | ({ family: 'HMAC' } & HmacKeySpec);
+type KeyMaterialKind = { family: 'SYMMETRIC' } | KeyPairSpec | ({ family: 'HMAC' } & HmacKeySpec);
 
 interface SpecInfo {
   material: KeyMaterialKind;

@@ -9,7 +9,7 @@ const REQUEST_BUCKETS_SECONDS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05
 /** Hsm calls: a PKCS#11 call or two, plus the hop to the HSM thread. */
 const HSM_CALL_BUCKETS_SECONDS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
-export type AuditRecordType = 'request' | 'checkpoint';
+type AuditRecordType = 'request' | 'checkpoint';
 
 /**
  * The gateway's Prometheus metrics (docs/operations.md lists them), in a Registry of its own so

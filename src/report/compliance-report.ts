@@ -48,7 +48,7 @@ export interface ComplianceReport {
   keys: KeyReport[];
 }
 
-export const RULE =
+const RULE =
   'Key material never left the HSM: every object holding secret material (secret and private keys) reports CKA_SENSITIVE, CKA_ALWAYS_SENSITIVE, ' +
   'CKA_NEVER_EXTRACTABLE and CKA_LOCAL true and CKA_EXTRACTABLE false, and exactly one object carries each label the key uses.';
 

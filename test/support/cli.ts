@@ -4,7 +4,7 @@ import { recordLog } from './secrets';
 
 const ROOT = path.resolve(__dirname, '../..');
 
-export interface CliRun {
+interface CliRun {
   code: number | null;
   stdout: string;
   stderr: string;

@@ -37,7 +37,7 @@ export function auditCommand(cli: Cli): Command {
   return audit;
 }
 
-export function verificationText(r: AuditVerification): string {
+function verificationText(r: AuditVerification): string {
   if (r.isIntact) {
     return `audit trail intact: ${r.records} records, ${r.checkpoints} checkpoints; signed up to seq ${r.lastCheckpointedSeq}, ${r.unsignedTail} newer records not yet checkpointed${r.partialTailBytes ? `; ${r.partialTailBytes} bytes of a record being written (or torn by a crash) after the last one, not checked` : ''}`;
   }

@@ -76,7 +76,7 @@ async function keyIdOf(kms: KmsCaller, key: string): Promise<string> {
   return key.includes('alias/') ? ((await kms.call('DescribeKey', { KeyId: key })).KeyMetadata.KeyId as string) : key;
 }
 
-export function describeText(m: Metadata): string {
+function describeText(m: Metadata): string {
   const dates = new Set(['CreationDate', 'DeletionDate']);
   return Object.entries(m)
     .map(([k, v]) => `${k}: ${dates.has(k) && typeof v === 'number' ? new Date(v * 1000).toISOString() : typeof v === 'object' ? JSON.stringify(v) : String(v)}`)

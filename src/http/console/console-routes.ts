@@ -3,7 +3,7 @@ import path from 'node:path';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { OperationForm } from './operation-forms';
 
-export interface ConsoleOptions {
+interface ConsoleOptions {
   /** Where `npm run build` put the bundled console (scripts/build-console.ts). */
   assetsDir: string;
   /** The gateway's SigV4 region: the browser signs for it. */
