@@ -45,7 +45,7 @@ async function waitForReady(port: number, child: ChildProcess): Promise<void> {
 }
 
 /** The compiled gateway (dist/main.js) on a fresh SoftHSM2 token, as an operator would run it; `env` adds QKMS_* settings. */
-export async function startGatewayProcess(env: Record<string, string> = {}): Promise<{ url: string; token: TestToken; child: ChildProcess; stop(): Promise<void> }> {
+export async function startGatewayProcess(env: Record<string, string> = {}): Promise<{ url: string; token: TestToken; dataDir: string; child: ChildProcess; stop(): Promise<void> }> {
   const token = createTestToken();
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'qkms-bench-'));
   const port = await freePort();
@@ -66,6 +66,7 @@ export async function startGatewayProcess(env: Record<string, string> = {}): Pro
   return {
     url: `http://127.0.0.1:${port}`,
     token,
+    dataDir,
     child,
     async stop() {
       child.kill('SIGTERM');

@@ -9,7 +9,7 @@
 import * as pkcs11js from 'pkcs11js';
 import { Envelope } from '../src/domain/envelope';
 import { encodeEncryptionContext } from '../src/domain/encryption-context';
-import { materialLabels } from '../src/domain/key-repository';
+import type { KeyMaterial } from '../src/domain/key-repository';
 import type { Hsm } from '../src/hsm/hsm';
 import { HMAC_SHA256, GENERIC_SECRET_KEY_GEN, KWP } from '../src/hsm/pkcs11/mechanisms';
 import { ephemeralDataKeyTemplate } from '../src/hsm/pkcs11/templates';
@@ -51,17 +51,17 @@ export async function timeMode(mode: string, concurrency: number, ms: number, op
 }
 
 /** The sequence through an Hsm (sync Pkcs11Hsm or HsmThread): exactly what GenerateDataKey runs. */
-export function envelopeOp(hsm: Hsm, keyId: string): () => Promise<unknown> {
+export function envelopeOp(hsm: Hsm, material: KeyMaterial): () => Promise<unknown> {
   const envelope = new Envelope(hsm, 'AES_KWP_HMAC');
   const context = encodeEncryptionContext({}, 8192);
-  return () => envelope.sealNewDataKey(keyId, 1, 32, context);
+  return () => envelope.sealNewDataKey(material, 32, context);
 }
 
 /**
  * The same PKCS#11 calls with pkcs11js's async forms, on its own module handle over the already
  * initialised and logged-in token (C_Initialize/C_Login answer "already", as for any second user).
  */
-export function openAsyncMode(modulePath: string, slotLabel: string, keyId: string, sessions: number): { op: (loop: number) => Promise<unknown>; close(): void } {
+export function openAsyncMode(modulePath: string, slotLabel: string, material: KeyMaterial, sessions: number): { op: (loop: number) => Promise<unknown>; close(): void } {
   const p11 = new pkcs11js.PKCS11();
   p11.load(modulePath);
   try {
@@ -71,15 +71,14 @@ export function openAsyncMode(modulePath: string, slotLabel: string, keyId: stri
   }
   const slot = p11.C_GetSlotList(true).find((s) => p11.C_GetTokenInfo(s).label.trim() === slotLabel)!;
   const pool = Array.from({ length: sessions }, () => p11.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION));
-  const find = (label: string) => {
-    p11.C_FindObjectsInit(pool[0], [{ type: pkcs11js.CKA_LABEL, value: label }]);
+  const find = (id: string) => {
+    p11.C_FindObjectsInit(pool[0], [{ type: pkcs11js.CKA_ID, value: Buffer.from(id, 'hex') }]);
     const h = p11.C_FindObjects(pool[0]);
     p11.C_FindObjectsFinal(pool[0]);
     return h!;
   };
-  const labels = materialLabels(keyId, 1);
-  const kek = find(labels.kek);
-  const mac = find(labels.mac);
+  const kek = find(material.objects.kek.id);
+  const mac = find(material.objects.mac.id);
   // Untyped at runtime: pkcs11js promisifies the callback forms of GenerateKey and WrapKey too.
   const a = p11 as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
   const op = async (loop: number) => {

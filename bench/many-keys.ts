@@ -5,7 +5,7 @@
  */
 import autocannon from 'autocannon';
 import { CreateKeyCommand, KMSClient } from '@aws-sdk/client-kms';
-import { materialLabels } from '../src/domain/key-repository';
+import { materialObjects, newObjectIds } from '../src/domain/key-repository';
 import { Pkcs11Hsm } from '../src/hsm/pkcs11/pkcs11-hsm';
 import { CREDENTIALS, signedRequest, startGatewayProcess } from './gateway-process';
 
@@ -34,9 +34,9 @@ async function addKeys(token: { modulePath: string; label: string; pin: string }
   const hsm = await Pkcs11Hsm.open({ modulePath: token.modulePath, tokenLabel: token.label, pin: token.pin, sessions: 1 });
   const started = Date.now();
   for (let i = 0; i < count; i++) {
-    const labels = materialLabels(`00000000-0000-4000-8000-${String(i).padStart(12, '0')}`, 1);
-    await hsm.generateKek(labels.kek);
-    await hsm.generateMacKey(labels.mac);
+    const objects = materialObjects(`00000000-0000-4000-8000-${String(i).padStart(12, '0')}`, 1, newObjectIds('SYMMETRIC_DEFAULT'));
+    await hsm.generateKek(objects.kek);
+    await hsm.generateMacKey(objects.mac);
   }
   process.stderr.write(`made ${count * 2} token objects in ${((Date.now() - started) / 1000).toFixed(0)} s\n`);
   await hsm.close();

@@ -21,6 +21,7 @@ import { Envelope } from '../src/domain/envelope';
 import { encodeEncryptionContext } from '../src/domain/encryption-context';
 import { unpackBlob } from '../src/domain/ciphertext-blob';
 import { Pkcs11Hsm } from '../src/hsm/pkcs11/pkcs11-hsm';
+import { SqliteKeyRepository } from '../src/store/sqlite-key-repository';
 import { HsmThread } from '../src/hsm/thread/hsm-thread';
 import { CREDENTIALS, cpuSeconds, freePort, signedRequest, startGatewayProcess, waitForPort } from './gateway-process';
 import { envelopeOp, openAsyncMode, timeMode, type ModeResult } from './hsm-call-modes';
@@ -80,7 +81,7 @@ async function variant(env: Record<string, string>, concurrencies: number[]): Pr
 
 async function main(): Promise<void> {
   const gateway = await startGatewayProcess();
-  const { url, token } = gateway;
+  const { url, token, dataDir } = gateway;
   const floorPort = await freePort();
   const floor = fork(path.join(__dirname, 'express-floor.js'), [String(floorPort)], { stdio: 'ignore' });
   const slowDir = fs.mkdtempSync(path.join(os.tmpdir(), 'qkms-bench-faults-'));
@@ -103,19 +104,23 @@ async function main(): Promise<void> {
     const envelope = new Envelope(hsm, 'AES_KWP_HMAC');
     const context = encodeEncryptionContext({}, 8192);
     const parsed = unpackBlob(Buffer.from(blob));
+    // The key's token objects, by the ids the gateway recorded (read beside it, read-only).
+    const store = new SqliteKeyRepository(path.join(dataDir, 'qkms.db'), { isReadOnly: true });
+    const material = (await store.getMaterial(keyId, 1))!;
+    await store.close();
     const floors = {
-      GenerateDataKey: await hsmFloor(hsm, () => envelope.sealNewDataKey(keyId, 1, 32, context)),
-      Decrypt: await hsmFloor(hsm, () => envelope.open(parsed, context)),
-      'Encrypt 4 KiB': await hsmFloor(hsm, () => envelope.encrypt(keyId, 1, Buffer.from(plaintext4k, 'base64'), context)),
+      GenerateDataKey: await hsmFloor(hsm, () => envelope.sealNewDataKey(material, 32, context)),
+      Decrypt: await hsmFloor(hsm, () => envelope.open(parsed, material, context)),
+      'Encrypt 4 KiB': await hsmFloor(hsm, () => envelope.encrypt(material, Buffer.from(plaintext4k, 'base64'), context)),
     };
     // The GenerateDataKey sequence: sync vs pkcs11js async vs the HSM thread.
     const modeMs = (DURATION_S * 1000) / 2;
-    const modes: ModeResult[] = [await timeMode('sync (event loop)', 1, modeMs, envelopeOp(hsm, keyId))];
-    const asyncMode = openAsyncMode(token.modulePath, token.label, keyId, 16);
+    const modes: ModeResult[] = [await timeMode('sync (event loop)', 1, modeMs, envelopeOp(hsm, material))];
+    const asyncMode = openAsyncMode(token.modulePath, token.label, material, 16);
     modes.push(await timeMode('pkcs11js async (libuv pool)', 16, modeMs, asyncMode.op));
     asyncMode.close();
     const thread = await HsmThread.open({ ...options, stuckAfterMs: 5000 });
-    for (const c of [1, 16]) modes.push(await timeMode('HSM thread', c, modeMs, envelopeOp(thread, keyId)));
+    for (const c of [1, 16]) modes.push(await timeMode('HSM thread', c, modeMs, envelopeOp(thread, material)));
     await hsm.close();
     await thread.close(); // its C_Finalize finds the module finalised already: harmless
 

@@ -5,8 +5,8 @@ import { AUDIT_MAC_LABEL } from './audit/audit-record';
 import { PrincipalStore } from './auth/principals';
 import type { Config } from './config/load-config';
 import { Envelope } from './domain/envelope';
-import { KEY_LABEL_PREFIX, keyObjectLabels, type KeyRepository } from './domain/key-repository';
-import { MARKER_MAC_LABEL, MarkerCodec } from './domain/marker';
+import { MARKER_MAC_KEY, MarkerCodec } from './domain/marker';
+import { ensureInternalKey, reconcileWithToken } from './domain/token-reconciliation';
 import { withDeadline } from './hsm/deadline-hsm';
 import { withMetrics } from './hsm/metered-hsm';
 import type { Hsm } from './hsm/hsm';
@@ -110,10 +110,8 @@ async function openGateway(config: Config, rawHsm: Hsm, logger: Logger, { clock,
     const metrics = new GatewayMetrics(() => rawHsm.stats());
     // Timed outside the deadline: a call past QKMS_HSM_TIMEOUT_MS counts as a 'timeout' error at its deadline.
     const hsm = withMetrics(withDeadline(rawHsm, config.hsmTimeoutMs), metrics);
-    for (const label of [MARKER_MAC_LABEL, AUDIT_MAC_LABEL]) {
-      if ((await hsm.listKeyLabels(label)).length === 0) await hsm.generateMacKey(label);
-    }
-    const reconciled = await reconcile(keys, hsm, logger);
+    for (const ref of [MARKER_MAC_KEY, AUDIT_MAC_LABEL]) await ensureInternalKey(hsm, ref);
+    const reconciled = await reconcileWithToken({ keys, hsm, logger });
     const admin = config.adminCredential;
     if (admin.isDevelopmentDefault) {
       logger.warn('no QKMS_ACCESS_KEY_ID set: accepting the public development credential on loopback only', { accessKeyId: admin.accessKeyId });
@@ -136,15 +134,19 @@ async function openGateway(config: Config, rawHsm: Hsm, logger: Logger, { clock,
       clock,
       logger,
       metrics,
-      // Missing or orphaned objects are logged and left to an operator (reconcile), not a reason to
-      // refuse all traffic. No counts of keys: /ready is unauthenticated; they are in the log.
-      startup: `reconciled with the token: ${reconciled.missing.length} objects missing, ${reconciled.orphaned.length} orphaned${config.seedFile ? '; seed file applied' : ''}`,
+      // Missing, orphaned or ambiguous objects are logged and left to an operator, not a reason to
+      // refuse all traffic (only the keys concerned are refused). No counts of keys: /ready is
+      // unauthenticated; they are in the log.
+      startup:
+        `reconciled with the token: ${reconciled.rolledBack} unfinished key-material changes rolled back, ${reconciled.missing.length} objects missing, ` +
+        `${reconciled.orphaned.length} orphaned, ${reconciled.ambiguous.length} ambiguous${config.seedFile ? '; seed file applied' : ''}`,
     };
     if (config.seedFile) {
       const seeded = await applySeedFile(config.seedFile, deps);
       logger.info('seed file applied', { file: config.seedFile, ...seeded });
     }
-    const scheduler = new Scheduler(deps, config.schedulerIntervalMs);
+    const scheduler = new Scheduler({ ...deps, onFailure: (work) => metrics.schedulerFailure(work) }, config.schedulerIntervalMs);
+    metrics.keysInBackoff = () => scheduler.keysInBackoff;
     const opened = audit;
     return {
       deps,
@@ -163,21 +165,4 @@ async function openGateway(config: Config, rawHsm: Hsm, logger: Logger, { clock,
     await keys.close();
     throw err;
   }
-}
-
-/**
- * Compares the store's key materials with the token's objects and logs every difference. It
- * changes nothing: a missing object makes its key answer KeyUnavailableException, and an orphan
- * object (e.g. from a crash between HSM and store writes) is left for an operator to inspect.
- */
-export async function reconcile(keys: KeyRepository, hsm: Hsm, logger: Logger): Promise<{ missing: string[]; orphaned: string[] }> {
-  const onToken = new Set(await hsm.listKeyLabels(KEY_LABEL_PREFIX));
-  const materials = await keys.listMaterials();
-  const expected = new Set(materials.flatMap((m) => Object.values(keyObjectLabels(m.keyId, m.version, m.keySpec))));
-  const missing = [...expected].filter((l) => !onToken.has(l));
-  const orphaned = [...onToken].filter((l) => !expected.has(l));
-  for (const label of missing) logger.error('reconcile: key object missing from the token', { label });
-  for (const label of orphaned) logger.warn('reconcile: token object has no metadata', { label });
-  logger.info('reconcile: done', { materials: materials.length, tokenObjects: onToken.size, missing: missing.length, orphaned: orphaned.length });
-  return { missing, orphaned };
 }

@@ -1,4 +1,5 @@
 import crypto from 'node:crypto';
+import { internalKeyRef } from '../domain/key-repository';
 
 /**
  * Audit records, one JSON object per line, hash-chained:
@@ -35,4 +36,5 @@ export function checkpointMessage(coversSeq: number, coversHash: string): Buffer
   return Buffer.from(`qkms-audit-checkpoint-v1\n${coversSeq}\n${coversHash}`);
 }
 
-export const AUDIT_MAC_LABEL = 'qkms-internal/audit-mac';
+/** The HSM key that signs checkpoints (label qkms-internal/audit-mac). */
+export const AUDIT_MAC_LABEL = internalKeyRef('audit-mac');

@@ -3,7 +3,7 @@ import type { Hsm } from '../hsm/hsm';
 import { HsmError } from '../hsm/hsm-error';
 import { InvalidCiphertextException } from '../errors/kms-errors';
 import { BlobMechanism, packGcm, packHeader, packKwpBody, type ParsedBlob } from './ciphertext-blob';
-import { materialLabels } from './key-repository';
+import type { KeyMaterial } from './key-repository';
 
 /**
  * Seals data keys into CiphertextBlobs and opens them, every cryptographic step inside the HSM.
@@ -16,30 +16,30 @@ export class Envelope {
   ) {}
 
   /** GenerateDataKey: a data key born in the HSM and wrapped there under the key's current material. */
-  async sealNewDataKey(keyId: string, version: number, lengthBytes: number, context: Buffer): Promise<{ plaintext: Buffer; blob: Buffer }> {
-    const labels = materialLabels(keyId, version);
+  async sealNewDataKey(material: KeyMaterial, lengthBytes: number, context: Buffer): Promise<{ plaintext: Buffer; blob: Buffer }> {
+    const { kek, mac: macKey } = material.objects;
     if (this.wrapMode === 'AES_GCM') {
-      const header = packHeader({ mechanism: BlobMechanism.AesGcm, keyId, materialVersion: version });
-      const { plaintext, wrapped, iv } = await this.hsm.generateWrappedDataKey(labels.kek, lengthBytes, { mechanism: 'AES_GCM', aad: Buffer.concat([header, context]) });
+      const header = packHeader({ mechanism: BlobMechanism.AesGcm, keyId: material.keyId, materialVersion: material.version });
+      const { plaintext, wrapped, iv } = await this.hsm.generateWrappedDataKey(kek, lengthBytes, { mechanism: 'AES_GCM', aad: Buffer.concat([header, context]) });
       return { plaintext, blob: packGcm(header, iv!, wrapped) };
     }
-    const header = packHeader({ mechanism: BlobMechanism.AesKwpHmac, keyId, materialVersion: version });
-    const { plaintext, wrapped } = await this.hsm.generateWrappedDataKey(labels.kek, lengthBytes, { mechanism: 'AES_KWP' });
+    const header = packHeader({ mechanism: BlobMechanism.AesKwpHmac, keyId: material.keyId, materialVersion: material.version });
+    const { plaintext, wrapped } = await this.hsm.generateWrappedDataKey(kek, lengthBytes, { mechanism: 'AES_KWP' });
     const body = packKwpBody(header, lengthBytes, wrapped);
-    const mac = await this.hsm.hmacSign(labels.mac, Buffer.concat([body, context]));
+    const mac = await this.hsm.hmacSign(macKey, Buffer.concat([body, context]));
     return { plaintext, blob: Buffer.concat([body, mac]) };
   }
 
   /** Encrypt and ReEncrypt: AES-256-GCM in the HSM, AAD = header || context (mechanism 0x02). */
-  async encrypt(keyId: string, version: number, plaintext: Buffer, context: Buffer): Promise<Buffer> {
-    const header = packHeader({ mechanism: BlobMechanism.AesGcm, keyId, materialVersion: version });
-    const { iv, ciphertextAndTag } = await this.hsm.encryptAesGcm(materialLabels(keyId, version).kek, plaintext, Buffer.concat([header, context]));
+  async encrypt(material: KeyMaterial, plaintext: Buffer, context: Buffer): Promise<Buffer> {
+    const header = packHeader({ mechanism: BlobMechanism.AesGcm, keyId: material.keyId, materialVersion: material.version });
+    const { iv, ciphertextAndTag } = await this.hsm.encryptAesGcm(material.objects.kek, plaintext, Buffer.concat([header, context]));
     return packGcm(header, iv, ciphertextAndTag);
   }
 
-  /** Decrypt: authenticity first (HMAC or GCM tag over header and context), then the plaintext. */
-  async open(blob: ParsedBlob, context: Buffer): Promise<Buffer> {
-    const labels = materialLabels(blob.keyId, blob.materialVersion);
+  /** Decrypt: authenticity first (HMAC or GCM tag over header and context), then the plaintext. `material` is the version the blob names. */
+  async open(blob: ParsedBlob, material: KeyMaterial, context: Buffer): Promise<Buffer> {
+    const labels = material.objects;
     if (blob.mechanism === BlobMechanism.AesGcm) {
       try {
         return await this.hsm.decryptAesGcm(labels.kek, blob.ciphertextAndTag, blob.iv, Buffer.concat([blob.header, context]));

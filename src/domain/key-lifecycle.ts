@@ -1,79 +1,136 @@
 import type { Hsm } from '../hsm/hsm';
 import type { Logger } from '../logging/logger';
-import { destroyKeyMaterial, generateKeyMaterial } from './key-material';
-import type { KeyRecord, KeyRepository } from './key-repository';
+import { destroyObjects, rollBack, rotateKeyMaterial } from './key-material';
+import type { KeyRepository } from './key-repository';
 
 const DAY_MS = 86_400_000;
+
+/**
+ * An intent older than this cannot belong to a call still running anywhere (the slowest HSM call,
+ * a key-pair generation, is cut off after SLOW_CALL_TIMEOUT_MS): its objects, if any, are orphans
+ * in the making, and the scheduler rolls it back without waiting for a restart.
+ */
+export const STALE_INTENT_MS = 10 * 60_000;
+
+/** After a key's scheduled work fails, it waits this long before the next try, doubling up to the maximum. */
+export const RETRY_FIRST_MS = 60_000;
+export const RETRY_MAX_MS = 60 * 60_000;
 
 export interface LifecycleDeps {
   hsm: Hsm;
   keys: KeyRepository;
   clock: () => Date;
   logger: Logger;
+  /** Told of every failed piece of scheduled work (the metrics count them). */
+  onFailure?: (work: ScheduledWork) => void;
 }
 
-/** Rotations of one key run one after another: two at once would pick the same next version. */
-const rotating = new Map<string, Promise<unknown>>();
-
-/**
- * A rotation: new KEK and MAC key in the HSM under the next version's labels, then the metadata
- * makes it current in one transaction. Old versions stay on the token, so every earlier ciphertext
- * still decrypts (its blob names its version). If the metadata write fails, the new objects go.
- * Serialised per key within this process; several processes on one store (issue #5) need the
- * version reserved in the store instead.
- */
-export async function rotateKeyMaterial(deps: LifecycleDeps, key: KeyRecord, rotationType: 'AUTOMATIC' | 'ON_DEMAND'): Promise<number> {
-  const previous = rotating.get(key.keyId) ?? Promise.resolve();
-  const run = previous.catch(() => undefined).then(() => rotateNow(deps, key, rotationType));
-  rotating.set(key.keyId, run);
-  try {
-    return await run;
-  } finally {
-    if (rotating.get(key.keyId) === run) rotating.delete(key.keyId);
-  }
-}
-
-async function rotateNow(deps: LifecycleDeps, key: KeyRecord, rotationType: 'AUTOMATIC' | 'ON_DEMAND'): Promise<number> {
-  const version = Math.max(...(await deps.keys.listMaterialsOf(key.keyId)).map((m) => m.version)) + 1;
-  const materialId = (await deps.hsm.randomBytes(32)).toString('hex');
-  await generateKeyMaterial(deps.hsm, key.keyId, version, key);
-  try {
-    await deps.keys.addMaterial({ keyId: key.keyId, version, materialId, createdAt: deps.clock(), rotationType });
-  } catch (err) {
-    await destroyKeyMaterial(deps.hsm, key.keyId, version, key.keySpec).catch(() => undefined);
-    throw err;
-  }
-  return version;
-}
+export type ScheduledWork = 'deletion' | 'rotation' | 'rollback';
 
 export function nextRotationDate(from: Date, periodDays: number): Date {
   return new Date(from.getTime() + periodDays * DAY_MS);
 }
 
 /**
- * The scheduled work, run by the Scheduler (src/scheduler.ts) at an interval and by tests on an
- * injected clock: keys past their deletion date are destroyed (HSM objects first, so a failure is
- * retried on the next run; then metadata, aliases, tags and grants), and due automatic rotations run.
+ * Per key, when its failed work may be tried again: one key whose destroy keeps failing must not
+ * stop the deletions and rotations of the others, nor be hammered every run.
  */
-export async function runDueLifecycleWork(deps: LifecycleDeps): Promise<{ deleted: string[]; rotated: string[] }> {
+export class RetryBackoff {
+  private readonly waiting = new Map<string, { failures: number; notBefore: number }>();
+
+  isWaiting(key: string, now: Date): boolean {
+    const entry = this.waiting.get(key);
+    return entry !== undefined && now.getTime() < entry.notBefore;
+  }
+
+  /** Records a failure; returns how long the key now waits. */
+  failed(key: string, now: Date): number {
+    const failures = (this.waiting.get(key)?.failures ?? 0) + 1;
+    const delay = Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** (failures - 1));
+    this.waiting.set(key, { failures, notBefore: now.getTime() + delay });
+    return delay;
+  }
+
+  succeeded(key: string): void {
+    this.waiting.delete(key);
+  }
+
+  /** Keys waiting after a failure (a gauge in /metrics). */
+  get size(): number {
+    return this.waiting.size;
+  }
+}
+
+/**
+ * The scheduled work, run by the Scheduler (src/scheduler.ts) at an interval and by tests on an
+ * injected clock: stale intents rolled back, keys past their deletion date destroyed, due automatic
+ * rotations made. Each key's work is on its own: a failure is logged, counted and retried with
+ * backoff, and the others go on.
+ */
+export async function runDueLifecycleWork(deps: LifecycleDeps, backoff = new RetryBackoff()): Promise<{ deleted: string[]; rotated: string[]; rolledBack: number }> {
   const now = deps.clock();
+  const attempt = async (work: ScheduledWork, key: string, body: () => Promise<boolean>): Promise<boolean> => {
+    if (backoff.isWaiting(`${work}:${key}`, now)) return false;
+    try {
+      const done = await body();
+      backoff.succeeded(`${work}:${key}`);
+      return done;
+    } catch (err) {
+      const retryInMs = backoff.failed(`${work}:${key}`, now);
+      deps.logger.error(`scheduled ${work} failed; other keys go on, this one is retried later`, { key, retryInSeconds: retryInMs / 1000, cause: err instanceof Error ? err.message : String(err) });
+      deps.onFailure?.(work);
+      return false;
+    }
+  };
+
+  let rolledBack = 0;
+  for (const intent of await deps.keys.listIntents()) {
+    if (now.getTime() - intent.createdAt.getTime() < STALE_INTENT_MS) continue;
+    const done = await attempt('rollback', `${intent.keyId}/${intent.version}`, async () => {
+      const destroyed = await rollBack(deps, intent);
+      deps.logger.warn('rolled back a stale key-material intent', { keyId: intent.keyId, version: intent.version, objectsDestroyed: destroyed });
+      return true;
+    });
+    if (done) rolledBack++;
+  }
+
   const deleted: string[] = [];
   for (const keyId of await deps.keys.keysDueForDeletion(now)) {
-    const key = await deps.keys.getKey(keyId);
-    if (!key) continue;
-    for (const m of await deps.keys.listMaterialsOf(keyId)) await destroyKeyMaterial(deps.hsm, keyId, m.version, key.keySpec);
-    await deps.keys.deleteKey(keyId);
-    deps.logger.info('key deleted at the end of its waiting period', { keyId });
-    deleted.push(keyId);
+    if (await attempt('deletion', keyId, () => deleteKeyAtEndOfWaitingPeriod(deps, keyId, now))) deleted.push(keyId);
   }
+
   const rotated: string[] = [];
   for (const keyId of await deps.keys.keysDueForRotation(now)) {
-    const key = await deps.keys.getKey(keyId);
-    if (!key?.rotation) continue;
-    const version = await rotateKeyMaterial(deps, key, 'AUTOMATIC');
-    await deps.keys.setRotation(keyId, { periodDays: key.rotation.periodDays, nextRotationDate: nextRotationDate(now, key.rotation.periodDays) });
-    deps.logger.info('key rotated automatically', { keyId, version });
-    rotated.push(keyId);
+    const done = await attempt('rotation', keyId, async () => {
+      const key = await deps.keys.getKey(keyId);
+      if (!key?.rotation) return false;
+      const nextRotation = { periodDays: key.rotation.periodDays, nextRotationDate: nextRotationDate(now, key.rotation.periodDays) };
+      // Reserved only if still Enabled and due; the new date is set with the activation, so a crash cannot rotate twice.
+      const version = await rotateKeyMaterial(deps, key, { rotationType: 'AUTOMATIC', dueBy: now, nextRotation });
+      if (typeof version !== 'number') return false;
+      deps.logger.info('key rotated automatically', { keyId, version });
+      return true;
+    });
+    if (done) rotated.push(keyId);
   }
-  return { deleted, rotated };
+  return { deleted, rotated, rolledBack };
+}
+
+/**
+ * The end of a waiting period: the key is claimed for deletion (from then on CancelKeyDeletion
+ * cannot race it), every object of every version and of any intent is destroyed, then the
+ * metadata with its aliases, tags and grants. A crash at any point leaves the claim, and the next
+ * run resumes: destroying an object that is already gone is not an error. False when the key was
+ * cancelled or is gone.
+ */
+async function deleteKeyAtEndOfWaitingPeriod(deps: LifecycleDeps, keyId: string, now: Date): Promise<boolean> {
+  const key = await deps.keys.getKey(keyId);
+  if (!key) return false;
+  if (!key.deletionStartedAt && !(await deps.keys.beginDeletion(keyId, now))) return false;
+  let destroyed = 0;
+  for (const m of await deps.keys.listMaterialsOf(keyId)) destroyed += await destroyObjects(deps.hsm, m.objects);
+  for (const intent of (await deps.keys.listIntents()).filter((i) => i.keyId === keyId)) destroyed += await destroyObjects(deps.hsm, intent.objects);
+  await deps.keys.deleteKey(keyId);
+  deps.logger.info('key deleted at the end of its waiting period', { keyId, objectsDestroyed: destroyed });
+  return true;
 }

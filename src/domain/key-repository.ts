@@ -1,3 +1,5 @@
+import crypto from 'node:crypto';
+import type { ObjectRef } from '../hsm/hsm';
 import { SUPPORTED_SPECS, type KeySpec, type KeyUsage } from './key-spec';
 import type { KeyState } from './key-state';
 
@@ -11,13 +13,18 @@ export interface KeyRecord {
   state: KeyState;
   deletionDate?: Date;
   pendingWindowDays?: number;
+  /**
+   * Set when the scheduler began destroying the key (its waiting period over): from then on it
+   * cannot be cancelled, and a crash resumes the deletion. The key still shows as PendingDeletion.
+   */
+  deletionStartedAt?: Date;
   currentMaterialVersion: number;
   /** The key policy document as given; evaluated by the authorization issue. */
   policy?: string;
   rotation?: { periodDays: number; nextRotationDate: Date };
 }
 
-/** One generation of a key's material. The material itself exists only in the HSM (see materialLabels). */
+/** One generation of a key's material. The material itself exists only in the HSM, as `objects`. */
 export interface KeyMaterial {
   keyId: string;
   version: number;
@@ -26,7 +33,31 @@ export interface KeyMaterial {
   createdAt: Date;
   /** How this version came to be; undefined for the key's first material. */
   rotationType?: 'AUTOMATIC' | 'ON_DEMAND';
+  /** The version's token objects by role (materialRoles): found by their ids, never by label. */
+  objects: MaterialObjects;
 }
+
+/** A material version's token objects by role: kek and mac (symmetric), hmac (HMAC_*), private and public (key pairs). */
+export type MaterialObjects = Record<string, ObjectRef>;
+
+/**
+ * A material version recorded before any of its objects is made on the token (write-ahead): if the
+ * gateway dies before the version is activated, start-up reconciliation destroys whatever objects
+ * carry its ids and drops the intent. Never acknowledged, so never used by a ciphertext: a version
+ * becomes current only when it is activated.
+ */
+export interface MaterialIntent {
+  intentId: number;
+  keyId: string;
+  version: number;
+  purpose: 'create' | 'rotate';
+  rotationType?: 'AUTOMATIC' | 'ON_DEMAND';
+  objects: MaterialObjects;
+  createdAt: Date;
+}
+
+/** Why a version could not be reserved: the key is not (or no longer) Enabled and rotatable, or its on-demand quota is used up. */
+export type ReserveRefusal = 'state' | 'quota';
 
 export interface Tag {
   key: string;
@@ -69,12 +100,47 @@ export interface StateChange {
  * replicas) can implement it as well as the embedded SQLite one.
  */
 export interface KeyRepository {
-  insertKey(key: KeyRecord, material: KeyMaterial, tags: Tag[]): Promise<void>;
+  /**
+   * CreateKey, before any token object exists: the first material's object ids as an intent.
+   * `objectIds` are role -> CKA_ID (hex); labels follow from the key id, version and role.
+   */
+  recordKeyIntent(intent: { keyId: string; objectIds: Record<string, string>; createdAt: Date }): Promise<MaterialIntent>;
+  /** CreateKey, once every object exists: the key, its first material (the intent's) and its tags, and the intent dropped, in one transaction. */
+  activateKey(intent: MaterialIntent, key: KeyRecord, materialId: string, tags: Tag[]): Promise<void>;
+  /**
+   * A rotation, before any token object exists, in one transaction: the key must be Enabled, not
+   * being deleted, and (`dueBy`) due for automatic rotation or (`onDemandLimit`) under its on-demand
+   * quota counting rotations in flight; then the next version number is reserved — never reused,
+   * even if this rotation is rolled back — and recorded with the object ids as an intent.
+   */
+  reserveVersion(
+    keyId: string,
+    request: { rotationType: 'AUTOMATIC' | 'ON_DEMAND'; objectIds: Record<string, string>; createdAt: Date; dueBy?: Date; onDemandLimit?: number },
+  ): Promise<MaterialIntent | ReserveRefusal>;
+  /**
+   * A rotation, once every object exists, in one transaction: the material added, made current
+   * (unless a later version already is), the automatic-rotation date moved on when given, and the
+   * intent dropped.
+   */
+  activateRotation(intent: MaterialIntent, materialId: string, nextRotation?: { periodDays: number; nextRotationDate: Date }): Promise<void>;
+  /** Intents left by a gateway that stopped before activating them (start-up reconciliation). */
+  listIntents(): Promise<MaterialIntent[]>;
+  /** Drops an intent whose objects are gone (rolled back). */
+  deleteIntent(intentId: number): Promise<void>;
   getKey(keyId: string): Promise<KeyRecord | undefined>;
   getMaterial(keyId: string, version: number): Promise<KeyMaterial | undefined>;
-  /** Every material version of every key, with its key's spec (start-up reconciliation). */
-  listMaterials(): Promise<Array<KeyMaterial & { keySpec: KeySpec }>>;
-  setState(keyId: string, change: StateChange): Promise<void>;
+  /** Every material version of every key (start-up reconciliation, orphan search). */
+  listMaterials(): Promise<KeyMaterial[]>;
+  /**
+   * Compare-and-set: the key moves to `change` only if its state is one of `from` and its deletion
+   * has not begun. False when it was not (the caller re-reads and answers from what it finds).
+   */
+  transitionState(keyId: string, from: readonly KeyState[], change: StateChange): Promise<boolean>;
+  /**
+   * The scheduler's claim on a key whose waiting period is over, before any token object is
+   * destroyed: false if it is no longer PendingDeletion (cancelled) or not yet due.
+   */
+  beginDeletion(keyId: string, now: Date): Promise<boolean>;
   /** Keys in creation order after `afterPosition`; position is opaque to callers but stable. */
   listKeys(afterPosition: number, limit: number): Promise<Array<{ keyId: string; position: number }>>;
   listTags(keyId: string): Promise<Tag[]>;
@@ -91,14 +157,13 @@ export interface KeyRepository {
   setPolicy(keyId: string, policy: string): Promise<void>;
   /** Inserts or replaces the given tags and removes `remove`, in one transaction. */
   changeTags(keyId: string, put: Tag[], remove: string[]): Promise<void>;
-  setRotation(keyId: string, rotation: { periodDays: number; nextRotationDate: Date } | null): Promise<void>;
-  /** Adds a material version and makes it current, atomically. */
-  addMaterial(material: KeyMaterial): Promise<void>;
+  /** Only while the key is Enabled and not being deleted (Enable/DisableKeyRotation); false otherwise. */
+  setRotation(keyId: string, rotation: { periodDays: number; nextRotationDate: Date } | null): Promise<boolean>;
   listMaterialsOf(keyId: string): Promise<KeyMaterial[]>;
-  /** Keys whose deletion date has passed / whose automatic rotation is due, at `now`. */
+  /** Keys whose deletion date has passed or whose deletion has begun / whose automatic rotation is due, at `now`. */
   keysDueForDeletion(now: Date): Promise<string[]>;
   keysDueForRotation(now: Date): Promise<string[]>;
-  /** Removes the key with its materials, tags, aliases and grants. */
+  /** Removes a key whose deletion has begun, with its materials, intents, tags, aliases and grants. */
   deleteKey(keyId: string): Promise<void>;
   /** SHA-256 of the secret part of each token issued for a grant (none for an unknown grant). */
   grantTokenHashes(grantId: string): Promise<Buffer[]>;
@@ -121,22 +186,49 @@ export interface KeyRepository {
   close(): Promise<void>;
 }
 
-/** The token objects that hold one material version: the AES KEK and the HMAC key of KWP blobs. */
-export function materialLabels(keyId: string, version: number): { kek: string; mac: string } {
-  return { kek: `qkms/${keyId}/${version}/kek`, mac: `qkms/${keyId}/${version}/mac` };
-}
-
-/** The token objects of one material version of a key of any spec, by role. */
-export function keyObjectLabels(keyId: string, version: number, keySpec: KeySpec): Record<string, string> {
-  const base = `qkms/${keyId}/${version}`;
+/** The roles of one material version's token objects, by the key's spec. */
+export function materialRoles(keySpec: KeySpec): string[] {
   switch (SUPPORTED_SPECS[keySpec].material.family) {
     case 'SYMMETRIC':
-      return materialLabels(keyId, version);
+      return ['kek', 'mac']; // the AES KEK, and the HMAC key of KWP blobs
     case 'HMAC':
-      return { hmac: `${base}/hmac` };
+      return ['hmac'];
     default:
-      return { private: `${base}/private`, public: `${base}/public` };
+      return ['private', 'public'];
   }
+}
+
+/** CKA_ID bytes of a new object: random, so an id never names two objects (16 bytes, 128 bits). */
+const OBJECT_ID_BYTES = 16;
+
+/** Fresh random object ids for a new material version, by role. */
+export function newObjectIds(keySpec: KeySpec): Record<string, string> {
+  return Object.fromEntries(materialRoles(keySpec).map((role) => [role, crypto.randomBytes(OBJECT_ID_BYTES).toString('hex')]));
+}
+
+/** The label of a material object: for people and pkcs11-tool (`qkms/<key id>/<version>/<role>`), never for lookups. */
+export function objectLabel(keyId: string, version: number, role: string): string {
+  return `${KEY_LABEL_PREFIX}${keyId}/${version}/${role}`;
+}
+
+/** Role -> id as stored, to role -> ObjectRef. */
+export function materialObjects(keyId: string, version: number, objectIds: Record<string, string>): MaterialObjects {
+  return Object.fromEntries(Object.entries(objectIds).map(([role, id]) => [role, { id, label: objectLabel(keyId, version, role) }]));
+}
+
+/**
+ * The ids of objects made before ids were random (store schema < 5): CKA_ID was the label's
+ * UTF-8 bytes. Such objects keep their ids; a duplicate of one (the bug that made ids random) is
+ * ambiguous, and the lookup refuses it.
+ */
+export function legacyObjectIds(keyId: string, version: number, keySpec: KeySpec): Record<string, string> {
+  return Object.fromEntries(materialRoles(keySpec).map((role) => [role, Buffer.from(objectLabel(keyId, version, role), 'utf8').toString('hex')]));
+}
+
+/** An internal HSM key (marker and audit MACs): one per token, its id the label's UTF-8 bytes. */
+export function internalKeyRef(name: string): ObjectRef {
+  const label = `${INTERNAL_LABEL_PREFIX}${name}`;
+  return { id: Buffer.from(label, 'utf8').toString('hex'), label };
 }
 
 export const KEY_LABEL_PREFIX = 'qkms/';

@@ -49,6 +49,10 @@ export class KMSInvalidStateException extends KmsError {
   static notPendingDeletion(keyArn: string): KMSInvalidStateException {
     return new KMSInvalidStateException(`${keyArn} is not pending deletion.`);
   }
+  /** CancelKeyDeletion once the scheduler has begun destroying the key (our wording: AWS has no such moment on the wire). */
+  static deletionUnderWay(keyArn: string): KMSInvalidStateException {
+    return new KMSInvalidStateException(`${keyArn} is pending deletion and its waiting period is over: the deletion has begun and can no longer be cancelled.`);
+  }
 }
 
 export class InvalidKeyUsageException extends KmsError {

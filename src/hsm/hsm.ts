@@ -1,62 +1,82 @@
 import type { CallStats } from './call-stats';
 
 /**
- * The device boundary in domain vocabulary: labels, Buffers and algorithm names. Sessions, handles
- * and CK_* values never cross it, so FakeHsm, FaultInjectingHsm and DeadlineHsm can stand in for
- * or wrap the PKCS#11 implementation.
+ * A token object QKMS made, as the HSM layer finds it: by `id` (CKA_ID, hex), which is random and
+ * recorded in the store before the object is created, so it never collides; `label` (CKA_LABEL) is
+ * for people (pkcs11-tool, the compliance report) and for error messages, never for lookups. A
+ * lookup that does not find exactly one object with the id fails (HsmError 'key'): it never guesses.
+ */
+export interface ObjectRef {
+  id: string;
+  label: string;
+}
+
+/**
+ * The device boundary in domain vocabulary: object references, Buffers and algorithm names.
+ * Sessions, handles and CK_* values never cross it, so FakeHsm, FaultInjectingHsm and DeadlineHsm
+ * can stand in for or wrap the PKCS#11 implementation.
  */
 export interface Hsm {
   /** A token AES-256 key: sensitive, never extractable, wrap/unwrap and GCM encrypt/decrypt only. */
-  generateKek(label: string): Promise<void>;
+  generateKek(ref: ObjectRef): Promise<void>;
   /** A token HMAC key (default SHA-256, 32 bytes): sensitive, never extractable, sign/verify only. */
-  generateMacKey(label: string, spec?: HmacKeySpec): Promise<void>;
+  generateMacKey(ref: ObjectRef, spec?: HmacKeySpec): Promise<void>;
   /**
    * A token key pair for a KMS asymmetric key: the private key sensitive and never extractable,
    * both limited to the usage's mechanisms (sign/verify or decrypt/encrypt).
    */
-  generateKeyPair(labels: { private: string; public: string }, spec: KeyPairSpec, usage: KeyPairUsage): Promise<void>;
+  generateKeyPair(refs: { private: ObjectRef; public: ObjectRef }, spec: KeyPairSpec, usage: KeyPairUsage): Promise<void>;
   /**
    * ECDH (CKM_ECDH1_DERIVE, no KDF) between the private key and a peer's public point (04 ‖ X ‖ Y):
    * the shared secret, derived into an ephemeral object whose value is read and which is destroyed.
    */
-  deriveSharedSecret(privateLabel: string, peerPoint: Buffer): Promise<Buffer>;
+  deriveSharedSecret(privateKey: ObjectRef, peerPoint: Buffer): Promise<Buffer>;
   /** The public key as DER SubjectPublicKeyInfo, read from the token's public key object. */
-  publicKey(label: string): Promise<Buffer>;
+  publicKey(ref: ObjectRef): Promise<Buffer>;
   /** Signs a digest with the private key; ECDSA signatures come back DER-encoded (X9.62). */
-  signDigest(label: string, scheme: SigningScheme, digest: Buffer): Promise<Buffer>;
+  signDigest(ref: ObjectRef, scheme: SigningScheme, digest: Buffer): Promise<Buffer>;
   /** False for a signature that does not verify (including a malformed one). */
-  verifyDigest(label: string, scheme: SigningScheme, digest: Buffer, signature: Buffer): Promise<boolean>;
+  verifyDigest(ref: ObjectRef, scheme: SigningScheme, digest: Buffer, signature: Buffer): Promise<boolean>;
   /**
    * A data key pair born in the HSM as session objects, its private key read once (PKCS#8 DER) with
    * the public key (SPKI DER), and both objects destroyed.
    */
   generateDataKeyPair(spec: KeyPairSpec): Promise<{ privateKey: Buffer; publicKey: Buffer }>;
   /** RSAES-OAEP with the public key (MGF1 with the same hash, empty label). */
-  rsaEncrypt(label: string, hash: 'SHA1' | 'SHA256', plaintext: Buffer): Promise<Buffer>;
+  rsaEncrypt(ref: ObjectRef, hash: 'SHA1' | 'SHA256', plaintext: Buffer): Promise<Buffer>;
   /** RSAES-OAEP with the private key; HsmError kind 'integrity' when the ciphertext does not decode. */
-  rsaDecrypt(label: string, hash: 'SHA1' | 'SHA256', ciphertext: Buffer): Promise<Buffer>;
+  rsaDecrypt(ref: ObjectRef, hash: 'SHA1' | 'SHA256', ciphertext: Buffer): Promise<Buffer>;
   /**
    * A data key born in the HSM (C_GenerateKey, session object), its value read once, wrapped under
    * the KEK inside the HSM (C_WrapKey: RFC 5649, or AES-GCM with the AAD), and the object destroyed.
    */
-  generateWrappedDataKey(kekLabel: string, lengthBytes: number, wrap: DataKeyWrap): Promise<WrappedDataKey>;
+  generateWrappedDataKey(kek: ObjectRef, lengthBytes: number, wrap: DataKeyWrap): Promise<WrappedDataKey>;
   /** RFC 5649 unwrap into an ephemeral object whose value is read and which is destroyed at once. */
-  unwrapDataKey(kekLabel: string, wrapped: Buffer): Promise<Buffer>;
+  unwrapDataKey(kek: ObjectRef, wrapped: Buffer): Promise<Buffer>;
   /** AES-256-GCM with a fresh IV (made as the token's profile says: gcmIv), returned with the output. */
-  encryptAesGcm(kekLabel: string, plaintext: Buffer, aad: Buffer): Promise<{ iv: Buffer; ciphertextAndTag: Buffer }>;
+  encryptAesGcm(kek: ObjectRef, plaintext: Buffer, aad: Buffer): Promise<{ iv: Buffer; ciphertextAndTag: Buffer }>;
   /** Throws HsmError kind 'integrity' when the tag does not verify. */
-  decryptAesGcm(kekLabel: string, ciphertextAndTag: Buffer, iv: Buffer, aad: Buffer): Promise<Buffer>;
-  hmacSign(macLabel: string, data: Buffer, hash?: Hash): Promise<Buffer>;
-  hmacVerify(macLabel: string, data: Buffer, mac: Buffer, hash?: Hash): Promise<boolean>;
+  decryptAesGcm(kek: ObjectRef, ciphertextAndTag: Buffer, iv: Buffer, aad: Buffer): Promise<Buffer>;
+  hmacSign(macKey: ObjectRef, data: Buffer, hash?: Hash): Promise<Buffer>;
+  hmacVerify(macKey: ObjectRef, data: Buffer, mac: Buffer, hash?: Hash): Promise<boolean>;
   randomBytes(length: number): Promise<Buffer>;
-  destroyKey(label: string): Promise<void>;
-  /** Labels of the token's key objects that start with the prefix (start-up reconciliation). */
-  listKeyLabels(prefix: string): Promise<string[]>;
   /**
-   * What the token itself says about every object with this label, found afresh (not from a
+   * Destroys every token object carrying the ref's id (normally one; a missing object is not an
+   * error: destroying is how a crash is rolled back or a deletion resumed) and says how many.
+   */
+  destroyKey(ref: ObjectRef): Promise<number>;
+  /** How many token objects carry the ref's id, found afresh (not from a cache). */
+  countObjects(ref: ObjectRef): Promise<number>;
+  /**
+   * Every token key object (secret, private, public) whose label starts with the prefix, found
+   * afresh with a looped C_FindObjects: start-up reconciliation and `qkms token orphans`.
+   */
+  listKeyObjects(labelPrefix: string): Promise<ObjectRef[]>;
+  /**
+   * What the token itself says about every object with the ref's id, found afresh (not from a
    * cache): class, type, protection flags, allowed mechanisms. Reads no secret value.
    */
-  inspectKeyObjects(label: string): Promise<KeyObjectFacts[]>;
+  inspectKeyObjects(ref: ObjectRef): Promise<KeyObjectFacts[]>;
   health(): Promise<HsmHealth>;
   /**
    * Counters and gauges for /metrics, without touching the token: answered from memory at once
@@ -123,8 +143,8 @@ export interface HsmHealth {
 /** Every method that does HSM work (all but health, stats and close), for wrappers that forward them. */
 export const HSM_CALLS = [
   'generateKek', 'generateMacKey', 'generateKeyPair', 'publicKey', 'signDigest', 'verifyDigest', 'rsaEncrypt', 'rsaDecrypt', 'deriveSharedSecret', 'generateDataKeyPair', 'generateWrappedDataKey',
-  'unwrapDataKey', 'encryptAesGcm', 'decryptAesGcm', 'hmacSign', 'hmacVerify', 'randomBytes', 'destroyKey', 'listKeyLabels',
-  'inspectKeyObjects',
+  'unwrapDataKey', 'encryptAesGcm', 'decryptAesGcm', 'hmacSign', 'hmacVerify', 'randomBytes', 'destroyKey', 'countObjects',
+  'listKeyObjects', 'inspectKeyObjects',
 ] as const satisfies ReadonlyArray<keyof Hsm>;
 
 /**

@@ -25,6 +25,9 @@ export class GatewayMetrics implements HsmCallObserver {
   private readonly hsmErrors: Counter<'method' | 'kind'>;
   private readonly auditRecords: Counter<'type'>;
   private readonly auditFailures: Counter;
+  private readonly schedulerFailures: Counter<'work'>;
+  /** Keys waiting for a retry of failed scheduled work; the scheduler sets it once it exists. */
+  keysInBackoff: () => number = () => 0;
   private scrapeStats?: HsmStats;
 
   /**
@@ -42,6 +45,9 @@ export class GatewayMetrics implements HsmCallObserver {
     this.hsmErrors = new Counter({ name: 'qkms_hsm_call_errors_total', help: 'Failed Hsm interface calls by HsmError kind (integrity, key, session, device, auth, config, timeout, internal).', labelNames: ['method', 'kind'], registers });
     this.auditRecords = new Counter({ name: 'qkms_audit_records_total', help: 'Audit records written, by type (request, checkpoint).', labelNames: ['type'], registers });
     this.auditFailures = new Counter({ name: 'qkms_audit_write_failures_total', help: 'Audit records that could not be written (logged as AUDIT WRITE FAILED).', registers });
+    this.schedulerFailures = new Counter({ name: 'qkms_scheduler_failures_total', help: 'Scheduled key work that failed and will be retried with backoff, by kind (deletion, rotation, rollback of a stale intent).', labelNames: ['work'], registers });
+    const metrics = this;
+    new Gauge({ name: 'qkms_scheduler_keys_in_backoff', help: 'Keys whose scheduled work failed and waits for its retry.', registers, collect() { this.set(metrics.keysInBackoff()); } });
     const gauge = (name: string, help: string, value: (s: HsmStats) => number) =>
       new Gauge({ name, help, registers, collect() { this.set(value(snapshot())); } });
     gauge('qkms_hsm_token_up', '1 while the circuit breaker is closed (the token answers), 0 while it is open and reconnecting.', (s) => (s.isUp ? 1 : 0));
@@ -61,6 +67,10 @@ export class GatewayMetrics implements HsmCallObserver {
   hsmCall(method: string, seconds: number, errorKind?: HsmErrorKind): void {
     this.hsmSeconds.observe({ method }, seconds);
     if (errorKind) this.hsmErrors.inc({ method, kind: errorKind });
+  }
+
+  schedulerFailure(work: string): void {
+    this.schedulerFailures.inc({ work });
   }
 
   auditRecord(type: AuditRecordType, isWritten: boolean): void {

@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import { keyArn } from '../domain/arn';
 import type { KeyRecord, Tag } from '../domain/key-repository';
 import { nextRotationDate } from '../domain/key-lifecycle';
-import { destroyKeyMaterial, generateKeyMaterial } from '../domain/key-material';
+import { createKeyWithMaterial } from '../domain/key-material';
 import { isSupportedSpec, KEY_SPECS_IN_KMS, KEY_USAGES_IN_KMS, SUPPORTED_SPECS, type KeySpec, type KeyUsage } from '../domain/key-spec';
 import { TagException, UnsupportedOperationException, ValidationException } from '../errors/kms-errors';
 import { authorize } from './authorize';
@@ -83,8 +83,9 @@ export function checkTags(tags: Array<{ TagKey: string; TagValue: string }>): Ta
 }
 
 /**
- * Generates a key's first material in the HSM (domain/key-material.ts) and then records its
- * metadata. If the metadata cannot be written, the new objects are destroyed so nothing is orphaned.
+ * A new key: its first material made in the HSM and its metadata recorded, crash-safe
+ * (domain/key-material.ts): a failure or a crash before the key is recorded leaves nothing behind
+ * once rolled back.
  */
 export async function createKeyInHsm(
   deps: GatewayDeps,
@@ -92,18 +93,11 @@ export async function createKeyInHsm(
 ): Promise<KeyRecord> {
   const keyId = spec.keyId ?? crypto.randomUUID();
   const now = deps.clock();
-  const materialId = (await deps.hsm.randomBytes(32)).toString('hex');
   const key: KeyRecord = {
     keyId, createdAt: now, description: spec.description, keyUsage: spec.keyUsage, keySpec: spec.keySpec,
     origin: 'AWS_KMS', state: 'Enabled', currentMaterialVersion: 1, policy: spec.policy,
     ...(spec.rotationPeriodDays && { rotation: { periodDays: spec.rotationPeriodDays, nextRotationDate: nextRotationDate(now, spec.rotationPeriodDays) } }),
   };
-  await generateKeyMaterial(deps.hsm, keyId, 1, key);
-  try {
-    await deps.keys.insertKey(key, { keyId, version: 1, materialId, createdAt: now }, spec.tags);
-  } catch (err) {
-    await destroyKeyMaterial(deps.hsm, keyId, 1, key.keySpec).catch(() => undefined);
-    throw err;
-  }
+  await createKeyWithMaterial(deps, key, spec.tags);
   return key;
 }

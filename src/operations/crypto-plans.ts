@@ -37,7 +37,7 @@ export async function planSeal(keyId: string, request: Request, ctx: OperationCo
   const resolved = await resolveKey(keyId, ctx, { allowAlias: true, action: options.action, facts: { encryptionContext: request.context ?? {} } });
   assertUsableForCrypto(resolved.key.state, resolved.arn);
   if (isRsaEncryptionKey(resolved.key)) {
-    const oaep = oaepFor(resolved.key, resolved.arn, options.operation, request, ctx);
+    const oaep = await oaepFor(resolved.key, resolved.arn, options.operation, request, ctx);
     const algorithm = request.algorithm!;
     const assertFits = (plaintext: Buffer) => assertOaepPlaintextFits(resolved.key, algorithm, oaep.hash, plaintext);
     return {
@@ -46,7 +46,7 @@ export async function planSeal(keyId: string, request: Request, ctx: OperationCo
       assertFits,
       seal: async (plaintext) => {
         assertFits(plaintext);
-        return ctx.deps.hsm.rsaEncrypt(oaep.publicLabel, oaep.hash, plaintext);
+        return ctx.deps.hsm.rsaEncrypt(oaep.publicKey, oaep.hash, plaintext);
       },
     };
   }
@@ -54,9 +54,9 @@ export async function planSeal(keyId: string, request: Request, ctx: OperationCo
   return {
     arn: target.arn,
     algorithm: 'SYMMETRIC_DEFAULT',
-    materialId: target.materialId,
+    materialId: target.material.materialId,
     assertFits: () => undefined,
-    seal: (plaintext) => ctx.deps.envelope.encrypt(target.key.keyId, target.version, plaintext, request.encoded),
+    seal: (plaintext) => ctx.deps.envelope.encrypt(target.material, plaintext, request.encoded),
   };
 }
 
@@ -69,7 +69,7 @@ export async function planOpen(
   if (request.algorithm?.startsWith('RSAES_')) return planOpenRsa(ciphertext, request, ctx, options);
   const blob = unpackBlob(ciphertext);
   const source = await keyForDecryption(blob, ctx, { ...options, keyId: request.keyId, algorithm: request.algorithm, facts: { encryptionContext: request.context ?? {} } });
-  return { arn: source.arn, algorithm: 'SYMMETRIC_DEFAULT', materialId: source.materialId, open: () => ctx.deps.envelope.open(blob, request.encoded) };
+  return { arn: source.arn, algorithm: 'SYMMETRIC_DEFAULT', materialId: source.material.materialId, open: () => ctx.deps.envelope.open(blob, source.material, request.encoded) };
 }
 
 /**
@@ -80,13 +80,13 @@ async function planOpenRsa(ciphertext: Buffer, request: Request & { keyId?: stri
   if (request.keyId === undefined) throw new ValidationException('KeyId is required to decrypt with an asymmetric KMS key.');
   const { key, arn } = await resolveKey(request.keyId, ctx, { allowAlias: true, action: options.action });
   assertUsableForCrypto(key.state, arn);
-  const oaep = oaepFor(key, arn, options.operation, request, ctx);
+  const oaep = await oaepFor(key, arn, options.operation, request, ctx);
   return {
     arn,
     algorithm: request.algorithm!,
     open: async () => {
       try {
-        return await ctx.deps.hsm.rsaDecrypt(oaep.privateLabel, oaep.hash, ciphertext);
+        return await ctx.deps.hsm.rsaDecrypt(oaep.privateKey, oaep.hash, ciphertext);
       } catch (err) {
         // SoftHSM2 answers a ciphertext that does not decode with CKR_ENCRYPTED_DATA_INVALID, _LEN_RANGE or CKR_GENERAL_ERROR.
         if (err instanceof HsmError && (err.kind === 'integrity' || err.ckr === 'CKR_GENERAL_ERROR' || err.ckr === 'CKR_ENCRYPTED_DATA_LEN_RANGE')) {

@@ -38,7 +38,7 @@ export const deriveSharedSecret: Operation<DeriveSharedSecretInput> = {
     const curve = material.family === 'EC' ? material.curve : '';
     const peerPoint = peerPublicPoint(input.PublicKey, NODE_CURVE[curve], key.keySpec);
     if (input.DryRun) throw DryRunOperationException.create();
-    const secret = await ctx.deps.hsm.deriveSharedSecret(key.labels.private, peerPoint);
+    const secret = await ctx.deps.hsm.deriveSharedSecret(key.objects.private, peerPoint);
     try {
       return { KeyId: key.arn, SharedSecret: secret.toString('base64'), KeyAgreementAlgorithm: 'ECDH', KeyOrigin: 'AWS_KMS' };
     } finally {

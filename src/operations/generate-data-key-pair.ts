@@ -63,7 +63,7 @@ async function newDataKeyPair(input: GenerateDataKeyPairInput, ctx: OperationCon
   const pair = await ctx.deps.hsm.generateDataKeyPair(spec);
   let blob: Buffer;
   try {
-    blob = await ctx.deps.envelope.encrypt(target.key.keyId, target.version, pair.privateKey, context);
+    blob = await ctx.deps.envelope.encrypt(target.material, pair.privateKey, context);
   } catch (err) {
     pair.privateKey.fill(0);
     throw err;
@@ -74,6 +74,6 @@ async function newDataKeyPair(input: GenerateDataKeyPairInput, ctx: OperationCon
     PublicKey: pair.publicKey.toString('base64'),
     KeyId: target.arn,
     KeyPairSpec: input.KeyPairSpec,
-    KeyMaterialId: target.materialId,
+    KeyMaterialId: target.material.materialId,
   };
 }

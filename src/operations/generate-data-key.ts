@@ -49,8 +49,8 @@ export async function newDataKey(input: GenerateDataKeyInput, ctx: OperationCont
   await checkGrantTokens(input.GrantTokens, ctx);
   const target = await keyForEncryption(input.KeyId, ctx, { operation, action: `kms:${operation}`, facts: { encryptionContext: input.EncryptionContext ?? {} } });
   if (input.DryRun) throw DryRunOperationException.create();
-  const { plaintext, blob } = await ctx.deps.envelope.sealNewDataKey(target.key.keyId, target.version, lengthBytes, context);
-  return { CiphertextBlob: blob.toString('base64'), plaintext, KeyId: target.arn, KeyMaterialId: target.materialId };
+  const { plaintext, blob } = await ctx.deps.envelope.sealNewDataKey(target.material, lengthBytes, context);
+  return { CiphertextBlob: blob.toString('base64'), plaintext, KeyId: target.arn, KeyMaterialId: target.material.materialId };
 }
 
 /** Exactly one of KeySpec and NumberOfBytes [D]; AWS's wording is unverified, this is moto's. */

@@ -29,7 +29,7 @@ export const generateMac: Operation<GenerateMacInput> = {
   async handle(input, ctx) {
     const key = await keyForUse(input, ctx, { operation: 'GenerateMac', action: 'kms:GenerateMac', usage: 'GENERATE_VERIFY_MAC', algorithm: input.MacAlgorithm });
     if (input.DryRun) throw DryRunOperationException.create();
-    const mac = await ctx.deps.hsm.hmacSign(key.labels.hmac, input.Message, macHash(input.MacAlgorithm));
+    const mac = await ctx.deps.hsm.hmacSign(key.objects.hmac, input.Message, macHash(input.MacAlgorithm));
     return { Mac: mac.toString('base64'), MacAlgorithm: input.MacAlgorithm, KeyId: key.arn };
   },
 };
@@ -40,7 +40,7 @@ export const verifyMac: Operation<VerifyMacInput> = {
   async handle(input, ctx) {
     const key = await keyForUse(input, ctx, { operation: 'VerifyMac', action: 'kms:VerifyMac', usage: 'GENERATE_VERIFY_MAC', algorithm: input.MacAlgorithm });
     if (input.DryRun) throw DryRunOperationException.create();
-    if (!(await ctx.deps.hsm.hmacVerify(key.labels.hmac, input.Message, input.Mac, macHash(input.MacAlgorithm)))) throw new KMSInvalidMacException();
+    if (!(await ctx.deps.hsm.hmacVerify(key.objects.hmac, input.Message, input.Mac, macHash(input.MacAlgorithm)))) throw new KMSInvalidMacException();
     return { KeyId: key.arn, MacValid: true, MacAlgorithm: input.MacAlgorithm };
   },
 };

@@ -1,9 +1,8 @@
-import { keyObjectLabels } from '../domain/key-repository';
 import { algorithmsOf, keyPairSpecOf } from '../domain/key-spec';
 import { assertUsableForCrypto } from '../domain/key-state';
 import { UnsupportedOperationException } from '../errors/kms-errors';
 import type { Operation } from './context';
-import { checkGrantTokens, resolveKey } from './key-lookup';
+import { checkGrantTokens, currentMaterial, resolveKey } from './key-lookup';
 import { grantTokensSchema, Joi, keyIdSchema } from './shared-schemas';
 
 interface GetPublicKeyInput {
@@ -23,7 +22,7 @@ export const getPublicKey: Operation<GetPublicKeyInput> = {
     const { key, arn } = await resolveKey(input.KeyId, ctx, { allowAlias: true, action: 'kms:GetPublicKey' });
     assertUsableForCrypto(key.state, arn);
     if (!keyPairSpecOf(key.keySpec)) throw new UnsupportedOperationException(`${arn} key spec is ${key.keySpec} which has no public key.`);
-    const publicKey = await ctx.deps.hsm.publicKey(keyObjectLabels(key.keyId, key.currentMaterialVersion, key.keySpec).public);
+    const publicKey = await ctx.deps.hsm.publicKey((await currentMaterial(ctx, key)).objects.public);
     return {
       KeyId: arn,
       PublicKey: publicKey.toString('base64'),

@@ -1,7 +1,8 @@
-import { nextRotationDate, rotateKeyMaterial } from '../domain/key-lifecycle';
+import { nextRotationDate } from '../domain/key-lifecycle';
+import { rotateKeyMaterial } from '../domain/key-material';
 import type { KeyRecord } from '../domain/key-repository';
 import { assertUsableForCrypto } from '../domain/key-state';
-import { ConflictException, LimitExceededException, UnsupportedOperationException } from '../errors/kms-errors';
+import { ConflictException, KMSInvalidStateException, LimitExceededException, NotFoundException, UnsupportedOperationException } from '../errors/kms-errors';
 import { epochSeconds, type Operation, type OperationContext } from './context';
 import { resolveKey, type ResolvedKey } from './key-lookup';
 import { paginate } from './paginate';
@@ -31,23 +32,35 @@ async function enabledRotatableKey(keyId: string, ctx: OperationContext, action:
   return resolved;
 }
 
+/**
+ * The key is read again and its state checked again when a conditional write finds it changed
+ * (disabled or scheduled for deletion since it was read): the answer is the state's error.
+ */
+async function refusedBecauseOfState(ctx: OperationContext, resolved: ResolvedKey): Promise<never> {
+  const key = await ctx.deps.keys.getKey(resolved.key.keyId);
+  if (!key) throw NotFoundException.keyDoesNotExist(resolved.arn);
+  assertUsableForCrypto(key.state, resolved.arn);
+  if (key.deletionStartedAt) throw KMSInvalidStateException.pendingDeletion(resolved.arn);
+  throw new ConflictException(`The state of ${resolved.arn} changed during the request; try again.`);
+}
+
+/** Enable/DisableKeyRotation: the rotation settings change only while the key is still Enabled. */
+function setKeyRotation(action: string, rotation: (ctx: OperationContext, periodDays?: number) => { periodDays: number; nextRotationDate: Date } | null) {
+  return async (input: { KeyId: string; RotationPeriodInDays?: number }, ctx: OperationContext): Promise<undefined> => {
+    const resolved = await enabledRotatableKey(input.KeyId, ctx, action);
+    if (!(await ctx.deps.keys.setRotation(resolved.key.keyId, rotation(ctx, input.RotationPeriodInDays)))) await refusedBecauseOfState(ctx, resolved);
+    return undefined;
+  };
+}
+
 export const enableKeyRotation: Operation<{ KeyId: string; RotationPeriodInDays?: number }> = {
   schema: Joi.object({ KeyId: keyIdSchema.required(), RotationPeriodInDays: Joi.number().integer().min(90).max(2560) }),
-  async handle(input, ctx) {
-    const { key } = await enabledRotatableKey(input.KeyId, ctx, 'kms:EnableKeyRotation');
-    const periodDays = input.RotationPeriodInDays ?? 365;
-    await ctx.deps.keys.setRotation(key.keyId, { periodDays, nextRotationDate: nextRotationDate(ctx.deps.clock(), periodDays) });
-    return undefined;
-  },
+  handle: setKeyRotation('kms:EnableKeyRotation', (ctx, periodDays = 365) => ({ periodDays, nextRotationDate: nextRotationDate(ctx.deps.clock(), periodDays) })),
 };
 
 export const disableKeyRotation: Operation<{ KeyId: string }> = {
   schema: Joi.object({ KeyId: keyIdSchema.required() }),
-  async handle(input, ctx) {
-    const { key } = await enabledRotatableKey(input.KeyId, ctx, 'kms:DisableKeyRotation');
-    await ctx.deps.keys.setRotation(key.keyId, null);
-    return undefined;
-  },
+  handle: setKeyRotation('kms:DisableKeyRotation', () => null),
 };
 
 export const getKeyRotationStatus: Operation<{ KeyId: string }> = {
@@ -65,17 +78,20 @@ export const getKeyRotationStatus: Operation<{ KeyId: string }> = {
 export const rotateKeyOnDemand: Operation<{ KeyId: string }> = {
   schema: Joi.object({ KeyId: keyIdSchema.required() }),
   async handle(input, ctx) {
-    const { key, arn } = await enabledRotatableKey(input.KeyId, ctx, 'kms:RotateKeyOnDemand');
-    const onDemand = (await ctx.deps.keys.listMaterialsOf(key.keyId)).filter((m) => m.rotationType === 'ON_DEMAND').length;
-    if (onDemand >= ON_DEMAND_LIMIT) {
+    const resolved = await enabledRotatableKey(input.KeyId, ctx, 'kms:RotateKeyOnDemand');
+    const { key, arn } = resolved;
+    if (isAutomaticRotationImminent(key, ctx.deps.clock())) {
+      throw new ConflictException(`An automatic rotation of ${arn} is due within 20 minutes; try again after it.`);
+    }
+    // The quota is checked where the version is reserved, counting rotations in flight: two
+    // concurrent requests cannot both take the last one.
+    const outcome = await rotateKeyMaterial(ctx.deps, key, { rotationType: 'ON_DEMAND', onDemandLimit: ON_DEMAND_LIMIT });
+    if (outcome === 'quota') {
       throw new LimitExceededException(
         `The on-demand rotations limit has been reached for the given keyId. No more on-demand rotations can be performed for this key: ${arn}`,
       );
     }
-    if (isAutomaticRotationImminent(key, ctx.deps.clock())) {
-      throw new ConflictException(`An automatic rotation of ${arn} is due within 20 minutes; try again after it.`);
-    }
-    await rotateKeyMaterial(ctx.deps, key, 'ON_DEMAND');
+    if (outcome === 'state') await refusedBecauseOfState(ctx, resolved);
     return { KeyId: arn };
   },
 };

@@ -1,17 +1,17 @@
 import crypto from 'node:crypto';
-import { keyObjectLabels } from '../domain/key-repository';
+import type { MaterialObjects } from '../domain/key-repository';
 import { assertUsageAndAlgorithm, HASH_BYTES, signingScheme, type KeySpec, type KeyUsage } from '../domain/key-spec';
 import { assertUsableForCrypto } from '../domain/key-state';
 import type { Hash, SigningScheme } from '../hsm/hsm';
 import { UnsupportedOperationException, ValidationException } from '../errors/kms-errors';
 import type { OperationContext } from './context';
-import { checkGrantTokens, resolveKey } from './key-lookup';
+import { checkGrantTokens, currentMaterial, resolveKey } from './key-lookup';
 
-/** A key checked for Sign, Verify, GenerateMac or VerifyMac, with the labels of its current material's objects. */
+/** A key checked for Sign, Verify, GenerateMac or VerifyMac, with its current material's token objects. */
 export interface KeyInUse {
   arn: string;
   keySpec: KeySpec;
-  labels: Record<string, string>;
+  objects: MaterialObjects;
 }
 
 /**
@@ -27,7 +27,7 @@ export async function keyForUse(
   const { key, arn } = await resolveKey(input.KeyId, ctx, { allowAlias: true, action: options.action });
   assertUsableForCrypto(key.state, arn);
   assertUsageAndAlgorithm(key, arn, options.operation, options.usage, options.algorithm);
-  return { arn, keySpec: key.keySpec, labels: keyObjectLabels(key.keyId, key.currentMaterialVersion, key.keySpec) };
+  return { arn, keySpec: key.keySpec, objects: (await currentMaterial(ctx, key)).objects };
 }
 
 /**

@@ -1,9 +1,10 @@
 import type { EncryptionContext } from '../domain/encryption-context';
 import type { KeyRecord } from '../domain/key-repository';
-import { keyObjectLabels } from '../domain/key-repository';
+import type { ObjectRef } from '../hsm/hsm';
 import { assertUsageAndAlgorithm, HASH_BYTES, SUPPORTED_SPECS } from '../domain/key-spec';
 import { UnsupportedOperationException, ValidationException } from '../errors/kms-errors';
 import type { OperationContext } from './context';
+import { currentMaterial } from './key-lookup';
 
 /** An RSA key of usage ENCRYPT_DECRYPT: Encrypt and Decrypt take the RSAES_OAEP_* path. */
 export function isRsaEncryptionKey(key: KeyRecord): boolean {
@@ -16,13 +17,13 @@ export function isRsaEncryptionKey(key: KeyRecord): boolean {
  * keys take none [D]), and one the token can do — SoftHSM2 has OAEP with SHA-1 only, so
  * RSAES_OAEP_SHA_256 is UnsupportedOperationException there rather than a wrong answer.
  */
-export function oaepFor(
+export async function oaepFor(
   key: KeyRecord,
   arn: string,
   operation: string,
   request: { algorithm?: string; context?: EncryptionContext },
   ctx: OperationContext,
-): { hash: 'SHA1' | 'SHA256'; privateLabel: string; publicLabel: string } {
+): Promise<{ hash: 'SHA1' | 'SHA256'; privateKey: ObjectRef; publicKey: ObjectRef }> {
   const algorithm = request.algorithm ?? 'SYMMETRIC_DEFAULT';
   assertUsageAndAlgorithm(key, arn, operation, 'ENCRYPT_DECRYPT', algorithm);
   if (request.context && Object.keys(request.context).length > 0) {
@@ -33,8 +34,8 @@ export function oaepFor(
   if (!profile.oaepHashes.includes(hash)) {
     throw new UnsupportedOperationException(`${algorithm} is not available on this HSM (QKMS_HSM_PROFILE=${profile.name} does RSA-OAEP with ${profile.oaepHashes.join(', ')} only).`);
   }
-  const labels = keyObjectLabels(key.keyId, key.currentMaterialVersion, key.keySpec);
-  return { hash, privateLabel: labels.private, publicLabel: labels.public };
+  const { objects } = await currentMaterial(ctx, key);
+  return { hash, privateKey: objects.private, publicKey: objects.public };
 }
 
 /** (modulus bytes) − 2·hashLen − 2, with AWS's message beyond it [O]. */

@@ -1,6 +1,6 @@
 import { assertNotPendingDeletion } from '../domain/key-state';
 import { epochSeconds, type Operation } from './context';
-import { resolveKey } from './key-lookup';
+import { resolveKey, transitionKey } from './key-lookup';
 import { Joi, keyIdSchema } from './shared-schemas';
 
 interface ScheduleKeyDeletionInput {
@@ -20,11 +20,11 @@ const DAY_MS = 86_400_000;
 export const scheduleKeyDeletion: Operation<ScheduleKeyDeletionInput> = {
   schema,
   async handle(input, ctx) {
-    const { key, arn } = await resolveKey(input.KeyId, ctx, { allowAlias: false, action: 'kms:ScheduleKeyDeletion' });
-    assertNotPendingDeletion(key.state, arn);
+    const resolved = await resolveKey(input.KeyId, ctx, { allowAlias: false, action: 'kms:ScheduleKeyDeletion' });
+    const { arn } = resolved;
     const days = input.PendingWindowInDays ?? 30;
     const deletionDate = new Date(ctx.deps.clock().getTime() + days * DAY_MS);
-    await ctx.deps.keys.setState(key.keyId, { state: 'PendingDeletion', deletionDate, pendingWindowDays: days });
+    await transitionKey(ctx, resolved, ['Enabled', 'Disabled'], (key) => assertNotPendingDeletion(key.state, arn), { state: 'PendingDeletion', deletionDate, pendingWindowDays: days });
     return { KeyId: arn, DeletionDate: epochSeconds(deletionDate), KeyState: 'PendingDeletion', PendingWindowInDays: days };
   },
 };

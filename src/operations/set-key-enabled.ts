@@ -1,6 +1,6 @@
 import { assertNotPendingDeletion } from '../domain/key-state';
 import type { Operation } from './context';
-import { resolveKey } from './key-lookup';
+import { resolveKey, transitionKey } from './key-lookup';
 import { Joi, keyIdSchema } from './shared-schemas';
 
 interface KeyIdInput {
@@ -15,9 +15,13 @@ function setKeyEnabled(isEnabled: boolean): Operation<KeyIdInput> {
   return {
     schema,
     async handle(input, ctx) {
-      const { key, arn } = await resolveKey(input.KeyId, ctx, { allowAlias: false, action });
-      assertNotPendingDeletion(key.state, arn);
-      await ctx.deps.keys.setState(key.keyId, { state: isEnabled ? 'Enabled' : 'Disabled', deletionDate: null, pendingWindowDays: null });
+      const resolved = await resolveKey(input.KeyId, ctx, { allowAlias: false, action });
+      // Only from Enabled or Disabled: a key scheduled for deletion meanwhile is not brought back.
+      await transitionKey(ctx, resolved, ['Enabled', 'Disabled'], (key) => assertNotPendingDeletion(key.state, resolved.arn), {
+        state: isEnabled ? 'Enabled' : 'Disabled',
+        deletionDate: null,
+        pendingWindowDays: null,
+      });
       return undefined;
     },
   };

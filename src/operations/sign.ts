@@ -32,7 +32,7 @@ export const sign: Operation<SignInput> = {
     const key = await keyForUse(input, ctx, { operation: 'Sign', action: 'kms:Sign', usage: 'SIGN_VERIFY', algorithm: input.SigningAlgorithm });
     const { scheme, digest } = signingInput(input.SigningAlgorithm, input.Message, input.MessageType);
     if (input.DryRun) throw DryRunOperationException.create();
-    const signature = await ctx.deps.hsm.signDigest(key.labels.private, scheme, digest);
+    const signature = await ctx.deps.hsm.signDigest(key.objects.private, scheme, digest);
     return { KeyId: key.arn, Signature: signature.toString('base64'), SigningAlgorithm: input.SigningAlgorithm };
   },
 };
@@ -44,7 +44,7 @@ export const verify: Operation<VerifyInput> = {
     const key = await keyForUse(input, ctx, { operation: 'Verify', action: 'kms:Verify', usage: 'SIGN_VERIFY', algorithm: input.SigningAlgorithm });
     const { scheme, digest } = signingInput(input.SigningAlgorithm, input.Message, input.MessageType);
     if (input.DryRun) throw DryRunOperationException.create();
-    if (!(await ctx.deps.hsm.verifyDigest(key.labels.public, scheme, digest, input.Signature))) throw new KMSInvalidSignatureException();
+    if (!(await ctx.deps.hsm.verifyDigest(key.objects.public, scheme, digest, input.Signature))) throw new KMSInvalidSignatureException();
     return { KeyId: key.arn, SignatureValid: true, SigningAlgorithm: input.SigningAlgorithm };
   },
 };

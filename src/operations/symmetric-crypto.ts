@@ -1,18 +1,17 @@
 import type { ParsedBlob } from '../domain/ciphertext-blob';
-import type { KeyRecord } from '../domain/key-repository';
+import type { KeyMaterial, KeyRecord } from '../domain/key-repository';
 import { assertSymmetricEncryptionKey } from '../domain/key-spec';
 import { assertUsableForCrypto } from '../domain/key-state';
 import { IncorrectKeyException, InvalidCiphertextException, InvalidKeyUsageException, NotFoundException, UnsupportedOperationException } from '../errors/kms-errors';
 import type { RequestFacts } from './authorize';
 import type { OperationContext } from './context';
-import { resolveKey } from './key-lookup';
+import { currentMaterial, resolveKey } from './key-lookup';
 
 /** A key checked for one cryptographic operation, with the material version to use. */
 export interface UsableKey {
   key: KeyRecord;
   arn: string;
-  version: number;
-  materialId: string;
+  material: KeyMaterial;
 }
 
 /**
@@ -38,7 +37,7 @@ export async function checkForEncryption(
   const { key, arn } = resolved;
   assertSymmetricEncryptionKey(key, arn, options.operation);
   assertSymmetricAlgorithm(options.algorithm, key);
-  return { key, arn, ...(await material(ctx, key, key.currentMaterialVersion)) };
+  return { key, arn, material: await currentMaterial(ctx, key) };
 }
 
 /**
@@ -65,21 +64,15 @@ export async function keyForDecryption(
   assertUsableForCrypto(key.state, arn);
   assertSymmetricEncryptionKey(key, arn, options.operation);
   assertSymmetricAlgorithm(options.algorithm, key);
-  const found = await ctx.deps.keys.getMaterial(key.keyId, blob.materialVersion);
-  if (!found) throw new InvalidCiphertextException();
-  return { key, arn, version: found.version, materialId: found.materialId };
+  const material = await ctx.deps.keys.getMaterial(key.keyId, blob.materialVersion);
+  if (!material) throw new InvalidCiphertextException();
+  return { key, arn, material };
 }
 
 function assertSymmetricAlgorithm(algorithm: string | undefined, key: KeyRecord): void {
   if (algorithm !== undefined && algorithm !== 'SYMMETRIC_DEFAULT') {
     throw new InvalidKeyUsageException(`Algorithm ${algorithm} is incompatible with key spec ${key.keySpec}.`);
   }
-}
-
-async function material(ctx: OperationContext, key: KeyRecord, version: number): Promise<{ version: number; materialId: string }> {
-  const found = await ctx.deps.keys.getMaterial(key.keyId, version);
-  if (!found) throw new Error(`metadata of ${key.keyId} lacks material version ${version}`);
-  return { version, materialId: found.materialId };
 }
 
 export function rejectRecipient(recipient: object | undefined): void {

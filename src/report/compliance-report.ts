@@ -1,14 +1,17 @@
 import path from 'node:path';
 import { verifyAuditTrail, type AuditVerification } from '../audit/audit-verify';
 import { keyArn, type ArnScope } from '../domain/arn';
-import { KEY_LABEL_PREFIX, keyObjectLabels, type Grant, type KeyRepository, type Tag } from '../domain/key-repository';
-import type { Hsm, KeyObjectFacts } from '../hsm/hsm';
+import type { Grant, KeyRepository, Tag } from '../domain/key-repository';
+import { surveyToken } from '../domain/token-reconciliation';
+import type { Hsm, KeyObjectFacts, ObjectRef } from '../hsm/hsm';
 
 /** One token object a material version should have, as found on the token. */
 export interface ObjectFinding {
   role: string;
   label: string;
-  /** Every object carrying the label (normally exactly one). */
+  /** CKA_ID (hex): how QKMS finds the object. */
+  id: string;
+  /** Every object carrying the id (normally exactly one). */
   objects: KeyObjectFacts[];
   /** Why this object breaks "key material never left the HSM"; empty when it holds. */
   failures: string[];
@@ -43,14 +46,14 @@ export interface ComplianceReport {
   rule: string;
   audit: AuditVerification | { error: string };
   summary: { keys: number; passing: number; failing: number; isAuditIntact: boolean };
-  /** Token objects under qkms/ that no key's metadata names (e.g. left by a crash). */
+  /** Token objects under qkms/ that no key's metadata owns (labels; `qkms token orphans` reviews them). */
   orphanedObjects: string[];
   keys: KeyReport[];
 }
 
 const RULE =
   'Key material never left the HSM: every object holding secret material (secret and private keys) reports CKA_SENSITIVE, CKA_ALWAYS_SENSITIVE, ' +
-  'CKA_NEVER_EXTRACTABLE and CKA_LOCAL true and CKA_EXTRACTABLE false, and exactly one object carries each label the key uses.';
+  'CKA_NEVER_EXTRACTABLE and CKA_LOCAL true and CKA_EXTRACTABLE false, and exactly one object carries each id (CKA_ID) the key uses.';
 
 const iso = (d: Date) => d.toISOString();
 
@@ -66,15 +69,13 @@ export async function buildComplianceReport(
 ): Promise<ComplianceReport> {
   const ids = await source.keys.listKeys(0, Number.MAX_SAFE_INTEGER);
   const keys: KeyReport[] = [];
-  const expected = new Set<string>();
   for (const [i, { keyId }] of ids.entries()) {
     onProgress(`key ${i + 1}/${ids.length}: ${keyId}`);
     const report = await keyReport(source, keyId);
     if (!report) continue; // deleted between listing and reading (a gateway runs beside us)
-    report.materials.forEach((m) => m.objects.forEach((o) => expected.add(o.label)));
     keys.push(report);
   }
-  const onToken = await source.hsm.listKeyLabels(KEY_LABEL_PREFIX);
+  const survey = await surveyToken(source.keys, source.hsm);
   onProgress('verifying the audit trail');
   const audit = await verifyAuditTrail(path.join(about.dataDir, 'audit'), source.hsm).catch((err: unknown) => ({ error: err instanceof Error ? err.message : String(err) }));
   const passing = keys.filter((k) => k.verdict.neverLeftHsm).length;
@@ -85,7 +86,7 @@ export async function buildComplianceReport(
     rule: RULE,
     audit,
     summary: { keys: keys.length, passing, failing: keys.length - passing, isAuditIntact: 'isIntact' in audit && audit.isIntact },
-    orphanedObjects: onToken.filter((l) => !expected.has(l)).sort(),
+    orphanedObjects: survey.orphaned.map((ref) => ref.label).sort(),
     keys,
   };
 }
@@ -97,9 +98,7 @@ async function keyReport(source: { keys: KeyRepository; hsm: Hsm; scope: ArnScop
   const materials = [];
   for (const m of await keys.listMaterialsOf(keyId)) {
     const objects: ObjectFinding[] = [];
-    for (const [role, label] of Object.entries(keyObjectLabels(keyId, m.version, key.keySpec))) {
-      objects.push(judge(role, label, await hsm.inspectKeyObjects(label)));
-    }
+    for (const [role, ref] of Object.entries(m.objects)) objects.push(judge(role, ref, await hsm.inspectKeyObjects(ref)));
     materials.push({ version: m.version, materialId: m.materialId, createdAt: iso(m.createdAt), rotationType: m.rotationType ?? 'ORIGINAL', isCurrent: m.version === key.currentMaterialVersion, objects });
   }
   const failures = materials.flatMap((m) => m.objects.flatMap((o) => o.failures.map((f) => `version ${m.version} ${o.role} (${o.label}): ${f}`)));
@@ -126,12 +125,12 @@ async function keyReport(source: { keys: KeyRepository; hsm: Hsm; scope: ArnScop
 
 const MUST_BE = { CKA_SENSITIVE: true, CKA_ALWAYS_SENSITIVE: true, CKA_NEVER_EXTRACTABLE: true, CKA_LOCAL: true, CKA_EXTRACTABLE: false } as const;
 
-/** The rule applied to one label's objects. Public keys hold no secret: only their presence counts. */
-export function judge(role: string, label: string, objects: KeyObjectFacts[]): ObjectFinding {
+/** The rule applied to one id's objects. Public keys hold no secret: only their presence counts. */
+export function judge(role: string, ref: ObjectRef, objects: KeyObjectFacts[]): ObjectFinding {
   const failures: string[] = [];
   const warnings: string[] = [];
   if (objects.length === 0) failures.push('object missing from the token');
-  if (objects.length > 1) failures.push(`${objects.length} objects carry this label: the key's material is ambiguous`);
+  if (objects.length > 1) failures.push(`${objects.length} objects carry this id: the key's material is ambiguous`);
   for (const o of objects) {
     if (o.objectClass === 'CKO_PUBLIC_KEY') continue;
     for (const [name, wanted] of Object.entries(MUST_BE)) {
@@ -142,5 +141,5 @@ export function judge(role: string, label: string, objects: KeyObjectFacts[]): O
     if (o.flags.CKA_MODIFIABLE !== false) warnings.push('CKA_MODIFIABLE is not false: its attributes can be changed');
     if (o.allowedMechanisms === null) warnings.push('no CKA_ALLOWED_MECHANISMS: any mechanism may use it');
   }
-  return { role, label, objects, failures, warnings };
+  return { role, label: ref.label, id: ref.id, objects, failures, warnings };
 }

@@ -1,14 +1,17 @@
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import type { Alias, Grant, GrantConstraints, KeyMaterial, KeyRecord, KeyRepository, StateChange, Tag } from '../domain/key-repository';
+import type { Alias, Grant, GrantConstraints, KeyMaterial, KeyRecord, KeyRepository, MaterialIntent, ReserveRefusal, StateChange, Tag } from '../domain/key-repository';
+import { legacyObjectIds, materialObjects } from '../domain/key-repository';
 import type { KeySpec } from '../domain/key-spec';
+import type { KeyState } from '../domain/key-state';
 
 /**
- * Schema migrations, applied in order; PRAGMA user_version records how many ran. Append only.
+ * Schema migrations, applied in order, each in one transaction; PRAGMA user_version records how
+ * many ran. Append only. A migration is SQL, or a function for data SQL cannot compute.
  * Tables for aliases and grants exist from the start so lookups are real; their write operations
  * arrive with the issues that introduce them.
  */
-const MIGRATIONS = [
+const MIGRATIONS: Array<string | ((db: Database.Database) => void)> = [
   `CREATE TABLE keys (
      position INTEGER PRIMARY KEY AUTOINCREMENT,
      key_id TEXT NOT NULL UNIQUE,
@@ -75,6 +78,29 @@ const MIGRATIONS = [
    );`,
   // One row, rewritten by every readiness probe: a write that commits proves the store is writable.
   `CREATE TABLE write_probe (id INTEGER PRIMARY KEY CHECK (id = 1), at REAL NOT NULL);`,
+  // Crash-safe key material (docs/crypto.md "Key material on the token"): each version records its
+  // objects' random CKA_IDs (role -> hex, JSON); objects made before keep theirs (the label's bytes).
+  // last_version reserves version numbers (never reused); material_intents is the write-ahead record
+  // of objects being made; deletion_started marks a deletion under way (resumed after a crash).
+  (db) => {
+    db.exec(`ALTER TABLE key_materials ADD COLUMN object_ids TEXT;
+             ALTER TABLE keys ADD COLUMN last_version INTEGER NOT NULL DEFAULT 0;
+             ALTER TABLE keys ADD COLUMN deletion_started REAL;
+             UPDATE keys SET last_version = (SELECT max(version) FROM key_materials m WHERE m.key_id = keys.key_id);
+             CREATE TABLE material_intents (
+               intent_id INTEGER PRIMARY KEY AUTOINCREMENT,
+               key_id TEXT NOT NULL,
+               version INTEGER NOT NULL,
+               purpose TEXT NOT NULL CHECK (purpose IN ('create', 'rotate')),
+               rotation_type TEXT,
+               object_ids TEXT NOT NULL,
+               created_at REAL NOT NULL,
+               UNIQUE (key_id, version)
+             );`);
+    const rows = db.prepare('SELECT m.key_id, m.version, k.key_spec FROM key_materials m JOIN keys k USING (key_id)').all() as Array<{ key_id: string; version: number; key_spec: KeySpec }>;
+    const set = db.prepare('UPDATE key_materials SET object_ids = ? WHERE key_id = ? AND version = ?');
+    for (const r of rows) set.run(JSON.stringify(legacyObjectIds(r.key_id, r.version, r.key_spec)), r.key_id, r.version);
+  },
 ];
 
 interface KeyRow {
@@ -87,6 +113,7 @@ interface KeyRow {
   state: string;
   deletion_date: number | null;
   pending_window_days: number | null;
+  deletion_started: number | null;
   current_material_version: number;
   policy: string | null;
   rotation_period_days: number | null;
@@ -149,23 +176,93 @@ export class SqliteKeyRepository implements KeyRepository {
     return statement;
   }
 
-  async insertKey(key: KeyRecord, material: KeyMaterial, tags: Tag[]): Promise<void> {
+  async recordKeyIntent(intent: { keyId: string; objectIds: Record<string, string>; createdAt: Date }): Promise<MaterialIntent> {
+    return this.insertIntent({ keyId: intent.keyId, version: 1, purpose: 'create', objectIds: intent.objectIds, createdAt: intent.createdAt });
+  }
+
+  async activateKey(intent: MaterialIntent, key: KeyRecord, materialId: string, tags: Tag[]): Promise<void> {
     this.db.transaction(() => {
+      this.dropIntent(intent);
       this
         .sql(
-          `INSERT INTO keys (key_id, created_at, description, key_usage, key_spec, origin, state, deletion_date, pending_window_days, current_material_version, policy, rotation_period_days, next_rotation_date)
-           VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?, ?)`,
+          `INSERT INTO keys (key_id, created_at, description, key_usage, key_spec, origin, state, deletion_date, pending_window_days, current_material_version, last_version, policy, rotation_period_days, next_rotation_date)
+           VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?, ?, ?)`,
         )
         .run(
-          key.keyId, toSeconds(key.createdAt), key.description, key.keyUsage, key.keySpec, key.origin, key.state, key.currentMaterialVersion, key.policy ?? null,
+          key.keyId, toSeconds(key.createdAt), key.description, key.keyUsage, key.keySpec, key.origin, key.state, intent.version, intent.version, key.policy ?? null,
           key.rotation?.periodDays ?? null, key.rotation ? toSeconds(key.rotation.nextRotationDate) : null,
         );
-      this
-        .sql('INSERT INTO key_materials (key_id, version, material_id, created_at) VALUES (?, ?, ?, ?)')
-        .run(material.keyId, material.version, material.materialId, toSeconds(material.createdAt));
+      this.insertMaterial(intent, materialId);
       const tag = this.sql('INSERT INTO tags (key_id, tag_key, tag_value) VALUES (?, ?, ?)');
       for (const t of tags) tag.run(key.keyId, t.key, t.value);
     })();
+  }
+
+  async reserveVersion(
+    keyId: string,
+    request: { rotationType: 'AUTOMATIC' | 'ON_DEMAND'; objectIds: Record<string, string>; createdAt: Date; dueBy?: Date; onDemandLimit?: number },
+  ): Promise<MaterialIntent | ReserveRefusal> {
+    const reserve = this.db.transaction((): MaterialIntent | ReserveRefusal => {
+      const due = request.dueBy ? 'AND next_rotation_date <= ?' : '';
+      const reserved = this
+        .sql(`UPDATE keys SET last_version = last_version + 1 WHERE key_id = ? AND state = 'Enabled' AND deletion_started IS NULL ${due} RETURNING last_version`)
+        .get(...(request.dueBy ? [keyId, toSeconds(request.dueBy)] : [keyId])) as { last_version: number } | undefined;
+      if (!reserved) return 'state';
+      if (request.onDemandLimit !== undefined) {
+        const { n } = this
+          .sql(`SELECT (SELECT count(*) FROM key_materials WHERE key_id = @keyId AND rotation_type = 'ON_DEMAND')
+                     + (SELECT count(*) FROM material_intents WHERE key_id = @keyId AND rotation_type = 'ON_DEMAND') AS n`)
+          .get({ keyId }) as { n: number };
+        // Throwing rolls the reservation back with the transaction: the quota refusal uses no version.
+        if (n >= request.onDemandLimit) throw QUOTA;
+      }
+      return this.insertIntent({ keyId, version: reserved.last_version, purpose: 'rotate', rotationType: request.rotationType, objectIds: request.objectIds, createdAt: request.createdAt });
+    });
+    try {
+      return reserve.immediate();
+    } catch (err) {
+      if (err === QUOTA) return QUOTA;
+      throw err;
+    }
+  }
+
+  async activateRotation(intent: MaterialIntent, materialId: string, nextRotation?: { periodDays: number; nextRotationDate: Date }): Promise<void> {
+    this.db.transaction(() => {
+      this.dropIntent(intent);
+      this.insertMaterial(intent, materialId);
+      this.sql('UPDATE keys SET current_material_version = max(current_material_version, ?) WHERE key_id = ?').run(intent.version, intent.keyId);
+      if (nextRotation) {
+        this.sql('UPDATE keys SET rotation_period_days = ?, next_rotation_date = ? WHERE key_id = ?').run(nextRotation.periodDays, toSeconds(nextRotation.nextRotationDate), intent.keyId);
+      }
+    })();
+  }
+
+  async listIntents(): Promise<MaterialIntent[]> {
+    return (this.sql('SELECT * FROM material_intents ORDER BY intent_id').all() as IntentRow[]).map(rowToIntent);
+  }
+
+  async deleteIntent(intentId: number): Promise<void> {
+    this.sql('DELETE FROM material_intents WHERE intent_id = ?').run(intentId);
+  }
+
+  private insertIntent(i: Omit<MaterialIntent, 'intentId' | 'objects'> & { objectIds: Record<string, string> }): MaterialIntent {
+    const { intent_id } = this
+      .sql('INSERT INTO material_intents (key_id, version, purpose, rotation_type, object_ids, created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING intent_id')
+      .get(i.keyId, i.version, i.purpose, i.rotationType ?? null, JSON.stringify(i.objectIds), toSeconds(i.createdAt)) as { intent_id: number };
+    return { intentId: intent_id, keyId: i.keyId, version: i.version, purpose: i.purpose, ...(i.rotationType && { rotationType: i.rotationType }), objects: materialObjects(i.keyId, i.version, i.objectIds), createdAt: i.createdAt };
+  }
+
+  /** Inside an activation's transaction: the intent must still be there (start-up may have rolled it back). */
+  private dropIntent(intent: MaterialIntent): void {
+    if (this.sql('DELETE FROM material_intents WHERE intent_id = ?').run(intent.intentId).changes !== 1) {
+      throw new Error(`the intent for version ${intent.version} of ${intent.keyId} is gone (rolled back): not activating it`);
+    }
+  }
+
+  private insertMaterial(intent: MaterialIntent, materialId: string): void {
+    this
+      .sql('INSERT INTO key_materials (key_id, version, material_id, created_at, rotation_type, object_ids) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(intent.keyId, intent.version, materialId, toSeconds(intent.createdAt), intent.rotationType ?? null, JSON.stringify(objectIdsOf(intent.objects)));
   }
 
   async getKey(keyId: string): Promise<KeyRecord | undefined> {
@@ -178,15 +275,23 @@ export class SqliteKeyRepository implements KeyRepository {
     return row && rowToMaterial(row);
   }
 
-  async listMaterials(): Promise<Array<KeyMaterial & { keySpec: KeySpec }>> {
-    const rows = this.sql('SELECT m.*, k.key_spec FROM key_materials m JOIN keys k USING (key_id) ORDER BY m.key_id, m.version').all() as Array<MaterialRow & { key_spec: KeySpec }>;
-    return rows.map((r) => ({ ...rowToMaterial(r), keySpec: r.key_spec }));
+  async listMaterials(): Promise<KeyMaterial[]> {
+    return (this.sql('SELECT * FROM key_materials ORDER BY key_id, version').all() as MaterialRow[]).map(rowToMaterial);
   }
 
-  async setState(keyId: string, change: StateChange): Promise<void> {
-    this
-      .sql('UPDATE keys SET state = ?, deletion_date = ?, pending_window_days = ? WHERE key_id = ?')
-      .run(change.state, change.deletionDate && toSeconds(change.deletionDate), change.pendingWindowDays, keyId);
+  async transitionState(keyId: string, from: readonly KeyState[], change: StateChange): Promise<boolean> {
+    const result = this
+      .sql(`UPDATE keys SET state = ?, deletion_date = ?, pending_window_days = ?
+            WHERE key_id = ? AND deletion_started IS NULL AND state IN (SELECT value FROM json_each(?))`)
+      .run(change.state, change.deletionDate && toSeconds(change.deletionDate), change.pendingWindowDays, keyId, JSON.stringify(from));
+    return result.changes === 1;
+  }
+
+  async beginDeletion(keyId: string, now: Date): Promise<boolean> {
+    const result = this
+      .sql(`UPDATE keys SET deletion_started = ? WHERE key_id = ? AND state = 'PendingDeletion' AND deletion_date <= ? AND deletion_started IS NULL`)
+      .run(toSeconds(now), keyId, toSeconds(now));
+    return result.changes === 1;
   }
 
   async listKeys(afterPosition: number, limit: number): Promise<Array<{ keyId: string; position: number }>> {
@@ -255,19 +360,11 @@ export class SqliteKeyRepository implements KeyRepository {
     })();
   }
 
-  async setRotation(keyId: string, rotation: { periodDays: number; nextRotationDate: Date } | null): Promise<void> {
-    this
-      .sql('UPDATE keys SET rotation_period_days = ?, next_rotation_date = ? WHERE key_id = ?')
+  async setRotation(keyId: string, rotation: { periodDays: number; nextRotationDate: Date } | null): Promise<boolean> {
+    const result = this
+      .sql(`UPDATE keys SET rotation_period_days = ?, next_rotation_date = ? WHERE key_id = ? AND state = 'Enabled' AND deletion_started IS NULL`)
       .run(rotation?.periodDays ?? null, rotation ? toSeconds(rotation.nextRotationDate) : null, keyId);
-  }
-
-  async addMaterial(m: KeyMaterial): Promise<void> {
-    this.db.transaction(() => {
-      this
-        .sql('INSERT INTO key_materials (key_id, version, material_id, created_at, rotation_type) VALUES (?, ?, ?, ?, ?)')
-        .run(m.keyId, m.version, m.materialId, toSeconds(m.createdAt), m.rotationType ?? null);
-      this.sql('UPDATE keys SET current_material_version = ? WHERE key_id = ?').run(m.version, m.keyId);
-    })();
+    return result.changes === 1;
   }
 
   async listMaterialsOf(keyId: string): Promise<KeyMaterial[]> {
@@ -275,17 +372,25 @@ export class SqliteKeyRepository implements KeyRepository {
   }
 
   async keysDueForDeletion(now: Date): Promise<string[]> {
-    const rows = this.sql("SELECT key_id FROM keys WHERE state = 'PendingDeletion' AND deletion_date <= ?").all(toSeconds(now)) as Array<{ key_id: string }>;
+    const rows = this
+      .sql("SELECT key_id FROM keys WHERE deletion_started IS NOT NULL OR (state = 'PendingDeletion' AND deletion_date <= ?) ORDER BY position")
+      .all(toSeconds(now)) as Array<{ key_id: string }>;
     return rows.map((r) => r.key_id);
   }
 
   async keysDueForRotation(now: Date): Promise<string[]> {
-    const rows = this.sql("SELECT key_id FROM keys WHERE state = 'Enabled' AND next_rotation_date <= ?").all(toSeconds(now)) as Array<{ key_id: string }>;
+    const rows = this
+      .sql("SELECT key_id FROM keys WHERE state = 'Enabled' AND deletion_started IS NULL AND next_rotation_date <= ? ORDER BY position")
+      .all(toSeconds(now)) as Array<{ key_id: string }>;
     return rows.map((r) => r.key_id);
   }
 
   async deleteKey(keyId: string): Promise<void> {
-    this.sql('DELETE FROM keys WHERE key_id = ?').run(keyId); // cascades to materials, tags, aliases, grants
+    this.db.transaction(() => {
+      const deleted = this.sql('DELETE FROM keys WHERE key_id = ? AND deletion_started IS NOT NULL').run(keyId); // cascades to materials, tags, aliases, grants
+      if (deleted.changes !== 1) throw new Error(`refusing to delete ${keyId}: its deletion was not begun (beginDeletion)`);
+      this.sql('DELETE FROM material_intents WHERE key_id = ?').run(keyId);
+    })();
   }
 
   async grantTokenHashes(grantId: string): Promise<Buffer[]> {
@@ -351,13 +456,18 @@ export class SqliteKeyRepository implements KeyRepository {
   private migrate(): void {
     const applied = this.db.pragma('user_version', { simple: true }) as number;
     for (let i = applied; i < MIGRATIONS.length; i++) {
+      const migration = MIGRATIONS[i];
       this.db.transaction(() => {
-        this.db.exec(MIGRATIONS[i]);
+        if (typeof migration === 'string') this.db.exec(migration);
+        else migration(this.db);
         this.db.pragma(`user_version = ${i + 1}`);
       })();
     }
   }
 }
+
+/** Thrown inside reserveVersion's transaction to roll it back. */
+const QUOTA: ReserveRefusal = 'quota';
 
 interface MaterialRow {
   key_id: string;
@@ -365,13 +475,37 @@ interface MaterialRow {
   material_id: string;
   created_at: number;
   rotation_type: 'AUTOMATIC' | 'ON_DEMAND' | null;
+  object_ids: string;
 }
 
 function rowToMaterial(r: MaterialRow): KeyMaterial {
   return {
     keyId: r.key_id, version: r.version, materialId: r.material_id, createdAt: toDate(r.created_at),
     ...(r.rotation_type && { rotationType: r.rotation_type }),
+    objects: materialObjects(r.key_id, r.version, JSON.parse(r.object_ids) as Record<string, string>),
   };
+}
+
+interface IntentRow {
+  intent_id: number;
+  key_id: string;
+  version: number;
+  purpose: 'create' | 'rotate';
+  rotation_type: 'AUTOMATIC' | 'ON_DEMAND' | null;
+  object_ids: string;
+  created_at: number;
+}
+
+function rowToIntent(r: IntentRow): MaterialIntent {
+  return {
+    intentId: r.intent_id, keyId: r.key_id, version: r.version, purpose: r.purpose, createdAt: toDate(r.created_at),
+    ...(r.rotation_type && { rotationType: r.rotation_type }),
+    objects: materialObjects(r.key_id, r.version, JSON.parse(r.object_ids) as Record<string, string>),
+  };
+}
+
+function objectIdsOf(objects: Record<string, { id: string }>): Record<string, string> {
+  return Object.fromEntries(Object.entries(objects).map(([role, ref]) => [role, ref.id]));
 }
 
 interface GrantRow {
@@ -420,6 +554,7 @@ function rowToKey(r: KeyRow): KeyRecord {
     state: r.state as KeyRecord['state'],
     deletionDate: r.deletion_date === null ? undefined : toDate(r.deletion_date),
     pendingWindowDays: r.pending_window_days ?? undefined,
+    ...(r.deletion_started !== null && { deletionStartedAt: toDate(r.deletion_started) }),
     currentMaterialVersion: r.current_material_version,
     policy: r.policy ?? undefined,
     rotation:

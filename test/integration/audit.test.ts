@@ -138,7 +138,7 @@ describe('Audit trail and aborted requests', () => {
   it('records a request whose client went away before the answer', async () => {
     const gw = await startGateway(integration().hsm);
     try {
-      gw.faults.add({ method: 'randomBytes', times: 1, delayMs: 300 });
+      gw.faults.add({ method: 'generateKek', times: 1, delayMs: 300 });
       const controller = new AbortController();
       const pending = gw.client.send(new CreateKeyCommand({}), { abortSignal: controller.signal });
       setTimeout(() => controller.abort(), 100);

@@ -1,48 +1,21 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { CreateGrantCommand, PutKeyPolicyCommand, RotateKeyOnDemandCommand } from '@aws-sdk/client-kms';
-import { keyObjectLabels } from '../../src/domain/key-repository';
-import { findSoftHsmModule } from '../../src/hsm/pkcs11/embedded-token';
+import { objectLabel } from '../../src/domain/key-repository';
 import type { ComplianceReport } from '../../src/report/compliance-report';
 import { startChildGateway, type ChildGateway } from '../support/child-gateway';
 import { hasStackTrace, qkmsJson, runQkms } from '../support/cli';
 import { TEST_CREDENTIALS } from '../support/harness';
 import { registerSecret } from '../support/secrets';
+import { pkcs11Tool, toolObjects } from '../support/token-state';
 
 const CREDENTIALS_ENV = { QKMS_ACCESS_KEY_ID: TEST_CREDENTIALS.accessKeyId, QKMS_SECRET_ACCESS_KEY: TEST_CREDENTIALS.secretAccessKey };
 const EVIL_DESCRIPTION = '<script>alert("pwned")</script>';
 const EVIL_TAG = '"><img src=x onerror=alert(1)>';
 const EVIL_POLICY_MARK = '</pre><script>steal()</script>';
-
-/** One object as pkcs11-tool (OpenSC) prints it: the auditor's independent reading of the token. */
-interface ToolObject {
-  kind: string;
-  label: string;
-  access: Set<string>;
-  allowed?: string[];
-}
-
-function pkcs11Tool(dataDir: string, ...args: string[]): string {
-  const pin = fs.readFileSync(path.join(dataDir, 'pin'), 'utf8');
-  return execFileSync('pkcs11-tool', ['--module', findSoftHsmModule(), '--token-label', 'qkms', '--login', '--pin', pin, ...args], {
-    env: { ...process.env, SOFTHSM2_CONF: path.join(dataDir, 'softhsm2.conf') },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  }).toString();
-}
-
-function toolObjects(dataDir: string): ToolObject[] {
-  const blocks = pkcs11Tool(dataDir, '--list-objects').split(/^(?=(?:Secret|Public|Private) Key Object)/m).filter((b) => / Key Object/.test(b));
-  return blocks.map((b) => ({
-    kind: /^(\w+) Key Object/.exec(b)![1],
-    label: /^\s+label:\s+(.*)$/m.exec(b)![1].trim(),
-    access: new Set((/^\s+Access:\s+(.*)$/m.exec(b)?.[1] ?? '').split(',').map((s) => s.trim()).filter(Boolean)),
-    allowed: /^\s+Allowed mechanisms:\s+(.*)$/m.exec(b)?.[1].split(',').map((m) => `CKM_${m.trim().replace(/-/g, '_')}`),
-  }));
-}
 
 /**
  * Every row of every table, read through a fresh connection: the store's content as any reader
@@ -142,7 +115,8 @@ describe('qkms report (compliance report)', function () {
     let compared = 0;
     for (const k of report.keys) {
       for (const m of k.materials) {
-        assert.deepEqual(m.objects.map((o) => o.label).sort(), Object.values(keyObjectLabels(k.keyId, m.version, k.keySpec as never)).sort());
+        assert.deepEqual(m.objects.map((o) => o.label).sort(), m.objects.map((o) => objectLabel(k.keyId, m.version, o.role)).sort());
+        for (const finding of m.objects) assert.deepEqual(finding.objects.map((o) => o.id), [finding.id], 'found by its id');
         for (const finding of m.objects) {
           const [facts] = finding.objects;
           const seen = tool.get(finding.label);
@@ -176,11 +150,15 @@ describe('qkms report (compliance report)', function () {
   });
 
   it('fails a key whose object is missing and one whose object was replaced by an extractable one, naming object and reason', async () => {
-    const kek = keyObjectLabels(keys.sym, 2, 'SYMMETRIC_DEFAULT').kek;
-    const hmac = keyObjectLabels(keys.hmac, 1, 'HMAC_256').hmac;
+    const kek = objectLabel(keys.sym, 2, 'kek');
+    const hmac = objectLabel(keys.hmac, 1, 'hmac');
     pkcs11Tool(dataDir, '--delete-object', '--type', 'secrkey', '--label', kek);
     pkcs11Tool(dataDir, '--delete-object', '--type', 'secrkey', '--label', hmac);
-    pkcs11Tool(dataDir, '--keygen', '--key-type', 'GENERIC:32', '--label', hmac, '--extractable');
+    // The replacement carries the id QKMS looks the HMAC key up by (the store knows it).
+    const db = new Database(path.join(dataDir, 'qkms.db'), { readonly: true });
+    const ids = db.prepare('SELECT object_ids FROM key_materials WHERE key_id = ? AND version = 1').get(keys.hmac) as { object_ids: string };
+    db.close();
+    pkcs11Tool(dataDir, '--keygen', '--key-type', 'GENERIC:32', '--label', hmac, '--id', (JSON.parse(ids.object_ids) as { hmac: string }).hmac, '--extractable');
 
     const run = await runQkms(['report', '--out', outDir], direct());
     assert.equal(run.code, 1, 'a failing key fails the command, for CI');

@@ -3,12 +3,16 @@ import { spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { CreateKeyCommand } from '@aws-sdk/client-kms';
-import { materialLabels } from '../../src/domain/key-repository';
+import { objectLabel } from '../../src/domain/key-repository';
+import type { ObjectRef } from '../../src/hsm/hsm';
 import { hsmContract } from '../support/hsm-contract';
 import { integration } from '../support/integration-hooks';
 import { startGateway } from '../support/harness';
 
 hsmContract('Pkcs11Hsm on SoftHSM2', () => integration().hsm);
+
+/** A new token object's reference: a random id, as key material gets. */
+const ref = (label: string): ObjectRef => ({ id: crypto.randomBytes(16).toString('hex'), label });
 
 describe('Pkcs11Hsm on SoftHSM2: what the token itself says', () => {
   const pkcs11Tool = (args: string[]) => {
@@ -24,7 +28,7 @@ describe('Pkcs11Hsm on SoftHSM2: what the token itself says', () => {
     const gw = await startGateway(integration().hsm);
     try {
       const keyId = (await gw.client.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;
-      const { kek, mac } = materialLabels(keyId, 1);
+      const [kek, mac] = [objectLabel(keyId, 1, 'kek'), objectLabel(keyId, 1, 'mac')];
       const listing = pkcs11Tool(['--list-objects', '--type', 'secrkey']).stdout;
       for (const label of [kek, mac]) {
         const block = listing.split(/(?=Secret Key Object)/).find((b) => b.includes(`label:      ${label}\n`));
@@ -45,9 +49,9 @@ describe('Pkcs11Hsm on SoftHSM2: what the token itself says', () => {
 
   it('destroys every session object it makes (data keys, unwrapped keys, ECDH secrets, data key pairs) before the call returns', async () => {
     const hsm = integration().hsm;
-    const kek = `qkms-test/ephemeral-${Date.now()}`;
+    const kek = ref(`qkms-test/ephemeral-${Date.now()}`);
     await hsm.generateKek(kek);
-    const labels = { private: `${kek}/ec`, public: `${kek}/ec.pub` };
+    const labels = { private: ref(`${kek.label}/ec`), public: ref(`${kek.label}/ec.pub`) };
     await hsm.generateKeyPair(labels, { family: 'EC', curve: 'P-256' }, 'KEY_AGREEMENT');
     const peer = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ format: 'jwk' });
     const peerPoint = Buffer.concat([Buffer.from([4]), Buffer.from(peer.x!, 'base64url'), Buffer.from(peer.y!, 'base64url')]);
@@ -66,7 +70,7 @@ describe('Pkcs11Hsm on SoftHSM2: what the token itself says', () => {
 
   it('SoftHSM2 2.6.1 quirk: a KWP unwrap comes back zero-padded to a multiple of 8 (the blob header restores the length)', async () => {
     const { hsm } = integration();
-    const kek = `quirk/${Date.now()}/kek`;
+    const kek = ref(`quirk/${Date.now()}/kek`);
     await hsm.generateKek(kek);
     const { plaintext, wrapped } = await hsm.generateWrappedDataKey(kek, 7, { mechanism: 'AES_KWP' });
     const unwrapped = await hsm.unwrapDataKey(kek, wrapped);
@@ -78,7 +82,7 @@ describe('Pkcs11Hsm on SoftHSM2: what the token itself says', () => {
 
   it('SoftHSM2 2.6.1 cannot wrap with AES-GCM (why QKMS_DATA_KEY_WRAP defaults to AES_KWP_HMAC)', async () => {
     const { hsm } = integration();
-    const kek = `quirk/${Date.now()}/gcm-kek`;
+    const kek = ref(`quirk/${Date.now()}/gcm-kek`);
     await hsm.generateKek(kek);
     await assert.rejects(
       hsm.generateWrappedDataKey(kek, 32, { mechanism: 'AES_GCM', aad: Buffer.from('aad') }),

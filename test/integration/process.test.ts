@@ -5,7 +5,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { CreateKeyCommand, DecryptCommand, DescribeKeyCommand, GenerateDataKeyCommand, KeyUnavailableException, ListKeysCommand } from '@aws-sdk/client-kms';
-import { materialLabels } from '../../src/domain/key-repository';
+import { objectLabel } from '../../src/domain/key-repository';
 import { findSoftHsmModule } from '../../src/hsm/pkcs11/embedded-token';
 import { spawnGateway, startChildGateway } from '../support/child-gateway';
 import { integration } from '../support/integration-hooks';
@@ -61,7 +61,7 @@ describe('The gateway process (npm start)', function () {
     const keyId = (await first.client.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;
     await first.stop();
     const pin = fs.readFileSync(path.join(dataDir, 'pin'), 'utf8');
-    execFileSync('pkcs11-tool', ['--module', findSoftHsmModule(), '--token-label', 'qkms', '--login', '--pin', pin, '--delete-object', '--type', 'secrkey', '--label', materialLabels(keyId, 1).kek], {
+    execFileSync('pkcs11-tool', ['--module', findSoftHsmModule(), '--token-label', 'qkms', '--login', '--pin', pin, '--delete-object', '--type', 'secrkey', '--label', objectLabel(keyId, 1, 'kek')], {
       env: { ...process.env, SOFTHSM2_CONF: path.join(dataDir, 'softhsm2.conf') },
       stdio: 'pipe',
     });

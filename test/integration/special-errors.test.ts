@@ -14,7 +14,6 @@ import {
   NotFoundException,
   ScheduleKeyDeletionCommand,
 } from '@aws-sdk/client-kms';
-import { materialLabels } from '../../src/domain/key-repository';
 import { formatGrantToken } from '../../src/domain/grant-token';
 import { integration } from '../support/integration-hooks';
 import { rawCall, startGateway, type Harness } from '../support/harness';
@@ -81,7 +80,8 @@ describe("GenerateDataKey's special errors", () => {
   describe('KeyUnavailableException', () => {
     it("when the key's material was removed from the token", async () => {
       const id = await newKey();
-      await integration().hsm.destroyKey(materialLabels(id, 1).kek);
+      const [material] = await gw.deps.keys.listMaterialsOf(id);
+      await integration().hsm.destroyKey(material.objects.kek);
       await assert.rejects(gdk(id), KeyUnavailableException);
     });
     it('when the token reports a device error; the next call works again', async () => {

@@ -1,67 +1,81 @@
 import crypto from 'node:crypto';
-import type { DataKeyWrap, Hash, HmacKeySpec, Hsm, HsmHealth, HsmStats, KeyObjectFacts, KeyPairSpec, SigningScheme } from '../../src/hsm/hsm';
+import type { DataKeyWrap, Hash, HmacKeySpec, Hsm, HsmHealth, HsmStats, KeyObjectFacts, KeyPairSpec, ObjectRef, SigningScheme } from '../../src/hsm/hsm';
 import { GCM_IV_BYTES, GCM_TAG_BYTES } from '../../src/hsm/hsm';
 import { HsmError } from '../../src/hsm/hsm-error';
 
 const KWP_IV = Buffer.from('A65959A6', 'hex'); // RFC 5649 alternative initial value
 
 /** Hsm in node:crypto for fast unit tests. Same contract as Pkcs11Hsm (test/support/hsm-contract.ts). */
+/** One fake token object: a secret (AES or HMAC key) or one half of a key pair. */
+interface FakeObject {
+  label: string;
+  secret?: Buffer;
+  pair?: crypto.KeyObject;
+}
+
+/** Hsm in node:crypto for fast unit tests. Same contract as Pkcs11Hsm (test/support/hsm-contract.ts). */
 export class FakeHsm implements Hsm {
-  readonly keys = new Map<string, Buffer>();
-  readonly pairs = new Map<string, crypto.KeyObject>();
+  /** CKA_ID -> every object carrying it (normally one; `duplicate` makes an ambiguous id). */
+  readonly objects = new Map<string, FakeObject[]>();
   isUp = true;
 
-  async generateKek(label: string) {
-    this.keys.set(label, crypto.randomBytes(32));
+  async generateKek(ref: ObjectRef) {
+    this.add(ref, { label: ref.label, secret: crypto.randomBytes(32) });
   }
-  async generateMacKey(label: string, spec: HmacKeySpec = { hash: 'SHA256', bytes: 32 }) {
-    this.keys.set(label, crypto.randomBytes(spec.bytes));
+  async generateMacKey(ref: ObjectRef, spec: HmacKeySpec = { hash: 'SHA256', bytes: 32 }) {
+    this.add(ref, { label: ref.label, secret: crypto.randomBytes(spec.bytes) });
   }
-  async generateKeyPair(labels: { private: string; public: string }, spec: KeyPairSpec) {
+  async generateKeyPair(refs: { private: ObjectRef; public: ObjectRef }, spec: KeyPairSpec) {
     const pair = fakePair(spec);
-    this.pairs.set(labels.private, pair.privateKey);
-    this.pairs.set(labels.public, pair.publicKey);
+    this.add(refs.private, { label: refs.private.label, pair: pair.privateKey });
+    this.add(refs.public, { label: refs.public.label, pair: pair.publicKey });
   }
-  async publicKey(label: string) {
-    return this.pair(label).export({ type: 'spki', format: 'der' });
+  /** A second object with the same id, as a crash of the old label scheme could leave (tests of ambiguity). */
+  duplicate(ref: ObjectRef) {
+    const [first] = this.objects.get(ref.id) ?? [];
+    if (first) this.add(ref, { ...first });
+  }
+  async publicKey(ref: ObjectRef) {
+    return this.pair(ref).export({ type: 'spki', format: 'der' });
   }
   /** Self-consistent only (node:crypto cannot sign a bare digest with PSS or ECDSA): it signs the digest as a message. */
-  async signDigest(label: string, scheme: SigningScheme, digest: Buffer) {
-    return crypto.sign(scheme.scheme === 'EDDSA' ? null : scheme.hash.toLowerCase(), digest, { key: this.pair(label), ...fakeSignOptions(scheme) });
+  async signDigest(ref: ObjectRef, scheme: SigningScheme, digest: Buffer) {
+    return crypto.sign(scheme.scheme === 'EDDSA' ? null : scheme.hash.toLowerCase(), digest, { key: this.pair(ref), ...fakeSignOptions(scheme) });
   }
-  async verifyDigest(label: string, scheme: SigningScheme, digest: Buffer, signature: Buffer) {
+  async verifyDigest(ref: ObjectRef, scheme: SigningScheme, digest: Buffer, signature: Buffer) {
+    const key = this.pair(ref);
     try {
-      return crypto.verify(scheme.scheme === 'EDDSA' ? null : scheme.hash.toLowerCase(), digest, { key: this.pair(label), ...fakeSignOptions(scheme) }, signature);
+      return crypto.verify(scheme.scheme === 'EDDSA' ? null : scheme.hash.toLowerCase(), digest, { key, ...fakeSignOptions(scheme) }, signature);
     } catch {
       return false;
     }
   }
-  async generateWrappedDataKey(kekLabel: string, lengthBytes: number, wrap: DataKeyWrap) {
-    const kek = this.key(kekLabel);
+  async generateWrappedDataKey(kekRef: ObjectRef, lengthBytes: number, wrap: DataKeyWrap) {
+    const kek = this.secret(kekRef);
     const plaintext = crypto.randomBytes(lengthBytes);
     if (wrap.mechanism === 'AES_GCM') {
-      const { iv, ciphertextAndTag } = await this.encryptAesGcm(kekLabel, plaintext, wrap.aad);
+      const { iv, ciphertextAndTag } = await this.encryptAesGcm(kekRef, plaintext, wrap.aad);
       return { plaintext, wrapped: ciphertextAndTag, iv };
     }
     const c = crypto.createCipheriv('id-aes256-wrap-pad', kek, KWP_IV);
     return { plaintext, wrapped: Buffer.concat([c.update(plaintext), c.final()]) };
   }
-  async unwrapDataKey(kekLabel: string, wrapped: Buffer) {
+  async unwrapDataKey(kekRef: ObjectRef, wrapped: Buffer) {
+    const kek = this.secret(kekRef);
     try {
-      const d = crypto.createDecipheriv('id-aes256-wrap-pad', this.key(kekLabel), KWP_IV);
+      const d = crypto.createDecipheriv('id-aes256-wrap-pad', kek, KWP_IV);
       return Buffer.concat([d.update(wrapped), d.final()]);
-    } catch (err) {
-      if (err instanceof HsmError) throw err;
+    } catch {
       throw new HsmError('integrity', 'C_UnwrapKey', 'CKR_WRAPPED_KEY_INVALID');
     }
   }
-  async encryptAesGcm(kekLabel: string, plaintext: Buffer, aad: Buffer) {
+  async encryptAesGcm(kekRef: ObjectRef, plaintext: Buffer, aad: Buffer) {
     const iv = crypto.randomBytes(GCM_IV_BYTES);
-    const c = crypto.createCipheriv('aes-256-gcm', this.key(kekLabel), iv, { authTagLength: GCM_TAG_BYTES }).setAAD(aad);
+    const c = crypto.createCipheriv('aes-256-gcm', this.secret(kekRef), iv, { authTagLength: GCM_TAG_BYTES }).setAAD(aad);
     return { iv, ciphertextAndTag: Buffer.concat([c.update(plaintext), c.final(), c.getAuthTag()]) };
   }
-  async decryptAesGcm(kekLabel: string, ciphertextAndTag: Buffer, iv: Buffer, aad: Buffer) {
-    const key = this.key(kekLabel);
+  async decryptAesGcm(kekRef: ObjectRef, ciphertextAndTag: Buffer, iv: Buffer, aad: Buffer) {
+    const key = this.secret(kekRef);
     try {
       const d = crypto.createDecipheriv('aes-256-gcm', key, iv, { authTagLength: GCM_TAG_BYTES }).setAAD(aad);
       d.setAuthTag(ciphertextAndTag.subarray(-GCM_TAG_BYTES));
@@ -70,8 +84,8 @@ export class FakeHsm implements Hsm {
       throw new HsmError('integrity', 'C_Decrypt', 'CKR_ENCRYPTED_DATA_INVALID');
     }
   }
-  async deriveSharedSecret(privateLabel: string, peerPoint: Buffer) {
-    const priv = this.pair(privateLabel);
+  async deriveSharedSecret(privateKey: ObjectRef, peerPoint: Buffer) {
+    const priv = this.pair(privateKey);
     const ecdh = crypto.createECDH(priv.asymmetricKeyDetails!.namedCurve!);
     ecdh.setPrivateKey(Buffer.from(priv.export({ format: 'jwk' }).d!, 'base64url'));
     return ecdh.computeSecret(peerPoint);
@@ -80,47 +94,52 @@ export class FakeHsm implements Hsm {
     const pair = fakePair(spec);
     return { privateKey: pair.privateKey.export({ type: 'pkcs8', format: 'der' }), publicKey: pair.publicKey.export({ type: 'spki', format: 'der' }) };
   }
-  async rsaEncrypt(label: string, hash: 'SHA1' | 'SHA256', plaintext: Buffer) {
-    return crypto.publicEncrypt({ key: this.pair(label), padding: crypto.constants.RSA_PKCS1_OAEP_PADDING, oaepHash: hash === 'SHA1' ? 'sha1' : 'sha256' }, plaintext);
+  async rsaEncrypt(ref: ObjectRef, hash: 'SHA1' | 'SHA256', plaintext: Buffer) {
+    return crypto.publicEncrypt({ key: this.pair(ref), padding: crypto.constants.RSA_PKCS1_OAEP_PADDING, oaepHash: hash === 'SHA1' ? 'sha1' : 'sha256' }, plaintext);
   }
-  async rsaDecrypt(label: string, hash: 'SHA1' | 'SHA256', ciphertext: Buffer) {
+  async rsaDecrypt(ref: ObjectRef, hash: 'SHA1' | 'SHA256', ciphertext: Buffer) {
+    const key = this.pair(ref);
     try {
-      return crypto.privateDecrypt({ key: this.pair(label), padding: crypto.constants.RSA_PKCS1_OAEP_PADDING, oaepHash: hash === 'SHA1' ? 'sha1' : 'sha256' }, ciphertext);
+      return crypto.privateDecrypt({ key, padding: crypto.constants.RSA_PKCS1_OAEP_PADDING, oaepHash: hash === 'SHA1' ? 'sha1' : 'sha256' }, ciphertext);
     } catch {
       throw new HsmError('integrity', 'C_Decrypt', 'CKR_ENCRYPTED_DATA_INVALID');
     }
   }
-  async hmacSign(macLabel: string, data: Buffer, hash: Hash = 'SHA256') {
-    return crypto.createHmac(hash.toLowerCase(), this.key(macLabel)).update(data).digest();
+  async hmacSign(macRef: ObjectRef, data: Buffer, hash: Hash = 'SHA256') {
+    return crypto.createHmac(hash.toLowerCase(), this.secret(macRef)).update(data).digest();
   }
-  async hmacVerify(macLabel: string, data: Buffer, mac: Buffer, hash: Hash = 'SHA256') {
-    const expected = await this.hmacSign(macLabel, data, hash);
+  async hmacVerify(macRef: ObjectRef, data: Buffer, mac: Buffer, hash: Hash = 'SHA256') {
+    const expected = await this.hmacSign(macRef, data, hash);
     return expected.length === mac.length && crypto.timingSafeEqual(expected, mac);
   }
   async randomBytes(length: number) {
     return crypto.randomBytes(length);
   }
-  async destroyKey(label: string) {
-    this.keys.delete(label);
-    this.pairs.delete(label);
+  async destroyKey(ref: ObjectRef) {
+    const n = this.objects.get(ref.id)?.length ?? 0;
+    this.objects.delete(ref.id);
+    return n;
   }
-  async listKeyLabels(prefix: string) {
-    return [...this.keys.keys(), ...this.pairs.keys()].filter((l) => l.startsWith(prefix));
+  async countObjects(ref: ObjectRef) {
+    return this.objects.get(ref.id)?.length ?? 0;
+  }
+  async listKeyObjects(labelPrefix: string) {
+    return [...this.objects].flatMap(([id, all]) => all.filter((o) => o.label.startsWith(labelPrefix)).map((o) => ({ id, label: o.label })));
   }
   /** Claims what Pkcs11Hsm's templates ask for: the fake has no token to report on. */
-  async inspectKeyObjects(label: string): Promise<KeyObjectFacts[]> {
-    const pair = this.pairs.get(label);
-    if (!this.keys.has(label) && !pair) return [];
-    const isPublic = pair?.type === 'public';
-    const protectedKey = { CKA_SENSITIVE: true, CKA_ALWAYS_SENSITIVE: true, CKA_EXTRACTABLE: false, CKA_NEVER_EXTRACTABLE: true };
-    return [{
-      label,
-      id: Buffer.from(label).toString('hex'),
-      objectClass: pair ? (isPublic ? 'CKO_PUBLIC_KEY' : 'CKO_PRIVATE_KEY') : 'CKO_SECRET_KEY',
-      keyType: pair ? 'CKK_EC' : 'CKK_AES',
-      flags: { CKA_TOKEN: true, CKA_PRIVATE: !isPublic, CKA_LOCAL: true, CKA_MODIFIABLE: false, ...(isPublic ? {} : protectedKey) },
-      allowedMechanisms: null,
-    }];
+  async inspectKeyObjects(ref: ObjectRef): Promise<KeyObjectFacts[]> {
+    return (this.objects.get(ref.id) ?? []).map((o) => {
+      const isPublic = o.pair?.type === 'public';
+      const protectedKey = { CKA_SENSITIVE: true, CKA_ALWAYS_SENSITIVE: true, CKA_EXTRACTABLE: false, CKA_NEVER_EXTRACTABLE: true };
+      return {
+        label: o.label,
+        id: ref.id,
+        objectClass: o.pair ? (isPublic ? 'CKO_PUBLIC_KEY' : 'CKO_PRIVATE_KEY') : 'CKO_SECRET_KEY',
+        keyType: o.pair ? 'CKK_EC' : 'CKK_AES',
+        flags: { CKA_TOKEN: true, CKA_PRIVATE: !isPublic, CKA_LOCAL: true, CKA_MODIFIABLE: false, ...(isPublic ? {} : protectedKey) },
+        allowedMechanisms: null,
+      };
+    });
   }
   async health(): Promise<HsmHealth> {
     return { isUp: this.isUp, detail: this.isUp ? 'fake token answers' : 'fake token down' };
@@ -131,15 +150,26 @@ export class FakeHsm implements Hsm {
   }
   async close() {}
 
-  private pair(label: string): crypto.KeyObject {
-    const key = this.pairs.get(label);
-    if (!key) throw new HsmError('key', 'C_FindObjects', 'CKR_OBJECT_HANDLE_INVALID');
+  private add(ref: ObjectRef, object: FakeObject): void {
+    this.objects.set(ref.id, [...(this.objects.get(ref.id) ?? []), object]);
+  }
+
+  /** Exactly one object with the id, as Pkcs11Hsm's lookup demands. */
+  private one(ref: ObjectRef, fn: string): FakeObject {
+    const found = this.objects.get(ref.id) ?? [];
+    if (found.length === 1) return found[0];
+    throw new HsmError('key', fn, found.length === 0 ? 'CKR_OBJECT_HANDLE_INVALID' : undefined, { cause: new Error(`${found.length} objects carry the id of ${ref.label}`) });
+  }
+
+  private pair(ref: ObjectRef): crypto.KeyObject {
+    const key = this.one(ref, 'C_FindObjects').pair;
+    if (!key) throw new HsmError('config', 'C_SignInit', 'CKR_KEY_TYPE_INCONSISTENT');
     return key;
   }
 
-  private key(label: string): Buffer {
-    const key = this.keys.get(label);
-    if (!key) throw new HsmError('key', 'C_FindObjects', 'CKR_OBJECT_HANDLE_INVALID');
+  private secret(ref: ObjectRef): Buffer {
+    const key = this.one(ref, 'C_FindObjects').secret;
+    if (!key) throw new HsmError('config', 'C_EncryptInit', 'CKR_KEY_TYPE_INCONSISTENT');
     return key;
   }
 }

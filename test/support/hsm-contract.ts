@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import type { Hsm } from '../../src/hsm/hsm';
+import type { Hsm, ObjectRef } from '../../src/hsm/hsm';
 import { HsmError } from '../../src/hsm/hsm-error';
 
 /**
@@ -9,7 +9,8 @@ import { HsmError } from '../../src/hsm/hsm-error';
  */
 export function hsmContract(name: string, getHsm: () => Hsm): void {
   describe(`Hsm contract: ${name}`, () => {
-    const label = (s: string) => `contract/${crypto.randomUUID()}/${s}`;
+    /** A new object reference: a random id, as key material gets, and a label under a prefix of its own. */
+    const label = (s: string, prefix = `contract/${crypto.randomUUID()}/`): ObjectRef => ({ id: crypto.randomBytes(16).toString('hex'), label: `${prefix}${s}` });
 
     it('wraps a data key under a KEK with KWP and unwraps it back (lengths 8..1024)', async () => {
       const hsm = getHsm();
@@ -46,15 +47,25 @@ export function hsmContract(name: string, getHsm: () => Hsm): void {
       await assert.rejects(hsm.decryptAesGcm(kek, out, iv, Buffer.from('AAD')), (e: unknown) => e instanceof HsmError && (e.kind === 'integrity' || e.ckr === 'CKR_GENERAL_ERROR'));
     });
 
-    it('answers HsmError kind key for a destroyed key, and lists labels by prefix', async () => {
+    it('finds objects by id, never by label: answers HsmError kind key for a destroyed key, and lists objects by label prefix', async () => {
       const hsm = getHsm();
-      const prefix = label('');
-      await hsm.generateKek(`${prefix}a`);
-      await hsm.generateMacKey(`${prefix}b`);
-      assert.deepEqual((await hsm.listKeyLabels(prefix)).sort(), [`${prefix}a`, `${prefix}b`]);
-      await hsm.destroyKey(`${prefix}a`);
-      assert.deepEqual(await hsm.listKeyLabels(prefix), [`${prefix}b`]);
-      await assert.rejects(hsm.generateWrappedDataKey(`${prefix}a`, 32, { mechanism: 'AES_KWP' }), (e: unknown) => e instanceof HsmError && e.kind === 'key');
+      const prefix = `contract/${crypto.randomUUID()}/`;
+      const [a, b] = [label('a', prefix), label('b', prefix)];
+      await hsm.generateKek(a);
+      await hsm.generateMacKey(b);
+      const byLabel = (refs: ObjectRef[]) => [...refs].sort((x, y) => x.label.localeCompare(y.label));
+      assert.deepEqual(byLabel(await hsm.listKeyObjects(prefix)), [a, b]);
+      assert.equal(await hsm.countObjects(a), 1);
+      // Another object with a's label but its own id is not a: lookups go by id.
+      const sameLabel = { id: crypto.randomBytes(16).toString('hex'), label: a.label };
+      await hsm.generateKek(sameLabel);
+      const { wrapped } = await hsm.generateWrappedDataKey(a, 32, { mechanism: 'AES_KWP' });
+      await assert.rejects(hsm.unwrapDataKey(sameLabel, wrapped), (e: unknown) => e instanceof HsmError && (e.kind === 'integrity' || e.ckr === 'CKR_GENERAL_ERROR'));
+      assert.equal(await hsm.destroyKey(a), 1);
+      assert.equal(await hsm.destroyKey(a), 0, 'destroying what is gone is not an error');
+      assert.deepEqual(byLabel(await hsm.listKeyObjects(prefix)), byLabel([b, sameLabel]));
+      await assert.rejects(hsm.generateWrappedDataKey(a, 32, { mechanism: 'AES_KWP' }), (e: unknown) => e instanceof HsmError && e.kind === 'key');
+      assert.equal(await hsm.countObjects(a), 0);
     });
 
     it('returns random bytes of the asked length and reports health', async () => {

@@ -6,7 +6,7 @@ import { AUDIT_MAC_LABEL } from '../../src/audit/audit-record';
 import { PrincipalStore } from '../../src/auth/principals';
 import { loadConfig } from '../../src/config/load-config';
 import { Envelope } from '../../src/domain/envelope';
-import { MARKER_MAC_LABEL, MarkerCodec } from '../../src/domain/marker';
+import { MARKER_MAC_KEY, MarkerCodec } from '../../src/domain/marker';
 import { createLogger } from '../../src/logging/logger';
 import { GatewayMetrics } from '../../src/metrics/gateway-metrics';
 import type { GatewayDeps, OperationContext } from '../../src/operations/context';
@@ -17,7 +17,7 @@ import { FakeHsm } from './fake-hsm';
 export async function unitDeps(env: Record<string, string> = {}): Promise<GatewayDeps & { fake: FakeHsm }> {
   const config = loadConfig(env);
   const fake = new FakeHsm();
-  await fake.generateMacKey(MARKER_MAC_LABEL);
+  await fake.generateMacKey(MARKER_MAC_KEY);
   await fake.generateMacKey(AUDIT_MAC_LABEL);
   const logger = createLogger({ level: 'error', silent: true });
   return {

@@ -3,7 +3,11 @@ import * as pkcs11js from 'pkcs11js';
 
 /**
  * Fault injection at the PKCS#11 boundary, for tests and drills, enabled only by QKMS_FAULTS_FILE:
- *   [ { "function": "C_WrapKey" | "*", "ckr": "CKR_DEVICE_ERROR", "delayMs": 0, "probability": 1, "count": 3, "skip": 0 } ]
+ *   [ { "function": "C_WrapKey" | "*", "ckr": "CKR_DEVICE_ERROR", "delayMs": 0, "probability": 1, "count": 3, "skip": 0, "after": false } ]
+ * A rule with `"after": true` holds a call after it returned, before its caller sees the result
+ * (the object a C_GenerateKey made exists; the caller has not recorded it): the crash drills
+ * SIGKILL the gateway there. Each hold is announced on stderr ("fault injection: holding …") so a
+ * drill knows when to strike.
  * The first `skip` matching calls pass untouched (to fail a call after start-up made its own). A
  * matching call first blocks for delayMs (as a hung synchronous call would; for a pkcs11js *Async
  * function the delay is returned to the caller, which holds the call back without blocking the
@@ -19,6 +23,7 @@ interface FaultRule {
   probability?: number;
   count?: number;
   skip?: number;
+  after?: boolean;
 }
 
 export class FaultPlan {
@@ -28,11 +33,15 @@ export class FaultPlan {
 
   constructor(private readonly file: string) {}
 
-  /** Called before every C_* call; throws or blocks as the plan says. Returns the delay an *Async call must take. */
-  apply(fn: string): number {
+  /**
+   * Called before every C_* call, and after it returned (`after`); throws or blocks as the plan
+   * says. Returns the delay an *Async call must take.
+   */
+  apply(fn: string, after = false): number {
     this.reload();
     for (const rule of this.rules) {
       if (rule.function !== '*' && rule.function !== fn) continue;
+      if ((rule.after ?? false) !== after) continue;
       if (rule.skip) {
         rule.skip--;
         continue;
@@ -41,6 +50,7 @@ export class FaultPlan {
       if (Math.random() >= (rule.probability ?? 1)) continue;
       if (rule.count !== undefined) rule.count--;
       const isAsync = fn.endsWith('Async');
+      if (rule.delayMs) process.stderr.write(`${JSON.stringify({ level: 'warn', message: `fault injection: holding ${fn} ${after ? 'after' : 'before'} the call for ${rule.delayMs} ms` })}\n`);
       if (rule.delayMs && !isAsync) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, rule.delayMs);
       if (rule.ckr) {
         const rv = (pkcs11js as unknown as Record<string, number>)[rule.ckr] ?? 5;

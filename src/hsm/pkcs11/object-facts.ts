@@ -38,19 +38,34 @@ const CLASSES = namesOf('CKO_', {});
 
 const nameOr = (names: Map<number, string>, value: number) => names.get(value) ?? `0x${value.toString(16).padStart(8, '0')}`;
 
-/** Every token object with this label, as the token reports it. Reads no CKA_VALUE. */
-export function readObjectFacts(p11: pkcs11js.PKCS11, session: pkcs11js.Handle, label: string): KeyObjectFacts[] {
-  p11.C_FindObjectsInit(session, [{ type: pkcs11js.CKA_LABEL, value: label }]);
-  let handles: pkcs11js.Handle[];
+/** How many handles one C_FindObjects call asks for; the search is looped until it returns none. */
+const FIND_BATCH = 64;
+
+/**
+ * Every object matching the template: C_FindObjects is called until it returns none (a token
+ * answers at most the count asked per call), and the search is always finalised (SoftHSM2 answers
+ * CKR_OPERATION_ACTIVE to the session's next search otherwise).
+ */
+export function findAll(p11: pkcs11js.PKCS11, session: pkcs11js.Handle, template: pkcs11js.Template): pkcs11js.Handle[] {
+  p11.C_FindObjectsInit(session, template);
+  const found: pkcs11js.Handle[] = [];
   try {
-    handles = p11.C_FindObjects(session, 1000);
+    for (;;) {
+      const batch = p11.C_FindObjects(session, FIND_BATCH);
+      found.push(...batch);
+      if (batch.length === 0) return found;
+    }
   } finally {
     p11.C_FindObjectsFinal(session);
   }
-  return handles.map((h) => factsOf(p11, session, h, label));
 }
 
-function factsOf(p11: pkcs11js.PKCS11, session: pkcs11js.Handle, handle: pkcs11js.Handle, label: string): KeyObjectFacts {
+/** Every token object matching the template (QKMS asks by CKA_ID), as the token reports it. Reads no CKA_VALUE. */
+export function readObjectFacts(p11: pkcs11js.PKCS11, session: pkcs11js.Handle, template: pkcs11js.Template): KeyObjectFacts[] {
+  return findAll(p11, session, template).map((h) => factsOf(p11, session, h));
+}
+
+function factsOf(p11: pkcs11js.PKCS11, session: pkcs11js.Handle, handle: pkcs11js.Handle): KeyObjectFacts {
   // One attribute per call: a token answers the whole template with an error if one attribute is
   // invalid for the class (CKA_SENSITIVE on a public key), and we want every other one.
   const read = (type: number): Buffer | undefined => {
@@ -73,7 +88,7 @@ function factsOf(p11: pkcs11js.PKCS11, session: pkcs11js.Handle, handle: pkcs11j
   const ecParams = read(pkcs11js.CKA_EC_PARAMS);
   const keyType = read(pkcs11js.CKA_KEY_TYPE);
   return {
-    label,
+    label: (read(pkcs11js.CKA_LABEL) ?? Buffer.alloc(0)).toString('utf8'),
     id: (read(pkcs11js.CKA_ID) ?? Buffer.alloc(0)).toString('hex'),
     objectClass: nameOr(CLASSES, ulong(read(pkcs11js.CKA_CLASS))),
     keyType: keyType ? nameOr(KEY_TYPES, ulong(keyType)) : 'none',

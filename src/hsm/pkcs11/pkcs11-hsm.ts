@@ -1,6 +1,6 @@
 import * as pkcs11js from 'pkcs11js';
 import { CallRecorder } from '../call-stats';
-import type { DataKeyWrap, Hash, HmacKeySpec, Hsm, HsmHealth, HsmStats, KeyObjectFacts, KeyPairSpec, KeyPairUsage, SigningScheme, WrappedDataKey } from '../hsm';
+import type { DataKeyWrap, Hash, HmacKeySpec, Hsm, HsmHealth, HsmStats, KeyObjectFacts, KeyPairSpec, KeyPairUsage, ObjectRef, SigningScheme, WrappedDataKey } from '../hsm';
 import { GCM_IV_BYTES, GCM_TAG_BYTES } from '../hsm';
 import { HsmError } from '../hsm-error';
 import { ckrName, classifyCkr } from './ckr-table';
@@ -9,7 +9,7 @@ import { ecdsaDerToRaw, ecdsaRawToDer, edwardsPoint, unwrapEcPoint } from './der
 import { AES_KEY_GEN, aesGcm, CKK_EC_EDWARDS, DIGEST_INFO_PREFIX, ECDSA, EDDSA, GENERIC_SECRET_KEY_GEN, HMAC_BY_HASH, KWP, RSA_PKCS, rsaOaep, rsaPss } from './mechanisms';
 import { CURVE_OIDS, ephemeralDataKeyTemplate, ephemeralKeyPairTemplates, kekTemplate, keyPairGenMechanism, keyPairTemplates, macKeyTemplate } from './templates';
 import { FaultPlan } from './faults';
-import { readObjectFacts } from './object-facts';
+import { findAll, readObjectFacts } from './object-facts';
 import { SessionPool } from './session-pool';
 
 export interface Pkcs11Options {
@@ -47,6 +47,7 @@ type Session = pkcs11js.Handle;
  * ~250 B per call (pkcs11-and-clients.md §0, §1.5). The performance issue revisits this per profile.
  */
 export class Pkcs11Hsm implements Hsm {
+  /** CKA_ID (hex) -> handle, filled lazily by lookups and generations; emptied on every (re)connect. */
   private readonly handles = new Map<string, pkcs11js.Handle>();
   private slot!: pkcs11js.Handle;
   private pool!: SessionPool<Session>;
@@ -73,7 +74,7 @@ export class Pkcs11Hsm implements Hsm {
     return hsm;
   }
 
-  /** Initialise with OS locking, find the token by label, open the sessions, log in once, cache handles. */
+  /** Initialise with OS locking, find the token by label, open the sessions, log in once. Objects are looked up when first used. */
   private async connect(): Promise<void> {
     this.sessionObjects = 0;
     initialize(this.p11);
@@ -91,7 +92,6 @@ export class Pkcs11Hsm implements Hsm {
       return openSession();
     });
     this.handles.clear();
-    await this.loadHandleCache();
   }
 
   get isUp(): boolean {
@@ -107,18 +107,18 @@ export class Pkcs11Hsm implements Hsm {
     return { isUp: this.isUp, sessions: this.pool.stats, queuedCalls: 0, pkcs11: this.calls.snapshot() };
   }
 
-  async generateKek(label: string): Promise<void> {
-    await this.withSession('C_GenerateKey', (s) => this.remember(label, this.p11.C_GenerateKey(s, AES_KEY_GEN, kekTemplate(label))));
+  async generateKek(ref: ObjectRef): Promise<void> {
+    await this.withSession('C_GenerateKey', (s) => this.remember(ref, this.p11.C_GenerateKey(s, AES_KEY_GEN, kekTemplate(ref))));
   }
 
-  async generateMacKey(label: string, spec: HmacKeySpec = { hash: 'SHA256', bytes: 32 }): Promise<void> {
-    const template = macKeyTemplate(label, spec.bytes, hmacMechanism(spec.hash).mechanism);
-    await this.withSession('C_GenerateKey', (s) => this.remember(label, this.p11.C_GenerateKey(s, GENERIC_SECRET_KEY_GEN, template)));
+  async generateMacKey(ref: ObjectRef, spec: HmacKeySpec = { hash: 'SHA256', bytes: 32 }): Promise<void> {
+    const template = macKeyTemplate(ref, spec.bytes, hmacMechanism(spec.hash).mechanism);
+    await this.withSession('C_GenerateKey', (s) => this.remember(ref, this.p11.C_GenerateKey(s, GENERIC_SECRET_KEY_GEN, template)));
   }
 
-  async deriveSharedSecret(privateLabel: string, peerPoint: Buffer): Promise<Buffer> {
+  async deriveSharedSecret(privateKey: ObjectRef, peerPoint: Buffer): Promise<Buffer> {
     const fieldBytes = (peerPoint.length - 1) / 2;
-    return this.withKey(privateLabel, 'C_DeriveKey', (s, key) => {
+    return this.withKey(privateKey, 'C_DeriveKey', (s, key) => {
       const mechanism = { mechanism: pkcs11js.CKM_ECDH1_DERIVE, parameter: { type: pkcs11js.CK_PARAMS_EC_DH, kdf: pkcs11js.CKD_NULL, publicData: peerPoint } as pkcs11js.ECDH1 };
       const secret = this.sessionObjectCreated(this.p11.C_DeriveKey(s, mechanism, key, ephemeralDataKeyTemplate(fieldBytes)));
       try {
@@ -129,12 +129,12 @@ export class Pkcs11Hsm implements Hsm {
     });
   }
 
-  async generateKeyPair(labels: { private: string; public: string }, spec: KeyPairSpec, usage: KeyPairUsage): Promise<void> {
-    const { publicKey, privateKey } = keyPairTemplates(labels, spec, usage);
+  async generateKeyPair(refs: { private: ObjectRef; public: ObjectRef }, spec: KeyPairSpec, usage: KeyPairUsage): Promise<void> {
+    const { publicKey, privateKey } = keyPairTemplates(refs, spec, usage);
     await this.withSession('C_GenerateKeyPair', async (s) => {
       const pair = await this.generatePairOffThread(s, spec, publicKey, privateKey);
-      this.remember(labels.public, pair.publicKey);
-      this.remember(labels.private, pair.privateKey);
+      this.remember(refs.public, pair.publicKey);
+      this.remember(refs.private, pair.privateKey);
     });
   }
 
@@ -153,8 +153,8 @@ export class Pkcs11Hsm implements Hsm {
     }
   }
 
-  async publicKey(label: string): Promise<Buffer> {
-    const jwk = await this.withKey(label, 'C_GetAttributeValue', (s, key): crypto.JsonWebKey => {
+  async publicKey(ref: ObjectRef): Promise<Buffer> {
+    const jwk = await this.withKey(ref, 'C_GetAttributeValue', (s, key): crypto.JsonWebKey => {
       const [type] = this.p11.C_GetAttributeValue(s, key, [{ type: pkcs11js.CKA_KEY_TYPE }]);
       if (ulong(type.value) === pkcs11js.CKK_RSA) {
         const [n, e] = this.p11.C_GetAttributeValue(s, key, [{ type: pkcs11js.CKA_MODULUS }, { type: pkcs11js.CKA_PUBLIC_EXPONENT }]);
@@ -174,8 +174,8 @@ export class Pkcs11Hsm implements Hsm {
     return crypto.createPublicKey({ key: jwk, format: 'jwk' }).export({ type: 'spki', format: 'der' });
   }
 
-  async signDigest(label: string, scheme: SigningScheme, digest: Buffer): Promise<Buffer> {
-    return this.withKey(label, 'C_Sign', (s, key) => {
+  async signDigest(ref: ObjectRef, scheme: SigningScheme, digest: Buffer): Promise<Buffer> {
+    return this.withKey(ref, 'C_Sign', (s, key) => {
       const { mechanism, input } = signatureMechanism(scheme, digest);
       this.p11.C_SignInit(s, mechanism, key);
       const raw = Buffer.from(this.p11.C_Sign(s, input, Buffer.alloc(1024)));
@@ -183,12 +183,12 @@ export class Pkcs11Hsm implements Hsm {
     });
   }
 
-  async verifyDigest(label: string, scheme: SigningScheme, digest: Buffer, signature: Buffer): Promise<boolean> {
+  async verifyDigest(ref: ObjectRef, scheme: SigningScheme, digest: Buffer, signature: Buffer): Promise<boolean> {
     // KMS pairs each ECDSA hash with one field size: SHA-256 P-256/secp256k1, SHA-384 P-384, SHA-512 P-521.
     const raw = scheme.scheme === 'ECDSA' ? ecdsaDerToRaw(signature, ECDSA_FIELD_BYTES[scheme.hash]) : signature;
     if (!raw) return false;
     try {
-      return await this.withKey(label, 'C_Verify', (s, key) => {
+      return await this.withKey(ref, 'C_Verify', (s, key) => {
         const { mechanism, input } = signatureMechanism(scheme, digest);
         this.p11.C_VerifyInit(s, mechanism, key);
         return this.p11.C_Verify(s, input, raw);
@@ -200,8 +200,8 @@ export class Pkcs11Hsm implements Hsm {
     }
   }
 
-  async generateWrappedDataKey(kekLabel: string, lengthBytes: number, wrap: DataKeyWrap): Promise<WrappedDataKey> {
-    return this.withKey(kekLabel, 'C_WrapKey', (s, kek) => {
+  async generateWrappedDataKey(kekRef: ObjectRef, lengthBytes: number, wrap: DataKeyWrap): Promise<WrappedDataKey> {
+    return this.withKey(kekRef, 'C_WrapKey', (s, kek) => {
       const dataKey = this.sessionObjectCreated(this.p11.C_GenerateKey(s, GENERIC_SECRET_KEY_GEN, ephemeralDataKeyTemplate(lengthBytes)));
       try {
         const plaintext = Buffer.from(this.p11.C_GetAttributeValue(s, dataKey, [{ type: pkcs11js.CKA_VALUE }])[0].value);
@@ -216,8 +216,8 @@ export class Pkcs11Hsm implements Hsm {
     });
   }
 
-  async unwrapDataKey(kekLabel: string, wrapped: Buffer): Promise<Buffer> {
-    return this.withKey(kekLabel, 'C_UnwrapKey', (s, kek) => {
+  async unwrapDataKey(kekRef: ObjectRef, wrapped: Buffer): Promise<Buffer> {
+    return this.withKey(kekRef, 'C_UnwrapKey', (s, kek) => {
       const dataKey = this.sessionObjectCreated(this.p11.C_UnwrapKey(s, KWP, kek, wrapped, ephemeralDataKeyTemplate()));
       try {
         return Buffer.from(this.p11.C_GetAttributeValue(s, dataKey, [{ type: pkcs11js.CKA_VALUE }])[0].value);
@@ -227,8 +227,8 @@ export class Pkcs11Hsm implements Hsm {
     });
   }
 
-  async encryptAesGcm(kekLabel: string, plaintext: Buffer, aad: Buffer): Promise<{ iv: Buffer; ciphertextAndTag: Buffer }> {
-    return this.withKey(kekLabel, 'C_Encrypt', (s, kek) => {
+  async encryptAesGcm(kekRef: ObjectRef, plaintext: Buffer, aad: Buffer): Promise<{ iv: Buffer; ciphertextAndTag: Buffer }> {
+    return this.withKey(kekRef, 'C_Encrypt', (s, kek) => {
       const gcm = this.freshGcm(s, aad, 'C_Encrypt');
       this.p11.C_EncryptInit(s, gcm.mechanism, kek);
       const ciphertextAndTag = Buffer.from(this.p11.C_Encrypt(s, plaintext, Buffer.alloc(plaintext.length + GCM_TAG_BYTES)));
@@ -256,8 +256,8 @@ export class Pkcs11Hsm implements Hsm {
     };
   }
 
-  async decryptAesGcm(kekLabel: string, ciphertextAndTag: Buffer, iv: Buffer, aad: Buffer): Promise<Buffer> {
-    return this.withKey(kekLabel, 'C_Decrypt', (s, kek) => {
+  async decryptAesGcm(kekRef: ObjectRef, ciphertextAndTag: Buffer, iv: Buffer, aad: Buffer): Promise<Buffer> {
+    return this.withKey(kekRef, 'C_Decrypt', (s, kek) => {
       this.p11.C_DecryptInit(s, aesGcm(iv, aad), kek);
       // SoftHSM2 wants room for ciphertext plus tag even though the tag is not output (§1.3).
       return Buffer.from(this.p11.C_Decrypt(s, ciphertextAndTag, Buffer.alloc(ciphertextAndTag.length)));
@@ -297,33 +297,33 @@ export class Pkcs11Hsm implements Hsm {
     return { privateKey: key.export({ type: 'pkcs8', format: 'der' }), publicKey: crypto.createPublicKey(key).export({ type: 'spki', format: 'der' }) };
   }
 
-  async rsaEncrypt(label: string, hash: 'SHA1' | 'SHA256', plaintext: Buffer): Promise<Buffer> {
-    return this.withKey(label, 'C_Encrypt', (s, key) => {
+  async rsaEncrypt(ref: ObjectRef, hash: 'SHA1' | 'SHA256', plaintext: Buffer): Promise<Buffer> {
+    return this.withKey(ref, 'C_Encrypt', (s, key) => {
       this.p11.C_EncryptInit(s, rsaOaep(hash), key);
       return Buffer.from(this.p11.C_Encrypt(s, plaintext, Buffer.alloc(1024)));
     });
   }
 
-  async rsaDecrypt(label: string, hash: 'SHA1' | 'SHA256', ciphertext: Buffer): Promise<Buffer> {
-    return this.withKey(label, 'C_Decrypt', (s, key) => {
+  async rsaDecrypt(ref: ObjectRef, hash: 'SHA1' | 'SHA256', ciphertext: Buffer): Promise<Buffer> {
+    return this.withKey(ref, 'C_Decrypt', (s, key) => {
       this.p11.C_DecryptInit(s, rsaOaep(hash), key);
       return Buffer.from(this.p11.C_Decrypt(s, ciphertext, Buffer.alloc(1024)));
     });
   }
 
-  async hmacSign(macLabel: string, data: Buffer, hash: Hash = 'SHA256'): Promise<Buffer> {
+  async hmacSign(macRef: ObjectRef, data: Buffer, hash: Hash = 'SHA256'): Promise<Buffer> {
     const hmac = hmacMechanism(hash);
-    return this.withKey(macLabel, 'C_Sign', (s, key) => {
+    return this.withKey(macRef, 'C_Sign', (s, key) => {
       this.p11.C_SignInit(s, { mechanism: hmac.mechanism }, key);
       return Buffer.from(this.p11.C_Sign(s, data, Buffer.alloc(hmac.bytes)));
     });
   }
 
-  async hmacVerify(macLabel: string, data: Buffer, mac: Buffer, hash: Hash = 'SHA256'): Promise<boolean> {
+  async hmacVerify(macRef: ObjectRef, data: Buffer, mac: Buffer, hash: Hash = 'SHA256'): Promise<boolean> {
     const hmac = hmacMechanism(hash);
     if (mac.length !== hmac.bytes) return false;
     try {
-      return await this.withKey(macLabel, 'C_Verify', (s, key) => {
+      return await this.withKey(macRef, 'C_Verify', (s, key) => {
         this.p11.C_VerifyInit(s, { mechanism: hmac.mechanism }, key);
         return this.p11.C_Verify(s, data, mac);
       });
@@ -337,20 +337,36 @@ export class Pkcs11Hsm implements Hsm {
     return this.withSession('C_GenerateRandom', (s) => Buffer.from(this.p11.C_GenerateRandom(s, Buffer.alloc(length))));
   }
 
-  async destroyKey(label: string): Promise<void> {
-    await this.withSession('C_DestroyObject', (s) => {
-      const handle = this.handles.get(label) ?? this.find(s, label);
-      this.handles.delete(label);
-      if (handle) this.p11.C_DestroyObject(s, handle);
+  async destroyKey(ref: ObjectRef): Promise<number> {
+    return this.withSession('C_DestroyObject', (s) => {
+      this.handles.delete(ref.id);
+      const found = findAll(this.p11, s, idTemplate(ref));
+      for (const handle of found) this.p11.C_DestroyObject(s, handle);
+      return found.length;
     });
   }
 
-  async listKeyLabels(prefix: string): Promise<string[]> {
-    return [...this.handles.keys()].filter((l) => l.startsWith(prefix));
+  async countObjects(ref: ObjectRef): Promise<number> {
+    return this.withSession('C_FindObjects', (s) => findAll(this.p11, s, idTemplate(ref)).length);
   }
 
-  async inspectKeyObjects(label: string): Promise<KeyObjectFacts[]> {
-    return this.withSession('C_GetAttributeValue', (s) => readObjectFacts(this.p11, s, label));
+  async listKeyObjects(labelPrefix: string): Promise<ObjectRef[]> {
+    return this.withSession('C_FindObjects', (s) => {
+      const found: ObjectRef[] = [];
+      // By class: every key object has CKA_LABEL and CKA_ID, so one read per object answers both.
+      for (const objectClass of [pkcs11js.CKO_SECRET_KEY, pkcs11js.CKO_PRIVATE_KEY, pkcs11js.CKO_PUBLIC_KEY]) {
+        for (const h of findAll(this.p11, s, [{ type: pkcs11js.CKA_TOKEN, value: true }, { type: pkcs11js.CKA_CLASS, value: objectClass }])) {
+          const [label, id] = this.p11.C_GetAttributeValue(s, h, [{ type: pkcs11js.CKA_LABEL }, { type: pkcs11js.CKA_ID }]);
+          const text = label.value.toString('utf8');
+          if (text.startsWith(labelPrefix)) found.push({ id: id.value.toString('hex'), label: text });
+        }
+      }
+      return found;
+    });
+  }
+
+  async inspectKeyObjects(ref: ObjectRef): Promise<KeyObjectFacts[]> {
+    return this.withSession('C_GetAttributeValue', (s) => readObjectFacts(this.p11, s, idTemplate(ref)));
   }
 
   async health(): Promise<HsmHealth> {
@@ -394,56 +410,36 @@ export class Pkcs11Hsm implements Hsm {
     }
   }
 
-  private async loadHandleCache(): Promise<void> {
-    await this.pool.use((s) => call('C_FindObjects', () => {
-      this.p11.C_FindObjectsInit(s, [{ type: pkcs11js.CKA_TOKEN, value: true }]); // secret, private and public keys
-      let found: pkcs11js.Handle[];
-      try {
-        found = this.p11.C_FindObjects(s, 100000);
-      } finally {
-        this.p11.C_FindObjectsFinal(s); // SoftHSM answers CKR_OPERATION_ACTIVE otherwise
-      }
-      for (const h of found) {
-        const label = this.p11.C_GetAttributeValue(s, h, [{ type: pkcs11js.CKA_LABEL }])[0].value.toString('utf8');
-        this.handles.set(label, h);
-      }
-    }), () => false);
+  private remember(ref: ObjectRef, handle: pkcs11js.Handle): void {
+    this.handles.set(ref.id, handle);
   }
 
-  private remember(label: string, handle: pkcs11js.Handle): void {
-    this.handles.set(label, handle);
-  }
-
-  private find(s: Session, label: string): pkcs11js.Handle | null {
-    this.p11.C_FindObjectsInit(s, [
-      { type: pkcs11js.CKA_TOKEN, value: true },
-      { type: pkcs11js.CKA_LABEL, value: label },
-    ]);
-    try {
-      return this.p11.C_FindObjects(s);
-    } finally {
-      this.p11.C_FindObjectsFinal(s);
-    }
+  /** The one token object with the ref's id: none or several is HsmError 'key' naming it, never a guess. */
+  private lookUp(s: Session, ref: ObjectRef, fn: string): pkcs11js.Handle {
+    const found = findAll(this.p11, s, idTemplate(ref));
+    if (found.length === 1) return found[0];
+    const problem = found.length === 0 ? `no token object has the CKA_ID of ${ref.label}` : `${found.length} token objects carry the CKA_ID of ${ref.label}: refusing to guess which holds the key`;
+    throw new HsmError('key', fn, found.length === 0 ? 'CKR_OBJECT_HANDLE_INVALID' : undefined, { cause: new Error(problem) });
   }
 
   /**
-   * Runs fn with the key's cached handle. A handle that went stale (object destroyed by another
-   * process) is looked up once more; a key that is gone is HsmError kind 'key'.
+   * Runs fn with the key's handle: cached, or looked up by id on first use. A handle that went
+   * stale (the object destroyed by another process, or the module re-initialised by another
+   * thread) is looked up once more.
    */
-  private async withKey<T>(label: string, fn: string, body: (s: Session, key: pkcs11js.Handle) => T): Promise<T> {
+  private async withKey<T>(ref: ObjectRef, fn: string, body: (s: Session, key: pkcs11js.Handle) => T): Promise<T> {
     return this.withSession(fn, (s) => {
-      const cached = this.handles.get(label);
-      if (cached) {
+      const cached = this.handles.get(ref.id);
+      if (cached !== undefined) {
         try {
           return body(s, cached);
         } catch (err) {
           if (classifyCkr(ckrName(err)) !== 'key') throw err;
-          this.handles.delete(label);
+          this.handles.delete(ref.id);
         }
       }
-      const handle = this.find(s, label);
-      if (!handle) throw new HsmError('key', fn, 'CKR_OBJECT_HANDLE_INVALID');
-      this.handles.set(label, handle);
+      const handle = this.lookUp(s, ref, fn);
+      this.handles.set(ref.id, handle);
       return body(s, handle);
     });
   }
@@ -581,9 +577,11 @@ function instrumented(p11: pkcs11js.PKCS11, calls: CallRecorder, faults?: FaultP
         const result = value.apply(target, args);
         if (result instanceof Promise) {
           result.then(() => done(), (err: unknown) => done(err));
-          return result;
+          // A hold after an *Async call: the result waits, the thread does not.
+          return faults ? result.then(async (v) => (await new Promise((r) => setTimeout(r, faults.apply(prop, true))), v)) : result;
         }
         done();
+        faults?.apply(prop, true);
         return result;
       } catch (err) {
         done(err);
@@ -657,6 +655,14 @@ function signatureMechanism(scheme: SigningScheme, digest: Buffer): { mechanism:
     case 'EDDSA':
       return { mechanism: EDDSA, input: digest }; // pure Ed25519: the message itself
   }
+}
+
+/** Token objects with the ref's CKA_ID. */
+function idTemplate(ref: ObjectRef): pkcs11js.Template {
+  return [
+    { type: pkcs11js.CKA_TOKEN, value: true },
+    { type: pkcs11js.CKA_ID, value: Buffer.from(ref.id, 'hex') },
+  ];
 }
 
 /** A CK_ULONG attribute value (8 bytes little-endian on 64-bit Linux, 4 elsewhere). */

@@ -1,5 +1,5 @@
 import * as pkcs11js from 'pkcs11js';
-import type { KeyPairUsage } from '../hsm';
+import type { KeyPairUsage, ObjectRef } from '../hsm';
 import { CKM_EC_EDWARDS_KEY_PAIR_GEN, CKM_EDDSA } from './mechanisms';
 
 /** Every CKA_* policy for objects QKMS creates, in one place (docs/crypto.md §Key objects). */
@@ -20,13 +20,13 @@ const NEVER_LEAVES: pkcs11js.Template = [
   { type: pkcs11js.CKA_MODIFIABLE, value: false },
 ];
 
-/** Label and id: the label, as QKMS finds objects by it and pkcs11-tool shows both. */
-const named = (label: string): pkcs11js.Template => [
-  { type: pkcs11js.CKA_LABEL, value: label },
-  { type: pkcs11js.CKA_ID, value: Buffer.from(label, 'utf8') },
+/** Id and label: QKMS finds objects by CKA_ID (ObjectRef); the label is for people. */
+const named = (ref: ObjectRef): pkcs11js.Template => [
+  { type: pkcs11js.CKA_LABEL, value: ref.label },
+  { type: pkcs11js.CKA_ID, value: Buffer.from(ref.id, 'hex') },
 ];
 
-const longLivedSecret = (label: string): pkcs11js.Template => [{ type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY }, ...NEVER_LEAVES, ...named(label)];
+const longLivedSecret = (ref: ObjectRef): pkcs11js.Template => [{ type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY }, ...NEVER_LEAVES, ...named(ref)];
 
 const USAGES = {
   wrap: pkcs11js.CKA_WRAP,
@@ -44,9 +44,9 @@ function usages(...allowed: Array<keyof typeof USAGES>): pkcs11js.Template {
 }
 
 /** A KMS key's AES-256 material: wraps data keys (KWP, or GCM where supported) and GCM-encrypts. */
-export function kekTemplate(label: string): pkcs11js.Template {
+export function kekTemplate(ref: ObjectRef): pkcs11js.Template {
   return [
-    ...longLivedSecret(label),
+    ...longLivedSecret(ref),
     { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
     { type: pkcs11js.CKA_VALUE_LEN, value: 32 },
     ...usages('wrap', 'unwrap', 'encrypt', 'decrypt'),
@@ -58,9 +58,9 @@ export function kekTemplate(label: string): pkcs11js.Template {
  * An HMAC key: the one that authenticates KWP blobs (SHA-256, 32 bytes) or a KMS HMAC_* key, limited
  * to its one HMAC mechanism.
  */
-export function macKeyTemplate(label: string, bytes: number, mechanism: number): pkcs11js.Template {
+export function macKeyTemplate(ref: ObjectRef, bytes: number, mechanism: number): pkcs11js.Template {
   return [
-    ...longLivedSecret(label),
+    ...longLivedSecret(ref),
     // SoftHSM2 generates HMAC keys only as CKK_GENERIC_SECRET (pkcs11-and-clients.md §2.1).
     { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_GENERIC_SECRET },
     { type: pkcs11js.CKA_VALUE_LEN, value: bytes },
@@ -95,21 +95,21 @@ export function keyPairGenMechanism(spec: { family: 'RSA' | 'EC' | 'EDWARDS' }):
  * limited to the usage's mechanisms; the public key is a token object QKMS reads for GetPublicKey.
  */
 export function keyPairTemplates(
-  labels: { private: string; public: string },
+  refs: { private: ObjectRef; public: ObjectRef },
   spec: { family: 'RSA'; bits: number } | { family: 'EC' | 'EDWARDS'; curve: keyof typeof CURVE_OIDS },
   usage: KeyPairUsage,
 ): { publicKey: pkcs11js.Template; privateKey: pkcs11js.Template } {
   const signs = usage === 'SIGN_VERIFY';
   const encrypts = usage === 'ENCRYPT_DECRYPT';
   const mechanisms = pairMechanisms(spec, usage).allowed;
-  const common = (label: string): pkcs11js.Template => [...named(label), { type: pkcs11js.CKA_ALLOWED_MECHANISMS, value: allowedMechanisms(...mechanisms) }];
+  const common = (ref: ObjectRef): pkcs11js.Template => [...named(ref), { type: pkcs11js.CKA_ALLOWED_MECHANISMS, value: allowedMechanisms(...mechanisms) }];
   const keyShape: pkcs11js.Template =
     spec.family === 'RSA'
       ? [{ type: pkcs11js.CKA_MODULUS_BITS, value: spec.bits }, { type: pkcs11js.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) }]
       : [{ type: pkcs11js.CKA_EC_PARAMS, value: CURVE_OIDS[spec.curve] }];
   return {
     publicKey: [
-      ...common(labels.public),
+      ...common(refs.public),
       { type: pkcs11js.CKA_TOKEN, value: true },
       { type: pkcs11js.CKA_MODIFIABLE, value: false },
       { type: pkcs11js.CKA_PRIVATE, value: false },
@@ -119,7 +119,7 @@ export function keyPairTemplates(
       { type: pkcs11js.CKA_WRAP, value: false },
     ],
     privateKey: [
-      ...common(labels.private),
+      ...common(refs.private),
       ...NEVER_LEAVES,
       { type: pkcs11js.CKA_SIGN, value: signs },
       { type: pkcs11js.CKA_DECRYPT, value: encrypts },

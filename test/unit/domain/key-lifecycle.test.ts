@@ -1,24 +1,147 @@
 import assert from 'node:assert/strict';
-import { rotateKeyMaterial } from '../../../src/domain/key-lifecycle';
-import { materialLabels } from '../../../src/domain/key-repository';
+import { RETRY_FIRST_MS, RetryBackoff, runDueLifecycleWork, STALE_INTENT_MS } from '../../../src/domain/key-lifecycle';
+import { rotateKeyMaterial } from '../../../src/domain/key-material';
+import { reconcileWithToken, surveyToken } from '../../../src/domain/token-reconciliation';
 import { FaultInjectingHsm } from '../../../src/hsm/fault-injecting-hsm';
+import { cancelKeyDeletion } from '../../../src/operations/cancel-key-deletion';
 import { createKey } from '../../../src/operations/create-key';
+import { rotateKeyOnDemand } from '../../../src/operations/key-rotation';
+import { scheduleKeyDeletion } from '../../../src/operations/schedule-key-deletion';
+import { KMSInvalidStateException, LimitExceededException } from '../../../src/errors/kms-errors';
 import { operationContext, unitDeps } from '../../support/unit-deps';
 
-describe('Key rotation', () => {
-  it('serialises concurrent rotations of one key: distinct versions, no material lost', async () => {
+type Deps = Awaited<ReturnType<typeof unitDeps>>;
+
+async function newKey(deps: Deps): Promise<string> {
+  const out = (await createKey.handle({}, operationContext(deps))) as { KeyMetadata: { KeyId: string } };
+  return out.KeyMetadata.KeyId;
+}
+
+/** Every object id the store's material rows own, and every object id on the fake token. */
+async function ids(deps: Deps): Promise<{ owned: string[]; onToken: string[] }> {
+  const owned = (await deps.keys.listMaterials()).flatMap((m) => Object.values(m.objects).map((r) => r.id)).sort();
+  const onToken = (await deps.fake.listKeyObjects('qkms/')).map((r) => r.id).sort();
+  return { owned, onToken };
+}
+
+describe('Key material: intents, reserved versions, rollback', () => {
+  it('concurrent rotations of one key get distinct versions and lose no material', async () => {
     const deps = await unitDeps();
     const faults = new FaultInjectingHsm(deps.fake);
     const slow = { ...deps, hsm: faults.hsm };
-    const out = (await createKey.handle({}, operationContext(deps))) as { KeyMetadata: { KeyId: string } };
-    const key = (await deps.keys.getKey(out.KeyMetadata.KeyId))!;
-    faults.add({ method: 'generateKek', times: 3, delayMs: 20 }); // lets the rotations interleave if they could
-    const versions = await Promise.all([1, 2, 3].map(() => rotateKeyMaterial(slow, key, 'ON_DEMAND')));
-    assert.deepEqual(versions.sort(), [2, 3, 4]);
-    for (const v of [1, 2, 3, 4]) {
-      const labels = materialLabels(key.keyId, v);
-      assert.ok(deps.fake.keys.has(labels.kek) && deps.fake.keys.has(labels.mac), `version ${v} is on the token`);
-    }
-    assert.equal((await deps.keys.getKey(key.keyId))!.currentMaterialVersion, 4);
+    const key = (await deps.keys.getKey(await newKey(deps)))!;
+    faults.add({ method: 'generateKek', times: 3, delayMs: 20 }); // lets the rotations interleave
+    const versions = await Promise.all([1, 2, 3].map(() => rotateKeyMaterial(slow, key, { rotationType: 'ON_DEMAND' })));
+    assert.deepEqual([...versions].sort(), [2, 3, 4]);
+    assert.deepEqual((await ids(deps)).onToken, (await ids(deps)).owned, 'every object is owned, every owned object is there');
+    assert.equal((await deps.keys.getKey(key.keyId))!.currentMaterialVersion, 4, 'the newest version is current whatever order they finished in');
+  });
+
+  it('a failed rotation destroys what it made and its version number is never used again', async () => {
+    const deps = await unitDeps();
+    const faults = new FaultInjectingHsm(deps.fake);
+    const key = (await deps.keys.getKey(await newKey(deps)))!;
+    faults.add({ method: 'generateMacKey', times: 1, fail: { kind: 'device', ckr: 'CKR_DEVICE_ERROR' } });
+    await assert.rejects(rotateKeyMaterial({ ...deps, hsm: faults.hsm }, key, { rotationType: 'ON_DEMAND' }));
+    assert.deepEqual((await ids(deps)).onToken, (await ids(deps)).owned, 'the KEK made before the failure is gone');
+    assert.deepEqual(await deps.keys.listIntents(), []);
+    assert.equal(await rotateKeyMaterial(deps, key, { rotationType: 'ON_DEMAND' }), 3, 'version 2 stays reserved');
+  });
+
+  it('start-up reconciliation rolls back an intent a crash left, with its objects, and reports foreign objects without touching them', async () => {
+    const deps = await unitDeps();
+    const key = (await deps.keys.getKey(await newKey(deps)))!;
+    // What a crash after the KEK of version 2 was made leaves: an intent and one of its objects.
+    const intent = await deps.keys.reserveVersion(key.keyId, { rotationType: 'ON_DEMAND', objectIds: { kek: 'aa'.repeat(16), mac: 'bb'.repeat(16) }, createdAt: deps.clock() });
+    assert.ok(typeof intent !== 'string');
+    await deps.fake.generateKek(intent.objects.kek);
+    const foreign = { id: 'cc'.repeat(16), label: 'qkms/someone-else/1/kek' };
+    await deps.fake.generateKek(foreign);
+    const result = await reconcileWithToken(deps);
+    assert.equal(result.rolledBack, 1);
+    assert.deepEqual(result.orphaned, [foreign]);
+    assert.equal(await deps.fake.countObjects(intent.objects.kek), 0);
+    assert.equal(await deps.fake.countObjects(foreign), 1, 'an orphan is reported, not destroyed');
+    assert.deepEqual(await deps.keys.listIntents(), []);
+  });
+
+  it('an id several objects carry is ambiguous: the key is refused (KeyUnavailable), never guessed', async () => {
+    const deps = await unitDeps();
+    const keyId = await newKey(deps);
+    const [material] = await deps.keys.listMaterialsOf(keyId);
+    deps.fake.duplicate(material.objects.kek);
+    assert.deepEqual((await surveyToken(deps.keys, deps.fake)).ambiguous.map((a) => a.count), [2]);
+    await assert.rejects(deps.envelope.encrypt(material, Buffer.from('x'), Buffer.alloc(0)), (e: Error & { kind?: string }) => e.kind === 'key' && /refusing|2 objects/.test(String(e.cause)));
+  });
+
+  it('counts rotations in flight against the on-demand quota, in the store', async () => {
+    const deps = await unitDeps();
+    const key = (await deps.keys.getKey(await newKey(deps)))!;
+    for (let i = 0; i < 24; i++) await rotateKeyMaterial(deps, key, { rotationType: 'ON_DEMAND' });
+    const inFlight = await deps.keys.reserveVersion(key.keyId, { rotationType: 'ON_DEMAND', objectIds: { kek: 'dd'.repeat(16), mac: 'ee'.repeat(16) }, createdAt: deps.clock(), onDemandLimit: 25 });
+    assert.ok(typeof inFlight !== 'string', 'the 25th is reserved');
+    await assert.rejects(rotateKeyOnDemand.handle({ KeyId: key.keyId }, operationContext(deps)), LimitExceededException);
+  });
+});
+
+describe('Scheduled key work', () => {
+  it('a cancel after the scheduler claimed the key is refused, and the deletion completes', async () => {
+    let now = new Date('2026-11-29T12:00:00Z');
+    const deps = { ...(await unitDeps()), clock: () => now };
+    const keyId = await newKey(deps);
+    await scheduleKeyDeletion.handle({ KeyId: keyId, PendingWindowInDays: 7 }, operationContext(deps));
+    now = new Date(now.getTime() + 8 * 86_400_000);
+    assert.equal(await deps.keys.beginDeletion(keyId, now), true);
+    await assert.rejects(cancelKeyDeletion.handle({ KeyId: keyId }, operationContext(deps)), (e: unknown) => e instanceof KMSInvalidStateException && /deletion has begun/.test(e.message));
+    assert.deepEqual((await runDueLifecycleWork(deps)).deleted, [keyId]);
+    assert.equal(await deps.keys.getKey(keyId), undefined);
+    assert.deepEqual((await ids(deps)).onToken, []);
+  });
+
+  it('one key whose destroy keeps failing neither stops the others nor is retried before its backoff', async () => {
+    let now = new Date('2026-11-29T12:00:00Z');
+    const base = await unitDeps();
+    const faults = new FaultInjectingHsm(base.fake);
+    const failures: string[] = [];
+    const deps = { ...base, clock: () => now, onFailure: (w: string) => failures.push(w) };
+    const [stuck, other] = [await newKey(deps), await newKey(deps)];
+    for (const k of [stuck, other]) await scheduleKeyDeletion.handle({ KeyId: k, PendingWindowInDays: 7 }, operationContext(deps));
+    now = new Date(now.getTime() + 8 * 86_400_000);
+    faults.add({ method: 'destroyKey', times: 1, fail: { kind: 'device', ckr: 'CKR_DEVICE_ERROR' } }); // the first key's first destroy
+    const backoff = new RetryBackoff();
+    const first = await runDueLifecycleWork({ ...deps, hsm: faults.hsm }, backoff);
+    assert.deepEqual(first.deleted, [other]);
+    assert.deepEqual(failures, ['deletion']);
+    assert.ok((await deps.keys.getKey(stuck))?.deletionStartedAt, 'claimed, so a cancel cannot race the retry');
+    assert.deepEqual((await runDueLifecycleWork({ ...deps, hsm: faults.hsm }, backoff)).deleted, [], 'not retried within its backoff');
+    now = new Date(now.getTime() + RETRY_FIRST_MS);
+    assert.deepEqual((await runDueLifecycleWork({ ...deps, hsm: faults.hsm }, backoff)).deleted, [stuck]);
+    assert.deepEqual((await ids(deps)).onToken, []);
+  });
+
+  it('an automatic rotation moves its date in the same transaction: run twice, it rotates once', async () => {
+    let now = new Date('2026-11-29T12:00:00Z');
+    const deps = { ...(await unitDeps()), clock: () => now };
+    const keyId = await newKey(deps);
+    await deps.keys.setRotation(keyId, { periodDays: 90, nextRotationDate: new Date(now.getTime() + 1000) });
+    now = new Date(now.getTime() + 2000);
+    assert.deepEqual((await runDueLifecycleWork(deps)).rotated, [keyId]);
+    assert.deepEqual((await runDueLifecycleWork(deps)).rotated, []);
+    const key = (await deps.keys.getKey(keyId))!;
+    assert.equal(key.currentMaterialVersion, 2);
+    assert.equal(key.rotation!.nextRotationDate.getTime(), now.getTime() + 90 * 86_400_000);
+  });
+
+  it('rolls back an intent left stale by a failure it could not undo, without waiting for a restart', async () => {
+    let now = new Date('2026-11-29T12:00:00Z');
+    const deps = { ...(await unitDeps()), clock: () => now };
+    const key = (await deps.keys.getKey(await newKey(deps)))!;
+    const intent = await deps.keys.reserveVersion(key.keyId, { rotationType: 'ON_DEMAND', objectIds: { kek: 'ab'.repeat(16), mac: 'cd'.repeat(16) }, createdAt: now });
+    assert.ok(typeof intent !== 'string');
+    await deps.fake.generateKek(intent.objects.kek);
+    assert.equal((await runDueLifecycleWork(deps)).rolledBack, 0, 'a fresh intent may belong to a call in flight');
+    now = new Date(now.getTime() + STALE_INTENT_MS);
+    assert.equal((await runDueLifecycleWork(deps)).rolledBack, 1);
+    assert.equal(await deps.fake.countObjects(intent.objects.kek), 0);
   });
 });

@@ -12,28 +12,30 @@ const strong: KeyObjectFacts = {
   allowedMechanisms: ['CKM_AES_GCM'],
 };
 
+const ref = { id: strong.id, label: strong.label };
+
 describe('Compliance verdict', () => {
   it('passes a sensitive, never-extractable, locally generated object with no warnings', () => {
-    assert.deepEqual(judge('kek', strong.label, [strong]), { role: 'kek', label: strong.label, objects: [strong], failures: [], warnings: [] });
+    assert.deepEqual(judge('kek', ref, [strong]), { role: 'kek', label: strong.label, id: strong.id, objects: [strong], failures: [], warnings: [] });
   });
 
   it('fails on each of the four properties and on CKA_EXTRACTABLE, naming the attribute', () => {
     for (const [flag, bad] of [['CKA_SENSITIVE', false], ['CKA_ALWAYS_SENSITIVE', false], ['CKA_NEVER_EXTRACTABLE', false], ['CKA_LOCAL', false], ['CKA_EXTRACTABLE', true]] as const) {
-      const found = judge('kek', strong.label, [{ ...strong, flags: { ...strong.flags, [flag]: bad } }]);
+      const found = judge('kek', ref, [{ ...strong, flags: { ...strong.flags, [flag]: bad } }]);
       assert.deepEqual(found.failures, [`${flag} is ${String(bad)} (must be ${String(!bad)})`]);
     }
   });
 
-  it('fails an attribute the token does not report, a missing object and a duplicated label', () => {
+  it('fails an attribute the token does not report, a missing object and a duplicated id', () => {
     const { CKA_LOCAL: _local, ...rest } = strong.flags;
-    assert.deepEqual(judge('kek', strong.label, [{ ...strong, flags: rest }]).failures, ['CKA_LOCAL is not reported (must be true)']);
-    assert.deepEqual(judge('kek', strong.label, []).failures, ['object missing from the token']);
-    assert.deepEqual(judge('kek', strong.label, [strong, strong]).failures, ["2 objects carry this label: the key's material is ambiguous"]);
+    assert.deepEqual(judge('kek', ref, [{ ...strong, flags: rest }]).failures, ['CKA_LOCAL is not reported (must be true)']);
+    assert.deepEqual(judge('kek', ref, []).failures, ['object missing from the token']);
+    assert.deepEqual(judge('kek', ref, [strong, strong]).failures, ["2 objects carry this id: the key's material is ambiguous"]);
   });
 
   it('judges only the presence of a public key, and warns (without failing) on weaker hygiene', () => {
-    assert.deepEqual(judge('public', 'p', [{ ...strong, objectClass: 'CKO_PUBLIC_KEY', flags: { CKA_LOCAL: true } }]).failures, []);
-    const lax = judge('kek', strong.label, [{ ...strong, allowedMechanisms: null, flags: { ...strong.flags, CKA_PRIVATE: false, CKA_MODIFIABLE: true } }]);
+    assert.deepEqual(judge('public', { id: '01', label: 'p' }, [{ ...strong, objectClass: 'CKO_PUBLIC_KEY', flags: { CKA_LOCAL: true } }]).failures, []);
+    const lax = judge('kek', ref, [{ ...strong, allowedMechanisms: null, flags: { ...strong.flags, CKA_PRIVATE: false, CKA_MODIFIABLE: true } }]);
     assert.deepEqual(lax.failures, []);
     assert.equal(lax.warnings.length, 3);
   });
@@ -68,7 +70,7 @@ describe('Compliance report HTML', () => {
           aliases: [`alias/${evil}`],
           policy: evil,
           grants: [{ grantId: 'g', keyId: 'k', name: evil, granteePrincipal: 'p', issuingAccount: 'a', operations: ['Decrypt'], createdAt: 'c' }],
-          materials: [{ version: 1, materialId: 'm', createdAt: 'c', rotationType: 'ORIGINAL', isCurrent: true, objects: [judge('kek', evil, [{ ...strong, label: evil, id: evil }])] }],
+          materials: [{ version: 1, materialId: 'm', createdAt: 'c', rotationType: 'ORIGINAL', isCurrent: true, objects: [judge('kek', { id: evil, label: evil }, [{ ...strong, label: evil, id: evil }])] }],
           verdict: { neverLeftHsm: true, failures: [] },
         },
       ],
