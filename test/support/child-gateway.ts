@@ -12,6 +12,8 @@ export interface ChildGateway {
   client: KMSClient;
   output(): string;
   stop(): Promise<number | null>;
+  /** SIGKILL, as a crash or the OOM killer would: nothing runs after it. Resolves once the process is gone. */
+  crash(): Promise<void>;
 }
 
 /** `src/main.ts` in its own process, as `npm start` runs it, with only the given QKMS_* settings. */
@@ -53,6 +55,12 @@ export async function startChildGateway(env: Record<string, string>): Promise<Ch
     url,
     client,
     output,
+    async crash() {
+      child.kill('SIGKILL');
+      await exited;
+      client.destroy();
+      recordLog(output());
+    },
     async stop() {
       child.kill('SIGTERM');
       const code = await exited;
