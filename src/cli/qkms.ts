@@ -8,6 +8,7 @@ import { aliasesCommand } from './commands/aliases';
 import { auditCommand } from './commands/audit';
 import { benchCommand } from './commands/bench';
 import { keysCommand } from './commands/keys';
+import { orphansCommand } from './commands/orphans';
 import { reportCommand } from './commands/report';
 import { tokenCommands } from './commands/token';
 
@@ -17,7 +18,7 @@ import { tokenCommands } from './commands/token';
  */
 export function buildProgram(env: Record<string, string | undefined>): Command {
   const program = new Command('qkms')
-    .description('QKMS admin: keys, aliases, the token, the audit trail, compliance report, benchmark')
+    .description('QKMS admin: keys, aliases, the token and its orphaned objects, the audit trail, compliance report, benchmark')
     .option('--endpoint <url>', 'talk to a running gateway (SigV4); without it, work directly on QKMS_DATA_DIR')
     .option('--region <region>', 'SigV4 region (default QKMS_REGION or us-east-1)')
     .option('--access-key-id <id>', 'access key id (default QKMS_ACCESS_KEY_ID)')
@@ -25,7 +26,7 @@ export function buildProgram(env: Record<string, string | undefined>): Command {
     .option('--data-dir <dir>', 'direct mode: the data dir (default QKMS_DATA_DIR)')
     .option('--json', 'machine-readable JSON on stdout');
   const cli = new Cli(env, () => program.opts<GlobalOptions>());
-  for (const command of [keysCommand(cli), aliasesCommand(cli), ...tokenCommands(cli), auditCommand(cli), reportCommand(cli), benchCommand(cli)]) {
+  for (const command of [keysCommand(cli), aliasesCommand(cli), ...tokenCommands(cli), orphansCommand(cli), auditCommand(cli), reportCommand(cli), benchCommand(cli)]) {
     program.addCommand(command);
   }
   throwInsteadOfExit(program);
