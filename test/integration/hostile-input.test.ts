@@ -12,6 +12,7 @@ import {
   KMSClient,
   ReEncryptCommand,
 } from '@aws-sdk/client-kms';
+import { startChildGateway } from '../support/child-gateway';
 import { integration } from '../support/integration-hooks';
 import { registerSecret } from '../support/secrets';
 import { rawCall, startGateway, type Harness } from '../support/harness';
@@ -24,7 +25,8 @@ const DENIED = { name: 'AccessDeniedException' };
 const map = (json: string) => JSON.parse(json) as Record<string, string>;
 
 /**
- * Input built to reach the core: odd maps and a `__proto__` key.
+ * Input built to reach the core: odd maps, a `__proto__` key, context keys that differ only in
+ * case, and a context that made the old wildcard matcher backtrack for minutes.
  */
 describe('Hostile input', function () {
   this.timeout(60000);
@@ -101,6 +103,35 @@ describe('Hostile input', function () {
     assert.equal(Buffer.from(back.Plaintext!).toString(), 'bound');
   });
 
+  it('context keys that differ only in case cannot slip past a key-policy Deny on kms:EncryptionContext:<key>', async () => {
+    const keyId = await newKey(JSON.stringify({ Statement: [
+      { Effect: 'Allow', Principal: { AWS: ROOT }, Action: 'kms:*', Resource: '*' },
+      { Effect: 'Allow', Principal: { AWS: BOB }, Action: ['kms:GenerateDataKey', 'kms:Encrypt'], Resource: '*' },
+      { Effect: 'Deny', Principal: { AWS: BOB }, Action: 'kms:*', Resource: '*', Condition: { StringEquals: { 'kms:EncryptionContext:classification': 'secret' } } },
+    ] }));
+    const gdk = (EncryptionContext: Record<string, string>) => asBob().send(new GenerateDataKeyCommand({ KeyId: keyId, KeySpec: 'AES_256', EncryptionContext }));
+    assert.ok((await gdk({ classification: 'public' })).Plaintext);
+    await assert.rejects(gdk({ classification: 'secret' }), DENIED);
+    await assert.rejects(gdk({ Classification: 'secret' }), DENIED, 'the condition key name is case-insensitive');
+    await assert.rejects(gdk({ classification: 'secret', Classification: 'public' }), DENIED);
+    await assert.rejects(gdk({ Classification: 'public', classification: 'secret' }), DENIED);
+    await assert.rejects(gdk({ CLASSIFICATION: 'public', classification: 'public', ClassiFication: 'secret' }), DENIED);
+    await assert.rejects(asBob().send(new EncryptCommand({ KeyId: keyId, Plaintext: Buffer.from('x'), EncryptionContext: { classification: 'secret', Classification: 'public' } })), DENIED);
+  });
+
+  it('grant constraints match context keys case-insensitively (as AWS documents), and every spelling must carry the value', async () => {
+    const keyId = await newKey();
+    await gw.client.send(new CreateGrantCommand({ KeyId: keyId, GranteePrincipal: BOB, Operations: ['GenerateDataKey'], Constraints: { EncryptionContextSubset: { Tenant: 'a' } } }));
+    const gdk = (EncryptionContext: Record<string, string>) => asBob().send(new GenerateDataKeyCommand({ KeyId: keyId, KeySpec: 'AES_256', EncryptionContext }));
+    assert.ok((await gdk({ tenant: 'a' })).Plaintext);
+    await assert.rejects(gdk({ tenant: 'A' }), DENIED, 'values are case-sensitive');
+    await assert.rejects(gdk({ tenant: 'a', TENANT: 'b' }), DENIED);
+    const equals = await newKey();
+    await gw.client.send(new CreateGrantCommand({ KeyId: equals, GranteePrincipal: BOB, Operations: ['GenerateDataKey'], Constraints: { EncryptionContextEquals: { Tenant: 'a' } } }));
+    assert.ok((await asBob().send(new GenerateDataKeyCommand({ KeyId: equals, KeySpec: 'AES_256', EncryptionContext: { TENANT: 'a' } }))).Plaintext);
+    await assert.rejects(asBob().send(new GenerateDataKeyCommand({ KeyId: equals, KeySpec: 'AES_256', EncryptionContext: { tenant: 'a', other: 'b' } })), DENIED);
+  });
+
   it('grant constraints hold at most 8 pairs of values up to 384 characters (ValidationException)', async () => {
     const keyId = await newKey();
     const nine = Object.fromEntries(Array.from({ length: 9 }, (_, i) => [`k${i}`, 'v']));
@@ -108,5 +139,44 @@ describe('Hostile input', function () {
       await assert.rejects(gw.client.send(new CreateGrantCommand({ KeyId: keyId, GranteePrincipal: BOB, Operations: ['Decrypt'], Constraints: { EncryptionContextSubset } })), { name: 'ValidationException' });
     }
     assert.ok(await gw.client.send(new CreateGrantCommand({ KeyId: keyId, GranteePrincipal: BOB, Operations: ['Decrypt'], Constraints: { EncryptionContextSubset: { k: 'v'.repeat(384) } } })));
+  });
+
+  it('a wildcard condition against an 8 KiB context answers at once, and /health answers meanwhile (gateway process)', async () => {
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'qkms-wildcard-'));
+    const child = await startChildGateway({ QKMS_DATA_DIR: dataDir });
+    let isAnswering = true;
+    try {
+      const { KeyMetadata } = await child.client.send(new CreateKeyCommand({ Policy: JSON.stringify({ Statement: [
+        { Effect: 'Allow', Principal: { AWS: ROOT }, Action: 'kms:*', Resource: '*' },
+        { Effect: 'Deny', Principal: '*', Action: 'kms:GenerateDataKey', Resource: '*', Condition: { StringLike: { 'kms:EncryptionContext:tenant': '*-*-*-*-*-prod' } } },
+      ] }) }));
+      const gdk = (tenant: string) => child.client.send(new GenerateDataKeyCommand({ KeyId: KeyMetadata!.KeyId, KeySpec: 'AES_256', EncryptionContext: { tenant } }));
+      const started = Date.now();
+      const requests = Promise.allSettled([gdk('-'.repeat(8000)), gdk('-'.repeat(8000)), gdk(`${'-'.repeat(7995)}-prod`)]);
+      let done = false;
+      void requests.then(() => (done = true));
+      const healthMs: number[] = [];
+      do {
+        const t = Date.now();
+        const res = await fetch(`${child.url}/health`, { signal: AbortSignal.timeout(2000) }).catch(() => undefined);
+        if (!res) {
+          isAnswering = false;
+          assert.fail('/health did not answer within 2 s while the requests ran');
+        }
+        assert.equal(res.status, 200);
+        healthMs.push(Date.now() - t);
+        await new Promise((r) => setTimeout(r, 20));
+      } while (!done && Date.now() - started < 10000);
+      const [a, b, prod] = await requests;
+      const elapsed = Date.now() - started;
+      assert.ok(elapsed < 5000, `the three requests took ${elapsed} ms`);
+      assert.equal(a.status, 'fulfilled');
+      assert.equal(b.status, 'fulfilled');
+      assert.ok(prod.status === 'rejected' && (prod.reason as Error).name === 'AccessDeniedException', 'a value that matches is denied');
+      assert.ok(Math.max(...healthMs) < 1000, `/health took up to ${Math.max(...healthMs)} ms`);
+    } finally {
+      await child.stop(isAnswering ? 'SIGTERM' : 'SIGKILL');
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 });
