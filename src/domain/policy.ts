@@ -1,41 +1,47 @@
 import { MalformedPolicyDocumentException } from '../errors/kms-errors';
+import { compileWildcard, type Matcher } from './wildcard';
 
 /**
- * IAM-style policy documents (key policies and identity policies) and their evaluation, for the
- * parts KMS users rely on: Effect, Principal (ARN, account id or root, "*"), Action/NotAction and
+ * IAM-style policy documents (key policies and identity policies), for the parts KMS users rely
+ * on: Effect, Principal (ARN, account id or root, "*"), Action/NotAction and
  * Resource/NotResource with wildcards, and the condition operators String(Not)Equals(IgnoreCase),
  * String(Not)Like, Bool, Null, with `…IfExists` and the ForAllValues:/ForAnyValue: set operators.
+ *
+ * A document is checked and compiled once (wildcards included) and then evaluated per request
+ * (policy-evaluation.ts); a shape we could not evaluate faithfully is
+ * MalformedPolicyDocumentException when it is set, so evaluation itself cannot fail.
  */
-export interface PolicyStatement {
-  Sid?: string;
-  Effect: 'Allow' | 'Deny';
-  Principal?: '*' | { AWS: string | string[] };
-  Action?: string | string[];
-  NotAction?: string | string[];
-  Resource?: string | string[];
-  NotResource?: string | string[];
-  Condition?: Record<string, Record<string, string | string[] | boolean>>;
-}
-
 export interface PolicyDocument {
-  Version?: string;
-  Id?: string;
-  Statement: PolicyStatement[];
+  readonly statements: readonly PolicyStatement[];
 }
 
-/** What a request asks, in the terms policies are written in. */
-export interface PolicyRequest {
-  action: string;
-  principalArn: string;
-  /** The key's ARNs in every form this gateway accepts (verenc and aws); any may match. */
-  resources: string[];
-  /** Condition keys (lower-cased names) -> values; multi-valued keys are arrays. */
-  context: Record<string, string | string[]>;
+export interface PolicyStatement {
+  readonly effect: 'Allow' | 'Deny';
+  /** The Principal element's AWS principals ("*" for any); undefined without a Principal element. */
+  readonly principals?: readonly string[];
+  readonly actions: PatternList;
+  readonly resources?: PatternList;
+  readonly conditions: readonly Condition[];
 }
 
-export type Decision = 'Allow' | 'Deny' | 'NotApplicable';
+export interface PatternList {
+  readonly matchers: readonly Matcher[];
+  /** NotAction / NotResource. */
+  readonly negated: boolean;
+}
+
+export interface Condition {
+  readonly setOperator?: 'ForAllValues:' | 'ForAnyValue:';
+  readonly operator: string;
+  readonly ifExists: boolean;
+  /** The condition key, lower-cased: IAM condition key names are case-insensitive. */
+  readonly key: string;
+  readonly expected: readonly string[];
+  readonly like?: readonly Matcher[];
+}
 
 const OPERATORS = /^(ForAllValues:|ForAnyValue:)?(StringEquals|StringNotEquals|StringEqualsIgnoreCase|StringNotEqualsIgnoreCase|StringLike|StringNotLike|Bool|Null)(IfExists)?$/;
+const STATEMENT_MEMBERS = new Set(['Sid', 'Effect', 'Principal', 'Action', 'NotAction', 'Resource', 'NotResource', 'Condition']);
 
 /** The AWS default key policy: the account (root) may do everything, which delegates to IAM. */
 const defaults = new Map<string, string>();
@@ -52,7 +58,7 @@ export function defaultKeyPolicy(accountId: string): string {
   return text;
 }
 
-/** Parses and checks a document; anything we could not evaluate faithfully is malformed. */
+/** Parses, checks and compiles a document; anything we could not evaluate faithfully is malformed. */
 export function parsePolicy(text: string, options: { requirePrincipal: boolean }): PolicyDocument {
   let doc: unknown;
   try {
@@ -60,112 +66,82 @@ export function parsePolicy(text: string, options: { requirePrincipal: boolean }
   } catch {
     throw new MalformedPolicyDocumentException('The policy document is not valid JSON.');
   }
-  const bad = (why: string) => new MalformedPolicyDocumentException(`The policy document is malformed: ${why}.`);
-  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) throw bad('it must be a JSON object');
-  const raw = (doc as { Statement?: unknown }).Statement;
-  const statements = Array.isArray(raw) ? raw : raw && typeof raw === 'object' ? [raw] : undefined;
-  if (!statements || statements.length === 0) throw bad('it has no Statement');
-  for (const s of statements as PolicyStatement[]) {
-    if (s.Effect !== 'Allow' && s.Effect !== 'Deny') throw bad('Effect must be Allow or Deny');
-    if ((s.Action === undefined) === (s.NotAction === undefined)) throw bad('each statement needs exactly one of Action and NotAction');
-    if (s.Resource !== undefined && s.NotResource !== undefined) throw bad('Resource and NotResource exclude each other');
-    if (options.requirePrincipal && s.Principal === undefined) throw bad('each key policy statement needs a Principal');
-    if (s.Principal !== undefined && s.Principal !== '*' && (typeof s.Principal !== 'object' || !('AWS' in s.Principal))) {
-      throw bad('Principal must be "*" or {"AWS": …}');
-    }
-    for (const op of Object.keys(s.Condition ?? {})) if (!OPERATORS.test(op)) throw bad(`condition operator ${op} is not supported`);
+  if (!isObject(doc)) throw malformed('it must be a JSON object');
+  const raw = doc.Statement;
+  const statements = Array.isArray(raw) ? raw : isObject(raw) ? [raw] : undefined;
+  if (!statements || statements.length === 0) throw malformed('it has no Statement');
+  return { statements: statements.map((s) => compileStatement(s, options)) };
+}
+
+function compileStatement(s: unknown, options: { requirePrincipal: boolean }): PolicyStatement {
+  if (!isObject(s)) throw malformed('each statement must be a JSON object');
+  const unknown = Object.keys(s).find((k) => !STATEMENT_MEMBERS.has(k));
+  if (unknown !== undefined) throw malformed(`statement element ${JSON.stringify(unknown)} is not supported`);
+  if (s.Effect !== 'Allow' && s.Effect !== 'Deny') throw malformed('Effect must be Allow or Deny');
+  if ((s.Action === undefined) === (s.NotAction === undefined)) throw malformed('each statement needs exactly one of Action and NotAction');
+  if (s.Resource !== undefined && s.NotResource !== undefined) throw malformed('Resource and NotResource exclude each other');
+  if (options.requirePrincipal && s.Principal === undefined) throw malformed('each key policy statement needs a Principal');
+  return {
+    effect: s.Effect,
+    principals: s.Principal === undefined ? undefined : principalsOf(s.Principal),
+    actions: patterns(s.Action ?? s.NotAction, s.Action === undefined, 'Action', true),
+    resources: s.Resource === undefined && s.NotResource === undefined ? undefined : patterns(s.Resource ?? s.NotResource, s.Resource === undefined, 'Resource', false),
+    conditions: s.Condition === undefined ? [] : conditionsOf(s.Condition),
+  };
+}
+
+function principalsOf(principal: unknown): string[] {
+  if (principal === '*') return ['*'];
+  if (!isObject(principal) || !('AWS' in principal)) throw malformed('Principal must be "*" or {"AWS": …}');
+  return strings(principal.AWS, 'Principal');
+}
+
+/** Actions compare case-insensitively, resources exactly (IAM). */
+function patterns(value: unknown, negated: boolean, element: string, ignoreCase: boolean): PatternList {
+  return { negated, matchers: strings(value, element).map((p) => compileWildcard(p, { ignoreCase })) };
+}
+
+function conditionsOf(block: unknown): Condition[] {
+  if (!isObject(block)) throw malformed('Condition must be a JSON object');
+  return Object.entries(block).flatMap(([operatorName, entries]) => {
+    const m = OPERATORS.exec(operatorName);
+    if (!m) throw malformed(`condition operator ${operatorName} is not supported`);
+    if (!isObject(entries)) throw malformed(`condition operator ${operatorName} needs a JSON object of condition keys`);
+    const [, setOperator, operator, ifExists] = m;
+    return Object.entries(entries).map(([key, value]): Condition => {
+      const expected = conditionValues(value, operatorName);
+      const isLike = operator === 'StringLike' || operator === 'StringNotLike';
+      return {
+        setOperator: setOperator as Condition['setOperator'],
+        operator,
+        ifExists: Boolean(ifExists),
+        key: key.toLowerCase(),
+        expected,
+        like: isLike ? expected.map((p) => compileWildcard(p)) : undefined,
+      };
+    });
+  });
+}
+
+/** A condition value is a string, number or boolean, or a list of them (IAM compares their text). */
+function conditionValues(value: unknown, operatorName: string): string[] {
+  const list = Array.isArray(value) ? value : [value];
+  if (!list.every((v) => typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean')) {
+    throw malformed(`the values of ${operatorName} must be strings, numbers or booleans`);
   }
-  return { ...(doc as object), Statement: statements } as PolicyDocument;
+  return list.map(String);
 }
 
-/**
- * How one document answers one request. `principalMatch` says which statements apply: identity
- * policies apply to their holder (no Principal element); key policies to the principals they name.
- * Returns Deny on any matching Deny, else Allow on any matching Allow, else NotApplicable.
- */
-export function evaluate(doc: PolicyDocument, request: PolicyRequest, principalMatch: (s: PolicyStatement) => boolean): Decision {
-  let decision: Decision = 'NotApplicable';
-  for (const s of doc.Statement) {
-    if (!principalMatch(s) || !matchesAction(s, request.action) || !matchesResource(s, request.resources) || !matchesConditions(s, request.context)) continue;
-    if (s.Effect === 'Deny') return 'Deny';
-    decision = 'Allow';
-  }
-  return decision;
+function strings(value: unknown, element: string): string[] {
+  const list = Array.isArray(value) ? value : [value];
+  if (!list.every((v) => typeof v === 'string')) throw malformed(`${element} must be a string or a list of strings`);
+  return list as string[];
 }
 
-/** Key policy statements naming the principal itself, or "*". */
-export function namesPrincipal(principalArn: string) {
-  return (s: PolicyStatement) => principals(s).some((p) => p === '*' || p === principalArn);
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** Key policy statements naming the principal's account (`<id>` or `arn:aws:iam::<id>:root`): IAM decides. */
-export function namesAccount(accountId: string) {
-  return (s: PolicyStatement) => principals(s).some((p) => p === accountId || p === `arn:aws:iam::${accountId}:root`);
-}
-
-function principals(s: PolicyStatement): string[] {
-  if (s.Principal === undefined) return [];
-  if (s.Principal === '*') return ['*'];
-  return list(s.Principal.AWS);
-}
-
-function matchesAction(s: PolicyStatement, action: string): boolean {
-  const hit = (patterns: string | string[] | undefined) => list(patterns).some((p) => wildcard(p, action, true));
-  return s.Action !== undefined ? hit(s.Action) : !hit(s.NotAction);
-}
-
-function matchesResource(s: PolicyStatement, resources: string[]): boolean {
-  const hit = (patterns: string | string[] | undefined) => list(patterns).some((p) => resources.some((r) => wildcard(p, r, false)));
-  if (s.NotResource !== undefined) return !hit(s.NotResource);
-  return s.Resource === undefined || hit(s.Resource);
-}
-
-function matchesConditions(s: PolicyStatement, context: Record<string, string | string[]>): boolean {
-  return Object.entries(s.Condition ?? {}).every(([operator, entries]) =>
-    Object.entries(entries).every(([key, expected]) => condition(operator, context[key.toLowerCase()], list(expected).map(String))),
-  );
-}
-
-function condition(operator: string, actual: string | string[] | undefined, expected: string[]): boolean {
-  const [, setOp, base, ifExists] = OPERATORS.exec(operator)!;
-  if (base === 'Null') return (actual === undefined) === (expected[0] === 'true');
-  // IAM: a missing key fails a condition unless it is …IfExists, negated, or ForAllValues (vacuous).
-  if (actual === undefined || (Array.isArray(actual) && actual.length === 0)) {
-    return Boolean(ifExists) || base.startsWith('StringNot') || setOp === 'ForAllValues:';
-  }
-  const values = Array.isArray(actual) ? actual : [actual];
-  const one = (v: string) => compare(base, v, expected);
-  if (setOp === 'ForAllValues:') return values.every(one);
-  if (setOp === 'ForAnyValue:') return values.some(one);
-  return values.length > 0 && values.every(one);
-}
-
-function compare(base: string, value: string, expected: string[]): boolean {
-  switch (base) {
-    case 'StringEquals':
-    case 'Bool':
-      return expected.includes(value);
-    case 'StringNotEquals':
-      return !expected.includes(value);
-    case 'StringEqualsIgnoreCase':
-      return expected.some((e) => e.toLowerCase() === value.toLowerCase());
-    case 'StringNotEqualsIgnoreCase':
-      return !expected.some((e) => e.toLowerCase() === value.toLowerCase());
-    case 'StringLike':
-      return expected.some((e) => wildcard(e, value, false));
-    case 'StringNotLike':
-      return !expected.some((e) => wildcard(e, value, false));
-    default:
-      return false;
-  }
-}
-
-/** `*` any run, `?` one character; actions compare case-insensitively (IAM rules). */
-function wildcard(pattern: string, value: string, ignoreCase: boolean): boolean {
-  const re = new RegExp(`^${pattern.split('').map((c) => (c === '*' ? '.*' : c === '?' ? '.' : c.replace(/[.+^${}()|[\]\\]/g, '\\$&'))).join('')}$`, ignoreCase ? 'is' : 's');
-  return re.test(value);
-}
-
-function list<T>(v: T | T[] | undefined): T[] {
-  return v === undefined ? [] : Array.isArray(v) ? v : [v];
+function malformed(why: string): MalformedPolicyDocumentException {
+  return new MalformedPolicyDocumentException(`The policy document is malformed: ${why}.`);
 }

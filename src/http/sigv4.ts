@@ -53,8 +53,11 @@ async function verify(req: Request, options: SigV4Options, signerFor: (id: strin
   const header = req.get('authorization');
   if (!header) throw MissingAuthenticationTokenException.create();
   const parsed = parseAuthorization(header);
-  const [accessKeyId, scopeDate, region, service, terminator] = parsed.credential.split('/');
-  if (!accessKeyId || !scopeDate || !region || !service || terminator !== 'aws4_request') {
+  // Exactly five components: the signer rebuilds the scope from date, region and service, so
+  // anything else in it would go unchecked yet be accepted as signed.
+  const scope = parsed.credential.split('/');
+  const [accessKeyId, scopeDate, region, service, terminator] = scope;
+  if (scope.length !== 5 || !accessKeyId || !scopeDate || !region || !service || terminator !== 'aws4_request') {
     throw new IncompleteSignatureException(`Credential is malformed: expected <access key>/<date>/<region>/kms/aws4_request. Authorization=${header.replace(/Signature=[0-9a-f]*/, 'Signature=…')}`);
   }
   const credential = options.principals.lookup(accessKeyId);

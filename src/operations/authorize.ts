@@ -1,6 +1,7 @@
 import { keyArn } from '../domain/arn';
 import type { GrantConstraints as KeyGrantConstraints, KeyRecord } from '../domain/key-repository';
-import { defaultKeyPolicy, evaluate, namesAccount, namesPrincipal, parsePolicy, type Decision, type PolicyDocument, type PolicyRequest } from '../domain/policy';
+import { defaultKeyPolicy, parsePolicy, type PolicyDocument } from '../domain/policy';
+import { evaluate, namesAccount, namesPrincipal, type Decision, type PolicyRequest } from '../domain/policy-evaluation';
 import { AccessDeniedException } from '../errors/kms-errors';
 import type { OperationContext } from './context';
 
@@ -10,16 +11,22 @@ export interface RequestFacts {
   grantOperations?: string[];
 }
 
-const parsed = new Map<string, PolicyDocument>();
+const compiled = new Map<string, PolicyDocument>();
+const COMPILED_POLICIES = 1000;
 
-/** Parsed key policies by text: they change rarely and are read on every request. */
+/**
+ * Key policies compiled once per text (wildcards included): they change rarely and are read on
+ * every request. Least recently used first out, so a flood of distinct texts cannot grow it.
+ */
 export function keyPolicyDocument(text: string): PolicyDocument {
-  let doc = parsed.get(text);
-  if (!doc) {
+  let doc = compiled.get(text);
+  if (doc) {
+    compiled.delete(text);
+  } else {
     doc = parsePolicy(text, { requirePrincipal: true });
-    if (parsed.size > 1000) parsed.clear();
-    parsed.set(text, doc);
+    if (compiled.size >= COMPILED_POLICIES) compiled.delete(compiled.keys().next().value!);
   }
+  compiled.set(text, doc);
   return doc;
 }
 
@@ -78,20 +85,48 @@ async function isGrantedTo(ctx: OperationContext, key: KeyRecord, action: string
   );
 }
 
+/**
+ * Grant constraints match keys case-insensitively and values exactly (AWS API reference,
+ * GrantConstraints). Where the request's context has keys that differ only in case, each of them
+ * must carry the constraint's value, so an extra spelling cannot satisfy a constraint alone.
+ */
 function meetsConstraints(constraints: KeyGrantConstraints | undefined, context: Record<string, string> | undefined): boolean {
   if (!constraints) return true;
   if (!context) return false; // constrained grants only serve operations that carry a context
+  const byKey = valuesByFoldedKey(context);
+  const includes = (pairs: Record<string, string>) =>
+    Object.entries(pairs).every(([k, v]) => byKey.get(k.toLowerCase())?.every((value) => value === v) ?? false);
   const { EncryptionContextEquals: equals, EncryptionContextSubset: subset } = constraints;
-  if (equals && (Object.keys(equals).length !== Object.keys(context).length || Object.entries(equals).some(([k, v]) => context[k] !== v))) return false;
-  if (subset && Object.entries(subset).some(([k, v]) => context[k] !== v)) return false;
+  if (subset && !includes(subset)) return false;
+  if (equals) {
+    const keys = new Set(Object.keys(equals).map((k) => k.toLowerCase()));
+    if (!includes(equals) || [...byKey.keys()].some((k) => !keys.has(k))) return false;
+  }
   return true;
 }
 
+/** Context keys lower-cased, each with the values of every key that folds to it. */
+function valuesByFoldedKey(context: Record<string, string>): Map<string, string[]> {
+  const byKey = new Map<string, string[]>();
+  for (const [k, v] of Object.entries(context)) {
+    const folded = k.toLowerCase();
+    const values = byKey.get(folded);
+    if (values) values.push(v);
+    else byKey.set(folded, [v]);
+  }
+  return byKey;
+}
+
+/**
+ * The request's condition keys. kms:EncryptionContext:<key> is looked up case-insensitively, so it
+ * holds the values of every context key that differs from <key> only in case: a multivalued key,
+ * which evaluate() treats cautiously (see holds() in domain/policy-evaluation.ts).
+ */
 function conditionContext(principalArn: string, account: string, facts: RequestFacts): Record<string, string | string[]> {
   const context: Record<string, string | string[]> = { 'aws:principalarn': principalArn, 'kms:calleraccount': account };
   if (facts.encryptionContext) {
     context['kms:encryptioncontextkeys'] = Object.keys(facts.encryptionContext);
-    for (const [k, v] of Object.entries(facts.encryptionContext)) context[`kms:encryptioncontext:${k.toLowerCase()}`] = v;
+    for (const [k, values] of valuesByFoldedKey(facts.encryptionContext)) context[`kms:encryptioncontext:${k}`] = values;
   }
   if (facts.grantOperations) context['kms:grantoperations'] = facts.grantOperations;
   return context;

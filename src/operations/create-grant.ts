@@ -27,6 +27,8 @@ const CONTEXT_OPERATIONS = new Set(['Decrypt', 'Encrypt', 'GenerateDataKey', 'Ge
   'GenerateDataKeyPair', 'GenerateDataKeyPairWithoutPlaintext', 'CreateGrant', 'RetireGrant']);
 const GRANTS_PER_KEY = 50000;
 const principalSchema = Joi.string().min(1).max(256).pattern(/^[\w+=,.@:/-]+$/);
+/** "Each constraint value can include up to 8 encryption context pairs … cannot exceed 384 characters" (CreateGrant, AWS API reference). */
+const constraintSchema = encryptionContextSchema.maxPairs(8).maxValue(384);
 
 interface CreateGrantInput {
   KeyId: string;
@@ -48,7 +50,7 @@ const schema = Joi.object({
   RetiringPrincipal: principalSchema,
   RetiringServicePrincipal: Joi.string().min(1).max(128),
   Operations: Joi.array().items(Joi.string().valid(...GRANT_OPERATIONS)).min(1).required(),
-  Constraints: Joi.object({ EncryptionContextEquals: encryptionContextSchema, EncryptionContextSubset: encryptionContextSchema, SourceArn: Joi.string().min(20).max(512) }),
+  Constraints: Joi.object({ EncryptionContextEquals: constraintSchema, EncryptionContextSubset: constraintSchema, SourceArn: Joi.string().min(20).max(512) }),
   GrantTokens: grantTokensSchema,
   Name: Joi.string().min(1).max(256).pattern(/^[a-zA-Z0-9:/_-]+$/),
   DryRun: dryRunSchema,

@@ -17,6 +17,8 @@ const TYPE_ERRORS: Record<string, string> = {
   'object.base': 'a structure or map',
   'array.base': 'a list',
   'blob.base': 'a base64-encoded blob',
+  'stringMap.base': 'a map',
+  'stringMap.value': 'a map of strings to strings',
 };
 
 /**
@@ -67,6 +69,14 @@ function constraint(d: JoiBase.ValidationErrorItem): string {
       return `Member must satisfy regular expression pattern: ${d.context?.regex}`;
     case 'string.empty':
       return 'Member must have length greater than or equal to 1';
+    case 'stringMap.emptyKey':
+      return 'Map keys must satisfy constraint: [Member must have length greater than or equal to 1]';
+    case 'stringMap.emptyValue':
+      return 'Map value must satisfy constraint: [Member must have length greater than or equal to 1]';
+    case 'stringMap.maxPairs':
+      return `Member must have length less than or equal to ${limit}`;
+    case 'stringMap.maxValue':
+      return `Map value must satisfy constraint: [Member must have length less than or equal to ${limit}]`;
     default:
       return d.message;
   }

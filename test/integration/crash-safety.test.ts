@@ -54,7 +54,7 @@ describe('Crash safety: SIGKILL inside every step of a key-material change', fun
     const g = gw!;
     const answer = action(g).then((v) => v, (e: unknown) => e);
     await waitFor(() => holding(fn).test(g.output()), `the hold in ${fn}`);
-    await g.crash();
+    await g.stop('SIGKILL');
     fs.writeFileSync(faults, '[]');
     gw = await startChildGateway(env);
     return { answer };
@@ -175,7 +175,7 @@ describe('Crash safety: SIGKILL inside every step of a key-material change', fun
       const g = gw;
       await waitFor(() => holding('C_DestroyObject').test(g.output()), 'the hold in C_DestroyObject');
       await assert.rejects(g.client.send(new CancelKeyDeletionCommand({ KeyId: keyId })), (e: Error) => e instanceof KMSInvalidStateException && /deletion has begun/.test(e.message));
-      await g.crash();
+      await g.stop('SIGKILL');
       fs.writeFileSync(faults, '[]');
       gw = await startChildGateway(env);
       await waitFor(() => /key deleted at the end of its waiting period/.test(gw!.output()), 'the resumed deletion');
@@ -199,7 +199,7 @@ describe('Crash safety: SIGKILL inside every step of a key-material change', fun
     const g = gw;
     void g.client.send(new RotateKeyOnDemandCommand({ KeyId: keyId })).catch(() => undefined);
     await waitFor(() => holding('C_GenerateKey').test(g.output()), 'the rotation hold');
-    await g.crash();
+    await g.stop('SIGKILL');
     fs.writeFileSync(faults, JSON.stringify([hold('C_DestroyObject', { skip: 1 })]));
     const starting = spawnGateway(env);
     await waitFor(() => holding('C_DestroyObject').test(starting.output()), 'the hold inside reconciliation');

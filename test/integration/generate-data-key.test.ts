@@ -86,11 +86,13 @@ describe('GenerateDataKey and Decrypt on a SoftHSM2 token', () => {
       await decryptFails(CiphertextBlob!, { A: '1', b: '2' });
     });
 
-    it('does not confuse {"ab":"c"} with {"a":"bc"}, nor a context with an empty one', async () => {
+    it('does not confuse {"ab":"c"} with {"a":"bc"}; an empty key or value is no context at all but a ValidationException', async () => {
       const { CiphertextBlob } = await gw.client.send(new GenerateDataKeyCommand({ KeyId: keyId, KeySpec: 'AES_256', EncryptionContext: { ab: 'c' } }));
       await decryptFails(CiphertextBlob!, { a: 'bc' });
       const noContext = await gw.client.send(new GenerateDataKeyCommand({ KeyId: keyId, KeySpec: 'AES_256' }));
-      await decryptFails(noContext.CiphertextBlob!, { '': '' });
+      for (const EncryptionContext of [{ '': '' }, { '': 'x' }, { x: '' }] as Array<Record<string, string>>) {
+        await assert.rejects(gw.client.send(new DecryptCommand({ CiphertextBlob: noContext.CiphertextBlob, EncryptionContext })), { name: 'ValidationException' });
+      }
     });
 
     it('the InvalidCiphertextException body has no message, like AWS', async () => {

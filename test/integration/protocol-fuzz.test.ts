@@ -54,6 +54,27 @@ describe('Protocol fuzzing', function () {
     assert.ok((await gw.client.send(new GenerateDataKeyCommand({ KeyId: keyId, KeySpec: 'AES_256' }))).Plaintext, 'still serving');
   });
 
+  it('answers any map in a map-typed member with a 2xx or a 4xx: odd keys, odd values', async () => {
+    const key = fc.oneof(fc.string({ maxLength: 8 }), fc.constantFrom('', '__proto__', 'constructor', 'toString', 'hasOwnProperty', 'valueOf'));
+    const value = fc.oneof(fc.string({ maxLength: 8 }), fc.constantFrom(''), fc.anything({ maxDepth: 1 }));
+    // Built as text: an object literal, and JSON.stringify of one, cannot carry a "__proto__" key.
+    const mapText = fc.array(fc.tuple(key, value), { maxLength: 5 }).map((pairs) => `{${pairs.map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v) ?? 'null'}`).join(',')}}`);
+    const members: Array<[string, (m: string) => string]> = [
+      ['Encrypt', (m) => `{"KeyId":"${keyId}","Plaintext":"eA==","EncryptionContext":${m}}`],
+      ['Decrypt', (m) => `{"CiphertextBlob":"${blob}","EncryptionContext":${m}}`],
+      ['GenerateDataKey', (m) => `{"KeyId":"${keyId}","KeySpec":"AES_256","EncryptionContext":${m}}`],
+      ['ReEncrypt', (m) => `{"CiphertextBlob":"${blob}","DestinationKeyId":"${keyId}","SourceEncryptionContext":${m},"DestinationEncryptionContext":${m}}`],
+      ['CreateGrant', (m) => `{"KeyId":"${keyId}","GranteePrincipal":"arn:aws:iam::111122223333:user/x","Operations":["Decrypt"],"Constraints":{"EncryptionContextEquals":${m}}}`],
+    ];
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom(...members), mapText, async ([op, body], m) => {
+        const res = await rawCall(gw.url, `TrentService.${op}`, body(m));
+        assert.ok(res.status < 500, `${op} ${m} -> ${res.status} ${res.text}`);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
   it('survives odd targets and headers', async () => {
     await fc.assert(
       fc.asyncProperty(fc.string({ maxLength: 60 }), fc.string({ maxLength: 40 }), async (target, contentType) => {

@@ -69,6 +69,18 @@ describe('SigV4 authentication', () => {
     assert.deepEqual(res.json, { __type: 'InvalidSignatureException', message: "Credential should be scoped to correct service: 'kms'. " });
   });
 
+  it('checks the credential scope component by component: an extra, missing or empty one is IncompleteSignatureException', async () => {
+    const before = await keyCount();
+    // The signature stays valid for these: the signer rebuilds the scope from date, region and service.
+    for (const [from, to] of [['/aws4_request,', '/aws4_request/x,'], ['/aws4_request,', '/aws4_request/,'], ['/kms/aws4_request,', '/kms/x/aws4_request,'], ['/kms/aws4_request,', '/kms,']]) {
+      const res = await rawCall(gw.url, 'TrentService.CreateKey', '{}', { tamper: (r) => (r.headers.authorization = r.headers.authorization.replace(from, to)) });
+      assert.equal(res.status, 400, `${to}: ${res.text}`);
+      assert.equal(res.json!.__type, 'IncompleteSignatureException', to);
+      assert.match(res.json!.message, /^Credential is malformed: expected <access key>\/<date>\/<region>\/kms\/aws4_request\./);
+    }
+    assert.equal(await keyCount(), before);
+  });
+
   it('MissingAuthenticationTokenException without Authorization; IncompleteSignatureException for a malformed one', async () => {
     const none = await rawCall(gw.url, 'TrentService.ListKeys', '{}', { credentials: false });
     assert.deepEqual([none.status, none.json], [400, { __type: 'MissingAuthenticationTokenException', message: 'Missing Authentication Token' }]);

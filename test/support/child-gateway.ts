@@ -11,9 +11,8 @@ export interface ChildGateway {
   url: string;
   client: KMSClient;
   output(): string;
-  stop(): Promise<number | null>;
-  /** SIGKILL, as a crash or the OOM killer would: nothing runs after it. Resolves once the process is gone. */
-  crash(): Promise<void>;
+  /** SIGTERM by default; SIGKILL for a process that no longer answers. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
 /** `src/main.ts` in its own process, as `npm start` runs it, with only the given QKMS_* settings. */
@@ -55,14 +54,8 @@ export async function startChildGateway(env: Record<string, string>): Promise<Ch
     url,
     client,
     output,
-    async crash() {
-      child.kill('SIGKILL');
-      await exited;
-      client.destroy();
-      recordLog(output());
-    },
-    async stop() {
-      child.kill('SIGTERM');
+    async stop(signal: NodeJS.Signals = 'SIGTERM') {
+      child.kill(signal);
       const code = await exited;
       client.destroy(); // after the exit: in-flight requests of the client may still be answered
       recordLog(output());

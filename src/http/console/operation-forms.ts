@@ -10,7 +10,6 @@ interface Described {
   allow?: unknown[];
   rules?: Array<{ name: string; args?: { limit?: number } }>;
   items?: Described[];
-  patterns?: unknown[];
 }
 
 /**
@@ -47,8 +46,8 @@ function kindOf(d: Described): FormField['kind'] {
     case 'boolean':
     case 'blob':
       return d.type;
-    case 'object':
-      return d.patterns ? 'map' : 'json';
+    case 'stringMap':
+      return 'map';
     case 'array':
       return d.items?.length === 1 && d.items[0].type === 'string' ? 'list' : 'json';
     default:
