@@ -48,6 +48,7 @@ export async function openHsm(config: Config, logger: Logger): Promise<Hsm> {
     sessions: config.pkcs11.sessions,
     faultsFile: config.pkcs11.faultsFile,
     gcmIv: config.pkcs11.profile.gcmIv,
+    integrityErrors: config.pkcs11.profile.integrityErrors,
     recycleAfterSessionObjects: config.pkcs11.recycleAfterSessionObjects,
     onRecycle: (objects: number, ms: number) => logger.info('PKCS#11 module re-initialised to free session objects', { objects, ms: Math.round(ms) }),
     onStateChange: (isUp: boolean, detail: string) => (isUp ? logger.warn('HSM token is back; circuit closed', { detail }) : logger.error('HSM token unavailable; failing fast and reconnecting', { detail })),

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { CreateKeyCommand, DecryptCommand, DependencyTimeoutException, EncryptCommand, GenerateDataKeyCommand, KeyUnavailableException } from '@aws-sdk/client-kms';
-import { startChildGateway, type ChildGateway } from '../support/child-gateway';
+import { startChildGateway, withFaultyGateway, type ChildGateway } from '../support/child-gateway';
 
 /**
  * Issue #5 items 3-4: faults injected at the PKCS#11 boundary of a real gateway process over a real
@@ -129,23 +129,6 @@ for (const thread of ['true', 'false']) describe(`Self-healing HSM layer (fault 
     for (let i = 0; i < 10; i++) assert.ok((await gdk()).Plaintext);
   });
 });
-
-/** A gateway process with a fault file, for one test: `setFaults` waits for the plan to be re-read; exit 0 is checked. */
-async function withFaultyGateway(env: Record<string, string>, body: (gw: ChildGateway, setFaults: (rules: object[]) => Promise<void>) => Promise<void>): Promise<void> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qkms-faulty-'));
-  const faults = path.join(dir, 'faults.json');
-  fs.writeFileSync(faults, '[]');
-  const gw = await startChildGateway({ QKMS_DATA_DIR: path.join(dir, 'data'), QKMS_FAULTS_FILE: faults, ...env });
-  try {
-    await body(gw, async (rules) => {
-      fs.writeFileSync(faults, JSON.stringify(rules));
-      await new Promise((r) => setTimeout(r, 1200)); // re-read at most once a second
-    });
-  } finally {
-    assert.equal(await gw.stop(), 0);
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-}
 
 describe('HSM thread watchdog', function () {
   this.timeout(60000);

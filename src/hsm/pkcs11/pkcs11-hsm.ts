@@ -3,6 +3,7 @@ import { CallRecorder } from '../call-stats';
 import type { DataKeyWrap, Hash, HmacKeySpec, Hsm, HsmHealth, HsmStats, KeyObjectFacts, KeyPairSpec, KeyPairUsage, SigningScheme, WrappedDataKey } from '../hsm';
 import { GCM_IV_BYTES, GCM_TAG_BYTES } from '../hsm';
 import { HsmError } from '../hsm-error';
+import type { IntegrityErrors } from '../profiles';
 import { ckrName, classifyCkr } from './ckr-table';
 import crypto from 'node:crypto';
 import { ecdsaDerToRaw, ecdsaRawToDer, edwardsPoint, unwrapEcPoint } from './der';
@@ -21,6 +22,8 @@ export interface Pkcs11Options {
   faultsFile?: string;
   /** Who makes AES-GCM IVs (profiles.ts); default 'caller'. */
   gcmIv?: 'caller' | 'hsm';
+  /** The profile's CKR codes that mean "the input does not verify", by function (profiles.ts). */
+  integrityErrors?: IntegrityErrors;
   /**
    * After this many session objects (ephemeral data keys), finalise and re-initialise the module
    * between two calls: SoftHSM2 keeps every session object it ever made until C_Finalize
@@ -66,7 +69,7 @@ export class Pkcs11Hsm implements Hsm {
   /** Load the module once, then connect; a wrong PIN or label fails here, at boot. */
   static async open(options: Pkcs11Options): Promise<Pkcs11Hsm> {
     const calls = new CallRecorder();
-    const p11 = instrumented(new pkcs11js.PKCS11(), calls, options.faultsFile ? new FaultPlan(options.faultsFile) : undefined);
+    const p11 = instrumented(new pkcs11js.PKCS11(), calls, { faults: options.faultsFile ? new FaultPlan(options.faultsFile) : undefined, integrityErrors: options.integrityErrors });
     call('C_Load', () => p11.load(options.modulePath));
     const hsm = new Pkcs11Hsm(p11, calls, options);
     await hsm.connect();
@@ -540,10 +543,12 @@ function drainOpenSslErrors(): void {
 
 /**
  * The module with every C_* call timed and counted (two clock reads and a bucket scan: the
- * calls themselves take tens of µs), and the fault plan applied when set. An injected fault counts
- * as the function's failure, as the token's own would. The *Async forms are timed until they settle.
+ * calls themselves take tens of µs), the fault plan applied when set, and every failure turned
+ * into an HsmError classified here, where the failing function is known (a token's quirk may be
+ * one function's, profiles.ts integrityErrors). An injected fault counts as the function's
+ * failure, as the token's own would. The *Async forms are timed until they settle.
  */
-function instrumented(p11: pkcs11js.PKCS11, calls: CallRecorder, faults?: FaultPlan): pkcs11js.PKCS11 {
+function instrumented(p11: pkcs11js.PKCS11, calls: CallRecorder, { faults, integrityErrors }: { faults?: FaultPlan; integrityErrors?: IntegrityErrors }): pkcs11js.PKCS11 {
   // One wrapper per function, made on first use: not a new closure on every call.
   const wrappers = new Map<string | symbol, unknown>();
   return new Proxy(p11, {
@@ -561,9 +566,15 @@ function instrumented(p11: pkcs11js.PKCS11, calls: CallRecorder, faults?: FaultP
 
   function wrap(target: pkcs11js.PKCS11, prop: string | symbol, value: (...a: unknown[]) => unknown): unknown {
     if (typeof prop !== 'string' || !prop.startsWith('C_')) return value.bind(target); // native methods need the real this
+    // The *Async forms are the same PKCS#11 function to a token's quirks.
+    const fn = prop.replace(/Async$/, '');
     return (...args: unknown[]) => {
       const started = performance.now();
       const done = (err?: unknown) => calls.record(prop, (performance.now() - started) / 1000, err === undefined ? undefined : (ckrName(err) ?? 'unknown'));
+      const failed = (err: unknown) => {
+        done(err);
+        return classified(fn, err, integrityErrors);
+      };
       try {
         const delayMs = faults?.apply(prop) ?? 0;
         if (delayMs > 0) {
@@ -572,23 +583,17 @@ function instrumented(p11: pkcs11js.PKCS11, calls: CallRecorder, faults?: FaultP
             .then(() => (value as (...a: unknown[]) => Promise<unknown>).apply(target, args))
             .then(
               (v) => (done(), v),
-              (err: unknown) => {
-                done(err);
-                throw err;
-              },
+              (err: unknown) => Promise.reject(failed(err)),
             );
         }
         const result = value.apply(target, args);
-        if (result instanceof Promise) {
-          result.then(() => done(), (err: unknown) => done(err));
-          return result;
-        }
+        if (result instanceof Promise) return result.then((v) => (done(), v), (err: unknown) => Promise.reject(failed(err)));
         done();
         return result;
       } catch (err) {
-        done(err);
+        const classifiedErr = failed(err);
         drainOpenSslErrors();
-        throw err;
+        throw classifiedErr;
       }
     };
   }
@@ -606,10 +611,10 @@ function call<T>(fn: string, body: () => T): T {
   }
 }
 
-function classified(fn: string, err: unknown): HsmError {
+function classified(fn: string, err: unknown, integrityErrors?: IntegrityErrors): HsmError {
   if (err instanceof HsmError) return err;
   const ckr = ckrName(err);
-  return new HsmError(classifyCkr(ckr), fn, ckr, { cause: err });
+  return new HsmError(classifyCkr(ckr, fn, integrityErrors), fn, ckr, { cause: err });
 }
 
 function initialize(p11: pkcs11js.PKCS11): void {
