@@ -68,16 +68,19 @@ export async function startChildGateway(env: Record<string, string>): Promise<Ch
   };
 }
 
-/** A gateway process with a fault file, for one test: `setFaults` waits for the plan to be re-read; exit 0 is checked. */
-export async function withFaultyGateway(env: Record<string, string>, body: (gw: ChildGateway, setFaults: (rules: object[]) => Promise<void>) => Promise<void>): Promise<void> {
+/**
+ * A gateway process with a fault file, for one test: `setFaults` waits for the plan to be re-read
+ * (pass `false` to only write it, for a thread that reads it when it starts); exit 0 is checked.
+ */
+export async function withFaultyGateway(env: Record<string, string>, body: (gw: ChildGateway, setFaults: (rules: object[], waitForReread?: boolean) => Promise<void>) => Promise<void>): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qkms-faulty-'));
   const faults = path.join(dir, 'faults.json');
   fs.writeFileSync(faults, '[]');
   const gw = await startChildGateway({ QKMS_DATA_DIR: path.join(dir, 'data'), QKMS_FAULTS_FILE: faults, ...env });
   try {
-    await body(gw, async (rules) => {
+    await body(gw, async (rules, waitForReread = true) => {
       fs.writeFileSync(faults, JSON.stringify(rules));
-      await new Promise((r) => setTimeout(r, 1200)); // re-read at most once a second
+      if (waitForReread) await new Promise((r) => setTimeout(r, 1200)); // re-read at most once a second
     });
   } finally {
     assert.equal(await gw.stop(), 0);

@@ -32,6 +32,13 @@ export interface Pkcs11Options {
   recycleAfterSessionObjects?: number;
   /** Told of a recycle (count of objects released, pause in ms). */
   onRecycle?: (objects: number, ms: number) => void;
+  /**
+   * False while another thread may be inside the module (a stuck HSM thread that was abandoned;
+   * another user of the module in this process): then nothing here calls C_Finalize or unloads the
+   * module. Recovery reopens sessions and logs in again instead, a due recycle waits, and close()
+   * only closes this instance's sessions. Changed later with setMayFinalize. Default true.
+   */
+  mayFinalize?: boolean;
   /** Told when the token goes down (circuit open) and comes back. */
   onStateChange?: (isUp: boolean, detail: string) => void;
 }
@@ -59,12 +66,15 @@ export class Pkcs11Hsm implements Hsm {
   private sessionObjects = 0;
   /** Calls running on the libuv pool (key-pair generation). */
   private asyncInFlight = 0;
+  private mayFinalize: boolean;
 
   private constructor(
     private readonly p11: pkcs11js.PKCS11,
     private readonly calls: CallRecorder,
     private readonly options: Pkcs11Options,
-  ) {}
+  ) {
+    this.mayFinalize = options.mayFinalize ?? true;
+  }
 
   /** Load the module once, then connect; a wrong PIN or label fails here, at boot. */
   static async open(options: Pkcs11Options): Promise<Pkcs11Hsm> {
@@ -82,8 +92,14 @@ export class Pkcs11Hsm implements Hsm {
     initialize(this.p11);
     const slot = findSlotByLabel(this.p11, this.options.tokenLabel);
     const openSession = () => call('C_OpenSession', () => this.p11.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION));
-    const sessions = Array.from({ length: this.options.sessions }, openSession);
-    login(this.p11, sessions[0], this.options.pin);
+    const sessions: Session[] = [];
+    try {
+      while (sessions.length < this.options.sessions) sessions.push(openSession());
+      login(this.p11, sessions[0], this.options.pin);
+    } catch (err) {
+      this.closeSessions(sessions); // a reconnect without C_Finalize would leave them open in the module
+      throw err;
+    }
     this.slot = slot;
     this.pool = new SessionPool<Session>(sessions, (broken) => {
       try {
@@ -99,6 +115,11 @@ export class Pkcs11Hsm implements Hsm {
 
   get isUp(): boolean {
     return this.recovery === undefined;
+  }
+
+  /** Whether C_Finalize is allowed now (mayFinalize in Pkcs11Options); the HSM thread's owner tells it. */
+  setMayFinalize(allowed: boolean): void {
+    this.mayFinalize = allowed;
   }
 
   /** How many times each C_* function was called since open (the benchmark reports calls per operation). */
@@ -377,23 +398,34 @@ export class Pkcs11Hsm implements Hsm {
     return (await this.withSession('C_GetSessionInfo', (s) => this.p11.C_GetSessionInfo(s).state)) === CKS_RW_USER_FUNCTIONS;
   }
 
+  /**
+   * Closes this instance's sessions, then finalises and unloads the module unless another thread
+   * may be inside it: an abandoned HSM thread (mayFinalize), or a key-pair generation still on the
+   * libuv pool after a bounded wait. The process ends soon after anyway; pulling the module from
+   * under a thread in a call is undefined behaviour.
+   */
   async close(): Promise<void> {
     clearInterval(this.recovery);
-    // Let key-pair generations on the libuv pool end before C_Finalize (bounded: shutdown goes on).
+    // Let key-pair generations on the libuv pool end first (bounded: shutdown goes on).
     for (const deadline = performance.now() + CLOSE_WAIT_MS; this.asyncInFlight > 0 && performance.now() < deadline; ) {
       await new Promise((r) => setTimeout(r, 20));
     }
-    for (const s of this.pool.drain()) {
+    this.closeSessions(this.pool.drain());
+    if (!this.mayFinalize || this.asyncInFlight > 0) return;
+    try {
+      this.p11.C_Finalize();
+    } finally {
+      this.p11.close();
+    }
+  }
+
+  private closeSessions(sessions: Session[]): void {
+    for (const s of sessions) {
       try {
         this.p11.C_CloseSession(s);
       } catch {
         // closing anyway
       }
-    }
-    try {
-      this.p11.C_Finalize();
-    } finally {
-      this.p11.close();
     }
   }
 
@@ -461,8 +493,9 @@ export class Pkcs11Hsm implements Hsm {
   private async withSession<T>(fn: string, body: (s: Session) => T, isRetry = false): Promise<T> {
     if (!this.isUp) throw new HsmError('device', fn, 'CKR_DEVICE_REMOVED');
     const recycleAfter = this.options.recycleAfterSessionObjects;
-    // Not while a key pair is being generated on the libuv pool: C_Finalize would pull the module from under it.
-    if (recycleAfter !== undefined && this.sessionObjects >= recycleAfter && this.asyncInFlight === 0) await this.recycle();
+    // Postponed while another thread may be inside the module (an abandoned HSM thread, a key pair
+    // being generated on the libuv pool): C_Finalize would pull the module from under it.
+    if (recycleAfter !== undefined && this.sessionObjects >= recycleAfter && this.mayFinalize && this.asyncInFlight === 0) await this.recycle();
     try {
       return await this.pool.use((s) => call(fn, () => body(s)), (err) => err instanceof HsmError && err.kind === 'session');
     } catch (err) {
@@ -509,21 +542,31 @@ export class Pkcs11Hsm implements Hsm {
     this.recovery.unref();
   }
 
+  /**
+   * One attempt to heal the open circuit. Normally C_Finalize and a fresh C_Initialize, which
+   * resets whatever state the library was left in. While another thread may be inside the module
+   * (mayFinalize false) it only closes this instance's sessions and opens new ones and logs in
+   * again; a library that needs the reset heals once that thread has left. Never under a key-pair
+   * generation on the libuv pool: it fails or ends soon on a down token, and one that never settles
+   * is the HSM thread watchdog's to abandon.
+   */
   private async tryReconnect(): Promise<void> {
-    // Not under a key-pair generation on the libuv pool: C_Finalize would pull the module from
-    // under it (native code, a crash at best). It fails or ends soon on a down token; one that never
-    // settles is the HSM thread watchdog's to abandon.
     if (this.asyncInFlight > 0) return;
-    try {
-      this.p11.C_Finalize();
-    } catch {
-      // not initialised, or already finalised: either way start afresh
+    const isFinalizing = this.mayFinalize;
+    if (isFinalizing) {
+      try {
+        this.p11.C_Finalize();
+      } catch {
+        // not initialised, or already finalised: either way start afresh
+      }
+    } else {
+      this.closeSessions(this.pool.drain());
     }
     try {
       await this.connect();
       clearInterval(this.recovery);
       this.recovery = undefined;
-      this.options.onStateChange?.(true, 'token answers again');
+      this.options.onStateChange?.(true, isFinalizing ? 'token answers again' : 'token answers again (sessions reopened without C_Finalize: another thread may be inside the module)');
     } catch {
       // still down; the next tick tries again
     }
