@@ -2,6 +2,7 @@ import crypto from 'node:crypto';
 import type { DataKeyWrap, Hash, HmacKeySpec, Hsm, HsmHealth, HsmStats, KeyObjectFacts, KeyPairSpec, SigningScheme } from '../../src/hsm/hsm';
 import { GCM_IV_BYTES, GCM_TAG_BYTES } from '../../src/hsm/hsm';
 import { HsmError } from '../../src/hsm/hsm-error';
+import { signDigest, verifyDigest } from './fake-signatures';
 
 const KWP_IV = Buffer.from('A65959A6', 'hex'); // RFC 5649 alternative initial value
 
@@ -9,6 +10,10 @@ const KWP_IV = Buffer.from('A65959A6', 'hex'); // RFC 5649 alternative initial v
 export class FakeHsm implements Hsm {
   readonly keys = new Map<string, Buffer>();
   readonly pairs = new Map<string, crypto.KeyObject>();
+  /** The labels of MAC keys (generic secrets on a token) among `keys`. */
+  private readonly macLabels = new Set<string>();
+  /** The private key beside each public label: the fake's ECDSA check needs d (fake-signatures.ts). */
+  private readonly privateOf = new Map<string, crypto.KeyObject>();
   isUp = true;
 
   async generateKek(label: string) {
@@ -16,25 +21,23 @@ export class FakeHsm implements Hsm {
   }
   async generateMacKey(label: string, spec: HmacKeySpec = { hash: 'SHA256', bytes: 32 }) {
     this.keys.set(label, crypto.randomBytes(spec.bytes));
+    this.macLabels.add(label);
   }
   async generateKeyPair(labels: { private: string; public: string }, spec: KeyPairSpec) {
     const pair = fakePair(spec);
     this.pairs.set(labels.private, pair.privateKey);
     this.pairs.set(labels.public, pair.publicKey);
+    this.privateOf.set(labels.public, pair.privateKey);
   }
   async publicKey(label: string) {
     return this.pair(label).export({ type: 'spki', format: 'der' });
   }
-  /** Self-consistent only (node:crypto cannot sign a bare digest with PSS or ECDSA): it signs the digest as a message. */
+  /** Over the digest, as the token signs (fake-signatures.ts); ECDSA signatures DER-encoded. */
   async signDigest(label: string, scheme: SigningScheme, digest: Buffer) {
-    return crypto.sign(scheme.scheme === 'EDDSA' ? null : scheme.hash.toLowerCase(), digest, { key: this.pair(label), ...fakeSignOptions(scheme) });
+    return signDigest(this.pair(label), scheme, digest);
   }
   async verifyDigest(label: string, scheme: SigningScheme, digest: Buffer, signature: Buffer) {
-    try {
-      return crypto.verify(scheme.scheme === 'EDDSA' ? null : scheme.hash.toLowerCase(), digest, { key: this.pair(label), ...fakeSignOptions(scheme) }, signature);
-    } catch {
-      return false;
-    }
+    return verifyDigest(this.privateOf.get(label) ?? this.pair(label), scheme, digest, signature);
   }
   async generateWrappedDataKey(kekLabel: string, lengthBytes: number, wrap: DataKeyWrap) {
     const kek = this.key(kekLabel);
@@ -102,7 +105,9 @@ export class FakeHsm implements Hsm {
   }
   async destroyKey(label: string) {
     this.keys.delete(label);
+    this.macLabels.delete(label);
     this.pairs.delete(label);
+    this.privateOf.delete(label);
   }
   async listKeyLabels(prefix: string) {
     return [...this.keys.keys(), ...this.pairs.keys()].filter((l) => l.startsWith(prefix));
@@ -113,11 +118,12 @@ export class FakeHsm implements Hsm {
     if (!this.keys.has(label) && !pair) return [];
     const isPublic = pair?.type === 'public';
     const protectedKey = { CKA_SENSITIVE: true, CKA_ALWAYS_SENSITIVE: true, CKA_EXTRACTABLE: false, CKA_NEVER_EXTRACTABLE: true };
+    const pairType = (PAIR_KEY_TYPES as Record<string, string>)[pair?.asymmetricKeyType ?? ''];
     return [{
       label,
       id: Buffer.from(label).toString('hex'),
       objectClass: pair ? (isPublic ? 'CKO_PUBLIC_KEY' : 'CKO_PRIVATE_KEY') : 'CKO_SECRET_KEY',
-      keyType: pair ? 'CKK_EC' : 'CKK_AES',
+      keyType: pair ? (pairType ?? 'none') : this.macLabels.has(label) ? 'CKK_GENERIC_SECRET' : 'CKK_AES',
       flags: { CKA_TOKEN: true, CKA_PRIVATE: !isPublic, CKA_LOCAL: true, CKA_MODIFIABLE: false, ...(isPublic ? {} : protectedKey) },
       allowedMechanisms: null,
     }];
@@ -144,16 +150,10 @@ export class FakeHsm implements Hsm {
   }
 }
 
+const PAIR_KEY_TYPES = { rsa: 'CKK_RSA', ec: 'CKK_EC', ed25519: 'CKK_EC_EDWARDS' };
+
 function fakePair(spec: KeyPairSpec): crypto.KeyPairKeyObjectResult {
   if (spec.family === 'RSA') return crypto.generateKeyPairSync('rsa', { modulusLength: spec.bits });
   if (spec.family === 'EDWARDS') return crypto.generateKeyPairSync('ed25519');
   return crypto.generateKeyPairSync('ec', { namedCurve: spec.curve });
-}
-
-/** DER ECDSA, and PSS with salt = digest length, as the HSM layer promises. */
-function fakeSignOptions(scheme: SigningScheme): Record<string, unknown> {
-  if (scheme.scheme === 'ECDSA') return { dsaEncoding: 'der' };
-  if (scheme.scheme === 'EDDSA') return {};
-  if (scheme.scheme === 'RSA_PKCS1') return { padding: crypto.constants.RSA_PKCS1_PADDING };
-  return { padding: crypto.constants.RSA_PKCS1_PSS_PADDING, saltLength: { SHA256: 32, SHA384: 48, SHA512: 64 }[scheme.hash] };
 }
