@@ -108,6 +108,7 @@ describe('Bounded thread replacement', function () {
       await assert.rejects(gdk(), DependencyTimeoutException); // thread 1 abandoned, thread 2 started
       await assert.rejects(gdk(), DependencyTimeoutException); // thread 2 stuck too: the budget of 1 is spent
       await waitForLog(gw, /stopped replacing stuck HSM threads/, 2000);
+      assert.doesNotMatch(gw.output(), /HSM token unavailable; failing fast and reconnecting/, 'no reconnect is announced: none will come');
       await setFaults([], false);
       const started = Date.now();
       await assert.rejects(gdk(), KeyUnavailableException);

@@ -303,7 +303,7 @@ export class HsmThread implements Hsm {
     this.gaveUp = `${stuck} HSM thread${stuck === 1 ? ' is' : 's are'} stuck in PKCS#11 calls, more than QKMS_HSM_MAX_ABANDONED_THREADS=${max}: no more are replaced; restart the process`;
     this.failAll(new HsmError('device', 'hsm-thread', undefined, { cause: new Error(this.gaveUp) }));
     this.options.onThreadEvent?.({ type: 'gave-up', detail: `${detail}; ${this.gaveUp}` });
-    this.setUp(false, this.gaveUp);
+    this.up = false; // not setUp: onStateChange would announce a reconnect that will not come
   }
 
   /** Keeps a thread's last totals (the counters must not go back) and abandons it. */
