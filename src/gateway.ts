@@ -12,7 +12,7 @@ import { withMetrics } from './hsm/metered-hsm';
 import type { Hsm } from './hsm/hsm';
 import { ensureEmbeddedToken } from './hsm/pkcs11/embedded-token';
 import { Pkcs11Hsm } from './hsm/pkcs11/pkcs11-hsm';
-import { HsmThread } from './hsm/thread/hsm-thread';
+import { HsmThread, type ThreadEvent } from './hsm/thread/hsm-thread';
 import type { Logger } from './logging/logger';
 import { GatewayMetrics } from './metrics/gateway-metrics';
 import type { GatewayDeps } from './operations/context';
@@ -48,6 +48,7 @@ export async function openHsm(config: Config, logger: Logger): Promise<Hsm> {
     sessions: config.pkcs11.sessions,
     faultsFile: config.pkcs11.faultsFile,
     gcmIv: config.pkcs11.profile.gcmIv,
+    integrityErrors: config.pkcs11.profile.integrityErrors,
     recycleAfterSessionObjects: config.pkcs11.recycleAfterSessionObjects,
     onRecycle: (objects: number, ms: number) => logger.info('PKCS#11 module re-initialised to free session objects', { objects, ms: Math.round(ms) }),
     onStateChange: (isUp: boolean, detail: string) => (isUp ? logger.warn('HSM token is back; circuit closed', { detail }) : logger.error('HSM token unavailable; failing fast and reconnecting', { detail })),
@@ -56,8 +57,21 @@ export async function openHsm(config: Config, logger: Logger): Promise<Hsm> {
   return HsmThread.open({
     ...options,
     stuckAfterMs: config.hsmTimeoutMs,
+    maxAbandonedThreads: config.pkcs11.maxAbandonedThreads,
     onReplaced: (detail) => logger.error('HSM thread stuck; abandoned it and started a new one', { detail }),
+    onThreadEvent: (event) => logThreadEvent(logger, event),
   });
+}
+
+function logThreadEvent(logger: Logger, event: ThreadEvent): void {
+  switch (event.type) {
+    case 'left':
+      return void logger.warn('an abandoned HSM thread left the PKCS#11 module', { remaining: event.remaining });
+    case 'gave-up':
+      return void logger.error('stopped replacing stuck HSM threads: every call fails until the process is restarted', { detail: event.detail });
+    case 'closing':
+      return void logger.warn('closing the HSM without C_Finalize: abandoned HSM threads may still be inside the PKCS#11 module (the process exits once their calls return)', { abandoned: event.abandoned });
+  }
 }
 
 /**

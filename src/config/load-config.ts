@@ -27,6 +27,8 @@ export interface Config {
     readonly faultsFile?: string;
     /** QKMS_HSM_THREAD: PKCS#11 calls on their own thread rather than the event loop. */
     readonly thread: boolean;
+    /** QKMS_HSM_MAX_ABANDONED_THREADS: stuck HSM threads replaced while still inside the module. */
+    readonly maxAbandonedThreads: number;
     /** QKMS_PKCS11_RECYCLE_SESSION_OBJECTS, or the profile's; undefined = never. */
     readonly recycleAfterSessionObjects?: number;
     /** QKMS_HSM_PROFILE: what this token does differently (src/hsm/profiles.ts). */
@@ -98,6 +100,7 @@ export function loadConfig(env: Env): Config {
       sessions: value.QKMS_PKCS11_SESSIONS ?? profile.sessions,
       faultsFile: value.QKMS_FAULTS_FILE,
       thread: value.QKMS_HSM_THREAD,
+      maxAbandonedThreads: value.QKMS_HSM_MAX_ABANDONED_THREADS,
       recycleAfterSessionObjects: (value.QKMS_PKCS11_RECYCLE_SESSION_OBJECTS ?? profile.recycleAfterSessionObjects) || undefined,
       profile,
     },

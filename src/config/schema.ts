@@ -41,6 +41,10 @@ export const configSchema = Joi.object({
   QKMS_HSM_THREAD: Joi.boolean().default(true),
   // An HSM call slower than this answers DependencyTimeoutException (kms-protocol.md §2.2).
   QKMS_HSM_TIMEOUT_MS: Joi.number().integer().min(1).max(600000).default(5000),
+  // With the HSM thread: how many stuck threads may be abandoned while still inside the PKCS#11
+  // module (each holds a thread and sessions, and blocks C_Finalize). One more stuck thread is not
+  // replaced: every call fails fast and /ready says to restart. 0 = never replace one.
+  QKMS_HSM_MAX_ABANDONED_THREADS: Joi.number().integer().min(0).max(100).default(3),
   // How data keys are wrapped: AES_KWP_HMAC (SoftHSM2 2.6.1 cannot wrap with GCM) or AES_GCM for
   // tokens whose C_WrapKey supports CKM_AES_GCM. See docs/crypto.md. Unset: the profile's first.
   QKMS_DATA_KEY_WRAP: Joi.string().valid('AES_KWP_HMAC', 'AES_GCM'),

@@ -44,8 +44,8 @@ export class Envelope {
       try {
         return await this.hsm.decryptAesGcm(labels.kek, blob.ciphertextAndTag, blob.iv, Buffer.concat([blob.header, context]));
       } catch (err) {
-        // SoftHSM2 2.6.1 reports a tag mismatch as CKR_GENERAL_ERROR (pkcs11-and-clients.md §1.3).
-        if (err instanceof HsmError && (err.kind === 'integrity' || err.ckr === 'CKR_GENERAL_ERROR')) throw new InvalidCiphertextException();
+        // A token's own way of saying "tag mismatch" is its profile's business (profiles.ts).
+        if (err instanceof HsmError && err.kind === 'integrity') throw new InvalidCiphertextException();
         throw err;
       }
     }

@@ -6,6 +6,9 @@
  */
 export type DataKeyWrapMode = 'AES_KWP_HMAC' | 'AES_GCM';
 
+/** By PKCS#11 function name: CKR codes with which a token says the input does not verify. */
+export type IntegrityErrors = Readonly<Record<string, readonly string[]>>;
+
 export interface HsmProfile {
   readonly name: string;
   /** Exercised by the test suite on these machines. */
@@ -23,6 +26,12 @@ export interface HsmProfile {
    * tokens that keep destroyed session objects in memory until C_Finalize.
    */
   readonly recycleAfterSessionObjects?: number;
+  /**
+   * CKR codes that, from these PKCS#11 functions, mean the input does not verify (HsmError kind
+   * 'integrity': InvalidCiphertextException in Decrypt) on this token, on top of the standard
+   * codes of ckr-table.ts. Elsewhere the same code keeps its usual kind.
+   */
+  readonly integrityErrors?: IntegrityErrors;
   /** Hashes the token's CKM_RSA_PKCS_OAEP accepts (RSAES_OAEP_SHA_1 / _SHA_256). */
   readonly oaepHashes: ReadonlyArray<'SHA1' | 'SHA256'>;
   /** Default QKMS_PKCS11_SESSIONS. */
@@ -41,6 +50,10 @@ export const HSM_PROFILES: Readonly<Record<string, HsmProfile>> = {
     // SessionObjectStore keeps every session object in `allObjects` until C_Finalize (~240 B each,
     // one per GenerateDataKey or KWP Decrypt): 50,000 bounds that to about 12 MB.
     recycleAfterSessionObjects: 50000,
+    // 2.6.1 answers a GCM tag mismatch and an OAEP ciphertext that does not decode (C_Decrypt), and
+    // a corrupt KWP blob (C_UnwrapKey), with CKR_GENERAL_ERROR; 2.7.0 with CKR_ENCRYPTED_DATA_INVALID
+    // (pkcs11-and-clients.md §1.3, §2.4). Both answers are the same "bad input" here.
+    integrityErrors: { C_Decrypt: ['CKR_GENERAL_ERROR'], C_UnwrapKey: ['CKR_GENERAL_ERROR'] },
     oaepHashes: ['SHA1'], // OAEP with SHA-256 is CKR_ARGUMENTS_BAD in 2.6.1 and 2.7.0 (pkcs11-and-clients.md §0)
     sessions: 4,
     notes: 'SoftHSM2 2.6.1: KWP unwrap returns the key zero-padded to 8 bytes (docs/hsm/softhsm2.md).',

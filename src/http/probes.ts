@@ -9,7 +9,7 @@ export interface CheckResult {
 
 /** The JSON body of /health and /ready (docs/operations.md). */
 export interface ProbeBody {
-  status: 'ok' | 'unavailable' | 'ready' | 'not ready' | 'starting';
+  status: 'ok' | 'ready' | 'not ready' | 'starting';
   checks: Record<string, CheckResult>;
   /** "<check>: <detail>" for every failed check; empty when all passed. */
   reasons: string[];
@@ -25,13 +25,14 @@ const STORE_CHECK_EVERY_MS = 1000;
 const STORE_PROBE_TIMEOUT_MS = 250;
 
 /**
- * GET /health — liveness of the process and the token: 200 while the token answers (breaker
- * closed, a probe call works, logged in), else 503. Kept to the token so a full disk does not make
- * an orchestrator restart a process that a restart would not fix; /ready covers the store.
+ * GET /health — liveness: the process answers (its event loop runs). Always 200: nothing the
+ * process depends on is checked, because an orchestrator restarts a process whose liveness fails,
+ * and a restart fixes neither an HSM outage nor a full disk — it would only restart every replica
+ * at once. (A thread stuck in the PKCS#11 module does not stop the event loop: the HSM thread.)
  *
  * GET /ready — may this instance take KMS traffic: the token is up and logged in, the key store
  * takes a real write, and start-up (reconciliation with the token, the seed file) is done. 503 with
- * the reasons otherwise.
+ * the reasons otherwise, including "restart needed" once the HSM layer gave up healing itself.
  */
 export function probes(deps: GatewayDeps) {
   const tokenCheck = atMostEvery(TOKEN_CHECK_EVERY_MS, async (): Promise<CheckResult> => {
@@ -46,10 +47,8 @@ export function probes(deps: GatewayDeps) {
     );
   });
   return {
-    async health(_req: Request, res: Response): Promise<void> {
-      const token = await tokenCheck();
-      const body = probeBody(token.ok ? 'ok' : 'unavailable', { process: { ok: true, detail: `up ${Math.round(process.uptime())} s` }, token });
-      res.status(token.ok ? 200 : 503).json({ ...body, hsm: token.detail }); // `hsm`: the field /health had before the checks
+    health(_req: Request, res: Response): void {
+      res.status(200).json(liveness('serving'));
     },
     async ready(_req: Request, res: Response): Promise<void> {
       const [token, store] = await Promise.all([tokenCheck(), storeCheck()]);
@@ -59,6 +58,11 @@ export function probes(deps: GatewayDeps) {
       res.status(isReady ? 200 : 503).json(probeBody(isReady ? 'ready' : 'not ready', { token, store, startup }));
     },
   };
+}
+
+/** The body of /health (always with 200): the process answers; `phase` is 'starting' or 'serving'. */
+export function liveness(phase: 'starting' | 'serving'): ProbeBody {
+  return probeBody('ok', { process: { ok: true, detail: `up ${Math.round(process.uptime())} s, ${phase}` } });
 }
 
 /** `run` at most once per `ms` (counted from its start); callers in between share its result. */

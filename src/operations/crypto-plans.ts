@@ -88,10 +88,7 @@ async function planOpenRsa(ciphertext: Buffer, request: Request & { keyId?: stri
       try {
         return await ctx.deps.hsm.rsaDecrypt(oaep.privateKey, oaep.hash, ciphertext);
       } catch (err) {
-        // SoftHSM2 answers a ciphertext that does not decode with CKR_ENCRYPTED_DATA_INVALID, _LEN_RANGE or CKR_GENERAL_ERROR.
-        if (err instanceof HsmError && (err.kind === 'integrity' || err.ckr === 'CKR_GENERAL_ERROR' || err.ckr === 'CKR_ENCRYPTED_DATA_LEN_RANGE')) {
-          throw new InvalidCiphertextException('', { cause: err });
-        }
+        if (err instanceof HsmError && err.kind === 'integrity') throw new InvalidCiphertextException('', { cause: err });
         throw err;
       }
     },

@@ -149,7 +149,7 @@ describe('Metrics and readiness (in-process gateway over the SoftHSM2 token)', (
     assert.ok(samples.some((s) => s.name === 'nodejs_eventloop_lag_seconds'));
   });
 
-  it('/ready is 200 with every check passing; /health keeps its fields and adds the checks', async () => {
+  it('/ready is 200 with every check passing; /health (liveness) checks only that the process answers', async () => {
     const ready = await probe(gw.url, 'ready');
     assert.equal(ready.status, 200, JSON.stringify(ready.body));
     assert.equal(ready.body.status, 'ready');
@@ -161,7 +161,8 @@ describe('Metrics and readiness (in-process gateway over the SoftHSM2 token)', (
     const health = await probe(gw.url, 'health');
     assert.equal(health.status, 200);
     assert.equal(health.body.status, 'ok');
-    assert.equal(typeof (health.body as unknown as { hsm: string }).hsm, 'string');
+    assert.deepEqual(Object.keys(health.body.checks), ['process']);
+    assert.match(health.body.checks.process.detail, /^up \d+ s, serving$/);
     assert.deepEqual(health.body.reasons, []);
   });
 
@@ -170,11 +171,12 @@ describe('Metrics and readiness (in-process gateway over the SoftHSM2 token)', (
     let writes = 0;
     const probeWrite = gw.deps.keys.probeWrite.bind(gw.deps.keys);
     gw.deps.keys.probeWrite = (ms: number) => (writes++, probeWrite(ms));
-    // The next token check fails once: every probe in flight shares that one answer.
+    // The next token check fails once: every probe in flight shares that one answer. /health
+    // (liveness) asks neither the token nor the store.
     gw.faults.add({ method: 'health', times: 1, delayMs: 100, fail: { kind: 'device', ckr: 'CKR_DEVICE_ERROR' } });
     try {
-      const statuses = await Promise.all(Array.from({ length: 20 }, (_, i) => probe(gw.url, i % 2 ? 'ready' : 'health').then((p) => p.status)));
-      assert.deepEqual(new Set(statuses), new Set([503]), 'all 20 shared the one failed check');
+      const statuses = await Promise.all(Array.from({ length: 20 }, (_, i) => probe(gw.url, i % 2 ? 'ready' : 'health').then((p) => `${i % 2 ? 'ready' : 'health'} ${p.status}`)));
+      assert.deepEqual(new Set(statuses), new Set(['ready 503', 'health 200']), 'the 10 /ready shared the one failed check');
       assert.equal(writes, 1, 'one store write for 10 /ready');
     } finally {
       gw.faults.clear();
@@ -216,7 +218,7 @@ describe('Metrics and readiness (in-process gateway over the SoftHSM2 token)', (
     assert.equal((await probe(gw.url, 'ready')).status, 200);
   });
 
-  it('/ready and /health are 503 with the reason when the token is down', async () => {
+  it('/ready is 503 with the reason when the token is down, while /health (liveness) stays 200: a restart would not bring the token back', async () => {
     await sleep(TOKEN_CHECK_EVERY_MS); // no earlier answer to share
     gw.faults.add({ method: 'health', times: 1, fail: { kind: 'device', ckr: 'CKR_DEVICE_REMOVED' } });
     const ready = await probe(gw.url, 'ready');
@@ -224,9 +226,9 @@ describe('Metrics and readiness (in-process gateway over the SoftHSM2 token)', (
     assert.equal(ready.body.checks.token.ok, false);
     assert.ok(ready.body.reasons.some((r) => r.startsWith('token: ') && r.includes('CKR_DEVICE_REMOVED')), ready.body.reasons.join());
     const health = await probe(gw.url, 'health');
-    assert.equal(health.status, 503);
-    assert.equal(health.body.status, 'unavailable');
-    assert.ok(health.body.reasons.some((r) => r.startsWith('token: ')));
+    assert.equal(health.status, 200);
+    assert.equal(health.body.status, 'ok');
+    assert.deepEqual(health.body.reasons, []);
     await sleep(TOKEN_CHECK_EVERY_MS);
     assert.equal((await probe(gw.url, 'ready')).status, 200);
   });
@@ -299,7 +301,7 @@ for (const thread of ['true', 'false']) describe(`Metrics and readiness of a gat
 
 describe('A gateway process that is still starting', function () {
   this.timeout(60000);
-  it('listens at once: /health and /ready 503 "starting", KMS requests a DependencyTimeoutException that the SDK retries until it is ready', async () => {
+  it('listens at once: /health 200 (alive), /ready 503 "starting", KMS requests a DependencyTimeoutException that the SDK retries until it is ready', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qkms-starting-'));
     const faults = path.join(dir, 'faults.json');
     // A slow start, as a token with many objects gives: indexing the token's objects takes 4 s.
@@ -318,7 +320,9 @@ describe('A gateway process that is still starting', function () {
       assert.equal(ready.body.status, 'starting');
       assert.equal(ready.body.checks.startup.ok, false);
       assert.match(ready.body.reasons[0], /^startup: /);
-      assert.equal((await probe(url, 'health')).status, 503);
+      const alive = await probe(url, 'health');
+      assert.equal(alive.status, 200, 'a slow start is not a dead process: no startupProbe needed');
+      assert.match(alive.body.checks.process.detail, /starting$/);
       const client = (maxAttempts: number) => {
         const c = new KMSClient({ endpoint: url, region: 'us-east-1', credentials: TEST_CREDENTIALS, maxAttempts });
         clients.push(c);

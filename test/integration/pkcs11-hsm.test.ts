@@ -5,6 +5,8 @@ import fs from 'node:fs';
 import { CreateKeyCommand } from '@aws-sdk/client-kms';
 import { objectLabel } from '../../src/domain/key-repository';
 import type { ObjectRef } from '../../src/hsm/hsm';
+import { HSM_PROFILES } from '../../src/hsm/profiles';
+import { HsmThread } from '../../src/hsm/thread/hsm-thread';
 import { hsmContract } from '../support/hsm-contract';
 import { integration } from '../support/integration-hooks';
 import { startGateway } from '../support/harness';
@@ -13,6 +15,19 @@ hsmContract('Pkcs11Hsm on SoftHSM2', () => integration().hsm);
 
 /** A new token object's reference: a random id, as key material gets. */
 const ref = (label: string): ObjectRef => ({ id: crypto.randomBytes(16).toString('hex'), label });
+
+describe('The HSM thread', () => {
+  let thread: HsmThread | undefined;
+  before(async () => {
+    const { token } = integration();
+    // mayFinalize false: the root hook's Pkcs11Hsm uses the module in this process too.
+    const options = { modulePath: token.modulePath, tokenLabel: token.label, pin: token.pin, sessions: 2, integrityErrors: HSM_PROFILES.softhsm2.integrityErrors };
+    thread = await HsmThread.open({ ...options, stuckAfterMs: 10000, mayFinalize: false });
+  });
+  after(async () => thread?.close());
+  // Arguments and results cross a structured clone, errors a wire form (protocol.ts): same contract.
+  hsmContract('HsmThread on SoftHSM2', () => thread!);
+});
 
 describe('Pkcs11Hsm on SoftHSM2: what the token itself says', () => {
   const pkcs11Tool = (args: string[]) => {

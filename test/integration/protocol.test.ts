@@ -101,19 +101,22 @@ describe('Protocol and bad input', () => {
     assert.equal((await gdk({ KeyId: keyId, KeySpec: 'AES_256' })).status, 200);
   });
 
-  it('/health answers 200 while the token answers and 503 when it does not', async () => {
+  it('/ready answers 200 while the token answers and 503 when it does not or is too slow; /health (liveness) 200 throughout', async () => {
     // The token check runs at most every 250 ms (src/http/probes.ts): wait out the last answer.
-    const health = async () => {
+    const probe = async (which: 'ready' | 'health') => {
       await new Promise((r) => setTimeout(r, 260));
-      return fetch(`${gw.url}/health`);
+      return fetch(`${gw.url}/${which}`);
     };
-    assert.equal((await health()).status, 200);
+    assert.equal((await probe('ready')).status, 200);
     gw.faults.add({ method: 'health', times: 1, fail: { kind: 'device', ckr: 'CKR_DEVICE_REMOVED' } });
-    const down = await health();
+    const down = await probe('ready');
     assert.equal(down.status, 503);
-    assert.equal(((await down.json()) as { status: string }).status, 'unavailable');
+    assert.equal(((await down.json()) as { status: string }).status, 'not ready');
+    gw.faults.add({ method: 'health', times: 1, fail: { kind: 'device', ckr: 'CKR_DEVICE_REMOVED' } });
+    assert.equal((await probe('health')).status, 200, 'liveness does not ask the token');
+    assert.equal((await probe('ready')).status, 503, 'the fault was still there for /ready: /health did not consume it');
     gw.faults.add({ method: 'health', times: 1, delayMs: 600 });
-    assert.equal((await health()).status, 503, 'a token slower than QKMS_HSM_TIMEOUT_MS is down');
-    assert.equal((await health()).status, 200);
+    assert.equal((await probe('ready')).status, 503, 'a token slower than QKMS_HSM_TIMEOUT_MS is down');
+    assert.equal((await probe('ready')).status, 200);
   });
 });

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { CreateKeyCommand, DecryptCommand, DependencyTimeoutException, EncryptCommand, GenerateDataKeyCommand, KeyUnavailableException } from '@aws-sdk/client-kms';
-import { startChildGateway, type ChildGateway } from '../support/child-gateway';
+import { startChildGateway, withFaultyGateway, type ChildGateway } from '../support/child-gateway';
 
 /**
  * Issue #5 items 3-4: faults injected at the PKCS#11 boundary of a real gateway process over a real
@@ -23,7 +23,8 @@ for (const thread of ['true', 'false']) describe(`Self-healing HSM layer (fault 
     await new Promise((r) => setTimeout(r, 1200)); // re-read at most once a second
   };
   const gdk = () => gw.client.send(new GenerateDataKeyCommand({ KeyId: keyId, KeySpec: 'AES_256' }));
-  const health = async () => (await fetch(`${gw.url}/health`)).status;
+  const ready = async () => (await fetch(`${gw.url}/ready`)).status;
+  const alive = async () => (await fetch(`${gw.url}/health`)).status;
   /** How often the module ran a PKCS#11 function, from /metrics (the HSM thread reports each second). */
   const pkcs11Calls = async (fn: string) => {
     await new Promise((r) => setTimeout(r, 1100));
@@ -56,17 +57,19 @@ for (const thread of ['true', 'false']) describe(`Self-healing HSM layer (fault 
   });
   afterEach(() => fs.writeFileSync(faults, '[]'));
 
-  it('a token that fails (CKR_DEVICE_ERROR) answers KeyUnavailableException fast, /health 503, and heals when it returns', async () => {
+  it('a token that fails (CKR_DEVICE_ERROR) answers KeyUnavailableException fast, /ready 503 (/health 200), and heals when it returns', async () => {
     await setFaults([{ function: '*', ckr: 'CKR_DEVICE_ERROR' }]);
     await assert.rejects(gdk(), KeyUnavailableException);
-    assert.equal(await health(), 503);
+    assert.equal(await ready(), 503);
+    assert.equal(await alive(), 200, 'the process answers: an orchestrator must not restart it');
     const started = Date.now();
     await assert.rejects(gdk(), KeyUnavailableException);
     assert.ok(Date.now() - started < 100, 'the open circuit fails fast');
     fs.writeFileSync(faults, '[]');
     const ms = await recoversWithin(5000);
     assert.ok(ms < 5000, `recovered in ${ms} ms`);
-    assert.equal(await health(), 200);
+    await new Promise((r) => setTimeout(r, 260)); // the token check of /ready runs at most every 250 ms
+    assert.equal(await ready(), 200);
     assert.match(gw.output(), /HSM token unavailable; failing fast and reconnecting/);
     assert.match(gw.output(), /HSM token is back; circuit closed/);
   });
@@ -75,7 +78,7 @@ for (const thread of ['true', 'false']) describe(`Self-healing HSM layer (fault 
     it(`${ckr} opens the circuit the same way and heals`, async () => {
       await setFaults([{ function: 'C_WrapKey', ckr, count: 1 }]);
       await assert.rejects(gdk(), KeyUnavailableException);
-      assert.equal(await health(), 503, 'the circuit is open (a missing key would leave /health at 200)');
+      assert.equal(await ready(), 503, 'the circuit is open (a missing key would leave /ready at 200)');
       assert.ok((await recoversWithin(5000)) < 5000);
     });
   }
@@ -107,7 +110,8 @@ for (const thread of ['true', 'false']) describe(`Self-healing HSM layer (fault 
       const ms = await recoversWithin(3000);
       assert.ok(Date.now() - started < 3500, `served again ${Date.now() - started} ms after the hang began (it lasts 4000 ms)`);
       assert.ok(ms < 3000);
-      assert.equal(await health(), 200);
+      await new Promise((r) => setTimeout(r, 260));
+      assert.equal(await ready(), 200);
       assert.match(gw.output(), /HSM thread stuck; abandoned it and started a new one/);
     });
   } else {
@@ -129,23 +133,6 @@ for (const thread of ['true', 'false']) describe(`Self-healing HSM layer (fault 
     for (let i = 0; i < 10; i++) assert.ok((await gdk()).Plaintext);
   });
 });
-
-/** A gateway process with a fault file, for one test: `setFaults` waits for the plan to be re-read; exit 0 is checked. */
-async function withFaultyGateway(env: Record<string, string>, body: (gw: ChildGateway, setFaults: (rules: object[]) => Promise<void>) => Promise<void>): Promise<void> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qkms-faulty-'));
-  const faults = path.join(dir, 'faults.json');
-  fs.writeFileSync(faults, '[]');
-  const gw = await startChildGateway({ QKMS_DATA_DIR: path.join(dir, 'data'), QKMS_FAULTS_FILE: faults, ...env });
-  try {
-    await body(gw, async (rules) => {
-      fs.writeFileSync(faults, JSON.stringify(rules));
-      await new Promise((r) => setTimeout(r, 1200)); // re-read at most once a second
-    });
-  } finally {
-    assert.equal(await gw.stop(), 0);
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-}
 
 describe('HSM thread watchdog', function () {
   this.timeout(60000);

@@ -1,7 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { KMSClient } from '@aws-sdk/client-kms';
+import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import os from 'node:os';
 import { recordAuditFiles, TEST_CREDENTIALS } from './harness';
 import { recordLog, recordSecretsMiddleware, registerSecret } from './secrets';
 
@@ -65,4 +67,24 @@ export async function startChildGateway(env: Record<string, string>): Promise<Ch
       return code;
     },
   };
+}
+
+/**
+ * A gateway process with a fault file, for one test: `setFaults` waits for the plan to be re-read
+ * (pass `false` to only write it, for a thread that reads it when it starts); exit 0 is checked.
+ */
+export async function withFaultyGateway(env: Record<string, string>, body: (gw: ChildGateway, setFaults: (rules: object[], waitForReread?: boolean) => Promise<void>) => Promise<void>): Promise<void> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qkms-faulty-'));
+  const faults = path.join(dir, 'faults.json');
+  fs.writeFileSync(faults, '[]');
+  const gw = await startChildGateway({ QKMS_DATA_DIR: path.join(dir, 'data'), QKMS_FAULTS_FILE: faults, ...env });
+  try {
+    await body(gw, async (rules, waitForReread = true) => {
+      fs.writeFileSync(faults, JSON.stringify(rules));
+      if (waitForReread) await new Promise((r) => setTimeout(r, 1200)); // re-read at most once a second
+    });
+  } finally {
+    assert.equal(await gw.stop(), 0);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 }

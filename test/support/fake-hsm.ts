@@ -2,6 +2,7 @@ import crypto from 'node:crypto';
 import type { DataKeyWrap, Hash, HmacKeySpec, Hsm, HsmHealth, HsmStats, KeyObjectFacts, KeyPairSpec, ObjectRef, SigningScheme } from '../../src/hsm/hsm';
 import { GCM_IV_BYTES, GCM_TAG_BYTES } from '../../src/hsm/hsm';
 import { HsmError } from '../../src/hsm/hsm-error';
+import { signDigest, verifyDigest } from './fake-signatures';
 
 const KWP_IV = Buffer.from('A65959A6', 'hex'); // RFC 5649 alternative initial value
 
@@ -10,7 +11,11 @@ const KWP_IV = Buffer.from('A65959A6', 'hex'); // RFC 5649 alternative initial v
 interface FakeObject {
   label: string;
   secret?: Buffer;
+  /** A generic secret (an HMAC key) rather than an AES key. */
+  isMac?: boolean;
   pair?: crypto.KeyObject;
+  /** Beside a public key: its private half, which the fake's ECDSA check needs (fake-signatures.ts). */
+  privateKey?: crypto.KeyObject;
 }
 
 /** Hsm in node:crypto for fast unit tests. Same contract as Pkcs11Hsm (test/support/hsm-contract.ts). */
@@ -23,12 +28,12 @@ export class FakeHsm implements Hsm {
     this.add(ref, { label: ref.label, secret: crypto.randomBytes(32) });
   }
   async generateMacKey(ref: ObjectRef, spec: HmacKeySpec = { hash: 'SHA256', bytes: 32 }) {
-    this.add(ref, { label: ref.label, secret: crypto.randomBytes(spec.bytes) });
+    this.add(ref, { label: ref.label, secret: crypto.randomBytes(spec.bytes), isMac: true });
   }
   async generateKeyPair(refs: { private: ObjectRef; public: ObjectRef }, spec: KeyPairSpec) {
     const pair = fakePair(spec);
     this.add(refs.private, { label: refs.private.label, pair: pair.privateKey });
-    this.add(refs.public, { label: refs.public.label, pair: pair.publicKey });
+    this.add(refs.public, { label: refs.public.label, pair: pair.publicKey, privateKey: pair.privateKey });
   }
   /** A second object with the same id, as a crash of the old label scheme could leave (tests of ambiguity). */
   duplicate(ref: ObjectRef) {
@@ -38,17 +43,13 @@ export class FakeHsm implements Hsm {
   async publicKey(ref: ObjectRef) {
     return this.pair(ref).export({ type: 'spki', format: 'der' });
   }
-  /** Self-consistent only (node:crypto cannot sign a bare digest with PSS or ECDSA): it signs the digest as a message. */
+  /** Over the digest, as the token signs (fake-signatures.ts); ECDSA signatures DER-encoded. */
   async signDigest(ref: ObjectRef, scheme: SigningScheme, digest: Buffer) {
-    return crypto.sign(scheme.scheme === 'EDDSA' ? null : scheme.hash.toLowerCase(), digest, { key: this.pair(ref), ...fakeSignOptions(scheme) });
+    return signDigest(this.pair(ref), scheme, digest);
   }
   async verifyDigest(ref: ObjectRef, scheme: SigningScheme, digest: Buffer, signature: Buffer) {
-    const key = this.pair(ref);
-    try {
-      return crypto.verify(scheme.scheme === 'EDDSA' ? null : scheme.hash.toLowerCase(), digest, { key, ...fakeSignOptions(scheme) }, signature);
-    } catch {
-      return false;
-    }
+    const object = this.one(ref, 'C_FindObjects');
+    return verifyDigest(object.privateKey ?? this.pair(ref), scheme, digest, signature);
   }
   async generateWrappedDataKey(kekRef: ObjectRef, lengthBytes: number, wrap: DataKeyWrap) {
     const kek = this.secret(kekRef);
@@ -135,7 +136,7 @@ export class FakeHsm implements Hsm {
         label: o.label,
         id: ref.id,
         objectClass: o.pair ? (isPublic ? 'CKO_PUBLIC_KEY' : 'CKO_PRIVATE_KEY') : 'CKO_SECRET_KEY',
-        keyType: o.pair ? 'CKK_EC' : 'CKK_AES',
+        keyType: o.pair ? ((PAIR_KEY_TYPES as Record<string, string>)[o.pair.asymmetricKeyType ?? ''] ?? 'none') : o.isMac ? 'CKK_GENERIC_SECRET' : 'CKK_AES',
         flags: { CKA_TOKEN: true, CKA_PRIVATE: !isPublic, CKA_LOCAL: true, CKA_MODIFIABLE: false, ...(isPublic ? {} : protectedKey) },
         allowedMechanisms: null,
       };
@@ -174,16 +175,10 @@ export class FakeHsm implements Hsm {
   }
 }
 
+const PAIR_KEY_TYPES = { rsa: 'CKK_RSA', ec: 'CKK_EC', ed25519: 'CKK_EC_EDWARDS' };
+
 function fakePair(spec: KeyPairSpec): crypto.KeyPairKeyObjectResult {
   if (spec.family === 'RSA') return crypto.generateKeyPairSync('rsa', { modulusLength: spec.bits });
   if (spec.family === 'EDWARDS') return crypto.generateKeyPairSync('ed25519');
   return crypto.generateKeyPairSync('ec', { namedCurve: spec.curve });
-}
-
-/** DER ECDSA, and PSS with salt = digest length, as the HSM layer promises. */
-function fakeSignOptions(scheme: SigningScheme): Record<string, unknown> {
-  if (scheme.scheme === 'ECDSA') return { dsaEncoding: 'der' };
-  if (scheme.scheme === 'EDDSA') return {};
-  if (scheme.scheme === 'RSA_PKCS1') return { padding: crypto.constants.RSA_PKCS1_PADDING };
-  return { padding: crypto.constants.RSA_PKCS1_PSS_PADDING, saltLength: { SHA256: 32, SHA384: 48, SHA512: 64 }[scheme.hash] };
 }

@@ -1,4 +1,5 @@
 import { Pkcs11Hsm } from '../../src/hsm/pkcs11/pkcs11-hsm';
+import { HSM_PROFILES } from '../../src/hsm/profiles';
 import { createTestToken, removeTestToken, type TestToken } from './softhsm-token';
 
 /**
@@ -16,7 +17,7 @@ export const mochaHooks = {
   async beforeAll(this: Mocha.Context) {
     this.timeout(30000);
     const token = createTestToken();
-    const hsm = await Pkcs11Hsm.open({ modulePath: token.modulePath, tokenLabel: token.label, pin: token.pin, sessions: 4 });
+    const hsm = await Pkcs11Hsm.open({ modulePath: token.modulePath, tokenLabel: token.label, pin: token.pin, sessions: 4, integrityErrors: HSM_PROFILES.softhsm2.integrityErrors });
     state = { token, hsm };
   },
   async afterAll() {

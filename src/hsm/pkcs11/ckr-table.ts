@@ -1,13 +1,14 @@
 import { HsmError, type HsmErrorKind } from '../hsm-error';
+import type { IntegrityErrors } from '../profiles';
 
 /**
  * CKR names -> kind (see hsm-error.ts). Matched on the name pkcs11js puts in Pkcs11Error.message /
  * derived from err.code, never on free text (STYLE.md habit 7).
  */
 const TABLE: Record<string, HsmErrorKind> = {
-  // SoftHSM2 2.6.1 reports a GCM tag mismatch and a corrupt KWP blob as CKR_GENERAL_ERROR;
-  // 2.7.0 and real HSMs use the two codes after it. Callers only map 'integrity' where the input
-  // is untrusted data (Decrypt), so a genuine general error elsewhere stays 'internal'.
+  // The standard answers to data that does not verify. A token that answers otherwise (SoftHSM2
+  // 2.6.1: CKR_GENERAL_ERROR) says so in its profile (profiles.ts integrityErrors), never here:
+  // CKR_GENERAL_ERROR is a device fault on every other token, and must stay a retryable 5xx.
   CKR_ENCRYPTED_DATA_INVALID: 'integrity',
   CKR_ENCRYPTED_DATA_LEN_RANGE: 'integrity',
   CKR_WRAPPED_KEY_INVALID: 'integrity',
@@ -44,7 +45,9 @@ const TABLE: Record<string, HsmErrorKind> = {
   CKR_KEY_SIZE_RANGE: 'config',
 };
 
-export function classifyCkr(ckrName: string | undefined): HsmErrorKind {
+/** The kind of a CKR code, returned by `fn`, on a token with these `integrityErrors`. */
+export function classifyCkr(ckrName: string | undefined, fn?: string, integrityErrors?: IntegrityErrors): HsmErrorKind {
+  if (ckrName && fn && integrityErrors?.[fn]?.includes(ckrName)) return 'integrity';
   return (ckrName && TABLE[ckrName]) || 'internal';
 }
 

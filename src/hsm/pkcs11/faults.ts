@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import * as pkcs11js from 'pkcs11js';
 
@@ -9,9 +10,10 @@ import * as pkcs11js from 'pkcs11js';
  * SIGKILL the gateway there. Each hold is announced on stderr ("fault injection: holding …") so a
  * drill knows when to strike.
  * The first `skip` matching calls pass untouched (to fail a call after start-up made its own). A
- * matching call first blocks for delayMs (as a hung synchronous call would; for a pkcs11js *Async
- * function the delay is returned to the caller, which holds the call back without blocking the
- * thread, as a slow device would), then fails with the
+ * matching call first blocks for delayMs in native code, as a call hung in the module does: not
+ * even worker.terminate() ends it, so an abandoned HSM thread stays until the delay is over (for a
+ * pkcs11js *Async function the delay is returned to the caller, which holds the call back without
+ * blocking the thread, as a slow device would), then fails with the
  * CKR code the way pkcs11js does (`Error("CKR_NAME:<rv>")`), with `probability`, at most `count`
  * times. The file is re-read when it changes (at most once a second); an unreadable file means no
  * faults. Everything above this layer — classification, recovery, timeouts — runs for real.
@@ -51,7 +53,7 @@ export class FaultPlan {
       if (rule.count !== undefined) rule.count--;
       const isAsync = fn.endsWith('Async');
       if (rule.delayMs) process.stderr.write(`${JSON.stringify({ level: 'warn', message: `fault injection: holding ${fn} ${after ? 'after' : 'before'} the call for ${rule.delayMs} ms` })}\n`);
-      if (rule.delayMs && !isAsync) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, rule.delayMs);
+      if (rule.delayMs && !isAsync) blockInNativeCode(rule.delayMs);
       if (rule.ckr) {
         const rv = (pkcs11js as unknown as Record<string, number>)[rule.ckr] ?? 5;
         throw new Error(`${rule.ckr}:${rv}`);
@@ -77,4 +79,14 @@ export class FaultPlan {
       this.stamp = '';
     }
   }
+}
+
+/**
+ * Blocks this thread for `ms` outside JavaScript. Atomics.wait would be simpler, but
+ * worker.terminate() interrupts it, so an abandoned thread would leave at once, which a thread
+ * stuck in a PKCS#11 call never does. spawnSync waits in native code; it costs a process start
+ * (about 1.5 ms) per delayed call, which drills can afford.
+ */
+function blockInNativeCode(ms: number): void {
+  spawnSync('sleep', [(ms / 1000).toFixed(3)]);
 }

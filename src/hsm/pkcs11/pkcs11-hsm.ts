@@ -3,6 +3,7 @@ import { CallRecorder } from '../call-stats';
 import type { DataKeyWrap, Hash, HmacKeySpec, Hsm, HsmHealth, HsmStats, KeyObjectFacts, KeyPairSpec, KeyPairUsage, ObjectRef, SigningScheme, WrappedDataKey } from '../hsm';
 import { GCM_IV_BYTES, GCM_TAG_BYTES } from '../hsm';
 import { HsmError } from '../hsm-error';
+import type { IntegrityErrors } from '../profiles';
 import { ckrName, classifyCkr } from './ckr-table';
 import crypto from 'node:crypto';
 import { ecdsaDerToRaw, ecdsaRawToDer, edwardsPoint, unwrapEcPoint } from './der';
@@ -21,6 +22,8 @@ export interface Pkcs11Options {
   faultsFile?: string;
   /** Who makes AES-GCM IVs (profiles.ts); default 'caller'. */
   gcmIv?: 'caller' | 'hsm';
+  /** The profile's CKR codes that mean "the input does not verify", by function (profiles.ts). */
+  integrityErrors?: IntegrityErrors;
   /**
    * After this many session objects (ephemeral data keys), finalise and re-initialise the module
    * between two calls: SoftHSM2 keeps every session object it ever made until C_Finalize
@@ -29,6 +32,13 @@ export interface Pkcs11Options {
   recycleAfterSessionObjects?: number;
   /** Told of a recycle (count of objects released, pause in ms). */
   onRecycle?: (objects: number, ms: number) => void;
+  /**
+   * False while another thread may be inside the module (a stuck HSM thread that was abandoned;
+   * another user of the module in this process): then nothing here calls C_Finalize or unloads the
+   * module. Recovery reopens sessions and logs in again instead, a due recycle waits, and close()
+   * only closes this instance's sessions. Changed later with setMayFinalize. Default true.
+   */
+  mayFinalize?: boolean;
   /** Told when the token goes down (circuit open) and comes back. */
   onStateChange?: (isUp: boolean, detail: string) => void;
 }
@@ -57,17 +67,20 @@ export class Pkcs11Hsm implements Hsm {
   private sessionObjects = 0;
   /** Calls running on the libuv pool (key-pair generation). */
   private asyncInFlight = 0;
+  private mayFinalize: boolean;
 
   private constructor(
     private readonly p11: pkcs11js.PKCS11,
     private readonly calls: CallRecorder,
     private readonly options: Pkcs11Options,
-  ) {}
+  ) {
+    this.mayFinalize = options.mayFinalize ?? true;
+  }
 
   /** Load the module once, then connect; a wrong PIN or label fails here, at boot. */
   static async open(options: Pkcs11Options): Promise<Pkcs11Hsm> {
     const calls = new CallRecorder();
-    const p11 = instrumented(new pkcs11js.PKCS11(), calls, options.faultsFile ? new FaultPlan(options.faultsFile) : undefined);
+    const p11 = instrumented(new pkcs11js.PKCS11(), calls, { faults: options.faultsFile ? new FaultPlan(options.faultsFile) : undefined, integrityErrors: options.integrityErrors });
     call('C_Load', () => p11.load(options.modulePath));
     const hsm = new Pkcs11Hsm(p11, calls, options);
     await hsm.connect();
@@ -80,8 +93,14 @@ export class Pkcs11Hsm implements Hsm {
     initialize(this.p11);
     const slot = findSlotByLabel(this.p11, this.options.tokenLabel);
     const openSession = () => call('C_OpenSession', () => this.p11.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION));
-    const sessions = Array.from({ length: this.options.sessions }, openSession);
-    login(this.p11, sessions[0], this.options.pin);
+    const sessions: Session[] = [];
+    try {
+      while (sessions.length < this.options.sessions) sessions.push(openSession());
+      login(this.p11, sessions[0], this.options.pin);
+    } catch (err) {
+      this.closeSessions(sessions); // a reconnect without C_Finalize would leave them open in the module
+      throw err;
+    }
     this.slot = slot;
     this.pool = new SessionPool<Session>(sessions, (broken) => {
       try {
@@ -96,6 +115,11 @@ export class Pkcs11Hsm implements Hsm {
 
   get isUp(): boolean {
     return this.recovery === undefined;
+  }
+
+  /** Whether C_Finalize is allowed now (mayFinalize in Pkcs11Options); the HSM thread's owner tells it. */
+  setMayFinalize(allowed: boolean): void {
+    this.mayFinalize = allowed;
   }
 
   /** How many times each C_* function was called since open (the benchmark reports calls per operation). */
@@ -390,23 +414,34 @@ export class Pkcs11Hsm implements Hsm {
     return (await this.withSession('C_GetSessionInfo', (s) => this.p11.C_GetSessionInfo(s).state)) === CKS_RW_USER_FUNCTIONS;
   }
 
+  /**
+   * Closes this instance's sessions, then finalises and unloads the module unless another thread
+   * may be inside it: an abandoned HSM thread (mayFinalize), or a key-pair generation still on the
+   * libuv pool after a bounded wait. The process ends soon after anyway; pulling the module from
+   * under a thread in a call is undefined behaviour.
+   */
   async close(): Promise<void> {
     clearInterval(this.recovery);
-    // Let key-pair generations on the libuv pool end before C_Finalize (bounded: shutdown goes on).
+    // Let key-pair generations on the libuv pool end first (bounded: shutdown goes on).
     for (const deadline = performance.now() + CLOSE_WAIT_MS; this.asyncInFlight > 0 && performance.now() < deadline; ) {
       await new Promise((r) => setTimeout(r, 20));
     }
-    for (const s of this.pool.drain()) {
+    this.closeSessions(this.pool.drain());
+    if (!this.mayFinalize || this.asyncInFlight > 0) return;
+    try {
+      this.p11.C_Finalize();
+    } finally {
+      this.p11.close();
+    }
+  }
+
+  private closeSessions(sessions: Session[]): void {
+    for (const s of sessions) {
       try {
         this.p11.C_CloseSession(s);
       } catch {
         // closing anyway
       }
-    }
-    try {
-      this.p11.C_Finalize();
-    } finally {
-      this.p11.close();
     }
   }
 
@@ -454,8 +489,9 @@ export class Pkcs11Hsm implements Hsm {
   private async withSession<T>(fn: string, body: (s: Session) => T, isRetry = false): Promise<T> {
     if (!this.isUp) throw new HsmError('device', fn, 'CKR_DEVICE_REMOVED');
     const recycleAfter = this.options.recycleAfterSessionObjects;
-    // Not while a key pair is being generated on the libuv pool: C_Finalize would pull the module from under it.
-    if (recycleAfter !== undefined && this.sessionObjects >= recycleAfter && this.asyncInFlight === 0) await this.recycle();
+    // Postponed while another thread may be inside the module (an abandoned HSM thread, a key pair
+    // being generated on the libuv pool): C_Finalize would pull the module from under it.
+    if (recycleAfter !== undefined && this.sessionObjects >= recycleAfter && this.mayFinalize && this.asyncInFlight === 0) await this.recycle();
     try {
       return await this.pool.use((s) => call(fn, () => body(s)), (err) => err instanceof HsmError && err.kind === 'session');
     } catch (err) {
@@ -502,21 +538,31 @@ export class Pkcs11Hsm implements Hsm {
     this.recovery.unref();
   }
 
+  /**
+   * One attempt to heal the open circuit. Normally C_Finalize and a fresh C_Initialize, which
+   * resets whatever state the library was left in. While another thread may be inside the module
+   * (mayFinalize false) it only closes this instance's sessions and opens new ones and logs in
+   * again; a library that needs the reset heals once that thread has left. Never under a key-pair
+   * generation on the libuv pool: it fails or ends soon on a down token, and one that never settles
+   * is the HSM thread watchdog's to abandon.
+   */
   private async tryReconnect(): Promise<void> {
-    // Not under a key-pair generation on the libuv pool: C_Finalize would pull the module from
-    // under it (native code, a crash at best). It fails or ends soon on a down token; one that never
-    // settles is the HSM thread watchdog's to abandon.
     if (this.asyncInFlight > 0) return;
-    try {
-      this.p11.C_Finalize();
-    } catch {
-      // not initialised, or already finalised: either way start afresh
+    const isFinalizing = this.mayFinalize;
+    if (isFinalizing) {
+      try {
+        this.p11.C_Finalize();
+      } catch {
+        // not initialised, or already finalised: either way start afresh
+      }
+    } else {
+      this.closeSessions(this.pool.drain());
     }
     try {
       await this.connect();
       clearInterval(this.recovery);
       this.recovery = undefined;
-      this.options.onStateChange?.(true, 'token answers again');
+      this.options.onStateChange?.(true, isFinalizing ? 'token answers again' : 'token answers again (sessions reopened without C_Finalize: another thread may be inside the module)');
     } catch {
       // still down; the next tick tries again
     }
@@ -536,10 +582,12 @@ function drainOpenSslErrors(): void {
 
 /**
  * The module with every C_* call timed and counted (two clock reads and a bucket scan: the
- * calls themselves take tens of µs), and the fault plan applied when set. An injected fault counts
- * as the function's failure, as the token's own would. The *Async forms are timed until they settle.
+ * calls themselves take tens of µs), the fault plan applied when set, and every failure turned
+ * into an HsmError classified here, where the failing function is known (a token's quirk may be
+ * one function's, profiles.ts integrityErrors). An injected fault counts as the function's
+ * failure, as the token's own would. The *Async forms are timed until they settle.
  */
-function instrumented(p11: pkcs11js.PKCS11, calls: CallRecorder, faults?: FaultPlan): pkcs11js.PKCS11 {
+function instrumented(p11: pkcs11js.PKCS11, calls: CallRecorder, { faults, integrityErrors }: { faults?: FaultPlan; integrityErrors?: IntegrityErrors }): pkcs11js.PKCS11 {
   // One wrapper per function, made on first use: not a new closure on every call.
   const wrappers = new Map<string | symbol, unknown>();
   return new Proxy(p11, {
@@ -557,9 +605,15 @@ function instrumented(p11: pkcs11js.PKCS11, calls: CallRecorder, faults?: FaultP
 
   function wrap(target: pkcs11js.PKCS11, prop: string | symbol, value: (...a: unknown[]) => unknown): unknown {
     if (typeof prop !== 'string' || !prop.startsWith('C_')) return value.bind(target); // native methods need the real this
+    // The *Async forms are the same PKCS#11 function to a token's quirks.
+    const fn = prop.replace(/Async$/, '');
     return (...args: unknown[]) => {
       const started = performance.now();
       const done = (err?: unknown) => calls.record(prop, (performance.now() - started) / 1000, err === undefined ? undefined : (ckrName(err) ?? 'unknown'));
+      const failed = (err: unknown) => {
+        done(err);
+        return classified(fn, err, integrityErrors);
+      };
       try {
         const delayMs = faults?.apply(prop) ?? 0;
         if (delayMs > 0) {
@@ -568,25 +622,22 @@ function instrumented(p11: pkcs11js.PKCS11, calls: CallRecorder, faults?: FaultP
             .then(() => (value as (...a: unknown[]) => Promise<unknown>).apply(target, args))
             .then(
               (v) => (done(), v),
-              (err: unknown) => {
-                done(err);
-                throw err;
-              },
+              (err: unknown) => Promise.reject(failed(err)),
             );
         }
         const result = value.apply(target, args);
         if (result instanceof Promise) {
-          result.then(() => done(), (err: unknown) => done(err));
+          const settled = result.then((v) => (done(), v), (err: unknown) => Promise.reject(failed(err)));
           // A hold after an *Async call: the result waits, the thread does not.
-          return faults ? result.then(async (v) => (await new Promise((r) => setTimeout(r, faults.apply(prop, true))), v)) : result;
+          return faults ? settled.then(async (v) => (await new Promise((r) => setTimeout(r, faults.apply(prop, true))), v)) : settled;
         }
         done();
         faults?.apply(prop, true);
         return result;
       } catch (err) {
-        done(err);
+        const classifiedErr = failed(err);
         drainOpenSslErrors();
-        throw err;
+        throw classifiedErr;
       }
     };
   }
@@ -604,10 +655,10 @@ function call<T>(fn: string, body: () => T): T {
   }
 }
 
-function classified(fn: string, err: unknown): HsmError {
+function classified(fn: string, err: unknown, integrityErrors?: IntegrityErrors): HsmError {
   if (err instanceof HsmError) return err;
   const ckr = ckrName(err);
-  return new HsmError(classifyCkr(ckr), fn, ckr, { cause: err });
+  return new HsmError(classifyCkr(ckr, fn, integrityErrors), fn, ckr, { cause: err });
 }
 
 function initialize(p11: pkcs11js.PKCS11): void {

@@ -4,14 +4,32 @@ import { mergeCallStats, type CallStats } from '../call-stats';
 import { callTimeoutMs, HSM_CALLS, HSM_STATS_INTERVAL_MS, SLOW_HSM_CALLS, type Hsm, type HsmHealth, type HsmStats } from '../hsm';
 import { HsmError } from '../hsm-error';
 import type { Pkcs11Options } from '../pkcs11/pkcs11-hsm';
-import { fromWire, reviveBuffers, type Reply, type ThreadOptions } from './protocol';
+import { AbandonedThreads } from './abandoned-threads';
+import { fromWire, reviveBuffers, type Reply, type Request, type ThreadOptions } from './protocol';
 
 export interface HsmThreadOptions extends Pkcs11Options {
   /** A thread silent this long while calls are outstanding is stuck in the module: it is replaced. */
   stuckAfterMs: number;
+  /**
+   * How many abandoned threads may be inside the module at once (QKMS_HSM_MAX_ABANDONED_THREADS,
+   * default 3). One more stuck thread is not replaced: the circuit stays open for good.
+   */
+  maxAbandonedThreads?: number;
   /** Told when a stuck thread is abandoned and a new one started. */
   onReplaced?: (detail: string) => void;
+  /** Told of the other events around abandoned threads, for the log. */
+  onThreadEvent?: (event: ThreadEvent) => void;
 }
+
+export type ThreadEvent =
+  /** An abandoned thread's call returned and the thread left the module; `remaining` are still inside. */
+  | { type: 'left'; remaining: number }
+  /** The budget of abandoned threads is spent: no more replacements, every call fails fast until a restart. */
+  | { type: 'gave-up'; detail: string }
+  /** close() leaves the module initialised because abandoned threads may still be inside it. */
+  | { type: 'closing'; abandoned: number };
+
+const DEFAULT_MAX_ABANDONED_THREADS = 3;
 
 // The HSM calls are forwarded generically (constructor); this declares them for the compiler.
 export interface HsmThread extends Pick<Hsm, (typeof HSM_CALLS)[number]> {}
@@ -41,6 +59,13 @@ const RETRY_MS = 1000;
  * its caller gets its deadline (DeadlineHsm) and the work in flight goes on. (C_Initialize answers
  * CKR_CRYPTOKI_ALREADY_INITIALIZED and C_Login CKR_USER_ALREADY_LOGGED_IN, both expected; it opens
  * its own sessions). The stuck thread is terminated; its sessions stay open until the process ends.
+ *
+ * An abandoned thread is still inside the module until its call returns (AbandonedThreads), so the
+ * current thread is told not to C_Finalize until none is (mayFinalize): its circuit breaker heals
+ * by reopening sessions, a due recycle waits, and close() leaves the module initialised. At most
+ * maxAbandonedThreads may be inside at once; the next stuck thread is not replaced, the circuit
+ * stays open and health() says to restart the process: a module that hung that many threads is in
+ * no state to trust, and each abandoned thread holds a thread and sessions.
  */
 export class HsmThread implements Hsm {
   private worker!: Worker;
@@ -57,6 +82,9 @@ export class HsmThread implements Hsm {
   /** The current thread's last report (HSM_STATS_INTERVAL_MS), and the totals of replaced threads. */
   private reported?: HsmStats;
   private retiredCalls: CallStats = {};
+  private readonly abandoned = new AbandonedThreads((remaining) => this.threadLeft(remaining));
+  /** Set when no more threads are replaced: why, for health(). */
+  private gaveUp?: string;
 
   private constructor(private readonly options: HsmThreadOptions) {
     for (const name of HSM_CALLS) (this as Record<string, unknown>)[name] = (...args: unknown[]) => this.call(name, ...args);
@@ -79,6 +107,7 @@ export class HsmThread implements Hsm {
 
   /** Liveness without queueing behind the HSM work: the breaker's state and the last success, else a probe. */
   async health(): Promise<HsmHealth> {
+    if (this.gaveUp) return { isUp: false, detail: this.gaveUp };
     if (!this.up) return { isUp: false, detail: 'token unavailable; reconnecting' };
     const age = performance.now() - this.lastSuccess;
     if (age < HEALTH_FRESH_MS) return { isUp: true, detail: `token answered ${Math.round(age)} ms ago` };
@@ -99,8 +128,11 @@ export class HsmThread implements Hsm {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.watchdog);
+    if (this.abandoned.count > 0) this.options.onThreadEvent?.({ type: 'closing', abandoned: this.abandoned.count });
+    // The current thread was abandoned too: nothing to ask it, and terminate() would wait for its call.
+    if (this.gaveUp) return;
     const worker = this.worker;
-    // Sessions closed and C_Finalize inside the thread, bounded: a stuck thread is cut off.
+    // Sessions closed and C_Finalize (unless an abandoned thread is inside) in the thread, bounded: a stuck thread is cut off.
     await Promise.race([this.ready.then(() => this.call('close')).catch(() => undefined), new Promise((r) => setTimeout(r, 2000).unref())]);
     await worker.terminate();
   }
@@ -111,9 +143,11 @@ export class HsmThread implements Hsm {
       workerData: {
         ...this.options,
         heartbeatMs: heartbeatMs(this.options.stuckAfterMs),
+        mayFinalize: this.mayFinalize(),
         onStateChange: undefined,
         onRecycle: undefined,
         onReplaced: undefined,
+        onThreadEvent: undefined,
       } satisfies ThreadOptions & Record<string, unknown>,
       // Under tsx (tests, bench) the worker is TypeScript too; the compiled gateway runs dist/*.js.
       execArgv: ext === '.ts' ? ['--require', require.resolve('tsx/cjs')] : [],
@@ -161,8 +195,18 @@ export class HsmThread implements Hsm {
     });
   }
 
+  /** The current thread may C_Finalize: no abandoned thread is inside the module (and the owner allows it). */
+  private mayFinalize(): boolean {
+    return this.options.mayFinalize !== false && this.abandoned.count === 0;
+  }
+
+  private threadLeft(remaining: number): void {
+    this.options.onThreadEvent?.({ type: 'left', remaining });
+    if (!this.closed && !this.gaveUp && this.mayFinalize()) this.worker.postMessage({ mayFinalize: true } satisfies Request);
+  }
+
   private setUp(isUp: boolean, detail: string): void {
-    if (isUp === this.up) return;
+    if (isUp === this.up || (isUp && this.gaveUp)) return;
     this.up = isUp;
     this.options.onStateChange?.(isUp, detail);
   }
@@ -174,7 +218,7 @@ export class HsmThread implements Hsm {
     return new Promise<T>((resolve, reject) => {
       const id = this.nextId++;
       this.pending.set(id, { method, args, resolve: resolve as (v: unknown) => void, reject, started: performance.now() });
-      this.worker.postMessage({ id, method, args });
+      this.worker.postMessage({ id, method, args } satisfies Request);
     });
   }
 
@@ -192,23 +236,29 @@ export class HsmThread implements Hsm {
   }
 
   private checkStuck(): void {
-    if (this.pending.size === 0) return;
+    if (this.pending.size === 0 || this.gaveUp) return;
     const now = performance.now();
     // A thread opening the token (C_Initialize, login) is silent until 'ready': it gets the slow limit.
     const silentLimit = this.isStarted ? this.options.stuckAfterMs : callTimeoutMs('generateKeyPair', this.options.stuckAfterMs);
     if (now - this.lastHeard >= silentLimit) {
       const oldest = [...this.pending].find(([, p]) => !SLOW_HSM_CALLS.has(p.method)) ?? [...this.pending][0];
-      this.replace(`the HSM thread has not answered for ${Math.round(now - this.lastHeard)} ms (stuck in ${oldest[1].method})`, { id: oldest[0], err: new HsmError('timeout', oldest[1].method) });
+      this.replaceStuck(`the HSM thread has not answered for ${Math.round(now - this.lastHeard)} ms (stuck in ${oldest[1].method})`, { id: oldest[0], err: new HsmError('timeout', oldest[1].method) });
       return;
     }
     // The thread answers, but a key-pair generation on its libuv pool never settles.
     for (const [id, p] of this.pending) {
       const limit = callTimeoutMs(p.method, this.options.stuckAfterMs);
       if (SLOW_HSM_CALLS.has(p.method) && now - p.started >= limit) {
-        this.replace(`a PKCS#11 call (${p.method}) ran past ${limit} ms`, { id, err: new HsmError('timeout', p.method) });
+        this.replaceStuck(`a PKCS#11 call (${p.method}) ran past ${limit} ms`, { id, err: new HsmError('timeout', p.method) });
         return;
       }
     }
+  }
+
+  /** A stuck thread is replaced while the budget of abandoned threads lasts. */
+  private replaceStuck(detail: string, failed: { id: number; err: HsmError }): void {
+    if (this.abandoned.count >= (this.options.maxAbandonedThreads ?? DEFAULT_MAX_ABANDONED_THREADS)) this.giveUp(detail, failed);
+    else this.replace(detail, failed);
   }
 
   /**
@@ -220,16 +270,13 @@ export class HsmThread implements Hsm {
    * token is down too) calls fail fast, retried every second.
    */
   private replace(detail: string, failed?: { id: number; err: HsmError }): void {
-    if (this.closed) return;
+    if (this.closed || this.gaveUp) return;
     if (failed) {
       this.settle(failed.id, (p) => p.reject(failed.err));
       for (const [id, p] of this.pending) if (SLOW_HSM_CALLS.has(p.method)) this.settle(id, (q) => q.reject(new HsmError('timeout', p.method)));
     }
-    const old = this.worker;
-    this.retiredCalls = mergeCallStats(this.retiredCalls, this.reported?.pkcs11 ?? {});
-    this.reported = undefined;
+    this.retire(this.worker); // before start(): the new thread must know it is not alone in the module
     this.start();
-    void old.terminate().catch(() => undefined);
     for (const [id, p] of this.pending) {
       p.started = performance.now();
       this.worker.postMessage({ id, method: p.method, args: p.args });
@@ -242,6 +289,28 @@ export class HsmThread implements Hsm {
         setTimeout(() => this.replace('retrying after a failed start'), RETRY_MS).unref();
       },
     );
+  }
+
+  /**
+   * The replacement budget is spent: the stuck thread is abandoned like the others, but none is
+   * started; every call fails fast (HsmError 'device': KeyUnavailableException) until a restart.
+   */
+  private giveUp(detail: string, failed: { id: number; err: HsmError }): void {
+    this.settle(failed.id, (p) => p.reject(failed.err));
+    this.retire(this.worker);
+    const max = this.options.maxAbandonedThreads ?? DEFAULT_MAX_ABANDONED_THREADS;
+    const stuck = this.abandoned.count;
+    this.gaveUp = `${stuck} HSM thread${stuck === 1 ? ' is' : 's are'} stuck in PKCS#11 calls, more than QKMS_HSM_MAX_ABANDONED_THREADS=${max}: no more are replaced; restart the process`;
+    this.failAll(new HsmError('device', 'hsm-thread', undefined, { cause: new Error(this.gaveUp) }));
+    this.options.onThreadEvent?.({ type: 'gave-up', detail: `${detail}; ${this.gaveUp}` });
+    this.up = false; // not setUp: onStateChange would announce a reconnect that will not come
+  }
+
+  /** Keeps a thread's last totals (the counters must not go back) and abandons it. */
+  private retire(worker: Worker): void {
+    this.retiredCalls = mergeCallStats(this.retiredCalls, this.reported?.pkcs11 ?? {});
+    this.reported = undefined;
+    this.abandoned.abandon(worker);
   }
 }
 

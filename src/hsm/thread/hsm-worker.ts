@@ -7,7 +7,8 @@ import { reviveBuffers, toWire, type Reply, type Request, type ThreadOptions } f
  * The HSM thread: owns the PKCS#11 module (one C_Initialize per process, pkcs11-and-clients.md
  * §1.4) and runs every call synchronously here, off the event loop that serves HTTP. Requests are
  * answered in arrival order; the self-healing of Pkcs11Hsm (session retry, re-login, circuit
- * breaker with C_Finalize/C_Initialize) runs inside this thread unchanged.
+ * breaker with C_Finalize/C_Initialize) runs inside this thread unchanged, except that C_Finalize
+ * waits while a thread abandoned before this one may still be inside the module (mayFinalize).
  */
 const port = parentPort!;
 const CALLABLE = new Set<string>([...HSM_CALLS, 'health', 'close']);
@@ -27,6 +28,7 @@ async function run(): Promise<void> {
     return;
   }
   port.on('message', (req: Request) => {
+    if ('mayFinalize' in req) return hsm.setMayFinalize(req.mayFinalize);
     void (async () => {
       try {
         if (!CALLABLE.has(req.method)) throw new Error(`no such HSM method: ${req.method}`);

@@ -8,8 +8,8 @@ export type ThreadOptions = Omit<Pkcs11Options, 'onStateChange' | 'onRecycle'> &
   heartbeatMs?: number;
 };
 
-/** Main → HSM thread. */
-export type Request = { id: number; method: string; args: unknown[] } | { id: number; method: 'close'; args: [] };
+/** Main → HSM thread: a call, or whether the thread may C_Finalize now (no abandoned thread is inside the module). */
+export type Request = { id: number; method: string; args: unknown[] } | { mayFinalize: boolean };
 
 /** HSM thread → main. */
 export type Reply =

@@ -4,6 +4,7 @@ import { FaultInjectingHsm } from '../../../src/hsm/fault-injecting-hsm';
 import { HsmError } from '../../../src/hsm/hsm-error';
 import { classifyCkr, KNOWN_CKR } from '../../../src/hsm/pkcs11/ckr-table';
 import { SessionPool } from '../../../src/hsm/pkcs11/session-pool';
+import { HSM_PROFILES } from '../../../src/hsm/profiles';
 import { FakeHsm } from '../../support/fake-hsm';
 import { hsmContract } from '../../support/hsm-contract';
 
@@ -18,6 +19,20 @@ describe('CKR classification', () => {
     assert.equal(classifyCkr('CKR_WRAPPED_KEY_INVALID'), 'integrity');
     assert.equal(classifyCkr('CKR_GENERAL_ERROR'), 'internal');
     assert.equal(classifyCkr(undefined), 'internal');
+  });
+
+  it("reads CKR_GENERAL_ERROR as a bad input only where the profile says so: SoftHSM2's C_Decrypt and C_UnwrapKey", () => {
+    const softhsm = HSM_PROFILES.softhsm2.integrityErrors;
+    assert.equal(classifyCkr('CKR_GENERAL_ERROR', 'C_Decrypt', softhsm), 'integrity');
+    assert.equal(classifyCkr('CKR_GENERAL_ERROR', 'C_UnwrapKey', softhsm), 'integrity');
+    assert.equal(classifyCkr('CKR_GENERAL_ERROR', 'C_Encrypt', softhsm), 'internal', 'not from another function');
+    assert.equal(classifyCkr('CKR_DEVICE_ERROR', 'C_Decrypt', softhsm), 'device', 'not another code');
+    for (const name of Object.keys(HSM_PROFILES).filter((n) => n !== 'softhsm2')) {
+      // A device fault on a real HSM must stay a retryable 5xx (KMSInternalException), not a 400.
+      assert.equal(classifyCkr('CKR_GENERAL_ERROR', 'C_Decrypt', HSM_PROFILES[name].integrityErrors), 'internal', name);
+      assert.equal(classifyCkr('CKR_GENERAL_ERROR', 'C_UnwrapKey', HSM_PROFILES[name].integrityErrors), 'internal', name);
+    }
+    assert.equal(classifyCkr('CKR_ENCRYPTED_DATA_INVALID', 'C_Decrypt', HSM_PROFILES.generic.integrityErrors), 'integrity', 'the standard codes on every profile');
   });
 });
 

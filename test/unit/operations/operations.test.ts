@@ -6,6 +6,7 @@ import { BlobMechanism } from '../../../src/domain/ciphertext-blob';
 import { Envelope } from '../../../src/domain/envelope';
 import { formatGrantToken, parseGrantToken } from '../../../src/domain/grant-token';
 import * as E from '../../../src/errors/kms-errors';
+import { FaultInjectingHsm } from '../../../src/hsm/fault-injecting-hsm';
 import { createKey } from '../../../src/operations/create-key';
 import { registry } from '../../../src/operations/registry';
 import { validateInput } from '../../../src/operations/validate-input';
@@ -25,6 +26,28 @@ const call = (name: string, body: unknown, deps: Deps) => {
 };
 
 describe('Operations over FakeHsm', () => {
+  it('Decrypt maps HsmError by kind only: integrity is InvalidCiphertextException, a CKR_GENERAL_ERROR of kind internal a 500', async () => {
+    const deps = await unitDeps();
+    const faults = new FaultInjectingHsm(deps.fake);
+    deps.envelope = new Envelope(faults.hsm, deps.config.dataKeyWrap);
+    const keyId = await newKey(deps);
+    const { CiphertextBlob } = await call('Encrypt', { KeyId: keyId, Plaintext: Buffer.from('x').toString('base64') }, deps);
+    // What the PKCS#11 layer makes of a CKR_GENERAL_ERROR from C_Decrypt on a profile without the SoftHSM2 quirk.
+    faults.add({ method: 'decryptAesGcm', times: 1, fail: { kind: 'internal', ckr: 'CKR_GENERAL_ERROR' } });
+    await assert.rejects(call('Decrypt', { CiphertextBlob }, deps), (e: unknown) => !(e instanceof E.InvalidCiphertextException) && !(e instanceof E.KmsError && e.status < 500));
+    faults.add({ method: 'decryptAesGcm', times: 1, fail: { kind: 'integrity', ckr: 'CKR_GENERAL_ERROR' } });
+    await assert.rejects(call('Decrypt', { CiphertextBlob }, deps), E.InvalidCiphertextException);
+    assert.equal((await call('Decrypt', { CiphertextBlob }, deps)).Plaintext, Buffer.from('x').toString('base64'));
+    deps.hsm = faults.hsm;
+    const rsa = ((await createKey.handle({ KeySpec: 'RSA_2048', KeyUsage: 'ENCRYPT_DECRYPT' }, operationContext(deps))) as { KeyMetadata: { KeyId: string } }).KeyMetadata.KeyId;
+    const sealed = await call('Encrypt', { KeyId: rsa, Plaintext: Buffer.from('x').toString('base64'), EncryptionAlgorithm: 'RSAES_OAEP_SHA_1' }, deps);
+    const rsaDecrypt = { KeyId: rsa, CiphertextBlob: sealed.CiphertextBlob, EncryptionAlgorithm: 'RSAES_OAEP_SHA_1' };
+    faults.add({ method: 'rsaDecrypt', times: 1, fail: { kind: 'internal', ckr: 'CKR_GENERAL_ERROR' } });
+    await assert.rejects(call('Decrypt', rsaDecrypt, deps), (e: unknown) => !(e instanceof E.InvalidCiphertextException) && !(e instanceof E.KmsError && e.status < 500));
+    faults.add({ method: 'rsaDecrypt', times: 1, fail: { kind: 'integrity', ckr: 'CKR_GENERAL_ERROR' } });
+    await assert.rejects(call('Decrypt', rsaDecrypt, deps), E.InvalidCiphertextException);
+  });
+
   it('Decrypt with a KeyId looks the key up once, and IncorrectKeyException for another key', async () => {
     const deps = await unitDeps();
     const keyId = await newKey(deps);
