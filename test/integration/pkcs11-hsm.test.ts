@@ -7,6 +7,7 @@ import { objectLabel } from '../../src/domain/key-repository';
 import type { ObjectRef } from '../../src/hsm/hsm';
 import { HSM_PROFILES } from '../../src/hsm/profiles';
 import { HsmThread } from '../../src/hsm/thread/hsm-thread';
+import { Pkcs11Hsm } from '../../src/hsm/pkcs11/pkcs11-hsm';
 import { hsmContract } from '../support/hsm-contract';
 import { integration } from '../support/integration-hooks';
 import { startGateway } from '../support/harness';
@@ -27,6 +28,32 @@ describe('The HSM thread', () => {
   after(async () => thread?.close());
   // Arguments and results cross a structured clone, errors a wire form (protocol.ts): same contract.
   hsmContract('HsmThread on SoftHSM2', () => thread!);
+});
+
+describe('Pkcs11Hsm on SoftHSM2: finding objects', () => {
+  it('finds every object however many match: C_FindObjects is looped, not asked once for a bounded count', async function () {
+    this.timeout(60000);
+    const hsm = integration().hsm;
+    const prefix = `qkms-test/many-${Date.now()}/`;
+    const made = Array.from({ length: 150 }, (_, i) => ref(`${prefix}${i}`));
+    for (const r of made) await hsm.generateMacKey(r);
+    try {
+      assert.equal((await hsm.listKeyObjects(prefix)).length, 150);
+    } finally {
+      for (const r of made) await hsm.destroyKey(r);
+    }
+  });
+
+  it('opening the token indexes nothing: no search and no attribute read until an object is used', async () => {
+    const { token } = integration();
+    const hsm = await Pkcs11Hsm.open({ modulePath: token.modulePath, tokenLabel: token.label, pin: token.pin, sessions: 1, mayFinalize: false });
+    try {
+      const calls = hsm.callCounts();
+      assert.deepEqual([calls.C_FindObjectsInit ?? 0, calls.C_GetAttributeValue ?? 0], [0, 0]);
+    } finally {
+      await hsm.close();
+    }
+  });
 });
 
 describe('Pkcs11Hsm on SoftHSM2: what the token itself says', () => {

@@ -145,3 +145,33 @@ describe('Scheduled key work', () => {
     assert.equal(await deps.fake.countObjects(intent.objects.kek), 0);
   });
 });
+
+describe('Scheduled key work against a failing store or a doubled object', () => {
+  it('an automatic rotation never rotates twice for one due date, even if the store fails after it (the date moves with the activation)', async () => {
+    let now = new Date('2026-11-29T12:00:00Z');
+    const base = { ...(await unitDeps()), clock: () => now };
+    const keyId = await newKey(base);
+    await base.keys.setRotation(keyId, { periodDays: 90, nextRotationDate: new Date(now.getTime() + 1000) });
+    now = new Date(now.getTime() + 2000);
+    // A store whose separate "next rotation date" write fails, as a crash between two writes would leave it.
+    const keys = new Proxy(base.keys, {
+      get: (target, prop, receiver) => (prop === 'setRotation' ? async () => { throw new Error('disk full'); } : Reflect.get(target, prop, receiver)),
+    });
+    const deps = { ...base, keys };
+    await runDueLifecycleWork(deps);
+    await runDueLifecycleWork(deps);
+    assert.equal((await base.keys.getKey(keyId))!.currentMaterialVersion, 2);
+  });
+
+  it('a deletion destroys every object carrying each id, a duplicate included', async () => {
+    let now = new Date('2026-11-29T12:00:00Z');
+    const deps = { ...(await unitDeps()), clock: () => now };
+    const keyId = await newKey(deps);
+    const [material] = await deps.keys.listMaterialsOf(keyId);
+    deps.fake.duplicate(material.objects.kek);
+    await scheduleKeyDeletion.handle({ KeyId: keyId, PendingWindowInDays: 7 }, operationContext(deps));
+    now = new Date(now.getTime() + 8 * 86_400_000);
+    assert.deepEqual((await runDueLifecycleWork(deps)).deleted, [keyId]);
+    assert.deepEqual(await deps.fake.listKeyObjects('qkms/'), []);
+  });
+});
