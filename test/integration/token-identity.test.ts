@@ -2,11 +2,11 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CreateKeyCommand, DecryptCommand, EncryptCommand, KeyUnavailableException } from '@aws-sdk/client-kms';
+import { CreateKeyCommand, DecryptCommand, EncryptCommand, GetPublicKeyCommand, KeyUnavailableException } from '@aws-sdk/client-kms';
 import { startChildGateway } from '../support/child-gateway';
 import { qkmsJson, runQkms } from '../support/cli';
 import { TEST_CREDENTIALS } from '../support/harness';
-import { pkcs11Tool, readStore, toolObjects } from '../support/token-state';
+import { pkcs11Tool, readStore, tokenVsStore, toolObjects } from '../support/token-state';
 
 /**
  * Objects are found by CKA_ID alone: an object with a key's id that QKMS did not make is never
@@ -57,4 +57,40 @@ describe('Token objects by id: ambiguity refused, orphans reviewed and destroyed
     assert.ok(!left.some((o) => o.label === 'qkms/not-ours/1/kek'));
     assert.equal(left.filter((o) => o.id === kekId).length, 2, 'an ambiguous id is reported, never destroyed');
   });
+
+  /**
+   * A lost response: the token made the object, then the call failed with a session error (a
+   * network HSM whose connection broke after it executed the request). Repeating the create would
+   * make a second object with the same id; the key would answer until a restart, then be refused
+   * (ambiguous) with acknowledged ciphertexts behind it.
+   */
+  // skip: the first start makes the two internal keys with C_GenerateKey.
+  for (const [spec, fn, skip] of [
+    [{}, 'C_GenerateKey', 2],
+    [{ KeySpec: 'ECC_NIST_P256', KeyUsage: 'SIGN_VERIFY' }, 'C_GenerateKeyPairAsync', 0],
+  ] as const) {
+    it(`a create (${fn}) whose response is lost to a session error is not repeated: no id is carried twice`, async () => {
+      const dataDir = path.join(dir, `lost-${fn}`);
+      const faults = path.join(dir, `faults-${fn}.json`);
+      fs.writeFileSync(faults, JSON.stringify([{ function: fn, after: true, ckr: 'CKR_SESSION_HANDLE_INVALID', count: 1, skip }]));
+      let gw = await startChildGateway({ QKMS_DATA_DIR: dataDir, QKMS_FAULTS_FILE: faults });
+      let keyId: string | undefined;
+      try {
+        keyId = (await gw.client.send(new CreateKeyCommand(spec)).catch(() => undefined))?.KeyMetadata?.KeyId;
+      } finally {
+        await gw.stop();
+      }
+      const state = tokenVsStore(dataDir);
+      assert.deepEqual({ duplicates: state.duplicates, orphans: state.orphans, missing: state.missing, intents: state.intents }, { duplicates: [], orphans: [], missing: [], intents: 0 });
+      if (keyId) {
+        gw = await startChildGateway({ QKMS_DATA_DIR: dataDir });
+        try {
+          const use = 'KeySpec' in spec ? new GetPublicKeyCommand({ KeyId: keyId }) : new EncryptCommand({ KeyId: keyId, Plaintext: Buffer.from('x') });
+          await gw.client.send(use as EncryptCommand);
+        } finally {
+          await gw.stop();
+        }
+      }
+    });
+  }
 });
