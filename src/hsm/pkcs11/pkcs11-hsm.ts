@@ -132,12 +132,12 @@ export class Pkcs11Hsm implements Hsm {
   }
 
   async generateKek(ref: ObjectRef): Promise<void> {
-    await this.withSession('C_GenerateKey', (s) => this.remember(ref, this.p11.C_GenerateKey(s, AES_KEY_GEN, kekTemplate(ref))));
+    await this.creating('C_GenerateKey', (s) => this.remember(ref, this.p11.C_GenerateKey(s, AES_KEY_GEN, kekTemplate(ref))));
   }
 
   async generateMacKey(ref: ObjectRef, spec: HmacKeySpec = { hash: 'SHA256', bytes: 32 }): Promise<void> {
     const template = macKeyTemplate(ref, spec.bytes, hmacMechanism(spec.hash).mechanism);
-    await this.withSession('C_GenerateKey', (s) => this.remember(ref, this.p11.C_GenerateKey(s, GENERIC_SECRET_KEY_GEN, template)));
+    await this.creating('C_GenerateKey', (s) => this.remember(ref, this.p11.C_GenerateKey(s, GENERIC_SECRET_KEY_GEN, template)));
   }
 
   async deriveSharedSecret(privateKey: ObjectRef, peerPoint: Buffer): Promise<Buffer> {
@@ -155,7 +155,7 @@ export class Pkcs11Hsm implements Hsm {
 
   async generateKeyPair(refs: { private: ObjectRef; public: ObjectRef }, spec: KeyPairSpec, usage: KeyPairUsage): Promise<void> {
     const { publicKey, privateKey } = keyPairTemplates(refs, spec, usage);
-    await this.withSession('C_GenerateKeyPair', async (s) => {
+    await this.creating('C_GenerateKeyPair', async (s) => {
       const pair = await this.generatePairOffThread(s, spec, publicKey, privateKey);
       this.remember(refs.public, pair.publicKey);
       this.remember(refs.private, pair.privateKey);
@@ -504,6 +504,16 @@ export class Pkcs11Hsm implements Hsm {
       }
       throw err;
     }
+  }
+
+  /**
+   * withSession for a call that makes token objects with a ref's id: never repeated. After a
+   * session error its outcome is unknown (the token may have made the object and lost the answer),
+   * and a second object with the id would make the key ambiguous; the caller's rollback destroys
+   * whatever carries the id instead (key-material.ts).
+   */
+  private async creating<T>(fn: string, body: (s: Session) => T): Promise<T> {
+    return this.withSession(fn, body, true);
   }
 
   private sessionObjectCreated(handle: pkcs11js.Handle): pkcs11js.Handle {
