@@ -86,7 +86,6 @@ const MIGRATIONS: Array<string | ((db: Database.Database) => void)> = [
     db.exec(`ALTER TABLE key_materials ADD COLUMN object_ids TEXT;
              ALTER TABLE keys ADD COLUMN last_version INTEGER NOT NULL DEFAULT 0;
              ALTER TABLE keys ADD COLUMN deletion_started REAL;
-             UPDATE keys SET last_version = (SELECT max(version) FROM key_materials m WHERE m.key_id = keys.key_id);
              CREATE TABLE material_intents (
                intent_id INTEGER PRIMARY KEY AUTOINCREMENT,
                key_id TEXT NOT NULL,
@@ -97,11 +96,23 @@ const MIGRATIONS: Array<string | ((db: Database.Database) => void)> = [
                created_at REAL NOT NULL,
                UNIQUE (key_id, version)
              );`);
-    const rows = db.prepare('SELECT m.key_id, m.version, k.key_spec FROM key_materials m JOIN keys k USING (key_id)').all() as Array<{ key_id: string; version: number; key_spec: KeySpec }>;
-    const set = db.prepare('UPDATE key_materials SET object_ids = ? WHERE key_id = ? AND version = ?');
-    for (const r of rows) set.run(JSON.stringify(legacyObjectIds(r.key_id, r.version, r.key_spec)), r.key_id, r.version);
+    adoptRowsOfEarlierReleases(db);
   },
 ];
+
+/**
+ * Rows a release before schema 5 wrote, adopted: their objects keep their ids (the label's bytes),
+ * and no version they made is reserved again. Run by migration 5 and again at every writable open:
+ * the previous release does not refuse a newer schema, so after a rollback to it (and a new
+ * upgrade) its keys and rotations are in a schema-5 store without object ids or reserved versions.
+ */
+function adoptRowsOfEarlierReleases(db: Database.Database): void {
+  db.exec(`UPDATE keys SET last_version = max(current_material_version, coalesce((SELECT max(version) FROM key_materials m WHERE m.key_id = keys.key_id), 0))
+           WHERE last_version < max(current_material_version, coalesce((SELECT max(version) FROM key_materials m WHERE m.key_id = keys.key_id), 0))`);
+  const rows = db.prepare('SELECT m.key_id, m.version, k.key_spec FROM key_materials m JOIN keys k USING (key_id) WHERE m.object_ids IS NULL').all() as Array<{ key_id: string; version: number; key_spec: KeySpec }>;
+  const set = db.prepare('UPDATE key_materials SET object_ids = ? WHERE key_id = ? AND version = ?');
+  for (const r of rows) set.run(JSON.stringify(legacyObjectIds(r.key_id, r.version, r.key_spec)), r.key_id, r.version);
+}
 
 interface KeyRow {
   key_id: string;
@@ -164,7 +175,13 @@ export class SqliteKeyRepository implements KeyRepository {
     this.db.pragma('journal_mode = WAL'); // readers never block the writer; several processes may share the file
     this.db.pragma('synchronous = FULL'); // a key's metadata must survive a power cut once CreateKey answered
     this.db.pragma('foreign_keys = ON');
+    const version = this.db.pragma('user_version', { simple: true }) as number;
+    if (version > MIGRATIONS.length) {
+      this.db.close();
+      throw new Error(`the key store ${file} has schema version ${version}, newer than this qkms knows (${MIGRATIONS.length}): a later release wrote it; run that release`);
+    }
     this.migrate();
+    this.db.transaction(() => adoptRowsOfEarlierReleases(this.db))();
   }
 
   private sql(text: string): Database.Statement {
