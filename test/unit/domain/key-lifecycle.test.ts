@@ -146,6 +146,34 @@ describe('Scheduled key work', () => {
   });
 });
 
+describe('The stale-intent sweep against a call still in flight', () => {
+  /**
+   * The sweep decides "stale" by the wall clock, so a step forward (NTP, a VM resumed) makes the
+   * intent of a CreateKey still running look abandoned. On the HSM thread the sweep's destroy
+   * queues behind the slow call, so the call's activation can come first: it must not commit
+   * objects the sweep is about to destroy (an acknowledged key with no material).
+   */
+  it('once the sweep has begun rolling an intent back, the call that made it cannot activate it', async () => {
+    let now = new Date('2026-11-29T12:00:00Z');
+    const base = { ...(await unitDeps()), clock: () => now };
+    const creating = new FaultInjectingHsm(base.fake);
+    creating.add({ method: 'generateMacKey', times: 1, delayMs: 30 });
+    const sweeping = new FaultInjectingHsm(base.fake);
+    sweeping.add({ method: 'destroyKey', times: 1, delayMs: 60 }); // queued behind the slow call
+    const answer = createKey.handle({}, operationContext({ ...base, hsm: creating.hsm })).then(
+      (out) => out,
+      (err: unknown) => err,
+    );
+    await new Promise((r) => setTimeout(r, 10)); // the KEK is made, the MAC key is being made
+    now = new Date(now.getTime() + STALE_INTENT_MS + 60_000);
+    const swept = await runDueLifecycleWork({ ...base, hsm: sweeping.hsm });
+    await answer;
+    assert.equal(swept.rolledBack, 1);
+    const { owned, onToken } = await ids(base);
+    assert.deepEqual(onToken, owned, 'every object a version owns is on the token (and nothing else is)');
+  });
+});
+
 describe('Scheduled key work against a failing store or a doubled object', () => {
   it('an automatic rotation never rotates twice for one due date, even if the store fails after it (the date moves with the activation)', async () => {
     let now = new Date('2026-11-29T12:00:00Z');
