@@ -6,9 +6,12 @@ import type { KeyRepository } from './key-repository';
 const DAY_MS = 86_400_000;
 
 /**
- * An intent older than this cannot belong to a call still running anywhere (the slowest HSM call,
- * a key-pair generation, is cut off after SLOW_CALL_TIMEOUT_MS): its objects, if any, are orphans
- * in the making, and the scheduler rolls it back without waiting for a restart.
+ * An intent older than this has been answered (the slowest HSM call, a key-pair generation, is
+ * given up on after SLOW_CALL_TIMEOUT_MS): its objects, if any, are orphans in the making, and the
+ * scheduler rolls it back without waiting for a restart. Age is by the wall clock, so a call may
+ * still be running (the clock stepped forward, a call stuck in the module longer than this): the
+ * rollback marks the intent abandoned first, so that call can no longer activate it; an object it
+ * makes after the rollback is an orphan (`qkms orphans`).
  */
 export const STALE_INTENT_MS = 10 * 60_000;
 

@@ -80,8 +80,13 @@ async function generateObjects(hsm: Hsm, objects: MaterialObjects, key: { keySpe
   }
 }
 
-/** Undoes an intent: every object carrying one of its ids destroyed, then the intent dropped. Says how many objects went. */
+/**
+ * Undoes an intent: marked abandoned first (so the call that made it, if still running, cannot
+ * activate it once objects start going), every object carrying one of its ids destroyed, then the
+ * intent dropped. Says how many objects went.
+ */
 export async function rollBack(deps: MaterialDeps, intent: MaterialIntent, { keepIntent = false } = {}): Promise<number> {
+  await deps.keys.abandonIntent(intent.intentId);
   const destroyed = await destroyObjects(deps.hsm, intent.objects);
   if (!keepIntent) await deps.keys.deleteIntent(intent.intentId);
   return destroyed;

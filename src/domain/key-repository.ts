@@ -125,6 +125,11 @@ export interface KeyRepository {
   activateRotation(intent: MaterialIntent, materialId: string, nextRotation?: { periodDays: number; nextRotationDate: Date }): Promise<void>;
   /** Intents left by a gateway that stopped before activating them (start-up reconciliation). */
   listIntents(): Promise<MaterialIntent[]>;
+  /**
+   * The first step of a rollback, before any object is destroyed: the intent can no longer be
+   * activated (an activation that comes later fails and rolls back itself). It stays listed.
+   */
+  abandonIntent(intentId: number): Promise<void>;
   /** Drops an intent whose objects are gone (rolled back). */
   deleteIntent(intentId: number): Promise<void>;
   getKey(keyId: string): Promise<KeyRecord | undefined>;

@@ -98,6 +98,9 @@ const MIGRATIONS: Array<string | ((db: Database.Database) => void)> = [
              );`);
     adoptRowsOfEarlierReleases(db);
   },
+  // An intent being rolled back (abandoned_at set first) can no longer be activated: the call that
+  // made it may still be running when the stale-intent sweep takes it for abandoned.
+  `ALTER TABLE material_intents ADD COLUMN abandoned_at REAL;`,
 ];
 
 /**
@@ -258,6 +261,10 @@ export class SqliteKeyRepository implements KeyRepository {
     return (this.sql('SELECT * FROM material_intents ORDER BY intent_id').all() as IntentRow[]).map(rowToIntent);
   }
 
+  async abandonIntent(intentId: number): Promise<void> {
+    this.sql('UPDATE material_intents SET abandoned_at = ? WHERE intent_id = ? AND abandoned_at IS NULL').run(Date.now() / 1000, intentId);
+  }
+
   async deleteIntent(intentId: number): Promise<void> {
     this.sql('DELETE FROM material_intents WHERE intent_id = ?').run(intentId);
   }
@@ -269,10 +276,10 @@ export class SqliteKeyRepository implements KeyRepository {
     return { intentId: intent_id, keyId: i.keyId, version: i.version, purpose: i.purpose, ...(i.rotationType && { rotationType: i.rotationType }), objects: materialObjects(i.keyId, i.version, i.objectIds), createdAt: i.createdAt };
   }
 
-  /** Inside an activation's transaction: the intent must still be there (start-up may have rolled it back). */
+  /** Inside an activation's transaction: the intent must still be there and not being rolled back. */
   private dropIntent(intent: MaterialIntent): void {
-    if (this.sql('DELETE FROM material_intents WHERE intent_id = ?').run(intent.intentId).changes !== 1) {
-      throw new Error(`the intent for version ${intent.version} of ${intent.keyId} is gone (rolled back): not activating it`);
+    if (this.sql('DELETE FROM material_intents WHERE intent_id = ? AND abandoned_at IS NULL').run(intent.intentId).changes !== 1) {
+      throw new Error(`the intent for version ${intent.version} of ${intent.keyId} is gone or being rolled back: not activating it`);
     }
   }
 

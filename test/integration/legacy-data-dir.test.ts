@@ -50,7 +50,7 @@ describe('A data dir written by the previous release', function () {
 
   it('starts with every object owned, none missing or ambiguous', () => {
     assert.match(gw.output(), /0 unfinished key-material changes rolled back, 0 objects missing, 0 orphaned, 0 ambiguous/);
-    assert.equal(readStore(path.join(dir, 'data'), (db) => db.pragma('user_version', { simple: true })), 5);
+    assert.equal(readStore(path.join(dir, 'data'), (db) => db.pragma('user_version', { simple: true })), 6);
   });
 
   it('decrypts every ciphertext and data key of all three material versions, by alias too', async () => {
