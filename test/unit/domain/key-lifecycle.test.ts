@@ -5,7 +5,7 @@ import { reconcileWithToken, surveyToken } from '../../../src/domain/token-recon
 import { FaultInjectingHsm } from '../../../src/hsm/fault-injecting-hsm';
 import { cancelKeyDeletion } from '../../../src/operations/cancel-key-deletion';
 import { createKey } from '../../../src/operations/create-key';
-import { rotateKeyOnDemand } from '../../../src/operations/key-rotation';
+import { disableKeyRotation, enableKeyRotation, rotateKeyOnDemand } from '../../../src/operations/key-rotation';
 import { scheduleKeyDeletion } from '../../../src/operations/schedule-key-deletion';
 import { KMSInvalidStateException, LimitExceededException } from '../../../src/errors/kms-errors';
 import { operationContext, unitDeps } from '../../support/unit-deps';
@@ -143,6 +143,36 @@ describe('Scheduled key work', () => {
     now = new Date(now.getTime() + STALE_INTENT_MS);
     assert.equal((await runDueLifecycleWork(deps)).rolledBack, 1);
     assert.equal(await deps.fake.countObjects(intent.objects.kek), 0);
+  });
+});
+
+describe('Rotation settings changed while an automatic rotation is being made', () => {
+  /** The scheduler's rotation is due and its objects are being made (slowly) when the request lands. */
+  async function duringAutomaticRotation(change: (deps: Deps, keyId: string) => Promise<unknown>): Promise<{ deps: Deps; keyId: string }> {
+    let now = new Date('2026-11-29T12:00:00Z');
+    const deps = { ...(await unitDeps()), clock: () => now };
+    const keyId = await newKey(deps);
+    await deps.keys.setRotation(keyId, { periodDays: 365, nextRotationDate: new Date(now.getTime() + 1000) });
+    now = new Date(now.getTime() + 2000);
+    const slow = new FaultInjectingHsm(deps.fake);
+    slow.add({ method: 'generateMacKey', times: 1, delayMs: 30 });
+    const run = runDueLifecycleWork({ ...deps, hsm: slow.hsm });
+    await new Promise((r) => setTimeout(r, 10));
+    await change(deps, keyId);
+    assert.deepEqual((await run).rotated, [keyId]);
+    return { deps, keyId };
+  }
+
+  it('an acknowledged DisableKeyRotation stays disabled', async () => {
+    const { deps, keyId } = await duringAutomaticRotation((d, k) => disableKeyRotation.handle({ KeyId: k }, operationContext(d)));
+    assert.equal((await deps.keys.getKey(keyId))!.rotation, undefined);
+  });
+
+  it('an acknowledged EnableKeyRotation keeps the period and date it set', async () => {
+    const { deps, keyId } = await duringAutomaticRotation((d, k) => enableKeyRotation.handle({ KeyId: k, RotationPeriodInDays: 90 }, operationContext(d)));
+    const key = (await deps.keys.getKey(keyId))!;
+    assert.equal(key.rotation?.periodDays, 90);
+    assert.equal(key.rotation?.nextRotationDate.getTime(), deps.clock().getTime() + 90 * 86_400_000);
   });
 });
 
