@@ -119,8 +119,8 @@ export interface KeyRepository {
   ): Promise<MaterialIntent | ReserveRefusal>;
   /**
    * A rotation, once every object exists, in one transaction: the material added, made current
-   * (unless a later version already is), the automatic-rotation date moved on when given, and the
-   * intent dropped.
+   * (unless a later version already is), the automatic-rotation date moved on when given (unless
+   * the rotation settings changed meanwhile: Enable/DisableKeyRotation win), and the intent dropped.
    */
   activateRotation(intent: MaterialIntent, materialId: string, nextRotation?: { periodDays: number; nextRotationDate: Date }): Promise<void>;
   /** Intents left by a gateway that stopped before activating them (start-up reconciliation). */

@@ -252,7 +252,10 @@ export class SqliteKeyRepository implements KeyRepository {
       this.insertMaterial(intent, materialId);
       this.sql('UPDATE keys SET current_material_version = max(current_material_version, ?) WHERE key_id = ?').run(intent.version, intent.keyId);
       if (nextRotation) {
-        this.sql('UPDATE keys SET rotation_period_days = ?, next_rotation_date = ? WHERE key_id = ?').run(nextRotation.periodDays, toSeconds(nextRotation.nextRotationDate), intent.keyId);
+        // Only while the settings are still the ones the rotation was made under: an Enable- or
+        // DisableKeyRotation acknowledged while its objects were being made stands.
+        const next = toSeconds(nextRotation.nextRotationDate);
+        this.sql('UPDATE keys SET next_rotation_date = ? WHERE key_id = ? AND rotation_period_days = ? AND next_rotation_date < ?').run(next, intent.keyId, nextRotation.periodDays, next);
       }
     })();
   }
