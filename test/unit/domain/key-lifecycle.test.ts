@@ -65,6 +65,20 @@ describe('Key material: intents, reserved versions, rollback', () => {
     assert.deepEqual(await deps.keys.listIntents(), []);
   });
 
+  it('start-up reconciliation that cannot roll one intent back (the token refuses the destroy) leaves it to the scheduler and goes on', async () => {
+    const deps = await unitDeps();
+    const key = (await deps.keys.getKey(await newKey(deps)))!;
+    const intent = await deps.keys.reserveVersion(key.keyId, { rotationType: 'ON_DEMAND', objectIds: { kek: 'a1'.repeat(16), mac: 'b1'.repeat(16) }, createdAt: deps.clock() });
+    assert.ok(typeof intent !== 'string');
+    await deps.fake.generateKek(intent.objects.kek);
+    const faults = new FaultInjectingHsm(deps.fake);
+    faults.add({ method: 'destroyKey', times: 1, fail: { kind: 'config', ckr: 'CKR_TOKEN_WRITE_PROTECTED' } });
+    const result = await reconcileWithToken({ ...deps, hsm: faults.hsm });
+    assert.equal(result.rolledBack, 0);
+    assert.deepEqual((await deps.keys.listIntents()).map((i) => i.version), [2], 'kept for the stale-intent sweep');
+    assert.deepEqual(result.orphaned, [], 'its objects are still owned by the intent');
+  });
+
   it('an id several objects carry is ambiguous: the key is refused (KeyUnavailable), never guessed', async () => {
     const deps = await unitDeps();
     const keyId = await newKey(deps);
