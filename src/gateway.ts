@@ -152,7 +152,8 @@ async function openGateway(config: Config, rawHsm: Hsm, logger: Logger, { clock,
       // refuse all traffic (only the keys concerned are refused). No counts of keys: /ready is
       // unauthenticated; they are in the log.
       startup:
-        `reconciled with the token: ${reconciled.rolledBack} unfinished key-material changes rolled back, ${reconciled.missing.length} objects missing, ` +
+        `reconciled with the token: ${reconciled.rolledBack} unfinished key-material changes rolled back` +
+        `${reconciled.leftToRetry > 0 ? ` (${reconciled.leftToRetry} could not be; the scheduler retries them)` : ''}, ${reconciled.missing.length} objects missing, ` +
         `${reconciled.orphaned.length} orphaned, ${reconciled.ambiguous.length} ambiguous${config.seedFile ? '; seed file applied' : ''}`,
     };
     if (config.seedFile) {

@@ -40,19 +40,27 @@ export async function surveyToken(keys: KeyRepository, hsm: Hsm): Promise<TokenS
  * surveyed. Orphans are reported, never destroyed here: on a token shared with something else they
  * may not be ours to destroy (`qkms token orphans --destroy` does it after review).
  */
-export async function reconcileWithToken(deps: { keys: KeyRepository; hsm: Hsm; logger: Logger }): Promise<TokenSurvey & { rolledBack: number }> {
+export async function reconcileWithToken(deps: { keys: KeyRepository; hsm: Hsm; logger: Logger }): Promise<TokenSurvey & { rolledBack: number; leftToRetry: number }> {
   let rolledBack = 0;
+  let leftToRetry = 0;
   for (const intent of await deps.keys.listIntents()) {
-    const destroyed = await rollBack(deps, intent);
-    rolledBack++;
-    deps.logger.warn('reconcile: rolled back key material a stopped gateway had begun and not finished', { keyId: intent.keyId, version: intent.version, purpose: intent.purpose, objectsDestroyed: destroyed });
+    try {
+      const destroyed = await rollBack(deps, intent);
+      rolledBack++;
+      deps.logger.warn('reconcile: rolled back key material a stopped gateway had begun and not finished', { keyId: intent.keyId, version: intent.version, purpose: intent.purpose, objectsDestroyed: destroyed });
+    } catch (err) {
+      // Nothing can use an unfinished version (and it can no longer be activated), so it is no
+      // reason to refuse every key: the stale-intent sweep of the scheduler retries it.
+      leftToRetry++;
+      deps.logger.error('reconcile: could not roll back unfinished key material; the scheduler retries it', { keyId: intent.keyId, version: intent.version, cause: err instanceof Error ? err.message : String(err) });
+    }
   }
   const survey = await surveyToken(deps.keys, deps.hsm);
   for (const ref of survey.missing) deps.logger.error('reconcile: key object missing from the token', ref);
   for (const ref of survey.ambiguous) deps.logger.error('reconcile: several token objects carry one id; its key is refused until an operator resolves it', ref);
   for (const ref of survey.orphaned) deps.logger.warn('reconcile: token object that no key owns (review with `qkms token orphans`)', ref);
-  deps.logger.info('reconcile: done', { tokenObjects: survey.objects, rolledBack, missing: survey.missing.length, orphaned: survey.orphaned.length, ambiguous: survey.ambiguous.length });
-  return { ...survey, rolledBack };
+  deps.logger.info('reconcile: done', { tokenObjects: survey.objects, rolledBack, leftToRetry, missing: survey.missing.length, orphaned: survey.orphaned.length, ambiguous: survey.ambiguous.length });
+  return { ...survey, rolledBack, leftToRetry };
 }
 
 /**
