@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
 import { RETRY_FIRST_MS, RetryBackoff, runDueLifecycleWork, STALE_INTENT_MS } from '../../../src/domain/key-lifecycle';
 import { rotateKeyMaterial } from '../../../src/domain/key-material';
 import { reconcileWithToken, surveyToken } from '../../../src/domain/token-reconciliation';
@@ -8,6 +9,7 @@ import { createKey } from '../../../src/operations/create-key';
 import { disableKeyRotation, enableKeyRotation, rotateKeyOnDemand } from '../../../src/operations/key-rotation';
 import { scheduleKeyDeletion } from '../../../src/operations/schedule-key-deletion';
 import { KMSInvalidStateException, LimitExceededException } from '../../../src/errors/kms-errors';
+import { createLogger } from '../../../src/logging/logger';
 import { operationContext, unitDeps } from '../../support/unit-deps';
 
 type Deps = Awaited<ReturnType<typeof unitDeps>>;
@@ -77,6 +79,17 @@ describe('Key material: intents, reserved versions, rollback', () => {
     assert.equal(result.rolledBack, 0);
     assert.deepEqual((await deps.keys.listIntents()).map((i) => i.version), [2], 'kept for the stale-intent sweep');
     assert.deepEqual(result.orphaned, [], 'its objects are still owned by the intent');
+  });
+
+  it('the orphan warning names the command that exists (qkms orphans)', async () => {
+    const deps = await unitDeps();
+    await deps.fake.generateKek({ id: 'c1'.repeat(16), label: 'qkms/someone-else/1/kek' });
+    let out = '';
+    const logger = createLogger({ level: 'info', stream: new Writable({ write: (chunk, _enc, done) => ((out += String(chunk)), done()) }) });
+    await reconcileWithToken({ ...deps, logger });
+    const named = [...out.matchAll(/`(qkms [^`]*)`/g)].map((m) => m[1]);
+    assert.ok(named.length > 0);
+    for (const command of named) assert.match(command, /^qkms orphans( --destroy)?$/);
   });
 
   it('an id several objects carry is ambiguous: the key is refused (KeyUnavailable), never guessed', async () => {
