@@ -9,7 +9,7 @@ export interface TokenSurvey {
   objects: number;
   /** Objects a material version needs and the token lacks: their key answers KeyUnavailableException. */
   missing: ObjectRef[];
-  /** Objects of ours (qkms/ labels) that no material version or intent owns: `qkms token orphans` reviews them. */
+  /** Objects of ours (qkms/ labels) that no material version or intent owns: `qkms orphans` reviews them. */
   orphaned: ObjectRef[];
   /** Ids that several objects carry: the lookup refuses to guess, so their key answers KeyUnavailableException. */
   ambiguous: Array<ObjectRef & { count: number }>;
@@ -38,7 +38,7 @@ export async function surveyToken(keys: KeyRepository, hsm: Hsm): Promise<TokenS
  * Start-up, before any request: every intent a stopped gateway left (a CreateKey or rotation that
  * never answered) is rolled back — its objects destroyed, the intent dropped — and the token is
  * surveyed. Orphans are reported, never destroyed here: on a token shared with something else they
- * may not be ours to destroy (`qkms token orphans --destroy` does it after review).
+ * may not be ours to destroy (`qkms orphans --destroy` does it after review).
  */
 export async function reconcileWithToken(deps: { keys: KeyRepository; hsm: Hsm; logger: Logger }): Promise<TokenSurvey & { rolledBack: number; leftToRetry: number }> {
   let rolledBack = 0;
@@ -58,7 +58,7 @@ export async function reconcileWithToken(deps: { keys: KeyRepository; hsm: Hsm; 
   const survey = await surveyToken(deps.keys, deps.hsm);
   for (const ref of survey.missing) deps.logger.error('reconcile: key object missing from the token', ref);
   for (const ref of survey.ambiguous) deps.logger.error('reconcile: several token objects carry one id; its key is refused until an operator resolves it', ref);
-  for (const ref of survey.orphaned) deps.logger.warn('reconcile: token object that no key owns (review with `qkms token orphans`)', ref);
+  for (const ref of survey.orphaned) deps.logger.warn('reconcile: token object that no key owns (review with `qkms orphans`)', ref);
   deps.logger.info('reconcile: done', { tokenObjects: survey.objects, rolledBack, leftToRetry, missing: survey.missing.length, orphaned: survey.orphaned.length, ambiguous: survey.ambiguous.length });
   return { ...survey, rolledBack, leftToRetry };
 }

@@ -69,7 +69,7 @@ export interface Hsm {
   countObjects(ref: ObjectRef): Promise<number>;
   /**
    * Every token key object (secret, private, public) whose label starts with the prefix, found
-   * afresh with a looped C_FindObjects: start-up reconciliation and `qkms token orphans`.
+   * afresh with a looped C_FindObjects: start-up reconciliation and `qkms orphans`.
    */
   listKeyObjects(labelPrefix: string): Promise<ObjectRef[]>;
   /**

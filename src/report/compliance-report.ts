@@ -46,7 +46,7 @@ export interface ComplianceReport {
   rule: string;
   audit: AuditVerification | { error: string };
   summary: { keys: number; passing: number; failing: number; isAuditIntact: boolean };
-  /** Token objects under qkms/ that no key's metadata owns (labels; `qkms token orphans` reviews them). */
+  /** Token objects under qkms/ that no key's metadata owns (labels; `qkms orphans` reviews them). */
   orphanedObjects: string[];
   keys: KeyReport[];
 }
