@@ -58,6 +58,18 @@ describe('Token objects by id: ambiguity refused, orphans reviewed and destroyed
     assert.equal(left.filter((o) => o.id === kekId).length, 2, 'an ambiguous id is reported, never destroyed');
   });
 
+  it('qkms orphans --destroy destroys the orphan only, not another application\'s object that happens to carry the same CKA_ID', async () => {
+    const dataDir = path.join(dir, 'shared-id');
+    const gw = await startChildGateway({ QKMS_DATA_DIR: dataDir });
+    await gw.stop();
+    // Small ids are common (pkcs11-tool --id 01): an object under qkms/ made by hand, and another application's key.
+    pkcs11Tool(dataDir, '--keygen', '--key-type', 'AES:32', '--label', 'qkms/made-by-hand/1/kek', '--id', '01');
+    pkcs11Tool(dataDir, '--keygen', '--key-type', 'AES:32', '--label', 'another-application', '--id', '01');
+    const envHere = { ...env(), QKMS_DATA_DIR: dataDir };
+    await qkmsJson(['orphans', '--destroy'], envHere);
+    assert.ok(toolObjects(dataDir).some((o) => o.label === 'another-application'), 'not ours: never destroyed');
+  });
+
   /**
    * A lost response: the token made the object, then the call failed with a session error (a
    * network HSM whose connection broke after it executed the request). Repeating the create would
