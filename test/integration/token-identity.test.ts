@@ -66,8 +66,9 @@ describe('Token objects by id: ambiguity refused, orphans reviewed and destroyed
     pkcs11Tool(dataDir, '--keygen', '--key-type', 'AES:32', '--label', 'qkms/made-by-hand/1/kek', '--id', '01');
     pkcs11Tool(dataDir, '--keygen', '--key-type', 'AES:32', '--label', 'another-application', '--id', '01');
     const envHere = { ...env(), QKMS_DATA_DIR: dataDir };
-    await qkmsJson(['orphans', '--destroy'], envHere);
+    const run = await qkmsJson(['orphans', '--destroy'], envHere);
     assert.ok(toolObjects(dataDir).some((o) => o.label === 'another-application'), 'not ours: never destroyed');
+    assert.deepEqual(run.sharedId, ['01'], 'the orphan is reported, left for the vendor\'s tool');
   });
 
   /**

@@ -26,23 +26,33 @@ export function orphansCommand(cli: Cli): Command {
       try {
         const { keys, hsm } = gateway.deps;
         const survey = await surveyToken(keys, hsm);
+        // A destroy takes every object carrying the id: an orphan made outside QKMS may share a
+        // common id (01) with objects outside qkms/, which are never ours to destroy.
+        const shared: string[] = [];
+        for (const ref of survey.orphaned) {
+          const ours = survey.ambiguous.find((a) => a.id === ref.id)?.count ?? 1;
+          if ((await hsm.countObjects(ref)) > ours) shared.push(ref.id);
+        }
         const destroyed: string[] = [];
         if (o.destroy) {
-          for (const ref of survey.orphaned) {
+          for (const ref of survey.orphaned.filter((r) => !shared.includes(r.id))) {
             await hsm.destroyKey(ref);
             destroyed.push(ref.label);
           }
         }
-        cli.result({ ...survey, destroyed }, () => surveyText(survey, o.destroy === true));
+        cli.result({ ...survey, destroyed, sharedId: shared }, () => surveyText(survey, o.destroy === true, shared));
       } finally {
         await gateway.close();
       }
     });
 }
 
-function surveyText(s: TokenSurvey, isDestroyed: boolean): string {
+function surveyText(s: TokenSurvey, isDestroyed: boolean, shared: string[]): string {
   const lines = [`${s.objects} key objects under qkms/ on the token; ${s.orphaned.length} orphaned, ${s.missing.length} missing, ${s.ambiguous.length} ambiguous`];
-  for (const ref of s.orphaned) lines.push(`  orphan  ${ref.label}  id ${ref.id}${isDestroyed ? '  destroyed' : ''}`);
+  for (const ref of s.orphaned) {
+    const note = shared.includes(ref.id) ? '  objects outside qkms/ carry this id too: never destroyed here (use the vendor\'s tool)' : isDestroyed ? '  destroyed' : '';
+    lines.push(`  orphan  ${ref.label}  id ${ref.id}${note}`);
+  }
   for (const ref of s.missing) lines.push(`  missing ${ref.label}  id ${ref.id}  (its key answers KeyUnavailableException)`);
   for (const ref of s.ambiguous) lines.push(`  ambiguous ${ref.label}  id ${ref.id}: ${ref.count} objects  (its key is refused until one remains; see docs/operations.md)`);
   if (s.orphaned.length > 0 && !isDestroyed) lines.push('dry run: nothing destroyed; run again with --destroy to destroy the orphans listed');
