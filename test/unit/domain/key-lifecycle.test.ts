@@ -146,6 +146,24 @@ describe('Scheduled key work', () => {
     assert.deepEqual((await ids(deps)).onToken, []);
   });
 
+  it('a key whose failed work is no longer due (its rotation disabled) leaves the backoff gauge', async () => {
+    let now = new Date('2026-11-29T12:00:00Z');
+    const base = { ...(await unitDeps()), clock: () => now };
+    const faults = new FaultInjectingHsm(base.fake);
+    const deps = { ...base, hsm: faults.hsm };
+    const keyId = await newKey(deps);
+    await deps.keys.setRotation(keyId, { periodDays: 90, nextRotationDate: new Date(now.getTime() + 1000) });
+    now = new Date(now.getTime() + 2000);
+    faults.add({ method: 'generateKek', times: 1, fail: { kind: 'device', ckr: 'CKR_DEVICE_ERROR' } });
+    const backoff = new RetryBackoff();
+    await runDueLifecycleWork(deps, backoff);
+    assert.equal(backoff.size, 1);
+    await deps.keys.setRotation(keyId, null); // DisableKeyRotation
+    now = new Date(now.getTime() + RETRY_FIRST_MS);
+    await runDueLifecycleWork(deps, backoff);
+    assert.equal(backoff.size, 0, 'qkms_scheduler_keys_in_backoff would otherwise stay at 1 until a restart');
+  });
+
   it('an automatic rotation moves its date in the same transaction: run twice, it rotates once', async () => {
     let now = new Date('2026-11-29T12:00:00Z');
     const deps = { ...(await unitDeps()), clock: () => now };
