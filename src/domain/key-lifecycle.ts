@@ -58,6 +58,11 @@ export class RetryBackoff {
     this.waiting.delete(key);
   }
 
+  /** Forgets the keys whose work is no longer due (rotation disabled, key or intent gone). */
+  keepOnly(due: ReadonlySet<string>): void {
+    for (const key of this.waiting.keys()) if (!due.has(key)) this.waiting.delete(key);
+  }
+
   /** Keys waiting after a failure (a gauge in /metrics). */
   get size(): number {
     return this.waiting.size;
@@ -72,7 +77,9 @@ export class RetryBackoff {
  */
 export async function runDueLifecycleWork(deps: LifecycleDeps, backoff = new RetryBackoff()): Promise<{ deleted: string[]; rotated: string[]; rolledBack: number }> {
   const now = deps.clock();
+  const due = new Set<string>();
   const attempt = async (work: ScheduledWork, key: string, body: () => Promise<boolean>): Promise<boolean> => {
+    due.add(`${work}:${key}`);
     if (backoff.isWaiting(`${work}:${key}`, now)) return false;
     try {
       const done = await body();
@@ -116,6 +123,7 @@ export async function runDueLifecycleWork(deps: LifecycleDeps, backoff = new Ret
     });
     if (done) rotated.push(keyId);
   }
+  backoff.keepOnly(due);
   return { deleted, rotated, rolledBack };
 }
 
