@@ -247,6 +247,30 @@ describe('The stale-intent sweep against a call still in flight', () => {
     const { owned, onToken } = await ids(base);
     assert.deepEqual(onToken, owned, 'every object a version owns is on the token (and nothing else is)');
   });
+
+  it('an intent the sweep listed but that was activated before its turn is left alone (its objects are an acknowledged key now)', async () => {
+    let now = new Date('2026-11-29T12:00:00Z');
+    const base = { ...(await unitDeps()), clock: () => now };
+    // First in the sweep's list: an intent a timeout left, with one object.
+    const older = (await base.keys.getKey(await newKey(base)))!;
+    const left = await base.keys.reserveVersion(older.keyId, { rotationType: 'ON_DEMAND', objectIds: { kek: 'a2'.repeat(16), mac: 'b2'.repeat(16) }, createdAt: now });
+    assert.ok(typeof left !== 'string');
+    await base.fake.generateKek(left.objects.kek);
+    const creating = new FaultInjectingHsm(base.fake);
+    creating.add({ method: 'generateMacKey', times: 1, delayMs: 30 });
+    const sweeping = new FaultInjectingHsm(base.fake);
+    sweeping.add({ method: 'destroyKey', times: 1, delayMs: 60 }); // the first intent's rollback is slow
+    const answer = createKey.handle({}, operationContext({ ...base, hsm: creating.hsm })).then(
+      (out) => out,
+      (err: unknown) => err,
+    );
+    await new Promise((r) => setTimeout(r, 10));
+    now = new Date(now.getTime() + STALE_INTENT_MS + 60_000);
+    await runDueLifecycleWork({ ...base, hsm: sweeping.hsm });
+    assert.ok(!((await answer) instanceof Error), 'CreateKey activated while the sweep was busy with the first intent');
+    const { owned, onToken } = await ids(base);
+    assert.deepEqual(onToken, owned, 'every object a version owns is on the token (and nothing else is)');
+  });
 });
 
 describe('Scheduled key work against a failing store or a doubled object', () => {
