@@ -60,7 +60,7 @@ async function makeMaterial(deps: MaterialDeps, intent: MaterialIntent, key: { k
     // the libuv pool): destroy what is there now, but keep the intent, so that the sweep of stale
     // intents (runDueLifecycleWork) or the next start destroys what appears later.
     const isStillRunning = err instanceof HsmError && err.kind === 'timeout';
-    await rollBack(deps, intent, { keepIntent: isStillRunning }).catch((cause: unknown) =>
+    await rollBack(deps, intent, { keepIntent: isStillRunning, isOwn: true }).catch((cause: unknown) =>
       deps.logger.error('key material: rollback failed; start-up reconciliation will finish it', { keyId: intent.keyId, version: intent.version, cause: describe(cause) }),
     );
     throw err;
@@ -83,10 +83,12 @@ async function generateObjects(hsm: Hsm, objects: MaterialObjects, key: { keySpe
 /**
  * Undoes an intent: marked abandoned first (so the call that made it, if still running, cannot
  * activate it once objects start going), every object carrying one of its ids destroyed, then the
- * intent dropped. Says how many objects went.
+ * intent dropped. For an intent that is gone nothing is destroyed — it may have been activated since
+ * it was listed — unless `isOwn`: the caller made its objects and its activation failed.
+ * Says how many objects went.
  */
-export async function rollBack(deps: MaterialDeps, intent: MaterialIntent, { keepIntent = false } = {}): Promise<number> {
-  await deps.keys.abandonIntent(intent.intentId);
+export async function rollBack(deps: MaterialDeps, intent: MaterialIntent, { keepIntent = false, isOwn = false } = {}): Promise<number> {
+  if (!(await deps.keys.abandonIntent(intent.intentId)) && !isOwn) return 0;
   const destroyed = await destroyObjects(deps.hsm, intent.objects);
   if (!keepIntent) await deps.keys.deleteIntent(intent.intentId);
   return destroyed;

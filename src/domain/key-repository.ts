@@ -128,8 +128,9 @@ export interface KeyRepository {
   /**
    * The first step of a rollback, before any object is destroyed: the intent can no longer be
    * activated (an activation that comes later fails and rolls back itself). It stays listed.
+   * False when the intent is gone — activated (its objects are a version now) or rolled back.
    */
-  abandonIntent(intentId: number): Promise<void>;
+  abandonIntent(intentId: number): Promise<boolean>;
   /** Drops an intent whose objects are gone (rolled back). */
   deleteIntent(intentId: number): Promise<void>;
   getKey(keyId: string): Promise<KeyRecord | undefined>;

@@ -264,8 +264,9 @@ export class SqliteKeyRepository implements KeyRepository {
     return (this.sql('SELECT * FROM material_intents ORDER BY intent_id').all() as IntentRow[]).map(rowToIntent);
   }
 
-  async abandonIntent(intentId: number): Promise<void> {
+  async abandonIntent(intentId: number): Promise<boolean> {
     this.sql('UPDATE material_intents SET abandoned_at = ? WHERE intent_id = ? AND abandoned_at IS NULL').run(Date.now() / 1000, intentId);
+    return this.sql('SELECT 1 FROM material_intents WHERE intent_id = ?').get(intentId) !== undefined;
   }
 
   async deleteIntent(intentId: number): Promise<void> {

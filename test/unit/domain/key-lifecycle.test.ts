@@ -248,6 +248,23 @@ describe('The stale-intent sweep against a call still in flight', () => {
     assert.deepEqual(onToken, owned, 'every object a version owns is on the token (and nothing else is)');
   });
 
+  it('a call that finishes after the sweep has rolled its intent back destroys what it made (no orphan)', async () => {
+    let now = new Date('2026-11-29T12:00:00Z');
+    const base = { ...(await unitDeps()), clock: () => now };
+    const creating = new FaultInjectingHsm(base.fake);
+    creating.add({ method: 'generateMacKey', times: 1, delayMs: 40 });
+    const answer = createKey.handle({}, operationContext({ ...base, hsm: creating.hsm })).then(
+      (out) => out,
+      (err: unknown) => err,
+    );
+    await new Promise((r) => setTimeout(r, 10));
+    now = new Date(now.getTime() + STALE_INTENT_MS + 60_000);
+    assert.equal((await runDueLifecycleWork(base)).rolledBack, 1);
+    assert.ok((await answer) instanceof Error, 'its intent is gone: no activation');
+    const { owned, onToken } = await ids(base);
+    assert.deepEqual(onToken, owned, 'the MAC key made after the sweep is destroyed too');
+  });
+
   it('an intent the sweep listed but that was activated before its turn is left alone (its objects are an acknowledged key now)', async () => {
     let now = new Date('2026-11-29T12:00:00Z');
     const base = { ...(await unitDeps()), clock: () => now };
