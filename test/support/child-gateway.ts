@@ -12,6 +12,8 @@ export interface ChildGateway {
   client: KMSClient;
   output(): string;
   stop(): Promise<number | null>;
+  /** kill -9: no shutdown, no last batch, the files as the crash leaves them. */
+  crash(): Promise<void>;
 }
 
 /** `src/main.ts` in its own process, as `npm start` runs it, with only the given QKMS_* settings. */
@@ -62,6 +64,11 @@ export async function startChildGateway(env: Record<string, string>): Promise<Ch
       if (dataDir && fs.existsSync(path.join(dataDir, 'pin'))) registerSecret(fs.readFileSync(path.join(dataDir, 'pin'), 'utf8'));
       if (dataDir) recordAuditFiles(dataDir);
       return code;
+    },
+    async crash() {
+      child.kill('SIGKILL');
+      await exited;
+      client.destroy();
     },
   };
 }
