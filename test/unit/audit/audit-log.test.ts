@@ -55,12 +55,14 @@ async function fixture() {
 }
 type Fixture = Awaited<ReturnType<typeof fixture>>;
 
-/** Batches [r1], [r2], [r3, r4]: the second call's first record goes alone, the rest wait for it. */
+/** Batches [r1], [r2], [r3, r4]: records queued together while no batch is committing go together. */
 async function threeBatches(f: Fixture): Promise<void> {
   const log = await f.open({ isNewStore: true });
   await log.record(fields('r1'));
-  await Promise.all([log.record(fields('r2')), log.record(fields('r3')), log.record(fields('r4'))]);
+  await log.record(fields('r2'));
+  await Promise.all([log.record(fields('r3')), log.record(fields('r4'))]);
   await log.close();
+  assert.deepEqual(f.lines().map((l) => JSON.parse(l)).filter((x) => x.type === 'batch').map((h) => h.count), [1, 1, 2]);
 }
 
 describe('AuditLog (group commit)', () => {
@@ -278,6 +280,17 @@ describe('AuditLog and verify refuse a rewritten trail', () => {
       await assert.rejects(f.open(), (e: unknown) => e instanceof AuditTrailRefused && reason.test(e.message));
     });
   }
+
+  it('truncated after any batch: each cut is refused', async () => {
+    const lines = f.lines();
+    const cuts = lines.map((l, i) => (i > 0 && JSON.parse(l).type === 'batch' ? i : -1)).filter((i) => i > 0);
+    assert.deepEqual(cuts, [2, 4]);
+    for (const cut of cuts) {
+      rewrite(lines.slice(0, cut));
+      assert.match((await f.verify()).firstBad!.reason, /truncated or emptied/, `cut at line ${cut}`);
+      await assert.rejects(f.open(), /truncated or emptied/, `cut at line ${cut}`);
+    }
+  });
 
   it('a segment removed or renamed from the middle or the end', async () => {
     await f.cleanup();
