@@ -143,7 +143,7 @@ export async function applySeedFile(file: string, deps: GatewayDeps): Promise<Se
     if (isMissing) {
       const { keySpec, keyUsage, description, tags, keyId } = k;
       await createKeyInHsm(deps, { keySpec, keyUsage, description, tags, keyId, rotationPeriodDays: k.rotationPeriodInDays });
-      audit(deps, 'CreateKey', keyId);
+      await audit(deps, 'CreateKey', keyId);
       result.created.push(k.keyId);
     } else {
       result.existing.push(k.keyId);
@@ -153,7 +153,7 @@ export async function applySeedFile(file: string, deps: GatewayDeps): Promise<Se
       if (!(await deps.keys.insertAlias({ aliasName, targetKeyId: k.keyId, createdAt: now, lastUpdatedAt: now }))) {
         throw new SeedFileError(`seed file ${file}: alias ${aliasName} was created by someone else while the seed was applied`);
       }
-      audit(deps, 'CreateAlias', k.keyId);
+      await audit(deps, 'CreateAlias', k.keyId);
       result.aliasesCreated.push(aliasName);
     }
   }
@@ -161,8 +161,8 @@ export async function applySeedFile(file: string, deps: GatewayDeps): Promise<Se
 }
 
 /** What the seed file creates is in the audit trail like any CreateKey or CreateAlias, by `sourceIp` "seed-file". */
-function audit(deps: GatewayDeps, operation: string, keyId: string): void {
-  deps.audit.append({
+function audit(deps: GatewayDeps, operation: string, keyId: string): Promise<void> {
+  return deps.audit.record({
     time: deps.clock().toISOString(),
     requestId: crypto.randomUUID(),
     operation,
