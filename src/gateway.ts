@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { AuditLog } from './audit/audit-log';
 import { auditMac } from './audit/audit-mac';
+import { recordSystemEvent } from './audit/system-events';
 import { AUDIT_MAC_KEY } from './audit/audit-record';
 import { PrincipalStore } from './auth/principals';
 import type { Config } from './config/load-config';
@@ -166,7 +167,7 @@ async function openGateway(config: Config, rawHsm: Hsm, logger: Logger, { clock,
       const seeded = await applySeedFile(config.seedFile, deps);
       logger.info('seed file applied', { file: config.seedFile, ...seeded });
     }
-    const scheduler = new Scheduler({ ...deps, onFailure: (work) => metrics.schedulerFailure(work) }, config.schedulerIntervalMs);
+    const scheduler = new Scheduler({ ...deps, onFailure: (work) => metrics.schedulerFailure(work), recordEvent: (operation, keyId, errorCode) => recordSystemEvent(deps, 'scheduler', operation, keyId, errorCode) }, config.schedulerIntervalMs);
     metrics.keysInBackoff = () => scheduler.keysInBackoff;
     const opened = audit;
     return {
@@ -187,3 +188,4 @@ async function openGateway(config: Config, rawHsm: Hsm, logger: Logger, { clock,
     throw err;
   }
 }
+

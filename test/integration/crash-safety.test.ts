@@ -20,6 +20,7 @@ import {
 } from '@aws-sdk/client-kms';
 import Database from 'better-sqlite3';
 import { spawnGateway, startChildGateway, type ChildGateway } from '../support/child-gateway';
+import { runQkms } from '../support/cli';
 import { tokenVsStore } from '../support/token-state';
 
 /**
@@ -68,6 +69,8 @@ describe('Crash safety: SIGKILL inside every step of a key-material change', fun
     }
     const state = tokenVsStore(path.join(dir, 'data'));
     assert.deepEqual({ orphans: state.orphans, missing: state.missing, duplicates: state.duplicates, intents: state.intents }, { orphans: [], missing: [], duplicates: [], intents: 0 });
+    const verified = await runQkms(['audit', 'verify'], { QKMS_DATA_DIR: path.join(dir, 'data') });
+    assert.equal(verified.code, 0, `the audit trail verifies after the crash: ${verified.stdout}${verified.stderr}`);
     return state;
   };
   const encrypt = async (keyId: string, text: string) => ({
@@ -186,6 +189,9 @@ describe('Crash safety: SIGKILL inside every step of a key-material change', fun
       await assert.rejects(gw.client.send(new DescribeKeyCommand({ KeyId: keyId })), NotFoundException);
       const state = await assertIntact(survivor);
       assert.equal(state.keys, 1);
+      const trail = fs.readdirSync(path.join(dir, 'data', 'audit')).filter((f) => f.endsWith('.jsonl')).map((f) => fs.readFileSync(path.join(dir, 'data', 'audit', f), 'utf8')).join('');
+      const deletions = trail.split('\n').filter((l) => l.includes('"operation":"DeleteKey"') && l.includes(keyId));
+      assert.ok(deletions.length >= 1 && deletions.every((l) => l.includes('"sourceIp":"scheduler"')), 'the scheduler\'s deletion is in the audit trail');
     });
   }
 
