@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import path from 'node:path';
 import express from 'express';
+import { auditedAnswer } from './http/audited-answer';
 import { consoleRoutes } from './http/console/console-routes';
 import { operationForms } from './http/console/operation-forms';
 import { dispatch } from './http/dispatch';
@@ -24,7 +25,8 @@ export function createApp(deps: GatewayDeps, options: { newRequestId?: () => str
   app.disable('x-powered-by');
   app.disable('etag');
   app.use('/console', consoleRoutes({ assetsDir: options.consoleAssetsDir ?? CONSOLE_ASSETS_DIR, region: deps.config.region, forms: operationForms(registry) }));
-  app.use(requestContext(deps.logger, deps.audit, deps.metrics, options.newRequestId ?? crypto.randomUUID));
+  app.use(requestContext(deps.logger, deps.metrics, options.newRequestId ?? crypto.randomUUID));
+  app.use(auditedAnswer(deps.audit));
 
   // Probes and the scrape: unauthenticated, not audited, not counted. Bind QKMS_HOST or firewall
   // the port accordingly (docs/operations.md).

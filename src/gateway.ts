@@ -1,7 +1,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { AuditLog } from './audit/audit-log';
-import { AUDIT_MAC_LABEL } from './audit/audit-record';
+import { auditMac } from './audit/audit-mac';
+import { recordSystemEvent } from './audit/system-events';
+import { AUDIT_MAC_KEY } from './audit/audit-record';
 import { PrincipalStore } from './auth/principals';
 import type { Config } from './config/load-config';
 import { Envelope } from './domain/envelope';
@@ -118,13 +120,15 @@ function takeDataDirLock(config: Config): DataDirLock {
 }
 
 async function openGateway(config: Config, rawHsm: Hsm, logger: Logger, { clock, releaseLock }: { clock: () => Date; releaseLock: () => void }): Promise<Gateway> {
-  const keys = new SqliteKeyRepository(path.join(config.dataDir, 'qkms.db'));
+  const storeFile = path.join(config.dataDir, 'qkms.db');
+  const isNewStore = !fs.existsSync(storeFile);
+  const keys = new SqliteKeyRepository(storeFile);
   let audit: AuditLog | undefined;
   try {
     const metrics = new GatewayMetrics(() => rawHsm.stats());
     // Timed outside the deadline: a call past QKMS_HSM_TIMEOUT_MS counts as a 'timeout' error at its deadline.
     const hsm = withMetrics(withDeadline(rawHsm, config.hsmTimeoutMs), metrics);
-    for (const ref of [MARKER_MAC_KEY, AUDIT_MAC_LABEL]) await ensureInternalKey(hsm, ref);
+    for (const ref of [MARKER_MAC_KEY, AUDIT_MAC_KEY]) await ensureInternalKey(hsm, ref);
     const reconciled = await reconcileWithToken({ keys, hsm, logger });
     const admin = config.adminCredential;
     if (admin.isDevelopmentDefault) {
@@ -135,7 +139,11 @@ async function openGateway(config: Config, rawHsm: Hsm, logger: Logger, { clock,
       config.credentialsFile,
       logger,
     );
-    audit = AuditLog.open(path.join(config.dataDir, 'audit'), hsm, logger, { ...config.audit, onRecord: (type, isWritten) => metrics.auditRecord(type, isWritten) });
+    audit = await AuditLog.open(
+      path.join(config.dataDir, 'audit'),
+      { mac: auditMac(hsm), anchors: keys, logger },
+      { ...config.audit, isNewStore, onBatch: (batch) => metrics.auditBatch(batch) },
+    );
     const deps: GatewayDeps = {
       config,
       principals,
@@ -160,7 +168,7 @@ async function openGateway(config: Config, rawHsm: Hsm, logger: Logger, { clock,
       const seeded = await applySeedFile(config.seedFile, deps);
       logger.info('seed file applied', { file: config.seedFile, ...seeded });
     }
-    const scheduler = new Scheduler({ ...deps, onFailure: (work) => metrics.schedulerFailure(work) }, config.schedulerIntervalMs);
+    const scheduler = new Scheduler({ ...deps, onFailure: (work) => metrics.schedulerFailure(work), recordEvent: (operation, keyId, errorCode) => recordSystemEvent(deps, 'scheduler', operation, keyId, errorCode) }, config.schedulerIntervalMs);
     metrics.keysInBackoff = () => scheduler.keysInBackoff;
     const opened = audit;
     return {
@@ -175,9 +183,10 @@ async function openGateway(config: Config, rawHsm: Hsm, logger: Logger, { clock,
       },
     };
   } catch (err) {
-    // Nothing may keep writing once the caller releases the data-dir lock (the audit timer would).
+    // Nothing may keep writing once the caller releases the data-dir lock.
     await audit?.close().catch(() => undefined);
     await keys.close();
     throw err;
   }
 }
+

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import type { RequestListener } from 'node:http';
 import { createApp } from './app';
+import { AuditTrailRefused } from './audit/audit-startup';
 import { describeConfig, loadConfigOrExit } from './config/load-config';
 import { openGatewayOnDataDir, type Gateway } from './gateway';
 import { startingApp } from './http/starting';
@@ -8,7 +9,7 @@ import { createLogger } from './logging/logger';
 import { SeedFileError } from './seed';
 import { createServer } from './server';
 
-/** Exit codes: 2 bad configuration (including the seed file), 3 the HSM, the store or the port could not be opened. */
+/** Exit codes: 2 bad configuration (including the seed file), 3 the HSM, the store, the audit trail or the port could not be opened. */
 async function main(): Promise<void> {
   const config = loadConfigOrExit(process.env, 'qkms');
   const logger = createLogger({ level: config.logLevel });
@@ -30,7 +31,7 @@ async function main(): Promise<void> {
   const starting = openGatewayOnDataDir(config, logger);
   let isStopping = false;
   // Stop accepting, let in-flight requests finish for up to QKMS_SHUTDOWN_GRACE_MS, then cut the
-  // rest; always end with the final audit checkpoint, closed sessions and C_Finalize. A signal
+  // rest; always end with the last audit batch committed, closed sessions and C_Finalize. A signal
   // during start-up waits (as long as the grace) for the start to finish, then closes it the same way.
   const stop = async (signal: string) => {
     if (isStopping) return;
@@ -62,6 +63,10 @@ async function main(): Promise<void> {
     if (err instanceof SeedFileError) {
       logger.error('the seed file cannot be applied', { reason: err.message });
       process.exit(2);
+    }
+    if (err instanceof AuditTrailRefused) {
+      logger.error('refusing to start: the audit trail does not verify against its anchor, and the gateway does not extend such a trail (qkms audit verify names the first bad record)', { reason: err.message });
+      process.exit(3);
     }
     logger.error('cannot open the HSM or the key store', { cause: err instanceof Error ? { message: err.message, cause: String((err as Error).cause ?? '') } : String(err) });
     process.exit(3);

@@ -1,9 +1,8 @@
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import Joi from 'joi';
 import YAML from 'yaml';
+import { recordSystemEvent } from './audit/system-events';
 import { assertAliasName } from './domain/alias-name';
-import { keyArn } from './domain/arn';
 import { isKeyId } from './domain/key-ref';
 import type { Tag } from './domain/key-repository';
 import type { KeySpec, KeyUsage } from './domain/key-spec';
@@ -143,7 +142,7 @@ export async function applySeedFile(file: string, deps: GatewayDeps): Promise<Se
     if (isMissing) {
       const { keySpec, keyUsage, description, tags, keyId } = k;
       await createKeyInHsm(deps, { keySpec, keyUsage, description, tags, keyId, rotationPeriodDays: k.rotationPeriodInDays });
-      audit(deps, 'CreateKey', keyId);
+      await recordSystemEvent(deps, 'seed-file', 'CreateKey', keyId);
       result.created.push(k.keyId);
     } else {
       result.existing.push(k.keyId);
@@ -153,24 +152,9 @@ export async function applySeedFile(file: string, deps: GatewayDeps): Promise<Se
       if (!(await deps.keys.insertAlias({ aliasName, targetKeyId: k.keyId, createdAt: now, lastUpdatedAt: now }))) {
         throw new SeedFileError(`seed file ${file}: alias ${aliasName} was created by someone else while the seed was applied`);
       }
-      audit(deps, 'CreateAlias', k.keyId);
+      await recordSystemEvent(deps, 'seed-file', 'CreateAlias', k.keyId);
       result.aliasesCreated.push(aliasName);
     }
   }
   return result;
-}
-
-/** What the seed file creates is in the audit trail like any CreateKey or CreateAlias, by `sourceIp` "seed-file". */
-function audit(deps: GatewayDeps, operation: string, keyId: string): void {
-  deps.audit.append({
-    time: deps.clock().toISOString(),
-    requestId: crypto.randomUUID(),
-    operation,
-    principal: null,
-    accessKeyId: null,
-    sourceIp: 'seed-file',
-    keyArn: keyArn(deps.scope, keyId),
-    status: 200,
-    errorCode: null,
-  });
 }

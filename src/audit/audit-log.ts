@@ -1,152 +1,211 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Hsm } from '../hsm/hsm';
+import { KMSInternalException } from '../errors/kms-errors';
 import type { Logger } from '../logging/logger';
-import { AUDIT_MAC_LABEL, chainHash, checkpointMessage, GENESIS, type AuditRecord, type RequestFields } from './audit-record';
+import type { AuditMac } from './audit-mac';
+import { anchorMessage, batchMessage, chainHash, MAC_HEX_LENGTH, segmentName, type RequestFields } from './audit-record';
+import { resumeTrail, syncDirectory, type AnchorStore, type ResumePoint } from './audit-startup';
 
 export interface AuditOptions {
-  checkpointEveryMs: number;
-  checkpointEveryRecords: number;
   maxSegmentBytes: number;
-  /** Told of every record: written, or lost (the metrics count both). */
-  onRecord?: (type: 'request' | 'checkpoint', isWritten: boolean) => void;
+  /** QKMS_AUDIT_FAIL_OPEN: answer the requests of a batch that could not be written (logged loudly). */
+  isFailOpen: boolean;
+  /** The key store was created by this start (see resumeTrail). */
+  isNewStore: boolean;
+  /** Told of every batch, written or failed (the metrics). */
+  onBatch?: (batch: { records: number; seconds: number; isWritten: boolean }) => void;
 }
 
-const SEGMENT = /^audit-(\d{8})\.jsonl$/;
+interface Parts {
+  mac: AuditMac;
+  anchors: AnchorStore;
+  logger: Logger;
+}
+
+interface Pending {
+  fields: RequestFields;
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+/** One write stays small; what does not fit waits for the next batch. */
+const MAX_BATCH_RECORDS = 1000;
 
 /**
- * The append-only audit trail in `<dir>/audit-NNNNNNNN.jsonl`. Records are appended with one
- * write each to a file opened for appending; a segment past `maxSegmentBytes` is closed after a
- * checkpoint and the chain continues in the next one. On open, the chain resumes from the last
- * record on disk, so restarts do not break it.
+ * The append-only audit trail (format: audit-record.ts), written by group commit: records wait in
+ * a queue while one batch is being committed, and the next batch takes all of them. A batch is
+ * the HSM's two HMACs, one write (its signed header, then its records) that returns once it is on
+ * disk (O_DSYNC), then the anchor in the key store; only then do its callers' promises resolve,
+ * so a response is released only once its record is durable. When any step fails the batch is
+ * cut off the file again and its promises reject with KMSInternalException (or, fail-open,
+ * resolve after a loud log line).
  */
 export class AuditLog {
-  private fd = -1;
-  private segment = 0;
-  private segmentBytes = 0;
-  private seq = 0;
-  private head = GENESIS;
-  private uncheckpointed = 0;
-  private timer?: NodeJS.Timeout;
-  private checkpointing: Promise<void> = Promise.resolve();
+  private queue: Pending[] = [];
+  private committing?: Promise<void>;
+  private isClosed = false;
+  /** The size to cut the segment back to, when cutting a failed batch off failed: retried first. */
+  private cutPending?: number;
 
   private constructor(
     private readonly dir: string,
-    private readonly hsm: Hsm,
-    private readonly logger: Logger,
+    private readonly parts: Parts,
     private readonly options: AuditOptions,
+    private at: ResumePoint,
   ) {}
 
-  static open(dir: string, hsm: Hsm, logger: Logger, options: AuditOptions): AuditLog {
-    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const log = new AuditLog(dir, hsm, logger, options);
-    log.resume();
-    log.timer = setInterval(() => void log.checkpoint(), options.checkpointEveryMs);
-    log.timer.unref();
-    return log;
+  /** The segment being written, opened at the first batch. */
+  private file?: fs.promises.FileHandle;
+
+  /** Verifies the trail from its anchor first, and refuses (AuditTrailRefused) one that does not verify. */
+  static async open(dir: string, parts: Parts, options: AuditOptions): Promise<AuditLog> {
+    const at = await resumeTrail(dir, parts, { isNewStore: options.isNewStore });
+    if (options.isFailOpen) {
+      parts.logger.error('QKMS_AUDIT_FAIL_OPEN is on: requests are answered even when their audit record cannot be written, and the trail then misses them');
+    }
+    return new AuditLog(dir, parts, options, at);
   }
 
-  /** One request, allowed or denied. Never throws: a failing audit write is logged loudly. */
-  append(fields: RequestFields): void {
-    this.write({ seq: this.seq + 1, type: 'request', ...fields });
-    if (++this.uncheckpointed >= this.options.checkpointEveryRecords) void this.checkpoint();
-  }
-
-  /** Signs the current head in the HSM and appends the checkpoint; no-op if nothing is new. */
-  checkpoint(): Promise<void> {
-    this.checkpointing = this.checkpointing.then(async () => {
-      if (this.uncheckpointed === 0) return;
-      const coversSeq = this.seq;
-      const coversHash = this.head;
-      this.uncheckpointed = 0;
-      try {
-        const mac = (await this.hsm.hmacSign(AUDIT_MAC_LABEL, checkpointMessage(coversSeq, coversHash))).toString('hex');
-        this.write({ seq: this.seq + 1, type: 'checkpoint', time: new Date().toISOString(), coversSeq, coversHash, mac });
-        if (this.segmentBytes >= this.options.maxSegmentBytes) this.rotate();
-      } catch (err) {
-        this.uncheckpointed += 1;
-        this.logger.error('audit checkpoint failed; retried at the next interval', { cause: err instanceof Error ? err.message : String(err) });
-      }
+  /** Resolves once the record is durable and anchored; rejects with KMSInternalException when it cannot be. */
+  record(fields: RequestFields): Promise<void> {
+    if (this.isClosed) return Promise.reject(KMSInternalException.notAudited(new Error('the audit trail is closed')));
+    return new Promise((resolve, reject) => {
+      this.queue.push({ fields, resolve, reject });
+      this.commitNext();
     });
-    return this.checkpointing;
   }
 
+  /** Commits what is queued, then closes the segment; later records are refused. */
   async close(): Promise<void> {
-    clearInterval(this.timer);
-    await this.checkpoint();
-    if (this.fd >= 0) fs.closeSync(this.fd);
-    this.fd = -1;
+    this.isClosed = true;
+    while (this.committing) await this.committing;
+    await this.file?.close();
+    this.file = undefined;
   }
 
-  private write(record: { seq: number; type: 'request' | 'checkpoint' } & Record<string, unknown>): void {
-    const withPrev = { ...record, prev: this.head };
-    const full = { ...withPrev, hash: chainHash(withPrev) };
-    const line = `${JSON.stringify(full)}\n`;
+  private commitNext(): void {
+    if (this.committing || this.queue.length === 0) return;
+    const batch = this.queue.splice(0, MAX_BATCH_RECORDS);
+    this.committing = this.commit(batch).finally(() => {
+      this.committing = undefined;
+      this.commitNext();
+    });
+  }
+
+  private async commit(batch: Pending[]): Promise<void> {
+    const started = performance.now();
+    const done = (isWritten: boolean) => this.options.onBatch?.({ records: batch.length, seconds: (performance.now() - started) / 1000, isWritten });
     try {
-      fs.writeSync(this.fd, line);
-      this.seq = full.seq;
-      this.head = full.hash;
-      this.segmentBytes += Buffer.byteLength(line);
-      this.options.onRecord?.(record.type, true);
+      await this.write(batch.map((p) => p.fields));
     } catch (err) {
-      this.logger.error('AUDIT WRITE FAILED', { seq: full.seq, cause: err instanceof Error ? err.message : String(err) });
-      this.options.onRecord?.(record.type, false);
+      done(false);
+      this.fail(batch, err);
+      return;
     }
+    done(true);
+    for (const p of batch) p.resolve();
   }
 
-  private rotate(): void {
-    fs.closeSync(this.fd);
-    this.openSegment(this.segment + 1);
-  }
-
-  private openSegment(n: number): void {
-    this.segment = n;
-    const file = path.join(this.dir, `audit-${String(n).padStart(8, '0')}.jsonl`);
-    this.fd = fs.openSync(file, 'a', 0o600);
-    this.segmentBytes = fs.fstatSync(this.fd).size;
-  }
-
-  private resume(): void {
-    const segments = listSegments(this.dir);
-    const last = segments[segments.length - 1];
-    if (last) this.setAsideTornTail(last.file);
-    this.openSegment(last ? last.n : 1);
-    for (const s of [...segments].reverse()) {
-      const lines = fs.readFileSync(s.file, 'utf8').split('\n').filter(Boolean);
-      if (lines.length === 0) continue;
-      const tail = JSON.parse(lines[lines.length - 1]) as Pick<AuditRecord, 'seq' | 'hash'>;
-      this.seq = tail.seq;
-      this.head = tail.hash;
-      break;
+  private fail(batch: Pending[], err: unknown): void {
+    const details = { records: batch.length, requestIds: batch.map((p) => p.fields.requestId), cause: err instanceof Error ? err.message : String(err) };
+    if (this.options.isFailOpen) {
+      this.parts.logger.error('AUDIT WRITE FAILED: QKMS_AUDIT_FAIL_OPEN is on, so these requests are answered WITHOUT an audit record', details);
+      for (const p of batch) p.resolve();
+      return;
     }
+    this.parts.logger.error('AUDIT WRITE FAILED: these requests fail with KMSInternalException and return no result', details);
+    const error = KMSInternalException.notAudited(err);
+    for (const p of batch) p.reject(error);
+  }
+
+  private async write(fields: RequestFields[]): Promise<void> {
+    await this.retryCut();
+    if (this.at.segmentBytes >= this.options.maxSegmentBytes) await this.rotate();
+    const { segment, segmentBytes: start } = this.at;
+    const file = (this.file ??= await openSegment(path.join(this.dir, segmentName(segment))));
+    const { header, body, last } = chain(this.at, fields);
+    const headerBytes = Buffer.byteLength(`${JSON.stringify({ ...header, mac: '0'.repeat(MAC_HEX_LENGTH) })}\n`);
+    const anchor = { segment, endOffset: start + headerBytes + Buffer.byteLength(body), seq: last.seq, head: last.head };
+    const [batchMac, anchorMac] = await Promise.all([this.parts.mac.sign(batchMessage(header)), this.parts.mac.sign(anchorMessage(anchor))]);
+    const bytes = Buffer.from(`${JSON.stringify({ ...header, mac: batchMac.toString('hex') })}\n${body}`);
+    if (start + bytes.length !== anchor.endOffset) throw new Error(`the HSM's HMAC is ${batchMac.length} bytes, not ${MAC_HEX_LENGTH / 2}`);
+    let isWritten = false;
+    try {
+      for (let written = 0; written < bytes.length; ) {
+        const { bytesWritten } = await file.write(bytes, written, bytes.length - written, start + written);
+        if (bytesWritten <= 0) throw new Error('the file system wrote nothing');
+        written += bytesWritten;
+      }
+      isWritten = true;
+      await this.parts.anchors.setAuditAnchor({ ...anchor, mac: anchorMac.toString('hex') });
+    } catch (err) {
+      // Should the store have committed after all, the next start finds the anchor past the end
+      // of the segment: this line tells that from tampering.
+      if (isWritten) this.parts.logger.error('audit trail: the anchor could not be committed; the batch is cut off again', { attempted: anchor });
+      await this.cutBack(file, start, anchor);
+      throw err;
+    }
+    this.at = { segment, segmentBytes: anchor.endOffset, seq: last.seq, head: last.head };
   }
 
   /**
-   * A crash in the middle of a write can leave a partial last line (every record ends with a
-   * newline). It is moved to a side file, kept for inspection, and the chain continues from the
-   * last whole record, so the trail still verifies and start-up does not stop on it.
+   * No partial or unanchored batch may stay behind a failed one. If even the truncation fails, the
+   * next batch retries it before it writes anything.
    */
-  private setAsideTornTail(file: string): void {
-    const bytes = fs.readFileSync(file);
-    const end = bytes.lastIndexOf(0x0a) + 1;
-    if (end === bytes.length) return;
-    const aside = `${file}.torn-${Date.now()}`;
-    fs.writeFileSync(aside, bytes.subarray(end), { mode: 0o600 });
-    fs.truncateSync(file, end);
-    this.logger.error('audit trail: a partial last record, torn by a crash, was moved aside; the chain continues from the last whole record', {
-      file: path.basename(file),
-      movedTo: path.basename(aside),
-      bytes: bytes.length - end,
-    });
+  private async cutBack(file: fs.promises.FileHandle, size: number, attempted: { segment: number; endOffset: number; seq: number }): Promise<void> {
+    try {
+      await file.truncate(size);
+    } catch (err) {
+      this.cutPending = size;
+      this.parts.logger.error('audit trail: a failed batch could not be cut off its segment; retried before the next batch', {
+        segment: segmentName(attempted.segment), size, attempted, cause: err instanceof Error ? err.message : String(err),
+      });
+    }
+  }
+
+  private async retryCut(): Promise<void> {
+    if (this.cutPending === undefined || !this.file) return;
+    await this.file.truncate(this.cutPending);
+    this.cutPending = undefined;
+  }
+
+  /** Between batches only: a batch never spans two segments. */
+  private async rotate(): Promise<void> {
+    const segment = this.at.segment + 1;
+    const file = await openSegment(path.join(this.dir, segmentName(segment)));
+    try {
+      await syncDirectory(this.dir);
+      const { size } = await file.stat();
+      await this.file?.close().catch(() => undefined);
+      this.file = file;
+      this.at = { ...this.at, segment, segmentBytes: size };
+    } catch (err) {
+      await file.close();
+      throw err;
+    }
   }
 }
 
-export function listSegments(dir: string): Array<{ n: number; file: string }> {
-  if (!fs.existsSync(dir)) return [];
-  return fs
-    .readdirSync(dir)
-    .map((name) => ({ m: SEGMENT.exec(name), name }))
-    .filter((x) => x.m)
-    .map((x) => ({ n: Number(x.m![1]), file: path.join(dir, x.name) }))
-    .sort((a, b) => a.n - b.n);
+/**
+ * O_DSYNC: a write returns once its bytes (and the file size) are on disk, so a batch costs one
+ * trip to the thread pool, not two (write, then fdatasync): under load each trip waits for a turn
+ * of the busy event loop.
+ */
+function openSegment(file: string): Promise<fs.promises.FileHandle> {
+  return fs.promises.open(file, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_DSYNC, 0o600);
+}
+
+/** The batch's records chained after `from`, as JSON lines, and its header (unsigned). */
+function chain(from: { seq: number; head: string }, fields: RequestFields[]) {
+  let prev = from.head;
+  const lines = fields.map((f, i) => {
+    const record = {
+      seq: from.seq + 1 + i, type: 'request', time: f.time, requestId: f.requestId, operation: f.operation, principal: f.principal,
+      accessKeyId: f.accessKeyId, sourceIp: f.sourceIp, keyArn: f.keyArn, status: f.status, errorCode: f.errorCode, prev,
+    };
+    prev = chainHash(record);
+    return `${JSON.stringify({ ...record, hash: prev })}\n`;
+  });
+  const last = { seq: from.seq + fields.length, head: prev };
+  return { header: { type: 'batch' as const, first: from.seq + 1, count: fields.length, prev: from.head, head: prev }, body: lines.join(''), last };
 }

@@ -1,75 +1,59 @@
-import fs from 'node:fs';
-import path from 'node:path';
 import type { Hsm } from '../hsm/hsm';
-import { listSegments } from './audit-log';
-import { AUDIT_MAC_LABEL, chainHash, checkpointMessage, GENESIS, type AuditRecord } from './audit-record';
+import { auditMac } from './audit-mac';
+import { scanTrail, type AnchorState, type TrailProblem } from './audit-scan';
 
 export interface AuditVerification {
   isIntact: boolean;
+  /** Request records checked. */
   records: number;
+  batches: number;
+  /** Signed checkpoint records of a trail written before batches existed. */
   checkpoints: number;
-  /** The last record a valid checkpoint covers; records after it are chained but not yet signed. */
-  lastCheckpointedSeq: number;
-  unsignedTail: number;
+  /** The last record the store's HSM-signed anchor covers; null until a gateway first anchored the trail. */
+  anchoredSeq: number | null;
   /**
-   * Bytes after the last newline of the last segment: a record being written while we read (a
-   * gateway runs beside the verifier) or torn by a crash (the gateway moves it aside on start).
-   * Not a record yet, so not checked.
+   * Records in complete, signed batches after the anchor: being committed beside a running
+   * gateway, or written just before a crash (the next start anchors them).
    */
-  partialTailBytes: number;
-  firstBad?: { file: string; line: number; seq?: number; reason: string };
+  unanchoredRecords: number;
+  /**
+   * Bytes at the end that are not a complete batch: a batch being written beside a running
+   * gateway, or cut short by a crash — never acknowledged; the next start sets them aside.
+   */
+  unfinishedBytes: number;
+  firstBad?: TrailProblem;
 }
 
 /**
- * Walks every segment in order and checks each record's sequence number, `prev` link and hash,
- * and each checkpoint's HSM HMAC over the head it claims to cover. Stops at the first bad record.
+ * The whole trail, record by record: every segment from the first, the hash chain, the legacy
+ * checkpoints' and the batch headers' HSM HMACs, and the store's anchor (read it before the files:
+ * a gateway beside us only ever moves it forward).
  */
-export async function verifyAuditTrail(dir: string, hsm: Hsm): Promise<AuditVerification> {
-  const result: AuditVerification = { isIntact: true, records: 0, checkpoints: 0, lastCheckpointedSeq: 0, unsignedTail: 0, partialTailBytes: 0 };
-  const segments = listSegments(dir);
-  // A gateway opens its first segment on start, so a data dir without one lost its trail.
-  if (segments.length === 0) return { ...result, isIntact: false, firstBad: { file: path.basename(dir), line: 0, reason: 'no audit trail: the directory holds no segment file (deleted, or the wrong data dir)' } };
-  let head = GENESIS;
-  let seq = 0;
-  let lastCheckpointRecord = 0;
-  const hashes = new Map<number, string>();
-  for (const { file } of segments) {
-    const lines = fs.readFileSync(file, 'utf8').split('\n');
-    // Every record ends with a newline: what follows the last one is not a record (yet).
-    const partial = lines.pop()!;
-    if (file === segments[segments.length - 1].file) result.partialTailBytes = Buffer.byteLength(partial);
-    else if (partial !== '') lines.push(partial);
-    for (let i = 0; i < lines.length; i++) {
-      const bad = (reason: string, at?: number) => {
-        result.isIntact = false;
-        result.firstBad = { file: path.basename(file), line: i + 1, seq: at, reason };
-        return result;
-      };
-      let record: AuditRecord;
-      try {
-        record = JSON.parse(lines[i]) as AuditRecord;
-      } catch {
-        return bad('not a JSON record');
-      }
-      if (record.seq !== seq + 1) return bad(`sequence number ${record.seq} where ${seq + 1} was expected (a record was deleted, inserted or moved)`, record.seq);
-      if (record.prev !== head) return bad('prev does not match the previous record (a record was deleted, inserted or moved)', record.seq);
-      const { hash, ...rest } = record;
-      if (chainHash(rest) !== hash) return bad('hash does not match the record (the record was edited)', record.seq);
-      if (record.type === 'checkpoint') {
-        const isCovered = hashes.get(record.coversSeq) === record.coversHash;
-        const isSigned = isCovered && (await hsm.hmacVerify(AUDIT_MAC_LABEL, checkpointMessage(record.coversSeq, record.coversHash), Buffer.from(record.mac, 'hex')));
-        if (!isSigned) return bad('checkpoint signature does not verify in the HSM (records before it were rewritten)', record.seq);
-        result.checkpoints++;
-        result.lastCheckpointedSeq = record.coversSeq;
-        lastCheckpointRecord = record.seq;
-      } else {
-        result.records++;
-      }
-      hashes.set(record.seq, record.hash);
-      head = record.hash;
-      seq = record.seq;
-    }
+export async function verifyAuditTrail(dir: string, hsm: Hsm, anchor: AnchorState): Promise<AuditVerification> {
+  const scan = await scanTrail(dir, auditMac(hsm), anchor, { isFromAnchor: false });
+  return {
+    isIntact: !scan.problem,
+    records: scan.records,
+    batches: scan.batches,
+    checkpoints: scan.checkpoints,
+    anchoredSeq: scan.anchoredSeq ?? null,
+    unanchoredRecords: scan.unanchored.records,
+    unfinishedBytes: scan.unfinished?.bytes ?? 0,
+    ...(scan.problem && { firstBad: scan.problem }),
+  };
+}
+
+/** One line for people: `qkms audit verify` prints it, the compliance report shows it. */
+export function describeVerification(r: AuditVerification): string {
+  if (!r.isIntact) {
+    const b = r.firstBad!;
+    return `AUDIT TRAIL TAMPERED: ${b.line ? `first bad record at ${b.file} line ${b.line}` : b.file}${b.seq !== undefined ? ` (seq ${b.seq})` : ''}: ${b.reason}`;
   }
-  result.unsignedTail = seq - lastCheckpointRecord;
-  return result;
+  const parts = [
+    `audit trail intact: ${r.records} records in ${r.batches} signed batches${r.checkpoints ? ` (and ${r.checkpoints} checkpoints of the trail before batches)` : ''}`,
+    r.anchoredSeq === null ? 'not anchored yet (the next gateway start adopts it)' : `anchored up to seq ${r.anchoredSeq}`,
+  ];
+  if (r.unanchoredRecords) parts.push(`${r.unanchoredRecords} newer records in signed batches being anchored (or written before a crash; the next start anchors them)`);
+  if (r.unfinishedBytes) parts.push(`${r.unfinishedBytes} bytes of a batch being written (or cut short by a crash; the next start sets them aside), not checked`);
+  return parts.join('; ');
 }

@@ -85,7 +85,7 @@ export class Cli {
     }
   }
 
-  /** Runs body with a caller, closed afterwards whatever happens (direct mode: checkpoint, lock). */
+  /** Runs body with a caller, closed afterwards whatever happens (direct mode: the last audit batch, the lock). */
   async withKms<T>(body: (kms: KmsCaller) => Promise<T>): Promise<T> {
     const kms = await this.kms();
     try {

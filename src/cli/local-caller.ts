@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 import type { Config } from '../config/load-config';
-import { UnknownOperationException } from '../errors/kms-errors';
+import { UnknownOperationException, type KmsError } from '../errors/kms-errors';
 import { toKmsError } from '../http/kms-error-handler';
 import { openGatewayOnDataDir, type Gateway } from '../gateway';
 import type { Logger } from '../logging/logger';
@@ -29,35 +29,41 @@ export class LocalCaller implements KmsCaller {
     const requestId = crypto.randomUUID();
     const principal = deps.principals.lookup(deps.config.adminCredential.accessKeyId)!;
     let keyArn: string | null = null;
-    let status = 200;
-    let errorCode: string | null = null;
+    let outcome: { output: T } | { error: KmsError };
     try {
       const op = registry.get(operation);
       if (!op) throw UnknownOperationException.create();
       const log = this.logger.child({ requestId, operation });
       const output = await op.handle(validateInput(op.schema, JSON.parse(JSON.stringify(input))), { deps, requestId, principal, log, noteKey: (arn) => (keyArn = arn) });
       // Through JSON, as on the wire: Dates become epoch numbers exactly as dispatch sends them.
-      return (output === undefined ? {} : JSON.parse(JSON.stringify(output))) as T;
+      outcome = { output: (output === undefined ? {} : JSON.parse(JSON.stringify(output))) as T };
     } catch (err) {
       // The gateway's own mapping: an HSM failure is KeyUnavailable/DependencyTimeout here too.
-      const kmsError = toKmsError(err);
-      status = kmsError.status;
-      errorCode = kmsError.type;
-      if (status >= 500) this.logger.error('operation failed', { operation, errorType: errorCode, cause: err instanceof Error ? err.message : String(err) });
-      throw new KmsCallError(errorCode, kmsError.hasMessage ? kmsError.message : '', status);
-    } finally {
-      deps.audit.append({
-        time: new Date().toISOString(),
-        requestId,
-        operation,
-        principal: principal.principalArn,
-        accessKeyId: principal.accessKeyId,
-        sourceIp: 'local-cli',
-        keyArn,
-        status,
-        errorCode,
-      });
+      outcome = { error: this.failed(operation, err) };
     }
+    const error = 'error' in outcome ? outcome.error : undefined;
+    // As over HTTP (http/audited-answer.ts): no result or client error without its durable audit
+    // record; a server error already says nothing more.
+    await deps.audit
+      .record({
+        time: new Date().toISOString(), requestId, operation, principal: principal.principalArn, accessKeyId: principal.accessKeyId,
+        sourceIp: 'local-cli', keyArn, status: error?.status ?? 200, errorCode: error?.type ?? null,
+      })
+      .catch((err: unknown) => {
+        if (!error || error.status < 500) throw this.callError(this.failed(operation, err));
+      });
+    if (error) throw this.callError(error);
+    return (outcome as { output: T }).output;
+  }
+
+  private failed(operation: string, err: unknown): KmsError {
+    const kmsError = toKmsError(err);
+    if (kmsError.status >= 500) this.logger.error('operation failed', { operation, errorType: kmsError.type, cause: err instanceof Error ? err.message : String(err) });
+    return kmsError;
+  }
+
+  private callError(e: KmsError): KmsCallError {
+    return new KmsCallError(e.type, e.hasMessage ? e.message : '', e.status);
   }
 
   async close(): Promise<void> {

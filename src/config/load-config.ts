@@ -39,7 +39,7 @@ export interface Config {
   readonly maxBodyBytes: number;
   readonly maxEncryptionContextBytes: number;
   readonly schedulerIntervalMs: number;
-  readonly audit: { readonly checkpointEveryMs: number; readonly checkpointEveryRecords: number; readonly maxSegmentBytes: number };
+  readonly audit: { readonly maxSegmentBytes: number; readonly isFailOpen: boolean };
   readonly seedFile?: string;
   readonly tls?: { readonly certFile: string; readonly keyFile: string; readonly clientCaFile?: string };
   readonly rateLimitPerSecond: number;
@@ -109,11 +109,7 @@ export function loadConfig(env: Env): Config {
     maxBodyBytes: value.QKMS_MAX_BODY_BYTES,
     maxEncryptionContextBytes: value.QKMS_MAX_ENCRYPTION_CONTEXT_BYTES,
     schedulerIntervalMs: value.QKMS_SCHEDULER_INTERVAL_MS,
-    audit: {
-      checkpointEveryMs: value.QKMS_AUDIT_CHECKPOINT_SECONDS * 1000,
-      checkpointEveryRecords: value.QKMS_AUDIT_CHECKPOINT_RECORDS,
-      maxSegmentBytes: value.QKMS_AUDIT_SEGMENT_BYTES,
-    },
+    audit: { maxSegmentBytes: value.QKMS_AUDIT_SEGMENT_BYTES, isFailOpen: value.QKMS_AUDIT_FAIL_OPEN },
     seedFile: value.QKMS_SEED_FILE,
     tls: value.QKMS_TLS_CERT ? { certFile: value.QKMS_TLS_CERT, keyFile: value.QKMS_TLS_KEY, clientCaFile: value.QKMS_TLS_CLIENT_CA } : undefined,
     rateLimitPerSecond: value.QKMS_RATE_LIMIT_PER_SECOND,

@@ -56,11 +56,15 @@ export const configSchema = Joi.object({
   QKMS_SCHEDULER_INTERVAL_MS: Joi.number().integer().min(1000).max(86400000).default(60000),
   // Keys with fixed ids (YAML or JSON) created on start when missing (src/seed.ts), e.g. for CI pipelines.
   QKMS_SEED_FILE: Joi.string().min(1),
-  // Audit trail (QKMS_DATA_DIR/audit): a checkpoint signed in the HSM at least this often, and
-  // after this many records; a segment file is closed past this size and the chain continues.
-  QKMS_AUDIT_CHECKPOINT_SECONDS: Joi.number().integer().min(1).max(86400).default(60),
-  QKMS_AUDIT_CHECKPOINT_RECORDS: Joi.number().integer().min(1).max(1000000).default(1000),
+  // Audit trail (QKMS_DATA_DIR/audit): a segment file is closed past this size and the chain
+  // continues in the next one.
   QKMS_AUDIT_SEGMENT_BYTES: Joi.number().integer().min(4096).max(17179869184).default(67108864),
+  // true: a request whose audit record cannot be written is answered anyway (logged loudly).
+  // Default false: it fails with KMSInternalException and returns nothing (docs/crypto.md).
+  QKMS_AUDIT_FAIL_OPEN: Joi.boolean().default(false),
+  // Every batch of records is now signed in the HSM before its answers leave: nothing left to set.
+  QKMS_AUDIT_CHECKPOINT_SECONDS: removed('every batch of audit records is signed by the HSM before its answers are sent'),
+  QKMS_AUDIT_CHECKPOINT_RECORDS: removed('every batch of audit records is signed by the HSM before its answers are sent'),
   // HTTPS: both or neither (PEM files). With QKMS_TLS_CLIENT_CA, clients must present a
   // certificate issued by that CA (mutual TLS), in addition to signing requests.
   QKMS_TLS_CERT: Joi.string().min(1),
@@ -79,5 +83,10 @@ export const configSchema = Joi.object({
   .and('QKMS_TLS_CERT', 'QKMS_TLS_KEY')
   .with('QKMS_TLS_CLIENT_CA', 'QKMS_TLS_CERT')
   .oxor('QKMS_PKCS11_PIN', 'QKMS_PKCS11_PIN_FILE');
+
+/** A setting that no longer exists: the operator is told why instead of "not allowed". */
+function removed(why: string): Joi.Schema {
+  return Joi.any().forbidden().messages({ 'any.unknown': `{{#label}} was removed (${why}): delete it` });
+}
 
 export const SENSITIVE_SETTINGS = new Set(['QKMS_SECRET_ACCESS_KEY', 'QKMS_PKCS11_PIN']);

@@ -26,6 +26,30 @@ export interface LifecycleDeps {
   logger: Logger;
   /** Told of every failed piece of scheduled work (the metrics count them). */
   onFailure?: (work: ScheduledWork) => void;
+  /**
+   * Records a scheduled event in the audit trail (DeleteKey, RotateKey, as AWS CloudTrail names
+   * them), resolving once it is durable: before the work (`errorCode` null), and again with the
+   * error if the work then fails. A rejection of the first stops the work (fail-closed, like a
+   * request): it is retried with backoff.
+   */
+  recordEvent?: (operation: 'DeleteKey' | 'RotateKey', keyId: string, errorCode: string | null) => Promise<void>;
+}
+
+/**
+ * The work between its two records: the first before anything changes (no record, no work), a
+ * second one if the work fails (best effort: the failure is logged and retried anyway).
+ */
+async function recorded<T>(deps: LifecycleDeps, operation: 'DeleteKey' | 'RotateKey', keyId: string, work: () => Promise<T>, isRefusal: (result: T) => boolean = () => false): Promise<T> {
+  await deps.recordEvent?.(operation, keyId, null);
+  let result: T;
+  try {
+    result = await work();
+  } catch (err) {
+    await deps.recordEvent?.(operation, keyId, 'KMSInternalException').catch(() => undefined);
+    throw err;
+  }
+  if (isRefusal(result)) await deps.recordEvent?.(operation, keyId, 'KMSInvalidStateException').catch(() => undefined);
+  return result;
 }
 
 export type ScheduledWork = 'deletion' | 'rotation' | 'rollback';
@@ -115,8 +139,9 @@ export async function runDueLifecycleWork(deps: LifecycleDeps, backoff = new Ret
       const key = await deps.keys.getKey(keyId);
       if (!key?.rotation) return false;
       const nextRotation = { periodDays: key.rotation.periodDays, nextRotationDate: nextRotationDate(now, key.rotation.periodDays) };
-      // Reserved only if still Enabled and due; the new date is set with the activation, so a crash cannot rotate twice.
-      const version = await rotateKeyMaterial(deps, key, { rotationType: 'AUTOMATIC', dueBy: now, nextRotation });
+      // Reserved only if still Enabled and due (a key disabled meanwhile is refused, and its record
+      // says so); the new date is set with the activation, so a crash cannot rotate twice.
+      const version = await recorded(deps, 'RotateKey', keyId, () => rotateKeyMaterial(deps, key, { rotationType: 'AUTOMATIC', dueBy: now, nextRotation }), (v) => typeof v !== 'number');
       if (typeof version !== 'number') return false;
       deps.logger.info('key rotated automatically', { keyId, version });
       return true;
@@ -138,10 +163,15 @@ async function deleteKeyAtEndOfWaitingPeriod(deps: LifecycleDeps, keyId: string,
   const key = await deps.keys.getKey(keyId);
   if (!key) return false;
   if (!key.deletionStartedAt && !(await deps.keys.beginDeletion(keyId, now))) return false;
-  let destroyed = 0;
-  for (const m of await deps.keys.listMaterialsOf(keyId)) destroyed += await destroyObjects(deps.hsm, m.objects);
-  for (const intent of (await deps.keys.listIntents()).filter((i) => i.keyId === keyId)) destroyed += await destroyObjects(deps.hsm, intent.objects);
-  await deps.keys.deleteKey(keyId);
+  // In the trail before anything irreversible happens: if it cannot be recorded, nothing is
+  // destroyed and the deletion is retried (each attempt that goes ahead has its record).
+  const destroyed = await recorded(deps, 'DeleteKey', keyId, async () => {
+    let n = 0;
+    for (const m of await deps.keys.listMaterialsOf(keyId)) n += await destroyObjects(deps.hsm, m.objects);
+    for (const intent of (await deps.keys.listIntents()).filter((i) => i.keyId === keyId)) n += await destroyObjects(deps.hsm, intent.objects);
+    await deps.keys.deleteKey(keyId);
+    return n;
+  });
   deps.logger.info('key deleted at the end of its waiting period', { keyId, objectsDestroyed: destroyed });
   return true;
 }

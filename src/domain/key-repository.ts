@@ -89,6 +89,18 @@ export interface Grant {
   createdAt: Date;
 }
 
+/**
+ * Where the audit trail's last committed batch ends, signed in the HSM (src/audit): kept outside
+ * the trail's files, so truncating or rewriting them contradicts it.
+ */
+export interface AuditAnchor {
+  segment: number;
+  endOffset: number;
+  seq: number;
+  head: string;
+  mac: string;
+}
+
 export interface StateChange {
   state: KeyState;
   deletionDate: Date | null;
@@ -189,6 +201,13 @@ export interface KeyRepository {
    * it cannot within `timeoutMs` (read-only, full, locked by another writer, gone).
    */
   probeWrite(timeoutMs: number): Promise<void>;
+  /**
+   * The audit trail's anchor; 'adopt' while none was ever set (the next gateway start may adopt the
+   * trail, once); undefined when the row is gone, which only tampering does.
+   */
+  getAuditAnchor(): Promise<AuditAnchor | 'adopt' | undefined>;
+  /** Durable when it resolves (the audit log releases responses after it). */
+  setAuditAnchor(anchor: AuditAnchor): Promise<void>;
   close(): Promise<void>;
 }
 

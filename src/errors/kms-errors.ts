@@ -151,6 +151,10 @@ export class KMSInternalException extends KmsError {
   static create(cause?: unknown): KMSInternalException {
     return new KMSInternalException('An internal error occurred. Quote the request id when reporting it.', { cause });
   }
+  /** Fail-closed audit (src/audit/audit-log.ts): the operation's result is never sent without its record. */
+  static notAudited(cause?: unknown): KMSInternalException {
+    return new KMSInternalException('The request could not be recorded in the audit trail; no result is returned.', { cause });
+  }
 }
 
 export class KeyUnavailableException extends KmsError {

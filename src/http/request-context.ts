@@ -1,5 +1,4 @@
 import type { NextFunction, Request, Response } from 'express';
-import type { AuditLog } from '../audit/audit-log';
 import type { Principal } from '../auth/principals';
 import type { Logger } from '../logging/logger';
 import type { GatewayMetrics } from '../metrics/gateway-metrics';
@@ -24,33 +23,23 @@ export function locals(res: Response): RequestLocals {
 
 /**
  * A request id on every response (x-amzn-RequestId, kms-protocol.md §1), a child logger, and when
- * the response is finished one summary log line (id, operation, key, status, error type, ms), one
- * audit record and the request metrics — for every request, allowed or denied, never with its body.
+ * the response is finished one summary log line (id, operation, key, status, error type, ms) and
+ * the request metrics — for every request, allowed or denied, never with its body. The audit
+ * record is written before the answer leaves (audited-answer.ts).
  */
-export function requestContext(logger: Logger, audit: AuditLog, metrics: GatewayMetrics, newId: () => string) {
+export function requestContext(logger: Logger, metrics: GatewayMetrics, newId: () => string) {
   return (req: Request, res: Response, next: NextFunction): void => {
     const requestId = newId();
     Object.assign(res.locals, { requestId, log: logger.child({ requestId }), startedAt: performance.now() } satisfies RequestLocals);
     res.setHeader('x-amzn-RequestId', requestId);
     // 'close' fires for every request, also when the client went away before the answer
-    // ('finish' would not), so aborted requests are audited too.
+    // ('finish' would not), so aborted requests are counted too.
     res.once('close', () => {
       const l = locals(res);
       if (l.isProbe) return; // an orchestrator polls these every few seconds
       if (!res.writableFinished) l.errorType ??= 'ClientClosedRequest';
       const seconds = (performance.now() - l.startedAt) / 1000;
       metrics.request(operationLabel(req, l), l.errorType ?? (res.statusCode < 400 ? 'success' : `HTTP${res.statusCode}`), seconds);
-      audit.append({
-        time: new Date().toISOString(),
-        requestId,
-        operation: l.operation ?? null,
-        principal: l.principal?.principalArn ?? null,
-        accessKeyId: l.principal?.accessKeyId ?? null,
-        sourceIp: req.socket.remoteAddress ?? null,
-        keyArn: l.keyArn ?? null,
-        status: res.statusCode,
-        errorCode: l.errorType ?? null,
-      });
       const line = {
         operation: l.operation,
         principal: l.principal?.principalArn,

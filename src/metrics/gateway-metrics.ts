@@ -9,7 +9,9 @@ const REQUEST_BUCKETS_SECONDS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05
 /** Hsm calls: a PKCS#11 call or two, plus the hop to the HSM thread. */
 const HSM_CALL_BUCKETS_SECONDS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
-type AuditRecordType = 'request' | 'checkpoint';
+/** An audit batch: one write, fdatasync and the anchor's commit (fractions of a millisecond on a local SSD). */
+const AUDIT_COMMIT_BUCKETS_SECONDS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
+const AUDIT_BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 1000];
 
 /**
  * The gateway's Prometheus metrics (docs/operations.md lists them), in a Registry of its own so
@@ -23,11 +25,13 @@ export class GatewayMetrics implements HsmCallObserver {
   private readonly requestSeconds: Histogram<'operation'>;
   private readonly hsmSeconds: Histogram<'method'>;
   private readonly hsmErrors: Counter<'method' | 'kind'>;
-  private readonly auditRecords: Counter<'type'>;
+  private readonly auditRecords: Counter;
   private readonly auditFailures: Counter;
   private readonly schedulerFailures: Counter<'work'>;
   /** Keys waiting for a retry of failed scheduled work; the scheduler sets it once it exists. */
   keysInBackoff: () => number = () => 0;
+  private readonly auditBatchRecords: Histogram;
+  private readonly auditCommitSeconds: Histogram;
   private scrapeStats?: HsmStats;
 
   /**
@@ -43,8 +47,10 @@ export class GatewayMetrics implements HsmCallObserver {
     this.requestSeconds = new Histogram({ name: 'qkms_request_duration_seconds', help: 'KMS request latency, from arrival to the last byte of the answer.', labelNames: ['operation'], buckets: REQUEST_BUCKETS_SECONDS, registers });
     this.hsmSeconds = new Histogram({ name: 'qkms_hsm_call_duration_seconds', help: 'Latency of Hsm interface calls (one KMS operation makes one or more), failed ones included.', labelNames: ['method'], buckets: HSM_CALL_BUCKETS_SECONDS, registers });
     this.hsmErrors = new Counter({ name: 'qkms_hsm_call_errors_total', help: 'Failed Hsm interface calls by HsmError kind (integrity, key, session, device, auth, config, timeout, internal).', labelNames: ['method', 'kind'], registers });
-    this.auditRecords = new Counter({ name: 'qkms_audit_records_total', help: 'Audit records written, by type (request, checkpoint).', labelNames: ['type'], registers });
-    this.auditFailures = new Counter({ name: 'qkms_audit_write_failures_total', help: 'Audit records that could not be written (logged as AUDIT WRITE FAILED).', registers });
+    this.auditRecords = new Counter({ name: 'qkms_audit_records_total', help: 'Audit records written, durable and anchored.', registers });
+    this.auditFailures = new Counter({ name: 'qkms_audit_write_failures_total', help: 'Audit records that could not be written (logged as AUDIT WRITE FAILED); their requests failed unless QKMS_AUDIT_FAIL_OPEN.', registers });
+    this.auditBatchRecords = new Histogram({ name: 'qkms_audit_batch_records', help: 'Records per audit batch (group commit: the records that arrived while the previous batch committed).', buckets: AUDIT_BATCH_BUCKETS, registers });
+    this.auditCommitSeconds = new Histogram({ name: 'qkms_audit_commit_duration_seconds', help: 'Time to commit one audit batch: HSM HMACs, one write, fdatasync, the anchor in the key store.', buckets: AUDIT_COMMIT_BUCKETS_SECONDS, registers });
     this.schedulerFailures = new Counter({ name: 'qkms_scheduler_failures_total', help: 'Scheduled key work that failed and will be retried with backoff, by kind (deletion, rotation, rollback of a stale intent).', labelNames: ['work'], registers });
     const metrics = this;
     new Gauge({ name: 'qkms_scheduler_keys_in_backoff', help: 'Keys whose scheduled work failed and waits for its retry.', registers, collect() { this.set(metrics.keysInBackoff()); } });
@@ -73,9 +79,14 @@ export class GatewayMetrics implements HsmCallObserver {
     this.schedulerFailures.inc({ work });
   }
 
-  auditRecord(type: AuditRecordType, isWritten: boolean): void {
-    if (isWritten) this.auditRecords.inc({ type });
-    else this.auditFailures.inc();
+  auditBatch({ records, seconds, isWritten }: { records: number; seconds: number; isWritten: boolean }): void {
+    if (!isWritten) {
+      this.auditFailures.inc(records);
+      return;
+    }
+    this.auditRecords.inc(records);
+    this.auditBatchRecords.observe(records);
+    this.auditCommitSeconds.observe(seconds);
   }
 
   /** The Prometheus text exposition format. */

@@ -77,7 +77,10 @@ export async function buildComplianceReport(
   }
   const survey = await surveyToken(source.keys, source.hsm);
   onProgress('verifying the audit trail');
-  const audit = await verifyAuditTrail(path.join(about.dataDir, 'audit'), source.hsm).catch((err: unknown) => ({ error: err instanceof Error ? err.message : String(err) }));
+  const audit = await source.keys
+    .getAuditAnchor()
+    .then((anchor) => verifyAuditTrail(path.join(about.dataDir, 'audit'), source.hsm, anchor))
+    .catch((err: unknown) => ({ error: err instanceof Error ? err.message : String(err) }));
   const passing = keys.filter((k) => k.verdict.neverLeftHsm).length;
   return {
     generatedAt: iso(about.now),

@@ -1,3 +1,4 @@
+import { describeVerification } from '../audit/audit-verify';
 import type { ComplianceReport, KeyReport, ObjectFinding } from './compliance-report';
 
 /** Markup already escaped; anything else interpolated into `html` is escaped. */
@@ -52,9 +53,9 @@ ${r.keys.map(keySection)}
 }
 
 function auditLine(a: Extract<ComplianceReport['audit'], { isIntact: boolean }>): Html {
-  if (a.isIntact) return html`<span class="pass">intact</span>: ${a.records} records, ${a.checkpoints} checkpoints, signed up to seq ${a.lastCheckpointedSeq}, ${a.unsignedTail} newer records not yet checkpointed${a.partialTailBytes ? html`; ${a.partialTailBytes} bytes of a record being written after the last one, not checked` : ''}`;
-  const b = a.firstBad!;
-  return html`<span class="fail">TAMPERED</span>: first bad record at ${b.file} line ${b.line}: ${b.reason}`;
+  const text = describeVerification(a);
+  if (a.isIntact) return html`<span class="pass">intact</span>: ${text.replace(/^audit trail intact: /, '')}`;
+  return html`<span class="fail">TAMPERED</span>: ${text.replace(/^AUDIT TRAIL TAMPERED: /, '')}`;
 }
 
 function verdict(k: KeyReport): Html {

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import type { Alias, Grant, GrantConstraints, KeyMaterial, KeyRecord, KeyRepository, MaterialIntent, ReserveRefusal, StateChange, Tag } from '../domain/key-repository';
+import type { Alias, AuditAnchor, Grant, GrantConstraints, KeyMaterial, KeyRecord, KeyRepository, MaterialIntent, ReserveRefusal, StateChange, Tag } from '../domain/key-repository';
 import { legacyObjectIds, materialObjects } from '../domain/key-repository';
 import type { KeySpec } from '../domain/key-spec';
 import type { KeyState } from '../domain/key-state';
@@ -98,6 +98,18 @@ const MIGRATIONS: Array<string | ((db: Database.Database) => void)> = [
              );`);
     adoptRowsOfEarlierReleases(db);
   },
+  // The audit trail's HSM-signed anchor (src/audit). The row of NULLs lets the next gateway start
+  // adopt the trail as it finds it, exactly once (a trail written before anchors existed, or none);
+  // from then on the row is always set, and a missing row means tampering.
+  `CREATE TABLE audit_anchor (
+     id INTEGER PRIMARY KEY CHECK (id = 1),
+     segment INTEGER,
+     end_offset INTEGER,
+     seq INTEGER,
+     head TEXT,
+     mac TEXT
+   );
+   INSERT INTO audit_anchor (id) VALUES (1);`,
   // An intent being rolled back (abandoned_at set first) can no longer be activated: the call that
   // made it may still be running when the stale-intent sweep takes it for abandoned.
   `ALTER TABLE material_intents ADD COLUMN abandoned_at REAL;`,
@@ -475,6 +487,20 @@ export class SqliteKeyRepository implements KeyRepository {
     } finally {
       this.db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
     }
+  }
+
+  async getAuditAnchor(): Promise<AuditAnchor | 'adopt' | undefined> {
+    const row = this.sql('SELECT segment, end_offset, seq, head, mac FROM audit_anchor WHERE id = 1').get() as
+      | { segment: number | null; end_offset: number | null; seq: number | null; head: string | null; mac: string | null }
+      | undefined;
+    if (!row) return undefined;
+    if (row.segment === null || row.end_offset === null || row.seq === null || row.head === null || row.mac === null) return 'adopt';
+    return { segment: row.segment, endOffset: row.end_offset, seq: row.seq, head: row.head, mac: row.mac };
+  }
+
+  async setAuditAnchor(a: AuditAnchor): Promise<void> {
+    this.sql('INSERT INTO audit_anchor (id, segment, end_offset, seq, head, mac) VALUES (1, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET segment = excluded.segment, end_offset = excluded.end_offset, seq = excluded.seq, head = excluded.head, mac = excluded.mac')
+      .run(a.segment, a.endOffset, a.seq, a.head, a.mac);
   }
 
   async close(): Promise<void> {

@@ -13,6 +13,7 @@ import {
   VerifyMacCommand,
 } from '@aws-sdk/client-kms';
 import { startChildGateway, type ChildGateway } from '../support/child-gateway';
+import { runQkms } from '../support/cli';
 import { readStore, tokenVsStore } from '../support/token-state';
 
 const FIXTURE = path.resolve(__dirname, '../fixtures/legacy-data-dir');
@@ -50,7 +51,7 @@ describe('A data dir written by the previous release', function () {
 
   it('starts with every object owned, none missing or ambiguous', () => {
     assert.match(gw.output(), /0 unfinished key-material changes rolled back, 0 objects missing, 0 orphaned, 0 ambiguous/);
-    assert.equal(readStore(path.join(dir, 'data'), (db) => db.pragma('user_version', { simple: true })), 6);
+    assert.equal(readStore(path.join(dir, 'data'), (db) => (db.prepare('SELECT count(*) AS n FROM key_materials WHERE object_ids IS NULL').get() as { n: number }).n), 0, 'migration 5 recorded every version\'s object ids');
   });
 
   it('decrypts every ciphertext and data key of all three material versions, by alias too', async () => {
@@ -84,5 +85,12 @@ describe('A data dir written by the previous release', function () {
     assert.match(ids[3].kek, /^[0-9a-f]{32}$/, 'a new one gets 16 random bytes');
     const state = tokenVsStore(path.join(dir, 'data'));
     assert.deepEqual([state.orphans, state.missing, state.duplicates, state.intents], [[], [], [], 0]);
+  });
+
+  it('adopted the old audit trail: it verifies, with the records written since, against the new anchor', async () => {
+    assert.match(gw.output(), /adopt/i);
+    const run = await runQkms(['audit', 'verify'], { QKMS_DATA_DIR: path.join(dir, 'data') });
+    assert.equal(run.code, 0, run.stdout + run.stderr);
+    assert.match(run.stdout, /intact/);
   });
 });

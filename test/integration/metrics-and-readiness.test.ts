@@ -134,7 +134,6 @@ describe('Metrics and readiness (in-process gateway over the SoftHSM2 token)', (
   it('reports the session pool, the token state, the audit records and the Node process metrics', async () => {
     const before = (await scrape(gw.url)).samples;
     await gw.client.send(new GenerateDataKeyCommand({ KeyId: keyId, KeySpec: 'AES_256' }));
-    await gw.deps.audit.checkpoint();
     const { samples } = await scrape(gw.url);
     assert.equal(total(samples, 'qkms_pkcs11_sessions'), 4, 'the integration token is opened with 4 sessions');
     const inUse = total(samples, 'qkms_pkcs11_sessions_in_use');
@@ -142,8 +141,9 @@ describe('Metrics and readiness (in-process gateway over the SoftHSM2 token)', (
     assert.equal(total(samples, 'qkms_pkcs11_session_waiters'), 0);
     assert.equal(total(samples, 'qkms_hsm_queued_calls'), 0, 'no HSM thread in this process');
     assert.equal(total(samples, 'qkms_hsm_token_up'), 1);
-    assert.ok(total(samples, 'qkms_audit_records_total', { type: 'request' }) - total(before, 'qkms_audit_records_total', { type: 'request' }) >= 1);
-    assert.ok(total(samples, 'qkms_audit_records_total', { type: 'checkpoint' }) - total(before, 'qkms_audit_records_total', { type: 'checkpoint' }) >= 1);
+    // The record of the GenerateDataKey was durable before its answer, so the scrape after it counts it.
+    assert.ok(total(samples, 'qkms_audit_records_total') - total(before, 'qkms_audit_records_total') >= 1);
+    assert.ok(total(samples, 'qkms_audit_commit_duration_seconds_count') - total(before, 'qkms_audit_commit_duration_seconds_count') >= 1);
     assert.equal(total(samples, 'qkms_audit_write_failures_total'), 0);
     assert.ok(samples.some((s) => s.name === 'process_cpu_user_seconds_total'));
     assert.ok(samples.some((s) => s.name === 'nodejs_eventloop_lag_seconds'));

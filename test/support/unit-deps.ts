@@ -2,7 +2,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { AuditLog } from '../../src/audit/audit-log';
-import { AUDIT_MAC_LABEL } from '../../src/audit/audit-record';
+import { auditMac } from '../../src/audit/audit-mac';
+import { AUDIT_MAC_KEY } from '../../src/audit/audit-record';
 import { PrincipalStore } from '../../src/auth/principals';
 import { loadConfig } from '../../src/config/load-config';
 import { Envelope } from '../../src/domain/envelope';
@@ -18,17 +19,19 @@ export async function unitDeps(env: Record<string, string> = {}): Promise<Gatewa
   const config = loadConfig(env);
   const fake = new FakeHsm();
   await fake.generateMacKey(MARKER_MAC_KEY);
-  await fake.generateMacKey(AUDIT_MAC_LABEL);
+  await fake.generateMacKey(AUDIT_MAC_KEY);
   const logger = createLogger({ level: 'error', silent: true });
+  const keys = new SqliteKeyRepository(':memory:');
+  const audit = await AuditLog.open(fs.mkdtempSync(path.join(os.tmpdir(), 'qkms-unit-audit-')), { mac: auditMac(fake), anchors: keys, logger }, { maxSegmentBytes: 1 << 20, isFailOpen: false, isNewStore: true });
   return {
     fake,
     config,
     scope: { accountId: config.accountId, region: config.region, format: config.arnFormat },
     hsm: fake,
-    keys: new SqliteKeyRepository(':memory:'),
+    keys,
     envelope: new Envelope(fake, config.dataKeyWrap),
     markers: new MarkerCodec(fake),
-    audit: AuditLog.open(fs.mkdtempSync(path.join(os.tmpdir(), 'qkms-unit-audit-')), fake, logger, { checkpointEveryMs: 60000, checkpointEveryRecords: 1000, maxSegmentBytes: 1 << 20 }),
+    audit,
     principals: new PrincipalStore({ ...TEST_ADMIN, principalArn: `arn:aws:iam::${config.accountId}:root` }, undefined, createLogger({ level: 'error', silent: true })),
     clock: () => new Date('2026-11-29T12:00:00Z'),
     logger: createLogger({ level: 'error', silent: true }),

@@ -319,3 +319,33 @@ describe('Scheduled key work against a failing store or a doubled object', () =>
     assert.deepEqual(await deps.fake.listKeyObjects('qkms/'), []);
   });
 });
+
+describe('Scheduled key work in the audit trail', () => {
+  it('records DeleteKey and RotateKey before doing anything: work whose record fails is not done, and is retried', async () => {
+    let now = new Date('2026-11-29T12:00:00Z');
+    const recorded: string[] = [];
+    let isTrailDown = true;
+    const base = { ...(await unitDeps()), clock: () => now };
+    const deps = {
+      ...base,
+      recordEvent: async (operation: string, keyId: string, errorCode: string | null) => {
+        if (isTrailDown) throw new Error('the audit trail cannot be written');
+        recorded.push(`${operation} ${keyId}${errorCode ? ` ${errorCode}` : ''}`);
+      },
+    };
+    const keyId = await newKey(base);
+    await base.keys.setRotation(keyId, { periodDays: 90, nextRotationDate: new Date(now.getTime() + 1000) });
+    const doomed = await newKey(base);
+    await scheduleKeyDeletion.handle({ KeyId: doomed, PendingWindowInDays: 7 }, operationContext(base));
+    now = new Date(now.getTime() + 8 * 86_400_000);
+    const backoff = new RetryBackoff();
+    const first = await runDueLifecycleWork(deps, backoff);
+    assert.deepEqual([first.deleted, first.rotated], [[], []]);
+    assert.equal((await base.fake.listKeyObjects(`qkms/${doomed}/`)).length, 2, 'nothing destroyed without its record');
+    assert.equal((await base.keys.getKey(keyId))!.currentMaterialVersion, 1, 'nor rotated');
+    isTrailDown = false;
+    now = new Date(now.getTime() + RETRY_FIRST_MS);
+    assert.deepEqual((await runDueLifecycleWork(deps, backoff)).deleted, [doomed]);
+    assert.deepEqual(recorded, [`DeleteKey ${doomed}`, `RotateKey ${keyId}`]);
+  });
+});

@@ -163,6 +163,7 @@ describe('Seed file', () => {
     assert.deepEqual(await deps.keys.listTags('1234abcd-12ab-34cd-56ef-1234567890ab'), [{ key: 'env', value: 'ci' }]);
     fs.writeFileSync(file, JSON.stringify({ keys: [{ keyId: 'not-a-uuid' }] }));
     await assert.rejects(applySeedFile(file, deps), /seed file/);
+    await deps.audit.close();
     fs.rmSync(dir, { recursive: true });
   });
 });

@@ -53,7 +53,7 @@ describe('Compliance report HTML', () => {
       dataDir: `/data/${evil}`,
       token: { label: evil, module: 'm' },
       rule: 'rule',
-      audit: { isIntact: true, records: 1, checkpoints: 1, lastCheckpointedSeq: 1, unsignedTail: 0, partialTailBytes: 0 },
+      audit: { isIntact: true, records: 1, batches: 1, checkpoints: 0, anchoredSeq: 1, unanchoredRecords: 0, unfinishedBytes: 0 },
       summary: { keys: 1, passing: 1, failing: 0, isAuditIntact: true },
       orphanedObjects: [evil],
       keys: [

@@ -1,0 +1,28 @@
+import crypto from 'node:crypto';
+import { keyArn, type ArnScope } from '../domain/arn';
+import type { AuditLog } from './audit-log';
+
+/**
+ * What QKMS does on its own — the seed file's CreateKey/CreateAlias, the scheduler's DeleteKey and
+ * RotateKey (AWS CloudTrail's names) — recorded like a request: no principal, `sourceIp` naming the
+ * source, and the error when the event failed. Resolves once the record is durable, like a request's.
+ */
+export function recordSystemEvent(
+  deps: { audit: AuditLog; scope: ArnScope; clock: () => Date },
+  source: 'seed-file' | 'scheduler',
+  operation: string,
+  keyId: string,
+  errorCode: string | null = null,
+): Promise<void> {
+  return deps.audit.record({
+    time: deps.clock().toISOString(),
+    requestId: crypto.randomUUID(),
+    operation,
+    principal: null,
+    accessKeyId: null,
+    sourceIp: source,
+    keyArn: keyArn(deps.scope, keyId),
+    status: errorCode ? 500 : 200,
+    errorCode,
+  });
+}
