@@ -81,7 +81,9 @@ const MIGRATIONS: Array<string | ((db: Database.Database) => void)> = [
   // Crash-safe key material (docs/crypto.md "Key material on the token"): each version records its
   // objects' random CKA_IDs (role -> hex, JSON); objects made before keep theirs (the label's bytes).
   // last_version reserves version numbers (never reused); material_intents is the write-ahead record
-  // of objects being made; deletion_started marks a deletion under way (resumed after a crash).
+  // of objects being made (an intent being rolled back, abandoned_at set first, can no longer be
+  // activated: the call that made it may still be running when the stale-intent sweep takes it for
+  // abandoned); deletion_started marks a deletion under way (resumed after a crash).
   (db) => {
     db.exec(`ALTER TABLE key_materials ADD COLUMN object_ids TEXT;
              ALTER TABLE keys ADD COLUMN last_version INTEGER NOT NULL DEFAULT 0;
@@ -94,6 +96,7 @@ const MIGRATIONS: Array<string | ((db: Database.Database) => void)> = [
                rotation_type TEXT,
                object_ids TEXT NOT NULL,
                created_at REAL NOT NULL,
+               abandoned_at REAL,
                UNIQUE (key_id, version)
              );`);
     adoptRowsOfEarlierReleases(db);
@@ -110,9 +113,6 @@ const MIGRATIONS: Array<string | ((db: Database.Database) => void)> = [
      mac TEXT
    );
    INSERT INTO audit_anchor (id) VALUES (1);`,
-  // An intent being rolled back (abandoned_at set first) can no longer be activated: the call that
-  // made it may still be running when the stale-intent sweep takes it for abandoned.
-  `ALTER TABLE material_intents ADD COLUMN abandoned_at REAL;`,
 ];
 
 /**
