@@ -44,6 +44,23 @@ describe('Pkcs11Hsm on SoftHSM2: finding objects', () => {
     }
   });
 
+  it('an object destroyed between the search and the read of its label is left out of a listing, not an error', async () => {
+    const { token } = integration();
+    const prefix = `qkms-test/vanishing-${Date.now()}/`;
+    const made = [ref(`${prefix}a`), ref(`${prefix}b`)];
+    for (const r of made) await integration().hsm.generateKek(r);
+    const faults = `${token.dir}/vanishing-faults.json`;
+    fs.writeFileSync(faults, JSON.stringify([{ function: 'C_GetAttributeValue', ckr: 'CKR_OBJECT_HANDLE_INVALID', count: 1 }]));
+    const hsm = await Pkcs11Hsm.open({ modulePath: token.modulePath, tokenLabel: token.label, pin: token.pin, sessions: 1, mayFinalize: false, faultsFile: faults });
+    try {
+      const listed = await hsm.listKeyObjects('qkms-test/');
+      assert.ok(listed.length >= 1, 'the others are listed');
+    } finally {
+      await hsm.close();
+      for (const r of made) await integration().hsm.destroyKey(r);
+    }
+  });
+
   it('opening the token indexes nothing: no search and no attribute read until an object is used', async () => {
     const { token } = integration();
     const hsm = await Pkcs11Hsm.open({ modulePath: token.modulePath, tokenLabel: token.label, pin: token.pin, sessions: 1, mayFinalize: false });

@@ -380,9 +380,17 @@ export class Pkcs11Hsm implements Hsm {
       // By class: every key object has CKA_LABEL and CKA_ID, so one read per object answers both.
       for (const objectClass of [pkcs11js.CKO_SECRET_KEY, pkcs11js.CKO_PRIVATE_KEY, pkcs11js.CKO_PUBLIC_KEY]) {
         for (const h of findAll(this.p11, s, [{ type: pkcs11js.CKA_TOKEN, value: true }, { type: pkcs11js.CKA_CLASS, value: objectClass }])) {
-          const [label, id] = this.p11.C_GetAttributeValue(s, h, [{ type: pkcs11js.CKA_LABEL }, { type: pkcs11js.CKA_ID }]);
-          const text = label.value.toString('utf8');
-          if (text.startsWith(labelPrefix)) found.push({ id: id.value.toString('hex'), label: text });
+          let label: Buffer;
+          let id: Buffer;
+          try {
+            [label, id] = this.p11.C_GetAttributeValue(s, h, [{ type: pkcs11js.CKA_LABEL }, { type: pkcs11js.CKA_ID }]).map((a) => a.value as Buffer);
+          } catch (err) {
+            // Destroyed by someone else since the search found it: it is not on the token any more.
+            if (err instanceof HsmError && err.kind === 'key') continue;
+            throw err;
+          }
+          const text = label.toString('utf8');
+          if (text.startsWith(labelPrefix)) found.push({ id: id.toString('hex'), label: text });
         }
       }
       return found;
