@@ -163,7 +163,15 @@ class CrashLoop {
 
   /** Runs the load and kills the gateway: after a random delay, or a moment after a random PKCS#11 call was held. */
   private async loadAndKill(gw: Running, round: number): Promise<{ how: string; inFlight: number }> {
-    const load = new MixedLoad(gw.client!, this.ledger, this.rng, { round, concurrency: this.options.concurrency ?? 6, onSecret: (v) => this.sampleSecret(v), onLoss: (what) => this.fail(what) });
+    const load = new MixedLoad(gw.client!, this.ledger, this.rng, {
+      round,
+      concurrency: this.options.concurrency ?? 6,
+      onSecret: (v) => this.sampleSecret(v),
+      onLoss: (what) => {
+        this.figures.lost.ciphertexts++;
+        this.fail(what);
+      },
+    });
     const hold = this.rng.next() < (this.options.holdShare ?? 0.3) ? this.rng.pick(HOLDS)! : undefined;
     // Re-read by the gateway within a second of a call; held for longer than the kill can take.
     if (hold) fs.writeFileSync(this.faultsFile, JSON.stringify([{ function: hold[0], after: hold[1], skip: this.rng.int(0, 3), delayMs: 60000, count: 1 }]));
