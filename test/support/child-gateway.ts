@@ -17,8 +17,11 @@ export interface ChildGateway {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** `src/main.ts` in its own process, as `npm start` runs it, with only the given QKMS_* settings. */
-export function spawnGateway(env: Record<string, string>): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
+/**
+ * `src/main.ts` in its own process, as `npm start` runs it, with only the given QKMS_* settings. Its
+ * output joins the suite's secret scan unless `isLogRecorded` is false (a long soak keeps its logs on disk).
+ */
+export function spawnGateway(env: Record<string, string>, { isLogRecorded = true } = {}): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
   const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('QKMS_') && k !== 'SOFTHSM2_CONF'));
   const child = spawn(process.execPath, ['--require', require.resolve('tsx/cjs'), path.join(ROOT, 'src/main.ts')], {
     cwd: ROOT,
@@ -29,7 +32,7 @@ export function spawnGateway(env: Record<string, string>): { child: ChildProcess
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  void exited.then(() => recordLog(out));
+  if (isLogRecorded) void exited.then(() => recordLog(out));
   return { child, output: () => out, exited };
 }
 
