@@ -61,6 +61,28 @@ describe('Pkcs11Hsm on SoftHSM2: finding objects', () => {
     }
   });
 
+  it('a listing warms the handle cache for ids one object carries, never for an id two carry', async () => {
+    const { token } = integration();
+    const prefix = `qkms-test/warm-${Date.now()}/`;
+    const [single, doubled] = [ref(`${prefix}single`), ref(`${prefix}doubled`)];
+    await integration().hsm.generateKek(single);
+    await integration().hsm.generateKek(doubled);
+    await integration().hsm.generateKek(doubled); // a second object with the same id
+    const hsm = await Pkcs11Hsm.open({ modulePath: token.modulePath, tokenLabel: token.label, pin: token.pin, sessions: 1, mayFinalize: false });
+    try {
+      await hsm.listKeyObjects(prefix);
+      const searches = () => hsm.callCounts().C_FindObjectsInit ?? 0;
+      const before = searches();
+      await hsm.encryptAesGcm(single, Buffer.from('x'), Buffer.alloc(0));
+      assert.equal(searches(), before, 'no search for the first use after a listing');
+      await assert.rejects(hsm.encryptAesGcm(doubled, Buffer.from('x'), Buffer.alloc(0)), (e: Error & { kind?: string }) => e.kind === 'key');
+      assert.equal(searches(), before + 1, 'an ambiguous id was not cached: it is searched, and refused');
+    } finally {
+      await hsm.close();
+      for (const r of [single, doubled]) await integration().hsm.destroyKey(r);
+    }
+  });
+
   it('opening the token indexes nothing: no search and no attribute read until an object is used', async () => {
     const { token } = integration();
     const hsm = await Pkcs11Hsm.open({ modulePath: token.modulePath, tokenLabel: token.label, pin: token.pin, sessions: 1, mayFinalize: false });
