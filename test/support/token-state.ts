@@ -20,6 +20,7 @@ export function pkcs11Tool(dataDir: string, ...args: string[]): string {
   return execFileSync('pkcs11-tool', ['--module', findSoftHsmModule(), '--token-label', 'qkms', '--login', '--pin', pin, ...args], {
     env: { ...process.env, SOFTHSM2_CONF: path.join(dataDir, 'softhsm2.conf') },
     stdio: ['ignore', 'pipe', 'pipe'],
+    maxBuffer: 256 * 1024 * 1024, // a listing of thousands of objects (the crash soak) is several MB
   }).toString();
 }
 
