@@ -134,6 +134,7 @@ class CrashLoop {
     const token = this.checkToken(round);
     await this.stop(restarted, round);
     await this.askCli(round, token);
+    await this.checkAuditTrail(round);
     this.options.log?.(
       `round ${round}/${this.options.rounds}: killed ${kill.how}, ${kill.inFlight} requests in flight; checked ${tally.keys} keys, ${tally.aliases} aliases, ` +
         `${tally.ciphertexts} ciphertexts (${tally.newCiphertexts} new), ${tally.signatures} signatures; token ${token.materials} objects; ${this.figures.failures.length} failures`,
@@ -248,6 +249,26 @@ class CrashLoop {
       this.figures.token.cliDisagreements++;
       this.fail(`round ${round}: qkms orphans --json exited ${run.code} with ${run.stdout.trim() || run.stderr.trim()}; pkcs11-tool found ${token.materials} objects, all owned`);
     }
+  }
+
+  /**
+   * The audit trail after the kill and the restart: `qkms audit verify` passes, and every answer the
+   * load acknowledged has its record (an answer leaves only once its record is durable).
+   */
+  private async checkAuditTrail(round: number): Promise<void> {
+    const run = await runQkms(['audit', 'verify'], this.env);
+    this.figures.checked.auditVerifications++;
+    if (run.code !== 0) this.fail(`round ${round}: qkms audit verify exited ${run.code}: ${run.stdout.trim()} ${run.stderr.trim()}`);
+    const auditDir = path.join(this.dataDir, 'audit');
+    const recorded = new Set<string>();
+    for (const file of fs.readdirSync(auditDir).filter((f) => /^audit-\d+\.jsonl$/.test(f))) {
+      for (const m of fs.readFileSync(path.join(auditDir, file), 'utf8').matchAll(/"requestId":"([^"]+)"/g)) recorded.add(m[1]);
+    }
+    const missing = this.ledger.acknowledgedRequests.filter((id) => !recorded.has(id));
+    this.figures.checked.auditedAnswers += this.ledger.acknowledgedRequests.length - missing.length;
+    this.figures.lost.auditRecords += missing.length;
+    if (missing.length > 0) this.fail(`round ${round}: ${missing.length} acknowledged answers have no audit record, e.g. ${missing.slice(0, 3).join(', ')}`);
+    this.ledger.acknowledgedRequests = [];
   }
 
   private sampleSecret(value: Uint8Array): void {

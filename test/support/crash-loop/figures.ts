@@ -15,8 +15,8 @@ export interface CrashLoopFigures {
   requests: LoadCounts;
   acknowledged: { keys: number; aliases: number; ciphertexts: number; signatures: number };
   /** Distinct results checked after a kill and a restart (each at least once), and the checks made in all. */
-  checked: { ciphertexts: number; decrypts: number; keys: number; keyChecks: number; aliases: number; aliasChecks: number; signatures: number; skippedPendingDeletion: number; orphanCliRuns: number };
-  lost: CheckTally['lost'];
+  checked: { ciphertexts: number; decrypts: number; keys: number; keyChecks: number; aliases: number; aliasChecks: number; signatures: number; skippedPendingDeletion: number; orphanCliRuns: number; auditVerifications: number; auditedAnswers: number };
+  lost: CheckTally['lost'] & { auditRecords: number };
   /** The token (pkcs11-tool, afresh) against the store after every restart, summed over rounds. */
   token: { orphans: number; missing: number; duplicates: number; intentsLeft: number; reportedAtStartup: number; cliDisagreements: number; objectsAtEnd: number; keysAtEnd: number };
   rolledBackAtStartup: number;
@@ -34,8 +34,8 @@ export function emptyFigures(seed: number, workDir: string): CrashLoopFigures {
     kills: { total: 0, midRequest: 0, inHeldHsmCall: 0, duringStartup: 0, requestsInFlight: 0, inFlightByOperation: {} },
     requests: { sent: 0, outcomes: { acknowledged: 0, refused: 0, unknown: 0 }, errors: {} },
     acknowledged: { keys: 0, aliases: 0, ciphertexts: 0, signatures: 0 },
-    checked: { ciphertexts: 0, decrypts: 0, keys: 0, keyChecks: 0, aliases: 0, aliasChecks: 0, signatures: 0, skippedPendingDeletion: 0, orphanCliRuns: 0 },
-    lost: { keys: 0, keyStates: 0, rotations: 0, aliases: 0, ciphertexts: 0, signatures: 0 },
+    checked: { ciphertexts: 0, decrypts: 0, keys: 0, keyChecks: 0, aliases: 0, aliasChecks: 0, signatures: 0, skippedPendingDeletion: 0, orphanCliRuns: 0, auditVerifications: 0, auditedAnswers: 0 },
+    lost: { keys: 0, keyStates: 0, rotations: 0, aliases: 0, ciphertexts: 0, signatures: 0, auditRecords: 0 },
     token: { orphans: 0, missing: 0, duplicates: 0, intentsLeft: 0, reportedAtStartup: 0, cliDisagreements: 0, objectsAtEnd: 0, keysAtEnd: 0 },
     rolledBackAtStartup: 0, unacknowledgedKeysPersisted: 0, failures: [], workDir,
   };

@@ -72,6 +72,8 @@ export class Ledger {
   readonly aliases: LedgerAlias[] = [];
   /** Every key id ever seen, acknowledged or found afterwards (a CreateKey that landed unanswered). */
   readonly seenKeyIds = new Set<string>();
+  /** x-amzn-RequestId of every acknowledged answer not yet found in the audit trail. */
+  acknowledgedRequests: string[] = [];
 
   addKey(keyId: string, kind: KeyKind, round: number): void {
     this.keys.set(keyId, { keyId, kind, round, states: new Set(['Enabled']), rotations: { min: 0, max: 0 }, isBusy: false, isChecked: false });

@@ -107,6 +107,8 @@ export class MixedLoad {
     try {
       const value = await send();
       this.counts.outcomes.acknowledged++;
+      const requestId = (value as { $metadata?: { requestId?: string } }).$metadata?.requestId;
+      if (requestId) this.ledger.acknowledgedRequests.push(requestId);
       return { outcome: 'acknowledged', value };
     } catch (error) {
       const outcome = outcomeOf(error);
