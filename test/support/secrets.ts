@@ -27,6 +27,46 @@ export function recordedLogs(): string {
   return logs.join('\n');
 }
 
+/**
+ * The secrets that occur in text, in one pass over it: a rolling hash of every MIN_SCAN_CHARS-long
+ * window is looked up among the hashes of the secrets' first MIN_SCAN_CHARS characters, and only
+ * a hit is compared in full. `secrets.filter((s) => text.includes(s))` costs secrets × text, which
+ * at the whole suite's size (tens of thousands of secrets, hundreds of megabytes of logs) ran past
+ * the test's timeout.
+ */
+export function secretsFoundIn(text: string, candidates: string[]): string[] {
+  const byPrefixHash = new Map<number, string[]>();
+  const seen = new Uint8Array(1 << 21); // a 2^24-bit filter in front of the map: most windows miss it
+  for (const s of candidates) {
+    const h = windowHash(s, 0);
+    seen[h >>> 11] |= 1 << (h & 7);
+    const list = byPrefixHash.get(h);
+    if (list) list.push(s);
+    else byPrefixHash.set(h, [s]);
+  }
+  const found = new Set<string>();
+  if (text.length < MIN_SCAN_CHARS) return [];
+  let outFactor = 1; // BASE^(MIN_SCAN_CHARS-1), mod 2^32
+  for (let i = 1; i < MIN_SCAN_CHARS; i++) outFactor = Math.imul(outFactor, BASE);
+  let h = windowHash(text, 0);
+  for (let i = 0; ; i++) {
+    const u = h >>> 0;
+    const list = seen[u >>> 11] & (1 << (u & 7)) ? byPrefixHash.get(u) : undefined;
+    if (list) for (const s of list) if (!found.has(s) && text.startsWith(s, i)) found.add(s);
+    if (i + MIN_SCAN_CHARS >= text.length) break;
+    h = (Math.imul(h - Math.imul(text.charCodeAt(i), outFactor), BASE) + text.charCodeAt(i + MIN_SCAN_CHARS)) | 0;
+  }
+  return [...found];
+}
+
+const BASE = 1_000_003;
+
+function windowHash(text: string, at: number): number {
+  let h = 0;
+  for (let i = at; i < at + MIN_SCAN_CHARS; i++) h = (Math.imul(h, BASE) + text.charCodeAt(i)) | 0;
+  return h >>> 0;
+}
+
 /** The KMS members that carry secrets: plaintexts, data keys, private keys, ECDH shared secrets. */
 const SECRET_MEMBERS = ['Plaintext', 'PrivateKeyPlaintext', 'SharedSecret'];
 
