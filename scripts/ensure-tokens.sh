@@ -3,8 +3,9 @@
 #   opencryptoki's soft token  - opencryptoki, libopencryptoki0 (daemon pkcsslotd, pkcsconf)
 #   NSS softoken               - libnss3 (libsoftokn3.so), libnss3-tools (certutil)
 #   tpm2-pkcs11 on swtpm       - swtpm, swtpm-tools, libtpm2-pkcs11-1, libtpm2-pkcs11-tools
-#                                (tpm2_ptool), tpm2-tools, libtss2-tcti-swtpm0 (the TCTI that talks
-#                                to swtpm's socket directly, so no tpm2-abrmd daemon is needed)
+#                                (tpm2_ptool), tpm2-tools, libtss2-tcti-swtpm0, and tpm2-abrmd with
+#                                libtss2-tcti-tabrmd0 and dbus-daemon: swtpm has no resource manager, and
+#                                without one tpm2-pkcs11 runs out of TPM object slots after a key or two
 # Installs what is missing when running as root with apt-get. Otherwise it only prints what to
 # install and exits 0: these tokens are optional, and the tests that need one skip with the package's
 # name (test/support/tokens/).
@@ -24,6 +25,9 @@ have_file "$lib/libtpm2_pkcs11.so.1" "$lib/libtpm2_pkcs11.so" || packages+=(libt
 have_cmd tpm2_ptool || packages+=(libtpm2-pkcs11-tools)
 have_cmd tpm2_startup || packages+=(tpm2-tools)
 have_file "$lib/libtss2-tcti-swtpm.so.0" || packages+=(libtss2-tcti-swtpm0)
+have_cmd tpm2-abrmd || packages+=(tpm2-abrmd)
+have_file "$lib/libtss2-tcti-tabrmd.so.0" || packages+=(libtss2-tcti-tabrmd0)
+have_cmd dbus-daemon || packages+=(dbus-daemon)
 [ ${#packages[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = "0" ] && have_cmd apt-get; then
   echo "qkms: installing ${packages[*]} (Debian packages)..." >&2
