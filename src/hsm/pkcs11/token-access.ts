@@ -1,0 +1,53 @@
+import * as pkcs11js from 'pkcs11js';
+import { HsmError } from '../hsm-error';
+import { ckrName } from './ckr-table';
+import { call } from './instrumented-module';
+
+/**
+ * The single steps of reaching a token, each with the CKR codes it tolerates: initialise the
+ * module, find the token by label, open a session, log in, and probe whether the token answers.
+ */
+
+export type Session = pkcs11js.Handle;
+
+/** PKCS#11 v2.40 §5.6 session state of a read/write session logged in as the normal user (pkcs11js exports no CKS_*). */
+export const CKS_RW_USER_FUNCTIONS = 3;
+
+export function initialize(p11: pkcs11js.PKCS11): void {
+  try {
+    // Without CKF_OS_LOCKING_OK SoftHSM2 disables all its locks (pkcs11-and-clients.md §1.4).
+    p11.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK });
+  } catch (err) {
+    if (ckrName(err) !== 'CKR_CRYPTOKI_ALREADY_INITIALIZED') throw new HsmError('device', 'C_Initialize', ckrName(err), { cause: err });
+  }
+}
+
+export function findSlotByLabel(p11: pkcs11js.PKCS11, label: string): pkcs11js.Handle {
+  // By label, never by index: SoftHSM2 renumbers slots when a token is initialised.
+  for (const slot of call('C_GetSlotList', () => p11.C_GetSlotList(true))) {
+    if (p11.C_GetTokenInfo(slot).label.trim() === label) return slot;
+  }
+  throw new HsmError('config', 'C_GetSlotList', undefined, { cause: new Error(`no token labelled '${label}'`) });
+}
+
+export function openSession(p11: pkcs11js.PKCS11, slot: pkcs11js.Handle): Session {
+  return call('C_OpenSession', () => p11.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION));
+}
+
+export function closeSessions(p11: pkcs11js.PKCS11, sessions: Session[]): void {
+  for (const s of sessions) {
+    try {
+      p11.C_CloseSession(s);
+    } catch {
+      // closing anyway
+    }
+  }
+}
+
+export function login(p11: pkcs11js.PKCS11, session: Session, pin: string): void {
+  try {
+    p11.C_Login(session, pkcs11js.CKU_USER, pin);
+  } catch (err) {
+    if (ckrName(err) !== 'CKR_USER_ALREADY_LOGGED_IN') throw new HsmError('auth', 'C_Login', ckrName(err), { cause: err });
+  }
+}
