@@ -3,7 +3,7 @@ import * as pkcs11js from 'pkcs11js';
 import type { KeyPairSpec, KeyPairUsage, ObjectRef, SigningScheme } from '../hsm';
 import { HsmError } from '../hsm-error';
 import { ecdsaDerToRaw, ecdsaRawToDer, edwardsPoint, unwrapEcPoint } from './der';
-import { drainOpenSslErrors } from './instrumented-module';
+import { drainOpenSslErrors, withCleanup } from './instrumented-module';
 import { CKK_EC_EDWARDS, DIGEST_INFO_PREFIX, ECDSA, EDDSA, RSA_PKCS, rsaOaep, rsaPss } from './mechanisms';
 import type { OperationContext } from './operation-context';
 import { CURVE_OIDS, ephemeralDataKeyTemplate, ephemeralKeyPairTemplates, keyPairGenMechanism, keyPairTemplates } from './templates';
@@ -104,11 +104,10 @@ export class AsymmetricOps {
     return this.ctx.objects.withKey(privateKey, 'C_DeriveKey', (s, key) => {
       const mechanism = { mechanism: pkcs11js.CKM_ECDH1_DERIVE, parameter: { type: pkcs11js.CK_PARAMS_EC_DH, kdf: pkcs11js.CKD_NULL, publicData: peerPoint } as pkcs11js.ECDH1 };
       const secret = connection.sessionObjectCreated(p11.C_DeriveKey(s, mechanism, key, ephemeralDataKeyTemplate(fieldBytes)));
-      try {
-        return Buffer.from(p11.C_GetAttributeValue(s, secret, [{ type: pkcs11js.CKA_VALUE }])[0].value);
-      } finally {
-        p11.C_DestroyObject(s, secret);
-      }
+      return withCleanup(
+        () => Buffer.from(p11.C_GetAttributeValue(s, secret, [{ type: pkcs11js.CKA_VALUE }])[0].value),
+        () => p11.C_DestroyObject(s, secret),
+      );
     });
   }
 
@@ -119,13 +118,14 @@ export class AsymmetricOps {
       const pair = await this.generatePairOffThread(s, spec, publicKey, privateKey);
       connection.sessionObjectCreated(pair.publicKey);
       connection.sessionObjectCreated(pair.privateKey);
-      try {
-        const read = (h: pkcs11js.Handle, ...types: number[]) => p11.C_GetAttributeValue(s, h, types.map((type) => ({ type }))).map((a) => a.value);
-        return dataKeyPairJwk(spec, pair, read);
-      } finally {
-        p11.C_DestroyObject(s, pair.privateKey);
-        p11.C_DestroyObject(s, pair.publicKey);
-      }
+      const read = (h: pkcs11js.Handle, ...types: number[]) => p11.C_GetAttributeValue(s, h, types.map((type) => ({ type }))).map((a) => a.value);
+      return withCleanup(
+        () => dataKeyPairJwk(spec, pair, read),
+        () => {
+          p11.C_DestroyObject(s, pair.privateKey);
+          p11.C_DestroyObject(s, pair.publicKey);
+        },
+      );
     });
     drainOpenSslErrors();
     const key = crypto.createPrivateKey({ key: jwk, format: 'jwk' });

@@ -12,6 +12,9 @@ import type { FaultPlan } from './faults';
  * into an HsmError classified here, where the failing function is known (a token's quirk may be
  * one function's, profiles.ts integrityErrors). An injected fault counts as the function's
  * failure, as the token's own would. The *Async forms are timed until they settle.
+ *
+ * Because each failure is named here, by the C_* function that failed, code above never names
+ * one: a block of several calls (generate, read, wrap, destroy) reports the call that failed.
  */
 export function instrumented(p11: pkcs11js.PKCS11, calls: CallRecorder, { faults, integrityErrors }: { faults?: FaultPlan; integrityErrors?: IntegrityErrors }): pkcs11js.PKCS11 {
   // One wrapper per function, made on first use: not a new closure on every call.
@@ -89,6 +92,27 @@ export function classified(fn: string, err: unknown, integrityErrors?: Integrity
   if (err instanceof HsmError) return err;
   const ckr = ckrName(err);
   return new HsmError(classifyCkr(ckr, fn, integrityErrors), fn, ckr, { cause: err });
+}
+
+/**
+ * Runs `cleanup` after `body` (a session object destroyed, say). When body failed, that failure
+ * is the one reported: a cleanup that fails too (the same device fault, most likely) must not
+ * replace it, or the error would name the cleanup's function instead of the one that failed.
+ */
+export function withCleanup<T>(body: () => T, cleanup: () => void): T {
+  let result: T;
+  try {
+    result = body();
+  } catch (err) {
+    try {
+      cleanup();
+    } catch {
+      // the body's failure is the one to report
+    }
+    throw err;
+  }
+  cleanup();
+  return result;
 }
 
 /**

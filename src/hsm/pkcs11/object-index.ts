@@ -44,18 +44,19 @@ export class ObjectIndex {
           this.handles.delete(ref.id);
         }
       }
-      const handle = this.lookUp(s, ref, label);
+      const handle = this.lookUp(s, ref);
       this.handles.set(ref.id, handle);
       return body(s, handle);
     });
   }
 
   /** The one token object with the ref's id: none or several is HsmError 'key' naming it, never a guess. */
-  private lookUp(s: Session, ref: ObjectRef, label: string): pkcs11js.Handle {
+  private lookUp(s: Session, ref: ObjectRef): pkcs11js.Handle {
     const found = findAll(this.p11, s, idTemplate(ref));
     if (found.length === 1) return found[0];
     const problem = found.length === 0 ? `no token object has the CKA_ID of ${ref.label}` : `${found.length} token objects carry the CKA_ID of ${ref.label}: refusing to guess which holds the key`;
-    throw new HsmError('key', label, found.length === 0 ? 'CKR_OBJECT_HANDLE_INVALID' : undefined, { cause: new Error(problem) });
+    // Named by the search that found none or several, not by the call that would have used the key.
+    throw new HsmError('key', 'C_FindObjects', found.length === 0 ? 'CKR_OBJECT_HANDLE_INVALID' : undefined, { cause: new Error(problem) });
   }
 
   async destroy(ref: ObjectRef): Promise<number> {

@@ -2,6 +2,7 @@ import * as pkcs11js from 'pkcs11js';
 import type { DataKeyWrap, Hash, HmacKeySpec, ObjectRef, WrappedDataKey } from '../hsm';
 import { GCM_IV_BYTES, GCM_TAG_BYTES } from '../hsm';
 import { HsmError } from '../hsm-error';
+import { withCleanup } from './instrumented-module';
 import { AES_KEY_GEN, aesGcm, GENERIC_SECRET_KEY_GEN, HMAC_BY_HASH, KWP } from './mechanisms';
 import type { OperationContext } from './operation-context';
 import { ephemeralDataKeyTemplate, kekTemplate, macKeyTemplate } from './templates';
@@ -26,16 +27,17 @@ export class SymmetricOps {
     const { p11, connection } = this.ctx;
     return this.ctx.objects.withKey(kekRef, 'C_WrapKey', (s, kek) => {
       const dataKey = connection.sessionObjectCreated(p11.C_GenerateKey(s, GENERIC_SECRET_KEY_GEN, ephemeralDataKeyTemplate(lengthBytes)));
-      try {
-        const plaintext = Buffer.from(p11.C_GetAttributeValue(s, dataKey, [{ type: pkcs11js.CKA_VALUE }])[0].value);
-        const out = Buffer.alloc(lengthBytes + 16 + GCM_TAG_BYTES);
-        if (wrap.mechanism === 'AES_KWP') return { plaintext, wrapped: Buffer.from(p11.C_WrapKey(s, KWP, kek, dataKey, out)) };
-        const gcm = this.freshGcm(s, wrap.aad, 'C_WrapKey');
-        const wrapped = Buffer.from(p11.C_WrapKey(s, gcm.mechanism, kek, dataKey, out));
-        return { plaintext, wrapped, iv: gcm.usedIv() };
-      } finally {
-        p11.C_DestroyObject(s, dataKey);
-      }
+      return withCleanup(
+        (): WrappedDataKey => {
+          const plaintext = Buffer.from(p11.C_GetAttributeValue(s, dataKey, [{ type: pkcs11js.CKA_VALUE }])[0].value);
+          const out = Buffer.alloc(lengthBytes + 16 + GCM_TAG_BYTES);
+          if (wrap.mechanism === 'AES_KWP') return { plaintext, wrapped: Buffer.from(p11.C_WrapKey(s, KWP, kek, dataKey, out)) };
+          const gcm = this.freshGcm(s, wrap.aad, 'C_WrapKey');
+          const wrapped = Buffer.from(p11.C_WrapKey(s, gcm.mechanism, kek, dataKey, out));
+          return { plaintext, wrapped, iv: gcm.usedIv() };
+        },
+        () => p11.C_DestroyObject(s, dataKey),
+      );
     });
   }
 
@@ -43,11 +45,10 @@ export class SymmetricOps {
     const { p11, connection } = this.ctx;
     return this.ctx.objects.withKey(kekRef, 'C_UnwrapKey', (s, kek) => {
       const dataKey = connection.sessionObjectCreated(p11.C_UnwrapKey(s, KWP, kek, wrapped, ephemeralDataKeyTemplate()));
-      try {
-        return Buffer.from(p11.C_GetAttributeValue(s, dataKey, [{ type: pkcs11js.CKA_VALUE }])[0].value);
-      } finally {
-        p11.C_DestroyObject(s, dataKey);
-      }
+      return withCleanup(
+        () => Buffer.from(p11.C_GetAttributeValue(s, dataKey, [{ type: pkcs11js.CKA_VALUE }])[0].value),
+        () => p11.C_DestroyObject(s, dataKey),
+      );
     });
   }
 
