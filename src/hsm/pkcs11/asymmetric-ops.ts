@@ -2,6 +2,7 @@ import crypto from 'node:crypto';
 import * as pkcs11js from 'pkcs11js';
 import type { KeyPairSpec, KeyPairUsage, ObjectRef, SigningScheme } from '../hsm';
 import { HsmError } from '../hsm-error';
+import { isDeviceFaultOfTokenThatAnswers } from './connection';
 import { ecdsaDerToRaw, ecdsaRawToDer, edwardsPoint, unwrapEcPoint } from './der';
 import { drainOpenSslErrors, withCleanup } from './instrumented-module';
 import { CKK_EC_EDWARDS, DIGEST_INFO_PREFIX, ECDSA, EDDSA, RSA_PKCS, rsaOaep, rsaPss } from './mechanisms';
@@ -76,8 +77,10 @@ export class AsymmetricOps {
         return p11.C_Verify(s, input, raw);
       });
     } catch (err) {
-      // A wrong-length or garbled signature is an invalid signature, not a device problem.
-      if (err instanceof HsmError && (err.kind === 'integrity' || err.ckr === 'CKR_SIGNATURE_LEN_RANGE')) return false;
+      // A wrong-length or garbled signature is an invalid signature, not a device problem; so is a
+      // device-class answer of C_Verify itself once the connection's probe found the token well
+      // (connection.ts: 'internal' caused by 'device'), as a vendor's code for a mismatch may be.
+      if (err instanceof HsmError && (err.kind === 'integrity' || err.ckr === 'CKR_SIGNATURE_LEN_RANGE' || isDeviceFaultOfTokenThatAnswers(err, 'C_Verify'))) return false;
       throw err;
     }
   }

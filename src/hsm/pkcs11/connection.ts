@@ -5,18 +5,27 @@ import { ckrName } from './ckr-table';
 import { call } from './instrumented-module';
 import type { Pkcs11Options } from './pkcs11-options';
 import { SessionPool } from './session-pool';
-import { closeSessions, CKS_RW_USER_FUNCTIONS, findSlotByLabel, initialize, login, openSession, type Session } from './token-access';
+import { closeSessions, CKS_RW_USER_FUNCTIONS, findSlotByLabel, initialize, login, openSession, probeToken, type Session } from './token-access';
 
 const RECOVERY_INTERVAL_MS = 1000;
+
+/** Did `fn` fail with a device-class code while the probe found the token answering (Connection)? */
+export function isDeviceFaultOfTokenThatAnswers(err: HsmError, fn: string): boolean {
+  return err.kind === 'internal' && err.fn === fn && err.cause instanceof HsmError && err.cause.kind === 'device';
+}
 /** How long close() waits for key-pair generations in flight (the HSM thread gives close 2 s in all). */
 const CLOSE_WAIT_MS = 1500;
 
 /**
  * The live connection to the token: the pool of logged-in sessions, and the healing around every
  * call (STYLE.md habit 6). A broken session is replaced and the call retried once; a lost login is
- * redone and the call retried once; a device failure opens the circuit breaker — calls fail fast
- * with HsmError 'device' (KeyUnavailableException) while a timer finalises and re-initialises every
- * second until the token answers again.
+ * redone and the call retried once. A device-class failure is checked before it is believed: a
+ * probe (token-access.ts probeToken) asks the token on a session of its own. Only when the probe
+ * fails too does the circuit breaker open — calls fail fast with HsmError 'device'
+ * (KeyUnavailableException) while a timer re-initialises every second until the token answers
+ * again. When the probe passes, the token misbehaved on that one call (a vendor's stale error code
+ * for a client's bad input, say): the call fails as 'internal' and everyone else is served on.
+ * Anything a client sends can only reach that second branch.
  */
 export class Connection {
   slot!: pkcs11js.Handle;
@@ -98,12 +107,14 @@ export class Connection {
     // being generated on the libuv pool): C_Finalize would pull the module from under it.
     if (recycleAfter !== undefined && this.sessionObjects >= recycleAfter && this.mayFinalize && this.asyncInFlight === 0) await this.recycle();
     try {
-      return await this.pool.use((s) => call(label, () => body(s)), (err) => err instanceof HsmError && err.kind === 'session');
+      // A session that saw a device-class failure is replaced too: if the token is fine, the
+      // fault may be that session's; if it is down, the pool keeps it (nothing to reopen).
+      return await this.pool.use((s) => call(label, () => body(s)), (err) => err instanceof HsmError && (err.kind === 'session' || err.kind === 'device'));
     } catch (err) {
       if (!(err instanceof HsmError)) throw err;
-      if (err.kind === 'device') this.openCircuit(err);
-      else if (!isRetry && err.kind === 'session') return this.withSession(label, body, true);
-      else if (!isRetry && err.ckr === 'CKR_USER_NOT_LOGGED_IN') {
+      if (err.kind === 'device') throw this.confirmDeviceFailure(err);
+      if (!isRetry && err.kind === 'session') return this.withSession(label, body, true);
+      if (!isRetry && err.ckr === 'CKR_USER_NOT_LOGGED_IN') {
         await this.pool.use((s) => login(this.p11, s, this.options.pin), () => false);
         return this.withSession(label, body, true);
       }
@@ -119,6 +130,21 @@ export class Connection {
    */
   async creating<T>(label: string, body: (s: Session) => T): Promise<T> {
     return this.withSession(label, body, true);
+  }
+
+  /**
+   * A call failed with a device-class code: the token is down only if the probe says so too. Returns
+   * the error to throw: the device error (the circuit now open), or an 'internal' one caused by it.
+   */
+  private confirmDeviceFailure(err: HsmError): HsmError {
+    if (!this.isUp) return err;
+    try {
+      probeToken(this.p11, this.slot);
+    } catch (probeErr) {
+      this.openCircuit(err, probeErr);
+      return err;
+    }
+    return new HsmError('internal', err.fn, err.ckr, { cause: err });
   }
 
   async health(): Promise<HsmHealth> {
@@ -163,9 +189,10 @@ export class Connection {
     this.options.onRecycle?.(objects, performance.now() - started);
   }
 
-  private openCircuit(cause: HsmError): void {
+  private openCircuit(cause: HsmError, probeErr?: unknown): void {
     if (!this.isUp) return;
-    this.options.onStateChange?.(false, cause.message);
+    const probe = probeErr instanceof Error ? ` (the probe failed too: ${probeErr.message})` : '';
+    this.options.onStateChange?.(false, `${cause.message}${probe}`);
     this.recovery = setInterval(() => void this.tryReconnect(), RECOVERY_INTERVAL_MS);
     this.recovery.unref();
   }

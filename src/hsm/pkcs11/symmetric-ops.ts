@@ -1,3 +1,4 @@
+import crypto from 'node:crypto';
 import * as pkcs11js from 'pkcs11js';
 import type { DataKeyWrap, Hash, HmacKeySpec, ObjectRef, WrappedDataKey } from '../hsm';
 import { GCM_IV_BYTES, GCM_TAG_BYTES } from '../hsm';
@@ -100,19 +101,16 @@ export class SymmetricOps {
     });
   }
 
+  /**
+   * Computed with C_Sign and compared here, in constant time, never with C_Verify: a mismatch is
+   * the client's doing, and C_Verify reports it with a vendor's code (NSS softoken: a stale
+   * CKR_DEVICE_ERROR) that would read as a device failure. C_Sign has no "does not match" answer.
+   */
   async hmacVerify(macRef: ObjectRef, data: Buffer, mac: Buffer, hash: Hash = 'SHA256'): Promise<boolean> {
-    const { p11 } = this.ctx;
-    const hmac = hmacMechanism(hash);
-    if (mac.length !== hmac.bytes) return false;
-    try {
-      return await this.ctx.objects.withKey(macRef, 'C_Verify', (s, key) => {
-        p11.C_VerifyInit(s, { mechanism: hmac.mechanism }, key);
-        return p11.C_Verify(s, data, mac);
-      });
-    } catch (err) {
-      if (err instanceof HsmError && err.kind === 'integrity') return false;
-      throw err;
-    }
+    if (mac.length !== hmacMechanism(hash).bytes) return false;
+    const expected = await this.hmacSign(macRef, data, hash);
+    // timingSafeEqual throws on unequal lengths; the length of a MAC is no secret.
+    return mac.length === expected.length && crypto.timingSafeEqual(mac, expected);
   }
 
   async randomBytes(length: number): Promise<Buffer> {

@@ -51,3 +51,19 @@ export function login(p11: pkcs11js.PKCS11, session: Session, pin: string): void
     if (ckrName(err) !== 'CKR_USER_ALREADY_LOGGED_IN') throw new HsmError('auth', 'C_Login', ckrName(err), { cause: err });
   }
 }
+
+/**
+ * Does the token answer, apart from whatever session a call just failed on: C_GetTokenInfo on the
+ * slot, and C_GenerateRandom on a session of its own, opened and closed here. Throws the failing
+ * call's HsmError when it does not. Returns the token's description.
+ */
+export function probeToken(p11: pkcs11js.PKCS11, slot: pkcs11js.Handle): string {
+  const info = call('C_GetTokenInfo', () => p11.C_GetTokenInfo(slot));
+  const session = openSession(p11, slot);
+  try {
+    call('C_GenerateRandom', () => p11.C_GenerateRandom(session, Buffer.alloc(1)));
+  } finally {
+    closeSessions(p11, [session]);
+  }
+  return `token '${info.label.trim()}' (${info.model.trim()})`;
+}
