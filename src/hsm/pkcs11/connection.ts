@@ -50,7 +50,7 @@ export class Connection {
   /** Initialise, find the token by label, open the sessions, log in once. */
   async connect(): Promise<void> {
     this.sessionObjects = 0;
-    initialize(this.p11);
+    initialize(this.p11, this.options.initArgs);
     const slot = findSlotByLabel(this.p11, this.options.tokenLabel);
     const sessions: Session[] = [];
     try {

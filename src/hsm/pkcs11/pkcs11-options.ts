@@ -6,6 +6,8 @@ export interface Pkcs11Options {
   tokenLabel: string;
   pin: string;
   sessions: number;
+  /** QKMS_PKCS11_INIT_ARGS: the init string for C_Initialize (token-access.ts initialize). */
+  initArgs?: string;
   /** QKMS_FAULTS_FILE: scripted PKCS#11 failures for tests and drills (faults.ts). */
   faultsFile?: string;
   /** Who makes AES-GCM IVs (profiles.ts); default 'caller'. */

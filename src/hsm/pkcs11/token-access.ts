@@ -13,10 +13,18 @@ export type Session = pkcs11js.Handle;
 /** PKCS#11 v2.40 §5.6 session state of a read/write session logged in as the normal user (pkcs11js exports no CKS_*). */
 export const CKS_RW_USER_FUNCTIONS = 3;
 
-export function initialize(p11: pkcs11js.PKCS11): void {
+/**
+ * C_Initialize with OS locking. `libraryParameters` (QKMS_PKCS11_INIT_ARGS) is the NSS-style init
+ * string some modules need (NSS softoken: `configdir=…`); pkcs11js then passes it where the standard
+ * struct has pReserved, which a strict module (SoftHSM2) refuses with CKR_ARGUMENTS_BAD.
+ */
+export function initialize(p11: pkcs11js.PKCS11, libraryParameters?: string): void {
   try {
     // Without CKF_OS_LOCKING_OK SoftHSM2 disables all its locks (pkcs11-and-clients.md §1.4).
-    p11.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK });
+    // pkcs11js copies the string into a buffer one byte short and so drops its last character
+    // (pkcs11.cpp C_Initialize: napi_get_value_string_utf8 with bufsize = length): a trailing
+    // space is what it drops, and init-string parsers skip it.
+    p11.C_Initialize(libraryParameters === undefined ? { flags: pkcs11js.CKF_OS_LOCKING_OK } : { flags: pkcs11js.CKF_OS_LOCKING_OK, libraryParameters: `${libraryParameters} ` });
   } catch (err) {
     if (ckrName(err) !== 'CKR_CRYPTOKI_ALREADY_INITIALIZED') throw new HsmError('device', 'C_Initialize', ckrName(err), { cause: err });
   }
