@@ -49,6 +49,7 @@ export async function openHsm(config: Config, logger: Logger): Promise<Hsm> {
     pin: pin!,
     sessions: config.pkcs11.sessions,
     faultsFile: config.pkcs11.faultsFile,
+    initArgs: config.pkcs11.initArgs,
     gcmIv: config.pkcs11.profile.gcmIv,
     integrityErrors: config.pkcs11.profile.integrityErrors,
     recycleAfterSessionObjects: config.pkcs11.recycleAfterSessionObjects,

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { HSM_PROFILES, profileProblems, type DataKeyWrapMode, type HsmProfile } from '../hsm/profiles';
-import { configSchema, SENSITIVE_SETTINGS } from './schema';
+import { configSchema, SENSITIVE_SETTINGS, UNLOGGED_SETTINGS } from './schema';
 
 export type ArnFormat = 'verenc' | 'aws';
 /** How data keys are wrapped (QKMS_DATA_KEY_WRAP); the HSM-level request is hsm.ts DataKeyWrap. */
@@ -23,6 +23,8 @@ export interface Config {
     readonly tokenLabel: string;
     readonly pin?: string;
     readonly pinFile?: string;
+    /** QKMS_PKCS11_INIT_ARGS: the module's C_Initialize init string (NSS softoken's configdir=…). */
+    readonly initArgs?: string;
     readonly sessions: number;
     readonly faultsFile?: string;
     /** QKMS_HSM_THREAD: PKCS#11 calls on their own thread rather than the event loop. */
@@ -76,7 +78,13 @@ export function loadConfig(env: Env): Config {
   if (value.QKMS_PKCS11_MODULE && !value.QKMS_PKCS11_PIN && !value.QKMS_PKCS11_PIN_FILE) {
     throw new ConfigError(['QKMS_PKCS11_PIN or QKMS_PKCS11_PIN_FILE is required when QKMS_PKCS11_MODULE is set']);
   }
-  const profile = HSM_PROFILES[value.QKMS_HSM_PROFILE ?? defaultProfile(value.QKMS_PKCS11_MODULE)];
+  const profileName = value.QKMS_HSM_PROFILE ?? defaultProfile(value.QKMS_PKCS11_MODULE);
+  const profile = HSM_PROFILES[profileName];
+  if (value.QKMS_PKCS11_INIT_ARGS && profileName === 'softhsm2') {
+    // pkcs11js passes the string where the standard C_Initialize arguments have pReserved, which
+    // SoftHSM2 requires to be NULL (docs/hsm/softhsm2.md): it would refuse to start.
+    throw new ConfigError(['QKMS_PKCS11_INIT_ARGS is not for SoftHSM2 (it answers C_Initialize with CKR_ARGUMENTS_BAD when given an init string); leave it unset']);
+  }
   const dataKeyWrap: DataKeyWrapMode = value.QKMS_DATA_KEY_WRAP ?? profile.dataKeyWraps[0] ?? 'AES_KWP_HMAC';
   const problems = profileProblems(profile, dataKeyWrap);
   if (problems.length > 0) throw new ConfigError(problems);
@@ -97,6 +105,7 @@ export function loadConfig(env: Env): Config {
       tokenLabel: value.QKMS_PKCS11_TOKEN_LABEL,
       pin: value.QKMS_PKCS11_PIN,
       pinFile: value.QKMS_PKCS11_PIN_FILE,
+      initArgs: value.QKMS_PKCS11_INIT_ARGS,
       sessions: value.QKMS_PKCS11_SESSIONS ?? profile.sessions,
       faultsFile: value.QKMS_FAULTS_FILE,
       thread: value.QKMS_HSM_THREAD,
@@ -134,11 +143,11 @@ export function loadConfigOrExit(env: Env, command: string): Config {
   }
 }
 
-/** The start-up summary: every setting, secrets as ***. */
+/** The start-up summary: every setting, secrets as ***, unlogged ones as (set). */
 export function describeConfig(env: Env): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(env)) {
-    if (k.startsWith('QKMS_') && v !== undefined) out[k] = SENSITIVE_SETTINGS.has(k) ? '***' : v;
+    if (k.startsWith('QKMS_') && v !== undefined) out[k] = SENSITIVE_SETTINGS.has(k) ? '***' : UNLOGGED_SETTINGS.has(k) ? '(set)' : v;
   }
   return out;
 }

@@ -26,6 +26,9 @@ export const configSchema = Joi.object({
   QKMS_PKCS11_TOKEN_LABEL: Joi.string().min(1).max(32).default('qkms'),
   QKMS_PKCS11_PIN: Joi.string().min(4).max(255),
   QKMS_PKCS11_PIN_FILE: Joi.string().min(1),
+  // The init string some modules need in C_Initialize (NSS softoken: configdir='sql:DIR' …),
+  // passed as pkcs11js libraryParameters. Configuration, not a secret: never logged all the same.
+  QKMS_PKCS11_INIT_ARGS: Joi.string().min(1).max(4096),
   // What differs between tokens (src/hsm/profiles.ts, docs/hsm/). Unset: softhsm2 for the
   // embedded token and for a module named like libsofthsm2.so, generic for any other module.
   QKMS_HSM_PROFILE: Joi.string().valid(...Object.keys(HSM_PROFILES)),
@@ -90,3 +93,6 @@ function removed(why: string): Joi.Schema {
 }
 
 export const SENSITIVE_SETTINGS = new Set(['QKMS_SECRET_ACCESS_KEY', 'QKMS_PKCS11_PIN']);
+
+/** Not secrets, but their values stay out of logs (an init string names paths): logged as set. */
+export const UNLOGGED_SETTINGS = new Set(['QKMS_PKCS11_INIT_ARGS']);

@@ -50,8 +50,9 @@ describe('Abandoned HSM threads: no C_Finalize while one may be inside the modul
       const hungAt = Date.now();
       const hung = gdk();
       await sleep(150); // the thread is inside the hung C_WrapKey now
-      // What the next thread meets (it reads the plan afresh): one device error, opening its circuit.
-      await setFaults([{ function: 'C_WrapKey', ckr: 'CKR_DEVICE_ERROR', count: 1 }], false);
+      // What the next thread meets (it reads the plan afresh): one device error, which the probe of
+      // the token confirms (its C_GenerateRandom fails too), opening its circuit.
+      await setFaults([{ function: 'C_WrapKey', ckr: 'CKR_DEVICE_ERROR', count: 1 }, { function: 'C_GenerateRandom', ckr: 'CKR_DEVICE_ERROR', count: 1 }], false);
       await assert.rejects(hung, DependencyTimeoutException);
       await waitForLog(gw, /HSM thread stuck; abandoned it/, 2000);
       await assert.rejects(gdk(), KeyUnavailableException);

@@ -280,7 +280,7 @@ describe('Asymmetric and HMAC keys (Sign, Verify, GetPublicKey, GenerateMac, Ver
     await assert.rejects(gw.client.send(new DecryptCommand({ KeyId: keyId, CiphertextBlob: bad, EncryptionAlgorithm: 'RSAES_OAEP_SHA_1' })), InvalidCiphertextException);
     await assert.rejects(gw.client.send(new DecryptCommand({ KeyId: keyId, CiphertextBlob: ct.subarray(1), EncryptionAlgorithm: 'RSAES_OAEP_SHA_1' })), InvalidCiphertextException);
     // Regression: SoftHSM2's failed OAEP left "padding check failed" on this thread's OpenSSL error
-    // queue, and the next key import threw it (pkcs11-hsm.ts drainOpenSslErrors).
+    // queue, and the next key import threw it (instrumented-module.ts drainOpenSslErrors).
     await assert.rejects(gw.client.send(new DecryptCommand({ KeyId: keyId, CiphertextBlob: bad, EncryptionAlgorithm: 'RSAES_OAEP_SHA_1' })), InvalidCiphertextException);
     const spki = (await gw.client.send(new GetPublicKeyCommand({ KeyId: keyId }))).PublicKey!;
     assert.equal(crypto.createPublicKey({ key: Buffer.from(spki), format: 'der', type: 'spki' }).asymmetricKeyType, 'rsa');

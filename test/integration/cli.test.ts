@@ -155,7 +155,8 @@ describe('qkms CLI', function () {
   it('direct mode answers an HSM failure with the KMS error the gateway would send, not KMSInternalException', async () => {
     await qkmsJson(['init'], direct());
     const faults = path.join(dataDir, 'faults.json');
-    fs.writeFileSync(faults, JSON.stringify([{ function: 'C_GenerateKey', ckr: 'CKR_DEVICE_ERROR' }]));
+    // The token is down: the call fails, and so does the probe that checks it (connection.ts).
+    fs.writeFileSync(faults, JSON.stringify([{ function: 'C_GenerateKey', ckr: 'CKR_DEVICE_ERROR' }, { function: 'C_GenerateRandom', ckr: 'CKR_DEVICE_ERROR' }]));
     const run = await runQkms(['keys', 'create'], { ...direct(), QKMS_FAULTS_FILE: faults });
     assert.equal(run.code, 1, run.stderr);
     assert.match(run.stderr, /KeyUnavailableException/);

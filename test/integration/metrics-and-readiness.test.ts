@@ -277,7 +277,8 @@ for (const thread of ['true', 'false']) describe(`Metrics and readiness of a gat
   });
 
   it('a failing token: token_up 0, the CKR counted against the function, /ready 503 with the reason; all back once it heals', async () => {
-    fs.writeFileSync(faults, JSON.stringify([{ function: 'C_WrapKey', ckr: 'CKR_DEVICE_ERROR', count: 1 }]));
+    // The token fails the call and the probe that checks it (connection.ts).
+    fs.writeFileSync(faults, JSON.stringify([{ function: 'C_WrapKey', ckr: 'CKR_DEVICE_ERROR', count: 1 }, { function: 'C_GenerateRandom', ckr: 'CKR_DEVICE_ERROR', count: 1 }]));
     await pastFaultFileReread();
     await assert.rejects(gdk(), KeyUnavailableException);
     const down = await probe(gw.url, 'ready');

@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import { CreateKeyCommand } from '@aws-sdk/client-kms';
 import { objectLabel } from '../../src/domain/key-repository';
 import type { ObjectRef } from '../../src/hsm/hsm';
+import { HsmError } from '../../src/hsm/hsm-error';
 import { HSM_PROFILES } from '../../src/hsm/profiles';
 import { HsmThread } from '../../src/hsm/thread/hsm-thread';
 import { Pkcs11Hsm } from '../../src/hsm/pkcs11/pkcs11-hsm';
@@ -169,5 +170,47 @@ describe('Pkcs11Hsm on SoftHSM2: what the token itself says', () => {
       hsm.generateWrappedDataKey(kek, 32, { mechanism: 'AES_GCM', aad: Buffer.from('aad') }),
       (e: Error & { ckr?: string }) => e.ckr === 'CKR_MECHANISM_INVALID',
     );
+  });
+});
+
+describe('Pkcs11Hsm on SoftHSM2: a failure names the C_* function that failed', () => {
+  /** A second instance over the test token with scripted faults (faults.ts), the failure caught. */
+  const failure = async (rules: object[], act: (hsm: Pkcs11Hsm, kek: ObjectRef) => Promise<unknown>): Promise<HsmError> => {
+    const { token } = integration();
+    const kek = ref(`naming/${Date.now()}/kek`);
+    await integration().hsm.generateKek(kek);
+    const faults = `${token.dir}/naming-faults-${crypto.randomBytes(4).toString('hex')}.json`;
+    fs.writeFileSync(faults, JSON.stringify(rules));
+    const hsm = await Pkcs11Hsm.open({ modulePath: token.modulePath, tokenLabel: token.label, pin: token.pin, sessions: 1, mayFinalize: false, faultsFile: faults });
+    try {
+      const err = await act(hsm, kek).then(() => undefined, (e: unknown) => e);
+      assert.ok(err instanceof HsmError, `an HsmError, not ${String(err)}`);
+      return err;
+    } finally {
+      await hsm.close();
+      await integration().hsm.destroyKey(kek);
+    }
+  };
+  const dataKey = (hsm: Pkcs11Hsm, kek: ObjectRef) => hsm.generateWrappedDataKey(kek, 32, { mechanism: 'AES_KWP' });
+
+  it('C_GenerateKey failing inside GenerateDataKey (generate, read, wrap, destroy) is reported as C_GenerateKey, not C_WrapKey', async () => {
+    const err = await failure([{ function: 'C_GenerateKey', ckr: 'CKR_ATTRIBUTE_TYPE_INVALID', count: 1 }], dataKey);
+    assert.deepEqual([err.fn, err.ckr, err.message], ['C_GenerateKey', 'CKR_ATTRIBUTE_TYPE_INVALID', 'C_GenerateKey failed: CKR_ATTRIBUTE_TYPE_INVALID']);
+  });
+
+  it('a cleanup that fails after the real failure (C_DestroyObject after C_WrapKey) does not take its name', async () => {
+    const err = await failure(
+      [
+        { function: 'C_WrapKey', ckr: 'CKR_FUNCTION_FAILED', count: 1 },
+        { function: 'C_DestroyObject', ckr: 'CKR_FUNCTION_FAILED', count: 1 },
+      ],
+      dataKey,
+    );
+    assert.equal(err.fn, 'C_WrapKey');
+  });
+
+  it('a key that is not on the token is reported by the search that did not find it (C_FindObjects)', async () => {
+    const err = await failure([], (hsm) => dataKey(hsm, ref('naming/absent')));
+    assert.deepEqual([err.kind, err.fn], ['key', 'C_FindObjects']);
   });
 });

@@ -61,6 +61,7 @@ for (const thread of ['true', 'false']) describe(`Self-healing HSM layer (fault 
     await setFaults([{ function: '*', ckr: 'CKR_DEVICE_ERROR' }]);
     await assert.rejects(gdk(), KeyUnavailableException);
     assert.equal(await ready(), 503);
+    assert.match(gw.output(), /the probe failed too/, 'the circuit opened only once the probe of the token failed as well');
     assert.equal(await alive(), 200, 'the process answers: an orchestrator must not restart it');
     const started = Date.now();
     await assert.rejects(gdk(), KeyUnavailableException);
@@ -76,7 +77,8 @@ for (const thread of ['true', 'false']) describe(`Self-healing HSM layer (fault 
 
   for (const ckr of ['CKR_DEVICE_REMOVED', 'CKR_TOKEN_NOT_PRESENT', 'CKR_CRYPTOKI_NOT_INITIALIZED']) {
     it(`${ckr} opens the circuit the same way and heals`, async () => {
-      await setFaults([{ function: 'C_WrapKey', ckr, count: 1 }]);
+      // The token is gone for the call and for the probe that checks it (connection.ts).
+      await setFaults([{ function: 'C_WrapKey', ckr, count: 1 }, { function: 'C_GenerateRandom', ckr, count: 1 }]);
       await assert.rejects(gdk(), KeyUnavailableException);
       assert.equal(await ready(), 503, 'the circuit is open (a missing key would leave /ready at 200)');
       assert.ok((await recoversWithin(5000)) < 5000);
@@ -162,6 +164,7 @@ describe('Reconnecting during a key-pair generation', function () {
       await setFaults([
         { function: 'C_GenerateKeyPairAsync', delayMs: 2500, count: 1 },
         { function: 'C_WrapKey', ckr: 'CKR_DEVICE_ERROR', count: 1 },
+        { function: 'C_GenerateRandom', ckr: 'CKR_DEVICE_ERROR', count: 1 },
       ]);
       const creating = gw.client.send(new CreateKeyCommand({ KeySpec: 'ECC_NIST_P256', KeyUsage: 'SIGN_VERIFY' }));
       await new Promise((r) => setTimeout(r, 200));

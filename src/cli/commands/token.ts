@@ -34,7 +34,7 @@ export function tokenCommands(cli: Cli): Command[] {
       if (!modulePath) throw new CliError(`no PKCS#11 module: set QKMS_PKCS11_MODULE, give --module, or run 'qkms init' to create the embedded token in ${config!.dataDir}`, EXIT.usage);
       let slots: SlotReport[];
       try {
-        slots = listSlots(modulePath);
+        slots = listSlots(modulePath, o.module ? undefined : config?.pkcs11.initArgs);
       } catch (err) {
         throw new CliError(describe(err), EXIT.unavailable);
       }

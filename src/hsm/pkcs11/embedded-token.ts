@@ -5,7 +5,7 @@ import { exclusiveFileLock } from '../../store/data-dir-lock';
 import * as pkcs11js from 'pkcs11js';
 import { HsmError } from '../hsm-error';
 import { ckrName } from './ckr-table';
-import { findSlotByLabel } from './pkcs11-hsm';
+import { findSlotByLabel } from './token-access';
 
 /** Where Debian/Ubuntu (package libsofthsm2) and source builds put the SoftHSM2 module. */
 const SOFTHSM_MODULE_CANDIDATES = [

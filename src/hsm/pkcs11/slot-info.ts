@@ -1,5 +1,6 @@
 import * as pkcs11js from 'pkcs11js';
 import { HsmError } from '../hsm-error';
+import { initialize } from './token-access';
 
 // CK_SLOT_INFO flags (PKCS#11 v2.40 §3.2), which pkcs11js does not export.
 const CKF_TOKEN_PRESENT = 0x1;
@@ -29,17 +30,17 @@ export interface SlotReport {
 
 /**
  * Every slot of a PKCS#11 module and the token in it (C_GetSlotList, C_GetSlotInfo,
- * C_GetTokenInfo): no session, no PIN. The module is loaded, initialised and finalised here; run
+ * C_GetTokenInfo): no session, no PIN. `initArgs` is QKMS_PKCS11_INIT_ARGS (token-access.ts). The module is loaded, initialised and finalised here; run
  * it in a process that has not loaded the module otherwise.
  */
-export function listSlots(modulePath: string): SlotReport[] {
+export function listSlots(modulePath: string, initArgs?: string): SlotReport[] {
   const p11 = new pkcs11js.PKCS11();
   try {
     p11.load(modulePath);
   } catch (err) {
     throw new HsmError('config', 'C_Load', undefined, { cause: new Error(`cannot load the PKCS#11 module ${modulePath}: ${(err as Error).message}`) });
   }
-  p11.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK });
+  initialize(p11, initArgs);
   try {
     return p11.C_GetSlotList(false).map((slot) => slotReport(p11, slot));
   } finally {

@@ -58,6 +58,16 @@ describe('Configuration', () => {
     assert.throws(() => loadConfig({ QKMS_HSM_PROFILE: 'thales' }), /QKMS_HSM_PROFILE/);
   });
 
+  it('takes QKMS_PKCS11_INIT_ARGS for a module that needs it, refuses it for SoftHSM2 (which answers CKR_ARGUMENTS_BAD), and never prints its value', () => {
+    const nss = { QKMS_PKCS11_MODULE: '/usr/lib/x86_64-linux-gnu/libsoftokn3.so', QKMS_PKCS11_PIN: '1234', QKMS_PKCS11_INIT_ARGS: "configdir='sql:/var/lib/nss'" };
+    assert.equal(loadConfig(nss).pkcs11.initArgs, "configdir='sql:/var/lib/nss'");
+    assert.equal(loadConfig({}).pkcs11.initArgs, undefined);
+    assert.throws(() => loadConfig({ QKMS_PKCS11_INIT_ARGS: 'x' }), /QKMS_PKCS11_INIT_ARGS is not for SoftHSM2/);
+    assert.throws(() => loadConfig({ ...nss, QKMS_HSM_PROFILE: 'softhsm2' }), /CKR_ARGUMENTS_BAD/);
+    assert.throws(() => loadConfig({ ...nss, QKMS_PKCS11_INIT_ARGS: '' }), ConfigError);
+    assert.deepEqual(describeConfig(nss), { ...nss, QKMS_PKCS11_PIN: '***', QKMS_PKCS11_INIT_ARGS: '(set)' });
+  });
+
   it('prints secrets as *** in the start-up summary', () => {
     const s = describeConfig({ QKMS_PKCS11_PIN: '1234', QKMS_SECRET_ACCESS_KEY: 'abc', QKMS_PORT: '1' });
     assert.deepEqual(s, { QKMS_PKCS11_PIN: '***', QKMS_SECRET_ACCESS_KEY: '***', QKMS_PORT: '1' });

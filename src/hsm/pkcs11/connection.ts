@@ -1,0 +1,250 @@
+import type * as pkcs11js from 'pkcs11js';
+import type { HsmHealth } from '../hsm';
+import { HsmError } from '../hsm-error';
+import { ckrName } from './ckr-table';
+import { call } from './instrumented-module';
+import type { Pkcs11Options } from './pkcs11-options';
+import { SessionPool } from './session-pool';
+import { closeSessions, CKS_RW_USER_FUNCTIONS, findSlotByLabel, initialize, login, openSession, probeToken, type Session } from './token-access';
+
+const RECOVERY_INTERVAL_MS = 1000;
+
+/** Did `fn` fail with a device-class code while the probe found the token answering (Connection)? */
+export function isDeviceFaultOfTokenThatAnswers(err: HsmError, fn: string): boolean {
+  return err.kind === 'internal' && err.fn === fn && err.cause instanceof HsmError && err.cause.kind === 'device';
+}
+/** How long close() waits for key-pair generations in flight (the HSM thread gives close 2 s in all). */
+const CLOSE_WAIT_MS = 1500;
+
+/**
+ * The live connection to the token: the pool of logged-in sessions, and the healing around every
+ * call (STYLE.md habit 6). A broken session is replaced and the call retried once; a lost login is
+ * redone and the call retried once. A device-class failure is checked before it is believed: a
+ * probe (token-access.ts probeToken) asks the token on a session of its own. Only when the probe
+ * fails too does the circuit breaker open — calls fail fast with HsmError 'device'
+ * (KeyUnavailableException) while a timer re-initialises every second until the token answers
+ * again. When the probe passes, the token misbehaved on that one call (a vendor's stale error code
+ * for a client's bad input, say): the call fails as 'internal' and everyone else is served on.
+ * Anything a client sends can only reach that second branch.
+ */
+export class Connection {
+  slot!: pkcs11js.Handle;
+  private pool!: SessionPool<Session>;
+  /** Circuit breaker: while open, calls fail fast and a timer tries to reconnect. */
+  private recovery?: NodeJS.Timeout;
+  /** Session objects created since the module was (re-)initialised. */
+  private sessionObjects = 0;
+  /** Calls running on the libuv pool (key-pair generation). */
+  private asyncInFlight = 0;
+  private mayFinalize: boolean;
+
+  constructor(
+    private readonly p11: pkcs11js.PKCS11,
+    private readonly options: Pkcs11Options,
+    /** Told after every (re)connect: handles from before it are void. */
+    private readonly onConnected: () => void,
+  ) {
+    this.mayFinalize = options.mayFinalize ?? true;
+  }
+
+  /** Initialise, find the token by label, open the sessions, log in once. */
+  async connect(): Promise<void> {
+    this.sessionObjects = 0;
+    initialize(this.p11, this.options.initArgs);
+    const slot = findSlotByLabel(this.p11, this.options.tokenLabel);
+    const sessions: Session[] = [];
+    try {
+      while (sessions.length < this.options.sessions) sessions.push(openSession(this.p11, slot));
+      login(this.p11, sessions[0], this.options.pin);
+    } catch (err) {
+      closeSessions(this.p11, sessions); // a reconnect without C_Finalize would leave them open in the module
+      throw err;
+    }
+    this.slot = slot;
+    this.pool = new SessionPool<Session>(sessions, (broken) => {
+      closeSessions(this.p11, [broken]);
+      return openSession(this.p11, slot);
+    });
+    this.onConnected();
+  }
+
+  get isUp(): boolean {
+    return this.recovery === undefined;
+  }
+
+  get sessionStats() {
+    return this.pool.stats;
+  }
+
+  setMayFinalize(allowed: boolean): void {
+    this.mayFinalize = allowed;
+  }
+
+  /** Counts a session object made (a recycle is due after recycleAfterSessionObjects of them). */
+  sessionObjectCreated(handle: pkcs11js.Handle): pkcs11js.Handle {
+    this.sessionObjects++;
+    return handle;
+  }
+
+  /** Runs an *Async call on the libuv pool, known to recycle, reconnect and close, which wait for it. */
+  async offThread<T>(body: () => Promise<T>): Promise<T> {
+    this.asyncInFlight++;
+    try {
+      return await body();
+    } finally {
+      this.asyncInFlight--;
+    }
+  }
+
+  /**
+   * Runs body on a pooled session, healing as the class comment says. `label` names the work for
+   * errors that are not a C_* call's own (each of those names its function: instrumented-module.ts).
+   */
+  async withSession<T>(label: string, body: (s: Session) => T, isRetry = false): Promise<T> {
+    if (!this.isUp) throw new HsmError('device', label, 'CKR_DEVICE_REMOVED');
+    const recycleAfter = this.options.recycleAfterSessionObjects;
+    // Postponed while another thread may be inside the module (an abandoned HSM thread, a key pair
+    // being generated on the libuv pool): C_Finalize would pull the module from under it.
+    if (recycleAfter !== undefined && this.sessionObjects >= recycleAfter && this.mayFinalize && this.asyncInFlight === 0) await this.recycle();
+    try {
+      // A session that saw a device-class failure is replaced too: if the token is fine, the
+      // fault may be that session's; if it is down, the pool keeps it (nothing to reopen).
+      return await this.pool.use((s) => call(label, () => body(s)), (err) => err instanceof HsmError && (err.kind === 'session' || err.kind === 'device'));
+    } catch (err) {
+      if (!(err instanceof HsmError)) throw err;
+      if (err.kind === 'device') throw this.confirmDeviceFailure(err);
+      if (!isRetry && err.kind === 'session') return this.withSession(label, body, true);
+      if (!isRetry && err.ckr === 'CKR_USER_NOT_LOGGED_IN') {
+        await this.pool.use((s) => login(this.p11, s, this.options.pin), () => false);
+        return this.withSession(label, body, true);
+      }
+      throw err;
+    }
+  }
+
+  /**
+   * withSession for a call that makes token objects with a ref's id: never repeated. After a
+   * session error its outcome is unknown (the token may have made the object and lost the answer),
+   * and a second object with the id would make the key ambiguous; the caller's rollback destroys
+   * whatever carries the id instead (key-material.ts).
+   */
+  async creating<T>(label: string, body: (s: Session) => T): Promise<T> {
+    return this.withSession(label, body, true);
+  }
+
+  /**
+   * A call failed with a device-class code: the token is down only if the probe says so too. Returns
+   * the error to throw: the device error (the circuit now open), or an 'internal' one caused by it.
+   */
+  private confirmDeviceFailure(err: HsmError): HsmError {
+    if (!this.isUp) return err;
+    try {
+      probeToken(this.p11, this.slot);
+    } catch (probeErr) {
+      this.openCircuit(err, probeErr);
+      return err;
+    }
+    return new HsmError('internal', err.fn, err.ckr, { cause: err });
+  }
+
+  async health(): Promise<HsmHealth> {
+    if (!this.isUp) return { isUp: false, detail: 'token unavailable; reconnecting' };
+    try {
+      const info = this.p11.C_GetTokenInfo(this.slot);
+      // proves a pooled session works
+      await this.withSession('C_GenerateRandom', (s) => this.p11.C_GenerateRandom(s, Buffer.alloc(1)));
+      if (!(await this.isLoggedIn())) {
+        // A lost login is redone here too, so that an idle gateway becomes ready again.
+        await this.pool.use((s) => login(this.p11, s, this.options.pin), () => false);
+        if (!(await this.isLoggedIn())) return { isUp: false, detail: 'the token session is not logged in' };
+      }
+      return { isUp: true, detail: `token '${info.label.trim()}' (${info.model.trim()}) answers, logged in` };
+    } catch (err) {
+      return { isUp: false, detail: err instanceof Error ? err.message : String(err) };
+    }
+  }
+
+  /** The login is per token and application, so one pooled session's state speaks for all. */
+  private async isLoggedIn(): Promise<boolean> {
+    return (await this.withSession('C_GetSessionInfo', (s) => this.p11.C_GetSessionInfo(s).state)) === CKS_RW_USER_FUNCTIONS;
+  }
+
+  /**
+   * C_Finalize and connect again, between calls: every call body but key-pair generation is
+   * synchronous (and that one is waited for), so none is in the middle of a PKCS#11 call here.
+   * A token that does not come back opens the circuit.
+   */
+  private async recycle(): Promise<void> {
+    const objects = this.sessionObjects;
+    this.sessionObjects = 0;
+    const started = performance.now();
+    try {
+      this.p11.C_Finalize();
+      await this.connect();
+    } catch (err) {
+      const cause = err instanceof HsmError ? err : new HsmError('device', 'C_Initialize', ckrName(err), { cause: err });
+      this.openCircuit(cause);
+      throw cause;
+    }
+    this.options.onRecycle?.(objects, performance.now() - started);
+  }
+
+  private openCircuit(cause: HsmError, probeErr?: unknown): void {
+    if (!this.isUp) return;
+    const probe = probeErr instanceof Error ? ` (the probe failed too: ${probeErr.message})` : '';
+    this.options.onStateChange?.(false, `${cause.message}${probe}`);
+    this.recovery = setInterval(() => void this.tryReconnect(), RECOVERY_INTERVAL_MS);
+    this.recovery.unref();
+  }
+
+  /**
+   * One attempt to heal the open circuit. Normally C_Finalize and a fresh C_Initialize, which
+   * resets whatever state the library was left in. While another thread may be inside the module
+   * (mayFinalize false) it only closes this instance's sessions and opens new ones and logs in
+   * again; a library that needs the reset heals once that thread has left. Never under a key-pair
+   * generation on the libuv pool: it fails or ends soon on a down token, and one that never settles
+   * is the HSM thread watchdog's to abandon.
+   */
+  private async tryReconnect(): Promise<void> {
+    if (this.asyncInFlight > 0) return;
+    const isFinalizing = this.mayFinalize;
+    if (isFinalizing) {
+      try {
+        this.p11.C_Finalize();
+      } catch {
+        // not initialised, or already finalised: either way start afresh
+      }
+    } else {
+      closeSessions(this.p11, this.pool.drain());
+    }
+    try {
+      await this.connect();
+      clearInterval(this.recovery);
+      this.recovery = undefined;
+      this.options.onStateChange?.(true, isFinalizing ? 'token answers again' : 'token answers again (sessions reopened without C_Finalize: another thread may be inside the module)');
+    } catch {
+      // still down; the next tick tries again
+    }
+  }
+
+  /**
+   * Closes this instance's sessions, then finalises and unloads the module unless another thread
+   * may be inside it: an abandoned HSM thread (mayFinalize), or a key-pair generation still on the
+   * libuv pool after a bounded wait. The process ends soon after anyway; pulling the module from
+   * under a thread in a call is undefined behaviour.
+   */
+  async close(): Promise<void> {
+    clearInterval(this.recovery);
+    // Let key-pair generations on the libuv pool end first (bounded: shutdown goes on).
+    for (const deadline = performance.now() + CLOSE_WAIT_MS; this.asyncInFlight > 0 && performance.now() < deadline; ) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    closeSessions(this.p11, this.pool.drain());
+    if (!this.mayFinalize || this.asyncInFlight > 0) return;
+    try {
+      this.p11.C_Finalize();
+    } finally {
+      this.p11.close();
+    }
+  }
+}

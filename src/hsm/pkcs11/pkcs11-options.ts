@@ -1,0 +1,34 @@
+import type { IntegrityErrors } from '../profiles';
+
+/** How Pkcs11Hsm reaches and treats a token (from the configuration and the HSM profile). */
+export interface Pkcs11Options {
+  modulePath: string;
+  tokenLabel: string;
+  pin: string;
+  sessions: number;
+  /** QKMS_PKCS11_INIT_ARGS: the init string for C_Initialize (token-access.ts initialize). */
+  initArgs?: string;
+  /** QKMS_FAULTS_FILE: scripted PKCS#11 failures for tests and drills (faults.ts). */
+  faultsFile?: string;
+  /** Who makes AES-GCM IVs (profiles.ts); default 'caller'. */
+  gcmIv?: 'caller' | 'hsm';
+  /** The profile's CKR codes that mean "the input does not verify", by function (profiles.ts). */
+  integrityErrors?: IntegrityErrors;
+  /**
+   * After this many session objects (ephemeral data keys), finalise and re-initialise the module
+   * between two calls: SoftHSM2 keeps every session object it ever made until C_Finalize
+   * (profiles.ts). Unset: never.
+   */
+  recycleAfterSessionObjects?: number;
+  /** Told of a recycle (count of objects released, pause in ms). */
+  onRecycle?: (objects: number, ms: number) => void;
+  /**
+   * False while another thread may be inside the module (a stuck HSM thread that was abandoned;
+   * another user of the module in this process): then nothing here calls C_Finalize or unloads the
+   * module. Recovery reopens sessions and logs in again instead, a due recycle waits, and close()
+   * only closes this instance's sessions. Changed later with setMayFinalize. Default true.
+   */
+  mayFinalize?: boolean;
+  /** Told when the token goes down (circuit open) and comes back. */
+  onStateChange?: (isUp: boolean, detail: string) => void;
+}
