@@ -7,11 +7,13 @@
  *   thread  HsmThread, the gateway's default (QKMS_HSM_THREAD=true): the calling loop never blocks.
  */
 import * as pkcs11js from 'pkcs11js';
-import { Envelope } from '../src/domain/envelope';
+import { Envelope, envelopeModes } from '../src/domain/envelope';
 import { encodeEncryptionContext } from '../src/domain/encryption-context';
 import type { KeyMaterial } from '../src/domain/key-repository';
 import type { Hsm } from '../src/hsm/hsm';
-import { HMAC_SHA256, GENERIC_SECRET_KEY_GEN, KWP } from '../src/hsm/pkcs11/mechanisms';
+import { HMAC_SHA256, GENERIC_SECRET_KEY_GEN } from '../src/hsm/pkcs11/mechanisms';
+/** SoftHSM2's RFC 5649 wrap (capability discovery picks this number there). */
+const KWP = { mechanism: pkcs11js.CKM_AES_KEY_WRAP_PAD };
 import { ephemeralDataKeyTemplate } from '../src/hsm/pkcs11/templates';
 
 export interface ModeResult {
@@ -52,7 +54,7 @@ export async function timeMode(mode: string, concurrency: number, ms: number, op
 
 /** The sequence through an Hsm (sync Pkcs11Hsm or HsmThread): exactly what GenerateDataKey runs. */
 export function envelopeOp(hsm: Hsm, material: KeyMaterial): () => Promise<unknown> {
-  const envelope = new Envelope(hsm, 'AES_KWP_HMAC');
+  const envelope = new Envelope(hsm, envelopeModes(hsm.capabilities(), 'AES_KWP_HMAC'));
   const context = encodeEncryptionContext({}, 8192);
   return () => envelope.sealNewDataKey(material, 32, context);
 }

@@ -17,7 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import autocannon from 'autocannon';
 import { CreateKeyCommand, GenerateDataKeyCommand, KMSClient } from '@aws-sdk/client-kms';
-import { Envelope } from '../src/domain/envelope';
+import { Envelope, envelopeModes } from '../src/domain/envelope';
 import { encodeEncryptionContext } from '../src/domain/encryption-context';
 import { unpackBlob } from '../src/domain/ciphertext-blob';
 import { Pkcs11Hsm } from '../src/hsm/pkcs11/pkcs11-hsm';
@@ -101,7 +101,7 @@ async function main(): Promise<void> {
     // Floor (a) in this process, on the same token, after the gateway made the key.
     const options = { modulePath: token.modulePath, tokenLabel: token.label, pin: token.pin, sessions: 16 };
     const hsm = await Pkcs11Hsm.open(options);
-    const envelope = new Envelope(hsm, 'AES_KWP_HMAC');
+    const envelope = new Envelope(hsm, envelopeModes(hsm.capabilities(), 'AES_KWP_HMAC'));
     const context = encodeEncryptionContext({}, 8192);
     const parsed = unpackBlob(Buffer.from(blob));
     // The key's token objects, by the ids the gateway recorded (read beside it, read-only).

@@ -6,7 +6,9 @@ import { recordSystemEvent } from './audit/system-events';
 import { AUDIT_MAC_KEY } from './audit/audit-record';
 import { PrincipalStore } from './auth/principals';
 import type { Config } from './config/load-config';
-import { Envelope } from './domain/envelope';
+import { Envelope, envelopeModes, type EnvelopeModes } from './domain/envelope';
+import { coreProblems, missingCapabilities, TokenCannotServe, type TokenCapabilities } from './hsm/capabilities';
+import { profileMismatch } from './hsm/profiles';
 import { MARKER_MAC_KEY, MarkerCodec } from './domain/marker';
 import { ensureInternalKey, reconcileWithToken } from './domain/token-reconciliation';
 import { withDeadline } from './hsm/deadline-hsm';
@@ -64,6 +66,27 @@ export async function openHsm(config: Config, logger: Logger): Promise<Hsm> {
     onReplaced: (detail) => logger.error('HSM thread stuck; abandoned it and started a new one', { detail }),
     onThreadEvent: (event) => logThreadEvent(logger, event),
   });
+}
+
+/**
+ * The token's capabilities against what QKMS needs: a missing core need stops the start
+ * (TokenCannotServe, exit 2); missing optional ones are logged once here and answered with
+ * UnsupportedOperationException where they are needed. Returns how this token seals blobs.
+ */
+function checkCapabilities(config: Config, caps: TokenCapabilities, logger: Logger): EnvelopeModes {
+  const problems = coreProblems(caps, config.dataKeyWrap);
+  if (problems.length > 0) throw new TokenCannotServe(problems);
+  const mismatch = profileMismatch(config.pkcs11.profile, caps.token.manufacturer);
+  if (mismatch) logger.warn(mismatch);
+  const modes = envelopeModes(caps, config.dataKeyWrap);
+  logger.info('token capabilities', {
+    token: caps.token,
+    dataKeys: modes.dataKeys.join(', '),
+    encrypt: modes.encrypt,
+    ...(!caps.allowedMechanismsAttribute && { note: 'the token refuses CKA_ALLOWED_MECHANISMS: keys are limited by their usage flags only' }),
+    unavailable: missingCapabilities(caps),
+  });
+  return modes;
 }
 
 function logThreadEvent(logger: Logger, event: ThreadEvent): void {
@@ -129,6 +152,7 @@ async function openGateway(config: Config, rawHsm: Hsm, logger: Logger, { clock,
     const metrics = new GatewayMetrics(() => rawHsm.stats());
     // Timed outside the deadline: a call past QKMS_HSM_TIMEOUT_MS counts as a 'timeout' error at its deadline.
     const hsm = withMetrics(withDeadline(rawHsm, config.hsmTimeoutMs), metrics);
+    const envelopeModes = checkCapabilities(config, rawHsm.capabilities(), logger);
     for (const ref of [MARKER_MAC_KEY, AUDIT_MAC_KEY]) await ensureInternalKey(hsm, ref);
     const reconciled = await reconcileWithToken({ keys, hsm, logger });
     const admin = config.adminCredential;
@@ -152,7 +176,7 @@ async function openGateway(config: Config, rawHsm: Hsm, logger: Logger, { clock,
       scope: { accountId: config.accountId, region: config.region, format: config.arnFormat },
       hsm,
       keys,
-      envelope: new Envelope(hsm, config.dataKeyWrap),
+      envelope: new Envelope(hsm, envelopeModes),
       markers: new MarkerCodec(hsm),
       clock,
       logger,

@@ -4,12 +4,13 @@ import { createApp } from './app';
 import { AuditTrailRefused } from './audit/audit-startup';
 import { describeConfig, loadConfigOrExit } from './config/load-config';
 import { openGatewayOnDataDir, type Gateway } from './gateway';
+import { TokenCannotServe } from './hsm/capabilities';
 import { startingApp } from './http/starting';
 import { createLogger } from './logging/logger';
 import { SeedFileError } from './seed';
 import { createServer } from './server';
 
-/** Exit codes: 2 bad configuration (including the seed file), 3 the HSM, the store, the audit trail or the port could not be opened. */
+/** Exit codes: 2 bad configuration (including the seed file, and a token that lacks what QKMS needs), 3 the HSM, the store, the audit trail or the port could not be opened. */
 async function main(): Promise<void> {
   const config = loadConfigOrExit(process.env, 'qkms');
   const logger = createLogger({ level: config.logLevel });
@@ -62,6 +63,10 @@ async function main(): Promise<void> {
     if (isStopping) return; // stop() reports and exits
     if (err instanceof SeedFileError) {
       logger.error('the seed file cannot be applied', { reason: err.message });
+      process.exit(2);
+    }
+    if (err instanceof TokenCannotServe) {
+      logger.error('refusing to start: the token lacks what QKMS needs (qkms token capabilities prints the whole table)', { missing: err.problems });
       process.exit(2);
     }
     if (err instanceof AuditTrailRefused) {

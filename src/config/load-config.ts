@@ -1,5 +1,6 @@
 import path from 'node:path';
-import { HSM_PROFILES, profileProblems, type DataKeyWrapMode, type HsmProfile } from '../hsm/profiles';
+import type { DataKeyWrapMode } from '../hsm/capabilities';
+import { HSM_PROFILES, type HsmProfile } from '../hsm/profiles';
 import { configSchema, SENSITIVE_SETTINGS, UNLOGGED_SETTINGS } from './schema';
 
 export type ArnFormat = 'verenc' | 'aws';
@@ -37,7 +38,8 @@ export interface Config {
     readonly profile: HsmProfile;
   };
   readonly hsmTimeoutMs: number;
-  readonly dataKeyWrap: DataKeyWrapMode;
+  /** QKMS_DATA_KEY_WRAP: unset, the token's best construction (capability discovery). */
+  readonly dataKeyWrap?: DataKeyWrapMode;
   readonly maxBodyBytes: number;
   readonly maxEncryptionContextBytes: number;
   readonly schedulerIntervalMs: number;
@@ -85,9 +87,6 @@ export function loadConfig(env: Env): Config {
     // SoftHSM2 requires to be NULL (docs/hsm/softhsm2.md): it would refuse to start.
     throw new ConfigError(['QKMS_PKCS11_INIT_ARGS is not for SoftHSM2 (it answers C_Initialize with CKR_ARGUMENTS_BAD when given an init string); leave it unset']);
   }
-  const dataKeyWrap: DataKeyWrapMode = value.QKMS_DATA_KEY_WRAP ?? profile.dataKeyWraps[0] ?? 'AES_KWP_HMAC';
-  const problems = profileProblems(profile, dataKeyWrap);
-  if (problems.length > 0) throw new ConfigError(problems);
   return deepFreeze({
     port: value.QKMS_PORT,
     host: value.QKMS_HOST,
@@ -114,7 +113,7 @@ export function loadConfig(env: Env): Config {
       profile,
     },
     hsmTimeoutMs: value.QKMS_HSM_TIMEOUT_MS,
-    dataKeyWrap,
+    dataKeyWrap: value.QKMS_DATA_KEY_WRAP,
     maxBodyBytes: value.QKMS_MAX_BODY_BYTES,
     maxEncryptionContextBytes: value.QKMS_MAX_ENCRYPTION_CONTEXT_BYTES,
     schedulerIntervalMs: value.QKMS_SCHEDULER_INTERVAL_MS,

@@ -1,4 +1,5 @@
 import Joi from 'joi';
+import { DATA_KEY_WRAP_MODES } from '../hsm/capabilities';
 import { HSM_PROFILES } from '../hsm/profiles';
 
 /** Environment variables QKMS understands, with type, range, default and the reason for each. */
@@ -50,7 +51,7 @@ export const configSchema = Joi.object({
   QKMS_HSM_MAX_ABANDONED_THREADS: Joi.number().integer().min(0).max(100).default(3),
   // How data keys are wrapped: AES_KWP_HMAC (SoftHSM2 2.6.1 cannot wrap with GCM) or AES_GCM for
   // tokens whose C_WrapKey supports CKM_AES_GCM. See docs/crypto.md. Unset: the profile's first.
-  QKMS_DATA_KEY_WRAP: Joi.string().valid('AES_KWP_HMAC', 'AES_GCM'),
+  QKMS_DATA_KEY_WRAP: Joi.string().valid(...DATA_KEY_WRAP_MODES),
   // The largest request body accepted; the largest KMS request (a 128 KiB policy) fits.
   QKMS_MAX_BODY_BYTES: Joi.number().integer().min(1024).max(16777216).default(262144),
   // KMS documents no limit (kms-protocol.md §6, §11 item 7); 8 KiB of canonical encoding is ours.

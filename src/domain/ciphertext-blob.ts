@@ -23,6 +23,12 @@ import { keyIdFromBytes, keyIdToBytes } from './key-ref';
  *   22      12    IV
  *   34      N+16  ciphertext || 128-bit tag, AAD = bytes[0, 22) || encodeEncryptionContext(ctx)
  *
+ *   mechanism 0x03 (Encrypt and data keys on tokens with neither GCM nor an exact RFC 5649 wrap):
+ *   22      16    IV (C_GenerateRandom)
+ *   38      N     C_Encrypt(CKM_AES_CBC_PAD, KEK, IV, plaintext); N a multiple of 16
+ *   38+N    32    C_Sign(CKM_SHA256_HMAC, MAC key, bytes[0, 38+N) || encodeEncryptionContext(ctx))
+ *                 (encrypt-then-MAC: the MAC is checked before anything is decrypted)
+ *
  * Nothing follows the last field: trailing bytes make a blob invalid.
  */
 export const FORMAT_VERSION = 1;
@@ -33,7 +39,10 @@ export const MAX_BLOB_BYTES = 6144; // kms-protocol.md §9, CiphertextBlob is Bl
 export enum BlobMechanism {
   AesKwpHmac = 1,
   AesGcm = 2,
+  AesCbcHmac = 3,
 }
+
+export const CBC_IV_BYTES = 16;
 
 export interface BlobHeader {
   mechanism: BlobMechanism;
@@ -43,7 +52,8 @@ export interface BlobHeader {
 
 export type ParsedBlob =
   | (BlobHeader & { mechanism: BlobMechanism.AesKwpHmac; header: Buffer; dataKeyLength: number; wrapped: Buffer; macInput: Buffer; mac: Buffer })
-  | (BlobHeader & { mechanism: BlobMechanism.AesGcm; header: Buffer; iv: Buffer; ciphertextAndTag: Buffer });
+  | (BlobHeader & { mechanism: BlobMechanism.AesGcm; header: Buffer; iv: Buffer; ciphertextAndTag: Buffer })
+  | (BlobHeader & { mechanism: BlobMechanism.AesCbcHmac; header: Buffer; iv: Buffer; ciphertext: Buffer; macInput: Buffer; mac: Buffer });
 
 export function packHeader(h: BlobHeader): Buffer {
   const out = Buffer.alloc(HEADER_BYTES);
@@ -64,6 +74,11 @@ export function packKwpBody(header: Buffer, dataKeyLength: number, wrapped: Buff
 
 export function packGcm(header: Buffer, iv: Buffer, ciphertextAndTag: Buffer): Buffer {
   return Buffer.concat([header, iv, ciphertextAndTag]);
+}
+
+/** The part of a CBC blob that its HMAC covers (header, IV, ciphertext), before the context is appended. */
+export function packCbcBody(header: Buffer, iv: Buffer, ciphertext: Buffer): Buffer {
+  return Buffer.concat([header, iv, ciphertext]);
 }
 
 /** Parses structure only; authenticity is checked in the HSM. Any malformation -> InvalidCiphertextException. */
@@ -93,6 +108,16 @@ export function unpackBlob(blob: Buffer): ParsedBlob {
     return {
       mechanism: BlobMechanism.AesGcm, keyId, materialVersion, header,
       iv: blob.subarray(HEADER_BYTES, HEADER_BYTES + GCM_IV_BYTES), ciphertextAndTag: blob.subarray(HEADER_BYTES + GCM_IV_BYTES),
+    };
+  }
+  if (blob[1] === BlobMechanism.AesCbcHmac) {
+    const macAt = blob.length - HMAC_BYTES;
+    const ciphertextBytes = macAt - HEADER_BYTES - CBC_IV_BYTES;
+    if (ciphertextBytes < 16 || ciphertextBytes % 16 !== 0) throw new InvalidCiphertextException();
+    return {
+      mechanism: BlobMechanism.AesCbcHmac, keyId, materialVersion, header,
+      iv: blob.subarray(HEADER_BYTES, HEADER_BYTES + CBC_IV_BYTES), ciphertext: blob.subarray(HEADER_BYTES + CBC_IV_BYTES, macAt),
+      macInput: blob.subarray(0, macAt), mac: blob.subarray(macAt),
     };
   }
   throw new InvalidCiphertextException();

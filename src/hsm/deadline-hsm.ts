@@ -27,6 +27,7 @@ export function withDeadline(inner: Hsm, defaultTimeoutMs: number): Hsm {
   return {
     ...(calls as Pick<Hsm, (typeof HSM_CALLS)[number]>),
     health: () => wrap('health', inner.health)().then((h) => h as HsmHealth, (err: unknown) => ({ isUp: false, detail: err instanceof Error ? err.message : String(err) })),
+    capabilities: () => inner.capabilities(),
     stats: () => inner.stats(),
     close: () => inner.close(),
   };

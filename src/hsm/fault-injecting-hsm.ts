@@ -1,7 +1,7 @@
 import type { Hsm } from './hsm';
 import { HsmError, type HsmErrorKind } from './hsm-error';
 
-type Method = Exclude<keyof Hsm, 'close' | 'stats'>;
+type Method = Exclude<keyof Hsm, 'close' | 'stats' | 'capabilities'>;
 
 export interface FaultRule {
   method: Method | '*';
@@ -23,8 +23,8 @@ export class FaultInjectingHsm {
     const handler: ProxyHandler<Hsm> = {
       get: (target, prop: string) => {
         const original = Reflect.get(target, prop) as unknown;
-        // stats reads memory synchronously (no HSM work to fail or delay).
-        if (typeof original !== 'function' || prop === 'close' || prop === 'stats') return typeof original === 'function' ? original.bind(target) : original;
+        // stats and capabilities read memory synchronously (no HSM work to fail or delay).
+        if (typeof original !== 'function' || prop === 'close' || prop === 'stats' || prop === 'capabilities') return typeof original === 'function' ? original.bind(target) : original;
         return async (...args: unknown[]) => {
           const rule = this.take(prop as Method);
           if (rule?.delayMs) await new Promise((r) => setTimeout(r, rule.delayMs));

@@ -5,10 +5,12 @@
  * - session: this session is broken: discard it, the next call gets a fresh one.
  * - device: the token or library is down: KeyUnavailableException until it returns.
  * - auth: the login was lost.
- * - config: the token lacks a mechanism or refuses a template: an operator problem.
+ * - unsupported: the token cannot do what was asked (mechanism, parameter, key shape):
+ *   UnsupportedOperationException, naming the function and the code.
+ * - config: a setting does not fit the token (profile, template): an operator problem, a 500.
  * - timeout: the call exceeded QKMS_HSM_TIMEOUT_MS: DependencyTimeoutException.
  */
-export type HsmErrorKind = 'integrity' | 'key' | 'session' | 'device' | 'auth' | 'config' | 'timeout' | 'internal';
+export type HsmErrorKind = 'integrity' | 'key' | 'session' | 'device' | 'auth' | 'unsupported' | 'config' | 'timeout' | 'internal';
 
 export class HsmError extends Error {
   constructor(

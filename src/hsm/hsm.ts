@@ -1,4 +1,5 @@
 import type { CallStats } from './call-stats';
+import type { TokenCapabilities } from './capabilities';
 
 /**
  * A token object QKMS made, as the HSM layer finds it: by `id` (CKA_ID, hex), which is random and
@@ -55,6 +56,10 @@ export interface Hsm {
   unwrapDataKey(kek: ObjectRef, wrapped: Buffer): Promise<Buffer>;
   /** AES-256-GCM with a fresh IV (made as the token's profile says: gcmIv), returned with the output. */
   encryptAesGcm(kek: ObjectRef, plaintext: Buffer, aad: Buffer): Promise<{ iv: Buffer; ciphertextAndTag: Buffer }>;
+  /** AES-256-CBC with PKCS#7 padding and a fresh 16-byte IV from the token's RNG, returned with the output. */
+  encryptAesCbc(kek: ObjectRef, plaintext: Buffer): Promise<{ iv: Buffer; ciphertext: Buffer }>;
+  /** AES-256-CBC decryption; the caller has verified the blob's MAC first (encrypt-then-MAC). */
+  decryptAesCbc(kek: ObjectRef, iv: Buffer, ciphertext: Buffer): Promise<Buffer>;
   /** Throws HsmError kind 'integrity' when the tag does not verify. */
   decryptAesGcm(kek: ObjectRef, ciphertextAndTag: Buffer, iv: Buffer, aad: Buffer): Promise<Buffer>;
   hmacSign(macKey: ObjectRef, data: Buffer, hash?: Hash): Promise<Buffer>;
@@ -78,6 +83,8 @@ export interface Hsm {
    */
   inspectKeyObjects(ref: ObjectRef): Promise<KeyObjectFacts[]>;
   health(): Promise<HsmHealth>;
+  /** What the token can do, found when it was opened (capabilities.ts); answered from memory. */
+  capabilities(): TokenCapabilities;
   /**
    * Counters and gauges for /metrics, without touching the token: answered from memory at once
    * (with the HSM thread, from its last report, at most HSM_STATS_INTERVAL_MS old).
@@ -140,10 +147,10 @@ export interface HsmHealth {
   detail: string;
 }
 
-/** Every method that does HSM work (all but health, stats and close), for wrappers that forward them. */
+/** Every method that does HSM work (all but health, capabilities, stats and close), for wrappers that forward them. */
 export const HSM_CALLS = [
   'generateKek', 'generateMacKey', 'generateKeyPair', 'publicKey', 'signDigest', 'verifyDigest', 'rsaEncrypt', 'rsaDecrypt', 'deriveSharedSecret', 'generateDataKeyPair', 'generateWrappedDataKey',
-  'unwrapDataKey', 'encryptAesGcm', 'decryptAesGcm', 'hmacSign', 'hmacVerify', 'randomBytes', 'destroyKey', 'countObjects',
+  'unwrapDataKey', 'encryptAesGcm', 'decryptAesGcm', 'encryptAesCbc', 'decryptAesCbc', 'hmacSign', 'hmacVerify', 'randomBytes', 'destroyKey', 'countObjects',
   'listKeyObjects', 'inspectKeyObjects',
 ] as const satisfies ReadonlyArray<keyof Hsm>;
 

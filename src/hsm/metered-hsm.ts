@@ -32,6 +32,7 @@ export function withMetrics(inner: Hsm, observer: HsmCallObserver): Hsm {
   return {
     ...(calls as Pick<Hsm, (typeof HSM_CALLS)[number]>),
     health: () => inner.health(),
+    capabilities: () => inner.capabilities(),
     stats: () => inner.stats(),
     close: () => inner.close(),
   };

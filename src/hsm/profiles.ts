@@ -1,20 +1,16 @@
 /**
- * What differs between PKCS#11 tokens, by name (QKMS_HSM_PROFILE). Only softhsm2 runs in this
- * project's tests; the others record vendor documentation (pkcs11-and-clients.md §3.2,
- * docs/hsm/other-hsms.md) and are checked at start-up against the configuration, so a setting the
- * token cannot honour stops the gateway with the reason instead of failing on the first request.
+ * What differs between PKCS#11 tokens and cannot be found by asking the token, by name
+ * (QKMS_HSM_PROFILE): who makes GCM IVs, error codes that mean "does not verify", when to recycle,
+ * how many sessions. What the token can do is not declared here: capability discovery finds it at
+ * start-up (capabilities.ts). softhsm2 runs in this project's tests, generic on opencryptoki and
+ * NSS softoken too; the vendor profiles record vendor documentation (docs/hsm/other-hsms.md).
  */
-export type DataKeyWrapMode = 'AES_KWP_HMAC' | 'AES_GCM';
 
 /** By PKCS#11 function name: CKR codes with which a token says the input does not verify. */
 export type IntegrityErrors = Readonly<Record<string, readonly string[]>>;
 
 export interface HsmProfile {
   readonly name: string;
-  /** Exercised by the test suite on these machines. */
-  readonly tested: boolean;
-  /** Data-key formats the token supports (docs/crypto.md); the first is the default of QKMS_DATA_KEY_WRAP. */
-  readonly dataKeyWraps: readonly DataKeyWrapMode[];
   /**
    * Who makes AES-GCM IVs: 'caller' — QKMS draws 12 bytes with C_GenerateRandom in the same
    * session; 'hsm' — QKMS passes a zero-filled IV and the token writes the IV it chose into it
@@ -32,20 +28,17 @@ export interface HsmProfile {
    * codes of ckr-table.ts. Elsewhere the same code keeps its usual kind.
    */
   readonly integrityErrors?: IntegrityErrors;
-  /** Hashes the token's CKM_RSA_PKCS_OAEP accepts (RSAES_OAEP_SHA_1 / _SHA_256). */
-  readonly oaepHashes: ReadonlyArray<'SHA1' | 'SHA256'>;
   /** Default QKMS_PKCS11_SESSIONS. */
   readonly sessions: number;
-  /** Why QKMS cannot run on this token at all, if it cannot. */
-  readonly unsupported?: string;
+  /** C_GetTokenInfo's manufacturerID of the tokens the profile is for: another token gets a warning at start-up. */
+  readonly manufacturer?: RegExp;
   readonly notes: string;
 }
 
 export const HSM_PROFILES: Readonly<Record<string, HsmProfile>> = {
   softhsm2: {
     name: 'softhsm2',
-    tested: true,
-    dataKeyWraps: ['AES_KWP_HMAC'], // 2.6.1: C_WrapKey with CKM_AES_GCM is CKR_MECHANISM_INVALID
+    manufacturer: /SoftHSM/i,
     gcmIv: 'caller', // SoftHSM uses the IV it is given
     // SessionObjectStore keeps every session object in `allObjects` until C_Finalize (~240 B each,
     // one per GenerateDataKey or KWP Decrypt): 50,000 bounds that to about 12 MB.
@@ -54,63 +47,47 @@ export const HSM_PROFILES: Readonly<Record<string, HsmProfile>> = {
     // a corrupt KWP blob (C_UnwrapKey), with CKR_GENERAL_ERROR; 2.7.0 with CKR_ENCRYPTED_DATA_INVALID
     // (pkcs11-and-clients.md §1.3, §2.4). Both answers are the same "bad input" here.
     integrityErrors: { C_Decrypt: ['CKR_GENERAL_ERROR'], C_UnwrapKey: ['CKR_GENERAL_ERROR'] },
-    oaepHashes: ['SHA1'], // OAEP with SHA-256 is CKR_ARGUMENTS_BAD in 2.6.1 and 2.7.0 (pkcs11-and-clients.md §0)
     sessions: 4,
     notes: 'SoftHSM2 2.6.1: KWP unwrap returns the key zero-padded to 8 bytes (docs/hsm/softhsm2.md).',
   },
   generic: {
     name: 'generic',
-    tested: false,
-    dataKeyWraps: ['AES_KWP_HMAC', 'AES_GCM'],
     gcmIv: 'caller',
-    oaepHashes: ['SHA1', 'SHA256'],
     sessions: 4,
     notes: 'Standard PKCS#11 v2.40 behaviour: the default for a module QKMS has no profile for.',
   },
   luna: {
     name: 'luna',
-    tested: false,
-    dataKeyWraps: ['AES_KWP_HMAC', 'AES_GCM'],
+    manufacturer: /SafeNet|Thales|Gemalto/i,
     gcmIv: 'caller', // Luna accepts a supplied IV (xks-proxy settings_luna.toml)
-    oaepHashes: ['SHA1', 'SHA256'],
     sessions: 16, // Luna's guidance is about 30 concurrent sessions per HSM
     notes: 'Luna Cloud HSM forces CKA_SENSITIVE=1 on generated keys, so GenerateDataKey cannot read the data key there.',
   },
   cloudhsm: {
     name: 'cloudhsm',
-    tested: false,
-    dataKeyWraps: ['AES_GCM'], // CKM_AES_KEY_WRAP_PAD is not among its documented wrap mechanisms
+    manufacturer: /Marvell|Cavium|Amazon/i,
     gcmIv: 'hsm', // zero-filled IV in, HSM-chosen IV out (aws-cloudhsm-pkcs11-examples aes_gcm.c)
-    oaepHashes: ['SHA1', 'SHA256'],
     sessions: 16,
     notes: 'GCM input up to 16 KB per call; CKA_SENSITIVE handling has known issues.',
   },
   nshield: {
     name: 'nshield',
-    tested: false,
-    dataKeyWraps: ['AES_KWP_HMAC', 'AES_GCM'],
+    manufacturer: /nCipher|Entrust/i,
     gcmIv: 'hsm', // requires a zero IV on input (xks-proxy settings_nshield.toml)
-    oaepHashes: ['SHA1', 'SHA256'],
     sessions: 16,
     notes: '',
   },
   yubihsm: {
     name: 'yubihsm',
-    tested: false,
-    dataKeyWraps: [],
+    manufacturer: /Yubico/i,
     gcmIv: 'caller',
-    oaepHashes: ['SHA1', 'SHA256'],
     sessions: 4,
-    unsupported: 'YubiHSM 2 never exports a key value in plaintext (GenerateDataKey reads the data key it generated) and its module lacks CKM_AES_GCM (Encrypt needs it)',
-    notes: '256 objects / 126 KB in total.',
+    notes: '256 objects / 126 KB in total; never exports a key value in plaintext, which GenerateDataKey needs (capability discovery stops the start).',
   },
 };
 
-/** The profile's problems with the chosen settings, as start-up error lines (empty when it fits). */
-export function profileProblems(profile: HsmProfile, dataKeyWrap: DataKeyWrapMode): string[] {
-  if (profile.unsupported) return [`QKMS_HSM_PROFILE=${profile.name}: not supported: ${profile.unsupported}`];
-  if (!profile.dataKeyWraps.includes(dataKeyWrap)) {
-    return [`QKMS_DATA_KEY_WRAP=${dataKeyWrap} is not available with QKMS_HSM_PROFILE=${profile.name} (supported: ${profile.dataKeyWraps.join(', ')})`];
-  }
-  return [];
+/** A warning when the token is not one the profile was written for (undefined when it is, or the profile names none). */
+export function profileMismatch(profile: HsmProfile, manufacturer: string): string | undefined {
+  if (!profile.manufacturer || profile.manufacturer.test(manufacturer)) return undefined;
+  return `QKMS_HSM_PROFILE=${profile.name} is meant for another token (this one is made by '${manufacturer}'): its IV, error-code and recycling settings may not fit`;
 }

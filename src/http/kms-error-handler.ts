@@ -7,6 +7,7 @@ import {
   KMSInternalException,
   SerializationException,
   UnknownOperationException,
+  UnsupportedOperationException,
   ValidationException,
 } from '../errors/kms-errors';
 import { sendJson } from './dispatch';
@@ -54,6 +55,8 @@ function fromHsmError(err: HsmError): KmsError {
     case 'session':
     case 'auth':
       return KeyUnavailableException.tokenDown(err);
+    case 'unsupported':
+      return new UnsupportedOperationException(`This HSM cannot do it: ${err.fn} answered ${err.ckr ?? 'that the function is not supported'}.`, { cause: err });
     default:
       return KMSInternalException.create(err);
   }

@@ -5,6 +5,7 @@ import { nextRotationDate } from '../domain/key-lifecycle';
 import { createKeyWithMaterial } from '../domain/key-material';
 import { isSupportedSpec, KEY_SPECS_IN_KMS, KEY_USAGES_IN_KMS, SUPPORTED_SPECS, type KeySpec, type KeyUsage } from '../domain/key-spec';
 import { TagException, UnsupportedOperationException, ValidationException } from '../errors/kms-errors';
+import { keySpecProblem } from '../domain/token-support';
 import { authorize } from './authorize';
 import { checkNewKeyPolicy } from './key-policy';
 import type { GatewayDeps, Operation } from './context';
@@ -91,6 +92,8 @@ export async function createKeyInHsm(
   deps: GatewayDeps,
   spec: { keySpec: KeySpec; keyUsage: KeyUsage; description: string; tags: Tag[]; policy?: string; keyId?: string; rotationPeriodDays?: number },
 ): Promise<KeyRecord> {
+  const problem = keySpecProblem(deps.hsm.capabilities(), spec.keySpec, spec.keyUsage);
+  if (problem) throw new UnsupportedOperationException(`KeySpec ${spec.keySpec} with KeyUsage ${spec.keyUsage}: ${problem}.`);
   const keyId = spec.keyId ?? crypto.randomUUID();
   const now = deps.clock();
   const key: KeyRecord = {

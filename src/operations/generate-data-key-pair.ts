@@ -1,5 +1,6 @@
 import { encodeEncryptionContext, type EncryptionContext } from '../domain/encryption-context';
 import { isSupportedSpec, keyPairSpecOf } from '../domain/key-spec';
+import { keyPairProblem } from '../hsm/capabilities';
 import { DryRunOperationException, UnsupportedOperationException } from '../errors/kms-errors';
 import type { Operation, OperationContext } from './context';
 import { checkGrantTokens } from './key-lookup';
@@ -59,6 +60,8 @@ async function newDataKeyPair(input: GenerateDataKeyPairInput, ctx: OperationCon
   const target = await keyForEncryption(input.KeyId, ctx, { operation, action: `kms:${operation}`, facts: { encryptionContext: input.EncryptionContext ?? {} } });
   const spec = isSupportedSpec(input.KeyPairSpec) ? keyPairSpecOf(input.KeyPairSpec) : undefined;
   if (!spec) throw new UnsupportedOperationException(`KeyPairSpec ${input.KeyPairSpec} is not supported by this gateway.`);
+  const problem = keyPairProblem(ctx.deps.hsm.capabilities(), spec, 'SIGN_VERIFY');
+  if (problem) throw new UnsupportedOperationException(`KeyPairSpec ${input.KeyPairSpec}: ${problem}.`);
   if (input.DryRun) throw DryRunOperationException.create();
   const pair = await ctx.deps.hsm.generateDataKeyPair(spec);
   let blob: Buffer;

@@ -4,6 +4,7 @@ import { assertUsageAndAlgorithm, HASH_BYTES, signingScheme, type KeySpec, type 
 import { assertUsableForCrypto } from '../domain/key-state';
 import type { Hash, SigningScheme } from '../hsm/hsm';
 import { UnsupportedOperationException, ValidationException } from '../errors/kms-errors';
+import { signingAlgorithmProblem } from '../domain/token-support';
 import type { OperationContext } from './context';
 import { checkGrantTokens, currentMaterial, resolveKey } from './key-lookup';
 
@@ -27,6 +28,8 @@ export async function keyForUse(
   const { key, arn } = await resolveKey(input.KeyId, ctx, { allowAlias: true, action: options.action });
   assertUsableForCrypto(key.state, arn);
   assertUsageAndAlgorithm(key, arn, options.operation, options.usage, options.algorithm);
+  const problem = signingAlgorithmProblem(ctx.deps.hsm.capabilities(), options.algorithm);
+  if (problem) throw new UnsupportedOperationException(`${options.algorithm}: ${problem}.`);
   return { arn, keySpec: key.keySpec, objects: (await currentMaterial(ctx, key)).objects };
 }
 

@@ -1,5 +1,6 @@
 import type { EncryptionContext } from '../domain/encryption-context';
 import type { KeyRecord } from '../domain/key-repository';
+import { capabilityProblem } from '../hsm/capabilities';
 import type { ObjectRef } from '../hsm/hsm';
 import { assertUsageAndAlgorithm, HASH_BYTES, SUPPORTED_SPECS } from '../domain/key-spec';
 import { UnsupportedOperationException, ValidationException } from '../errors/kms-errors';
@@ -14,8 +15,8 @@ export function isRsaEncryptionKey(key: KeyRecord): boolean {
 /**
  * The OAEP hash for an RSA Encrypt/Decrypt, after the checks in AWS's order: an algorithm of the
  * key (InvalidKeyUsageException; SYMMETRIC_DEFAULT when omitted), no encryption context (asymmetric
- * keys take none [D]), and one the token can do — SoftHSM2 has OAEP with SHA-1 only, so
- * RSAES_OAEP_SHA_256 is UnsupportedOperationException there rather than a wrong answer.
+ * keys take none [D]), and one the token can do (capability discovery) — SoftHSM2 has OAEP with
+ * SHA-1 only, so RSAES_OAEP_SHA_256 is UnsupportedOperationException there rather than a wrong answer.
  */
 export async function oaepFor(
   key: KeyRecord,
@@ -30,10 +31,8 @@ export async function oaepFor(
     throw new ValidationException('EncryptionContext is not supported with asymmetric KMS keys.');
   }
   const hash = algorithm === 'RSAES_OAEP_SHA_1' ? 'SHA1' : 'SHA256';
-  const profile = ctx.deps.config.pkcs11.profile;
-  if (!profile.oaepHashes.includes(hash)) {
-    throw new UnsupportedOperationException(`${algorithm} is not available on this HSM (QKMS_HSM_PROFILE=${profile.name} does RSA-OAEP with ${profile.oaepHashes.join(', ')} only).`);
-  }
+  const problem = capabilityProblem(ctx.deps.hsm.capabilities(), hash === 'SHA1' ? 'rsa-oaep-sha1' : 'rsa-oaep-sha256');
+  if (problem) throw new UnsupportedOperationException(`${algorithm}: ${problem}.`);
   const { objects } = await currentMaterial(ctx, key);
   return { hash, privateKey: objects.private, publicKey: objects.public };
 }

@@ -8,6 +8,7 @@ import type { ObjectRef } from '../../src/hsm/hsm';
 import { HsmError } from '../../src/hsm/hsm-error';
 import { HSM_PROFILES } from '../../src/hsm/profiles';
 import { HsmThread } from '../../src/hsm/thread/hsm-thread';
+import { PROBE_LABEL } from '../../src/hsm/pkcs11/capability-probes';
 import { Pkcs11Hsm } from '../../src/hsm/pkcs11/pkcs11-hsm';
 import { hsmContract } from '../support/hsm-contract';
 import { integration } from '../support/integration-hooks';
@@ -212,5 +213,24 @@ describe('Pkcs11Hsm on SoftHSM2: a failure names the C_* function that failed', 
   it('a key that is not on the token is reported by the search that did not find it (C_FindObjects)', async () => {
     const err = await failure([], (hsm) => dataKey(hsm, ref('naming/absent')));
     assert.deepEqual([err.kind, err.fn], ['key', 'C_FindObjects']);
+  });
+});
+
+describe('Pkcs11Hsm on SoftHSM2: capability discovery', () => {
+  it('destroys a probe object a crash left behind (between the probe\'s create and destroy) at the next open, and nothing else', async () => {
+    const { token, hsm } = integration();
+    const leftover = { id: crypto.randomBytes(16).toString('hex'), label: PROBE_LABEL };
+    const bystander = { id: crypto.randomBytes(16).toString('hex'), label: 'qkms-capability-probe-not' };
+    await hsm.generateKek(leftover);
+    await hsm.generateKek(bystander);
+    const reopened = await Pkcs11Hsm.open({ modulePath: token.modulePath, tokenLabel: token.label, pin: token.pin, sessions: 1, mayFinalize: false });
+    try {
+      assert.equal(await reopened.countObjects(leftover), 0);
+      assert.equal(await reopened.countObjects(bystander), 1);
+      assert.equal(reopened.capabilities().checks['aes-token-keys'].ok, true);
+    } finally {
+      await reopened.destroyKey(bystander);
+      await reopened.close();
+    }
   });
 });

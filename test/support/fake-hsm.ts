@@ -2,6 +2,8 @@ import crypto from 'node:crypto';
 import type { DataKeyWrap, Hash, HmacKeySpec, Hsm, HsmHealth, HsmStats, KeyObjectFacts, KeyPairSpec, ObjectRef, SigningScheme } from '../../src/hsm/hsm';
 import { GCM_IV_BYTES, GCM_TAG_BYTES } from '../../src/hsm/hsm';
 import { HsmError } from '../../src/hsm/hsm-error';
+import type { CapabilityName, TokenCapabilities } from '../../src/hsm/capabilities';
+import { CAPABILITY_FEATURES } from '../../src/hsm/capabilities';
 import { signDigest, verifyDigest } from './fake-signatures';
 
 const KWP_IV = Buffer.from('A65959A6', 'hex'); // RFC 5649 alternative initial value
@@ -75,6 +77,19 @@ export class FakeHsm implements Hsm {
     const c = crypto.createCipheriv('aes-256-gcm', this.secret(kekRef), iv, { authTagLength: GCM_TAG_BYTES }).setAAD(aad);
     return { iv, ciphertextAndTag: Buffer.concat([c.update(plaintext), c.final(), c.getAuthTag()]) };
   }
+  async encryptAesCbc(kekRef: ObjectRef, plaintext: Buffer) {
+    const iv = crypto.randomBytes(16);
+    const c = crypto.createCipheriv('aes-256-cbc', this.secret(kekRef), iv);
+    return { iv, ciphertext: Buffer.concat([c.update(plaintext), c.final()]) };
+  }
+  async decryptAesCbc(kekRef: ObjectRef, iv: Buffer, ciphertext: Buffer) {
+    try {
+      const d = crypto.createDecipheriv('aes-256-cbc', this.secret(kekRef), iv);
+      return Buffer.concat([d.update(ciphertext), d.final()]);
+    } catch {
+      throw new HsmError('integrity', 'C_Decrypt', 'CKR_ENCRYPTED_DATA_INVALID');
+    }
+  }
   async decryptAesGcm(kekRef: ObjectRef, ciphertextAndTag: Buffer, iv: Buffer, aad: Buffer) {
     const key = this.secret(kekRef);
     try {
@@ -145,6 +160,11 @@ export class FakeHsm implements Hsm {
   async health(): Promise<HsmHealth> {
     return { isUp: this.isUp, detail: this.isUp ? 'fake token answers' : 'fake token down' };
   }
+  /** Everything works, unless a test says otherwise (fullCapabilities). */
+  caps: TokenCapabilities = fullCapabilities();
+  capabilities(): TokenCapabilities {
+    return this.caps;
+  }
   /** No sessions and no PKCS#11 functions: node:crypto does the work. */
   stats(): HsmStats {
     return { isUp: this.isUp, sessions: { size: 0, inUse: 0, waiters: 0 }, queuedCalls: 0, pkcs11: {} };
@@ -181,4 +201,12 @@ function fakePair(spec: KeyPairSpec): crypto.KeyPairKeyObjectResult {
   if (spec.family === 'RSA') return crypto.generateKeyPairSync('rsa', { modulusLength: spec.bits });
   if (spec.family === 'EDWARDS') return crypto.generateKeyPairSync('ed25519');
   return crypto.generateKeyPairSync('ec', { namedCurve: spec.curve });
+}
+
+/** A token that can do everything QKMS asks of one, with these capabilities switched off. */
+export function fullCapabilities(...without: CapabilityName[]): TokenCapabilities {
+  const checks = Object.fromEntries(
+    Object.keys(CAPABILITY_FEATURES).map((name) => [name, { ok: !without.includes(name as CapabilityName), mechanism: name, detail: without.includes(name as CapabilityName) ? 'switched off by the test' : 'fake' }]),
+  ) as TokenCapabilities['checks'];
+  return { token: { manufacturer: 'fake', model: 'fake', library: 'node:crypto' }, checks, kwpMechanism: 0x210a, genericSecretBytes: { min: 1, max: 1024 }, rsaBits: { min: 1024, max: 4096 }, allowedMechanismsAttribute: true };
 }

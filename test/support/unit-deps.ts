@@ -6,7 +6,7 @@ import { auditMac } from '../../src/audit/audit-mac';
 import { AUDIT_MAC_KEY } from '../../src/audit/audit-record';
 import { PrincipalStore } from '../../src/auth/principals';
 import { loadConfig } from '../../src/config/load-config';
-import { Envelope } from '../../src/domain/envelope';
+import { Envelope, envelopeModes } from '../../src/domain/envelope';
 import { MARKER_MAC_KEY, MarkerCodec } from '../../src/domain/marker';
 import { createLogger } from '../../src/logging/logger';
 import { GatewayMetrics } from '../../src/metrics/gateway-metrics';
@@ -29,7 +29,7 @@ export async function unitDeps(env: Record<string, string> = {}): Promise<Gatewa
     scope: { accountId: config.accountId, region: config.region, format: config.arnFormat },
     hsm: fake,
     keys,
-    envelope: new Envelope(fake, config.dataKeyWrap),
+    envelope: new Envelope(fake, envelopeModes(fake.capabilities(), config.dataKeyWrap)),
     markers: new MarkerCodec(fake),
     audit,
     principals: new PrincipalStore({ ...TEST_ADMIN, principalArn: `arn:aws:iam::${config.accountId}:root` }, undefined, createLogger({ level: 'error', silent: true })),

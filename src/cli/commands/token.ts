@@ -1,11 +1,14 @@
 import path from 'node:path';
 import { Command } from 'commander';
+import { envelopeModes, type EnvelopeModes } from '../../domain/envelope';
+import { openHsm } from '../../gateway';
+import { CAPABILITY_FEATURES, coreProblems, type CapabilityName, type TokenCapabilities } from '../../hsm/capabilities';
 import { existingEmbeddedModule } from '../../hsm/pkcs11/embedded-token';
 import { listSlots, type SlotReport } from '../../hsm/pkcs11/slot-info';
 import { CliError, EXIT, describe, type Cli } from '../cli-context';
 import { LocalCaller } from '../local-caller';
 
-/** `qkms init` and `qkms slots`: the token itself. */
+/** `qkms init`, `qkms slots` and `qkms token capabilities`: the token itself. */
 export function tokenCommands(cli: Cli): Command[] {
   const init = new Command('init')
     .description('prepare QKMS_DATA_DIR and its token: the embedded SoftHSM2 token (created if missing), the key store and the internal HSM keys')
@@ -41,7 +44,39 @@ export function tokenCommands(cli: Cli): Command[] {
       cli.result({ module: modulePath, slots }, () => slotsText(modulePath, slots, config?.pkcs11.tokenLabel));
     });
 
-  return [init, slots];
+  const capabilities = new Command('capabilities')
+    .description('what the token can do, found by probing it as a gateway start does: mechanism -> KMS features, and whether QKMS can serve on it')
+    .action(async () => {
+      if (cli.endpoint) throw new CliError('token capabilities probes the token directly; it takes no --endpoint', EXIT.usage);
+      const config = cli.config();
+      let hsm;
+      try {
+        hsm = await openHsm(config, cli.logger());
+      } catch (err) {
+        throw new CliError(`cannot open the token: ${describe(err)}`, EXIT.unavailable);
+      }
+      const caps = hsm.capabilities();
+      await hsm.close();
+      const problems = coreProblems(caps, config.dataKeyWrap);
+      const modes = envelopeModes(caps, config.dataKeyWrap);
+      cli.result({ ...caps, problems, dataKeys: modes.dataKeys, encrypt: modes.encrypt }, () => capabilitiesText(caps, problems, modes));
+      if (problems.length > 0) process.exitCode = EXIT.usage; // as the gateway, which exits 2 on such a token
+    });
+  const token = new Command('token').description('the PKCS#11 token: what it can do').addCommand(capabilities);
+
+  return [init, slots, token];
+}
+
+function capabilitiesText(caps: TokenCapabilities, problems: string[], modes: EnvelopeModes): string {
+  const lines = [`token: ${caps.token.manufacturer} ${caps.token.model} (library ${caps.token.library})`];
+  const width = Math.max(...Object.values(caps.checks).map((c) => c.mechanism.length));
+  for (const [name, c] of Object.entries(caps.checks)) {
+    lines.push(`  ${c.ok ? 'yes' : 'NO '}  ${c.mechanism.padEnd(width)}  ${CAPABILITY_FEATURES[name as CapabilityName]}${c.ok ? '' : `  — ${c.detail}`}`);
+  }
+  lines.push(`data keys sealed as: ${modes.dataKeys.join(', ') || 'nothing'}${caps.genericSecretBytes ? ` (key objects of ${caps.genericSecretBytes.min}–${caps.genericSecretBytes.max} bytes)` : ''}; Encrypt as ${modes.encrypt}`);
+  if (!caps.allowedMechanismsAttribute) lines.push('CKA_ALLOWED_MECHANISMS is refused on token objects: keys are limited by their usage flags only');
+  lines.push(problems.length === 0 ? 'QKMS can serve on this token; the operations marked NO answer UnsupportedOperationException' : `QKMS cannot serve on this token:\n  ${problems.join('\n  ')}`);
+  return lines.join('\n');
 }
 
 function slotsText(modulePath: string, slots: SlotReport[], ourLabel: string | undefined): string {

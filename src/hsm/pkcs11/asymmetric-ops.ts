@@ -15,7 +15,7 @@ export class AsymmetricOps {
   constructor(private readonly ctx: OperationContext) {}
 
   async generateKeyPair(refs: { private: ObjectRef; public: ObjectRef }, spec: KeyPairSpec, usage: KeyPairUsage): Promise<void> {
-    const { publicKey, privateKey } = keyPairTemplates(refs, spec, usage);
+    const { publicKey, privateKey } = keyPairTemplates(refs, spec, usage, { allowedMechanisms: this.ctx.capabilities.allowedMechanismsAttribute });
     await this.ctx.connection.creating('C_GenerateKeyPair', async (s) => {
       const pair = await this.generatePairOffThread(s, spec, publicKey, privateKey);
       this.ctx.objects.remember(refs.public, pair.publicKey);

@@ -32,17 +32,24 @@ const TABLE: Record<string, HsmErrorKind> = {
   CKR_USER_NOT_LOGGED_IN: 'auth',
   CKR_PIN_INCORRECT: 'auth',
   CKR_PIN_LOCKED: 'auth',
-  CKR_MECHANISM_INVALID: 'config',
-  CKR_MECHANISM_PARAM_INVALID: 'config',
-  CKR_TEMPLATE_INCONSISTENT: 'config',
+  // The token cannot do what was asked (a mechanism, a parameter, a key shape): capability discovery
+  // finds most of these at start-up; the rest (a curve, a key size, a template the token refuses)
+  // surface here, at the request, as UnsupportedOperationException.
+  CKR_MECHANISM_INVALID: 'unsupported',
+  CKR_MECHANISM_PARAM_INVALID: 'unsupported',
+  CKR_FUNCTION_NOT_SUPPORTED: 'unsupported',
+  CKR_TEMPLATE_INCONSISTENT: 'unsupported',
+  CKR_ATTRIBUTE_TYPE_INVALID: 'unsupported',
+  CKR_ATTRIBUTE_VALUE_INVALID: 'unsupported',
+  CKR_DOMAIN_PARAMS_INVALID: 'unsupported',
+  CKR_CURVE_NOT_SUPPORTED: 'unsupported',
+  CKR_KEY_SIZE_RANGE: 'unsupported',
   CKR_TEMPLATE_INCOMPLETE: 'config',
-  CKR_ATTRIBUTE_VALUE_INVALID: 'config',
   CKR_ATTRIBUTE_READ_ONLY: 'config',
   CKR_ATTRIBUTE_SENSITIVE: 'config',
   CKR_KEY_TYPE_INCONSISTENT: 'config',
   CKR_KEY_FUNCTION_NOT_PERMITTED: 'config',
   CKR_KEY_UNEXTRACTABLE: 'config',
-  CKR_KEY_SIZE_RANGE: 'config',
 };
 
 /** The kind of a CKR code, returned by `fn`, on a token with these `integrityErrors`. */

@@ -1,7 +1,12 @@
 import * as pkcs11js from 'pkcs11js';
 import { GCM_TAG_BYTES } from '../hsm';
 
-export const KWP: pkcs11js.Mechanism = { mechanism: pkcs11js.CKM_AES_KEY_WRAP_PAD }; // SoftHSM rejects any parameter
+/**
+ * RFC 5649 key wrap, as PKCS#11 v3.0 numbers it (NSS implements exact RFC 5649 under this number, and
+ * RFC 3394 over PKCS#7 padding under CKM_AES_KEY_WRAP_PAD); capability discovery finds which of the
+ * two a token gets right. Neither takes a parameter (SoftHSM rejects one).
+ */
+export const CKM_AES_KEY_WRAP_KWP = 0x210b;
 export const HMAC_SHA256: pkcs11js.Mechanism = { mechanism: pkcs11js.CKM_SHA256_HMAC };
 export const AES_KEY_GEN: pkcs11js.Mechanism = { mechanism: pkcs11js.CKM_AES_KEY_GEN };
 export const GENERIC_SECRET_KEY_GEN: pkcs11js.Mechanism = { mechanism: pkcs11js.CKM_GENERIC_SECRET_KEY_GEN };
@@ -59,3 +64,17 @@ export function rsaOaep(hash: 'SHA1' | 'SHA256'): pkcs11js.Mechanism {
   const [hashAlg, mgf] = hash === 'SHA1' ? [pkcs11js.CKM_SHA_1, pkcs11js.CKG_MGF1_SHA1] : [pkcs11js.CKM_SHA256, pkcs11js.CKG_MGF1_SHA256];
   return { mechanism: pkcs11js.CKM_RSA_PKCS_OAEP, parameter: { type: pkcs11js.CK_PARAMS_RSA_OAEP, hashAlg, mgf, source: 1 } as pkcs11js.RsaOAEP };
 }
+
+/** A mechanism's CKM_ name, for messages and the capability table (pkcs11js exports the v2.40 ones). */
+export function mechanismName(mechanism: number): string {
+  if (mechanism === CKM_AES_KEY_WRAP_KWP) return 'CKM_AES_KEY_WRAP_KWP';
+  if (mechanism === CKM_EC_EDWARDS_KEY_PAIR_GEN) return 'CKM_EC_EDWARDS_KEY_PAIR_GEN';
+  if (mechanism === CKM_EDDSA) return 'CKM_EDDSA';
+  return MECHANISM_NAMES.get(mechanism) ?? `CKM_0x${mechanism.toString(16)}`;
+}
+
+const MECHANISM_NAMES = new Map<number, string>(
+  Object.entries(pkcs11js)
+    .filter(([k, v]) => k.startsWith('CKM_') && typeof v === 'number')
+    .map(([k, v]) => [v as number, k]),
+);

@@ -1,7 +1,9 @@
 import * as pkcs11js from 'pkcs11js';
 import { CallRecorder } from '../call-stats';
 import type { DataKeyWrap, Hash, HmacKeySpec, Hsm, HsmHealth, HsmStats, KeyObjectFacts, KeyPairSpec, KeyPairUsage, ObjectRef, SigningScheme, WrappedDataKey } from '../hsm';
+import type { TokenCapabilities } from '../capabilities';
 import { AsymmetricOps } from './asymmetric-ops';
+import { discoverCapabilities } from './capability-probes';
 import { Connection } from './connection';
 import { FaultPlan } from './faults';
 import { call, instrumented } from './instrumented-module';
@@ -31,7 +33,7 @@ export class Pkcs11Hsm implements Hsm {
     private readonly calls: CallRecorder,
     private readonly connection: Connection,
     private readonly objects: ObjectIndex,
-    ctx: OperationContext,
+    private readonly ctx: OperationContext,
   ) {
     this.symmetric = new SymmetricOps(ctx);
     this.asymmetric = new AsymmetricOps(ctx);
@@ -40,13 +42,28 @@ export class Pkcs11Hsm implements Hsm {
   /** Load the module once, then connect; a wrong PIN or label fails here, at boot. */
   static async open(options: Pkcs11Options): Promise<Pkcs11Hsm> {
     const calls = new CallRecorder();
-    const p11 = instrumented(new pkcs11js.PKCS11(), calls, { faults: options.faultsFile ? new FaultPlan(options.faultsFile) : undefined, integrityErrors: options.integrityErrors });
+    const module = new pkcs11js.PKCS11();
+    const p11 = instrumented(module, calls, { faults: options.faultsFile ? new FaultPlan(options.faultsFile) : undefined, integrityErrors: options.integrityErrors });
     call('C_Load', () => p11.load(options.modulePath));
     let objects: ObjectIndex | undefined;
     const connection = new Connection(p11, options, () => objects?.clear());
     objects = new ObjectIndex(p11, connection);
     await connection.connect();
-    return new Pkcs11Hsm(calls, connection, objects, { p11, connection, objects, options });
+    try {
+      // Before any key is made: the probes find what the token can do (capability-probes.ts). They
+      // run outside the fault plan (a drill's faults and `skip` counts are for the gateway's work)
+      // and outside the call statistics (a refused probe is no error of the token's to alert on).
+      const probing = instrumented(module, new CallRecorder(), { integrityErrors: options.integrityErrors });
+      const capabilities = options.capabilities ?? (await connection.withSession('C_GetMechanismList', (s) => discoverCapabilities(probing, connection.slot, s)));
+      return new Pkcs11Hsm(calls, connection, objects, { p11, connection, objects, options, capabilities });
+    } catch (err) {
+      await connection.close();
+      throw err;
+    }
+  }
+
+  capabilities(): TokenCapabilities {
+    return this.ctx.capabilities;
   }
 
   get isUp(): boolean {
@@ -97,6 +114,14 @@ export class Pkcs11Hsm implements Hsm {
 
   decryptAesGcm(kekRef: ObjectRef, ciphertextAndTag: Buffer, iv: Buffer, aad: Buffer): Promise<Buffer> {
     return this.symmetric.decryptAesGcm(kekRef, ciphertextAndTag, iv, aad);
+  }
+
+  encryptAesCbc(kekRef: ObjectRef, plaintext: Buffer): Promise<{ iv: Buffer; ciphertext: Buffer }> {
+    return this.symmetric.encryptAesCbc(kekRef, plaintext);
+  }
+
+  decryptAesCbc(kekRef: ObjectRef, iv: Buffer, ciphertext: Buffer): Promise<Buffer> {
+    return this.symmetric.decryptAesCbc(kekRef, iv, ciphertext);
   }
 
   hmacSign(macRef: ObjectRef, data: Buffer, hash?: Hash): Promise<Buffer> {

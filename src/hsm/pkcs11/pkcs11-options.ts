@@ -1,3 +1,4 @@
+import type { TokenCapabilities } from '../capabilities';
 import type { IntegrityErrors } from '../profiles';
 
 /** How Pkcs11Hsm reaches and treats a token (from the configuration and the HSM profile). */
@@ -29,6 +30,11 @@ export interface Pkcs11Options {
    * only closes this instance's sessions. Changed later with setMayFinalize. Default true.
    */
   mayFinalize?: boolean;
+  /**
+   * What the token can do, when already found (a replacement HSM thread is given its
+   * predecessor's): open() then skips capability discovery.
+   */
+  capabilities?: TokenCapabilities;
   /** Told when the token goes down (circuit open) and comes back. */
   onStateChange?: (isUp: boolean, detail: string) => void;
 }

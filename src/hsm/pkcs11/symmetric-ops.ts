@@ -4,23 +4,34 @@ import type { DataKeyWrap, Hash, HmacKeySpec, ObjectRef, WrappedDataKey } from '
 import { GCM_IV_BYTES, GCM_TAG_BYTES } from '../hsm';
 import { HsmError } from '../hsm-error';
 import { withCleanup } from './instrumented-module';
-import { AES_KEY_GEN, aesGcm, GENERIC_SECRET_KEY_GEN, HMAC_BY_HASH, KWP } from './mechanisms';
+import { AES_KEY_GEN, aesGcm, GENERIC_SECRET_KEY_GEN, HMAC_BY_HASH } from './mechanisms';
 import type { OperationContext } from './operation-context';
 import { ephemeralDataKeyTemplate, kekTemplate, macKeyTemplate } from './templates';
 import type { Session } from './token-access';
 
-/** Secret-key work: KEKs and MAC keys, data keys wrapped and unwrapped, AES-GCM, HMAC, random bytes. */
+/** Secret-key work: KEKs and MAC keys, data keys wrapped and unwrapped, AES-GCM and AES-CBC, HMAC, random bytes. */
 export class SymmetricOps {
   constructor(private readonly ctx: OperationContext) {}
 
+  private get templateOptions() {
+    return { allowedMechanisms: this.ctx.capabilities.allowedMechanismsAttribute };
+  }
+
+  /** RFC 5649 under the mechanism number the token gets right (capability discovery); none is the token's limit. */
+  private get kwp(): pkcs11js.Mechanism {
+    const mechanism = this.ctx.capabilities.kwpMechanism;
+    if (mechanism === undefined) throw new HsmError('unsupported', 'C_WrapKey', 'CKR_MECHANISM_INVALID', { cause: new Error('the token has no exact RFC 5649 key wrap') });
+    return { mechanism };
+  }
+
   async generateKek(ref: ObjectRef): Promise<void> {
     const { p11, connection, objects } = this.ctx;
-    await connection.creating('C_GenerateKey', (s) => objects.remember(ref, p11.C_GenerateKey(s, AES_KEY_GEN, kekTemplate(ref))));
+    await connection.creating('C_GenerateKey', (s) => objects.remember(ref, p11.C_GenerateKey(s, AES_KEY_GEN, kekTemplate(ref, this.templateOptions))));
   }
 
   async generateMacKey(ref: ObjectRef, spec: HmacKeySpec = { hash: 'SHA256', bytes: 32 }): Promise<void> {
     const { p11, connection, objects } = this.ctx;
-    const template = macKeyTemplate(ref, spec.bytes, hmacMechanism(spec.hash).mechanism);
+    const template = macKeyTemplate(ref, spec.bytes, hmacMechanism(spec.hash).mechanism, this.templateOptions);
     await connection.creating('C_GenerateKey', (s) => objects.remember(ref, p11.C_GenerateKey(s, GENERIC_SECRET_KEY_GEN, template)));
   }
 
@@ -32,7 +43,7 @@ export class SymmetricOps {
         (): WrappedDataKey => {
           const plaintext = Buffer.from(p11.C_GetAttributeValue(s, dataKey, [{ type: pkcs11js.CKA_VALUE }])[0].value);
           const out = Buffer.alloc(lengthBytes + 16 + GCM_TAG_BYTES);
-          if (wrap.mechanism === 'AES_KWP') return { plaintext, wrapped: Buffer.from(p11.C_WrapKey(s, KWP, kek, dataKey, out)) };
+          if (wrap.mechanism === 'AES_KWP') return { plaintext, wrapped: Buffer.from(p11.C_WrapKey(s, this.kwp, kek, dataKey, out)) };
           const gcm = this.freshGcm(s, wrap.aad, 'C_WrapKey');
           const wrapped = Buffer.from(p11.C_WrapKey(s, gcm.mechanism, kek, dataKey, out));
           return { plaintext, wrapped, iv: gcm.usedIv() };
@@ -45,7 +56,7 @@ export class SymmetricOps {
   async unwrapDataKey(kekRef: ObjectRef, wrapped: Buffer): Promise<Buffer> {
     const { p11, connection } = this.ctx;
     return this.ctx.objects.withKey(kekRef, 'C_UnwrapKey', (s, kek) => {
-      const dataKey = connection.sessionObjectCreated(p11.C_UnwrapKey(s, KWP, kek, wrapped, ephemeralDataKeyTemplate()));
+      const dataKey = connection.sessionObjectCreated(p11.C_UnwrapKey(s, this.kwp, kek, wrapped, ephemeralDataKeyTemplate()));
       return withCleanup(
         () => Buffer.from(p11.C_GetAttributeValue(s, dataKey, [{ type: pkcs11js.CKA_VALUE }])[0].value),
         () => p11.C_DestroyObject(s, dataKey),
@@ -69,6 +80,23 @@ export class SymmetricOps {
       p11.C_DecryptInit(s, aesGcm(iv, aad), kek);
       // SoftHSM2 wants room for ciphertext plus tag even though the tag is not output (§1.3).
       return Buffer.from(p11.C_Decrypt(s, ciphertextAndTag, Buffer.alloc(ciphertextAndTag.length)));
+    });
+  }
+
+  async encryptAesCbc(kekRef: ObjectRef, plaintext: Buffer): Promise<{ iv: Buffer; ciphertext: Buffer }> {
+    const { p11 } = this.ctx;
+    return this.ctx.objects.withKey(kekRef, 'C_Encrypt', (s, kek) => {
+      const iv = Buffer.from(p11.C_GenerateRandom(s, Buffer.alloc(CBC_IV_BYTES)));
+      p11.C_EncryptInit(s, { mechanism: pkcs11js.CKM_AES_CBC_PAD, parameter: iv }, kek);
+      return { iv, ciphertext: Buffer.from(p11.C_Encrypt(s, plaintext, Buffer.alloc(plaintext.length + CBC_IV_BYTES))) };
+    });
+  }
+
+  async decryptAesCbc(kekRef: ObjectRef, iv: Buffer, ciphertext: Buffer): Promise<Buffer> {
+    const { p11 } = this.ctx;
+    return this.ctx.objects.withKey(kekRef, 'C_Decrypt', (s, kek) => {
+      p11.C_DecryptInit(s, { mechanism: pkcs11js.CKM_AES_CBC_PAD, parameter: iv }, kek);
+      return Buffer.from(p11.C_Decrypt(s, ciphertext, Buffer.alloc(ciphertext.length)));
     });
   }
 
@@ -118,6 +146,8 @@ export class SymmetricOps {
     return this.ctx.connection.withSession('C_GenerateRandom', (s) => Buffer.from(p11.C_GenerateRandom(s, Buffer.alloc(length))));
   }
 }
+
+const CBC_IV_BYTES = 16;
 
 export function hmacMechanism(hash: Hash): { mechanism: number; bytes: number } {
   if (hash === 'SHA1') throw new HsmError('config', 'C_SignInit', 'CKR_MECHANISM_INVALID');

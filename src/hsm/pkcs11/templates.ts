@@ -1,6 +1,6 @@
 import * as pkcs11js from 'pkcs11js';
 import type { KeyPairUsage, ObjectRef } from '../hsm';
-import { CKM_EC_EDWARDS_KEY_PAIR_GEN, CKM_EDDSA } from './mechanisms';
+import { CKM_AES_KEY_WRAP_KWP, CKM_EC_EDWARDS_KEY_PAIR_GEN, CKM_EDDSA } from './mechanisms';
 
 /** Every CKA_* policy for objects QKMS creates, in one place (docs/crypto.md §Key objects). */
 
@@ -43,14 +43,30 @@ function usages(...allowed: Array<keyof typeof USAGES>): pkcs11js.Template {
   return Object.entries(USAGES).map(([name, type]) => ({ type, value: allowed.includes(name as keyof typeof USAGES) }));
 }
 
-/** A KMS key's AES-256 material: wraps data keys (KWP, or GCM where supported) and GCM-encrypts. */
-export function kekTemplate(ref: ObjectRef): pkcs11js.Template {
+/**
+ * What the token accepts (capability discovery): `allowedMechanisms` false on a token that refuses
+ * CKA_ALLOWED_MECHANISMS, whose keys are then limited by their usage flags alone.
+ */
+export interface TemplateOptions {
+  allowedMechanisms: boolean;
+}
+
+/** CKA_ALLOWED_MECHANISMS, where the token takes it. */
+function limitedTo(options: TemplateOptions, ...mechs: number[]): pkcs11js.Template {
+  return options.allowedMechanisms ? [{ type: pkcs11js.CKA_ALLOWED_MECHANISMS, value: allowedMechanisms(...mechs) }] : [];
+}
+
+/**
+ * A KMS key's AES-256 material: wraps data keys (RFC 5649 under either mechanism number, or GCM)
+ * and encrypts (GCM, or CBC where the token has no GCM).
+ */
+export function kekTemplate(ref: ObjectRef, options: TemplateOptions): pkcs11js.Template {
   return [
     ...longLivedSecret(ref),
     { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
     { type: pkcs11js.CKA_VALUE_LEN, value: 32 },
     ...usages('wrap', 'unwrap', 'encrypt', 'decrypt'),
-    { type: pkcs11js.CKA_ALLOWED_MECHANISMS, value: allowedMechanisms(pkcs11js.CKM_AES_KEY_WRAP_PAD, pkcs11js.CKM_AES_GCM) },
+    ...limitedTo(options, pkcs11js.CKM_AES_KEY_WRAP_PAD, CKM_AES_KEY_WRAP_KWP, pkcs11js.CKM_AES_GCM, pkcs11js.CKM_AES_CBC_PAD),
   ];
 }
 
@@ -58,14 +74,14 @@ export function kekTemplate(ref: ObjectRef): pkcs11js.Template {
  * An HMAC key: the one that authenticates KWP blobs (SHA-256, 32 bytes) or a KMS HMAC_* key, limited
  * to its one HMAC mechanism.
  */
-export function macKeyTemplate(ref: ObjectRef, bytes: number, mechanism: number): pkcs11js.Template {
+export function macKeyTemplate(ref: ObjectRef, bytes: number, mechanism: number, options: TemplateOptions): pkcs11js.Template {
   return [
     ...longLivedSecret(ref),
     // SoftHSM2 generates HMAC keys only as CKK_GENERIC_SECRET (pkcs11-and-clients.md §2.1).
     { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_GENERIC_SECRET },
     { type: pkcs11js.CKA_VALUE_LEN, value: bytes },
     ...usages('sign', 'verify'),
-    { type: pkcs11js.CKA_ALLOWED_MECHANISMS, value: allowedMechanisms(mechanism) },
+    ...limitedTo(options, mechanism),
   ];
 }
 
@@ -98,11 +114,12 @@ export function keyPairTemplates(
   refs: { private: ObjectRef; public: ObjectRef },
   spec: { family: 'RSA'; bits: number } | { family: 'EC' | 'EDWARDS'; curve: keyof typeof CURVE_OIDS },
   usage: KeyPairUsage,
+  options: TemplateOptions,
 ): { publicKey: pkcs11js.Template; privateKey: pkcs11js.Template } {
   const signs = usage === 'SIGN_VERIFY';
   const encrypts = usage === 'ENCRYPT_DECRYPT';
   const mechanisms = pairMechanisms(spec, usage).allowed;
-  const common = (ref: ObjectRef): pkcs11js.Template => [...named(ref), { type: pkcs11js.CKA_ALLOWED_MECHANISMS, value: allowedMechanisms(...mechanisms) }];
+  const common = (ref: ObjectRef): pkcs11js.Template => [...named(ref), ...limitedTo(options, ...mechanisms)];
   const keyShape: pkcs11js.Template =
     spec.family === 'RSA'
       ? [{ type: pkcs11js.CKA_MODULUS_BITS, value: spec.bits }, { type: pkcs11js.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) }]

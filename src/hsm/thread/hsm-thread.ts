@@ -3,6 +3,7 @@ import { Worker } from 'node:worker_threads';
 import { mergeCallStats, type CallStats } from '../call-stats';
 import { callTimeoutMs, HSM_CALLS, HSM_STATS_INTERVAL_MS, SLOW_HSM_CALLS, type Hsm, type HsmHealth, type HsmStats } from '../hsm';
 import { HsmError } from '../hsm-error';
+import type { TokenCapabilities } from '../capabilities';
 import type { Pkcs11Options } from '../pkcs11/pkcs11-hsm';
 import { AbandonedThreads } from './abandoned-threads';
 import { fromWire, reviveBuffers, type Reply, type Request, type ThreadOptions } from './protocol';
@@ -85,6 +86,8 @@ export class HsmThread implements Hsm {
   private readonly abandoned = new AbandonedThreads((remaining) => this.threadLeft(remaining));
   /** Set when no more threads are replaced: why, for health(). */
   private gaveUp?: string;
+  /** Found by the first thread; a replacement is given them rather than probing the token again. */
+  private caps?: TokenCapabilities;
 
   private constructor(private readonly options: HsmThreadOptions) {
     for (const name of HSM_CALLS) (this as Record<string, unknown>)[name] = (...args: unknown[]) => this.call(name, ...args);
@@ -112,6 +115,11 @@ export class HsmThread implements Hsm {
     const age = performance.now() - this.lastSuccess;
     if (age < HEALTH_FRESH_MS) return { isUp: true, detail: `token answered ${Math.round(age)} ms ago` };
     return this.call('health');
+  }
+
+  capabilities(): TokenCapabilities {
+    if (!this.caps) throw new HsmError('internal', 'capabilities', undefined, { cause: new Error('the HSM thread has not opened the token yet') });
+    return this.caps;
   }
 
   /** From the thread's last report; the breaker state and the queue are this side's, so current. */
@@ -144,6 +152,7 @@ export class HsmThread implements Hsm {
         ...this.options,
         heartbeatMs: heartbeatMs(this.options.stuckAfterMs),
         mayFinalize: this.mayFinalize(),
+        capabilities: this.caps,
         onStateChange: undefined,
         onRecycle: undefined,
         onReplaced: undefined,
@@ -163,6 +172,7 @@ export class HsmThread implements Hsm {
         switch (reply.type) {
           case 'ready':
             this.isStarted = true;
+            this.caps = reply.capabilities;
             return resolve();
           case 'state':
             return this.setUp(reply.isUp, reply.detail);

@@ -41,7 +41,7 @@ async function run(): Promise<void> {
       }
     })();
   });
-  post({ type: 'ready' });
+  post({ type: 'ready', capabilities: hsm.capabilities() });
   // Pushed, not asked for: a request would queue behind the HSM work (and never be answered by a
   // stuck thread), while /metrics must answer at once. It is also the heartbeat the watchdog
   // listens for: silence means this thread is stuck in a synchronous call.

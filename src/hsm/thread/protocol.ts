@@ -1,3 +1,4 @@
+import type { TokenCapabilities } from '../capabilities';
 import type { HsmStats } from '../hsm';
 import { HsmError, type HsmErrorKind } from '../hsm-error';
 import type { Pkcs11Options } from '../pkcs11/pkcs11-hsm';
@@ -13,7 +14,7 @@ export type Request = { id: number; method: string; args: unknown[] } | { mayFin
 
 /** HSM thread → main. */
 export type Reply =
-  | { type: 'ready' }
+  | { type: 'ready'; capabilities: TokenCapabilities }
   | { type: 'state'; isUp: boolean; detail: string }
   | { type: 'recycled'; objects: number; ms: number }
   | { type: 'stats'; stats: HsmStats }

@@ -12,7 +12,7 @@ describe('Configuration', () => {
     assert.equal(c.region, 'us-east-1');
     assert.equal(c.arnFormat, 'verenc');
     assert.equal(c.pkcs11.modulePath, undefined);
-    assert.equal(c.dataKeyWrap, 'AES_KWP_HMAC');
+    assert.equal(c.dataKeyWrap, undefined, 'unset: the token\'s best construction, found at start-up');
     assert.ok(Object.isFrozen(c) && Object.isFrozen(c.pkcs11));
   });
 
@@ -42,19 +42,19 @@ describe('Configuration', () => {
 
   it('picks the HSM profile (softhsm2 embedded, generic for a module) and takes its defaults', () => {
     const embedded = loadConfig({});
-    assert.deepEqual([embedded.pkcs11.profile.name, embedded.pkcs11.sessions, embedded.dataKeyWrap], ['softhsm2', 4, 'AES_KWP_HMAC']);
+    assert.deepEqual([embedded.pkcs11.profile.name, embedded.pkcs11.sessions], ['softhsm2', 4]);
     const module = loadConfig({ QKMS_PKCS11_MODULE: '/x.so', QKMS_PKCS11_PIN: '1234' });
     assert.equal(module.pkcs11.profile.name, 'generic');
     const softhsm = loadConfig({ QKMS_PKCS11_MODULE: '/usr/lib/softhsm/libsofthsm2.so', QKMS_PKCS11_PIN: '1234' });
     assert.deepEqual([softhsm.pkcs11.profile.name, softhsm.pkcs11.recycleAfterSessionObjects], ['softhsm2', 50000]);
     const cloudhsm = loadConfig({ QKMS_PKCS11_MODULE: '/x.so', QKMS_PKCS11_PIN: '1234', QKMS_HSM_PROFILE: 'cloudhsm' });
-    assert.deepEqual([cloudhsm.pkcs11.sessions, cloudhsm.dataKeyWrap, cloudhsm.pkcs11.profile.gcmIv], [16, 'AES_GCM', 'hsm']);
+    assert.deepEqual([cloudhsm.pkcs11.sessions, cloudhsm.pkcs11.profile.gcmIv], [16, 'hsm']);
     assert.equal(loadConfig({ QKMS_HSM_PROFILE: 'luna', QKMS_PKCS11_SESSIONS: '30' }).pkcs11.sessions, 30);
   });
 
-  it('refuses settings the profile cannot honour, and tokens QKMS cannot run on, with the reason', () => {
-    assert.throws(() => loadConfig({ QKMS_DATA_KEY_WRAP: 'AES_GCM' }), /QKMS_DATA_KEY_WRAP=AES_GCM is not available with QKMS_HSM_PROFILE=softhsm2 \(supported: AES_KWP_HMAC\)/);
-    assert.throws(() => loadConfig({ QKMS_HSM_PROFILE: 'yubihsm' }), /not supported: YubiHSM 2 never exports/);
+  it('takes any data-key construction and profile it knows (the token is checked against them at start-up), and refuses others', () => {
+    assert.equal(loadConfig({ QKMS_DATA_KEY_WRAP: 'AES_CBC_HMAC' }).dataKeyWrap, 'AES_CBC_HMAC');
+    assert.throws(() => loadConfig({ QKMS_DATA_KEY_WRAP: 'AES_CBC' }), /QKMS_DATA_KEY_WRAP/);
     assert.throws(() => loadConfig({ QKMS_HSM_PROFILE: 'thales' }), /QKMS_HSM_PROFILE/);
   });
 

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { BlobMechanism } from '../../../src/domain/ciphertext-blob';
-import { Envelope } from '../../../src/domain/envelope';
+import { Envelope, envelopeModes } from '../../../src/domain/envelope';
 import { formatGrantToken, parseGrantToken } from '../../../src/domain/grant-token';
 import * as E from '../../../src/errors/kms-errors';
 import { FaultInjectingHsm } from '../../../src/hsm/fault-injecting-hsm';
@@ -29,7 +29,7 @@ describe('Operations over FakeHsm', () => {
   it('Decrypt maps HsmError by kind only: integrity is InvalidCiphertextException, a CKR_GENERAL_ERROR of kind internal a 500', async () => {
     const deps = await unitDeps();
     const faults = new FaultInjectingHsm(deps.fake);
-    deps.envelope = new Envelope(faults.hsm, deps.config.dataKeyWrap);
+    deps.envelope = new Envelope(faults.hsm, envelopeModes(deps.fake.capabilities(), deps.config.dataKeyWrap));
     const keyId = await newKey(deps);
     const { CiphertextBlob } = await call('Encrypt', { KeyId: keyId, Plaintext: Buffer.from('x').toString('base64') }, deps);
     // What the PKCS#11 layer makes of a CKR_GENERAL_ERROR from C_Decrypt on a profile without the SoftHSM2 quirk.
@@ -96,7 +96,7 @@ describe('Operations over FakeHsm', () => {
     const deps = await unitDeps();
     const keyId = await newKey(deps);
     const out = await call('GenerateDataKey', { KeyId: keyId, KeySpec: 'AES_128' }, deps);
-    const gcm: Deps = { ...deps, envelope: new Envelope(deps.hsm, 'AES_GCM') };
+    const gcm: Deps = { ...deps, envelope: new Envelope(deps.hsm, envelopeModes(deps.fake.capabilities(), 'AES_GCM')) };
     assert.equal((await call('Decrypt', { CiphertextBlob: out.CiphertextBlob }, gcm)).Plaintext, out.Plaintext);
   });
 
