@@ -26,7 +26,7 @@ import { keyIdFromBytes, keyIdToBytes } from './key-ref';
  *   mechanism 0x03 (Encrypt and data keys on tokens with neither GCM nor an exact RFC 5649 wrap):
  *   22      16    IV (C_GenerateRandom)
  *   38      N     C_Encrypt(CKM_AES_CBC_PAD, KEK, IV, plaintext); N a multiple of 16
- *   38+N    32    C_Sign(CKM_SHA256_HMAC, MAC key, bytes[0, 38+N) || encodeEncryptionContext(ctx))
+ *   38+N    32    C_Sign(CKM_SHA256_HMAC, MAC key, cbcMacInput(bytes[0, 38+N), encodeEncryptionContext(ctx)))
  *                 (encrypt-then-MAC: the MAC is checked before anything is decrypted)
  *
  * Nothing follows the last field: trailing bytes make a blob invalid.
@@ -79,6 +79,17 @@ export function packGcm(header: Buffer, iv: Buffer, ciphertextAndTag: Buffer): B
 /** The part of a CBC blob that its HMAC covers (header, IV, ciphertext), before the context is appended. */
 export function packCbcBody(header: Buffer, iv: Buffer, ciphertext: Buffer): Buffer {
   return Buffer.concat([header, iv, ciphertext]);
+}
+
+/**
+ * What a CBC blob's HMAC covers: body || context || the context's length in bits (uint64 BE, as AL in
+ * RFC 7518 §5.2.2.1). N is not in the blob, so without the length a client could move the head of
+ * the context into the ciphertext and decrypt under the rest of it with the MAC still verifying.
+ */
+export function cbcMacInput(body: Buffer, context: Buffer): Buffer {
+  const bits = Buffer.alloc(8);
+  bits.writeBigUInt64BE(BigInt(context.length) * 8n);
+  return Buffer.concat([body, context, bits]);
 }
 
 /** Parses structure only; authenticity is checked in the HSM. Any malformation -> InvalidCiphertextException. */

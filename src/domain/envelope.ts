@@ -2,7 +2,7 @@ import { dataKeyWrapModes, encryptMode, type DataKeyWrapMode, type TokenCapabili
 import type { Hsm } from '../hsm/hsm';
 import { HsmError } from '../hsm/hsm-error';
 import { InvalidCiphertextException, UnsupportedOperationException } from '../errors/kms-errors';
-import { BlobMechanism, packCbcBody, packGcm, packHeader, packKwpBody, type ParsedBlob } from './ciphertext-blob';
+import { BlobMechanism, cbcMacInput, packCbcBody, packGcm, packHeader, packKwpBody, type ParsedBlob } from './ciphertext-blob';
 import type { KeyMaterial } from './key-repository';
 
 /** The constructions this token can do, found by capability discovery (hsm/capabilities.ts). */
@@ -68,12 +68,12 @@ export class Envelope {
     return packGcm(header, iv, ciphertextAndTag);
   }
 
-  /** Encrypt-then-MAC: AES-256-CBC under the KEK, HMAC-SHA-256 under the MAC key over header, IV, ciphertext and context. */
+  /** Encrypt-then-MAC: AES-256-CBC under the KEK, HMAC-SHA-256 under the MAC key over header, IV, ciphertext, context and the context's length (cbcMacInput). */
   private async sealCbc(material: KeyMaterial, plaintext: Buffer, context: Buffer): Promise<Buffer> {
     const header = packHeader({ mechanism: BlobMechanism.AesCbcHmac, keyId: material.keyId, materialVersion: material.version });
     const { iv, ciphertext } = await this.hsm.encryptAesCbc(material.objects.kek, plaintext);
     const body = packCbcBody(header, iv, ciphertext);
-    const mac = await this.hsm.hmacSign(material.objects.mac, Buffer.concat([body, context]));
+    const mac = await this.hsm.hmacSign(material.objects.mac, cbcMacInput(body, context));
     return Buffer.concat([body, mac]);
   }
 
@@ -89,7 +89,8 @@ export class Envelope {
         throw err;
       }
     }
-    const isAuthentic = await this.hsm.hmacVerify(labels.mac, Buffer.concat([blob.macInput, context]), blob.mac);
+    const macInput = blob.mechanism === BlobMechanism.AesCbcHmac ? cbcMacInput(blob.macInput, context) : Buffer.concat([blob.macInput, context]);
+    const isAuthentic = await this.hsm.hmacVerify(labels.mac, macInput, blob.mac);
     if (!isAuthentic) throw new InvalidCiphertextException();
     if (blob.mechanism === BlobMechanism.AesCbcHmac) return this.hsm.decryptAesCbc(labels.kek, blob.iv, blob.ciphertext);
     const unwrapped = await this.hsm.unwrapDataKey(labels.kek, blob.wrapped);
