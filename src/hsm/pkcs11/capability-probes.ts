@@ -17,6 +17,8 @@ import { CURVE_OIDS, kekTemplate } from './templates';
 export const PROBE_LABEL = 'qkms-capability-probe';
 
 type Session = pkcs11js.Handle;
+/** Error kinds that say the token is unavailable, not what it can do. */
+const IS_DOWN: readonly string[] = ['device', 'session', 'auth'];
 type Checks = Record<CapabilityName, CapabilityCheck>;
 
 export function discoverCapabilities(p11: pkcs11js.PKCS11, slot: pkcs11js.Handle, s: Session): TokenCapabilities {
@@ -73,7 +75,7 @@ class Prober {
       verdict = body();
     } catch (err) {
       // A token that is down says nothing about what it can do: the open fails (exit 3), it is not judged.
-      if (err instanceof HsmError && ['device', 'session', 'auth'].includes(err.kind)) throw err;
+      if (err instanceof HsmError && IS_DOWN.includes(err.kind)) throw err;
       verdict = `is listed but refused: ${ckrName(err) ?? (err instanceof Error ? err.message : String(err))}`;
     }
     this.checks[name] = verdict === true ? { ok: true, mechanism: label, detail: 'known answer verified' } : { ok: false, mechanism: label, detail: verdict };
@@ -93,7 +95,9 @@ class Prober {
       let handle: pkcs11js.Handle;
       try {
         handle = this.p11.C_GenerateKey(this.s, { mechanism: pkcs11js.CKM_AES_KEY_GEN }, kekTemplate(ref, { allowedMechanisms: true }));
-      } catch {
+      } catch (err) {
+        // Only a refusal of the template may drop the restriction, never a token that is down.
+        if (err instanceof HsmError && IS_DOWN.includes(err.kind)) throw err;
         withAttribute = false;
         handle = this.p11.C_GenerateKey(this.s, { mechanism: pkcs11js.CKM_AES_KEY_GEN }, kekTemplate(ref, { allowedMechanisms: false }));
       }
@@ -163,7 +167,8 @@ class Prober {
    * over PKCS#7 padding, fails that.
    */
   symmetric(): void {
-    for (const mechanism of [CKM_AES_KEY_WRAP_KWP, pkcs11js.CKM_AES_KEY_WRAP_PAD]) {
+    // CKM_AES_KEY_WRAP_PAD first: the KEKs of earlier releases allow only that number.
+    for (const mechanism of [pkcs11js.CKM_AES_KEY_WRAP_PAD, CKM_AES_KEY_WRAP_KWP]) {
       const ok = this.check('aes-kwp', mechanism, () =>
         this.withKnownKey(pkcs11js.CKK_AES, KEY, (kek) =>
           this.withKnownSecret((secret) => {
@@ -215,10 +220,19 @@ class Prober {
   /** A throwaway RSA pair of the smallest size the token makes (at least 1024 bits): PSS, PKCS#1 and OAEP round trips. */
   rsa(gen: pkcs11js.MechanismInfo | undefined): { min: number; max: number } | undefined {
     let pair: pkcs11js.KeyPair | undefined;
-    const bits = Math.max(1024, gen?.minKeySize ?? 0);
+    // Small to keep the start quick; a token that refuses small keys although it lists them (a FIPS
+    // mode) gets the smallest size KMS uses.
+    const sizes = [...new Set([Math.max(1024, gen?.minKeySize ?? 0), 2048])];
     this.check('rsa-keys', pkcs11js.CKM_RSA_PKCS_KEY_PAIR_GEN, () => {
-      pair = this.p11.C_GenerateKeyPair(this.s, { mechanism: pkcs11js.CKM_RSA_PKCS_KEY_PAIR_GEN }, ...sessionPair([{ type: pkcs11js.CKA_MODULUS_BITS, value: bits }, { type: pkcs11js.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) }], true));
-      return true;
+      for (const [i, bits] of sizes.entries()) {
+        try {
+          pair = this.p11.C_GenerateKeyPair(this.s, { mechanism: pkcs11js.CKM_RSA_PKCS_KEY_PAIR_GEN }, ...sessionPair([{ type: pkcs11js.CKA_MODULUS_BITS, value: bits }, { type: pkcs11js.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) }], true));
+          return true;
+        } catch (err) {
+          if (i === sizes.length - 1 || (err instanceof HsmError && IS_DOWN.includes(err.kind))) throw err;
+        }
+      }
+      return 'makes no key pair';
     });
     const signs = (name: CapabilityName, mechanism: pkcs11js.Mechanism, input: Buffer) =>
       this.check(name, mechanism.mechanism, () => (pair ? this.signsAndVerifies(pair, mechanism, input) : 'needs an RSA key pair, which the token did not make'));
