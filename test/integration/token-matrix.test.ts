@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import * as kms from '@aws-sdk/client-kms';
 import { startChildGateway, spawnGateway, type ChildGateway } from '../support/child-gateway';
+import { runQkms } from '../support/cli';
 import { isSkipped, startToken, type TokenKind, type TokenUnderTest } from '../support/tokens';
 import { KMS_OPERATION_STEPS, type StepOutcome } from '../support/token-matrix-steps';
 
@@ -33,12 +34,17 @@ describe('Every operation on every token (the token matrix)', function () {
         console.log(`      skipped: ${started.skip}`);
         return this.skip();
       }
-      const gw = await startChildGateway(kind === 'softhsm2' ? started.env : gatewayEnv(started));
+      const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), `qkms-${kind}-data-`));
+      const gw = await startChildGateway(kind === 'softhsm2' ? started.env : gatewayEnv(started, dataDir));
       try {
         found[column] = await runSteps(gw);
         const failures = Object.entries(found[column]).filter(([, o]) => o.startsWith('FAILED'));
         assert.deepEqual(failures, [], `${column}: every step works or is UnsupportedOperationException naming a mechanism`);
         assert.equal((await fetch(`${gw.url}/ready`)).status, 200, 'the token is still in service after every step (no client request opens the circuit breaker)');
+        await gw.stop();
+        // The trail of everything above, checked against its HSM-signed anchor on this token.
+        const verified = await runQkms(['audit', 'verify'], kind === 'softhsm2' ? started.env : gatewayEnv(started, dataDir));
+        assert.equal(verified.code, 0, verified.stdout + verified.stderr);
       } finally {
         await gw.stop();
         await started.stop();
@@ -53,7 +59,7 @@ describe('Every operation on every token (the token matrix)', function () {
       return this.skip();
     }
     try {
-      const { output, exited } = spawnGateway(gatewayEnv(started));
+      const { output, exited } = spawnGateway(gatewayEnv(started, fs.mkdtempSync(path.join(os.tmpdir(), 'qkms-tpm2-data-'))));
       assert.equal(await exited, 2, output());
       assert.match(output(), /refusing to start: the token lacks what QKMS needs/);
       assert.match(output(), /CKM_AES_KEY_GEN[^"]*(CKR_FUNCTION_NOT_SUPPORTED|not listed|refused)/, 'names the mechanism and why');
@@ -77,10 +83,10 @@ describe('Every operation on every token (the token matrix)', function () {
   });
 });
 
-function gatewayEnv(token: TokenUnderTest): Record<string, string> {
+function gatewayEnv(token: TokenUnderTest, dataDir: string): Record<string, string> {
   return {
     ...token.env,
-    QKMS_DATA_DIR: fs.mkdtempSync(path.join(os.tmpdir(), `qkms-${token.kind}-data-`)),
+    QKMS_DATA_DIR: dataDir,
     QKMS_PKCS11_MODULE: token.modulePath,
     QKMS_PKCS11_TOKEN_LABEL: token.tokenLabel,
     QKMS_PKCS11_PIN: token.pin,

@@ -181,6 +181,35 @@ export const KMS_OPERATION_STEPS: readonly MatrixStep[] = [
     },
   },
   {
+    // No PKCS#11 call of their own but the HMACs of pagination markers and audit batches: they
+    // prove the internal MAC keys on this token.
+    name: 'Key metadata, aliases, tags, policies, grants, ListKeys pages',
+    needs: [SYMMETRIC],
+    run: async (c, state) => {
+      const KeyId = state.get(SYMMETRIC)!;
+      await c.send(new kms.CreateAliasCommand({ AliasName: 'alias/matrix', TargetKeyId: KeyId }));
+      assert.equal((await c.send(new kms.DescribeKeyCommand({ KeyId: 'alias/matrix' }))).KeyMetadata!.KeyId, KeyId);
+      await c.send(new kms.TagResourceCommand({ KeyId, Tags: [{ TagKey: 'team', TagValue: 'matrix' }] }));
+      assert.equal((await c.send(new kms.ListResourceTagsCommand({ KeyId }))).Tags!.length, 1);
+      await c.send(new kms.UpdateKeyDescriptionCommand({ KeyId, Description: 'token matrix' }));
+      const policy = (await c.send(new kms.GetKeyPolicyCommand({ KeyId, PolicyName: 'default' }))).Policy!;
+      await c.send(new kms.PutKeyPolicyCommand({ KeyId, PolicyName: 'default', Policy: policy }));
+      const grant = await c.send(new kms.CreateGrantCommand({ KeyId, GranteePrincipal: 'arn:aws:iam::111122223333:role/matrix', Operations: ['Decrypt'] }));
+      assert.equal((await c.send(new kms.ListGrantsCommand({ KeyId }))).Grants!.length, 1);
+      await c.send(new kms.RevokeGrantCommand({ KeyId, GrantId: grant.GrantId }));
+      await c.send(new kms.DisableKeyCommand({ KeyId }));
+      await c.send(new kms.EnableKeyCommand({ KeyId }));
+      await c.send(new kms.EnableKeyRotationCommand({ KeyId }));
+      assert.equal((await c.send(new kms.GetKeyRotationStatusCommand({ KeyId }))).KeyRotationEnabled, true);
+      await c.send(new kms.ListKeyRotationsCommand({ KeyId }));
+      const first = await c.send(new kms.ListKeysCommand({ Limit: 1 }));
+      assert.ok(first.Truncated && first.NextMarker);
+      assert.equal((await c.send(new kms.ListKeysCommand({ Limit: 1, Marker: first.NextMarker }))).Keys!.length, 1);
+      await assert.rejects(c.send(new kms.ListKeysCommand({ Limit: 1, Marker: `${first.NextMarker!.slice(0, -2)}AA` })), kms.InvalidMarkerException);
+      await c.send(new kms.DeleteAliasCommand({ AliasName: 'alias/matrix' }));
+    },
+  },
+  {
     name: 'ScheduleKeyDeletion, CancelKeyDeletion',
     needs: [SYMMETRIC],
     run: async (c, state) => {
