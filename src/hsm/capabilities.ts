@@ -11,7 +11,7 @@ export type CapabilityName =
   | 'hmac-keys' // generic-secret key generation: HMAC KMS keys, the blob and internal MAC keys
   | 'hmac-sha224' | 'hmac-sha256' | 'hmac-sha384' | 'hmac-sha512'
   | 'random'
-  | 'aes-kwp' // RFC 5649 key wrap, exact (the AES_KWP_HMAC data-key construction)
+  | 'aes-kwp' // RFC 5649 key wrap (the AES_KWP_HMAC data-key construction)
   | 'aes-gcm' // AES-GCM C_Encrypt / C_Decrypt
   | 'aes-gcm-wrap' // AES-GCM C_WrapKey (the AES_GCM data-key construction)
   | 'aes-cbc' // AES-CBC with PKCS#7 padding, C_Encrypt / C_Decrypt (the AES_CBC_HMAC constructions)
@@ -30,9 +30,9 @@ export interface CapabilityCheck {
 export interface TokenCapabilities {
   token: { manufacturer: string; model: string; library: string };
   checks: Record<CapabilityName, CapabilityCheck>;
-  /** The mechanism number that does exact RFC 5649 (CKM_AES_KEY_WRAP_KWP or _PAD), when one does. */
+  /** The mechanism number whose wrap RFC 5649 unwraps (CKM_AES_KEY_WRAP_PAD or _KWP), when one does. */
   kwpMechanism?: number;
-  /** Data-key lengths (bytes) C_GenerateKey makes as generic secrets. */
+  /** Data-key lengths (bytes) C_GenerateKey makes as generic secrets, between the smallest and largest of the lengths tried. */
   genericSecretBytes?: { min: number; max: number };
   /** RSA modulus sizes (bits) the token generates. */
   rsaBits?: { min: number; max: number };
