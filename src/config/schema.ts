@@ -49,8 +49,9 @@ export const configSchema = Joi.object({
   // module (each holds a thread and sessions, and blocks C_Finalize). One more stuck thread is not
   // replaced: every call fails fast and /ready says to restart. 0 = never replace one.
   QKMS_HSM_MAX_ABANDONED_THREADS: Joi.number().integer().min(0).max(100).default(3),
-  // How data keys are wrapped: AES_KWP_HMAC (SoftHSM2 2.6.1 cannot wrap with GCM) or AES_GCM for
-  // tokens whose C_WrapKey supports CKM_AES_GCM. See docs/crypto.md. Unset: the profile's first.
+  // How data keys are sealed: AES_KWP_HMAC, AES_GCM (tokens whose C_WrapKey does GCM) or
+  // AES_CBC_HMAC (docs/crypto.md). Unset: the first the token can do, found at start-up; set, a
+  // token that cannot do it stops the start.
   QKMS_DATA_KEY_WRAP: Joi.string().valid(...DATA_KEY_WRAP_MODES),
   // The largest request body accepted; the largest KMS request (a 128 KiB policy) fits.
   QKMS_MAX_BODY_BYTES: Joi.number().integer().min(1024).max(16777216).default(262144),
