@@ -23,7 +23,7 @@ import type { GatewayDeps } from './operations/context';
 import { Scheduler } from './scheduler';
 import { applySeedFile } from './seed';
 import { lockDataDir, type DataDirLock } from './store/data-dir-lock';
-import { SqliteKeyRepository } from './store/sqlite-key-repository';
+import { openStore } from './store/open-store';
 
 export interface Gateway {
   deps: GatewayDeps;
@@ -144,9 +144,8 @@ function takeDataDirLock(config: Config): DataDirLock {
 }
 
 async function openGateway(config: Config, rawHsm: Hsm, logger: Logger, { clock, releaseLock }: { clock: () => Date; releaseLock: () => void }): Promise<Gateway> {
-  const storeFile = path.join(config.dataDir, 'qkms.db');
-  const isNewStore = !fs.existsSync(storeFile);
-  const keys = new SqliteKeyRepository(storeFile);
+  const { keys, isNew: isNewStore, kind } = await openStore(config, logger);
+  logger.info('key store opened', { store: kind, isNew: isNewStore });
   let audit: AuditLog | undefined;
   try {
     const metrics = new GatewayMetrics(() => rawHsm.stats());

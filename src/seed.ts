@@ -149,9 +149,9 @@ export async function applySeedFile(file: string, deps: GatewayDeps): Promise<Se
     }
     for (const aliasName of missingAliases) {
       const now = deps.clock();
-      if (!(await deps.keys.insertAlias({ aliasName, targetKeyId: k.keyId, createdAt: now, lastUpdatedAt: now }))) {
-        throw new SeedFileError(`seed file ${file}: alias ${aliasName} was created by someone else while the seed was applied`);
-      }
+      const inserted = await deps.keys.insertAlias({ aliasName, targetKeyId: k.keyId, createdAt: now, lastUpdatedAt: now }, ALIASES_PER_KEY);
+      if (inserted === 'taken') throw new SeedFileError(`seed file ${file}: alias ${aliasName} was created by someone else while the seed was applied`);
+      if (inserted === 'quota') throw new SeedFileError(`seed file ${file}: key ${k.keyId} reached the maximum of ${ALIASES_PER_KEY} aliases while the seed was applied`);
       await recordSystemEvent(deps, 'seed-file', 'CreateAlias', k.keyId);
       result.aliasesCreated.push(aliasName);
     }

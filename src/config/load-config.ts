@@ -1,7 +1,7 @@
 import path from 'node:path';
 import type { DataKeyWrapMode } from '../hsm/capabilities';
 import { HSM_PROFILES, type HsmProfile } from '../hsm/profiles';
-import { configSchema, SENSITIVE_SETTINGS, UNLOGGED_SETTINGS } from './schema';
+import { configSchema, SENSITIVE_SETTINGS, UNLOGGED_SETTINGS, URL_SETTINGS } from './schema';
 
 export type ArnFormat = 'verenc' | 'aws';
 /** How data keys are wrapped (QKMS_DATA_KEY_WRAP); the HSM-level request is hsm.ts DataKeyWrap. */
@@ -12,6 +12,10 @@ export interface Config {
   readonly port: number;
   readonly host: string;
   readonly dataDir: string;
+  /** QKMS_STORE_URL: key metadata in PostgreSQL; undefined = SQLite in dataDir. Holds a password: never log it. */
+  readonly storeUrl?: string;
+  /** QKMS_STORE_POOL_SIZE: PostgreSQL connections of this process. */
+  readonly storePoolSize: number;
   readonly accountId: string;
   readonly region: string;
   readonly arnFormat: ArnFormat;
@@ -91,6 +95,8 @@ export function loadConfig(env: Env): Config {
     port: value.QKMS_PORT,
     host: value.QKMS_HOST,
     dataDir: path.resolve(value.QKMS_DATA_DIR),
+    storeUrl: value.QKMS_STORE_URL,
+    storePoolSize: value.QKMS_STORE_POOL_SIZE,
     accountId: value.QKMS_ACCOUNT_ID,
     region: value.QKMS_REGION,
     arnFormat: value.QKMS_ARN_FORMAT,
@@ -146,9 +152,20 @@ export function loadConfigOrExit(env: Env, command: string): Config {
 export function describeConfig(env: Env): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(env)) {
-    if (k.startsWith('QKMS_') && v !== undefined) out[k] = SENSITIVE_SETTINGS.has(k) ? '***' : UNLOGGED_SETTINGS.has(k) ? '(set)' : v;
+    if (k.startsWith('QKMS_') && v !== undefined) out[k] = SENSITIVE_SETTINGS.has(k) ? '***' : UNLOGGED_SETTINGS.has(k) ? '(set)' : URL_SETTINGS.has(k) ? withoutPassword(v) : v;
   }
   return out;
+}
+
+/** The URL with its password as ***; a value that is no URL (refused by the schema anyway) as ***. */
+function withoutPassword(value: string): string {
+  try {
+    const url = new URL(value);
+    if (url.password) url.password = '***';
+    return url.toString();
+  } catch {
+    return '***';
+  }
 }
 
 function deepFreeze<T>(value: T): T {

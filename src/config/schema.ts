@@ -9,6 +9,11 @@ export const configSchema = Joi.object({
   // port to a network must be a deliberate choice.
   QKMS_HOST: Joi.string().hostname().default('127.0.0.1'),
   QKMS_DATA_DIR: Joi.string().min(1).default('./data'),
+  // Unset: the embedded SQLite store in QKMS_DATA_DIR (one gateway process). postgres://user:password@host:port/db:
+  // key metadata in PostgreSQL, which several gateway replicas can share. Holds a password: logged without it.
+  // PostgreSQL connections per gateway process: size with the server's max_connections over all replicas.
+  QKMS_STORE_POOL_SIZE: Joi.number().integer().min(1).max(100).default(10),
+  QKMS_STORE_URL: Joi.string().uri({ scheme: ['postgres', 'postgresql'] }).messages({ 'string.uriCustomScheme': '{{#label}} must be a postgres:// or postgresql:// URL' }),
   QKMS_ACCOUNT_ID: Joi.string().pattern(/^\d{12}$/).default('111122223333'),
   QKMS_REGION: Joi.string().pattern(/^[a-z]{2}(-[a-z]+)+-\d+$|^local$/).default('us-east-1'),
   // verenc: the seed page's `arn:verenc:<account>:key/<id>`; aws: the six-part ARN that the AWS
@@ -95,6 +100,9 @@ function removed(why: string): Joi.Schema {
 }
 
 export const SENSITIVE_SETTINGS = new Set(['QKMS_SECRET_ACCESS_KEY', 'QKMS_PKCS11_PIN']);
+
+/** URLs that may carry a password: logged with the password as ***. */
+export const URL_SETTINGS = new Set(['QKMS_STORE_URL']);
 
 /** Not secrets, but their values stay out of logs (an init string names paths): logged as set. */
 export const UNLOGGED_SETTINGS = new Set(['QKMS_PKCS11_INIT_ARGS']);

@@ -59,6 +59,9 @@ export interface MaterialIntent {
 /** Why a version could not be reserved: the key is not (or no longer) Enabled and rotatable, or its on-demand quota is used up. */
 export type ReserveRefusal = 'state' | 'quota';
 
+/** insertAlias: made, the name already taken, or the target key at its alias quota. */
+export type AliasInsert = 'created' | 'taken' | 'quota';
+
 export interface Tag {
   key: string;
   value: string;
@@ -164,9 +167,13 @@ export interface KeyRepository {
   listTags(keyId: string): Promise<Tag[]>;
   aliasTarget(aliasName: string): Promise<string | undefined>;
   getAlias(aliasName: string): Promise<Alias | undefined>;
-  /** False when the name is taken. */
-  insertAlias(alias: Alias): Promise<boolean>;
-  retargetAlias(aliasName: string, targetKeyId: string, at: Date): Promise<void>;
+  /**
+   * Creates the alias unless its name is taken or its target already has `maxPerKey` aliases,
+   * checked and written as one step (replicas create aliases concurrently).
+   */
+  insertAlias(alias: Alias, maxPerKey: number): Promise<AliasInsert>;
+  /** Points the alias at another key unless that key already has `maxPerKey` others (false), as one step. */
+  retargetAlias(aliasName: string, targetKeyId: string, at: Date, maxPerKey: number): Promise<boolean>;
   deleteAlias(aliasName: string): Promise<void>;
   countAliases(keyId: string): Promise<number>;
   /** Aliases in name order, optionally of one key; position is opaque but stable. */
@@ -185,7 +192,8 @@ export interface KeyRepository {
   deleteKey(keyId: string): Promise<void>;
   /** SHA-256 of the secret part of each token issued for a grant (none for an unknown grant). */
   grantTokenHashes(grantId: string): Promise<Buffer[]>;
-  insertGrant(grant: Grant, tokenHash: Buffer): Promise<void>;
+  /** Records the grant with its first token unless its key already has `maxPerKey` grants (false), as one step. */
+  insertGrant(grant: Grant, tokenHash: Buffer, maxPerKey: number): Promise<boolean>;
   addGrantToken(grantId: string, tokenHash: Buffer): Promise<void>;
   getGrant(grantId: string): Promise<Grant | undefined>;
   /** Grants matching every given filter, in creation order after `afterPosition`. */

@@ -5,12 +5,19 @@ import { resolveKey, type ResolvedKey } from './key-lookup';
 
 export const ALIASES_PER_KEY = 50; // kms-protocol.md §4, LimitExceededException above it
 
-/** CreateAlias and UpdateAlias targets: key id or ARN (never an alias), not pending deletion, under the quota. */
+/**
+ * CreateAlias and UpdateAlias targets: key id or ARN (never an alias), not pending deletion, under
+ * the quota. The store checks the quota again as it writes: another request may take the last place.
+ */
 export async function aliasTarget(targetKeyId: string, ctx: OperationContext, action: string): Promise<ResolvedKey> {
   const target = await resolveKey(targetKeyId, ctx, { allowAlias: false, action });
   assertNotPendingDeletion(target.key.state, target.arn);
   if ((await ctx.deps.keys.countAliases(target.key.keyId)) >= ALIASES_PER_KEY) {
-    throw new LimitExceededException(`${target.arn} already has the maximum of ${ALIASES_PER_KEY} aliases.`);
+    throw aliasQuotaExceeded(target.arn);
   }
   return target;
+}
+
+export function aliasQuotaExceeded(keyArn: string): LimitExceededException {
+  return new LimitExceededException(`${keyArn} already has the maximum of ${ALIASES_PER_KEY} aliases.`);
 }

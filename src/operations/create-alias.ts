@@ -2,7 +2,7 @@ import { aliasArn } from '../domain/arn';
 import { assertAliasName } from '../domain/alias-name';
 import { AlreadyExistsException } from '../errors/kms-errors';
 import type { Operation } from './context';
-import { aliasTarget } from './alias-target';
+import { aliasQuotaExceeded, aliasTarget, ALIASES_PER_KEY } from './alias-target';
 import { aliasNameSchema, Joi, keyIdSchema } from './shared-schemas';
 
 interface CreateAliasInput {
@@ -22,8 +22,9 @@ export const createAlias: Operation<CreateAliasInput> = {
     assertAliasName(input.AliasName);
     const target = await aliasTarget(input.TargetKeyId, ctx, 'kms:CreateAlias');
     const now = ctx.deps.clock();
-    const isCreated = await ctx.deps.keys.insertAlias({ aliasName: input.AliasName, targetKeyId: target.key.keyId, createdAt: now, lastUpdatedAt: now });
-    if (!isCreated) throw new AlreadyExistsException(`An alias with the name ${aliasArn(ctx.deps.scope, input.AliasName)} already exists`);
+    const inserted = await ctx.deps.keys.insertAlias({ aliasName: input.AliasName, targetKeyId: target.key.keyId, createdAt: now, lastUpdatedAt: now }, ALIASES_PER_KEY);
+    if (inserted === 'taken') throw new AlreadyExistsException(`An alias with the name ${aliasArn(ctx.deps.scope, input.AliasName)} already exists`);
+    if (inserted === 'quota') throw aliasQuotaExceeded(target.arn);
     return undefined;
   },
 };

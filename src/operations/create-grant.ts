@@ -99,7 +99,8 @@ export const createGrant: Operation<CreateGrantInput> = {
       createdAt: ctx.deps.clock(),
     };
     const { token, hash } = newGrantToken(grant.grantId);
-    await ctx.deps.keys.insertGrant(grant, hash);
+    // Checked again as it is written: a concurrent CreateGrant (on this or another replica) may take the last place.
+    if (!(await ctx.deps.keys.insertGrant(grant, hash, GRANTS_PER_KEY))) throw new LimitExceededException(`${arn} already has ${GRANTS_PER_KEY} grants.`);
     return { GrantToken: token, GrantId: grant.grantId };
   },
 };

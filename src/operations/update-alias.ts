@@ -2,7 +2,7 @@ import { aliasArn } from '../domain/arn';
 import { assertAliasName } from '../domain/alias-name';
 import { NotFoundException, ValidationException } from '../errors/kms-errors';
 import type { Operation } from './context';
-import { aliasTarget } from './alias-target';
+import { aliasQuotaExceeded, aliasTarget, ALIASES_PER_KEY } from './alias-target';
 import { authorize } from './authorize';
 import { aliasNameSchema, Joi, keyIdSchema } from './shared-schemas';
 
@@ -36,7 +36,7 @@ export const updateAlias: Operation<UpdateAliasInput> = {
         `${target.arn} is not the same type of key as the alias's current target: ${target.key.keySpec}/${target.key.keyUsage} vs ${current.keySpec}/${current.keyUsage}.`,
       );
     }
-    await ctx.deps.keys.retargetAlias(input.AliasName, target.key.keyId, ctx.deps.clock());
+    if (!(await ctx.deps.keys.retargetAlias(input.AliasName, target.key.keyId, ctx.deps.clock(), ALIASES_PER_KEY))) throw aliasQuotaExceeded(target.arn);
     return undefined;
   },
 };

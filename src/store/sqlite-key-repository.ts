@@ -1,6 +1,6 @@
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import type { Alias, AuditAnchor, Grant, GrantConstraints, KeyMaterial, KeyRecord, KeyRepository, MaterialIntent, ReserveRefusal, StateChange, Tag } from '../domain/key-repository';
+import type { Alias, AliasInsert, AuditAnchor, Grant, GrantConstraints, KeyMaterial, KeyRecord, KeyRepository, MaterialIntent, ReserveRefusal, StateChange, Tag } from '../domain/key-repository';
 import { legacyObjectIds, materialObjects } from '../domain/key-repository';
 import type { KeySpec } from '../domain/key-spec';
 import type { KeyState } from '../domain/key-state';
@@ -357,15 +357,27 @@ export class SqliteKeyRepository implements KeyRepository {
     return row && rowToAlias(row);
   }
 
-  async insertAlias(a: Alias): Promise<boolean> {
-    const result = this
-      .sql('INSERT OR IGNORE INTO aliases (alias_name, target_key_id, created_at, last_updated_at) VALUES (?, ?, ?, ?)')
-      .run(a.aliasName, a.targetKeyId, toSeconds(a.createdAt), toSeconds(a.lastUpdatedAt));
-    return result.changes === 1;
+  async insertAlias(a: Alias, maxPerKey: number): Promise<AliasInsert> {
+    // IMMEDIATE: the count and the insert under the write lock, which other processes on the file wait for.
+    return this.db.transaction((): AliasInsert => {
+      if (this.sql('SELECT 1 FROM aliases WHERE alias_name = ?').get(a.aliasName)) return 'taken';
+      if (this.aliasesOf(a.targetKeyId, a.aliasName) >= maxPerKey) return 'quota';
+      this.sql('INSERT INTO aliases (alias_name, target_key_id, created_at, last_updated_at) VALUES (?, ?, ?, ?)').run(a.aliasName, a.targetKeyId, toSeconds(a.createdAt), toSeconds(a.lastUpdatedAt));
+      return 'created';
+    }).immediate();
   }
 
-  async retargetAlias(aliasName: string, targetKeyId: string, at: Date): Promise<void> {
-    this.sql('UPDATE aliases SET target_key_id = ?, last_updated_at = ? WHERE alias_name = ?').run(targetKeyId, toSeconds(at), aliasName);
+  async retargetAlias(aliasName: string, targetKeyId: string, at: Date, maxPerKey: number): Promise<boolean> {
+    return this.db.transaction((): boolean => {
+      if (this.aliasesOf(targetKeyId, aliasName) >= maxPerKey) return false;
+      this.sql('UPDATE aliases SET target_key_id = ?, last_updated_at = ? WHERE alias_name = ?').run(targetKeyId, toSeconds(at), aliasName);
+      return true;
+    }).immediate();
+  }
+
+  /** The key's aliases other than `except`. */
+  private aliasesOf(keyId: string, except: string): number {
+    return (this.sql('SELECT count(*) AS n FROM aliases WHERE target_key_id = ? AND alias_name <> ?').get(keyId, except) as { n: number }).n;
   }
 
   async deleteAlias(aliasName: string): Promise<void> {
@@ -437,15 +449,17 @@ export class SqliteKeyRepository implements KeyRepository {
     return (this.sql('SELECT token_hash FROM grant_tokens WHERE grant_id = ?').all(grantId) as Array<{ token_hash: Buffer }>).map((r) => r.token_hash);
   }
 
-  async insertGrant(g: Grant, tokenHash: Buffer): Promise<void> {
-    this.db.transaction(() => {
+  async insertGrant(g: Grant, tokenHash: Buffer, maxPerKey: number): Promise<boolean> {
+    return this.db.transaction((): boolean => {
+      if ((this.sql('SELECT count(*) AS n FROM grants WHERE key_id = ?').get(g.keyId) as { n: number }).n >= maxPerKey) return false;
       this
         .sql(`INSERT INTO grants (grant_id, key_id, name, grantee_principal, retiring_principal, issuing_account, operations, constraints, created_at)
                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
         .run(g.grantId, g.keyId, g.name ?? null, g.granteePrincipal, g.retiringPrincipal ?? null, g.issuingAccount, JSON.stringify(g.operations),
           g.constraints ? JSON.stringify(g.constraints) : null, toSeconds(g.createdAt));
       this.sql('INSERT INTO grant_tokens (grant_id, token_hash) VALUES (?, ?)').run(g.grantId, tokenHash);
-    })();
+      return true;
+    }).immediate();
   }
 
   async addGrantToken(grantId: string, tokenHash: Buffer): Promise<void> {

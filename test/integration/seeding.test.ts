@@ -106,7 +106,7 @@ describe('Seeding (QKMS_SEED_FILE, YAML or JSON)', function () {
     fs.writeFileSync(other, JSON.stringify({ keys: [{ keyId: NEW }, { keyId: MAC, keySpec: 'HMAC_256', keyUsage: 'GENERATE_VERIFY_MAC', aliases: ['alias/ci-data'] }] }));
     await assert.rejects(applySeedFile(other, gw.deps), (err: Error) => err instanceof SeedFileError && new RegExp(`alias alias/ci-data already names key ${SYM}`).test(err.message));
     // An existing key already at the alias quota gets no more from the file.
-    for (let i = 0; i < 50; i++) await gw.deps.keys.insertAlias({ aliasName: `alias/quota-${i}`, targetKeyId: MAC, createdAt: new Date(), lastUpdatedAt: new Date() });
+    for (let i = 0; i < 50; i++) await gw.deps.keys.insertAlias({ aliasName: `alias/quota-${i}`, targetKeyId: MAC, createdAt: new Date(), lastUpdatedAt: new Date() }, 50);
     fs.writeFileSync(other, JSON.stringify({ keys: [{ keyId: NEW }, { keyId: MAC, keySpec: 'HMAC_256', keyUsage: 'GENERATE_VERIFY_MAC', aliases: ['alias/one-too-many'] }] }));
     await assert.rejects(applySeedFile(other, gw.deps), (err: Error) => err instanceof SeedFileError && /more than the maximum of 50 aliases/.test(err.message));
     assert.equal(await gw.deps.keys.getKey(NEW), undefined);

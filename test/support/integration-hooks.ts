@@ -1,10 +1,12 @@
 import { Pkcs11Hsm } from '../../src/hsm/pkcs11/pkcs11-hsm';
 import { HSM_PROFILES } from '../../src/hsm/profiles';
+import { stopSharedPostgres } from './postgres';
 import { createTestToken, removeTestToken, type TestToken } from './softhsm-token';
 
 /**
  * Root hooks: one SoftHSM2 token per run, in a temp dir, and one Pkcs11Hsm over it (PKCS#11 is
- * initialised once per process). Tests reach both through `integration()`.
+ * initialised once per process). Tests reach both through `integration()`. The PostgreSQL cluster
+ * some suites start (test/support/postgres.ts) is stopped at the end too.
  */
 let state: { token: TestToken; hsm: Pkcs11Hsm } | undefined;
 
@@ -21,6 +23,7 @@ export const mochaHooks = {
     state = { token, hsm };
   },
   async afterAll() {
+    stopSharedPostgres();
     if (!state) return;
     await state.hsm.close();
     removeTestToken(state.token);

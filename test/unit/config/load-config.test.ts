@@ -68,6 +68,19 @@ describe('Configuration', () => {
     assert.deepEqual(describeConfig(nss), { ...nss, QKMS_PKCS11_PIN: '***', QKMS_PKCS11_INIT_ARGS: '(set)' });
   });
 
+  it('selects the PostgreSQL store by a postgres:// URL, and SQLite when unset', () => {
+    assert.equal(loadConfig({}).storeUrl, undefined);
+    const url = 'postgres://qkms:s3cret@db.internal:5432/qkms';
+    assert.equal(loadConfig({ QKMS_STORE_URL: url }).storeUrl, url);
+    assert.equal(loadConfig({ QKMS_STORE_URL: 'postgresql://db/qkms' }).storeUrl, 'postgresql://db/qkms');
+    assert.throws(() => loadConfig({ QKMS_STORE_URL: 'mysql://qkms:s3cret@db/qkms' }), (e: Error) => /QKMS_STORE_URL must be a postgres:\/\/ or postgresql:\/\/ URL/.test(e.message) && !e.message.includes('s3cret'));
+  });
+
+  it('logs the store URL without its password', () => {
+    assert.deepEqual(describeConfig({ QKMS_STORE_URL: 'postgres://qkms:s3cret@db.internal:5432/qkms' }), { QKMS_STORE_URL: 'postgres://qkms:***@db.internal:5432/qkms' });
+    assert.deepEqual(describeConfig({ QKMS_STORE_URL: 'postgres://db.internal/qkms' }), { QKMS_STORE_URL: 'postgres://db.internal/qkms' });
+  });
+
   it('prints secrets as *** in the start-up summary', () => {
     const s = describeConfig({ QKMS_PKCS11_PIN: '1234', QKMS_SECRET_ACCESS_KEY: 'abc', QKMS_PORT: '1' });
     assert.deepEqual(s, { QKMS_PKCS11_PIN: '***', QKMS_SECRET_ACCESS_KEY: '***', QKMS_PORT: '1' });

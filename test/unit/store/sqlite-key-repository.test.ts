@@ -6,6 +6,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { legacyObjectIds, type KeyRecord } from '../../../src/domain/key-repository';
 import { SqliteKeyRepository } from '../../../src/store/sqlite-key-repository';
+import { keyRepositoryContract } from '../../support/key-repository-contract';
 
 const REPOSITORY_MODULE = path.resolve(__dirname, '../../../src/store/sqlite-key-repository.ts');
 
@@ -116,3 +117,5 @@ describe('SqliteKeyRepository after a rollback to the previous release and a new
     assert.throws(() => new SqliteKeyRepository(file), new RegExp(`schema version ${known + 1}`));
   });
 });
+
+keyRepositoryContract('SQLite', async () => new SqliteKeyRepository(':memory:'));

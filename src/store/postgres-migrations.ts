@@ -1,0 +1,137 @@
+import type { Pool, PoolClient } from 'pg';
+
+/**
+ * The PostgreSQL store's schema migrations, applied in order; qkms_schema records each one that
+ * ran. Append only. The first is the SQLite store's schema as of its sixth migration, in this
+ * dialect: a PostgreSQL store starts there, so it has no rows of earlier releases to adopt (no
+ * material without object ids, no version above last_version) and no legacy-id migration.
+ * Timestamps are timestamptz (millisecond Dates in and out), binary is bytea, and the JSON kept
+ * as text by SQLite is `json` (stored as given: grants come back byte for byte).
+ */
+const MIGRATIONS: string[] = [
+  `CREATE TABLE keys (
+     position bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+     key_id text NOT NULL UNIQUE,
+     created_at timestamptz NOT NULL,
+     description text NOT NULL,
+     key_usage text NOT NULL,
+     key_spec text NOT NULL,
+     origin text NOT NULL,
+     state text NOT NULL,
+     deletion_date timestamptz,
+     pending_window_days integer,
+     deletion_started timestamptz,
+     current_material_version integer NOT NULL,
+     -- reserves version numbers: never reused, even by a rotation rolled back
+     last_version integer NOT NULL DEFAULT 0,
+     policy text,
+     rotation_period_days integer,
+     next_rotation_date timestamptz
+   );
+   CREATE TABLE key_materials (
+     key_id text NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
+     version integer NOT NULL,
+     material_id text NOT NULL,
+     created_at timestamptz NOT NULL,
+     rotation_type text,
+     object_ids json NOT NULL,
+     PRIMARY KEY (key_id, version)
+   );
+   CREATE TABLE material_intents (
+     intent_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+     key_id text NOT NULL,
+     version integer NOT NULL,
+     purpose text NOT NULL CHECK (purpose IN ('create', 'rotate')),
+     rotation_type text,
+     object_ids json NOT NULL,
+     created_at timestamptz NOT NULL,
+     abandoned_at timestamptz,
+     UNIQUE (key_id, version)
+   );
+   CREATE TABLE tags (
+     key_id text NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
+     tag_key text NOT NULL,
+     tag_value text NOT NULL,
+     PRIMARY KEY (key_id, tag_key)
+   );
+   CREATE TABLE aliases (
+     position bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
+     alias_name text PRIMARY KEY,
+     target_key_id text NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
+     created_at timestamptz NOT NULL,
+     last_updated_at timestamptz NOT NULL
+   );
+   CREATE INDEX aliases_by_target ON aliases (target_key_id);
+   CREATE TABLE grants (
+     position bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+     grant_id text NOT NULL UNIQUE,
+     key_id text NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
+     name text,
+     grantee_principal text NOT NULL,
+     retiring_principal text,
+     issuing_account text NOT NULL,
+     operations json NOT NULL,
+     constraints json,
+     created_at timestamptz NOT NULL
+   );
+   CREATE INDEX grants_by_key ON grants (key_id, grantee_principal);
+   CREATE INDEX grants_by_retiring ON grants (retiring_principal);
+   CREATE TABLE grant_tokens (
+     grant_id text NOT NULL REFERENCES grants(grant_id) ON DELETE CASCADE,
+     token_hash bytea NOT NULL,
+     PRIMARY KEY (grant_id, token_hash)
+   );
+   -- One row, rewritten by every readiness probe: a write that commits proves the store is writable.
+   CREATE TABLE write_probe (id integer PRIMARY KEY CHECK (id = 1), at timestamptz NOT NULL);
+   -- The audit trail's HSM-signed anchor. The row of NULLs lets the first gateway start adopt the
+   -- trail as it finds it, exactly once; from then on the row is always set, and a missing row
+   -- means tampering.
+   CREATE TABLE audit_anchor (
+     id integer PRIMARY KEY CHECK (id = 1),
+     segment integer,
+     end_offset bigint,
+     seq bigint,
+     head text,
+     mac text
+   );
+   INSERT INTO audit_anchor (id) VALUES (1);`,
+];
+
+/** The transaction-scoped advisory lock that serialises migrations: any fixed number of our own. */
+const MIGRATION_LOCK = 0x716b6d73; // 'qkms'
+
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+/**
+ * Brings the database to this release's schema in one transaction under an advisory lock, so
+ * replicas opening a fresh database together migrate it exactly once (the others wait, then find
+ * it done). Refuses a database a later release migrated further.
+ */
+export async function migrate(pool: Pool): Promise<{ from: number }> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
+    await client.query('CREATE TABLE IF NOT EXISTS qkms_schema (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())');
+    const found = await currentVersion(client);
+    if (found > MIGRATIONS.length) {
+      throw new Error(`the key store has schema version ${found}, newer than this qkms knows (${MIGRATIONS.length}): a later release wrote it; run that release`);
+    }
+    for (let i = found; i < MIGRATIONS.length; i++) {
+      await client.query(MIGRATIONS[i]);
+      await client.query('INSERT INTO qkms_schema (version) VALUES ($1)', [i + 1]);
+    }
+    await client.query('COMMIT');
+    return { from: found };
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
+}
+
+async function currentVersion(client: PoolClient): Promise<number> {
+  const { rows } = await client.query<{ v: number | null }>('SELECT max(version) AS v FROM qkms_schema');
+  return rows[0].v ?? 0;
+}

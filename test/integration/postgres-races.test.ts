@@ -1,0 +1,133 @@
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import { Client } from 'pg';
+import type { Grant, KeyRecord, KeyRepository } from '../../src/domain/key-repository';
+import { PostgresKeyRepository } from '../../src/store/postgres-key-repository';
+import { postgresUnavailable, sharedPostgres } from '../support/postgres';
+
+const unavailable = postgresUnavailable();
+const at = new Date('2026-11-29T12:00:00Z');
+/** Calls per race: with two pools of ten, up to twenty transactions are in flight at once. */
+const RACERS = 30;
+
+/**
+ * Two stores on one database, each with its own pool, as two gateway replicas have: every
+ * check-then-act of the repository raced from both at once. Each race alternates its calls
+ * between the two and starts them all before awaiting any.
+ */
+describe('PostgresKeyRepository under concurrent replicas', function () {
+  let replicas: [PostgresKeyRepository, PostgresKeyRepository];
+  before(async function () {
+    if (unavailable) {
+      console.log(`      skipped: ${unavailable}`);
+      this.skip();
+    }
+    const url = await (await sharedPostgres()).createDatabase('races');
+    replicas = [await PostgresKeyRepository.open(url), await PostgresKeyRepository.open(url)];
+  });
+  after(async () => {
+    for (const r of replicas ?? []) await r.close();
+  });
+
+  /** Runs `call` RACERS times, alternately on each replica, all started before any is awaited. */
+  function race<T>(call: (store: KeyRepository, i: number) => Promise<T>): Promise<T[]> {
+    return Promise.all(Array.from({ length: RACERS }, (_, i) => call(replicas[i % 2], i)));
+  }
+
+  async function createKey(store: KeyRepository = replicas[0]): Promise<string> {
+    const keyId = crypto.randomUUID();
+    const key: KeyRecord = { keyId, createdAt: at, description: '', keyUsage: 'ENCRYPT_DECRYPT', keySpec: 'SYMMETRIC_DEFAULT', origin: 'AWS_KMS', state: 'Enabled', currentMaterialVersion: 1 };
+    const intent = await store.recordKeyIntent({ keyId, objectIds: { kek: '01'.repeat(16), mac: '02'.repeat(16) }, createdAt: at });
+    await store.activateKey(intent, key, '03'.repeat(32), []);
+    return keyId;
+  }
+  const ids = () => ({ kek: crypto.randomBytes(16).toString('hex'), mac: crypto.randomBytes(16).toString('hex') });
+  const count = <T>(xs: T[], x: T) => xs.filter((y) => y === x).length;
+
+  it('creates an alias name once when both replicas create it for different keys at once', async () => {
+    const keys = [await createKey(), await createKey()];
+    for (let round = 0; round < 5; round++) {
+      const aliasName = `alias/race-${round}`;
+      const results = await race((s, i) => s.insertAlias({ aliasName, targetKeyId: keys[i % 2], createdAt: at, lastUpdatedAt: at }, 50));
+      assert.deepEqual([count(results, 'created'), count(results, 'taken')], [1, RACERS - 1]);
+    }
+  });
+
+  it('lets exactly one of many concurrent state changes from one state win', async () => {
+    for (let round = 0; round < 5; round++) {
+      const keyId = await createKey();
+      const results = await race((s, i) =>
+        s.transitionState(keyId, ['Enabled'], i % 3 === 0 ? { state: 'PendingDeletion', deletionDate: at, pendingWindowDays: 7 } : { state: 'Disabled', deletionDate: null, pendingWindowDays: null }),
+      );
+      assert.equal(count(results, true), 1);
+    }
+  });
+
+  it('lets the scheduler claim a due deletion once when both replicas run it', async () => {
+    const keyId = await createKey();
+    await replicas[0].transitionState(keyId, ['Enabled'], { state: 'PendingDeletion', deletionDate: at, pendingWindowDays: 7 });
+    assert.equal(count(await race((s) => s.beginDeletion(keyId, at)), true), 1);
+  });
+
+  it('reserves distinct, gapless version numbers for concurrent rotations of one key', async () => {
+    const keyId = await createKey();
+    const results = await race((s) => s.reserveVersion(keyId, { rotationType: 'ON_DEMAND', objectIds: ids(), createdAt: at }));
+    const versions = results.map((r) => (typeof r === 'string' ? r : r.version)).sort((a, b) => Number(a) - Number(b));
+    assert.deepEqual(versions, Array.from({ length: RACERS }, (_, i) => i + 2));
+  });
+
+  it('never exceeds the on-demand rotation quota under concurrent rotations', async () => {
+    const keyId = await createKey();
+    const results = await race((s) => s.reserveVersion(keyId, { rotationType: 'ON_DEMAND', objectIds: ids(), createdAt: at, onDemandLimit: 3 }));
+    assert.equal(results.filter((r) => typeof r !== 'string').length, 3);
+    assert.equal(count(results, 'quota'), RACERS - 3);
+    assert.equal((await replicas[1].listIntents()).filter((i) => i.keyId === keyId).length, 3);
+  });
+
+  it('never exceeds a key\'s alias quota under concurrent CreateAlias of different names', async () => {
+    const keyId = await createKey();
+    const results = await race((s, i) => s.insertAlias({ aliasName: `alias/quota-${keyId}-${i}`, targetKeyId: keyId, createdAt: at, lastUpdatedAt: at }, 5));
+    assert.deepEqual([count(results, 'created'), count(results, 'quota')], [5, RACERS - 5]);
+    assert.equal(await replicas[1].countAliases(keyId), 5);
+  });
+
+  it('never exceeds a key\'s alias quota when aliases are created and moved onto it at once', async () => {
+    const [full, other] = [await createKey(), await createKey()];
+    for (let i = 0; i < RACERS; i++) await replicas[0].insertAlias({ aliasName: `alias/move-${full}-${i}`, targetKeyId: other, createdAt: at, lastUpdatedAt: at }, 50);
+    const results = await race((s, i) =>
+      i % 2 === 0
+        ? s.retargetAlias(`alias/move-${full}-${i}`, full, at, 5)
+        : s.insertAlias({ aliasName: `alias/new-${full}-${i}`, targetKeyId: full, createdAt: at, lastUpdatedAt: at }, 5).then((r) => r === 'created'),
+    );
+    assert.equal(count(results, true), 5);
+    assert.equal(await replicas[1].countAliases(full), 5);
+  });
+
+  it('never exceeds a key\'s grant quota under concurrent CreateGrant', async () => {
+    const keyId = await createKey();
+    const grant = (): Grant => ({ grantId: crypto.randomBytes(32).toString('hex'), keyId, granteePrincipal: 'arn:aws:iam::111122223333:role/app', issuingAccount: 'arn:aws:iam::111122223333:root', operations: ['Decrypt'], createdAt: at });
+    const results = await race((s) => s.insertGrant(grant(), crypto.randomBytes(32), 7));
+    assert.equal(count(results, true), 7);
+    assert.equal(await replicas[1].countGrants(keyId), 7);
+  });
+
+  it('migrates a fresh database exactly once when several replicas open it at once', async () => {
+    const url = await (await sharedPostgres()).createDatabase('first_open');
+    const opened = await Promise.all(Array.from({ length: 6 }, () => PostgresKeyRepository.open(url, { poolSize: 2 })));
+    try {
+      assert.equal(opened.filter((s) => s.isNew).length, 1, 'one of them created the schema');
+      const admin = new Client({ connectionString: url });
+      await admin.connect();
+      try {
+        const { rows } = await admin.query<{ version: number; n: number }>('SELECT version, count(*)::int AS n FROM qkms_schema GROUP BY version ORDER BY version');
+        assert.ok(rows.length > 0 && rows.every((r, i) => r.version === i + 1 && r.n === 1), JSON.stringify(rows));
+      } finally {
+        await admin.end();
+      }
+      const keyId = await createKey(opened[5]);
+      assert.ok(await opened[0].getKey(keyId), 'all of them use the one schema');
+    } finally {
+      for (const s of opened) await s.close();
+    }
+  });
+});
