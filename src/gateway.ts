@@ -1,7 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { AuditLog } from './audit/audit-log';
 import { auditMac } from './audit/audit-mac';
+import type { AuditTrail } from './audit/audit-trail';
+import { openAuditTrail } from './audit/open-audit-trail';
 import { recordSystemEvent } from './audit/system-events';
 import { AUDIT_MAC_KEY } from './audit/audit-record';
 import { PrincipalStore } from './auth/principals';
@@ -147,7 +148,7 @@ async function openGateway(config: Config, rawHsm: Hsm, logger: Logger, { clock,
   const storeFile = path.join(config.dataDir, 'qkms.db');
   const isNewStore = !fs.existsSync(storeFile);
   const keys = new SqliteKeyRepository(storeFile);
-  let audit: AuditLog | undefined;
+  let audit: AuditTrail | undefined;
   try {
     const metrics = new GatewayMetrics(() => rawHsm.stats());
     // Timed outside the deadline: a call past QKMS_HSM_TIMEOUT_MS counts as a 'timeout' error at its deadline.
@@ -164,11 +165,7 @@ async function openGateway(config: Config, rawHsm: Hsm, logger: Logger, { clock,
       config.credentialsFile,
       logger,
     );
-    audit = await AuditLog.open(
-      path.join(config.dataDir, 'audit'),
-      { mac: auditMac(hsm), anchors: keys, logger },
-      { ...config.audit, isNewStore, onBatch: (batch) => metrics.auditBatch(batch) },
-    );
+    audit = await openAuditTrail(config, { mac: auditMac(hsm), anchors: keys, logger }, { isNewStore, onBatch: (batch) => metrics.auditBatch(batch) });
     const deps: GatewayDeps = {
       config,
       principals,
