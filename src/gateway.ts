@@ -1,7 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { AuditLog } from './audit/audit-log';
 import { auditMac } from './audit/audit-mac';
+import type { AuditTrail } from './audit/audit-trail';
+import { openAuditTrail } from './audit/open-audit-trail';
 import { recordSystemEvent } from './audit/system-events';
 import { AUDIT_MAC_KEY } from './audit/audit-record';
 import { PrincipalStore } from './auth/principals';
@@ -146,7 +147,7 @@ function takeDataDirLock(config: Config): DataDirLock {
 async function openGateway(config: Config, rawHsm: Hsm, logger: Logger, { clock, releaseLock }: { clock: () => Date; releaseLock: () => void }): Promise<Gateway> {
   const { keys, isNew: isNewStore, kind } = await openStore(config, logger);
   logger.info('key store opened', { store: kind, isNew: isNewStore });
-  let audit: AuditLog | undefined;
+  let audit: AuditTrail | undefined;
   try {
     const metrics = new GatewayMetrics(() => rawHsm.stats());
     // Timed outside the deadline: a call past QKMS_HSM_TIMEOUT_MS counts as a 'timeout' error at its deadline.
@@ -163,11 +164,7 @@ async function openGateway(config: Config, rawHsm: Hsm, logger: Logger, { clock,
       config.credentialsFile,
       logger,
     );
-    audit = await AuditLog.open(
-      path.join(config.dataDir, 'audit'),
-      { mac: auditMac(hsm), anchors: keys, logger },
-      { ...config.audit, isNewStore, onBatch: (batch) => metrics.auditBatch(batch) },
-    );
+    audit = await openAuditTrail(config, { mac: auditMac(hsm), anchors: keys, logger }, { isNewStore, onBatch: (batch) => metrics.auditBatch(batch) });
     const deps: GatewayDeps = {
       config,
       principals,

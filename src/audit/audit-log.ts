@@ -1,10 +1,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { KMSInternalException } from '../errors/kms-errors';
 import type { Logger } from '../logging/logger';
 import type { AuditMac } from './audit-mac';
-import { anchorMessage, batchMessage, chainHash, MAC_HEX_LENGTH, segmentName, type RequestFields } from './audit-record';
+import { anchorMessage, batchMessage, MAC_HEX_LENGTH, requestRecord, segmentName, type RequestFields } from './audit-record';
 import { resumeTrail, syncDirectory, type AnchorStore, type ResumePoint } from './audit-startup';
+import type { AuditTrail } from './audit-trail';
+import { GroupCommit } from './group-commit';
 
 export interface AuditOptions {
   maxSegmentBytes: number;
@@ -22,28 +23,16 @@ interface Parts {
   logger: Logger;
 }
 
-interface Pending {
-  fields: RequestFields;
-  resolve: () => void;
-  reject: (err: Error) => void;
-}
-
-/** One write stays small; what does not fit waits for the next batch. */
-const MAX_BATCH_RECORDS = 1000;
-
 /**
- * The append-only audit trail (format: audit-record.ts), written by group commit: records wait in
- * a queue while one batch is being committed, and the next batch takes all of them. A batch is
- * the HSM's two HMACs, one write (its signed header, then its records) that returns once it is on
- * disk (O_DSYNC), then the anchor in the key store; only then do its callers' promises resolve,
- * so a response is released only once its record is durable. When any step fails the batch is
- * cut off the file again and its promises reject with KMSInternalException (or, fail-open,
- * resolve after a loud log line).
+ * The append-only audit trail in files (format: audit-record.ts), written by group commit
+ * (group-commit.ts). A batch is the HSM's two HMACs, one write (its signed header, then its
+ * records) that returns once it is on disk (O_DSYNC), then the anchor in the key store; only then
+ * do its callers' promises resolve, so a response is released only once its record is durable.
+ * When any step fails the batch is cut off the file again and its promises reject with
+ * KMSInternalException (or, fail-open, resolve after a loud log line).
  */
-export class AuditLog {
-  private queue: Pending[] = [];
-  private committing?: Promise<void>;
-  private isClosed = false;
+export class AuditLog implements AuditTrail {
+  private readonly commits: GroupCommit;
   /** The size to cut the segment back to, when cutting a failed batch off failed: retried first. */
   private cutPending?: number;
 
@@ -52,7 +41,9 @@ export class AuditLog {
     private readonly parts: Parts,
     private readonly options: AuditOptions,
     private at: ResumePoint,
-  ) {}
+  ) {
+    this.commits = new GroupCommit((batch) => this.write(batch), { ...options, logger: parts.logger });
+  }
 
   /** The segment being written, opened at the first batch. */
   private file?: fs.promises.FileHandle;
@@ -68,54 +59,14 @@ export class AuditLog {
 
   /** Resolves once the record is durable and anchored; rejects with KMSInternalException when it cannot be. */
   record(fields: RequestFields): Promise<void> {
-    if (this.isClosed) return Promise.reject(KMSInternalException.notAudited(new Error('the audit trail is closed')));
-    return new Promise((resolve, reject) => {
-      this.queue.push({ fields, resolve, reject });
-      this.commitNext();
-    });
+    return this.commits.record(fields);
   }
 
   /** Commits what is queued, then closes the segment; later records are refused. */
   async close(): Promise<void> {
-    this.isClosed = true;
-    while (this.committing) await this.committing;
+    await this.commits.close();
     await this.file?.close();
     this.file = undefined;
-  }
-
-  private commitNext(): void {
-    if (this.committing || this.queue.length === 0) return;
-    const batch = this.queue.splice(0, MAX_BATCH_RECORDS);
-    this.committing = this.commit(batch).finally(() => {
-      this.committing = undefined;
-      this.commitNext();
-    });
-  }
-
-  private async commit(batch: Pending[]): Promise<void> {
-    const started = performance.now();
-    const done = (isWritten: boolean) => this.options.onBatch?.({ records: batch.length, seconds: (performance.now() - started) / 1000, isWritten });
-    try {
-      await this.write(batch.map((p) => p.fields));
-    } catch (err) {
-      done(false);
-      this.fail(batch, err);
-      return;
-    }
-    done(true);
-    for (const p of batch) p.resolve();
-  }
-
-  private fail(batch: Pending[], err: unknown): void {
-    const details = { records: batch.length, requestIds: batch.map((p) => p.fields.requestId), cause: err instanceof Error ? err.message : String(err) };
-    if (this.options.isFailOpen) {
-      this.parts.logger.error('AUDIT WRITE FAILED: QKMS_AUDIT_FAIL_OPEN is on, so these requests are answered WITHOUT an audit record', details);
-      for (const p of batch) p.resolve();
-      return;
-    }
-    this.parts.logger.error('AUDIT WRITE FAILED: these requests fail with KMSInternalException and return no result', details);
-    const error = KMSInternalException.notAudited(err);
-    for (const p of batch) p.reject(error);
   }
 
   private async write(fields: RequestFields[]): Promise<void> {
@@ -199,12 +150,9 @@ function openSegment(file: string): Promise<fs.promises.FileHandle> {
 function chain(from: { seq: number; head: string }, fields: RequestFields[]) {
   let prev = from.head;
   const lines = fields.map((f, i) => {
-    const record = {
-      seq: from.seq + 1 + i, type: 'request', time: f.time, requestId: f.requestId, operation: f.operation, principal: f.principal,
-      accessKeyId: f.accessKeyId, sourceIp: f.sourceIp, keyArn: f.keyArn, status: f.status, errorCode: f.errorCode, prev,
-    };
-    prev = chainHash(record);
-    return `${JSON.stringify({ ...record, hash: prev })}\n`;
+    const record = requestRecord(from.seq + 1 + i, f, prev);
+    prev = record.hash;
+    return `${JSON.stringify(record)}\n`;
   });
   const last = { seq: from.seq + fields.length, head: prev };
   return { header: { type: 'batch' as const, first: from.seq + 1, count: fields.length, prev: from.head, head: prev }, body: lines.join(''), last };

@@ -49,6 +49,18 @@ export function chainHash(recordWithoutHash: object): string {
   return crypto.createHash('sha256').update(JSON.stringify(recordWithoutHash)).digest('hex');
 }
 
+/**
+ * Record `seq` of a chain, after the record whose hash is `prev`: the fields in the order hashed,
+ * then `hash`. The files and the PostgreSQL trail chain the same records.
+ */
+export function requestRecord(seq: number, f: RequestFields, prev: string): Extract<AuditRecord, { type: 'request' }> {
+  const record = {
+    seq, type: 'request' as const, time: f.time, requestId: f.requestId, operation: f.operation, principal: f.principal,
+    accessKeyId: f.accessKeyId, sourceIp: f.sourceIp, keyArn: f.keyArn, status: f.status, errorCode: f.errorCode, prev,
+  };
+  return { ...record, hash: chainHash(record) };
+}
+
 /** The bytes a batch header's HSM HMAC covers. */
 export function batchMessage(h: Pick<BatchHeader, 'first' | 'count' | 'prev' | 'head'>): Buffer {
   return Buffer.from(`qkms-audit-batch-v1\n${h.first}\n${h.count}\n${h.prev}\n${h.head}`);

@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 import { keyArn, type ArnScope } from '../domain/arn';
-import type { AuditLog } from './audit-log';
+import type { AuditTrail } from './audit-trail';
 
 /**
  * What QKMS does on its own — the seed file's CreateKey/CreateAlias, the scheduler's DeleteKey and
@@ -8,7 +8,7 @@ import type { AuditLog } from './audit-log';
  * source, and the error when the event failed. Resolves once the record is durable, like a request's.
  */
 export function recordSystemEvent(
-  deps: { audit: AuditLog; scope: ArnScope; clock: () => Date },
+  deps: { audit: AuditTrail; scope: ArnScope; clock: () => Date },
   source: 'seed-file' | 'scheduler',
   operation: string,
   keyId: string,

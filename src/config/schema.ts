@@ -66,6 +66,9 @@ export const configSchema = Joi.object({
   QKMS_SCHEDULER_INTERVAL_MS: Joi.number().integer().min(1000).max(86400000).default(60000),
   // Keys with fixed ids (YAML or JSON) created on start when missing (src/seed.ts), e.g. for CI pipelines.
   QKMS_SEED_FILE: Joi.string().min(1),
+  // With QKMS_STORE_URL: the name of this replica's audit chain, held by one live process at a
+  // time. Unset: the first free <hostname>-<n> (docs/crypto.md "Audit trail in PostgreSQL").
+  QKMS_REPLICA_ID: Joi.string().pattern(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/),
   // Audit trail (QKMS_DATA_DIR/audit): a segment file is closed past this size and the chain
   // continues in the next one.
   QKMS_AUDIT_SEGMENT_BYTES: Joi.number().integer().min(4096).max(17179869184).default(67108864),

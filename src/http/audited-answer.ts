@@ -1,5 +1,5 @@
 import type { NextFunction, Request, Response } from 'express';
-import type { AuditLog } from '../audit/audit-log';
+import type { AuditTrail } from '../audit/audit-trail';
 import type { RequestFields } from '../audit/audit-record';
 import { kmsErrorHandler } from './kms-error-handler';
 import { locals } from './request-context';
@@ -13,7 +13,7 @@ import { locals } from './request-context';
  * nothing. Fail-open answers anyway (AuditLog decides and logs). A request whose client went away
  * before any answer is recorded on 'close'. Probes and the scrape are neither held nor recorded.
  */
-export function auditedAnswer(audit: AuditLog) {
+export function auditedAnswer(audit: AuditTrail) {
   return (req: Request, res: Response, next: NextFunction): void => {
     const end = res.end;
     let isRecorded = false;

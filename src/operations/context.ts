@@ -1,5 +1,5 @@
 import type JoiBase from 'joi';
-import type { AuditLog } from '../audit/audit-log';
+import type { AuditTrail } from '../audit/audit-trail';
 import type { Principal, PrincipalStore } from '../auth/principals';
 import type { Config } from '../config/load-config';
 import type { ArnScope } from '../domain/arn';
@@ -19,7 +19,7 @@ export interface GatewayDeps {
   envelope: Envelope;
   markers: MarkerCodec;
   principals: PrincipalStore;
-  audit: AuditLog;
+  audit: AuditTrail;
   /** Key lifecycle time (deletion dates, rotation); tests move it. SigV4 always uses the wall clock. */
   clock: () => Date;
   logger: Logger;
