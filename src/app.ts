@@ -51,7 +51,7 @@ export function createApp(deps: GatewayDeps, options: { newRequestId?: () => str
     '/',
     express.raw({ type: () => true, limit: deps.config.maxBodyBytes }),
     sigv4({ principals: deps.principals, region: deps.config.region, clockSkewSeconds: deps.config.clockSkewSeconds, now: () => new Date() }),
-    rateLimit(deps.config.rateLimitPerSecond),
+    rateLimit(deps.config.rateLimitPerSecond, deps.rateBuckets),
     dispatch(deps),
   );
   app.use(notFound);

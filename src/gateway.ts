@@ -145,7 +145,7 @@ function takeDataDirLock(config: Config): DataDirLock {
 }
 
 async function openGateway(config: Config, rawHsm: Hsm, logger: Logger, { clock, releaseLock }: { clock: () => Date; releaseLock: () => void }): Promise<Gateway> {
-  const { keys, isNew: isNewStore, kind } = await openStore(config, logger);
+  const { keys, isNew: isNewStore, kind, rateBuckets } = await openStore(config, logger);
   logger.info('key store opened', { store: kind, isNew: isNewStore });
   let audit: AuditTrail | undefined;
   try {
@@ -177,6 +177,7 @@ async function openGateway(config: Config, rawHsm: Hsm, logger: Logger, { clock,
       clock,
       logger,
       metrics,
+      rateBuckets,
       // Missing, orphaned or ambiguous objects are logged and left to an operator, not a reason to
       // refuse all traffic (only the keys concerned are refused). No counts of keys: /ready is
       // unauthenticated; they are in the log.

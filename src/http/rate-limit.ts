@@ -1,39 +1,7 @@
 import type { NextFunction, Request, Response } from 'express';
 import { ThrottlingException } from '../errors/kms-errors';
+import { LocalTokenPool, type TokenPool } from '../store/token-pool';
 import { locals } from './request-context';
-
-/**
- * Where the tokens of the per-principal buckets live: this process (LocalTokenPool), or a store
- * every replica shares, so that a principal's rate holds for the whole deployment.
- */
-export interface TokenPool {
-  /** Whether other processes take from the same buckets (then tokens are taken a few at a time). */
-  readonly isShared: boolean;
-  /**
-   * Takes up to `want` tokens from the principal's bucket, which refills at `rate` per second up to
-   * `capacity`; resolves to how many it got (0 when the bucket is empty).
-   */
-  take(principal: string, rate: number, capacity: number, want: number): Promise<number>;
-}
-
-/** The buckets in this process's memory: the single-process gateway. */
-export class LocalTokenPool implements TokenPool {
-  readonly isShared = false;
-  private readonly buckets = new Map<string, { tokens: number; at: number }>();
-
-  constructor(private readonly now: () => number = () => performance.now()) {}
-
-  async take(principal: string, rate: number, capacity: number, want: number): Promise<number> {
-    const t = this.now();
-    const bucket = this.buckets.get(principal) ?? { tokens: capacity, at: t };
-    bucket.tokens = Math.min(capacity, bucket.tokens + ((t - bucket.at) / 1000) * rate);
-    bucket.at = t;
-    this.buckets.set(principal, bucket);
-    const got = Math.min(want, Math.floor(bucket.tokens));
-    bucket.tokens -= got;
-    return got;
-  }
-}
 
 /**
  * A shared pool is asked for this share of a second's rate at a time: one store round trip per
@@ -72,11 +40,18 @@ export function rateLimit(defaultPerSecond: number, pool: TokenPool = new LocalT
     if (pool.isShared && mine?.emptyUntil !== undefined && mine.emptyUntil > t) return next(throttled());
     pool.take(id, rate, Math.max(1, rate), want).then(
       (got) => {
+        // Several takes of one principal may be in flight at once: what each brings is added.
+        const entry = held.get(id) ?? { tokens: 0, until: 0 };
+        const t2 = now();
+        if (entry.until <= t2) entry.tokens = 0;
+        held.set(id, entry);
         if (got < 1) {
-          held.set(id, { tokens: 0, until: 0, emptyUntil: now() + (want / rate) * 1000 });
+          entry.emptyUntil = t2 + (want / rate) * 1000;
           return next(throttled());
         }
-        held.set(id, { tokens: got - 1, until: now() + HELD_FOR_MS });
+        entry.tokens += got - 1;
+        entry.until = t2 + HELD_FOR_MS;
+        entry.emptyUntil = undefined;
         next();
       },
       () => next(),

@@ -4,6 +4,7 @@ import type { Principal, PrincipalStore } from '../auth/principals';
 import type { Config } from '../config/load-config';
 import type { ArnScope } from '../domain/arn';
 import type { Envelope } from '../domain/envelope';
+import type { TokenPool } from '../store/token-pool';
 import type { KeyRepository } from '../domain/key-repository';
 import type { MarkerCodec } from '../domain/marker';
 import type { Hsm } from '../hsm/hsm';
@@ -26,6 +27,8 @@ export interface GatewayDeps {
   metrics: GatewayMetrics;
   /** What start-up did (reconciliation with the token, the seed file); /ready reports it. */
   startup: string;
+  /** Where per-principal rate limits draw from: this process, or the store the replicas share. Unset: this process. */
+  rateBuckets?: TokenPool;
 }
 
 export interface OperationContext {

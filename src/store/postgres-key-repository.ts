@@ -5,6 +5,8 @@ import type { KeyState } from '../domain/key-state';
 import { PostgresAliasesAndGrants } from './postgres-aliases-and-grants';
 import { migrate } from './postgres-migrations';
 import { objectIdsOf, rowToIntent, rowToKey, rowToMaterial, type IntentRow, type KeyRow, type MaterialRow } from './postgres-rows';
+import { PostgresTokenPool } from './postgres-token-pool';
+import type { TokenPool } from './token-pool';
 import { PgSession, type Queryable } from './postgres-session';
 
 export interface PostgresStoreOptions {
@@ -47,6 +49,11 @@ export class PostgresKeyRepository implements KeyRepository {
       await pool.end();
       throw err;
     }
+  }
+
+  /** The rate-limit buckets in this database, shared by every replica. */
+  rateBuckets(): TokenPool {
+    return new PostgresTokenPool(this.db);
   }
 
   async recordKeyIntent(intent: { keyId: string; objectIds: Record<string, string>; createdAt: Date }): Promise<MaterialIntent> {

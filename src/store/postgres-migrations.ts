@@ -95,6 +95,13 @@ const MIGRATIONS: string[] = [
      mac text
    );
    INSERT INTO audit_anchor (id) VALUES (1);`,
+  // Per-principal rate-limit buckets every replica draws from (postgres-token-pool.ts).
+  `CREATE TABLE rate_buckets (
+     principal text PRIMARY KEY,
+     tokens float8 NOT NULL,
+     granted float8 NOT NULL,
+     at timestamptz NOT NULL
+   );`,
 ];
 
 /** The transaction-scoped advisory lock that serialises migrations: any fixed number of our own. */

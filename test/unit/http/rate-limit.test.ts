@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import type { NextFunction, Request, Response } from 'express';
 import { ThrottlingException } from '../../../src/errors/kms-errors';
-import { LocalTokenPool, rateLimit, type TokenPool } from '../../../src/http/rate-limit';
+import { rateLimit } from '../../../src/http/rate-limit';
+import { LocalTokenPool, type TokenPool } from '../../../src/store/token-pool';
 
 /** One clock for every replica of a test, advanced by hand. */
 class Clock {
@@ -76,6 +77,16 @@ describe('Rate limits', () => {
   it('lets requests through when the shared pool fails (its store is down): throttling adds no outage of its own', async () => {
     const failing: TokenPool = { isShared: true, take: () => Promise.reject(new Error('connection refused')) };
     assert.equal(await attempt(rateLimit(5, failing)), true);
+  });
+
+  it('keeps what concurrent takes of one principal bring, instead of the last one overwriting the others', async () => {
+    const clock = new Clock();
+    const pool = new SharedPool(clock);
+    const replica = rateLimit(100, pool, clock.now);
+    assert.deepEqual(await Promise.all(Array.from({ length: 8 }, () => attempt(replica))), Array(8).fill(true));
+    const before = pool.calls; // 8 takes of 5 tokens: 32 held
+    for (let i = 0; i < 32; i++) assert.equal(await attempt(replica), true);
+    assert.equal(pool.calls, before, 'the 32 held tokens served 32 requests without asking the pool');
   });
 
   it('tokens a replica took but did not use lapse after a second instead of saving up a burst', async () => {
