@@ -139,8 +139,13 @@ export async function buildGateway(
   }
 }
 
-/** One writer per data dir: the audit chain, the store and the token's objects (src/store/data-dir-lock.ts). */
+/**
+ * One writer per data dir: the audit chain, the store and the token's objects (src/store/data-dir-lock.ts).
+ * With the store in PostgreSQL the data dir holds at most the embedded token (created under its own
+ * lock): replicas and workers share it, and the database coordinates them.
+ */
 function takeDataDirLock(config: Config): DataDirLock {
+  if (config.storeUrl) return { release: () => undefined };
   return lockDataDir(config.dataDir, path.basename(process.argv[1] ?? 'node'));
 }
 

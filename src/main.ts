@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import cluster from 'node:cluster';
 import type { RequestListener } from 'node:http';
 import { createApp } from './app';
 import { AuditTrailRefused } from './audit/audit-startup';
@@ -9,11 +10,16 @@ import { startingApp } from './http/starting';
 import { createLogger } from './logging/logger';
 import { SeedFileError } from './seed';
 import { createServer } from './server';
+import { superviseWorkers } from './workers';
 
 /** Exit codes: 2 bad configuration (including the seed file, and a token that lacks what QKMS needs), 3 the HSM, the store, the audit trail or the port could not be opened. */
 async function main(): Promise<void> {
   const config = loadConfigOrExit(process.env, 'qkms');
-  const logger = createLogger({ level: config.logLevel });
+  const logger = createLogger({ level: config.logLevel, worker: cluster.worker?.id });
+  if (config.workers > 1 && cluster.isPrimary) {
+    logger.info('starting', { settings: describeConfig(process.env) });
+    return superviseWorkers(config.workers, logger);
+  }
   logger.info('starting', { settings: describeConfig(process.env) });
   // Listen before the token and the store are open: while a long start runs (many token objects to
   // index, a seed file) /health and /ready answer 503 "starting" and KMS requests a retryable

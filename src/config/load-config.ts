@@ -1,3 +1,4 @@
+import os from 'node:os';
 import path from 'node:path';
 import type { DataKeyWrapMode } from '../hsm/capabilities';
 import { HSM_PROFILES, type HsmProfile } from '../hsm/profiles';
@@ -14,6 +15,8 @@ export interface Config {
   readonly dataDir: string;
   /** QKMS_STORE_URL: key metadata in PostgreSQL; undefined = SQLite in dataDir. Holds a password: never log it. */
   readonly storeUrl?: string;
+  /** QKMS_WORKERS: gateway processes on this machine sharing the port (src/workers.ts). */
+  readonly workers: number;
   /** QKMS_STORE_POOL_SIZE: PostgreSQL connections of this process. */
   readonly storePoolSize: number;
   readonly accountId: string;
@@ -86,6 +89,14 @@ export function loadConfig(env: Env): Config {
   }
   const profileName = value.QKMS_HSM_PROFILE ?? defaultProfile(value.QKMS_PKCS11_MODULE);
   const profile = HSM_PROFILES[profileName];
+  const workers: number = value.QKMS_WORKERS ?? (value.QKMS_STORE_URL ? os.availableParallelism() : 1);
+  if (workers > 1 && !value.QKMS_STORE_URL) {
+    // The embedded store is one SQLite file with one writer: the data-dir lock, the file audit
+    // trail (one hash chain, one appending process) and the store's writes all assume one process.
+    throw new ConfigError([
+      `QKMS_WORKERS=${workers} needs QKMS_STORE_URL (PostgreSQL): the embedded store in QKMS_DATA_DIR (SQLite, its audit trail and its lock) has one writer process. Use QKMS_WORKERS=1, or a PostgreSQL database (docs/operations.md "Replicas and workers")`,
+    ]);
+  }
   if (value.QKMS_PKCS11_INIT_ARGS && profileName === 'softhsm2') {
     // pkcs11js passes the string where the standard C_Initialize arguments have pReserved, which
     // SoftHSM2 requires to be NULL (docs/hsm/softhsm2.md): it would refuse to start.
@@ -96,6 +107,7 @@ export function loadConfig(env: Env): Config {
     host: value.QKMS_HOST,
     dataDir: path.resolve(value.QKMS_DATA_DIR),
     storeUrl: value.QKMS_STORE_URL,
+    workers,
     storePoolSize: value.QKMS_STORE_POOL_SIZE,
     accountId: value.QKMS_ACCOUNT_ID,
     region: value.QKMS_REGION,

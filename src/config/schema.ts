@@ -66,6 +66,9 @@ export const configSchema = Joi.object({
   QKMS_SCHEDULER_INTERVAL_MS: Joi.number().integer().min(1000).max(86400000).default(60000),
   // Keys with fixed ids (YAML or JSON) created on start when missing (src/seed.ts), e.g. for CI pipelines.
   QKMS_SEED_FILE: Joi.string().min(1),
+  // Gateway processes on this machine (node:cluster, one listening port). More than one needs
+  // QKMS_STORE_URL (load-config.ts says why). Unset: the number of cores with QKMS_STORE_URL, else 1.
+  QKMS_WORKERS: Joi.number().integer().min(1).max(256),
   // With QKMS_STORE_URL: the name of this replica's audit chain, held by one live process at a
   // time. Unset: the first free <hostname>-<n> (docs/crypto.md "Audit trail in PostgreSQL").
   QKMS_REPLICA_ID: Joi.string().pattern(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/),

@@ -29,13 +29,15 @@ const redactFormat = winston.format((info) => {
   return info;
 });
 
-export function createLogger(options: { level: string; stream?: NodeJS.WritableStream; silent?: boolean }): Logger {
+export function createLogger(options: { level: string; stream?: NodeJS.WritableStream; silent?: boolean; worker?: number }): Logger {
   const transport = options.stream
     ? new winston.transports.Stream({ stream: options.stream })
     : new winston.transports.Console();
   return winston.createLogger({
     level: options.level,
     silent: options.silent,
+    // With QKMS_WORKERS, every line says which worker wrote it.
+    ...(options.worker !== undefined && { defaultMeta: { worker: options.worker } }),
     format: winston.format.combine(redactFormat(), winston.format.timestamp(), winston.format.errors({ stack: true }), winston.format.json()),
     transports: [transport],
   });
