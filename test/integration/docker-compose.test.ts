@@ -38,6 +38,25 @@ describe('docker-compose.yml', () => {
     assert.equal(await run('http://127.0.0.1:9'), 1);
   });
 
+  it('the replicated profile: PostgreSQL, two replicas on one token volume and one database with their own audit chains, the token made once before them, HAProxy on /ready', () => {
+    const replicated = YAML.parse(execFileSync('docker-compose', ['--profile', 'replicated', 'config'], { cwd: ROOT, encoding: 'utf8' }));
+    const [a, b] = [replicated.services['qkms-a'], replicated.services['qkms-b']];
+    for (const r of [a, b]) {
+      assert.match(r.environment.QKMS_STORE_URL, /^postgres:\/\/qkms:[^@]+@postgres:5432\/qkms$/);
+      assert.deepEqual(r.volumes.map((v: string) => v.replace(/:rw$/, '')), ['qkms-shared-token:/var/lib/qkms']);
+      assert.equal(r.depends_on['qkms-token-init'].condition, 'service_completed_successfully');
+      assert.equal(r.depends_on.postgres.condition, 'service_healthy');
+    }
+    assert.deepEqual([a.environment.QKMS_REPLICA_ID, b.environment.QKMS_REPLICA_ID], ['a', 'b']);
+    assert.equal(replicated.services.postgres.environment.POSTGRES_PASSWORD, new URL(a.environment.QKMS_STORE_URL).password);
+    const lb = replicated.services.lb;
+    const mount: string = lb.volumes.find((v: string) => v.includes(':/usr/local/etc/haproxy/haproxy.cfg'));
+    const cfg = fs.readFileSync(mount.split(':')[0], 'utf8');
+    assert.match(cfg, /option httpchk GET \/ready/);
+    assert.deepEqual([...cfg.matchAll(/^\s*server \w+ ([\w-]+):8080 check/gm)].map((m) => m[1]), ['qkms-a', 'qkms-b']);
+    assert.match(cfg, /^\s*retries 0$/m, 'no request is replayed on another replica');
+  });
+
   it('scrapes the gateway /metrics from the optional Prometheus service', async () => {
     assert.deepEqual(compose.services.prometheus.profiles, ['monitoring']);
     const mount = compose.services.prometheus.volumes.find((v: string) => v.endsWith(':/etc/prometheus/prometheus.yml:ro'));
