@@ -8,6 +8,7 @@
  * Then GenerateDataKey with PKCS#11 on the event loop (QKMS_HSM_THREAD=false) for comparison, and
  * /health latency while the gateway is saturated: by CPU, and by a slow HSM (every C_WrapKey held
  * BENCH_SLOW_HSM_MS, default 2 ms, with the fault-injection file, as a network HSM's round trip).
+ * Then the replicas table (replicas.ts): SQLite, and PostgreSQL with 1, 2 and 3 gateway processes.
  * Prints the tables and writes bench/results/latest.{md,json}. BENCH_DURATION_S (default 10) per run.
  */
 import { fork } from 'node:child_process';
@@ -25,6 +26,7 @@ import { SqliteKeyRepository } from '../src/store/sqlite-key-repository';
 import { HsmThread } from '../src/hsm/thread/hsm-thread';
 import { CREDENTIALS, cpuSeconds, freePort, signedRequest, startGatewayProcess, waitForPort } from './gateway-process';
 import { envelopeOp, openAsyncMode, timeMode, type ModeResult } from './hsm-call-modes';
+import { replicasMarkdown, replicasTable } from './replicas';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
 const DURATION_S = Number(process.env.BENCH_DURATION_S ?? 10);
@@ -146,9 +148,11 @@ async function main(): Promise<void> {
       cpus: `${os.cpus().length} × ${os.cpus()[0].model}`, memoryGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version,
       softhsm: spawnText('softhsm2-util', ['--version']), date: new Date().toISOString(), durationSecondsPerRun: DURATION_S,
     };
-    const md = report({ machine, floors, rows, modes, eventLoop: eventLoop.rows, cpuSaturated, cpuSaturatedEventLoop: eventLoop.health, slow });
+    // The replicas table, on fresh tokens of its own, in the same run (replicas.ts).
+    const replicas = await replicasTable();
+    const md = `${report({ machine, floors, rows, modes, eventLoop: eventLoop.rows, cpuSaturated, cpuSaturatedEventLoop: eventLoop.health, slow })}\n## Replicas and workers\n\n${replicasMarkdown(replicas)}\n`;
     fs.writeFileSync(path.join(__dirname, 'results/latest.md'), md);
-    fs.writeFileSync(path.join(__dirname, 'results/latest.json'), JSON.stringify({ machine, floors, modes, rows, eventLoopRows: eventLoop.rows, healthUnderLoad: { cpuSaturated, eventLoopCpuSaturated: eventLoop.health, slowHsmMs: SLOW_HSM_MS, slow } }, null, 2));
+    fs.writeFileSync(path.join(__dirname, 'results/latest.json'), JSON.stringify({ machine, floors, modes, rows, eventLoopRows: eventLoop.rows, healthUnderLoad: { cpuSaturated, eventLoopCpuSaturated: eventLoop.health, slowHsmMs: SLOW_HSM_MS, slow }, replicas }, null, 2));
     process.stdout.write(md);
   } finally {
     floor.kill('SIGTERM');

@@ -47,10 +47,10 @@ export function stopSharedPostgres(): void {
 
 /**
  * A fresh cluster in a temp dir owned by the postgres user, on a free 127.0.0.1 port, trust auth
- * for TCP from loopback only, no system service. fsync is off: a test cluster never outlives a
- * crash of its machine, and the suite's writes are many.
+ * for TCP from loopback only, no system service. fsync is off unless `durable` (the benchmark's):
+ * a test cluster never outlives a crash of its machine, and the suite's writes are many.
  */
-export async function startPostgres(): Promise<PostgresCluster> {
+export async function startPostgres({ durable = false }: { durable?: boolean } = {}): Promise<PostgresCluster> {
   const unavailable = postgresUnavailable();
   if (unavailable) throw new Error(unavailable);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qkms-pg-'));
@@ -68,7 +68,7 @@ export async function startPostgres(): Promise<PostgresCluster> {
     execFileSync('chown', [`${SERVER_USER}:`, dir]);
     asServer('initdb', ['-D', data, '-U', SERVER_USER, '--auth=trust', '--encoding=UTF8', '--no-sync', '--no-instructions']);
     const port = await startOnFreePort((p) =>
-      asServer('pg_ctl', ['-D', data, '-l', path.join(dir, 'server.log'), '-w', '-t', '30', '-o', `-p ${p} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200`, 'start']),
+      asServer('pg_ctl', ['-D', data, '-l', path.join(dir, 'server.log'), '-w', '-t', '30', '-o', `-p ${p} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=${durable ? 'on' : 'off'} -c max_connections=200`, 'start']),
     );
     const base = `postgres://${SERVER_USER}@127.0.0.1:${port}`;
     return {
