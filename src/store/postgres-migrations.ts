@@ -95,6 +95,9 @@ const MIGRATIONS: string[] = [
      mac text
    );
    INSERT INTO audit_anchor (id) VALUES (1);`,
+  // The process that recorded each intent (its ReplicaCoordination.ownerId): a replica's start-up
+  // repair rolls back only the intents of replicas whose owner lease is free (gone).
+  `ALTER TABLE material_intents ADD COLUMN owner text;`,
 ];
 
 /** The transaction-scoped advisory lock that serialises migrations: any fixed number of our own. */
