@@ -101,7 +101,7 @@ const MIGRATIONS: string[] = [
 ];
 
 /** The transaction-scoped advisory lock that serialises migrations: any fixed number of our own. */
-const MIGRATION_LOCK = 0x716b6d73; // 'qkms'
+export const MIGRATION_LOCK = 0x716b6d73; // 'qkms'
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
