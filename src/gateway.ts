@@ -150,7 +150,7 @@ function takeDataDirLock(config: Config): DataDirLock {
 }
 
 async function openGateway(config: Config, rawHsm: Hsm, logger: Logger, { clock, releaseLock }: { clock: () => Date; releaseLock: () => void }): Promise<Gateway> {
-  const { keys, isNew: isNewStore, kind, rateBuckets } = await openStore(config, logger);
+  const { keys, coordination, isNew: isNewStore, kind, rateBuckets } = await openStore(config, logger);
   logger.info('key store opened', { store: kind, isNew: isNewStore });
   let audit: AuditTrail | undefined;
   try {
@@ -158,8 +158,11 @@ async function openGateway(config: Config, rawHsm: Hsm, logger: Logger, { clock,
     // Timed outside the deadline: a call past QKMS_HSM_TIMEOUT_MS counts as a 'timeout' error at its deadline.
     const hsm = withMetrics(withDeadline(rawHsm, config.hsmTimeoutMs), metrics);
     const envelopeModes = checkCapabilities(config, rawHsm.capabilities(), logger);
-    for (const ref of [MARKER_MAC_KEY, AUDIT_MAC_KEY]) await ensureInternalKey(hsm, ref);
-    const reconciled = await reconcileWithToken({ keys, hsm, logger });
+    // Replicas starting together on a fresh deployment: one makes each key, the others find it.
+    await coordination.exclusively(async () => {
+      for (const ref of [MARKER_MAC_KEY, AUDIT_MAC_KEY]) await ensureInternalKey(hsm, ref);
+    });
+    const reconciled = await reconcileWithToken({ keys, hsm, logger, owners: coordination });
     const admin = config.adminCredential;
     if (admin.isDevelopmentDefault) {
       logger.warn('no QKMS_ACCESS_KEY_ID set: accepting the public development credential on loopback only', { accessKeyId: admin.accessKeyId });
@@ -188,14 +191,18 @@ async function openGateway(config: Config, rawHsm: Hsm, logger: Logger, { clock,
       // unauthenticated; they are in the log.
       startup:
         `reconciled with the token: ${reconciled.rolledBack} unfinished key-material changes rolled back` +
-        `${reconciled.leftToRetry > 0 ? ` (${reconciled.leftToRetry} could not be; the scheduler retries them)` : ''}, ${reconciled.missing.length} objects missing, ` +
+        `${reconciled.leftToRetry > 0 ? ` (${reconciled.leftToRetry} could not be; the scheduler retries them)` : ''}` +
+        `${reconciled.inFlight > 0 ? `, ${reconciled.inFlight} in flight on live replicas left to them` : ''}, ${reconciled.missing.length} objects missing, ` +
         `${reconciled.orphaned.length} orphaned, ${reconciled.ambiguous.length} ambiguous${config.seedFile ? '; seed file applied' : ''}`,
     };
     if (config.seedFile) {
       const seeded = await applySeedFile(config.seedFile, deps);
       logger.info('seed file applied', { file: config.seedFile, ...seeded });
     }
-    const scheduler = new Scheduler({ ...deps, onFailure: (work) => metrics.schedulerFailure(work), recordEvent: (operation, keyId, errorCode) => recordSystemEvent(deps, 'scheduler', operation, keyId, errorCode) }, config.schedulerIntervalMs);
+    const scheduler = new Scheduler({ ...deps, onFailure: (work) => metrics.schedulerFailure(work), recordEvent: (operation, keyId, errorCode) => recordSystemEvent(deps, 'scheduler', operation, keyId, errorCode) }, config.schedulerIntervalMs, {
+      holds: () => coordination.holdsSchedulerLease(),
+      takeoverMs: config.schedulerTakeoverMs,
+    });
     metrics.keysInBackoff = () => scheduler.keysInBackoff;
     const opened = audit;
     return {
@@ -205,6 +212,7 @@ async function openGateway(config: Config, rawHsm: Hsm, logger: Logger, { clock,
         await scheduler.stop();
         await opened.close();
         await keys.close();
+        await coordination.close();
         if (!keepHsm) await rawHsm.close();
         releaseLock();
       },
@@ -213,6 +221,7 @@ async function openGateway(config: Config, rawHsm: Hsm, logger: Logger, { clock,
     // Nothing may keep writing once the caller releases the data-dir lock.
     await audit?.close().catch(() => undefined);
     await keys.close();
+    await coordination.close();
     throw err;
   }
 }

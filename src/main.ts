@@ -18,7 +18,7 @@ async function main(): Promise<void> {
   const logger = createLogger({ level: config.logLevel, worker: cluster.worker?.id });
   if (config.workers > 1 && cluster.isPrimary) {
     logger.info('starting', { settings: describeConfig(process.env) });
-    return superviseWorkers(config.workers, logger);
+    return superviseWorkers(config.workers, logger, config.audit.replicaId);
   }
   logger.info('starting', { settings: describeConfig(process.env) });
   // Listen before the token and the store are open: while a long start runs (many token objects to

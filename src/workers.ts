@@ -15,20 +15,26 @@ const RESTART_DELAY_MS = 1000;
  * and exits with that worker's exit code. SIGTERM/SIGINT are passed to every worker, and the
  * primary exits once all have stopped (each drains its requests and audit batch).
  */
-export function superviseWorkers(count: number, logger: Logger): void {
+export function superviseWorkers(count: number, logger: Logger, replicaId?: string): void {
   let isStopping = false;
   let earlyExits = 0;
   const startedAt = new Map<number, number>();
+  /** Worker id -> its slot (1..count): a replacement takes the slot, and with it the audit chain, of the worker it replaces. */
+  const slots = new Map<number, number>();
 
-  const start = () => {
-    const worker = cluster.fork();
+  const start = (slot: number) => {
+    // A configured replica id is one chain per process: each slot gets its own, stable across restarts.
+    const worker = cluster.fork(replicaId ? { QKMS_REPLICA_ID: `${replicaId}-${slot}` } : {});
     startedAt.set(worker.id, Date.now());
-    logger.info('worker started', { worker: worker.id, pid: worker.process.pid });
+    slots.set(worker.id, slot);
+    logger.info('worker started', { worker: worker.id, slot, pid: worker.process.pid });
   };
 
   cluster.on('exit', (worker: Worker, code: number | null, signal: string | null) => {
     const lived = Date.now() - (startedAt.get(worker.id) ?? 0);
+    const slot = slots.get(worker.id) ?? 1;
     startedAt.delete(worker.id);
+    slots.delete(worker.id);
     if (isStopping) {
       if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(0);
       return;
@@ -43,7 +49,7 @@ export function superviseWorkers(count: number, logger: Logger): void {
       setTimeout(() => process.exit(code ?? 1), 30_000).unref();
       return;
     }
-    setTimeout(() => !isStopping && start(), RESTART_DELAY_MS);
+    setTimeout(() => !isStopping && start(slot), RESTART_DELAY_MS);
   });
 
   const stop = (signal: NodeJS.Signals) => {
@@ -58,5 +64,5 @@ export function superviseWorkers(count: number, logger: Logger): void {
   process.once('SIGINT', () => stop('SIGINT'));
 
   logger.info('starting workers', { workers: count });
-  for (let i = 0; i < count; i++) start();
+  for (let slot = 1; slot <= count; slot++) start(slot);
 }

@@ -1,4 +1,3 @@
-import os from 'node:os';
 import path from 'node:path';
 import type { DataKeyWrapMode } from '../hsm/capabilities';
 import { HSM_PROFILES, type HsmProfile } from '../hsm/profiles';
@@ -50,6 +49,7 @@ export interface Config {
   readonly maxBodyBytes: number;
   readonly maxEncryptionContextBytes: number;
   readonly schedulerIntervalMs: number;
+  readonly schedulerTakeoverMs: number;
   readonly audit: { readonly maxSegmentBytes: number; readonly isFailOpen: boolean; readonly replicaId?: string };
   readonly seedFile?: string;
   readonly tls?: { readonly certFile: string; readonly keyFile: string; readonly clientCaFile?: string };
@@ -89,7 +89,7 @@ export function loadConfig(env: Env): Config {
   }
   const profileName = value.QKMS_HSM_PROFILE ?? defaultProfile(value.QKMS_PKCS11_MODULE);
   const profile = HSM_PROFILES[profileName];
-  const workers: number = value.QKMS_WORKERS ?? (value.QKMS_STORE_URL ? os.availableParallelism() : 1);
+  const workers: number = value.QKMS_WORKERS ?? 1;
   if (workers > 1 && !value.QKMS_STORE_URL) {
     // The embedded store is one SQLite file with one writer: the data-dir lock, the file audit
     // trail (one hash chain, one appending process) and the store's writes all assume one process.
@@ -135,6 +135,7 @@ export function loadConfig(env: Env): Config {
     maxBodyBytes: value.QKMS_MAX_BODY_BYTES,
     maxEncryptionContextBytes: value.QKMS_MAX_ENCRYPTION_CONTEXT_BYTES,
     schedulerIntervalMs: value.QKMS_SCHEDULER_INTERVAL_MS,
+    schedulerTakeoverMs: value.QKMS_SCHEDULER_TAKEOVER_MS,
     audit: { maxSegmentBytes: value.QKMS_AUDIT_SEGMENT_BYTES, isFailOpen: value.QKMS_AUDIT_FAIL_OPEN, replicaId: value.QKMS_REPLICA_ID },
     seedFile: value.QKMS_SEED_FILE,
     tls: value.QKMS_TLS_CERT ? { certFile: value.QKMS_TLS_CERT, keyFile: value.QKMS_TLS_KEY, clientCaFile: value.QKMS_TLS_CLIENT_CA } : undefined,

@@ -64,10 +64,14 @@ export const configSchema = Joi.object({
   QKMS_MAX_ENCRYPTION_CONTEXT_BYTES: Joi.number().integer().min(64).max(65536).default(8192),
   // How often due key deletions and automatic rotations run.
   QKMS_SCHEDULER_INTERVAL_MS: Joi.number().integer().min(1000).max(86400000).default(60000),
+  // With QKMS_STORE_URL: how often a replica without the scheduler lease tries to take it (how soon
+  // it takes over from a holder that died).
+  QKMS_SCHEDULER_TAKEOVER_MS: Joi.number().integer().min(500).max(600000).default(5000),
   // Keys with fixed ids (YAML or JSON) created on start when missing (src/seed.ts), e.g. for CI pipelines.
   QKMS_SEED_FILE: Joi.string().min(1),
   // Gateway processes on this machine (node:cluster, one listening port). More than one needs
-  // QKMS_STORE_URL (load-config.ts says why). Unset: the number of cores with QKMS_STORE_URL, else 1.
+  // QKMS_STORE_URL (load-config.ts says why). Default 1: more were slower on the 2-core machines
+  // this is built on (README "Replicas and workers").
   QKMS_WORKERS: Joi.number().integer().min(1).max(256),
   // With QKMS_STORE_URL: the name of this replica's audit chain, held by one live process at a
   // time. Unset: the first free <hostname>-<n> (docs/crypto.md "Audit trail in PostgreSQL").

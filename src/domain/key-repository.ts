@@ -54,6 +54,11 @@ export interface MaterialIntent {
   rotationType?: 'AUTOMATIC' | 'ON_DEMAND';
   objects: MaterialObjects;
   createdAt: Date;
+  /**
+   * The process that recorded it (ReplicaCoordination.ownerId): start-up repair leaves the intents
+   * of a live replica alone. Undefined for intents recorded before owners were.
+   */
+  owner?: string;
 }
 
 /** Why a version could not be reserved: the key is not (or no longer) Enabled and rotatable, or its on-demand quota is used up. */
@@ -115,6 +120,8 @@ export interface StateChange {
  * replicas) can implement it as well as the embedded SQLite one.
  */
 export interface KeyRepository {
+  /** Recorded as the owner of every intent this instance records (the process's ReplicaCoordination.ownerId). */
+  readonly ownerId: string;
   /**
    * CreateKey, before any token object exists: the first material's object ids as an intent.
    * `objectIds` are role -> CKA_ID (hex); labels follow from the key id, version and role.

@@ -2,13 +2,18 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Config } from '../config/load-config';
 import type { KeyRepository } from '../domain/key-repository';
+import type { ReplicaCoordination } from '../domain/replica-coordination';
 import type { Logger } from '../logging/logger';
+import { LocalCoordination } from './local-coordination';
+import { PostgresCoordination } from './postgres-coordination';
 import { PostgresKeyRepository } from './postgres-key-repository';
 import { SqliteKeyRepository } from './sqlite-key-repository';
 import { LocalTokenPool, type TokenPool } from './token-pool';
 
 export interface OpenedStore {
   keys: KeyRepository;
+  /** How this process agrees with the other replicas of the store (alone, on SQLite). */
+  coordination: ReplicaCoordination;
   /** Created by this open: the audit trail beside it cannot be its own (audit-startup.ts). */
   isNew: boolean;
   /** For logs: which store, never its password. */
@@ -20,13 +25,23 @@ export interface OpenedStore {
 /** The configured key store: PostgreSQL when QKMS_STORE_URL is set, else SQLite in the data dir. */
 export async function openStore(config: Config, logger: Logger): Promise<OpenedStore> {
   if (config.storeUrl) {
-    const keys = await PostgresKeyRepository.open(config.storeUrl, {
-      poolSize: config.storePoolSize,
-      onIdleError: (err) => logger.warn('a pooled PostgreSQL connection failed while idle; the pool replaces it', { error: err.message }),
-    });
-    return { keys, isNew: keys.isNew, kind: 'postgres', rateBuckets: keys.rateBuckets() };
+    const coordination = await PostgresCoordination.open(config.storeUrl, (err) =>
+      logger.warn('the PostgreSQL coordination connection failed (its leases ended with it); the next use reconnects', { error: err.message }),
+    );
+    try {
+      const keys = await PostgresKeyRepository.open(config.storeUrl, {
+        poolSize: config.storePoolSize,
+        ownerId: coordination.ownerId,
+        onIdleError: (err) => logger.warn('a pooled PostgreSQL connection failed while idle; the pool replaces it', { error: err.message }),
+      });
+      return { keys, coordination, isNew: keys.isNew, kind: 'postgres', rateBuckets: keys.rateBuckets() };
+    } catch (err) {
+      await coordination.close();
+      throw err;
+    }
   }
   const file = path.join(config.dataDir, 'qkms.db');
   const isNew = !fs.existsSync(file);
-  return { keys: new SqliteKeyRepository(file), isNew, kind: 'sqlite', rateBuckets: new LocalTokenPool() };
+  const coordination = new LocalCoordination();
+  return { keys: new SqliteKeyRepository(file, { ownerId: coordination.ownerId }), coordination, isNew, kind: 'sqlite', rateBuckets: new LocalTokenPool() };
 }

@@ -1,3 +1,4 @@
+import crypto from 'node:crypto';
 import { Pool, type PoolClient } from 'pg';
 import type { Alias, AliasInsert, AuditAnchor, Grant, KeyMaterial, KeyRecord, KeyRepository, MaterialIntent, ReserveRefusal, StateChange, Tag } from '../domain/key-repository';
 import { materialObjects } from '../domain/key-repository';
@@ -16,6 +17,8 @@ export interface PostgresStoreOptions {
   onIdleError?: (err: Error) => void;
   /** How long a statement waits for a free connection before it fails (the database is down or overloaded). */
   connectTimeoutMs?: number;
+  /** Recorded on the intents it records (the replica's ReplicaCoordination.ownerId); a fresh id when not given. */
+  ownerId?: string;
 }
 
 /**
@@ -33,18 +36,19 @@ export class PostgresKeyRepository implements KeyRepository {
     pool: Pool,
     /** Whether opening it created the schema: the store is new (audit-startup.ts refuses a trail it cannot own). */
     readonly isNew: boolean,
+    readonly ownerId: string,
   ) {
     this.db = new PgSession(pool);
     this.access = new PostgresAliasesAndGrants(this.db);
   }
 
   /** Connects and migrates (exactly once among replicas opening a fresh database together). */
-  static async open(url: string, { poolSize = 10, onIdleError = () => undefined, connectTimeoutMs = 10000 }: PostgresStoreOptions = {}): Promise<PostgresKeyRepository> {
+  static async open(url: string, { poolSize = 10, onIdleError = () => undefined, connectTimeoutMs = 10000, ownerId = crypto.randomUUID() }: PostgresStoreOptions = {}): Promise<PostgresKeyRepository> {
     const pool = new Pool({ connectionString: url, max: poolSize, application_name: 'qkms', connectionTimeoutMillis: connectTimeoutMs });
     pool.on('error', onIdleError); // unhandled, an idle connection's error would end the process
     try {
       const { from } = await migrate(pool);
-      return new PostgresKeyRepository(pool, from === 0);
+      return new PostgresKeyRepository(pool, from === 0, ownerId);
     } catch (err) {
       await pool.end();
       throw err;
@@ -129,12 +133,15 @@ export class PostgresKeyRepository implements KeyRepository {
     await this.db.pool.query('DELETE FROM material_intents WHERE intent_id = $1', [intentId]);
   }
 
-  private async insertIntent(on: Queryable, i: Omit<MaterialIntent, 'intentId' | 'objects'> & { objectIds: Record<string, string> }): Promise<MaterialIntent> {
+  private async insertIntent(on: Queryable, i: Omit<MaterialIntent, 'intentId' | 'objects' | 'owner'> & { objectIds: Record<string, string> }): Promise<MaterialIntent> {
     const [{ intent_id }] = await this.db.rows<{ intent_id: string }>(
-      'INSERT INTO material_intents (key_id, version, purpose, rotation_type, object_ids, created_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING intent_id',
-      [i.keyId, i.version, i.purpose, i.rotationType ?? null, JSON.stringify(i.objectIds), i.createdAt], on,
+      'INSERT INTO material_intents (key_id, version, purpose, rotation_type, object_ids, created_at, owner) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING intent_id',
+      [i.keyId, i.version, i.purpose, i.rotationType ?? null, JSON.stringify(i.objectIds), i.createdAt, this.ownerId], on,
     );
-    return { intentId: Number(intent_id), keyId: i.keyId, version: i.version, purpose: i.purpose, ...(i.rotationType && { rotationType: i.rotationType }), objects: materialObjects(i.keyId, i.version, i.objectIds), createdAt: i.createdAt };
+    return {
+      intentId: Number(intent_id), keyId: i.keyId, version: i.version, purpose: i.purpose, ...(i.rotationType && { rotationType: i.rotationType }),
+      objects: materialObjects(i.keyId, i.version, i.objectIds), createdAt: i.createdAt, owner: this.ownerId,
+    };
   }
 
   /** Inside an activation's transaction: the intent must still be there and not being rolled back. */

@@ -102,10 +102,13 @@ const MIGRATIONS: string[] = [
      granted float8 NOT NULL,
      at timestamptz NOT NULL
    );`,
+  // The process that recorded each intent (its ReplicaCoordination.ownerId): a replica's start-up
+  // repair rolls back only the intents of replicas whose owner lease is free (gone).
+  `ALTER TABLE material_intents ADD COLUMN owner text;`,
 ];
 
 /** The transaction-scoped advisory lock that serialises migrations: any fixed number of our own. */
-const MIGRATION_LOCK = 0x716b6d73; // 'qkms'
+export const MIGRATION_LOCK = 0x716b6d73; // 'qkms'
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
 

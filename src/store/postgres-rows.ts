@@ -64,12 +64,14 @@ export interface IntentRow {
   rotation_type: 'AUTOMATIC' | 'ON_DEMAND' | null;
   object_ids: Record<string, string>;
   created_at: Date;
+  owner: string | null;
 }
 
 export function rowToIntent(r: IntentRow): MaterialIntent {
   return {
     intentId: Number(r.intent_id), keyId: r.key_id, version: r.version, purpose: r.purpose, createdAt: r.created_at,
     ...(r.rotation_type && { rotationType: r.rotation_type }),
+    ...(r.owner !== null && { owner: r.owner }),
     objects: materialObjects(r.key_id, r.version, r.object_ids),
   };
 }

@@ -1,3 +1,4 @@
+import crypto from 'node:crypto';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import type { Alias, AliasInsert, AuditAnchor, Grant, GrantConstraints, KeyMaterial, KeyRecord, KeyRepository, MaterialIntent, ReserveRefusal, StateChange, Tag } from '../domain/key-repository';
@@ -113,6 +114,9 @@ const MIGRATIONS: Array<string | ((db: Database.Database) => void)> = [
      mac TEXT
    );
    INSERT INTO audit_anchor (id) VALUES (1);`,
+  // The process that recorded each intent: replicas' start-up repair leaves a live one's alone.
+  // Intents of earlier releases have none, and are rolled back at start as before.
+  `ALTER TABLE material_intents ADD COLUMN owner TEXT;`,
 ];
 
 /**
@@ -178,8 +182,14 @@ export class SqliteKeyRepository implements KeyRepository {
   /** Prepared statements by SQL text: preparing costs more than running a point query. */
   private readonly statements = new Map<string, Database.Statement>();
 
-  /** `isReadOnly`: for readers beside a running gateway (the compliance report); never migrates. */
-  constructor(file: string, { isReadOnly = false }: { isReadOnly?: boolean } = {}) {
+  readonly ownerId: string;
+
+  /**
+   * `isReadOnly`: for readers beside a running gateway (the compliance report); never migrates.
+   * `ownerId`: recorded on the intents it records (a fresh id when not given).
+   */
+  constructor(file: string, { isReadOnly = false, ownerId = crypto.randomUUID() }: { isReadOnly?: boolean; ownerId?: string } = {}) {
+    this.ownerId = ownerId;
     this.db = new Database(file, { readonly: isReadOnly, fileMustExist: isReadOnly });
     this.db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
     if (isReadOnly) {
@@ -285,11 +295,14 @@ export class SqliteKeyRepository implements KeyRepository {
     this.sql('DELETE FROM material_intents WHERE intent_id = ?').run(intentId);
   }
 
-  private insertIntent(i: Omit<MaterialIntent, 'intentId' | 'objects'> & { objectIds: Record<string, string> }): MaterialIntent {
+  private insertIntent(i: Omit<MaterialIntent, 'intentId' | 'objects' | 'owner'> & { objectIds: Record<string, string> }): MaterialIntent {
     const { intent_id } = this
-      .sql('INSERT INTO material_intents (key_id, version, purpose, rotation_type, object_ids, created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING intent_id')
-      .get(i.keyId, i.version, i.purpose, i.rotationType ?? null, JSON.stringify(i.objectIds), toSeconds(i.createdAt)) as { intent_id: number };
-    return { intentId: intent_id, keyId: i.keyId, version: i.version, purpose: i.purpose, ...(i.rotationType && { rotationType: i.rotationType }), objects: materialObjects(i.keyId, i.version, i.objectIds), createdAt: i.createdAt };
+      .sql('INSERT INTO material_intents (key_id, version, purpose, rotation_type, object_ids, created_at, owner) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING intent_id')
+      .get(i.keyId, i.version, i.purpose, i.rotationType ?? null, JSON.stringify(i.objectIds), toSeconds(i.createdAt), this.ownerId) as { intent_id: number };
+    return {
+      intentId: intent_id, keyId: i.keyId, version: i.version, purpose: i.purpose, ...(i.rotationType && { rotationType: i.rotationType }),
+      objects: materialObjects(i.keyId, i.version, i.objectIds), createdAt: i.createdAt, owner: this.ownerId,
+    };
   }
 
   /** Inside an activation's transaction: the intent must still be there and not being rolled back. */
@@ -562,12 +575,14 @@ interface IntentRow {
   rotation_type: 'AUTOMATIC' | 'ON_DEMAND' | null;
   object_ids: string;
   created_at: number;
+  owner: string | null;
 }
 
 function rowToIntent(r: IntentRow): MaterialIntent {
   return {
     intentId: r.intent_id, keyId: r.key_id, version: r.version, purpose: r.purpose, createdAt: toDate(r.created_at),
     ...(r.rotation_type && { rotationType: r.rotation_type }),
+    ...(r.owner !== null && { owner: r.owner }),
     objects: materialObjects(r.key_id, r.version, JSON.parse(r.object_ids) as Record<string, string>),
   };
 }

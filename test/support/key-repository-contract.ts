@@ -52,6 +52,15 @@ export function keyRepositoryContract(name: string, openStore: () => Promise<Key
       assert.deepEqual((await store.listKeys(all[0].position, 1)).map((k) => k.keyId), [made[1].keyId]);
     });
 
+    it('records on every intent, of a key and of a rotation, the owner id of the store instance that recorded it', async () => {
+      assert.match(store.ownerId, /\S/);
+      const key = await createKey();
+      const created = await store.recordKeyIntent({ keyId: crypto.randomUUID(), objectIds: ids(), createdAt: at });
+      const rotation = reserved(await rotate(key.keyId));
+      assert.deepEqual([created.owner, rotation.owner], [store.ownerId, store.ownerId]);
+      assert.deepEqual((await store.listIntents()).map((i) => i.owner), [store.ownerId, store.ownerId], 'read back as recorded');
+    });
+
     it('never activates an abandoned intent, and tells whether an intent is still there', async () => {
       const keyId = crypto.randomUUID();
       const intent = await store.recordKeyIntent({ keyId, objectIds: ids(), createdAt: at });

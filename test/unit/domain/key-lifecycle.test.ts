@@ -3,6 +3,7 @@ import { Writable } from 'node:stream';
 import { RETRY_FIRST_MS, RetryBackoff, runDueLifecycleWork, STALE_INTENT_MS } from '../../../src/domain/key-lifecycle';
 import { rotateKeyMaterial } from '../../../src/domain/key-material';
 import { reconcileWithToken, surveyToken } from '../../../src/domain/token-reconciliation';
+import { LocalCoordination } from '../../../src/store/local-coordination';
 import { FaultInjectingHsm } from '../../../src/hsm/fault-injecting-hsm';
 import { cancelKeyDeletion } from '../../../src/operations/cancel-key-deletion';
 import { createKey } from '../../../src/operations/create-key';
@@ -59,7 +60,7 @@ describe('Key material: intents, reserved versions, rollback', () => {
     await deps.fake.generateKek(intent.objects.kek);
     const foreign = { id: 'cc'.repeat(16), label: 'qkms/someone-else/1/kek' };
     await deps.fake.generateKek(foreign);
-    const result = await reconcileWithToken(deps);
+    const result = await reconcileWithToken({ ...deps, owners: new LocalCoordination() });
     assert.equal(result.rolledBack, 1);
     assert.deepEqual(result.orphaned, [foreign]);
     assert.equal(await deps.fake.countObjects(intent.objects.kek), 0);
@@ -75,7 +76,7 @@ describe('Key material: intents, reserved versions, rollback', () => {
     await deps.fake.generateKek(intent.objects.kek);
     const faults = new FaultInjectingHsm(deps.fake);
     faults.add({ method: 'destroyKey', times: 1, fail: { kind: 'config', ckr: 'CKR_TOKEN_WRITE_PROTECTED' } });
-    const result = await reconcileWithToken({ ...deps, hsm: faults.hsm });
+    const result = await reconcileWithToken({ ...deps, hsm: faults.hsm, owners: new LocalCoordination() });
     assert.equal(result.rolledBack, 0);
     assert.deepEqual((await deps.keys.listIntents()).map((i) => i.version), [2], 'kept for the stale-intent sweep');
     assert.deepEqual(result.orphaned, [], 'its objects are still owned by the intent');
@@ -86,7 +87,7 @@ describe('Key material: intents, reserved versions, rollback', () => {
     await deps.fake.generateKek({ id: 'c1'.repeat(16), label: 'qkms/someone-else/1/kek' });
     let out = '';
     const logger = createLogger({ level: 'info', stream: new Writable({ write: (chunk, _enc, done) => ((out += String(chunk)), done()) }) });
-    await reconcileWithToken({ ...deps, logger });
+    await reconcileWithToken({ ...deps, logger, owners: new LocalCoordination() });
     const named = [...out.matchAll(/`(qkms [^`]*)`/g)].map((m) => m[1]);
     assert.ok(named.length > 0);
     for (const command of named) assert.match(command, /^qkms orphans( --destroy)?$/);
