@@ -54,7 +54,7 @@ describe('docker-compose.yml', () => {
     const cfg = fs.readFileSync(mount.split(':')[0], 'utf8');
     assert.match(cfg, /option httpchk GET \/ready/);
     assert.deepEqual([...cfg.matchAll(/^\s*server \w+ ([\w-]+):8080 check/gm)].map((m) => m[1]), ['qkms-a', 'qkms-b']);
-    assert.match(cfg, /^\s*retries 0$/m, 'no request is replayed on another replica');
+    assert.match(cfg, /^\s*retry-on conn-failure$/m, 'only a refused connection is tried elsewhere: no request that reached a replica is replayed');
   });
 
   it('scrapes the gateway /metrics from the optional Prometheus service', async () => {
