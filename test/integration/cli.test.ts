@@ -259,7 +259,10 @@ describe('qkms CLI', function () {
       assert.equal(run.code, 3, run.stderr);
       assert.match(run.stderr, /cannot reach the gateway/);
       assert.ok(Date.now() - started < 15000, 'the command ended at the failure, not after --duration');
-      assert.ok(proxy.sentAfterDrop() <= 3, `no worker started a call after the failure (${proxy.sentAfterDrop()} arrived; 3 may have been in flight)`);
+      // Until the dropped call's error reaches its worker, the other three may each finish a call and
+      // start one more (a loaded CI machine saw 4): a bound of two per worker still shows the run
+      // stopped at the failure, where running on would have sent hundreds.
+      assert.ok(proxy.sentAfterDrop() <= 8, `the workers stopped at the failure (${proxy.sentAfterDrop()} calls arrived after it)`);
       const keyId = /created key (\S+) for the run/.exec(run.stderr)?.[1];
       assert.ok(keyId, run.stderr);
       assert.match(run.stderr, /scheduled the run's key .* for deletion/);
