@@ -24,12 +24,6 @@ export function hashSecret(secret: Buffer): Buffer {
   return crypto.createHash('sha256').update(secret).digest();
 }
 
-/** A fresh token for a grant, and the hash the store keeps. */
-export function newGrantToken(grantId: string): { token: string; hash: Buffer } {
-  const secret = crypto.randomBytes(32);
-  return { token: formatGrantToken(grantId, secret), hash: hashSecret(secret) };
-}
-
 /** The grant a token names, if the token is one of its tokens; InvalidGrantTokenException otherwise. */
 export async function grantOfToken(token: string, hashesOf: (grantId: string) => Promise<Buffer[]>): Promise<string> {
   const { grantId, secret } = parseGrantToken(token);

@@ -199,8 +199,13 @@ export interface KeyRepository {
   deleteKey(keyId: string): Promise<void>;
   /** SHA-256 of the secret part of each token issued for a grant (none for an unknown grant). */
   grantTokenHashes(grantId: string): Promise<Buffer[]>;
-  /** Records the grant with its first token unless its key already has `maxPerKey` grants (false), as one step. */
-  insertGrant(grant: Grant, tokenHash: Buffer, maxPerKey: number): Promise<boolean>;
+  /**
+   * Records the grant with its first token, as one step among all writers: unless a grant of the
+   * key with the same name satisfies `sameAs` (then the token is added to that grant: CreateGrant's
+   * Name makes retries idempotent), and unless the key already has `maxPerKey` grants ('quota').
+   * Resolves to the id of the grant the token belongs to.
+   */
+  insertGrant(grant: Grant, tokenHash: Buffer, maxPerKey: number, sameAs?: (existing: Grant) => boolean): Promise<string | 'quota'>;
   addGrantToken(grantId: string, tokenHash: Buffer): Promise<void>;
   getGrant(grantId: string): Promise<Grant | undefined>;
   /** Grants matching every given filter, in creation order after `afterPosition`. */

@@ -1,5 +1,5 @@
 import crypto from 'node:crypto';
-import { newGrantToken } from '../domain/grant-token';
+import { formatGrantToken, hashSecret } from '../domain/grant-token';
 import type { Grant, GrantConstraints } from '../domain/key-repository';
 import { assertUsableForCrypto } from '../domain/key-state';
 import { DryRunOperationException, LimitExceededException, UnsupportedOperationException, ValidationException } from '../errors/kms-errors';
@@ -81,15 +81,6 @@ export const createGrant: Operation<CreateGrantInput> = {
     }
     if (input.DryRun) throw DryRunOperationException.create();
     const requested = { granteePrincipal: input.GranteePrincipal, retiringPrincipal: input.RetiringPrincipal, operations, constraints };
-    const same = input.Name === undefined ? undefined : (await ctx.deps.keys.listGrants({ keyId: key.keyId }, 0, GRANTS_PER_KEY)).find(
-      (g) => g.name === input.Name && sameParameters(g, requested),
-    );
-    if (same) {
-      const { token, hash } = newGrantToken(same.grantId);
-      await ctx.deps.keys.addGrantToken(same.grantId, hash);
-      return { GrantToken: token, GrantId: same.grantId };
-    }
-    if ((await ctx.deps.keys.countGrants(key.keyId)) >= GRANTS_PER_KEY) throw new LimitExceededException(`${arn} already has ${GRANTS_PER_KEY} grants.`);
     const grant: Grant = {
       grantId: crypto.randomBytes(32).toString('hex'),
       keyId: key.keyId,
@@ -98,10 +89,12 @@ export const createGrant: Operation<CreateGrantInput> = {
       issuingAccount: `arn:aws:iam::${ctx.deps.config.accountId}:root`,
       createdAt: ctx.deps.clock(),
     };
-    const { token, hash } = newGrantToken(grant.grantId);
-    // Checked again as it is written: a concurrent CreateGrant (on this or another replica) may take the last place.
-    if (!(await ctx.deps.keys.insertGrant(grant, hash, GRANTS_PER_KEY))) throw new LimitExceededException(`${arn} already has ${GRANTS_PER_KEY} grants.`);
-    return { GrantToken: token, GrantId: grant.grantId };
+    // The same Name with the same parameters is the same grant with one more token, decided where
+    // it is written, as is the quota: concurrent CreateGrants (on this or another replica) agree.
+    const secret = crypto.randomBytes(32);
+    const grantId = await ctx.deps.keys.insertGrant(grant, hashSecret(secret), GRANTS_PER_KEY, (g) => sameParameters(g, requested));
+    if (grantId === 'quota') throw new LimitExceededException(`${arn} already has ${GRANTS_PER_KEY} grants.`);
+    return { GrantToken: formatGrantToken(grantId, secret), GrantId: grantId };
   },
 };
 

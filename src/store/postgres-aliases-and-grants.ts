@@ -68,18 +68,26 @@ export class PostgresAliasesAndGrants {
     return (await this.db.rows<{ token_hash: Buffer }>('SELECT token_hash FROM grant_tokens WHERE grant_id = $1', [grantId])).map((r) => r.token_hash);
   }
 
-  async insertGrant(g: Grant, tokenHash: Buffer, maxPerKey: number): Promise<boolean> {
+  async insertGrant(g: Grant, tokenHash: Buffer, maxPerKey: number, sameAs?: (existing: Grant) => boolean): Promise<string | 'quota'> {
     return this.db.tx(async (c) => {
       await this.db.lockKey(c, g.keyId);
+      if (g.name !== undefined && sameAs) {
+        const named = await this.db.rows<GrantRow>('SELECT * FROM grants WHERE key_id = $1 AND name = $2 ORDER BY position', [g.keyId, g.name], c);
+        const twin = named.map(rowToGrant).find(sameAs);
+        if (twin) {
+          await c.query('INSERT INTO grant_tokens (grant_id, token_hash) VALUES ($1, $2) ON CONFLICT DO NOTHING', [twin.grantId, tokenHash]);
+          return twin.grantId;
+        }
+      }
       const [{ n }] = await this.db.rows<{ n: number }>('SELECT count(*)::int AS n FROM grants WHERE key_id = $1', [g.keyId], c);
-      if (n >= maxPerKey) return false;
+      if (n >= maxPerKey) return 'quota';
       await c.query(
         `INSERT INTO grants (grant_id, key_id, name, grantee_principal, retiring_principal, issuing_account, operations, constraints, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
         [g.grantId, g.keyId, g.name ?? null, g.granteePrincipal, g.retiringPrincipal ?? null, g.issuingAccount, JSON.stringify(g.operations), g.constraints ? JSON.stringify(g.constraints) : null, g.createdAt],
       );
       await c.query('INSERT INTO grant_tokens (grant_id, token_hash) VALUES ($1, $2)', [g.grantId, tokenHash]);
-      return true;
+      return g.grantId;
     });
   }
 

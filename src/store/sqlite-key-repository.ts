@@ -462,16 +462,24 @@ export class SqliteKeyRepository implements KeyRepository {
     return (this.sql('SELECT token_hash FROM grant_tokens WHERE grant_id = ?').all(grantId) as Array<{ token_hash: Buffer }>).map((r) => r.token_hash);
   }
 
-  async insertGrant(g: Grant, tokenHash: Buffer, maxPerKey: number): Promise<boolean> {
-    return this.db.transaction((): boolean => {
-      if ((this.sql('SELECT count(*) AS n FROM grants WHERE key_id = ?').get(g.keyId) as { n: number }).n >= maxPerKey) return false;
+  async insertGrant(g: Grant, tokenHash: Buffer, maxPerKey: number, sameAs?: (existing: Grant) => boolean): Promise<string | 'quota'> {
+    return this.db.transaction((): string | 'quota' => {
+      if (g.name !== undefined && sameAs) {
+        const named = this.sql('SELECT * FROM grants WHERE key_id = ? AND name = ? ORDER BY rowid').all(g.keyId, g.name) as GrantRow[];
+        const twin = named.map(rowToGrant).find(sameAs);
+        if (twin) {
+          this.sql('INSERT OR IGNORE INTO grant_tokens (grant_id, token_hash) VALUES (?, ?)').run(twin.grantId, tokenHash);
+          return twin.grantId;
+        }
+      }
+      if ((this.sql('SELECT count(*) AS n FROM grants WHERE key_id = ?').get(g.keyId) as { n: number }).n >= maxPerKey) return 'quota';
       this
         .sql(`INSERT INTO grants (grant_id, key_id, name, grantee_principal, retiring_principal, issuing_account, operations, constraints, created_at)
                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
         .run(g.grantId, g.keyId, g.name ?? null, g.granteePrincipal, g.retiringPrincipal ?? null, g.issuingAccount, JSON.stringify(g.operations),
           g.constraints ? JSON.stringify(g.constraints) : null, toSeconds(g.createdAt));
       this.sql('INSERT INTO grant_tokens (grant_id, token_hash) VALUES (?, ?)').run(g.grantId, tokenHash);
-      return true;
+      return g.grantId;
     }).immediate();
   }
 

@@ -106,9 +106,19 @@ describe('PostgresKeyRepository under concurrent replicas', function () {
   it('never exceeds a key\'s grant quota under concurrent CreateGrant', async () => {
     const keyId = await createKey();
     const grant = (): Grant => ({ grantId: crypto.randomBytes(32).toString('hex'), keyId, granteePrincipal: 'arn:aws:iam::111122223333:role/app', issuingAccount: 'arn:aws:iam::111122223333:root', operations: ['Decrypt'], createdAt: at });
-    const results = await race((s) => s.insertGrant(grant(), crypto.randomBytes(32), 7));
+    const results = await race((s) => s.insertGrant(grant(), crypto.randomBytes(32), 7).then((r) => r !== 'quota'));
     assert.equal(count(results, true), 7);
     assert.equal(await replicas[1].countGrants(keyId), 7);
+  });
+
+  it('makes one grant of concurrent CreateGrants with one Name and the same parameters (each gets a token for it)', async () => {
+    const keyId = await createKey();
+    const named = (): Grant => ({ grantId: crypto.randomBytes(32).toString('hex'), keyId, name: 'retried', granteePrincipal: 'arn:aws:iam::111122223333:role/app', issuingAccount: 'arn:aws:iam::111122223333:root', operations: ['Decrypt'], createdAt: at });
+    const same = (g: Grant) => g.granteePrincipal === 'arn:aws:iam::111122223333:role/app' && g.operations.join() === 'Decrypt';
+    const ids = await race((s) => s.insertGrant(named(), crypto.randomBytes(32), 100, same));
+    assert.equal(new Set(ids).size, 1, 'every call got the one grant');
+    assert.equal(await replicas[0].countGrants(keyId), 1);
+    assert.equal((await replicas[1].grantTokenHashes(ids[0] as string)).length, ids.length, 'each call added its token');
   });
 
   it('migrates a fresh database exactly once when several replicas open it at once', async () => {

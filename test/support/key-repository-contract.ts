@@ -140,7 +140,8 @@ export function keyRepositoryContract(name: string, openStore: () => Promise<Key
       const key = await createKey();
       const keep = await createKey();
       assert.equal(await store.insertAlias({ aliasName: 'alias/gone', targetKeyId: key.keyId, createdAt: at, lastUpdatedAt: at }, 50), 'created');
-      assert.equal(await store.insertGrant(grant(key.keyId), Buffer.alloc(32, 1), 50), true);
+      const g0 = grant(key.keyId);
+      assert.equal(await store.insertGrant(g0, Buffer.alloc(32, 1), 50), g0.grantId);
       reserved(await rotate(key.keyId));
       await assert.rejects(store.deleteKey(key.keyId), /was not begun/);
       await store.transitionState(key.keyId, ['Enabled'], { state: 'PendingDeletion', deletionDate: at, pendingWindowDays: 7 });
@@ -195,7 +196,7 @@ export function keyRepositoryContract(name: string, openStore: () => Promise<Key
       const [a, b] = [await createKey(), await createKey()];
       const full = grant(a.keyId, { name: 'n', retiringPrincipal: 'arn:aws:iam::111122223333:role/ops', constraints: { EncryptionContextSubset: { z: '1', a: '2' } } });
       const [h1, h2] = [Buffer.alloc(32, 1), Buffer.alloc(32, 2)];
-      assert.equal(await store.insertGrant(full, h1, 2), true);
+      assert.equal(await store.insertGrant(full, h1, 2), full.grantId);
       await store.addGrantToken(full.grantId, h2);
       await store.addGrantToken(full.grantId, h2);
       assert.deepEqual((await store.grantTokenHashes(full.grantId)).map((h) => h.toString('hex')).sort(), [h1, h2].map((h) => h.toString('hex')));
@@ -203,9 +204,18 @@ export function keyRepositoryContract(name: string, openStore: () => Promise<Key
       assert.deepEqual(await store.getGrant(full.grantId), full);
       assert.equal(JSON.stringify((await store.getGrant(full.grantId))!.constraints), JSON.stringify(full.constraints), 'constraints come back as given');
       const plain = grant(a.keyId, { granteePrincipal: 'arn:aws:iam::111122223333:role/other' });
-      assert.equal(await store.insertGrant(plain, h1, 2), true);
-      assert.equal(await store.insertGrant(grant(a.keyId), h1, 2), false, 'a has 2');
-      assert.equal(await store.insertGrant(grant(b.keyId), h1, 2), true);
+      assert.equal(await store.insertGrant(plain, h1, 2), plain.grantId);
+      assert.equal(await store.insertGrant(grant(a.keyId), h1, 2), 'quota', 'a has 2');
+      const ofB = grant(b.keyId);
+      assert.equal(await store.insertGrant(ofB, h1, 2), ofB.grantId);
+      // The same name and parameters: the same grant, one more token, even at the quota.
+      const h3 = Buffer.alloc(32, 3);
+      const twin = { ...full, grantId: crypto.randomBytes(32).toString('hex') };
+      const sameAs = (r: Grant) => (g: Grant) => g.granteePrincipal === r.granteePrincipal && g.retiringPrincipal === r.retiringPrincipal;
+      assert.equal(await store.insertGrant(twin, h3, 2, sameAs(twin)), full.grantId);
+      assert.ok((await store.grantTokenHashes(full.grantId)).some((h) => h.equals(h3)));
+      const other = { ...twin, granteePrincipal: 'arn:aws:iam::111122223333:role/else' };
+      assert.equal(await store.insertGrant(other, h3, 2, sameAs(other)), 'quota', 'other parameters: a new grant, and a has 2');
       assert.equal(await store.countGrants(a.keyId), 2);
       const ofA = await store.listGrants({ keyId: a.keyId }, 0, 10);
       assert.deepEqual(ofA.map((g) => g.grantId), [full.grantId, plain.grantId]);
