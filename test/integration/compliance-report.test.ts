@@ -210,6 +210,11 @@ describe('qkms report (compliance report)', function () {
       assert.equal(none.code, 2);
       assert.match(none.stderr, /no key store in/);
       assert.deepEqual(fs.readdirSync(empty), [], 'no token or store was created');
+      // Not a misleading "no key store" for a PostgreSQL deployment: what it does not read yet, and what to use.
+      const pg = await runQkms(['report', '--out', outDir], { QKMS_DATA_DIR: empty, QKMS_STORE_URL: 'postgres://qkms@127.0.0.1:1/qkms' });
+      assert.equal(pg.code, 2);
+      assert.match(pg.stderr, /PostgreSQL deployment \(QKMS_STORE_URL\) is not supported by it yet: use qkms audit verify/);
+      assert.deepEqual(fs.readdirSync(empty), []);
     } finally {
       fs.rmSync(empty, { recursive: true, force: true });
     }

@@ -23,6 +23,9 @@ export function reportCommand(cli: Cli): Command {
     .action(async (o: { out: string }) => {
       if (cli.endpoint) throw new CliError('report reads the token and the store directly: run it where the data dir is, without --endpoint', EXIT.usage);
       const config = cli.config();
+      if (config.storeUrl) {
+        throw new CliError('report reads the embedded store and its audit files; a PostgreSQL deployment (QKMS_STORE_URL) is not supported by it yet: use qkms audit verify for its trail', EXIT.usage);
+      }
       const storeFile = path.join(config.dataDir, 'qkms.db');
       if (!fs.existsSync(storeFile)) throw new CliError(`no key store in ${config.dataDir} (wrong QKMS_DATA_DIR, or run 'qkms init')`, EXIT.usage);
       let keys: SqliteKeyRepository;
