@@ -4,8 +4,8 @@ import type { CapabilityName, TokenCapabilities } from '../capabilities';
 import { HsmError } from '../hsm-error';
 import { probeEc, probeRsa } from './key-pair-probes';
 import { aesGcm, CKM_AES_KEY_WRAP_KWP, HMAC_BY_HASH } from './mechanisms';
-import { IS_DOWN, ProbeKit, SECRET, sessionSecret } from './probe-kit';
-import { kekTemplate } from './templates';
+import { IS_DOWN, ProbeKit, SECRET } from './probe-kit';
+import { ephemeralDataKeyTemplate, kekTemplate } from './templates';
 
 /**
  * Capability discovery (capabilities.ts): the mechanism list, then a known-answer test of each
@@ -104,7 +104,7 @@ class Prober extends ProbeKit {
     this.check('hmac-keys', pkcs11js.CKM_GENERIC_SECRET_KEY_GEN, () => {
       for (const bytes of SECRET_LENGTHS) {
         try {
-          const h = this.p11.C_GenerateKey(this.s, { mechanism: pkcs11js.CKM_GENERIC_SECRET_KEY_GEN }, sessionSecret(bytes));
+          const h = this.p11.C_GenerateKey(this.s, { mechanism: pkcs11js.CKM_GENERIC_SECRET_KEY_GEN }, ephemeralDataKeyTemplate(bytes));
           this.p11.C_DestroyObject(this.s, h);
           works.push(bytes);
         } catch {
@@ -143,7 +143,7 @@ class Prober extends ProbeKit {
           this.withKnownSecret((secret) => {
             const wrapped = Buffer.from(this.p11.C_WrapKey(this.s, { mechanism }, kek, secret, Buffer.alloc(64)));
             if (!isSecretZeroPadded(unwrapPad(wrapped))) return 'is listed but its output is not RFC 5649';
-            const back = this.p11.C_UnwrapKey(this.s, { mechanism }, kek, wrapped, sessionSecret());
+            const back = this.p11.C_UnwrapKey(this.s, { mechanism }, kek, wrapped, ephemeralDataKeyTemplate());
             const value = Buffer.from(this.p11.C_GetAttributeValue(this.s, back, [{ type: pkcs11js.CKA_VALUE }])[0].value);
             this.p11.C_DestroyObject(this.s, back);
             return isSecretZeroPadded(value) || 'does not unwrap what it wrapped';
@@ -205,7 +205,7 @@ class Prober extends ProbeKit {
 
   /** An extractable session generic secret with the known value SECRET, to be wrapped. */
   private withKnownSecret<T>(body: (secret: pkcs11js.Handle) => T): T {
-    const secret = this.p11.C_CreateObject(this.s, [...sessionSecret(), { type: pkcs11js.CKA_VALUE, value: SECRET }]);
+    const secret = this.p11.C_CreateObject(this.s, [...ephemeralDataKeyTemplate(), { type: pkcs11js.CKA_VALUE, value: SECRET }]);
     try {
       return body(secret);
     } finally {

@@ -2,10 +2,10 @@ import crypto from 'node:crypto';
 import * as pkcs11js from 'pkcs11js';
 import type { CapabilityName } from '../capabilities';
 import { HsmError } from '../hsm-error';
-import { IS_DOWN, ProbeKit, SECRET, sessionSecret } from './probe-kit';
+import { IS_DOWN, ProbeKit, SECRET } from './probe-kit';
 import { unwrapEcPoint } from './der';
 import { CKM_EC_EDWARDS_KEY_PAIR_GEN, CKM_EDDSA, mechanismName, rsaOaep, rsaPss } from './mechanisms';
-import { CURVE_OIDS } from './templates';
+import { CURVE_OIDS, ephemeralDataKeyTemplate } from './templates';
 
 /**
  * The key-pair half of capability discovery (capability-probes.ts): throwaway session key pairs,
@@ -65,7 +65,7 @@ export function probeEc(probe: ProbeKit): void {
     if (!p256) return 'needs a P-256 key pair, which the token did not make';
     const [point] = probe.p11.C_GetAttributeValue(probe.s, p256.publicKey, [{ type: pkcs11js.CKA_EC_POINT }]);
     const params = { type: pkcs11js.CK_PARAMS_EC_DH, kdf: pkcs11js.CKD_NULL, publicData: unwrapEcPoint(point.value) } as pkcs11js.ECDH1;
-    const derived = probe.p11.C_DeriveKey(probe.s, { mechanism: pkcs11js.CKM_ECDH1_DERIVE, parameter: params }, p256.privateKey, sessionSecret(32));
+    const derived = probe.p11.C_DeriveKey(probe.s, { mechanism: pkcs11js.CKM_ECDH1_DERIVE, parameter: params }, p256.privateKey, ephemeralDataKeyTemplate(32));
     probe.p11.C_DestroyObject(probe.s, derived);
     return true;
   });

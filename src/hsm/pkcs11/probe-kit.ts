@@ -39,15 +39,3 @@ export class ProbeKit {
     return verdict === true;
   }
 }
-
-/** An extractable session generic secret (of `bytes` when generated). */
-export function sessionSecret(bytes?: number): pkcs11js.Template {
-  return [
-    { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
-    { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_GENERIC_SECRET },
-    { type: pkcs11js.CKA_TOKEN, value: false },
-    { type: pkcs11js.CKA_SENSITIVE, value: false },
-    { type: pkcs11js.CKA_EXTRACTABLE, value: true },
-    ...(bytes === undefined ? [] : [{ type: pkcs11js.CKA_VALUE_LEN, value: bytes }]),
-  ];
-}
