@@ -120,14 +120,19 @@ export function coreProblems(caps: TokenCapabilities, wrap?: DataKeyWrapMode): s
 const CURVE_CAPABILITY = { 'P-256': 'ec-p256', 'P-384': 'ec-p384', 'P-521': 'ec-p521', secp256k1: 'ec-secp256k1' } as const;
 const HMAC_CAPABILITY: Record<Hash, CapabilityName | undefined> = { SHA1: undefined, SHA224: 'hmac-sha224', SHA256: 'hmac-sha256', SHA384: 'hmac-sha384', SHA512: 'hmac-sha512' };
 
-/** Why the token cannot make this key pair for this usage (undefined when it can). */
-export function keyPairProblem(caps: TokenCapabilities, spec: KeyPairSpec, usage: KeyPairUsage): string | undefined {
-  const needs: CapabilityName[] =
-    spec.family === 'RSA'
-      ? ['rsa-keys', ...(usage === 'SIGN_VERIFY' ? [] : (['rsa-oaep-sha1'] as const))]
-      : spec.family === 'EDWARDS'
-        ? ['ed25519']
-        : [CURVE_CAPABILITY[spec.curve], usage === 'KEY_AGREEMENT' ? 'ecdh' : 'ecdsa'];
+/**
+ * Why the token cannot make this key pair for this usage (undefined when it can). Without a usage
+ * (a data key pair, which leaves the HSM) only its generation counts.
+ */
+export function keyPairProblem(caps: TokenCapabilities, spec: KeyPairSpec, usage?: KeyPairUsage): string | undefined {
+  const generation: CapabilityName = spec.family === 'RSA' ? 'rsa-keys' : spec.family === 'EDWARDS' ? 'ed25519' : CURVE_CAPABILITY[spec.curve];
+  const use: CapabilityName[] =
+    usage === undefined || spec.family === 'EDWARDS'
+      ? []
+      : spec.family === 'RSA'
+        ? usage === 'SIGN_VERIFY' ? [] : ['rsa-oaep-sha1']
+        : [usage === 'KEY_AGREEMENT' ? 'ecdh' : 'ecdsa'];
+  const needs = [generation, ...use];
   if (spec.family === 'RSA' && usage === 'SIGN_VERIFY' && !caps.checks['rsa-pss'].ok && !caps.checks['rsa-pkcs1'].ok) return missing(caps, 'rsa-pss');
   for (const n of needs) if (!caps.checks[n].ok) return missing(caps, n);
   if (spec.family === 'RSA' && caps.rsaBits && (spec.bits < caps.rsaBits.min || spec.bits > caps.rsaBits.max)) {

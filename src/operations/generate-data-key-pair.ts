@@ -60,7 +60,7 @@ async function newDataKeyPair(input: GenerateDataKeyPairInput, ctx: OperationCon
   const target = await keyForEncryption(input.KeyId, ctx, { operation, action: `kms:${operation}`, facts: { encryptionContext: input.EncryptionContext ?? {} } });
   const spec = isSupportedSpec(input.KeyPairSpec) ? keyPairSpecOf(input.KeyPairSpec) : undefined;
   if (!spec) throw new UnsupportedOperationException(`KeyPairSpec ${input.KeyPairSpec} is not supported by this gateway.`);
-  const problem = keyPairProblem(ctx.deps.hsm.capabilities(), spec, 'SIGN_VERIFY');
+  const problem = keyPairProblem(ctx.deps.hsm.capabilities(), spec);
   if (problem) throw new UnsupportedOperationException(`KeyPairSpec ${input.KeyPairSpec}: ${problem}.`);
   if (input.DryRun) throw DryRunOperationException.create();
   const pair = await ctx.deps.hsm.generateDataKeyPair(spec);

@@ -77,6 +77,14 @@ describe('What the token can do decides what is served', () => {
     await assert.rejects(call('GenerateDataKeyPair', { KeyId: (await call('CreateKey', {}, deps)).KeyMetadata.KeyId, KeyPairSpec: 'ECC_SECG_P256K1' }, deps), refused(/ECC_SECG_P256K1/));
   });
 
+  it('GenerateDataKeyPair needs only the pair\'s generation: a token without ECDSA still makes an ECC data key pair, not one without the curve', async () => {
+    const deps = await depsWithout('ecdsa', 'ecdh', 'ec-p384');
+    const keyId = (await call('CreateKey', {}, deps)).KeyMetadata.KeyId;
+    assert.ok((await call('GenerateDataKeyPair', { KeyId: keyId, KeyPairSpec: 'ECC_NIST_P256' }, deps)).PrivateKeyCiphertextBlob);
+    await assert.rejects(call('GenerateDataKeyPair', { KeyId: keyId, KeyPairSpec: 'ECC_NIST_P384' }, deps), E.UnsupportedOperationException);
+    await assert.rejects(call('CreateKey', { KeySpec: 'ECC_NIST_P256', KeyUsage: 'SIGN_VERIFY' }, deps), E.UnsupportedOperationException, 'a signing key still needs ECDSA');
+  });
+
   it('the core: without AES token keys, HMAC-SHA-256, randomness or any data-key construction, the start is refused with the mechanism named', () => {
     assert.deepEqual(coreProblems(fullCapabilities()), []);
     assert.deepEqual(coreProblems(fullCapabilities('aes-gcm', 'aes-kwp', 'aes-gcm-wrap')), [], 'CBC alone serves everything');
