@@ -65,7 +65,7 @@ export async function resumeTrail(
   return { segment, segmentBytes: fs.statSync(file).size, seq: scan.end.seq, head: scan.end.head };
 }
 
-export async function signAnchor(mac: AuditMac, point: TrailPoint): Promise<AuditAnchor> {
+async function signAnchor(mac: AuditMac, point: TrailPoint): Promise<AuditAnchor> {
   const { segment, offset: endOffset, seq, head } = point;
   return { segment, endOffset, seq, head, mac: (await mac.sign(anchorMessage({ segment, endOffset, seq, head }))).toString('hex') };
 }

@@ -110,8 +110,6 @@ const MIGRATIONS: string[] = [
 /** The transaction-scoped advisory lock that serialises migrations: any fixed number of our own. */
 export const MIGRATION_LOCK = 0x716b6d73; // 'qkms'
 
-export const SCHEMA_VERSION = MIGRATIONS.length;
-
 /**
  * Brings the database to this release's schema in one transaction under an advisory lock, so
  * replicas opening a fresh database together migrate it exactly once (the others wait, then find
