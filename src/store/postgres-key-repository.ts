@@ -21,6 +21,9 @@ export interface PostgresStoreOptions {
   ownerId?: string;
 }
 
+/** PostgreSQL's `integer` (versions). */
+const MAX_INTEGER = 2 ** 31 - 1;
+
 /**
  * The key store on PostgreSQL, for gateway replicas sharing one database. Same contract as the
  * SQLite store (the repository contract suite runs on both). Several processes write at once, so
@@ -163,6 +166,8 @@ export class PostgresKeyRepository implements KeyRepository {
   }
 
   async getMaterial(keyId: string, version: number): Promise<KeyMaterial | undefined> {
+    // The version comes from a client's ciphertext (uint32); beyond the column's range none exists.
+    if (version > MAX_INTEGER) return undefined;
     const [row] = await this.db.rows<MaterialRow>('SELECT * FROM key_materials WHERE key_id = $1 AND version = $2', [keyId, version]);
     return row && rowToMaterial(row);
   }

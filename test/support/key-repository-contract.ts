@@ -41,6 +41,8 @@ export function keyRepositoryContract(name: string, openStore: () => Promise<Key
       await store.activateKey(intent, key, materialId, [{ key: 'b', value: '2' }, { key: 'a', value: '1' }]);
       assert.deepEqual(await store.getKey(keyId), { ...key, deletionDate: undefined, pendingWindowDays: undefined });
       assert.deepEqual(await store.getMaterial(keyId, 1), { keyId, version: 1, materialId, createdAt: at, objects: intent.objects });
+      // A ciphertext's version field is a client's uint32: one no key has is simply not there.
+      for (const version of [0, 2, 2 ** 31, 2 ** 32 - 1]) assert.equal(await store.getMaterial(keyId, version), undefined);
       assert.deepEqual(await store.listTags(keyId), [{ key: 'a', value: '1' }, { key: 'b', value: '2' }]);
       assert.deepEqual(await store.listIntents(), []);
     });
