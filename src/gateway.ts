@@ -17,6 +17,7 @@ import { withMetrics } from './hsm/metered-hsm';
 import type { Hsm } from './hsm/hsm';
 import { ensureEmbeddedToken } from './hsm/pkcs11/embedded-token';
 import { Pkcs11Hsm } from './hsm/pkcs11/pkcs11-hsm';
+import type { RecycleReason } from './hsm/pkcs11/pkcs11-options';
 import { HsmThread, type ThreadEvent } from './hsm/thread/hsm-thread';
 import type { Logger } from './logging/logger';
 import { GatewayMetrics } from './metrics/gateway-metrics';
@@ -56,7 +57,11 @@ export async function openHsm(config: Config, logger: Logger): Promise<Hsm> {
     gcmIv: config.pkcs11.profile.gcmIv,
     integrityErrors: config.pkcs11.profile.integrityErrors,
     recycleAfterSessionObjects: config.pkcs11.recycleAfterSessionObjects,
-    onRecycle: (objects: number, ms: number) => logger.info('PKCS#11 module re-initialised to free session objects', { objects, ms: Math.round(ms) }),
+    staleIndexAfterOwnWrite: config.pkcs11.profile.staleIndexAfterOwnWrite,
+    onRecycle: (reason: RecycleReason, objects: number, ms: number) =>
+      reason === 'token-index'
+        ? logger.info('PKCS#11 module re-initialised to see token objects of other processes', { ms: Math.round(ms) })
+        : logger.info('PKCS#11 module re-initialised to free session objects', { objects, ms: Math.round(ms) }),
     onStateChange: (isUp: boolean, detail: string) => (isUp ? logger.warn('HSM token is back; circuit closed', { detail }) : logger.error('HSM token unavailable; failing fast and reconnecting', { detail })),
   };
   if (!config.pkcs11.thread) return Pkcs11Hsm.open(options);

@@ -44,6 +44,11 @@ export class FaultInjectingHsm {
     this.rules = [];
   }
 
+  /** Whether a rule still applies to a coming call. */
+  get armed(): boolean {
+    return this.rules.some((r) => r.times > 0);
+  }
+
   private take(method: Method): FaultRule | undefined {
     const rule = this.rules.find((r) => (r.method === method || r.method === '*') && r.times > 0);
     if (rule) rule.times--;

@@ -28,6 +28,13 @@ export interface HsmProfile {
    * codes of ckr-table.ts. Elsewhere the same code keeps its usual kind.
    */
   readonly integrityErrors?: IntegrityErrors;
+  /**
+   * The module's list of token objects misses objects other processes made or destroyed before
+   * this process's own last token write, until C_Initialize (SoftHSM2: Generation::commit adopts
+   * the on-disk counter, so the next OSToken::index sees nothing new). Then a search by id that
+   * finds nothing, after a write of this process, re-initialises the module and searches again.
+   */
+  readonly staleIndexAfterOwnWrite?: boolean;
   /** Default QKMS_PKCS11_SESSIONS. */
   readonly sessions: number;
   /** C_GetTokenInfo's manufacturerID of the tokens the profile is for: another token gets a warning at start-up. */
@@ -47,6 +54,7 @@ export const HSM_PROFILES: Readonly<Record<string, HsmProfile>> = {
     // a corrupt KWP blob (C_UnwrapKey), with CKR_GENERAL_ERROR; 2.7.0 with CKR_ENCRYPTED_DATA_INVALID
     // (pkcs11-and-clients.md §1.3, §2.4). Both answers are the same "bad input" here.
     integrityErrors: { C_Decrypt: ['CKR_GENERAL_ERROR'], C_UnwrapKey: ['CKR_GENERAL_ERROR'] },
+    staleIndexAfterOwnWrite: true, // docs/hsm/softhsm2.md "Several processes on one token"
     sessions: 4,
     notes: 'SoftHSM2 2.6.1: KWP unwrap returns the key zero-padded to 8 bytes (docs/hsm/softhsm2.md).',
   },

@@ -63,6 +63,30 @@ describe('Pkcs11Hsm on SoftHSM2: finding objects', () => {
     }
   });
 
+  it('finds, counts and destroys objects another process made before its own last token write (SoftHSM2 re-reads its index only at C_Initialize)', async function () {
+    this.timeout(60000);
+    const { token, hsm } = integration();
+    // Another process makes a key object on the run's token, as another replica does.
+    const makeElsewhere = (r: ObjectRef) => {
+      const script = `require(${JSON.stringify(require.resolve('../../src/hsm/pkcs11/pkcs11-hsm'))}).Pkcs11Hsm.open(${JSON.stringify({ modulePath: token.modulePath, tokenLabel: token.label, pin: token.pin, sessions: 1 })})
+        .then(async (h) => { await h.generateKek(${JSON.stringify(r)}); await h.close(); })`;
+      const run = spawnSync(process.execPath, ['--require', require.resolve('tsx/cjs'), '-e', script], { env: { ...process.env, SOFTHSM2_CONF: token.confPath }, encoding: 'utf8' });
+      assert.equal(run.status, 0, run.stderr);
+    };
+    const prefix = `qkms-test/elsewhere-${Date.now()}/`;
+    const [x, y, x2, y2] = [ref(`${prefix}x`), ref(`${prefix}y`), ref(`${prefix}x2`), ref(`${prefix}y2`)];
+    assert.equal(await hsm.countObjects(x), 0); // this process's index is current here
+    makeElsewhere(x);
+    await hsm.generateKek(y); // this process's own write: SoftHSM2 takes its index for current again
+    const sealed = await hsm.encryptAesGcm(x, Buffer.from('made elsewhere'), Buffer.alloc(0));
+    assert.equal((await hsm.decryptAesGcm(x, sealed.ciphertextAndTag, sealed.iv, Buffer.alloc(0))).toString(), 'made elsewhere');
+    makeElsewhere(x2);
+    await hsm.generateKek(y2);
+    assert.equal(await hsm.destroyKey(x2), 1, 'a deletion destroys the object, never leaves it as an orphan');
+    assert.equal(await hsm.countObjects(x2), 0);
+    for (const r of [x, y, y2]) assert.equal(await hsm.destroyKey(r), 1);
+  });
+
   it('a listing warms the handle cache for ids one object carries, never for an id two carry', async () => {
     const { token } = integration();
     const prefix = `qkms-test/warm-${Date.now()}/`;

@@ -19,7 +19,7 @@ export const mochaHooks = {
   async beforeAll(this: Mocha.Context) {
     this.timeout(30000);
     const token = createTestToken();
-    const hsm = await Pkcs11Hsm.open({ modulePath: token.modulePath, tokenLabel: token.label, pin: token.pin, sessions: 4, integrityErrors: HSM_PROFILES.softhsm2.integrityErrors });
+    const hsm = await Pkcs11Hsm.open({ modulePath: token.modulePath, tokenLabel: token.label, pin: token.pin, sessions: 4, integrityErrors: HSM_PROFILES.softhsm2.integrityErrors, staleIndexAfterOwnWrite: HSM_PROFILES.softhsm2.staleIndexAfterOwnWrite });
     state = { token, hsm };
   },
   async afterAll() {

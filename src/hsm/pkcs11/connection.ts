@@ -3,7 +3,7 @@ import type { HsmHealth } from '../hsm';
 import { HsmError } from '../hsm-error';
 import { ckrName } from './ckr-table';
 import { call } from './instrumented-module';
-import type { Pkcs11Options } from './pkcs11-options';
+import type { Pkcs11Options, RecycleReason } from './pkcs11-options';
 import { SessionPool } from './session-pool';
 import { closeSessions, CKS_RW_USER_FUNCTIONS, findSlotByLabel, initialize, login, openSession, probeToken, type Session } from './token-access';
 
@@ -37,6 +37,8 @@ export class Connection {
   /** Calls running on the libuv pool (key-pair generation). */
   private asyncInFlight = 0;
   private mayFinalize: boolean;
+  /** Token objects this process made or destroyed since the module was (re-)initialised. */
+  private tokenWrites = 0;
 
   constructor(
     private readonly p11: pkcs11js.PKCS11,
@@ -50,6 +52,7 @@ export class Connection {
   /** Initialise, find the token by label, open the sessions, log in once. */
   async connect(): Promise<void> {
     this.sessionObjects = 0;
+    this.tokenWrites = 0;
     initialize(this.p11, this.options.initArgs);
     const slot = findSlotByLabel(this.p11, this.options.tokenLabel);
     const sessions: Session[] = [];
@@ -86,6 +89,24 @@ export class Connection {
     return handle;
   }
 
+  /** Counts a token object made or destroyed by this process (see refreshTokenIndex). */
+  tokenWritten(): void {
+    this.tokenWrites++;
+  }
+
+  /**
+   * For a search by id that found nothing: on a token whose index goes stale after this process's
+   * own writes (staleIndexAfterOwnWrite), re-initialise the module, which re-reads the token's
+   * objects, if this process wrote since the last initialisation. Returns whether the search may
+   * find more now. Without a write of ours in between the module's index is current (it re-reads
+   * when another process writes): a key that is really missing costs one search, not a recycle.
+   */
+  async refreshTokenIndex(): Promise<boolean> {
+    if (!this.options.staleIndexAfterOwnWrite || this.tokenWrites === 0 || !this.mayFinalize || this.asyncInFlight > 0 || !this.isUp) return false;
+    await this.recycle('token-index');
+    return true;
+  }
+
   /** Runs an *Async call on the libuv pool, known to recycle, reconnect and close, which wait for it. */
   async offThread<T>(body: () => Promise<T>): Promise<T> {
     this.asyncInFlight++;
@@ -105,7 +126,7 @@ export class Connection {
     const recycleAfter = this.options.recycleAfterSessionObjects;
     // Postponed while another thread may be inside the module (an abandoned HSM thread, a key pair
     // being generated on the libuv pool): C_Finalize would pull the module from under it.
-    if (recycleAfter !== undefined && this.sessionObjects >= recycleAfter && this.mayFinalize && this.asyncInFlight === 0) await this.recycle();
+    if (recycleAfter !== undefined && this.sessionObjects >= recycleAfter && this.mayFinalize && this.asyncInFlight === 0) await this.recycle('session-objects');
     try {
       // A session that saw a device-class failure is replaced too: if the token is fine, the
       // fault may be that session's; if it is down, the pool keeps it (nothing to reopen).
@@ -129,6 +150,7 @@ export class Connection {
    * whatever carries the id instead (key-material.ts).
    */
   async creating<T>(label: string, body: (s: Session) => T): Promise<T> {
+    this.tokenWritten(); // counted before: a failed call may still have made the object
     return this.withSession(label, body, true);
   }
 
@@ -174,7 +196,7 @@ export class Connection {
    * synchronous (and that one is waited for), so none is in the middle of a PKCS#11 call here.
    * A token that does not come back opens the circuit.
    */
-  private async recycle(): Promise<void> {
+  private async recycle(reason: RecycleReason): Promise<void> {
     const objects = this.sessionObjects;
     this.sessionObjects = 0;
     const started = performance.now();
@@ -186,7 +208,7 @@ export class Connection {
       this.openCircuit(cause);
       throw cause;
     }
-    this.options.onRecycle?.(objects, performance.now() - started);
+    this.options.onRecycle?.(reason, objects, performance.now() - started);
   }
 
   private openCircuit(cause: HsmError, probeErr?: unknown): void {

@@ -34,6 +34,15 @@ export class ObjectIndex {
    * by another thread) is looked up once more.
    */
   async withKey<T>(ref: ObjectRef, label: string, body: (s: Session, key: pkcs11js.Handle) => T): Promise<T> {
+    try {
+      return await this.withKeyOnce(ref, label, body);
+    } catch (err) {
+      if (!(err instanceof NoObjectWithId) || !(await this.connection.refreshTokenIndex())) throw err;
+      return this.withKeyOnce(ref, label, body);
+    }
+  }
+
+  private async withKeyOnce<T>(ref: ObjectRef, label: string, body: (s: Session, key: pkcs11js.Handle) => T): Promise<T> {
     return this.connection.withSession(label, (s) => {
       const cached = this.handles.get(ref.id);
       if (cached !== undefined) {
@@ -56,24 +65,40 @@ export class ObjectIndex {
     if (found.length === 1) return found[0];
     const problem = found.length === 0 ? `no token object has the CKA_ID of ${ref.label}` : `${found.length} token objects carry the CKA_ID of ${ref.label}: refusing to guess which holds the key`;
     // Named by the search that found none or several, not by the call that would have used the key.
-    throw new HsmError('key', 'C_FindObjects', found.length === 0 ? 'CKR_OBJECT_HANDLE_INVALID' : undefined, { cause: new Error(problem) });
+    if (found.length === 0) throw new NoObjectWithId(problem);
+    throw new HsmError('key', 'C_FindObjects', undefined, { cause: new Error(problem) });
   }
 
   async destroy(ref: ObjectRef): Promise<number> {
-    return this.connection.withSession('C_DestroyObject', (s) => {
-      this.handles.delete(ref.id);
-      const found = findAll(this.p11, s, idTemplate(ref));
+    this.handles.delete(ref.id);
+    return this.searching('C_DestroyObject', ref, (s, found) => {
       for (const handle of found) this.p11.C_DestroyObject(s, handle);
+      if (found.length > 0) this.connection.tokenWritten();
       return found.length;
     });
   }
 
   async count(ref: ObjectRef): Promise<number> {
-    return this.connection.withSession('C_FindObjects', (s) => findAll(this.p11, s, idTemplate(ref)).length);
+    return this.searching('C_FindObjects', ref, (_s, found) => found.length);
   }
 
   async inspect(ref: ObjectRef): Promise<KeyObjectFacts[]> {
-    return this.connection.withSession('C_GetAttributeValue', (s) => readObjectFacts(this.p11, s, idTemplate(ref)));
+    return this.searching('C_GetAttributeValue', ref, (s) => readObjectFacts(this.p11, s, idTemplate(ref)));
+  }
+
+  /**
+   * Runs body with the token objects carrying the ref's id. When none does and the module's index
+   * may be stale (Connection.refreshTokenIndex), searches once more after the refresh: a deletion
+   * or a repair must not take "not seen by this process" for "not on the token".
+   */
+  private async searching<T>(label: string, ref: ObjectRef, body: (s: Session, found: pkcs11js.Handle[]) => T): Promise<T> {
+    const once = () => this.connection.withSession(label, (s) => {
+      const found = findAll(this.p11, s, idTemplate(ref));
+      return { found: found.length, value: body(s, found) };
+    });
+    const first = await once();
+    if (first.found > 0 || !(await this.connection.refreshTokenIndex())) return first.value;
+    return (await once()).value;
   }
 
   /**
@@ -107,6 +132,13 @@ export class ObjectIndex {
       for (const [hex, handles] of handlesById) if (handles.length === 1) this.handles.set(hex, handles[0]);
       return found;
     });
+  }
+}
+
+/** The search by id found no token object (CKR_OBJECT_HANDLE_INVALID: KeyUnavailableException, as for a handle gone stale). */
+class NoObjectWithId extends HsmError {
+  constructor(problem: string) {
+    super('key', 'C_FindObjects', 'CKR_OBJECT_HANDLE_INVALID', { cause: new Error(problem) });
   }
 }
 

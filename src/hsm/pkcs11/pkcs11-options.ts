@@ -1,6 +1,9 @@
 import type { TokenCapabilities } from '../capabilities';
 import type { IntegrityErrors } from '../profiles';
 
+/** Why the module was re-initialised: to free session objects, or to re-read the token's objects. */
+export type RecycleReason = 'session-objects' | 'token-index';
+
 /** How Pkcs11Hsm reaches and treats a token (from the configuration and the HSM profile). */
 export interface Pkcs11Options {
   modulePath: string;
@@ -21,8 +24,10 @@ export interface Pkcs11Options {
    * (profiles.ts). Unset: never.
    */
   recycleAfterSessionObjects?: number;
-  /** Told of a recycle (count of objects released, pause in ms). */
-  onRecycle?: (objects: number, ms: number) => void;
+  /** The profile's staleIndexAfterOwnWrite (profiles.ts). */
+  staleIndexAfterOwnWrite?: boolean;
+  /** Told of a recycle: why, session objects released, pause in ms. */
+  onRecycle?: (reason: RecycleReason, objects: number, ms: number) => void;
   /**
    * False while another thread may be inside the module (a stuck HSM thread that was abandoned;
    * another user of the module in this process): then nothing here calls C_Finalize or unloads the

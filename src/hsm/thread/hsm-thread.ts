@@ -177,7 +177,7 @@ export class HsmThread implements Hsm {
           case 'state':
             return this.setUp(reply.isUp, reply.detail);
           case 'recycled':
-            return this.options.onRecycle?.(reply.objects, reply.ms);
+            return this.options.onRecycle?.(reply.reason, reply.objects, reply.ms);
           case 'stats':
             this.reported = reply.stats;
             return;

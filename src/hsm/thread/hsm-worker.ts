@@ -21,7 +21,7 @@ async function run(): Promise<void> {
     hsm = await Pkcs11Hsm.open({
       ...options,
       onStateChange: (isUp, detail) => post({ type: 'state', isUp, detail }),
-      onRecycle: (objects, ms) => post({ type: 'recycled', objects, ms }),
+      onRecycle: (reason, objects, ms) => post({ type: 'recycled', reason, objects, ms }),
     });
   } catch (err) {
     post({ type: 'error', error: toWire(err) });

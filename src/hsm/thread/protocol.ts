@@ -1,7 +1,7 @@
 import type { TokenCapabilities } from '../capabilities';
 import type { HsmStats } from '../hsm';
 import { HsmError, type HsmErrorKind } from '../hsm-error';
-import type { Pkcs11Options } from '../pkcs11/pkcs11-hsm';
+import type { Pkcs11Options, RecycleReason } from '../pkcs11/pkcs11-options';
 
 /** What the HSM thread is started with: the PKCS#11 options without the callback (not cloneable). */
 export type ThreadOptions = Omit<Pkcs11Options, 'onStateChange' | 'onRecycle'> & {
@@ -16,7 +16,7 @@ export type Request = { id: number; method: string; args: unknown[] } | { mayFin
 export type Reply =
   | { type: 'ready'; capabilities: TokenCapabilities }
   | { type: 'state'; isUp: boolean; detail: string }
-  | { type: 'recycled'; objects: number; ms: number }
+  | { type: 'recycled'; reason: RecycleReason; objects: number; ms: number }
   | { type: 'stats'; stats: HsmStats }
   | { type: 'result'; id: number; value: unknown }
   | { type: 'error'; id?: number; error: WireError };
