@@ -214,6 +214,7 @@ async function openGateway(config: Config, rawHsm: Hsm, logger: Logger, { clock,
       deps,
       scheduler,
       async close({ keepHsm = false } = {}) {
+        principals.close();
         await scheduler.stop();
         await opened.close();
         await keys.close();

@@ -32,16 +32,22 @@ const fileSchema = Joi.object({
     .required(),
 });
 
+const RELOAD_CHECK_MS = 1000;
+
 /**
  * Access keys the gateway accepts: the admin credential (QKMS_ACCESS_KEY_ID / _SECRET_ACCESS_KEY,
  * principal `arn:aws:iam::<account>:root`) and those of QKMS_CREDENTIALS_FILE, which is re-read
  * when its modification time or size changes (checked at most once a second), so keys are added
  * and revoked without a restart. A file that fails to parse is reported and the previous set kept.
+ * It is also checked every second without requests: replicas that share the file (or copies of it)
+ * each load every version that stays a second, busy or idle, so a later broken version leaves them
+ * all on the same principals.
  */
 export class PrincipalStore {
   private fromFile = new Map<string, Credential>();
   private fileStamp = '';
   private checkedAt = 0;
+  private readonly timer?: NodeJS.Timeout;
 
   constructor(
     private readonly admin: Credential,
@@ -50,6 +56,14 @@ export class PrincipalStore {
     private readonly now: () => number = Date.now,
   ) {
     this.reloadIfChanged(true);
+    if (file) {
+      this.timer = setInterval(() => this.reloadIfChanged(false), RELOAD_CHECK_MS);
+      this.timer.unref();
+    }
+  }
+
+  close(): void {
+    clearInterval(this.timer);
   }
 
   /** The secret and principal of an access key id, or undefined for an unknown key. */
@@ -59,7 +73,7 @@ export class PrincipalStore {
   }
 
   private reloadIfChanged(isStartup: boolean): void {
-    if (!this.file || (!isStartup && this.now() - this.checkedAt < 1000)) return;
+    if (!this.file || (!isStartup && this.now() - this.checkedAt < RELOAD_CHECK_MS)) return;
     this.checkedAt = this.now();
     let stamp: string;
     try {
