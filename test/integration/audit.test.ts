@@ -32,7 +32,7 @@ describe('Audit trail', () => {
   let auditDir: string;
   let dataKey: string;
   before(async () => {
-    gw = await startGateway(integration().hsm);
+    gw = await startGateway(integration().hsm, {}, { single: 'reads and edits the files of the embedded audit trail (postgres-audit.test.ts tampers with the trail in PostgreSQL)' });
     auditDir = path.join(gw.config.dataDir, 'audit');
     const id = (await gw.client.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;
     const dk = await gw.client.send(new GenerateDataKeyCommand({ KeyId: id, KeySpec: 'AES_256', EncryptionContext: { secret: 'context-value' } }));
@@ -143,7 +143,7 @@ describe('Audit trail', () => {
 
 describe('Audit trail and aborted requests', () => {
   it('records a request whose client went away before the answer', async () => {
-    const gw = await startGateway(integration().hsm);
+    const gw = await startGateway(integration().hsm, {}, { single: 'reads and edits the files of the embedded audit trail (postgres-audit.test.ts tampers with the trail in PostgreSQL)' });
     try {
       gw.faults.add({ method: 'generateKek', times: 1, delayMs: 300 });
       const controller = new AbortController();

@@ -74,7 +74,7 @@ describe('Metrics and readiness (in-process gateway over the SoftHSM2 token)', (
   let gw: Harness;
   let keyId: string;
   before(async () => {
-    gw = await startGateway(integration().hsm, { QKMS_HSM_TIMEOUT_MS: '500' });
+    gw = await startGateway(integration().hsm, { QKMS_HSM_TIMEOUT_MS: '500' }, { single: 'one process\'s metrics and readiness, and the SQLite writer lock (each replica is scraped on its own)' });
     keyId = (await gw.client.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;
   });
   after(() => gw.close());

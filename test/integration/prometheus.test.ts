@@ -33,7 +33,7 @@ describe('Prometheus scraping the gateway (deploy/prometheus.yml)', function () 
   let log = '';
 
   before(async () => {
-    gw = await startGateway(integration().hsm);
+    gw = await startGateway(integration().hsm, {}, { single: 'Prometheus scrapes one process (each replica is a target of its own)' });
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qkms-prometheus-'));
     const config = YAML.parse(fs.readFileSync(path.join(ROOT, 'deploy/prometheus.yml'), 'utf8'));
     config.global.scrape_interval = '1s';

@@ -71,13 +71,7 @@ describe('Seeding (QKMS_SEED_FILE, YAML or JSON)', function () {
     assert.ok(signature.Signature!.length === 256);
     const mac = (await gw.client.send(new DescribeKeyCommand({ KeyId: MAC }))).KeyMetadata!;
     assert.deepEqual([mac.KeySpec, mac.KeyUsage], ['HMAC_256', 'GENERATE_VERIFY_MAC']);
-    const audited = fs
-      .readFileSync(path.join(dataDir, 'audit', 'audit-00000001.jsonl'), 'utf8')
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => JSON.parse(l))
-      .filter((r) => r.sourceIp === 'seed-file')
-      .map((r) => [r.operation, r.keyArn.split('/')[1]]);
+    const audited = (await gw.auditRecords()).filter((r) => r.sourceIp === 'seed-file').map((r) => [r.operation, r.keyArn!.split('/')[1]]);
     assert.deepEqual(audited, [['CreateKey', SYM], ['CreateAlias', SYM], ['CreateAlias', SYM], ['CreateKey', RSA], ['CreateAlias', RSA], ['CreateKey', MAC]]);
   });
 

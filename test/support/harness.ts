@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
+import pg from 'pg';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { Hash } from '@smithy/hash-node';
 import { HttpRequest } from '@smithy/protocol-http';
@@ -17,6 +18,10 @@ import { recordLog, recordSecretsMiddleware, registerSecret } from './secrets';
 import { createLogger } from '../../src/logging/logger';
 import { createServer } from '../../src/server';
 import type { GatewayDeps } from '../../src/operations/context';
+import { startChildGateway, type ChildGateway } from './child-gateway';
+import { integration } from './integration-hooks';
+import { sharedPostgres } from './postgres';
+import { startBalancer, type Balancer } from './round-robin-balancer';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
 
@@ -42,7 +47,55 @@ export interface Harness {
   clock: { now: Date };
   /** Runs due deletions and rotations at the current clock. */
   tick(): Promise<{ deleted: string[]; rotated: string[] }>;
+  /** In the replicated suite (QKMS_TEST_REPLICAS): the other replicas and the balancer in front. */
+  replicas?: { others: ChildGateway[]; balancer: Balancer };
+  /** The audit records of every replica: from the files of the SQLite deployment, or the store's table. */
+  auditRecords(): Promise<Array<{ operation?: string; keyArn?: string; sourceIp?: string }>>;
   close(): Promise<void>;
+}
+
+/**
+ * `npm run test:replicas` (scripts/test-replicas.sh) runs the integration suites that use this
+ * harness against QKMS_TEST_REPLICAS replicas sharing one PostgreSQL database and the run's token:
+ * this process's gateway (whose deps, faults, clock and scheduler the tests drive) and `n - 1`
+ * gateway processes, behind a round-robin balancer. KMS requests go to this process's replica only
+ * while a test has scripted faults into its HSM or moved its clock (the others have neither).
+ * Single: a TLS gateway (the balancer speaks plain HTTP) and a test that says why with `single`.
+ */
+function replicaCount(env: Record<string, string>, options: GatewayOptions): number {
+  const n = Number(process.env.QKMS_TEST_REPLICAS ?? '1');
+  if (n > 1 && options.single) console.log(`      (one gateway, not ${n} replicas: ${options.single})`);
+  return env.QKMS_TLS_CERT || options.single ? 1 : Math.max(1, n);
+}
+
+export interface GatewayOptions {
+  /** Why this gateway stays one process with its own SQLite store in the replicated suite. */
+  single?: string;
+}
+
+/**
+ * The tests' clock. Alone, it stands still until a test moves it. Among replicas it follows real
+ * time, as theirs does, until a test moves it.
+ */
+function testClock(isLive: boolean): { now: Date; isMoved(): boolean } {
+  let moved: Date | undefined;
+  const frozen = new Date();
+  return {
+    get now() {
+      return moved ?? (isLive ? new Date() : frozen);
+    },
+    set now(at: Date) {
+      moved = at;
+    },
+    isMoved: () => moved !== undefined,
+  };
+}
+
+/** A database per data dir: a test that restarts a gateway on its data dir finds its store again. */
+const databases = new Map<string, Promise<string>>();
+function databaseFor(dataDir: string): Promise<string> {
+  if (!databases.has(dataDir)) databases.set(dataDir, sharedPostgres().then((pg) => pg.createDatabase('suite')));
+  return databases.get(dataDir)!;
 }
 
 /**
@@ -50,13 +103,17 @@ export interface Harness {
  * its own SQLite store in a temp dir. The Hsm is shared and not closed here: PKCS#11 is
  * initialised once per process.
  */
-export async function startGateway(hsm: Hsm, env: Record<string, string> = {}): Promise<Harness> {
+export async function startGateway(hsm: Hsm, env: Record<string, string> = {}, options: GatewayOptions = {}): Promise<Harness> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'qkms-gw-'));
+  const replicas = replicaCount(env, options);
+  const storeEnv: Record<string, string> = replicas > 1 ? { QKMS_STORE_URL: await databaseFor(env.QKMS_DATA_DIR ?? dataDir) } : {};
   const config = loadConfig({
     QKMS_DATA_DIR: dataDir,
     QKMS_PORT: '0',
     QKMS_ACCESS_KEY_ID: TEST_CREDENTIALS.accessKeyId,
     QKMS_SECRET_ACCESS_KEY: TEST_CREDENTIALS.secretAccessKey,
+    ...storeEnv,
+    ...(replicas > 1 && { QKMS_REPLICA_ID: 'suite-1' }),
     ...env,
   });
   const logStream = new PassThrough();
@@ -67,11 +124,14 @@ export async function startGateway(hsm: Hsm, env: Record<string, string> = {}): 
   });
   const logger = createLogger({ level: 'debug', stream: logStream });
   const faults = new FaultInjectingHsm(hsm);
-  const clock = { now: new Date() };
+  const clock = testClock(replicas > 1);
   const gateway = await buildGateway(config, faults.hsm, logger, { clock: () => clock.now });
   const server = createServer(config, createApp(gateway.deps));
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const url = `${config.tls ? 'https' : 'http'}://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const ownUrl = `${config.tls ? 'https' : 'http'}://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const others = replicas > 1 ? await startOtherReplicas(replicas, { ...env, ...storeEnv }, () => gateway.scheduler.tick()) : undefined;
+  const balancer = others && (await startBalancer([ownUrl, ...others.map((o) => o.url)], () => faults.armed || clock.isMoved()));
+  const url = balancer?.url ?? ownUrl;
   const client = new KMSClient({ endpoint: url, region: config.region, credentials: TEST_CREDENTIALS, maxAttempts: 1 });
   recordSecretsMiddleware(client);
   return {
@@ -83,8 +143,25 @@ export async function startGateway(hsm: Hsm, env: Record<string, string> = {}): 
     clock,
     tick: () => gateway.scheduler.tick(),
     logText: () => logChunks.join(''),
+    replicas: others && balancer && { others, balancer },
+    async auditRecords() {
+      if (!config.storeUrl) {
+        const dir = path.join(config.dataDir, 'audit');
+        return fs.readdirSync(dir).sort().flatMap((f) => fs.readFileSync(path.join(dir, f), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)));
+      }
+      const db = new pg.Client({ connectionString: config.storeUrl });
+      await db.connect();
+      try {
+        const { rows } = await db.query('SELECT operation, key_arn AS "keyArn", source_ip AS "sourceIp" FROM audit_records ORDER BY replica_id, seq');
+        return rows;
+      } finally {
+        await db.end();
+      }
+    },
     async close() {
       client.destroy();
+      await balancer?.close();
+      await Promise.all((others ?? []).map((o) => o.stop()));
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
       await gateway.close({ keepHsm: true }); // the Hsm is the suite's, shared
@@ -92,6 +169,43 @@ export async function startGateway(hsm: Hsm, env: Record<string, string> = {}): 
       fs.rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Replicas 2..n as gateway processes on the run's token. This process's gateway takes the scheduler
+ * lease first (`takeLease`), so the scheduled work runs where the tests move the clock.
+ */
+async function startOtherReplicas(n: number, env: Record<string, string>, takeLease: () => Promise<unknown>): Promise<ChildGateway[]> {
+  await takeLease();
+  const { token } = integration();
+  const dirs = Array.from({ length: n - 1 }, () => fs.mkdtempSync(path.join(os.tmpdir(), 'qkms-replica-')));
+  const settled = await Promise.allSettled(
+    dirs.map((dir, i) =>
+      startChildGateway({
+        ...env,
+        QKMS_REPLICA_ID: `suite-${i + 2}`,
+        QKMS_DATA_DIR: dir,
+        QKMS_PKCS11_MODULE: token.modulePath,
+        QKMS_PKCS11_TOKEN_LABEL: token.label,
+        QKMS_PKCS11_PIN: token.pin,
+        SOFTHSM2_CONF: token.confPath,
+      }),
+    ),
+  );
+  const failed = settled.find((s) => s.status === 'rejected');
+  const started = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+  if (failed) {
+    await Promise.all(started.map((gw) => gw.stop('SIGKILL')));
+    throw (failed as PromiseRejectedResult).reason;
+  }
+  return started.map((gw, i) => ({
+    ...gw,
+    async stop(signal) {
+      const code = await gw.stop(signal);
+      fs.rmSync(dirs[i], { recursive: true, force: true });
+      return code;
+    },
+  }));
 }
 
 export interface RawCallOptions {
