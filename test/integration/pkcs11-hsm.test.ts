@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { CreateKeyCommand } from '@aws-sdk/client-kms';
@@ -85,6 +85,29 @@ describe('Pkcs11Hsm on SoftHSM2: finding objects', () => {
     assert.equal(await hsm.destroyKey(x2), 1, 'a deletion destroys the object, never leaves it as an orphan');
     assert.equal(await hsm.countObjects(x2), 0);
     for (const r of [x, y, y2]) assert.equal(await hsm.destroyKey(r), 1);
+  });
+
+  it('opens the token while other processes write it: SoftHSM2 leaves such a token out of the slot list at C_Initialize, so the label is looked for again', async function () {
+    this.timeout(120000);
+    const { token } = integration();
+    // Three processes at once, each opening the token, making and destroying an object, and closing, 15 times.
+    const script = `const { Pkcs11Hsm } = require(${JSON.stringify(require.resolve('../../src/hsm/pkcs11/pkcs11-hsm'))});
+      (async () => {
+        for (let i = 0; i < 15; i++) {
+          const h = await Pkcs11Hsm.open(${JSON.stringify({ modulePath: token.modulePath, tokenLabel: token.label, pin: token.pin, sessions: 1 })});
+          const r = { id: require('node:crypto').randomBytes(16).toString('hex'), label: 'qkms-test/opening' };
+          await h.generateKek(r);
+          await h.destroyKey(r);
+          await h.close();
+        }
+      })().catch((e) => { console.error(e.message, e.cause?.message ?? '', e.stack); process.exit(1); });`;
+    const runs = await Promise.all([1, 2, 3].map(() => new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const child = spawn(process.execPath, ['--require', require.resolve('tsx/cjs'), '-e', script], { env: { ...process.env, SOFTHSM2_CONF: token.confPath } });
+      let stderr = '';
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      child.on('exit', (code) => resolve({ code, stderr }));
+    })));
+    for (const run of runs) assert.equal(run.code, 0, run.stderr);
   });
 
   it('a listing warms the handle cache for ids one object carries, never for an id two carry', async () => {

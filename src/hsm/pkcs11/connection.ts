@@ -5,9 +5,11 @@ import { ckrName } from './ckr-table';
 import { call } from './instrumented-module';
 import type { Pkcs11Options, RecycleReason } from './pkcs11-options';
 import { SessionPool } from './session-pool';
-import { closeSessions, CKS_RW_USER_FUNCTIONS, findSlotByLabel, initialize, login, openSession, probeToken, type Session } from './token-access';
+import { closeSessions, CKS_RW_USER_FUNCTIONS, findToken, initialize, login, openSession, probeToken, TokenNotListed, type Session } from './token-access';
 
 const RECOVERY_INTERVAL_MS = 1000;
+/** connect's attempts against a token other processes are writing: 8, 25 ms more between each, ~0.9 s in all. */
+const CONNECT_ATTEMPTS = 8;
 
 /** Did `fn` fail with a device-class code while the probe found the token answering (Connection)? */
 export function isDeviceFaultOfTokenThatAnswers(err: HsmError, fn: string): boolean {
@@ -29,6 +31,8 @@ const CLOSE_WAIT_MS = 1500;
  */
 export class Connection {
   slot!: pkcs11js.Handle;
+  /** C_GetTokenInfo as read at the last (re)connect: label, model and manufacturer do not change. */
+  tokenInfo!: pkcs11js.TokenInfo;
   private pool!: SessionPool<Session>;
   /** Circuit breaker: while open, calls fail fast and a timer tries to reconnect. */
   private recovery?: NodeJS.Timeout;
@@ -49,12 +53,37 @@ export class Connection {
     this.mayFinalize = options.mayFinalize ?? true;
   }
 
-  /** Initialise, find the token by label, open the sessions, log in once. */
+  /**
+   * Initialise, find the token by label, open the sessions, log in once. SoftHSM2 shared with other
+   * processes fails this now and then: it reads its tokens at C_Initialize and leaves out one that
+   * another process is writing (each C_Login rewrites the token's flags), and C_GetTokenInfo and
+   * C_Login read the same file and answer CKR_GENERAL_ERROR meanwhile (docs/hsm/softhsm2.md;
+   * measured: most initialisations of four processes using one token). So those two failures are
+   * retried after a fresh C_Initialize, a few times over about a second, before they are believed.
+   * A wrong PIN never is (that would count against the PIN).
+   */
   async connect(): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return this.connectOnce();
+      } catch (err) {
+        const isTransient = err instanceof TokenNotListed || (err instanceof HsmError && err.ckr === 'CKR_GENERAL_ERROR');
+        if (!isTransient || attempt >= CONNECT_ATTEMPTS || !this.mayFinalize) throw err;
+      }
+      try {
+        this.p11.C_Finalize();
+      } catch {
+        // not initialised: the next attempt initialises
+      }
+      await new Promise((r) => setTimeout(r, 25 * attempt));
+    }
+  }
+
+  private connectOnce(): void {
     this.sessionObjects = 0;
     this.tokenWrites = 0;
     initialize(this.p11, this.options.initArgs);
-    const slot = findSlotByLabel(this.p11, this.options.tokenLabel);
+    const { slot, info } = findToken(this.p11, this.options.tokenLabel);
     const sessions: Session[] = [];
     try {
       while (sessions.length < this.options.sessions) sessions.push(openSession(this.p11, slot));
@@ -64,6 +93,7 @@ export class Connection {
       throw err;
     }
     this.slot = slot;
+    this.tokenInfo = info;
     this.pool = new SessionPool<Session>(sessions, (broken) => {
       closeSessions(this.p11, [broken]);
       return openSession(this.p11, slot);
@@ -172,7 +202,7 @@ export class Connection {
   async health(): Promise<HsmHealth> {
     if (!this.isUp) return { isUp: false, detail: 'token unavailable; reconnecting' };
     try {
-      const info = this.p11.C_GetTokenInfo(this.slot);
+      const info = this.tokenInfo;
       // proves a pooled session works
       await this.withSession('C_GenerateRandom', (s) => this.p11.C_GenerateRandom(s, Buffer.alloc(1)));
       if (!(await this.isLoggedIn())) {

@@ -54,7 +54,7 @@ export class Pkcs11Hsm implements Hsm {
       // run outside the fault plan (a drill's faults and `skip` counts are for the gateway's work)
       // and outside the call statistics (a refused probe is no error of the token's to alert on).
       const probing = instrumented(module, new CallRecorder(), { integrityErrors: options.integrityErrors });
-      const capabilities = options.capabilities ?? (await connection.withSession('C_GetMechanismList', (s) => discoverCapabilities(probing, connection.slot, s)));
+      const capabilities = options.capabilities ?? (await connection.withSession('C_GetMechanismList', (s) => discoverCapabilities(probing, connection.slot, connection.tokenInfo, s)));
       if (!options.capabilities) connection.tokenWritten(); // the probes make and destroy a token object
       return new Pkcs11Hsm(calls, connection, objects, { p11, connection, objects, options, capabilities });
     } catch (err) {

@@ -31,11 +31,29 @@ export function initialize(p11: pkcs11js.PKCS11, libraryParameters?: string): vo
 }
 
 export function findSlotByLabel(p11: pkcs11js.PKCS11, label: string): pkcs11js.Handle {
+  return findToken(p11, label).slot;
+}
+
+/** The slot of the token with this label, and its C_GetTokenInfo. */
+export function findToken(p11: pkcs11js.PKCS11, label: string): { slot: pkcs11js.Handle; info: pkcs11js.TokenInfo } {
   // By label, never by index: SoftHSM2 renumbers slots when a token is initialised.
   for (const slot of call('C_GetSlotList', () => p11.C_GetSlotList(true))) {
-    if (p11.C_GetTokenInfo(slot).label.trim() === label) return slot;
+    let info: pkcs11js.TokenInfo;
+    try {
+      info = p11.C_GetTokenInfo(slot);
+    } catch {
+      continue; // a token another process is writing (SoftHSM2): not listed, see Connection.connect
+    }
+    if (info.label.trim() === label) return { slot, info };
   }
-  throw new HsmError('config', 'C_GetSlotList', undefined, { cause: new Error(`no token labelled '${label}'`) });
+  throw new TokenNotListed(label);
+}
+
+/** The token is not in the slot list: a wrong label, or (SoftHSM2) a token another process was writing at C_Initialize. */
+export class TokenNotListed extends HsmError {
+  constructor(label: string) {
+    super('config', 'C_GetSlotList', undefined, { cause: new Error(`no token labelled '${label}'`) });
+  }
 }
 
 export function openSession(p11: pkcs11js.PKCS11, slot: pkcs11js.Handle): Session {
@@ -61,17 +79,16 @@ export function login(p11: pkcs11js.PKCS11, session: Session, pin: string): void
 }
 
 /**
- * Does the token answer, apart from whatever session a call just failed on: C_GetTokenInfo on the
- * slot, and C_GenerateRandom on a session of its own, opened and closed here. Throws the failing
- * call's HsmError when it does not. Returns the token's description.
+ * Does the token answer, apart from whatever session a call just failed on: C_GenerateRandom on a
+ * session of its own, opened and closed here. Throws the failing call's HsmError when it does not.
+ * (Not C_GetTokenInfo: SoftHSM2 answers it with CKR_GENERAL_ERROR while another process rewrites
+ * the token's flags, which would open the circuit for a token that is fine.)
  */
-export function probeToken(p11: pkcs11js.PKCS11, slot: pkcs11js.Handle): string {
-  const info = call('C_GetTokenInfo', () => p11.C_GetTokenInfo(slot));
+export function probeToken(p11: pkcs11js.PKCS11, slot: pkcs11js.Handle): void {
   const session = openSession(p11, slot);
   try {
     call('C_GenerateRandom', () => p11.C_GenerateRandom(session, Buffer.alloc(1)));
   } finally {
     closeSessions(p11, [session]);
   }
-  return `token '${info.label.trim()}' (${info.model.trim()})`;
 }
