@@ -50,6 +50,8 @@ export interface Config {
   readonly maxEncryptionContextBytes: number;
   readonly schedulerIntervalMs: number;
   readonly schedulerTakeoverMs: number;
+  /** QKMS_KEY_CACHE_MS: how long key records, materials and alias targets answer from memory (0: never). */
+  readonly keyCacheMs: number;
   readonly audit: { readonly maxSegmentBytes: number; readonly isFailOpen: boolean; readonly replicaId?: string };
   readonly seedFile?: string;
   readonly tls?: { readonly certFile: string; readonly keyFile: string; readonly clientCaFile?: string };
@@ -136,6 +138,7 @@ export function loadConfig(env: Env): Config {
     maxEncryptionContextBytes: value.QKMS_MAX_ENCRYPTION_CONTEXT_BYTES,
     schedulerIntervalMs: value.QKMS_SCHEDULER_INTERVAL_MS,
     schedulerTakeoverMs: value.QKMS_SCHEDULER_TAKEOVER_MS,
+    keyCacheMs: value.QKMS_KEY_CACHE_MS,
     audit: { maxSegmentBytes: value.QKMS_AUDIT_SEGMENT_BYTES, isFailOpen: value.QKMS_AUDIT_FAIL_OPEN, replicaId: value.QKMS_REPLICA_ID },
     seedFile: value.QKMS_SEED_FILE,
     tls: value.QKMS_TLS_CERT ? { certFile: value.QKMS_TLS_CERT, keyFile: value.QKMS_TLS_KEY, clientCaFile: value.QKMS_TLS_CLIENT_CA } : undefined,

@@ -67,6 +67,8 @@ export const configSchema = Joi.object({
   // With QKMS_STORE_URL: how often a replica without the scheduler lease tries to take it (how soon
   // it takes over from a holder that died).
   QKMS_SCHEDULER_TAKEOVER_MS: Joi.number().integer().min(500).max(600000).default(5000),
+  // At most 1 s: the bound on another replica's change being seen (a DisableKey refused everywhere).
+  QKMS_KEY_CACHE_MS: Joi.number().integer().min(0).max(1000).default(500),
   // Keys with fixed ids (YAML or JSON) created on start when missing (src/seed.ts), e.g. for CI pipelines.
   QKMS_SEED_FILE: Joi.string().min(1),
   // Gateway processes on this machine (node:cluster, one listening port). More than one needs

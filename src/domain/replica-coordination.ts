@@ -17,5 +17,12 @@ export interface ReplicaCoordination {
   holdsSchedulerLease(): Promise<boolean>;
   /** `fn` while no other replica runs it (first-start creation of the internal keys). */
   exclusively<T>(fn: () => Promise<T>): Promise<T>;
+  /** Tells the other replicas that keys or aliases changed, before the change is answered (the key cache). */
+  announceKeyChange(): Promise<void>;
+  /**
+   * `listener` runs when a replica announced a change, and when announcements may have been
+   * missed (the connection that receives them was replaced).
+   */
+  onKeyChange(listener: () => void): void;
   close(): Promise<void>;
 }

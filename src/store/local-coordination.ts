@@ -23,5 +23,10 @@ export class LocalCoordination implements ReplicaCoordination {
     return fn();
   }
 
+  /** Alone: this process's writes are all there are (the CLI's direct mode is seen within QKMS_KEY_CACHE_MS). */
+  async announceKeyChange(): Promise<void> {}
+
+  onKeyChange(): void {}
+
   async close(): Promise<void> {}
 }

@@ -4,6 +4,7 @@ import type { Config } from '../config/load-config';
 import type { KeyRepository } from '../domain/key-repository';
 import type { ReplicaCoordination } from '../domain/replica-coordination';
 import type { Logger } from '../logging/logger';
+import { cachingKeyRepository } from './caching-key-repository';
 import { LocalCoordination } from './local-coordination';
 import { PostgresCoordination } from './postgres-coordination';
 import { PostgresKeyRepository } from './postgres-key-repository';
@@ -34,7 +35,12 @@ export async function openStore(config: Config, logger: Logger): Promise<OpenedS
         ownerId: coordination.ownerId,
         onIdleError: (err) => logger.warn('a pooled PostgreSQL connection failed while idle; the pool replaces it', { error: err.message }),
       });
-      return { keys, coordination, isNew: keys.isNew, kind: 'postgres', rateBuckets: keys.rateBuckets() };
+      const cached = cachingKeyRepository(keys, {
+        maxAgeMs: config.keyCacheMs,
+        replicas: { announce: () => coordination.announceKeyChange(), onChange: (listener) => coordination.onKeyChange(listener) },
+        onAnnounceError: (err) => logger.warn('a key change could not be announced to the other replicas; they see it within QKMS_KEY_CACHE_MS', { error: err.message }),
+      });
+      return { keys: cached, coordination, isNew: keys.isNew, kind: 'postgres', rateBuckets: keys.rateBuckets() };
     } catch (err) {
       await coordination.close();
       throw err;
@@ -43,5 +49,6 @@ export async function openStore(config: Config, logger: Logger): Promise<OpenedS
   const file = path.join(config.dataDir, 'qkms.db');
   const isNew = !fs.existsSync(file);
   const coordination = new LocalCoordination();
-  return { keys: new SqliteKeyRepository(file, { ownerId: coordination.ownerId }), coordination, isNew, kind: 'sqlite', rateBuckets: new LocalTokenPool() };
+  const keys = new SqliteKeyRepository(file, { ownerId: coordination.ownerId });
+  return { keys: cachingKeyRepository(keys, { maxAgeMs: config.keyCacheMs }), coordination, isNew, kind: 'sqlite', rateBuckets: new LocalTokenPool() };
 }

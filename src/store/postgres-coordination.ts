@@ -16,6 +16,8 @@ function lockKey(name: string): string {
 const SCHEDULER_LEASE = lockKey('scheduler');
 const DEPLOYMENT_LOCK = lockKey('deployment');
 const ownerLease = (owner: string) => lockKey(`intent-owner\n${owner}`);
+/** The channel of announceKeyChange. */
+const KEY_CHANGES = 'qkms_key_changes';
 
 /**
  * One connection per replica, for the replica's life, holding session advisory locks: the lease
@@ -31,6 +33,7 @@ export class PostgresCoordination implements ReplicaCoordination {
   private client?: Client;
   private isLeaseHeld = false;
   private isClosed = false;
+  private readonly keyChangeListeners: Array<() => void> = [];
 
   private constructor(
     private readonly url: string,
@@ -87,6 +90,19 @@ export class PostgresCoordination implements ReplicaCoordination {
     }
   }
 
+  async announceKeyChange(): Promise<void> {
+    const c = await this.connection();
+    await c.query('SELECT pg_notify($1, $2)', [KEY_CHANGES, this.ownerId]);
+  }
+
+  onKeyChange(listener: () => void): void {
+    this.keyChangeListeners.push(listener);
+  }
+
+  private keyChanged(): void {
+    for (const listener of this.keyChangeListeners) listener();
+  }
+
   async close(): Promise<void> {
     this.isClosed = true;
     this.isLeaseHeld = false;
@@ -107,11 +123,15 @@ export class PostgresCoordination implements ReplicaCoordination {
       // Free unless a replica that found this connection gone is rolling back this one's intents:
       // then this one waits for the next call (its activations of those intents fail meanwhile).
       if (!(await tryLock(client, ownerLease(this.ownerId)))) throw new Error('another replica is rolling back the intents of this one (its coordination connection was lost)');
+      // Other replicas' key changes, received on this connection while it lives.
+      client.on('notification', (n) => n.channel === KEY_CHANGES && this.keyChanged());
+      await client.query(`LISTEN ${KEY_CHANGES}`);
     } catch (err) {
       await client.end().catch(() => undefined);
       throw err;
     }
     this.client = client;
+    this.keyChanged(); // announcements made while there was no connection are lost: forget what may be stale
     return client;
   }
 
@@ -119,6 +139,7 @@ export class PostgresCoordination implements ReplicaCoordination {
     const client = this.client;
     this.client = undefined;
     this.isLeaseHeld = false;
+    this.keyChanged();
     void client?.end().catch(() => undefined);
     if (!this.isClosed) this.onLost(err);
   }

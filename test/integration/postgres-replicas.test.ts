@@ -44,9 +44,9 @@ describe('Replicas on one database and one token agree', function () {
     }
   });
 
-  it('a DisableKey answered on one replica is refused on another within 1 s (measured: the first request after it)', async () => {
+  it('a DisableKey answered on one replica is refused on another within 1 s, though that one had the key cached (measured)', async () => {
     const keyId = (await a.client.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;
-    await b.client.send(new EncryptCommand({ KeyId: keyId, Plaintext: Buffer.from('x') }));
+    await b.client.send(new EncryptCommand({ KeyId: keyId, Plaintext: Buffer.from('x') })); // now in b's key cache
     await a.client.send(new DisableKeyCommand({ KeyId: keyId }));
     const disabledAt = Date.now();
     let attempts = 0;
@@ -61,8 +61,9 @@ describe('Replicas on one database and one token agree', function () {
       assert.ok(Date.now() - disabledAt < 1000, 'still served after 1 s');
     }
     const staleMs = Date.now() - disabledAt;
+    // The announcement (LISTEN/NOTIFY) reaches b before a answers, so the first request after it is
+    // normally refused; without it, b's cache entry expires within QKMS_KEY_CACHE_MS (500 ms).
     console.log(`      staleness: refused on the other replica after ${staleMs} ms, at attempt ${attempts}`);
-    assert.equal(attempts, 1, 'no replica caches key state: the first request after the DisableKey is refused');
     await assert.rejects(c.client.send(new EncryptCommand({ KeyId: keyId, Plaintext: Buffer.from('x') })), DisabledException);
   });
 

@@ -1,0 +1,98 @@
+import type { KeyRepository } from '../domain/key-repository';
+
+/**
+ * Methods that change nothing the cache holds (reads, and writes of intents, grants, the audit
+ * anchor and the write probe): they pass straight through.
+ */
+const PASS_THROUGH = new Set<string>([
+  'listIntents', 'listMaterials', 'listMaterialsOf', 'listKeys', 'listTags', 'getAlias', 'countAliases', 'listAliases',
+  'keysDueForDeletion', 'keysDueForRotation', 'grantTokenHashes', 'getGrant', 'listGrants', 'countGrants',
+  'getAuditAnchor', 'setAuditAnchor', 'probeWrite', 'recordKeyIntent', 'abandonIntent', 'deleteIntent',
+  'insertGrant', 'addGrantToken', 'deleteGrant', 'close',
+]);
+
+/** The cached reads: what every KMS request on a key asks (key-lookup.ts resolveKey, currentMaterial). */
+type CachedRead = 'getKey' | 'getMaterial' | 'aliasTarget';
+const CACHED: Record<CachedRead, (args: unknown[]) => string> = {
+  getKey: ([keyId]) => `k:${keyId as string}`,
+  getMaterial: ([keyId, version]) => `m:${keyId as string}:${version as number}`,
+  aliasTarget: ([aliasName]) => `a:${aliasName as string}`,
+};
+
+export interface KeyCacheOptions {
+  /** How long a read answers from memory (QKMS_KEY_CACHE_MS): the bound on seeing another replica's change. */
+  maxAgeMs: number;
+  /** The other replicas (ReplicaCoordination's announceKeyChange and onKeyChange). */
+  replicas?: { announce(): Promise<void>; onChange(listener: () => void): void };
+  /** Told when an announcement failed (the others then see the change within maxAgeMs). */
+  onAnnounceError?: (err: Error) => void;
+  maxEntries?: number;
+  now?: () => number;
+}
+
+/**
+ * The key store with the reads every request makes — the key record, its material, an alias's
+ * target — answered from memory for at most `maxAgeMs`. Any other method not listed as passing
+ * through is taken for a write of keys or aliases: it empties the cache before and after it, so
+ * this process reads its own writes at once and a read in flight across a write is not kept (a
+ * generation count), and then it is announced to the other replicas, which empty theirs, before
+ * the write's caller goes on (so before the change is answered). A replica that misses an
+ * announcement (its connection broke) still sees the change within `maxAgeMs`. Returned values
+ * are copies: a caller cannot change the cached one. A method added to KeyRepository later is a
+ * write until listed here.
+ */
+export function cachingKeyRepository(inner: KeyRepository, options: KeyCacheOptions): KeyRepository {
+  // Without a cache of its own a replica still announces its writes to those that have one.
+  if (options.maxAgeMs <= 0 && !options.replicas) return inner;
+  const now = options.now ?? (() => performance.now());
+  const maxEntries = options.maxEntries ?? 10_000;
+  const entries = new Map<string, { value: unknown; at: number }>();
+  let generation = 0;
+  const invalidate = () => {
+    generation++;
+    entries.clear();
+  };
+  options.replicas?.onChange(invalidate);
+  const announce = async () => {
+    try {
+      await options.replicas?.announce();
+    } catch (err) {
+      options.onAnnounceError?.(err as Error);
+    }
+  };
+
+  const cachedRead = async (name: CachedRead, args: unknown[]): Promise<unknown> => {
+    if (options.maxAgeMs <= 0) return (inner[name] as (...a: unknown[]) => Promise<unknown>)(...args);
+    const key = CACHED[name](args);
+    const hit = entries.get(key);
+    if (hit && now() - hit.at < options.maxAgeMs) return structuredClone(hit.value);
+    const startedAt = now();
+    const seen = generation;
+    const value = await (inner[name] as (...a: unknown[]) => Promise<unknown>)(...args);
+    // Absent is not kept (a key made a moment later on another replica is found at once).
+    if (value !== undefined && seen === generation) {
+      entries.delete(key);
+      entries.set(key, { value: structuredClone(value), at: startedAt });
+      if (entries.size > maxEntries) entries.delete(entries.keys().next().value as string);
+    }
+    return value;
+  };
+
+  return new Proxy(inner, {
+    get(target, prop, receiver) {
+      const original = Reflect.get(target, prop, receiver) as unknown;
+      if (typeof prop !== 'string' || typeof original !== 'function') return original;
+      if (prop in CACHED) return (...args: unknown[]) => cachedRead(prop as CachedRead, args);
+      if (PASS_THROUGH.has(prop)) return (original as (...a: unknown[]) => unknown).bind(target);
+      return async (...args: unknown[]) => {
+        invalidate();
+        try {
+          return await (original as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+        } finally {
+          invalidate();
+          await announce();
+        }
+      };
+    },
+  });
+}
