@@ -43,6 +43,13 @@ export class Connection {
   private mayFinalize: boolean;
   /** Token objects this process made or destroyed since the module was (re-)initialised. */
   private tokenWrites = 0;
+  /**
+   * A re-initialisation under way (recycle, reconnect). connect waits between its attempts, and
+   * the module is finalised meanwhile: calls wait for it instead of using the old sessions (which
+   * fail as a device fault and would open the circuit), and a second one joins it instead of
+   * finalising the module under the first.
+   */
+  private reconnecting?: Promise<void>;
 
   constructor(
     private readonly p11: pkcs11js.PKCS11,
@@ -152,6 +159,7 @@ export class Connection {
    * errors that are not a C_* call's own (each of those names its function: instrumented-module.ts).
    */
   async withSession<T>(label: string, body: (s: Session) => T, isRetry = false): Promise<T> {
+    while (this.reconnecting) await this.reconnecting.catch(() => undefined);
     if (!this.isUp) throw new HsmError('device', label, 'CKR_DEVICE_REMOVED');
     const recycleAfter = this.options.recycleAfterSessionObjects;
     // Postponed while another thread may be inside the module (an abandoned HSM thread, a key pair
@@ -226,7 +234,17 @@ export class Connection {
    * synchronous (and that one is waited for), so none is in the middle of a PKCS#11 call here.
    * A token that does not come back opens the circuit.
    */
-  private async recycle(reason: RecycleReason): Promise<void> {
+  private recycle(reason: RecycleReason): Promise<void> {
+    return this.alone(() => this.recycleNow(reason));
+  }
+
+  /** Runs a re-initialisation unless one is under way: then waits for that one (see reconnecting). */
+  private alone(work: () => Promise<void>): Promise<void> {
+    this.reconnecting ??= work().finally(() => (this.reconnecting = undefined));
+    return this.reconnecting;
+  }
+
+  private async recycleNow(reason: RecycleReason): Promise<void> {
     const objects = this.sessionObjects;
     this.sessionObjects = 0;
     const started = performance.now();
@@ -258,7 +276,11 @@ export class Connection {
    * is the HSM thread watchdog's to abandon.
    */
   private async tryReconnect(): Promise<void> {
-    if (this.asyncInFlight > 0) return;
+    if (this.asyncInFlight > 0 || this.reconnecting) return;
+    await this.alone(() => this.reconnectNow());
+  }
+
+  private async reconnectNow(): Promise<void> {
     const isFinalizing = this.mayFinalize;
     if (isFinalizing) {
       try {
@@ -287,6 +309,7 @@ export class Connection {
    */
   async close(): Promise<void> {
     clearInterval(this.recovery);
+    await this.reconnecting?.catch(() => undefined);
     // Let key-pair generations on the libuv pool end first (bounded: shutdown goes on).
     for (const deadline = performance.now() + CLOSE_WAIT_MS; this.asyncInFlight > 0 && performance.now() < deadline; ) {
       await new Promise((r) => setTimeout(r, 20));

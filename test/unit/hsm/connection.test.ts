@@ -1,0 +1,103 @@
+import assert from 'node:assert/strict';
+import type * as pkcs11js from 'pkcs11js';
+import { Connection } from '../../../src/hsm/pkcs11/connection';
+
+/**
+ * A PKCS#11 module as SoftHSM2 behaves with other processes on its token: an initialisation may
+ * leave the token out of the slot list (`unlistedInits`), and sessions die with C_Finalize.
+ */
+function fakeModule() {
+  const m = {
+    initialized: false,
+    generation: 0,
+    unlistedInits: 0,
+    openSessions: 0,
+    C_Initialize() {
+      if (m.initialized) throw new Error('CKR_CRYPTOKI_ALREADY_INITIALIZED');
+      m.initialized = true;
+      m.generation++;
+    },
+    C_Finalize() {
+      if (!m.initialized) throw new Error('CKR_CRYPTOKI_NOT_INITIALIZED');
+      m.initialized = false;
+      m.openSessions = 0;
+    },
+    C_GetSlotList() {
+      m.alive();
+      if (m.unlistedInits > 0) {
+        m.unlistedInits--;
+        return [];
+      }
+      return [Buffer.from([1])];
+    },
+    C_GetTokenInfo() {
+      m.alive();
+      return { label: 'token', model: 'fake', manufacturerID: 'fake' };
+    },
+    C_OpenSession() {
+      m.alive();
+      m.openSessions++;
+      return Buffer.from([m.generation]);
+    },
+    C_CloseSession(s: Buffer) {
+      if (m.initialized && s[0] === m.generation) m.openSessions--;
+    },
+    C_Login() {
+      m.alive();
+    },
+    C_GenerateRandom(s: Buffer, buf: Buffer) {
+      m.alive();
+      if (s[0] !== m.generation) throw new Error('CKR_SESSION_HANDLE_INVALID');
+      return buf;
+    },
+    close() {},
+    alive() {
+      if (!m.initialized) throw new Error('CKR_CRYPTOKI_NOT_INITIALIZED');
+    },
+  };
+  return m;
+}
+
+describe('Connection (PKCS#11 module re-initialisation)', () => {
+  it('a call made while a re-initialisation waits between its attempts waits for it, instead of using the finalised module and opening the circuit', async () => {
+    const p11 = fakeModule();
+    const states: string[] = [];
+    const connection = new Connection(
+      p11 as unknown as pkcs11js.PKCS11,
+      { modulePath: 'fake', tokenLabel: 'token', pin: '1234', sessions: 2, staleIndexAfterOwnWrite: true, onStateChange: (isUp, detail) => states.push(`${isUp}: ${detail}`) },
+      () => undefined,
+    );
+    await connection.connect();
+    try {
+      connection.tokenWritten();
+      p11.unlistedInits = 1; // another process is writing the token at the next C_Initialize
+      const refresh = connection.refreshTokenIndex(); // C_Finalize, a first attempt that misses the token, a pause
+      const random = connection.withSession('C_GenerateRandom', (s) => p11.C_GenerateRandom(s as Buffer, Buffer.alloc(1)));
+      assert.equal(await refresh, true);
+      await random;
+      assert.equal(connection.isUp, true, `circuit opened: ${states.join('; ')}`);
+      assert.deepEqual(states, []);
+    } finally {
+      await connection.close();
+    }
+  });
+
+  it('a re-initialisation asked for while one is under way joins it, leaving one set of sessions', async () => {
+    const p11 = fakeModule();
+    const connection = new Connection(p11 as unknown as pkcs11js.PKCS11, { modulePath: 'fake', tokenLabel: 'token', pin: '1234', sessions: 2, staleIndexAfterOwnWrite: true }, () => undefined);
+    await connection.connect();
+    try {
+      connection.tokenWritten();
+      p11.unlistedInits = 1;
+      const first = connection.refreshTokenIndex();
+      connection.tokenWritten(); // a write of another call meanwhile, whose search then found nothing
+      const second = connection.refreshTokenIndex();
+      await Promise.all([first, second]);
+      assert.equal(connection.isUp, true);
+      assert.equal(p11.openSessions, 2, 'sessions of a connect that another one replaced are left open in the module');
+      await connection.withSession('C_GenerateRandom', (s) => p11.C_GenerateRandom(s as Buffer, Buffer.alloc(1)));
+    } finally {
+      await connection.close();
+    }
+  });
+});
