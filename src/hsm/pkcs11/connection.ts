@@ -137,9 +137,23 @@ export class Connection {
    * objects, if this process wrote since the last initialisation. Returns whether the search may
    * find more now. Without a write of ours in between the module's index is current (it re-reads
    * when another process writes): a key that is really missing costs one search, not a recycle.
+   * When the index may be stale but cannot be re-read now (another thread may be inside the module,
+   * a key pair is being generated on the libuv pool, the circuit is open), "nothing found" cannot be
+   * believed: it throws (KeyUnavailableException; a deletion or rollback is retried) rather than let
+   * a deletion take an object it does not see for gone and leave the key's material on the token.
    */
   async refreshTokenIndex(): Promise<boolean> {
-    if (!this.options.staleIndexAfterOwnWrite || this.tokenWrites === 0 || !this.mayFinalize || this.asyncInFlight > 0 || !this.isUp) return false;
+    if (!this.options.staleIndexAfterOwnWrite) return false;
+    if (this.reconnecting) {
+      await this.reconnecting; // the index is being re-read (and the search may have been before it)
+      return true;
+    }
+    if (this.tokenWrites === 0) return false;
+    if (!this.mayFinalize || this.asyncInFlight > 0 || !this.isUp) {
+      throw new HsmError('key', 'C_FindObjects', 'CKR_OBJECT_HANDLE_INVALID', {
+        cause: new Error('no token object found, but this process cannot re-read the token objects now (its list may miss those other processes made); try again'),
+      });
+    }
     await this.recycle('token-index');
     return true;
   }

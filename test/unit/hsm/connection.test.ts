@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import type * as pkcs11js from 'pkcs11js';
 import { Connection } from '../../../src/hsm/pkcs11/connection';
+import { ObjectIndex } from '../../../src/hsm/pkcs11/object-index';
 
 /**
  * A PKCS#11 module as SoftHSM2 behaves with other processes on its token: an initialisation may
@@ -12,10 +13,29 @@ function fakeModule() {
     generation: 0,
     unlistedInits: 0,
     openSessions: 0,
+    /** CKA_IDs (hex) of the token objects this process sees, and of those made elsewhere since its last C_Initialize. */
+    visible: new Set<string>(),
+    madeElsewhere: new Set<string>(),
+    searching: undefined as string | undefined,
     C_Initialize() {
       if (m.initialized) throw new Error('CKR_CRYPTOKI_ALREADY_INITIALIZED');
       m.initialized = true;
       m.generation++;
+      for (const id of m.madeElsewhere) m.visible.add(id);
+      m.madeElsewhere.clear();
+    },
+    C_FindObjectsInit(_s: Buffer, template: Array<{ type: number; value: unknown }>) {
+      m.alive();
+      m.searching = (template.find((a) => a.type === 0x102)?.value as Buffer).toString('hex');
+    },
+    C_FindObjects() {
+      const id = m.searching;
+      m.searching = undefined;
+      return id !== undefined && m.visible.has(id) ? [Buffer.from(id, 'hex')] : [];
+    },
+    C_FindObjectsFinal() {},
+    C_DestroyObject(_s: Buffer, h: Buffer) {
+      m.visible.delete(h.toString('hex'));
     },
     C_Finalize() {
       if (!m.initialized) throw new Error('CKR_CRYPTOKI_NOT_INITIALIZED');
@@ -96,6 +116,28 @@ describe('Connection (PKCS#11 module re-initialisation)', () => {
       assert.equal(connection.isUp, true);
       assert.equal(p11.openSessions, 2, 'sessions of a connect that another one replaced are left open in the module');
       await connection.withSession('C_GenerateRandom', (s) => p11.C_GenerateRandom(s as Buffer, Buffer.alloc(1)));
+    } finally {
+      await connection.close();
+    }
+  });
+
+  it('a deletion never takes an object it cannot see for gone while its index cannot be re-read (a key pair being generated): it fails, to be retried', async () => {
+    const p11 = fakeModule();
+    const connection = new Connection(p11 as unknown as pkcs11js.PKCS11, { modulePath: 'fake', tokenLabel: 'token', pin: '1234', sessions: 2, staleIndexAfterOwnWrite: true }, () => undefined);
+    const objects = new ObjectIndex(p11 as unknown as pkcs11js.PKCS11, connection);
+    await connection.connect();
+    try {
+      const ref = { id: 'ab'.repeat(16), label: 'qkms/k/1/kek' };
+      connection.tokenWritten(); // this process wrote the token since it read its index
+      p11.madeElsewhere.add(ref.id); // another replica made the key's object meanwhile
+      let finish!: () => void;
+      const generation = connection.offThread(() => new Promise<void>((r) => (finish = r))); // an RSA key pair on the libuv pool
+      const outcome = await objects.destroy(ref).catch((err: Error) => err);
+      assert.notEqual(outcome, 0, 'answered "destroyed nothing" with the object still on the token: the key would be deleted and its material left');
+      finish();
+      await generation;
+      assert.equal(await objects.destroy(ref), 1, 'the retry destroys it');
+      assert.equal(p11.visible.has(ref.id), false);
     } finally {
       await connection.close();
     }
