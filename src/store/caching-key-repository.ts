@@ -45,7 +45,8 @@ export function cachingKeyRepository(inner: KeyRepository, options: KeyCacheOpti
   // Without a cache of its own a replica still announces its writes to those that have one.
   if (options.maxAgeMs <= 0 && !options.replicas) return inner;
   const now = options.now ?? (() => performance.now());
-  const maxEntries = options.maxEntries ?? 10_000;
+  // Bounded for memory, not for hit rate: a policy may be 32 KB, so 1,000 records are at most ~32 MB.
+  const maxEntries = options.maxEntries ?? 1_000;
   const entries = new Map<string, { value: unknown; at: number }>();
   let generation = 0;
   const invalidate = () => {

@@ -34,6 +34,7 @@ export class PostgresCoordination implements ReplicaCoordination {
   private isLeaseHeld = false;
   private isClosed = false;
   private readonly keyChangeListeners: Array<() => void> = [];
+  private connecting?: Promise<Client>;
 
   private constructor(
     private readonly url: string,
@@ -110,9 +111,15 @@ export class PostgresCoordination implements ReplicaCoordination {
     this.client = undefined;
   }
 
+  /** Callers that find the connection gone at once share one reconnect (two would contend for the owner lease). */
   private async connection(): Promise<Client> {
     if (this.client) return this.client;
     if (this.isClosed) throw new Error('the coordination connection is closed');
+    this.connecting ??= this.connect().finally(() => (this.connecting = undefined));
+    return this.connecting;
+  }
+
+  private async connect(): Promise<Client> {
     const client = new Client({ connectionString: this.url, application_name: COORDINATION_APPLICATION_NAME, query_timeout: QUERY_TIMEOUT_MS, connectionTimeoutMillis: QUERY_TIMEOUT_MS });
     // Without a listener an error on the idle connection (the server restarted) ends the process.
     client.on('error', (err) => {

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { Client } from 'pg';
 import crypto from 'node:crypto';
 import { CreateKeyCommand, ScheduleKeyDeletionCommand } from '@aws-sdk/client-kms';
 import { newObjectIds } from '../../src/domain/key-repository';
@@ -52,6 +53,31 @@ describe('Replica leases on PostgreSQL', function () {
       await starting.close();
       await liveKeys.close();
       await startingKeys.close();
+    }
+  });
+
+  it('a coordination connection the server dropped is reconnected once for callers that find it gone together, announcements and the scheduler lease alike', async () => {
+    const url = await (await sharedPostgres()).createDatabase('reconnect');
+    const lost: string[] = [];
+    const coordination = await PostgresCoordination.open(url, (err) => lost.push(err.message));
+    const admin = new Client({ connectionString: url });
+    await admin.connect();
+    try {
+      let changes = 0;
+      coordination.onKeyChange(() => changes++);
+      assert.equal(await coordination.holdsSchedulerLease(), true);
+      await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'qkms-coordination'");
+      for (let i = 0; i < 50 && lost.length === 0; i++) await sleep(20); // the client sees the connection end
+      const seenBefore = changes;
+      // Both find the connection gone and reconnect: one connection, which takes the owner lease once.
+      const [lease] = await Promise.all([coordination.holdsSchedulerLease(), coordination.announceKeyChange()]);
+      assert.equal(lease, true);
+      assert.ok(changes > seenBefore, 'a reconnect tells the cache that announcements may have been missed');
+      const { rows } = await admin.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'qkms-coordination'");
+      assert.equal(rows[0].n, 1);
+    } finally {
+      await coordination.close();
+      await admin.end();
     }
   });
 

@@ -10,6 +10,8 @@ import { closeSessions, CKS_RW_USER_FUNCTIONS, findToken, initialize, login, ope
 const RECOVERY_INTERVAL_MS = 1000;
 /** connect's attempts against a token other processes are writing: 8, 25 ms more between each, ~0.9 s in all. */
 const CONNECT_ATTEMPTS = 8;
+/** C_Login answers after which the PIN is not offered again (Connection.login). */
+const PIN_REFUSALS = ['CKR_PIN_INCORRECT', 'CKR_PIN_LOCKED', 'CKR_PIN_EXPIRED', 'CKR_PIN_INVALID', 'CKR_PIN_LEN_RANGE'];
 
 /** Did `fn` fail with a device-class code while the probe found the token answering (Connection)? */
 export function isDeviceFaultOfTokenThatAnswers(err: HsmError, fn: string): boolean {
@@ -50,6 +52,8 @@ export class Connection {
    * finalising the module under the first.
    */
   private reconnecting?: Promise<void>;
+  /** The token refused the PIN once: never offered again in this process (see login). */
+  private pinRefused?: HsmError;
 
   constructor(
     private readonly p11: pkcs11js.PKCS11,
@@ -94,7 +98,7 @@ export class Connection {
     const sessions: Session[] = [];
     try {
       while (sessions.length < this.options.sessions) sessions.push(openSession(this.p11, slot));
-      login(this.p11, sessions[0], this.options.pin);
+      this.login(sessions[0]);
     } catch (err) {
       closeSessions(this.p11, sessions); // a reconnect without C_Finalize would leave them open in the module
       throw err;
@@ -106,6 +110,22 @@ export class Connection {
       return openSession(this.p11, slot);
     });
     this.onConnected();
+  }
+
+  /**
+   * C_Login with the configured PIN, unless the token has refused it before: every wrong attempt
+   * counts towards the token's lockout (a few on network HSMs, and then only the security officer
+   * can unlock the partition), so after a refusal — the PIN changed on the HSM, say — reconnects
+   * and re-logins fail at once, naming the refusal, until the gateway restarts with the new PIN.
+   */
+  private login(session: Session): void {
+    if (this.pinRefused) throw this.pinRefused;
+    try {
+      login(this.p11, session, this.options.pin);
+    } catch (err) {
+      if (err instanceof HsmError && PIN_REFUSALS.includes(err.ckr ?? '')) this.pinRefused = err;
+      throw err;
+    }
   }
 
   get isUp(): boolean {
@@ -188,7 +208,7 @@ export class Connection {
       if (err.kind === 'device') throw this.confirmDeviceFailure(err);
       if (!isRetry && err.kind === 'session') return this.withSession(label, body, true);
       if (!isRetry && err.ckr === 'CKR_USER_NOT_LOGGED_IN') {
-        await this.pool.use((s) => login(this.p11, s, this.options.pin), () => false);
+        await this.pool.use((s) => this.login(s), () => false);
         return this.withSession(label, body, true);
       }
       throw err;
@@ -229,7 +249,7 @@ export class Connection {
       await this.withSession('C_GenerateRandom', (s) => this.p11.C_GenerateRandom(s, Buffer.alloc(1)));
       if (!(await this.isLoggedIn())) {
         // A lost login is redone here too, so that an idle gateway becomes ready again.
-        await this.pool.use((s) => login(this.p11, s, this.options.pin), () => false);
+        await this.pool.use((s) => this.login(s), () => false);
         if (!(await this.isLoggedIn())) return { isUp: false, detail: 'the token session is not logged in' };
       }
       return { isUp: true, detail: `token '${info.label.trim()}' (${info.model.trim()}) answers, logged in` };

@@ -62,8 +62,12 @@ function fakeModule() {
     C_CloseSession(s: Buffer) {
       if (m.initialized && s[0] === m.generation) m.openSessions--;
     },
+    logins: 0,
+    isPinWrong: false,
     C_Login() {
       m.alive();
+      m.logins++;
+      if (m.isPinWrong) throw new Error('CKR_PIN_INCORRECT');
     },
     C_GenerateRandom(s: Buffer, buf: Buffer) {
       m.alive();
@@ -138,6 +142,22 @@ describe('Connection (PKCS#11 module re-initialisation)', () => {
       await generation;
       assert.equal(await objects.destroy(ref), 1, 'the retry destroys it');
       assert.equal(p11.visible.has(ref.id), false);
+    } finally {
+      await connection.close();
+    }
+  });
+
+  it('offers the PIN once more after the token refused it, never again: each wrong attempt counts towards the partition\'s lockout', async () => {
+    const p11 = fakeModule();
+    const connection = new Connection(p11 as unknown as pkcs11js.PKCS11, { modulePath: 'fake', tokenLabel: 'token', pin: '1234', sessions: 1 }, () => undefined);
+    await connection.connect();
+    try {
+      p11.isPinWrong = true; // the PIN was changed on the HSM, and the token logged this process out
+      const loggedOut = () => connection.withSession('C_Encrypt', () => {
+        throw new Error('CKR_USER_NOT_LOGGED_IN');
+      });
+      for (let i = 0; i < 3; i++) await assert.rejects(loggedOut(), (err: Error) => /CKR_PIN_INCORRECT/.test(err.message));
+      assert.equal(p11.logins, 2, 'the connect, then one refused re-login; none after it');
     } finally {
       await connection.close();
     }
