@@ -1,8 +1,5 @@
 import crypto from 'node:crypto';
 import type { NextFunction, Request, Response } from 'express';
-import { Hash } from '@smithy/hash-node';
-import { HttpRequest } from '@smithy/protocol-http';
-import { SignatureV4 } from '@smithy/signature-v4';
 import type { Principal, PrincipalStore } from '../auth/principals';
 import {
   IncompleteSignatureException,
@@ -11,6 +8,7 @@ import {
   UnrecognizedClientException,
 } from '../errors/kms-errors';
 import { locals } from './request-context';
+import { signature, SigningKeys } from './signature';
 
 export interface SigV4Options {
   principals: PrincipalStore;
@@ -24,24 +22,17 @@ const AMZ_DATE = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/;
 
 /**
  * Verifies the SigV4 Authorization header of every request against its raw bytes (kms-protocol.md
- * §3) before anything else reads the body. The signature itself is recomputed by
- * @smithy/signature-v4 over the received request, restricted to the client's SignedHeaders list;
- * the checks around it (header syntax, scope, time window, body hash) are ours, in the order and
- * wording of §3.3. The verified principal is left on res.locals for authorization and audit.
+ * §3) before anything else reads the body: the checks (header syntax, scope, time window, body
+ * hash) in the order and wording of §3.3, then the signature recomputed over the received request
+ * restricted to the client's SignedHeaders list (signature.ts; a unit test holds it to
+ * @smithy/signature-v4, the SDKs' signer). The verified principal is left on res.locals for
+ * authorization and audit.
  */
 export function sigv4(options: SigV4Options) {
-  // One signer per access key: smithy caches the derived signing key per date and region in it.
-  const signers = new Map<string, { secret: string; signer: SignatureV4 }>();
-  const signerFor = (accessKeyId: string, secretAccessKey: string, region: string): SignatureV4 => {
-    const cached = signers.get(accessKeyId);
-    if (cached?.secret === secretAccessKey) return cached.signer; // a reloaded secret gets a new one
-    const signer = new SignatureV4({ credentials: { accessKeyId, secretAccessKey }, region, service: 'kms', sha256: Hash.bind(null, 'sha256'), applyChecksum: false, uriEscapePath: true });
-    signers.set(accessKeyId, { secret: secretAccessKey, signer });
-    return signer;
-  };
-  return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
+  const signingKeys = new SigningKeys();
+  return (req: Request, res: Response, next: NextFunction): void => {
     try {
-      locals(res).principal = await verify(req, options, signerFor);
+      locals(res).principal = verify(req, options, signingKeys);
       next();
     } catch (err) {
       next(err);
@@ -49,7 +40,7 @@ export function sigv4(options: SigV4Options) {
   };
 }
 
-async function verify(req: Request, options: SigV4Options, signerFor: (id: string, secret: string, region: string) => SignatureV4): Promise<Principal> {
+function verify(req: Request, options: SigV4Options, signingKeys: SigningKeys): Principal {
   const header = req.get('authorization');
   if (!header) throw MissingAuthenticationTokenException.create();
   const parsed = parseAuthorization(header);
@@ -82,19 +73,16 @@ async function verify(req: Request, options: SigV4Options, signerFor: (id: strin
   // smithy trusts this header as the payload hash: it must be the hash of the bytes received.
   if (claimedHash !== undefined && claimedHash !== bodyHash) throw InvalidSignatureException.mismatch();
 
-  const headers: Record<string, string> = {};
+  const headers: Array<[string, string]> = [];
   for (const name of parsed.signedHeaders) {
     const values = req.headersDistinct[name];
     if (!values) throw InvalidSignatureException.mismatch(); // signed but not sent
-    headers[name] = values.join(',');
+    headers.push([name, values.join(',')]);
   }
-  const expected = await signerFor(accessKeyId, credential.secretAccessKey, region).sign(
-    new HttpRequest({ method: req.method, protocol: 'http:', hostname: '', path: req.path, query: {}, headers, body }),
-    { signingDate, signableHeaders: new Set(parsed.signedHeaders) },
-  );
-  const expectedSignature = /Signature=([0-9a-f]{64})/.exec(expected.headers.authorization)?.[1] ?? '';
-  const isSameList = /SignedHeaders=([^,]+)/.exec(expected.headers.authorization)?.[1] === parsed.signedHeaders.join(';');
-  if (!isSameList || !timingSafeEqualHex(expectedSignature, parsed.signature)) throw InvalidSignatureException.mismatch();
+  // The route is `POST /` and the query string is not signed: the canonical path is '/', the query empty.
+  const request = { method: req.method, path: '/', headers, payloadHash: bodyHash, amzDate };
+  const expected = signature(request, signingKeys.get(credential.secretAccessKey, scopeDate, region, 'kms'));
+  if (!timingSafeEqualHex(expected, parsed.signature)) throw InvalidSignatureException.mismatch();
   return { accessKeyId, principalArn: credential.principalArn, policy: credential.policy, rateLimitPerSecond: credential.rateLimitPerSecond };
 }
 
@@ -121,7 +109,8 @@ function parseAuthorization(header: string): { credential: string; signedHeaders
 function parseAmzDate(value: string): Date {
   const m = AMZ_DATE.exec(value);
   const date = m ? new Date(Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +m[6])) : undefined;
-  if (!date || Number.isNaN(date.getTime())) throw new IncompleteSignatureException(`Date must be in ISO-8601 'basic format'. Got '${value}'. See http://en.wikipedia.org/wiki/ISO_8601`);
+  // Signed as sent: a date that is not a real one (month 13, 25 o'clock) is refused, not normalised.
+  if (!date || Number.isNaN(date.getTime()) || basic(date) !== value) throw new IncompleteSignatureException(`Date must be in ISO-8601 'basic format'. Got '${value}'. See http://en.wikipedia.org/wiki/ISO_8601`);
   return date;
 }
 

@@ -60,6 +60,14 @@ describe('SigV4 authentication', () => {
     assert.ok(await create(client({ systemClockOffset: -4 * 60_000 })));
   });
 
+  it('refuses an X-Amz-Date that is not a real date (month 13) as not ISO 8601, rather than reading it as another day', async () => {
+    for (const bad of ['20261301T000000Z', '20261202T250000Z', '2026-12-02T00:00:00Z']) {
+      const res = await rawCall(gw.url, 'TrentService.ListKeys', '{}', { tamper: (r) => (r.headers['x-amz-date'] = bad) });
+      assert.equal(res.status, 400);
+      assert.deepEqual(res.json, { __type: 'IncompleteSignatureException', message: `Date must be in ISO-8601 'basic format'. Got '${bad}'. See http://en.wikipedia.org/wiki/ISO_8601` });
+    }
+  });
+
   it('rejects a credential scoped to another region or service', async () => {
     await assert.rejects(create(client({ region: 'eu-west-1' })), (e: Error) =>
       e.name === 'InvalidSignatureException' && e.message === "Credential should be scoped to a valid region, not 'eu-west-1'. ");
