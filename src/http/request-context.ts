@@ -22,7 +22,8 @@ export function locals(res: Response): RequestLocals {
 }
 
 /**
- * A request id on every response (x-amzn-RequestId, kms-protocol.md §1), a child logger, and when
+ * A request id on every response (x-amzn-RequestId, kms-protocol.md §1), a child logger made when
+ * first used, and when
  * the response is finished one summary log line (id, operation, key, status, error type, ms) and
  * the request metrics — for every request, allowed or denied, never with its body. The audit
  * record is written before the answer leaves (audited-answer.ts).
@@ -30,7 +31,10 @@ export function locals(res: Response): RequestLocals {
 export function requestContext(logger: Logger, metrics: GatewayMetrics, newId: () => string) {
   return (req: Request, res: Response, next: NextFunction): void => {
     const requestId = newId();
-    Object.assign(res.locals, { requestId, log: logger.child({ requestId }), startedAt: performance.now() } satisfies RequestLocals);
+    Object.assign(res.locals, { requestId, startedAt: performance.now() } satisfies Omit<RequestLocals, 'log'>);
+    // Made on first use: most requests log only the summary line below, which needs no child.
+    let child: Logger | undefined;
+    Object.defineProperty(res.locals, 'log', { get: () => (child ??= logger.child({ requestId })), configurable: true });
     res.setHeader('x-amzn-RequestId', requestId);
     // 'close' fires for every request, also when the client went away before the answer
     // ('finish' would not), so aborted requests are counted too.
@@ -41,6 +45,7 @@ export function requestContext(logger: Logger, metrics: GatewayMetrics, newId: (
       const seconds = (performance.now() - l.startedAt) / 1000;
       metrics.request(operationLabel(req, l), l.errorType ?? (res.statusCode < 400 ? 'success' : `HTTP${res.statusCode}`), seconds);
       const line = {
+        requestId,
         operation: l.operation,
         principal: l.principal?.principalArn,
         keyId: l.keyArn,
@@ -48,8 +53,8 @@ export function requestContext(logger: Logger, metrics: GatewayMetrics, newId: (
         errorType: l.errorType,
         ms: Math.round(seconds * 100000) / 100,
       };
-      if (res.statusCode >= 500) l.log.error('request', line);
-      else l.log.info('request', line);
+      if (res.statusCode >= 500) logger.error('request', line);
+      else logger.info('request', line);
     });
     next();
   };

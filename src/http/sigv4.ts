@@ -110,7 +110,8 @@ function parseAmzDate(value: string): Date {
   const m = AMZ_DATE.exec(value);
   const date = m ? new Date(Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +m[6])) : undefined;
   // Signed as sent: a date that is not a real one (month 13, 25 o'clock) is refused, not normalised.
-  if (!date || Number.isNaN(date.getTime()) || basic(date) !== value) throw new IncompleteSignatureException(`Date must be in ISO-8601 'basic format'. Got '${value}'. See http://en.wikipedia.org/wiki/ISO_8601`);
+  const isReal = date !== undefined && date.getUTCMonth() === +m![2] - 1 && date.getUTCDate() === +m![3] && date.getUTCHours() === +m![4] && date.getUTCMinutes() === +m![5] && date.getUTCSeconds() === +m![6];
+  if (!isReal) throw new IncompleteSignatureException(`Date must be in ISO-8601 'basic format'. Got '${value}'. See http://en.wikipedia.org/wiki/ISO_8601`);
   return date;
 }
 

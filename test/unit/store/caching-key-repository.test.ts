@@ -93,10 +93,11 @@ describe('cachingKeyRepository', () => {
     assert.deepEqual(failures, ['connection lost']);
   });
 
-  it('hands out copies, keeps no absent key, and is the store itself at maxAgeMs 0', async () => {
+  it('hands out frozen records, keeps no absent key, and is the store itself at maxAgeMs 0', async () => {
     const { state, store } = countingStore();
     const cached = cachingKeyRepository(store, options);
-    (await cached.getKey('k1'))!.state = 'Disabled';
+    const first = (await cached.getKey('k1'))!;
+    assert.throws(() => (first.state = 'Disabled'), TypeError);
     assert.equal((await cached.getKey('k1'))!.state, 'Enabled');
     await cached.getKey('nope');
     await cached.getKey('nope');
