@@ -84,7 +84,7 @@ export function cachingKeyRepository(inner: KeyRepository, options: KeyCacheOpti
     get(target, prop, receiver) {
       const original = Reflect.get(target, prop, receiver) as unknown;
       if (typeof prop !== 'string' || typeof original !== 'function') return original;
-      if (prop in CACHED) return (...args: unknown[]) => cachedRead(prop as CachedRead, args);
+      if (Object.hasOwn(CACHED, prop)) return (...args: unknown[]) => cachedRead(prop as CachedRead, args);
       if (PASS_THROUGH.has(prop)) return (original as (...a: unknown[]) => unknown).bind(target);
       return async (...args: unknown[]) => {
         invalidate();
