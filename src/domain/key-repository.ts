@@ -261,6 +261,11 @@ export function materialObjects(keyId: string, version: number, objectIds: Recor
   return Object.fromEntries(Object.entries(objectIds).map(([role, id]) => [role, { id, label: objectLabel(keyId, version, role) }]));
 }
 
+/** Role -> ObjectRef, to role -> id as stored (the inverse of materialObjects). */
+export function objectIdsOf(objects: Record<string, { id: string }>): Record<string, string> {
+  return Object.fromEntries(Object.entries(objects).map(([role, ref]) => [role, ref.id]));
+}
+
 /**
  * The ids of objects made before ids were random (store schema < 5): CKA_ID was the label's
  * UTF-8 bytes. Such objects keep their ids; a duplicate of one (the bug that made ids random) is

@@ -1,11 +1,11 @@
 import crypto from 'node:crypto';
 import { Pool, type PoolClient } from 'pg';
 import type { Alias, AliasInsert, AuditAnchor, Grant, KeyMaterial, KeyRecord, KeyRepository, MaterialIntent, ReserveRefusal, StateChange, Tag } from '../domain/key-repository';
-import { materialObjects } from '../domain/key-repository';
+import { materialObjects, objectIdsOf } from '../domain/key-repository';
 import type { KeyState } from '../domain/key-state';
 import { PostgresAliasesAndGrants } from './postgres-aliases-and-grants';
 import { migrate } from './postgres-migrations';
-import { objectIdsOf, rowToIntent, rowToKey, rowToMaterial, type IntentRow, type KeyRow, type MaterialRow } from './postgres-rows';
+import { rowToIntent, rowToKey, rowToMaterial, type IntentRow, type KeyRow, type MaterialRow } from './postgres-rows';
 import { PostgresTokenPool } from './postgres-token-pool';
 import type { TokenPool } from './token-pool';
 import { PgSession, type Queryable } from './postgres-session';

@@ -110,8 +110,3 @@ export function rowToGrant(r: GrantRow): Grant {
     ...(r.constraints !== null && { constraints: r.constraints }),
   };
 }
-
-/** Role -> object id, as stored. */
-export function objectIdsOf(objects: Record<string, { id: string }>): Record<string, string> {
-  return Object.fromEntries(Object.entries(objects).map(([role, ref]) => [role, ref.id]));
-}

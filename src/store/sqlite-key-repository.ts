@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import type { Alias, AliasInsert, AuditAnchor, Grant, GrantConstraints, KeyMaterial, KeyRecord, KeyRepository, MaterialIntent, ReserveRefusal, StateChange, Tag } from '../domain/key-repository';
-import { legacyObjectIds, materialObjects } from '../domain/key-repository';
+import { legacyObjectIds, materialObjects, objectIdsOf } from '../domain/key-repository';
 import type { KeySpec } from '../domain/key-spec';
 import type { KeyState } from '../domain/key-state';
 
@@ -593,10 +593,6 @@ function rowToIntent(r: IntentRow): MaterialIntent {
     ...(r.owner !== null && { owner: r.owner }),
     objects: materialObjects(r.key_id, r.version, JSON.parse(r.object_ids) as Record<string, string>),
   };
-}
-
-function objectIdsOf(objects: Record<string, { id: string }>): Record<string, string> {
-  return Object.fromEntries(Object.entries(objects).map(([role, ref]) => [role, ref.id]));
 }
 
 interface GrantRow {
