@@ -15,7 +15,7 @@ import { createLogger } from '../../src/logging/logger';
 import { spawnGateway } from '../support/child-gateway';
 import { runQkms } from '../support/cli';
 import { integration } from '../support/integration-hooks';
-import { postgresUnavailable, sharedPostgres, type PostgresCluster } from '../support/postgres';
+import { type PostgresCluster, sharedPostgres, skipWithoutPostgres } from '../support/postgres';
 
 const fields = (requestId: string): RequestFields => ({
   time: new Date().toISOString(), requestId, operation: 'Encrypt', principal: 'arn:aws:iam::111122223333:root', accessKeyId: 'AKIA', sourceIp: '127.0.0.1', keyArn: null, status: 200, errorCode: null,
@@ -44,11 +44,7 @@ describe('Audit trail in PostgreSQL (replicas sharing one database)', function (
   this.timeout(120000);
   let cluster: PostgresCluster;
   before(async function () {
-    const unavailable = postgresUnavailable();
-    if (unavailable) {
-      console.log(`      skipped: ${unavailable}`);
-      this.skip();
-    }
+    skipWithoutPostgres(this);
     this.timeout(60000);
     cluster = await sharedPostgres();
     await ensureInternalKey(integration().hsm, AUDIT_MAC_KEY);
@@ -118,11 +114,7 @@ describe('Audit trail in PostgreSQL when the database goes away', function () {
   this.timeout(60000);
   let cluster: PostgresCluster;
   before(async function () {
-    const unavailable = postgresUnavailable();
-    if (unavailable) {
-      console.log(`      skipped: ${unavailable}`);
-      this.skip();
-    }
+    skipWithoutPostgres(this);
     cluster = await sharedPostgres();
     await ensureInternalKey(integration().hsm, AUDIT_MAC_KEY);
   });
@@ -201,11 +193,7 @@ describe('A rewritten PostgreSQL audit chain stops the replica and qkms audit ve
   this.timeout(240000);
   let cluster: PostgresCluster;
   before(async function () {
-    const unavailable = postgresUnavailable();
-    if (unavailable) {
-      console.log(`      skipped: ${unavailable}`);
-      this.skip();
-    }
+    skipWithoutPostgres(this);
     cluster = await sharedPostgres();
     await ensureInternalKey(integration().hsm, AUDIT_MAC_KEY);
   });

@@ -5,20 +5,15 @@ import path from 'node:path';
 import { AlreadyExistsException, CreateAliasCommand, CreateKeyCommand, DecryptCommand, DescribeKeyCommand, EncryptCommand, ListAliasesCommand } from '@aws-sdk/client-kms';
 import { Client } from 'pg';
 import { startChildGateway, type ChildGateway } from '../support/child-gateway';
-import { postgresUnavailable, sharedPostgres } from '../support/postgres';
+import { sharedPostgres, skipWithoutPostgres } from '../support/postgres';
 import { registerSecret } from '../support/secrets';
-
-const unavailable = postgresUnavailable();
 
 describe('A gateway on the PostgreSQL store (QKMS_STORE_URL)', function () {
   this.timeout(60000);
   let dir: string;
   let gw: ChildGateway | undefined;
   before(function () {
-    if (unavailable) {
-      console.log(`      skipped: ${unavailable}`);
-      this.skip();
-    }
+    skipWithoutPostgres(this);
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qkms-pg-gateway-'));
   });
   after(async () => {

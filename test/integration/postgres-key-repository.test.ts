@@ -2,16 +2,11 @@ import assert from 'node:assert/strict';
 import { Client } from 'pg';
 import { PostgresKeyRepository } from '../../src/store/postgres-key-repository';
 import { keyRepositoryContract } from '../support/key-repository-contract';
-import { postgresUnavailable, sharedPostgres } from '../support/postgres';
-
-const unavailable = postgresUnavailable();
+import { sharedPostgres, skipWithoutPostgres } from '../support/postgres';
 
 describe('PostgresKeyRepository', function () {
   before(function () {
-    if (unavailable) {
-      console.log(`      skipped: ${unavailable}`);
-      this.skip();
-    }
+    skipWithoutPostgres(this);
   });
 
   keyRepositoryContract('PostgreSQL', async () => PostgresKeyRepository.open(await (await sharedPostgres()).createDatabase('contract')));

@@ -3,9 +3,8 @@ import crypto from 'node:crypto';
 import { Client } from 'pg';
 import type { Grant, KeyRecord, KeyRepository } from '../../src/domain/key-repository';
 import { PostgresKeyRepository } from '../../src/store/postgres-key-repository';
-import { postgresUnavailable, sharedPostgres } from '../support/postgres';
+import { sharedPostgres, skipWithoutPostgres } from '../support/postgres';
 
-const unavailable = postgresUnavailable();
 const at = new Date('2026-11-29T12:00:00Z');
 /** Calls per race: with two pools of ten, up to twenty transactions are in flight at once. */
 const RACERS = 30;
@@ -18,10 +17,7 @@ const RACERS = 30;
 describe('PostgresKeyRepository under concurrent replicas', function () {
   let replicas: [PostgresKeyRepository, PostgresKeyRepository];
   before(async function () {
-    if (unavailable) {
-      console.log(`      skipped: ${unavailable}`);
-      this.skip();
-    }
+    skipWithoutPostgres(this);
     const url = await (await sharedPostgres()).createDatabase('races');
     replicas = [await PostgresKeyRepository.open(url), await PostgresKeyRepository.open(url)];
   });

@@ -3,9 +3,7 @@ import type { NextFunction, Request, Response } from 'express';
 import { ThrottlingException } from '../../src/errors/kms-errors';
 import { rateLimit } from '../../src/http/rate-limit';
 import { PostgresKeyRepository } from '../../src/store/postgres-key-repository';
-import { postgresUnavailable, sharedPostgres } from '../support/postgres';
-
-const unavailable = postgresUnavailable();
+import { sharedPostgres, skipWithoutPostgres } from '../support/postgres';
 
 function attempt(limiter: ReturnType<typeof rateLimit>, accessKeyId: string): Promise<boolean> {
   const res = { locals: { principal: { accessKeyId, principalArn: 'arn:aws:iam::1:user/a' } } } as unknown as Response;
@@ -23,10 +21,7 @@ describe('Rate limits shared through PostgreSQL', function () {
   this.timeout(60_000);
   let replicas: PostgresKeyRepository[] = [];
   before(async function () {
-    if (unavailable) {
-      console.log(`      skipped: ${unavailable}`);
-      this.skip();
-    }
+    skipWithoutPostgres(this);
     const url = await (await sharedPostgres()).createDatabase('ratelimit');
     replicas = [await PostgresKeyRepository.open(url), await PostgresKeyRepository.open(url), await PostgresKeyRepository.open(url)];
   });

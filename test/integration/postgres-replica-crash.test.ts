@@ -5,10 +5,9 @@ import path from 'node:path';
 import { CreateKeyCommand, DecryptCommand, EncryptCommand } from '@aws-sdk/client-kms';
 import type { ChildGateway } from '../support/child-gateway';
 import { runQkms } from '../support/cli';
-import { postgresUnavailable } from '../support/postgres';
+import { skipWithoutPostgres } from '../support/postgres';
 import { freshDeployment, type Deployment } from '../support/replicas';
 
-const unavailable = postgresUnavailable();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
@@ -24,10 +23,7 @@ describe('A replica killed inside CreateKey while another one starts', function 
   let deployment: Deployment;
   let dir: string;
   before(async function () {
-    if (unavailable) {
-      console.log(`      skipped: ${unavailable}`);
-      return this.skip();
-    }
+    skipWithoutPostgres(this);
     deployment = await freshDeployment();
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qkms-replica-crash-'));
   });

@@ -9,20 +9,16 @@ import { PostgresCoordination } from '../../src/store/postgres-coordination';
 import { PostgresKeyRepository } from '../../src/store/postgres-key-repository';
 import type { ChildGateway } from '../support/child-gateway';
 import { integration } from '../support/integration-hooks';
-import { postgresUnavailable, sharedPostgres } from '../support/postgres';
+import { sharedPostgres, skipWithoutPostgres } from '../support/postgres';
 import { freshDeployment, type Deployment } from '../support/replicas';
 
-const unavailable = postgresUnavailable();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** What replicas hold while they live, and give up when they die: their intents' owner lease and the scheduler's. */
 describe('Replica leases on PostgreSQL', function () {
   this.timeout(90000);
   before(function () {
-    if (unavailable) {
-      console.log(`      skipped: ${unavailable}`);
-      this.skip();
-    }
+    skipWithoutPostgres(this);
   });
 
   it('start-up repair leaves the intents of a live replica alone (not rolled back, not orphans) and rolls back those of one that is gone', async () => {
@@ -84,7 +80,7 @@ describe('Replica leases on PostgreSQL', function () {
   describe('the scheduler', () => {
     let deployment: Deployment;
     before(async function () {
-      if (unavailable) this.skip();
+      skipWithoutPostgres(this);
       deployment = await freshDeployment({ QKMS_SCHEDULER_INTERVAL_MS: '1000', QKMS_SCHEDULER_TAKEOVER_MS: '1000' });
     });
     after(async () => deployment?.close());

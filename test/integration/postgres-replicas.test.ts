@@ -7,10 +7,9 @@ import { MARKER_MAC_KEY } from '../../src/domain/marker';
 import type { ChildGateway } from '../support/child-gateway';
 import { Client } from 'pg';
 import { MIGRATION_LOCK } from '../../src/store/postgres-migrations';
-import { postgresUnavailable } from '../support/postgres';
+import { skipWithoutPostgres } from '../support/postgres';
 import { freshDeployment, type Deployment } from '../support/replicas';
 
-const unavailable = postgresUnavailable();
 const ROUNDS = 3;
 
 /**
@@ -23,10 +22,7 @@ describe('Replicas on one database and one token agree', function () {
   let deployment: Deployment;
   let a: ChildGateway, b: ChildGateway, c: ChildGateway;
   before(async function () {
-    if (unavailable) {
-      console.log(`      skipped: ${unavailable}`);
-      this.skip();
-    }
+    skipWithoutPostgres(this);
     deployment = await freshDeployment();
   });
   after(async () => deployment?.close());

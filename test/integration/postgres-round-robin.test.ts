@@ -2,12 +2,11 @@ import assert from 'node:assert/strict';
 import * as kms from '@aws-sdk/client-kms';
 import type { ChildGateway } from '../support/child-gateway';
 import { TEST_CREDENTIALS } from '../support/harness';
-import { postgresUnavailable } from '../support/postgres';
+import { skipWithoutPostgres } from '../support/postgres';
 import { freshDeployment, type Deployment } from '../support/replicas';
 import { recordSecretsMiddleware } from '../support/secrets';
 import { KMS_OPERATION_STEPS } from '../support/token-matrix-steps';
 
-const unavailable = postgresUnavailable();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
@@ -45,10 +44,7 @@ describe('Three replicas behind a round-robin balancer', function () {
   let deployment: Deployment;
   let replicas: ChildGateway[];
   before(async function () {
-    if (unavailable) {
-      console.log(`      skipped: ${unavailable}`);
-      return this.skip();
-    }
+    skipWithoutPostgres(this);
     deployment = await freshDeployment();
     replicas = await deployment.start(['rr1', 'rr2', 'rr3']);
   });

@@ -6,10 +6,9 @@ import { CreateKeyCommand, DecryptCommand, EncryptCommand, KMSClient } from '@aw
 import { listeningAddress, spawnGateway } from '../support/child-gateway';
 import { runQkms } from '../support/cli';
 import { TEST_CREDENTIALS } from '../support/harness';
-import { postgresUnavailable, sharedPostgres } from '../support/postgres';
+import { sharedPostgres, skipWithoutPostgres } from '../support/postgres';
 import { recordSecretsMiddleware } from '../support/secrets';
 
-const unavailable = postgresUnavailable();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Lines of the gateway's JSON log with this message. */
@@ -28,10 +27,7 @@ describe('QKMS_WORKERS: gateway processes sharing one port', function () {
   });
 
   it('serves from two workers; a worker killed with SIGKILL under load is replaced, no request fails beyond the SDK retries, and every ciphertext decrypts', async function () {
-    if (unavailable) {
-      console.log(`      skipped: ${unavailable}`);
-      return this.skip();
-    }
+    skipWithoutPostgres(this);
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qkms-workers-'));
     const env = { QKMS_DATA_DIR: path.join(dir, 'data'), QKMS_STORE_URL: await (await sharedPostgres()).createDatabase('workers'), QKMS_ACCESS_KEY_ID: TEST_CREDENTIALS.accessKeyId, QKMS_SECRET_ACCESS_KEY: TEST_CREDENTIALS.secretAccessKey };
     // The token and its internal keys first, so that the workers' starts do not race to make them.

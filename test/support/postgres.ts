@@ -29,6 +29,14 @@ export function postgresUnavailable(): string | undefined {
   return undefined;
 }
 
+/** Skips the calling suite or test, saying why, where no throwaway cluster can start (`this` of a mocha hook or test). */
+export function skipWithoutPostgres(ctx: Mocha.Context): void {
+  const unavailable = postgresUnavailable();
+  if (!unavailable) return;
+  console.log(`      skipped: ${unavailable}`);
+  ctx.skip();
+}
+
 let shared: PostgresCluster | undefined;
 
 /**
