@@ -57,7 +57,8 @@ export class PrincipalStore {
   ) {
     this.reloadIfChanged(true);
     if (file) {
-      this.timer = setInterval(() => this.reloadIfChanged(false), RELOAD_CHECK_MS);
+      // Unthrottled: a lookup just before it must not push the next check a second further away.
+      this.timer = setInterval(() => this.reloadIfChanged(false, true), RELOAD_CHECK_MS);
       this.timer.unref();
     }
   }
@@ -72,8 +73,8 @@ export class PrincipalStore {
     return accessKeyId === this.admin.accessKeyId ? this.admin : this.fromFile.get(accessKeyId);
   }
 
-  private reloadIfChanged(isStartup: boolean): void {
-    if (!this.file || (!isStartup && this.now() - this.checkedAt < RELOAD_CHECK_MS)) return;
+  private reloadIfChanged(isStartup: boolean, isDue = isStartup): void {
+    if (!this.file || (!isDue && this.now() - this.checkedAt < RELOAD_CHECK_MS)) return;
     this.checkedAt = this.now();
     let stamp: string;
     try {
