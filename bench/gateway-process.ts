@@ -47,18 +47,18 @@ async function waitForReady(port: number, child: ChildProcess): Promise<void> {
 /**
  * The compiled gateway (dist/main.js) on a fresh SoftHSM2 token, as an operator would run it; `env`
  * adds QKMS_* settings. `entry` runs another script instead (node arguments), `dataDirIn` puts the
- * data dir elsewhere than the temp dir.
+ * data dir elsewhere than the temp dir, `nodeArgs` are given to node (a profiler, say).
  */
 export async function startGatewayProcess(
   env: Record<string, string> = {},
-  { entry = [path.join(ROOT, 'dist/main.js')], dataDirIn = os.tmpdir() }: { entry?: string[]; dataDirIn?: string } = {},
+  { entry = [path.join(ROOT, 'dist/main.js')], dataDirIn = os.tmpdir(), nodeArgs = [] }: { entry?: string[]; dataDirIn?: string; nodeArgs?: string[] } = {},
 ): Promise<{ url: string; token: TestToken; dataDir: string; child: ChildProcess; stop(): Promise<void> }> {
   const token = createTestToken();
   const dataDir = fs.mkdtempSync(path.join(dataDirIn, 'qkms-bench-'));
   const port = await freePort();
   // BENCH_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", to profile the gateway under load.
-  const nodeArgs = process.env.BENCH_NODE_ARGS ? process.env.BENCH_NODE_ARGS.split(' ') : [];
-  const child = spawn(process.execPath, [...nodeArgs, ...entry], {
+  const envNodeArgs = process.env.BENCH_NODE_ARGS ? process.env.BENCH_NODE_ARGS.split(' ') : [];
+  const child = spawn(process.execPath, [...envNodeArgs, ...nodeArgs, ...entry], {
     env: {
       ...process.env, SOFTHSM2_CONF: token.confPath, QKMS_PORT: String(port), QKMS_DATA_DIR: dataDir,
       QKMS_PKCS11_MODULE: token.modulePath, QKMS_PKCS11_TOKEN_LABEL: token.label, QKMS_PKCS11_PIN: token.pin,

@@ -18,7 +18,8 @@ import type { Hsm } from './hsm/hsm';
 import { ensureEmbeddedToken } from './hsm/pkcs11/embedded-token';
 import { Pkcs11Hsm } from './hsm/pkcs11/pkcs11-hsm';
 import type { RecycleReason } from './hsm/pkcs11/pkcs11-options';
-import { HsmThread, type ThreadEvent } from './hsm/thread/hsm-thread';
+import type { ThreadEvent } from './hsm/thread/hsm-thread';
+import { HsmThreads } from './hsm/thread/hsm-threads';
 import type { Logger } from './logging/logger';
 import { GatewayMetrics } from './metrics/gateway-metrics';
 import type { GatewayDeps } from './operations/context';
@@ -65,8 +66,9 @@ export async function openHsm(config: Config, logger: Logger): Promise<Hsm> {
     onStateChange: (isUp: boolean, detail: string) => (isUp ? logger.warn('HSM token is back; circuit closed', { detail }) : logger.error('HSM token unavailable; failing fast and reconnecting', { detail })),
   };
   if (!config.pkcs11.thread) return Pkcs11Hsm.open(options);
-  return HsmThread.open({
+  return HsmThreads.open({
     ...options,
+    threads: config.pkcs11.threads,
     stuckAfterMs: config.hsmTimeoutMs,
     maxAbandonedThreads: config.pkcs11.maxAbandonedThreads,
     onReplaced: (detail) => logger.error('HSM thread stuck; abandoned it and started a new one', { detail }),

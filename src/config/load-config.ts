@@ -38,6 +38,10 @@ export interface Config {
     readonly thread: boolean;
     /** QKMS_HSM_MAX_ABANDONED_THREADS: stuck HSM threads replaced while still inside the module. */
     readonly maxAbandonedThreads: number;
+    /** QKMS_HSM_THREADS (default: the profile's): HSM threads calling the module at once. */
+    readonly threads: number;
+    /** QKMS_HSM_MAX_QUEUE: HSM calls outstanding past which a new request answers ThrottlingException. */
+    readonly maxQueued: number;
     /** QKMS_PKCS11_RECYCLE_SESSION_OBJECTS, or the profile's; undefined = never. */
     readonly recycleAfterSessionObjects?: number;
     /** QKMS_HSM_PROFILE: what this token does differently (src/hsm/profiles.ts). */
@@ -129,6 +133,8 @@ export function loadConfig(env: Env): Config {
       faultsFile: value.QKMS_FAULTS_FILE,
       thread: value.QKMS_HSM_THREAD,
       maxAbandonedThreads: value.QKMS_HSM_MAX_ABANDONED_THREADS,
+      threads: value.QKMS_HSM_THREADS ?? profile.threads,
+      maxQueued: value.QKMS_HSM_MAX_QUEUE,
       recycleAfterSessionObjects: (value.QKMS_PKCS11_RECYCLE_SESSION_OBJECTS ?? profile.recycleAfterSessionObjects) || undefined,
       profile,
     },

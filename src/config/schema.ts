@@ -48,6 +48,12 @@ export const configSchema = Joi.object({
   // true: every PKCS#11 call runs on a dedicated HSM thread, so the HTTP event loop never blocks on
   // the token and a hung call is abandoned (src/hsm/thread). false: calls run on the event loop.
   QKMS_HSM_THREAD: Joi.boolean().default(true),
+  // With the HSM thread: how many HSM threads call the module at once, QKMS_PKCS11_SESSIONS shared
+  // among them. More let a network HSM's round trips overlap. Unset: the profile's (softhsm2: 1).
+  QKMS_HSM_THREADS: Joi.number().integer().min(1).max(32),
+  // HSM calls outstanding (waiting for an HSM thread or in one) past which a new request answers
+  // ThrottlingException at once (the SDKs retry with backoff) instead of waiting in line.
+  QKMS_HSM_MAX_QUEUE: Joi.number().integer().min(1).max(100000).default(1000),
   // An HSM call slower than this answers DependencyTimeoutException (kms-protocol.md §2.2).
   QKMS_HSM_TIMEOUT_MS: Joi.number().integer().min(1).max(600000).default(5000),
   // With the HSM thread: how many stuck threads may be abandoned while still inside the PKCS#11

@@ -37,6 +37,11 @@ export interface HsmProfile {
   readonly staleIndexAfterOwnWrite?: boolean;
   /** Default QKMS_PKCS11_SESSIONS. */
   readonly sessions: number;
+  /**
+   * Default QKMS_HSM_THREADS: 1 for a token that computes in the process (its calls take CPU, not
+   * waiting); more for a network HSM, whose calls mostly wait for the device's answer.
+   */
+  readonly threads: number;
   /** C_GetTokenInfo's manufacturerID of the tokens the profile is for: another token gets a warning at start-up. */
   readonly manufacturer?: RegExp;
   readonly notes: string;
@@ -56,12 +61,14 @@ export const HSM_PROFILES: Readonly<Record<string, HsmProfile>> = {
     integrityErrors: { C_Decrypt: ['CKR_GENERAL_ERROR'], C_UnwrapKey: ['CKR_GENERAL_ERROR'] },
     staleIndexAfterOwnWrite: true, // docs/hsm/softhsm2.md "Several processes on one token"
     sessions: 4,
+    threads: 1,
     notes: 'SoftHSM2 2.6.1: KWP unwrap returns the key zero-padded to 8 bytes (docs/hsm/softhsm2.md).',
   },
   generic: {
     name: 'generic',
     gcmIv: 'caller',
     sessions: 4,
+    threads: 1,
     notes: 'Standard PKCS#11 v2.40 behaviour: the default for a module QKMS has no profile for.',
   },
   luna: {
@@ -69,6 +76,7 @@ export const HSM_PROFILES: Readonly<Record<string, HsmProfile>> = {
     manufacturer: /SafeNet|Thales|Gemalto/i,
     gcmIv: 'caller', // Luna accepts a supplied IV (xks-proxy settings_luna.toml)
     sessions: 16, // Luna's guidance is about 30 concurrent sessions per HSM
+    threads: 8,
     notes: 'Luna Cloud HSM forces CKA_SENSITIVE=1 on generated keys, so GenerateDataKey cannot read the data key there.',
   },
   cloudhsm: {
@@ -76,6 +84,7 @@ export const HSM_PROFILES: Readonly<Record<string, HsmProfile>> = {
     manufacturer: /Marvell|Cavium|Amazon/i,
     gcmIv: 'hsm', // zero-filled IV in, HSM-chosen IV out (aws-cloudhsm-pkcs11-examples aes_gcm.c)
     sessions: 16,
+    threads: 8,
     notes: 'GCM input up to 16 KB per call; CKA_SENSITIVE handling has known issues.',
   },
   nshield: {
@@ -83,6 +92,7 @@ export const HSM_PROFILES: Readonly<Record<string, HsmProfile>> = {
     manufacturer: /nCipher|Entrust/i,
     gcmIv: 'hsm', // requires a zero IV on input (xks-proxy settings_nshield.toml)
     sessions: 16,
+    threads: 8,
     notes: '',
   },
   yubihsm: {
@@ -90,6 +100,7 @@ export const HSM_PROFILES: Readonly<Record<string, HsmProfile>> = {
     manufacturer: /Yubico/i,
     gcmIv: 'caller',
     sessions: 4,
+    threads: 1,
     notes: '256 objects / 126 KB in total; never exports a key value in plaintext, which GenerateDataKey needs (capability discovery stops the start).',
   },
 };

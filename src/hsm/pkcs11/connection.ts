@@ -3,6 +3,7 @@ import type { HsmHealth } from '../hsm';
 import { HsmError } from '../hsm-error';
 import { ckrName } from './ckr-table';
 import { call } from './instrumented-module';
+import { ModuleLock, type ExclusiveOutcome } from './module-lock';
 import type { Pkcs11Options, RecycleReason } from './pkcs11-options';
 import { SessionPool } from './session-pool';
 import { closeSessions, CKS_RW_USER_FUNCTIONS, findToken, initialize, login, openSession, probeToken, TokenNotListed, type Session } from './token-access';
@@ -19,6 +20,14 @@ export function isDeviceFaultOfTokenThatAnswers(err: HsmError, fn: string): bool
 }
 /** How long close() waits for key-pair generations in flight (the HSM thread gives close 2 s in all). */
 const CLOSE_WAIT_MS = 1500;
+/**
+ * How long a re-initialisation waits for the other threads to leave the module (ModuleLock): their
+ * calls take microseconds to milliseconds; one still inside after this is stuck or generating a key
+ * pair, and the re-initialisation does without C_Finalize or waits for later.
+ */
+const EXCLUSIVE_WAIT_MS = 200;
+/** After a recycle found the module busy, calls go on for this long before it is tried again. */
+const RECYCLE_RETRY_MS = 1000;
 
 /**
  * The live connection to the token: the pool of logged-in sessions, and the healing around every
@@ -38,20 +47,25 @@ export class Connection {
   private pool!: SessionPool<Session>;
   /** Circuit breaker: while open, calls fail fast and a timer tries to reconnect. */
   private recovery?: NodeJS.Timeout;
-  /** Session objects created since the module was (re-)initialised. */
-  private sessionObjects = 0;
+  /**
+   * The threads of this process in the module, and its process-wide counts: session objects
+   * created and token objects written since the module was (re-)initialised (module-lock.ts).
+   */
+  private readonly lock: ModuleLock;
+  /** The module's initialisation these sessions and handles belong to (ModuleLock.generation). */
+  private generation = -1;
   /** Calls running on the libuv pool (key-pair generation). */
   private asyncInFlight = 0;
   private mayFinalize: boolean;
-  /** Token objects this process made or destroyed since the module was (re-)initialised. */
-  private tokenWrites = 0;
+  /** A session-objects recycle found the module busy: not tried again before this. */
+  private recycleNotBefore = 0;
   /**
    * A re-initialisation under way (recycle, reconnect). connect waits between its attempts, and
    * the module is finalised meanwhile: calls wait for it instead of using the old sessions (which
    * fail as a device fault and would open the circuit), and a second one joins it instead of
    * finalising the module under the first.
    */
-  private reconnecting?: Promise<void>;
+  private reconnecting?: Promise<ExclusiveOutcome>;
   /** The token refused the PIN once: never offered again in this process (see login). */
   private pinRefused?: HsmError;
 
@@ -62,6 +76,7 @@ export class Connection {
     private readonly onConnected: () => void,
   ) {
     this.mayFinalize = options.mayFinalize ?? true;
+    this.lock = new ModuleLock(options.moduleLock);
   }
 
   /**
@@ -76,23 +91,34 @@ export class Connection {
   async connect(): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return this.connectOnce();
+        return await this.connectOnce();
       } catch (err) {
         const isTransient = err instanceof TokenNotListed || (err instanceof HsmError && err.ckr === 'CKR_GENERAL_ERROR');
-        if (!isTransient || attempt >= CONNECT_ATTEMPTS || !this.mayFinalize) throw err;
-      }
-      try {
-        this.p11.C_Finalize();
-      } catch {
-        // not initialised: the next attempt initialises
+        if (!isTransient || attempt >= CONNECT_ATTEMPTS) throw err;
+        if ((await this.finalizing(() => this.finalize())) === 'busy') throw err;
       }
       await new Promise((r) => setTimeout(r, 25 * attempt));
     }
   }
 
-  private connectOnce(): void {
-    this.sessionObjects = 0;
-    this.tokenWrites = 0;
+  /** One attempt, inside the module (ModuleLock) unless this thread holds it exclusively. */
+  private async connectOnce(): Promise<void> {
+    const waiting = this.lock.isExclusive ? undefined : this.lock.enter();
+    if (waiting) await waiting;
+    try {
+      this.connectNow();
+    } finally {
+      if (!this.lock.isExclusive) this.lock.leave();
+    }
+  }
+
+  /**
+   * Sessions and login on the module as it is initialised now. A thread that finds the module
+   * re-initialised by another (ModuleLock.generation) does this too: its old sessions are void, and
+   * their handles may now be other threads' sessions, so they are dropped, never closed.
+   */
+  private connectNow(): void {
+    this.generation = this.lock.generation;
     initialize(this.p11, this.options.initArgs);
     const { slot, info } = findToken(this.p11, this.options.tokenLabel);
     const sessions: Session[] = [];
@@ -142,13 +168,13 @@ export class Connection {
 
   /** Counts a session object made (a recycle is due after recycleAfterSessionObjects of them). */
   sessionObjectCreated(handle: pkcs11js.Handle): pkcs11js.Handle {
-    this.sessionObjects++;
+    this.lock.sessionObjectCreated();
     return handle;
   }
 
   /** Counts a token object made or destroyed by this process (see refreshTokenIndex). */
   tokenWritten(): void {
-    this.tokenWrites++;
+    this.lock.tokenWritten();
   }
 
   /**
@@ -157,29 +183,26 @@ export class Connection {
    * objects, if this process wrote since the last initialisation. Returns whether the search may
    * find more now. Without a write of ours in between the module's index is current (it re-reads
    * when another process writes): a key that is really missing costs one search, not a recycle.
-   * When the index may be stale but cannot be re-read now (another thread may be inside the module,
+   * When the index may be stale but cannot be re-read now (another thread stays inside the module,
    * a key pair is being generated on the libuv pool, the circuit is open), "nothing found" cannot be
    * believed: it throws (KeyUnavailableException; a deletion or rollback is retried) rather than let
    * a deletion take an object it does not see for gone and leave the key's material on the token.
    */
   async refreshTokenIndex(): Promise<boolean> {
     if (!this.options.staleIndexAfterOwnWrite) return false;
-    if (this.reconnecting) {
-      await this.reconnecting; // the index is being re-read (and the search may have been before it)
-      return true;
-    }
-    if (this.tokenWrites === 0) return false;
-    if (!this.mayFinalize || this.asyncInFlight > 0 || !this.isUp) {
+    if (!this.reconnecting && this.lock.tokenWrites === 0) return false;
+    const cannot = !this.reconnecting && (this.asyncInFlight > 0 || !this.isUp);
+    if (cannot || (await this.recycle('token-index')) === 'busy') {
       throw new HsmError('key', 'C_FindObjects', 'CKR_OBJECT_HANDLE_INVALID', {
         cause: new Error('no token object found, but this process cannot re-read the token objects now (its list may miss those other processes made); try again'),
       });
     }
-    await this.recycle('token-index');
     return true;
   }
 
   /** Runs an *Async call on the libuv pool, known to recycle, reconnect and close, which wait for it. */
   async offThread<T>(body: () => Promise<T>): Promise<T> {
+    // Inside the module already: called in a withSession body, which counts until the call settles.
     this.asyncInFlight++;
     try {
       return await body();
@@ -196,22 +219,40 @@ export class Connection {
     while (this.reconnecting) await this.reconnecting.catch(() => undefined);
     if (!this.isUp) throw new HsmError('device', label, 'CKR_DEVICE_REMOVED');
     const recycleAfter = this.options.recycleAfterSessionObjects;
-    // Postponed while another thread may be inside the module (an abandoned HSM thread, a key pair
+    // Postponed while another thread stays inside the module (an abandoned HSM thread, a key pair
     // being generated on the libuv pool): C_Finalize would pull the module from under it.
-    if (recycleAfter !== undefined && this.sessionObjects >= recycleAfter && this.mayFinalize && this.asyncInFlight === 0) await this.recycle('session-objects');
-    try {
-      // A session that saw a device-class failure is replaced too: if the token is fine, the
-      // fault may be that session's; if it is down, the pool keeps it (nothing to reopen).
-      return await this.pool.use((s) => call(label, () => body(s)), (err) => err instanceof HsmError && (err.kind === 'session' || err.kind === 'device'));
-    } catch (err) {
-      if (!(err instanceof HsmError)) throw err;
-      if (err.kind === 'device') throw this.confirmDeviceFailure(err);
-      if (!isRetry && err.kind === 'session') return this.withSession(label, body, true);
-      if (!isRetry && err.ckr === 'CKR_USER_NOT_LOGGED_IN') {
-        await this.pool.use((s) => this.login(s), () => false);
-        return this.withSession(label, body, true);
+    if (recycleAfter !== undefined && this.lock.sessionObjects >= recycleAfter && this.asyncInFlight === 0 && performance.now() >= this.recycleNotBefore) {
+      if ((await this.recycle('session-objects')) === 'busy') this.recycleNotBefore = performance.now() + RECYCLE_RETRY_MS;
+    }
+    const outcome = await this.inside(async (): Promise<{ value: T } | { retry: true }> => {
+      // Another thread re-initialised the module since these sessions were opened: they are void.
+      if (this.generation !== this.lock.generation) this.connectNow();
+      try {
+        // A session that saw a device-class failure is replaced too: if the token is fine, the
+        // fault may be that session's; if it is down, the pool keeps it (nothing to reopen).
+        return { value: await this.pool.use((s) => call(label, () => body(s)), (err) => err instanceof HsmError && (err.kind === 'session' || err.kind === 'device')) };
+      } catch (err) {
+        if (!(err instanceof HsmError)) throw err;
+        if (err.kind === 'device') throw this.confirmDeviceFailure(err);
+        if (!isRetry && err.kind === 'session') return { retry: true };
+        if (!isRetry && err.ckr === 'CKR_USER_NOT_LOGGED_IN') {
+          await this.pool.use((s) => this.login(s), () => false);
+          return { retry: true };
+        }
+        throw err;
       }
-      throw err;
+    });
+    return 'retry' in outcome ? this.withSession(label, body, true) : outcome.value;
+  }
+
+  /** Runs fn counted inside the module (ModuleLock): no other thread finalises it meanwhile. */
+  private async inside<T>(fn: () => Promise<T>): Promise<T> {
+    const waiting = this.lock.enter();
+    if (waiting) await waiting;
+    try {
+      return await fn();
+    } finally {
+      this.lock.leave();
     }
   }
 
@@ -249,7 +290,7 @@ export class Connection {
       await this.withSession('C_GenerateRandom', (s) => this.p11.C_GenerateRandom(s, Buffer.alloc(1)));
       if (!(await this.isLoggedIn())) {
         // A lost login is redone here too, so that an idle gateway becomes ready again.
-        await this.pool.use((s) => this.login(s), () => false);
+        await this.inside(() => this.pool.use((s) => this.login(s), () => false));
         if (!(await this.isLoggedIn())) return { isUp: false, detail: 'the token session is not logged in' };
       }
       return { isUp: true, detail: `token '${info.label.trim()}' (${info.model.trim()}) answers, logged in` };
@@ -264,23 +305,37 @@ export class Connection {
   }
 
   /**
-   * C_Finalize and connect again, between calls: every call body but key-pair generation is
-   * synchronous (and that one is waited for), so none is in the middle of a PKCS#11 call here.
-   * A token that does not come back opens the circuit.
+   * C_Finalize and connect again, between calls and with no other thread inside the module
+   * (ModuleLock): every call body but key-pair generation is synchronous (and that one is waited
+   * for), so none is in the middle of a PKCS#11 call here. A token that does not come back opens
+   * the circuit. 'busy': another thread stayed inside; nothing was done.
    */
-  private recycle(reason: RecycleReason): Promise<void> {
-    return this.alone(() => this.recycleNow(reason));
+  private recycle(reason: RecycleReason): Promise<ExclusiveOutcome> {
+    const objects = this.lock.sessionObjects;
+    return this.alone(() => this.finalizing(() => this.recycleNow(reason, objects)));
   }
 
   /** Runs a re-initialisation unless one is under way: then waits for that one (see reconnecting). */
-  private alone(work: () => Promise<void>): Promise<void> {
+  private alone(work: () => Promise<ExclusiveOutcome>): Promise<ExclusiveOutcome> {
     this.reconnecting ??= work().finally(() => (this.reconnecting = undefined));
     return this.reconnecting;
   }
 
-  private async recycleNow(reason: RecycleReason): Promise<void> {
-    const objects = this.sessionObjects;
-    this.sessionObjects = 0;
+  /** Runs work with the module to this thread alone (ModuleLock); never while mayFinalize is false. */
+  private finalizing(work: () => Promise<void> | void): Promise<ExclusiveOutcome> {
+    if (!this.mayFinalize) return Promise.resolve('busy');
+    return this.lock.exclusive(work, EXCLUSIVE_WAIT_MS);
+  }
+
+  private finalize(): void {
+    try {
+      this.p11.C_Finalize();
+    } catch {
+      // not initialised, or already finalised: either way start afresh
+    }
+  }
+
+  private async recycleNow(reason: RecycleReason, objects: number): Promise<void> {
     const started = performance.now();
     try {
       this.p11.C_Finalize();
@@ -303,43 +358,46 @@ export class Connection {
 
   /**
    * One attempt to heal the open circuit. Normally C_Finalize and a fresh C_Initialize, which
-   * resets whatever state the library was left in. While another thread may be inside the module
-   * (mayFinalize false) it only closes this instance's sessions and opens new ones and logs in
-   * again; a library that needs the reset heals once that thread has left. Never under a key-pair
-   * generation on the libuv pool: it fails or ends soon on a down token, and one that never settles
-   * is the HSM thread watchdog's to abandon.
+   * resets whatever state the library was left in. While another thread stays inside the module
+   * (an abandoned HSM thread; mayFinalize false) it only closes this instance's sessions and opens
+   * new ones and logs in again; a library that needs the reset heals once that thread has left.
+   * Never under a key-pair generation on the libuv pool: it fails or ends soon on a down token, and
+   * one that never settles is the HSM thread watchdog's to abandon.
    */
   private async tryReconnect(): Promise<void> {
     if (this.asyncInFlight > 0 || this.reconnecting) return;
     await this.alone(() => this.reconnectNow());
   }
 
-  private async reconnectNow(): Promise<void> {
-    const isFinalizing = this.mayFinalize;
-    if (isFinalizing) {
-      try {
-        this.p11.C_Finalize();
-      } catch {
-        // not initialised, or already finalised: either way start afresh
-      }
-    } else {
-      closeSessions(this.p11, this.pool.drain());
-    }
+  private async reconnectNow(): Promise<ExclusiveOutcome> {
     try {
-      await this.connect();
+      const outcome = await this.finalizing(async () => {
+        this.finalize();
+        await this.connect();
+      });
+      if (outcome === 'busy') this.dropSessions();
+      // 'other': another thread re-initialised the module meanwhile; these sessions died with it.
+      if (outcome !== 'done') await this.connect();
       clearInterval(this.recovery);
       this.recovery = undefined;
-      this.options.onStateChange?.(true, isFinalizing ? 'token answers again' : 'token answers again (sessions reopened without C_Finalize: another thread may be inside the module)');
+      this.options.onStateChange?.(true, outcome === 'busy' ? 'token answers again (sessions reopened without C_Finalize: another thread is inside the module)' : 'token answers again');
+      return outcome;
     } catch {
-      // still down; the next tick tries again
+      return 'busy'; // still down; the next tick tries again
     }
+  }
+
+  /** Gives up this instance's sessions: closed, unless the module was re-initialised since (then they are void, their handles maybe others'). */
+  private dropSessions(): void {
+    const sessions = this.pool.drain();
+    if (this.generation === this.lock.generation) closeSessions(this.p11, sessions);
   }
 
   /**
    * Closes this instance's sessions, then finalises and unloads the module unless another thread
-   * may be inside it: an abandoned HSM thread (mayFinalize), or a key-pair generation still on the
-   * libuv pool after a bounded wait. The process ends soon after anyway; pulling the module from
-   * under a thread in a call is undefined behaviour.
+   * stays inside it: an abandoned HSM thread, another HSM thread (its owner says so: mayFinalize),
+   * or a key-pair generation still on the libuv pool after a bounded wait. The process ends soon
+   * after anyway; pulling the module from under a thread in a call is undefined behaviour.
    */
   async close(): Promise<void> {
     clearInterval(this.recovery);
@@ -348,12 +406,14 @@ export class Connection {
     for (const deadline = performance.now() + CLOSE_WAIT_MS; this.asyncInFlight > 0 && performance.now() < deadline; ) {
       await new Promise((r) => setTimeout(r, 20));
     }
-    closeSessions(this.p11, this.pool.drain());
-    if (!this.mayFinalize || this.asyncInFlight > 0) return;
-    try {
-      this.p11.C_Finalize();
-    } finally {
-      this.p11.close();
-    }
+    await this.inside(async () => this.dropSessions());
+    if (this.asyncInFlight > 0) return;
+    await this.finalizing(() => {
+      try {
+        this.p11.C_Finalize();
+      } finally {
+        this.p11.close();
+      }
+    });
   }
 }

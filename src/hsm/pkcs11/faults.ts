@@ -10,10 +10,12 @@ import * as pkcs11js from 'pkcs11js';
  * SIGKILL the gateway there. Each hold is announced on stderr ("fault injection: holding …") so a
  * drill knows when to strike.
  * The first `skip` matching calls pass untouched (to fail a call after start-up made its own). A
- * matching call first blocks for delayMs in native code, as a call hung in the module does: not
- * even worker.terminate() ends it, so an abandoned HSM thread stays until the delay is over (for a
- * pkcs11js *Async function the delay is returned to the caller, which holds the call back without
- * blocking the thread, as a slow device would), then fails with the
+ * matching call first blocks for delayMs. A delay of HUNG_CALL_MS or more is a call hung in the
+ * module: it blocks in native code, which not even worker.terminate() ends, so an abandoned HSM
+ * thread stays until the delay is over. A shorter one is a slow device (a network HSM's round
+ * trip): the thread waits without using the CPU, so many threads can wait at once, as they would
+ * on a network HSM. (For a pkcs11js *Async function the delay is returned to the caller, which
+ * holds the call back without blocking the thread.) Then the call fails with the
  * CKR code the way pkcs11js does (`Error("CKR_NAME:<rv>")`), with `probability`, at most `count`
  * times. The file is re-read when it changes (at most once a second); an unreadable file means no
  * faults. Everything above this layer — classification, recovery, timeouts — runs for real.
@@ -52,8 +54,11 @@ export class FaultPlan {
       if (Math.random() >= (rule.probability ?? 1)) continue;
       if (rule.count !== undefined) rule.count--;
       const isAsync = fn.endsWith('Async');
-      if (rule.delayMs) process.stderr.write(`${JSON.stringify({ level: 'warn', message: `fault injection: holding ${fn} ${after ? 'after' : 'before'} the call for ${rule.delayMs} ms` })}\n`);
-      if (rule.delayMs && !isAsync) blockInNativeCode(rule.delayMs);
+      const delayMs = rule.delayMs ?? 0;
+      // A hold a drill waits for is announced; a slow device's every call is not (thousands a second).
+      if (delayMs >= HUNG_CALL_MS) process.stderr.write(`${JSON.stringify({ level: 'warn', message: `fault injection: holding ${fn} ${after ? 'after' : 'before'} the call for ${delayMs} ms` })}\n`);
+      if (delayMs >= HUNG_CALL_MS && !isAsync) blockInNativeCode(delayMs);
+      else if (delayMs > 0 && !isAsync) Atomics.wait(sleeper, 0, 0, delayMs);
       if (rule.ckr) {
         const rv = (pkcs11js as unknown as Record<string, number>)[rule.ckr] ?? 5;
         throw new Error(`${rule.ckr}:${rv}`);
@@ -80,6 +85,10 @@ export class FaultPlan {
     }
   }
 }
+
+/** A delay this long or longer stands for a call hung in the module; a shorter one for a slow device. */
+const HUNG_CALL_MS = 50;
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
 
 /**
  * Blocks this thread for `ms` outside JavaScript. Atomics.wait would be simpler, but

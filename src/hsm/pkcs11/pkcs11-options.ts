@@ -1,5 +1,6 @@
 import type { TokenCapabilities } from '../capabilities';
 import type { IntegrityErrors } from '../profiles';
+import type { ModuleLockShare } from './module-lock';
 
 /** Why the module was re-initialised: to free session objects, or to re-read the token's objects. */
 export type RecycleReason = 'session-objects' | 'token-index';
@@ -35,6 +36,11 @@ export interface Pkcs11Options {
    * only closes this instance's sessions. Changed later with setMayFinalize. Default true.
    */
   mayFinalize?: boolean;
+  /**
+   * This thread's share of the lock every thread of the process in the module holds
+   * (module-lock.ts). Unset: a lock of its own, for a module only this instance uses.
+   */
+  moduleLock?: ModuleLockShare;
   /**
    * What the token can do, when already found (a replacement HSM thread is given its
    * predecessor's): open() then skips capability discovery.

@@ -5,6 +5,7 @@ import { callTimeoutMs, HSM_CALLS, HSM_STATS_INTERVAL_MS, SLOW_HSM_CALLS, type H
 import { HsmError } from '../hsm-error';
 import type { TokenCapabilities } from '../capabilities';
 import type { Pkcs11Options } from '../pkcs11/pkcs11-hsm';
+import { ModuleLockSlots } from '../pkcs11/module-lock';
 import { AbandonedThreads } from './abandoned-threads';
 import { fromWire, reviveBuffers, type Reply, type Request, type ThreadOptions } from './protocol';
 
@@ -20,6 +21,11 @@ export interface HsmThreadOptions extends Pkcs11Options {
   onReplaced?: (detail: string) => void;
   /** Told of the other events around abandoned threads, for the log. */
   onThreadEvent?: (event: ThreadEvent) => void;
+  /**
+   * Shared with the other HSM threads of the process (HsmThreads): their slots in the module lock
+   * and the abandoned threads, whose budget is for the process. Unset: this thread's own.
+   */
+  shared?: { lockSlots: ModuleLockSlots; abandoned: AbandonedThreads };
 }
 
 export type ThreadEvent =
@@ -83,13 +89,18 @@ export class HsmThread implements Hsm {
   /** The current thread's last report (HSM_STATS_INTERVAL_MS), and the totals of replaced threads. */
   private reported?: HsmStats;
   private retiredCalls: CallStats = {};
-  private readonly abandoned = new AbandonedThreads((remaining) => this.threadLeft(remaining));
+  private readonly abandoned: AbandonedThreads;
+  private readonly lockSlots: ModuleLockSlots;
   /** Set when no more threads are replaced: why, for health(). */
   private gaveUp?: string;
   /** Found by the first thread; a replacement is given them rather than probing the token again. */
   private caps?: TokenCapabilities;
+  /** Closing without C_Finalize: other HSM threads of the process still use the module. */
+  private keepsModule = false;
 
   private constructor(private readonly options: HsmThreadOptions) {
+    this.abandoned = options.shared?.abandoned ?? new AbandonedThreads((remaining) => this.threadLeft(remaining));
+    this.lockSlots = options.shared?.lockSlots ?? new ModuleLockSlots();
     for (const name of HSM_CALLS) (this as Record<string, unknown>)[name] = (...args: unknown[]) => this.call(name, ...args);
     this.start();
     this.watchdog = setInterval(() => this.checkStuck(), heartbeatMs(options.stuckAfterMs));
@@ -122,6 +133,15 @@ export class HsmThread implements Hsm {
     return this.caps;
   }
 
+  /** Calls sent to the thread and not answered yet. */
+  get queued(): number {
+    return this.pending.size;
+  }
+
+  get isUp(): boolean {
+    return this.up;
+  }
+
   /** From the thread's last report; the breaker state and the queue are this side's, so current. */
   stats(): HsmStats {
     return {
@@ -132,9 +152,14 @@ export class HsmThread implements Hsm {
     };
   }
 
-  async close(): Promise<void> {
+  /** `finalize: false`: the module stays initialised for other HSM threads of the process. */
+  async close({ finalize = true }: { finalize?: boolean } = {}): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (!finalize) {
+      this.keepsModule = true;
+      this.worker.postMessage({ mayFinalize: false } satisfies Request);
+    }
     clearInterval(this.watchdog);
     if (this.abandoned.count > 0) this.options.onThreadEvent?.({ type: 'closing', abandoned: this.abandoned.count });
     // The current thread was abandoned too: nothing to ask it, and terminate() would wait for its call.
@@ -147,9 +172,12 @@ export class HsmThread implements Hsm {
 
   private start(): void {
     const ext = path.extname(__filename);
+    const moduleLock = this.lockSlots.take();
     const worker = new Worker(path.join(__dirname, `hsm-worker${ext}`), {
       workerData: {
         ...this.options,
+        shared: undefined,
+        moduleLock,
         heartbeatMs: heartbeatMs(this.options.stuckAfterMs),
         mayFinalize: this.mayFinalize(),
         capabilities: this.caps,
@@ -192,6 +220,7 @@ export class HsmThread implements Hsm {
       });
       worker.on('error', (err) => current() && reject(new HsmError('internal', 'hsm-thread', undefined, { cause: err })));
       worker.on('exit', () => {
+        this.lockSlots.free(moduleLock); // whatever it counted there is void: it is out of the module
         if (!current() || this.closed) return;
         const gone = new HsmError('device', 'hsm-thread', undefined, { cause: new Error('the HSM thread exited') });
         reject(gone);
@@ -207,11 +236,12 @@ export class HsmThread implements Hsm {
 
   /** The current thread may C_Finalize: no abandoned thread is inside the module (and the owner allows it). */
   private mayFinalize(): boolean {
-    return this.options.mayFinalize !== false && this.abandoned.count === 0;
+    return this.options.mayFinalize !== false && !this.keepsModule && this.abandoned.count === 0;
   }
 
-  private threadLeft(remaining: number): void {
-    this.options.onThreadEvent?.({ type: 'left', remaining });
+  /** An abandoned thread left the module (with HsmThreads, any of the process's). */
+  threadLeft(remaining: number): void {
+    if (!this.options.shared) this.options.onThreadEvent?.({ type: 'left', remaining });
     if (!this.closed && !this.gaveUp && this.mayFinalize()) this.worker.postMessage({ mayFinalize: true } satisfies Request);
   }
 
