@@ -60,8 +60,8 @@ export const configSchema = Joi.object({
   // module (each holds a thread and sessions, and blocks C_Finalize). One more stuck thread is not
   // replaced: every call fails fast and /ready says to restart. 0 = never replace one.
   QKMS_HSM_MAX_ABANDONED_THREADS: Joi.number().integer().min(0).max(100).default(3),
-  // How data keys are sealed: AES_KWP_HMAC, AES_GCM (tokens whose C_WrapKey does GCM) or
-  // AES_CBC_HMAC (docs/crypto.md). Unset: the first the token can do, found at start-up; set, a
+  // How data keys are sealed: AES_KWP_HMAC, AES_GCM (tokens whose C_WrapKey does GCM),
+  // AES_CBC_HMAC or AES_GCM_ENCRYPT (a random key sealed with C_Encrypt AES-GCM; docs/crypto.md). Unset: the first the token can do, found at start-up; set, a
   // token that cannot do it stops the start.
   QKMS_DATA_KEY_WRAP: Joi.string().valid(...DATA_KEY_WRAP_MODES),
   // The largest request body accepted; the largest KMS request (a 128 KiB policy) fits.

@@ -1,4 +1,4 @@
-import { dataKeyWrapModes, encryptMode, type DataKeyWrapMode, type TokenCapabilities } from '../hsm/capabilities';
+import { dataKeyWrapModes, encryptMode, RANDOM_DATA_KEY_MODES, type DataKeyWrapMode, type TokenCapabilities } from '../hsm/capabilities';
 import type { Hsm } from '../hsm/hsm';
 import { HsmError } from '../hsm/hsm-error';
 import { InvalidCiphertextException, UnsupportedOperationException } from '../errors/kms-errors';
@@ -39,9 +39,10 @@ export class Envelope {
       const plaintext = await this.hsm.randomBytes(lengthBytes);
       return { plaintext, blob: await this.sealCbc(material, plaintext, context) };
     }
-    if (mode === 'AES_GCM') {
+    if (mode === 'AES_GCM' || mode === 'AES_GCM_ENCRYPT') {
+      // Either way the Encrypt blob's format (0x02): C_Decrypt opens it whichever call sealed it.
       const header = packHeader({ mechanism: BlobMechanism.AesGcm, keyId: material.keyId, materialVersion: material.version });
-      const { plaintext, wrapped, iv } = await this.hsm.generateWrappedDataKey(kek, lengthBytes, { mechanism: 'AES_GCM', aad: Buffer.concat([header, context]) });
+      const { plaintext, wrapped, iv } = await this.hsm.generateWrappedDataKey(kek, lengthBytes, { mechanism: mode, aad: Buffer.concat([header, context]) });
       return { plaintext, blob: packGcm(header, iv!, wrapped) };
     }
     const header = packHeader({ mechanism: BlobMechanism.AesKwpHmac, keyId: material.keyId, materialVersion: material.version });
@@ -55,7 +56,7 @@ export class Envelope {
   private dataKeyMode(lengthBytes: number): DataKeyWrapMode {
     const range = this.modes.keyObjectBytes;
     const fits = !range || (lengthBytes >= range.min && lengthBytes <= range.max);
-    const mode = this.modes.dataKeys.find((m) => m === 'AES_CBC_HMAC' || fits);
+    const mode = this.modes.dataKeys.find((m) => RANDOM_DATA_KEY_MODES.has(m) || fits);
     if (!mode) throw new UnsupportedOperationException(`This HSM generates data keys of ${range!.min} to ${range!.max} bytes only (CKM_GENERIC_SECRET_KEY_GEN).`);
     return mode;
   }

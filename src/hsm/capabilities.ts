@@ -68,14 +68,17 @@ export const CAPABILITY_FEATURES: Readonly<Record<CapabilityName, string>> = {
 };
 
 /** How data keys are sealed (docs/crypto.md), in order of preference. */
-export type DataKeyWrapMode = 'AES_KWP_HMAC' | 'AES_GCM' | 'AES_CBC_HMAC';
-export const DATA_KEY_WRAP_MODES: readonly DataKeyWrapMode[] = ['AES_KWP_HMAC', 'AES_GCM', 'AES_CBC_HMAC'];
-const NEEDS: Readonly<Record<DataKeyWrapMode, CapabilityName>> = { AES_KWP_HMAC: 'aes-kwp', AES_GCM: 'aes-gcm-wrap', AES_CBC_HMAC: 'aes-cbc' };
+export type DataKeyWrapMode = 'AES_KWP_HMAC' | 'AES_GCM' | 'AES_CBC_HMAC' | 'AES_GCM_ENCRYPT';
+/** In order of preference; AES_GCM_ENCRYPT last: it is for tokens that refuse the others' readable key objects, and is chosen by setting (docs/crypto.md). */
+export const DATA_KEY_WRAP_MODES: readonly DataKeyWrapMode[] = ['AES_KWP_HMAC', 'AES_GCM', 'AES_CBC_HMAC', 'AES_GCM_ENCRYPT'];
+const NEEDS: Readonly<Record<DataKeyWrapMode, CapabilityName>> = { AES_KWP_HMAC: 'aes-kwp', AES_GCM: 'aes-gcm-wrap', AES_CBC_HMAC: 'aes-cbc', AES_GCM_ENCRYPT: 'aes-gcm' };
+/** The constructions whose data key comes from C_GenerateRandom, not a key object: any length the KMS allows. */
+export const RANDOM_DATA_KEY_MODES: ReadonlySet<DataKeyWrapMode> = new Set(['AES_CBC_HMAC', 'AES_GCM_ENCRYPT']);
 
 /** The data-key constructions the token can do, in order of preference. */
 export function dataKeyWrapModes(caps: TokenCapabilities): DataKeyWrapMode[] {
   // Wrapping needs the data key as a key object whose value can be read: a generated generic secret.
-  return DATA_KEY_WRAP_MODES.filter((m) => caps.checks[NEEDS[m]].ok && (m === 'AES_CBC_HMAC' || caps.genericSecretBytes !== undefined));
+  return DATA_KEY_WRAP_MODES.filter((m) => caps.checks[NEEDS[m]].ok && (RANDOM_DATA_KEY_MODES.has(m) || caps.genericSecretBytes !== undefined));
 }
 
 /** The token cannot serve KMS at all: what is missing (coreProblems). Exit code 2: the operator must choose another token or setting. */

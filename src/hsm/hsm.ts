@@ -50,6 +50,8 @@ export interface Hsm {
   /**
    * A data key born in the HSM (C_GenerateKey, session object), its value read once, wrapped under
    * the KEK inside the HSM (C_WrapKey: RFC 5649, or AES-GCM with the AAD), and the object destroyed.
+   * AES_GCM_ENCRYPT: the key from the token's RNG instead, encrypted under the KEK with AES-GCM and
+   * the AAD (C_Encrypt), for tokens that will not let a generated key's value be read.
    */
   generateWrappedDataKey(kek: ObjectRef, lengthBytes: number, wrap: DataKeyWrap): Promise<WrappedDataKey>;
   /** RFC 5649 unwrap into an ephemeral object whose value is read and which is destroyed at once. */
@@ -129,10 +131,13 @@ export interface HsmStats {
 /** How often the HSM thread reports its stats to the main thread. */
 export const HSM_STATS_INTERVAL_MS = 1000;
 
-/** AES_KWP: RFC 5649 (integrity of the key only). AES_GCM: for tokens whose C_WrapKey can do GCM, with AAD. */
-export type DataKeyWrap = { mechanism: 'AES_KWP' } | { mechanism: 'AES_GCM'; aad: Buffer };
+/**
+ * AES_KWP: RFC 5649 (integrity of the key only). AES_GCM: for tokens whose C_WrapKey can do GCM,
+ * with AAD. AES_GCM_ENCRYPT: a random key encrypted with C_Encrypt AES-GCM, with AAD.
+ */
+export type DataKeyWrap = { mechanism: 'AES_KWP' } | { mechanism: 'AES_GCM' | 'AES_GCM_ENCRYPT'; aad: Buffer };
 
-/** The data key, its wrapped form, and for AES_GCM the IV the wrap used. */
+/** The data key, its wrapped form, and for AES_GCM and AES_GCM_ENCRYPT the IV (the wrapped form is then ciphertext ‖ tag). */
 export interface WrappedDataKey {
   plaintext: Buffer;
   wrapped: Buffer;

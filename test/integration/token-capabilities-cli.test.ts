@@ -15,7 +15,7 @@ describe('qkms token capabilities', function () {
       assert.equal(run.code, 0, run.stderr);
       assert.match(run.stdout, /yes\s+CKM_AES_KEY_GEN\s+CreateKey SYMMETRIC_DEFAULT/);
       assert.match(run.stdout, /NO\s+CKM_RSA_PKCS_OAEP\s+Encrypt\/Decrypt RSAES_OAEP_SHA_256\s+— is listed but refused: CKR_ARGUMENTS_BAD/);
-      assert.match(run.stdout, /data keys sealed as: AES_KWP_HMAC, AES_CBC_HMAC .*Encrypt as AES_GCM/);
+      assert.match(run.stdout, /data keys sealed as: AES_KWP_HMAC, AES_CBC_HMAC, AES_GCM_ENCRYPT .*Encrypt as AES_GCM/);
       const json = JSON.parse((await runQkms(['--json', 'token', 'capabilities'], { QKMS_DATA_DIR: dataDir })).stdout);
       assert.equal(json.kwpMechanism, 0x210a);
       assert.deepEqual(json.problems, []);

@@ -56,7 +56,7 @@ export class FakeHsm implements Hsm {
   async generateWrappedDataKey(kekRef: ObjectRef, lengthBytes: number, wrap: DataKeyWrap) {
     const kek = this.secret(kekRef);
     const plaintext = crypto.randomBytes(lengthBytes);
-    if (wrap.mechanism === 'AES_GCM') {
+    if (wrap.mechanism !== 'AES_KWP') {
       const { iv, ciphertextAndTag } = await this.encryptAesGcm(kekRef, plaintext, wrap.aad);
       return { plaintext, wrapped: ciphertextAndTag, iv };
     }

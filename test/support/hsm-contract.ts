@@ -195,6 +195,26 @@ export function hsmContract(name: string, getHsm: () => Hsm): void {
       await assert.rejects(hsm.decryptAesGcm(kek, wrapped.wrapped, wrapped.iv!, Buffer.from('other')), (e: unknown) => e instanceof HsmError && e.kind === 'integrity');
     });
 
+    it('makes a data key from its RNG encrypted with AES-GCM and the AAD (AES_GCM_ENCRYPT), which decryptAesGcm opens; another AAD is integrity', async () => {
+      const hsm = getHsm();
+      const kek = label('kek');
+      await hsm.generateKek(kek);
+      const aad = Buffer.from('header||context');
+      const keys = new Set<string>();
+      for (const n of [1, 32, 1024]) {
+        const sealed = await hsm.generateWrappedDataKey(kek, n, { mechanism: 'AES_GCM_ENCRYPT', aad });
+        assert.equal(sealed.plaintext.length, n);
+        assert.equal(sealed.iv?.length, 12);
+        assert.equal(sealed.wrapped.length, n + 16);
+        assert.deepEqual(await hsm.decryptAesGcm(kek, sealed.wrapped, sealed.iv!, aad), sealed.plaintext);
+        await assert.rejects(hsm.decryptAesGcm(kek, sealed.wrapped, sealed.iv!, Buffer.from('other')), (e: unknown) => e instanceof HsmError && e.kind === 'integrity');
+        keys.add(sealed.plaintext.toString('hex'));
+        keys.add(sealed.iv!.toString('hex'));
+      }
+      assert.equal(keys.size, 6, 'a key or IV came out twice');
+      await hsm.destroyKey(kek);
+    });
+
     it('reports what the token says of its objects: secret keys protected, classes and types, nothing for an unknown label', async () => {
       const hsm = getHsm();
       const [kek, mac, pair] = [label('kek'), label('mac'), pairLabels()];

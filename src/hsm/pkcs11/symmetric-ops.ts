@@ -37,6 +37,7 @@ export class SymmetricOps {
 
   async generateWrappedDataKey(kekRef: ObjectRef, lengthBytes: number, wrap: DataKeyWrap): Promise<WrappedDataKey> {
     const { p11, connection } = this.ctx;
+    if (wrap.mechanism === 'AES_GCM_ENCRYPT') return this.generateEncryptedDataKey(kekRef, lengthBytes, wrap.aad);
     return this.ctx.objects.withKey(kekRef, 'C_WrapKey', (s, kek) => {
       const dataKey = connection.sessionObjectCreated(p11.C_GenerateKey(s, GENERIC_SECRET_KEY_GEN, ephemeralDataKeyTemplate(lengthBytes)));
       return withCleanup(
@@ -65,13 +66,30 @@ export class SymmetricOps {
   }
 
   async encryptAesGcm(kekRef: ObjectRef, plaintext: Buffer, aad: Buffer): Promise<{ iv: Buffer; ciphertextAndTag: Buffer }> {
+    return this.ctx.objects.withKey(kekRef, 'C_Encrypt', (s, kek) => this.gcmEncrypt(s, kek, plaintext, this.freshGcm(s, aad, 'C_Encrypt')));
+  }
+
+  /**
+   * A data key from the token's RNG encrypted under the KEK with AES-GCM: three calls, the key and
+   * a caller-made IV drawn by one C_GenerateRandom (docs/crypto.md "GCM encrypt").
+   */
+  private async generateEncryptedDataKey(kekRef: ObjectRef, lengthBytes: number, aad: Buffer): Promise<WrappedDataKey> {
     const { p11 } = this.ctx;
     return this.ctx.objects.withKey(kekRef, 'C_Encrypt', (s, kek) => {
-      const gcm = this.freshGcm(s, aad, 'C_Encrypt');
-      p11.C_EncryptInit(s, gcm.mechanism, kek);
-      const ciphertextAndTag = Buffer.from(p11.C_Encrypt(s, plaintext, Buffer.alloc(plaintext.length + GCM_TAG_BYTES)));
-      return { iv: gcm.usedIv(), ciphertextAndTag };
+      const ivBytes = this.ctx.options.gcmIv === 'hsm' ? 0 : GCM_IV_BYTES;
+      const random = Buffer.from(p11.C_GenerateRandom(s, Buffer.alloc(lengthBytes + ivBytes)));
+      const plaintext = Buffer.from(random.subarray(0, lengthBytes));
+      const gcm = this.freshGcm(s, aad, 'C_Encrypt', ivBytes > 0 ? random.subarray(lengthBytes) : undefined);
+      const { iv, ciphertextAndTag } = this.gcmEncrypt(s, kek, plaintext, gcm);
+      return { plaintext, wrapped: ciphertextAndTag, iv };
     });
+  }
+
+  private gcmEncrypt(s: Session, kek: pkcs11js.Handle, plaintext: Buffer, gcm: { mechanism: pkcs11js.Mechanism; usedIv(): Buffer }): { iv: Buffer; ciphertextAndTag: Buffer } {
+    const { p11 } = this.ctx;
+    p11.C_EncryptInit(s, gcm.mechanism, kek);
+    const ciphertextAndTag = Buffer.from(p11.C_Encrypt(s, plaintext, Buffer.alloc(plaintext.length + GCM_TAG_BYTES)));
+    return { iv: gcm.usedIv(), ciphertextAndTag };
   }
 
   async decryptAesGcm(kekRef: ObjectRef, ciphertextAndTag: Buffer, iv: Buffer, aad: Buffer): Promise<Buffer> {
@@ -105,10 +123,11 @@ export class SymmetricOps {
    * session, or (gcmIv 'hsm') a zero-filled IV that the token overwrites with the one it chose —
    * pkcs11js hands the token a pointer to this Buffer. usedIv() refuses the output if the IV is
    * still zero: a token that does not generate IVs would otherwise encrypt everything under one IV.
+   * `drawn`: random bytes the caller already drew from this token for the IV.
    */
-  private freshGcm(s: Session, aad: Buffer, fn: string): { mechanism: pkcs11js.Mechanism; usedIv(): Buffer } {
+  private freshGcm(s: Session, aad: Buffer, fn: string, drawn?: Buffer): { mechanism: pkcs11js.Mechanism; usedIv(): Buffer } {
     const fromToken = this.ctx.options.gcmIv === 'hsm';
-    const iv = fromToken ? Buffer.alloc(GCM_IV_BYTES) : Buffer.from(this.ctx.p11.C_GenerateRandom(s, Buffer.alloc(GCM_IV_BYTES)));
+    const iv = fromToken ? Buffer.alloc(GCM_IV_BYTES) : Buffer.from(drawn ?? this.ctx.p11.C_GenerateRandom(s, Buffer.alloc(GCM_IV_BYTES)));
     return {
       mechanism: aesGcm(iv, aad),
       usedIv: () => {

@@ -138,6 +138,12 @@ export class HsmThread implements Hsm {
     return this.pending.size;
   }
 
+  /** When the oldest call not answered yet was sent (performance.now()), or undefined when none is. */
+  get busySince(): number | undefined {
+    for (const p of this.pending.values()) return p.started;
+    return undefined;
+  }
+
   get isUp(): boolean {
     return this.up;
   }

@@ -5,6 +5,9 @@ import { ModuleLockSlots } from '../pkcs11/module-lock';
 import { AbandonedThreads } from './abandoned-threads';
 import { HsmThread, type HsmThreadOptions } from './hsm-thread';
 
+/** A thread whose one call has run this long is not given a second: the call may be slow (a stuck thread is replaced only after QKMS_HSM_TIMEOUT_MS). */
+const PIPELINE_MS = 20;
+
 export interface HsmThreadsOptions extends HsmThreadOptions {
   /** QKMS_HSM_THREADS: how many HSM threads share the work (and QKMS_PKCS11_SESSIONS among them). */
   threads: number;
@@ -119,15 +122,23 @@ export class HsmThreads implements Hsm {
   }
 
   /**
-   * With one thread, that thread: its calls queue in it. With several, one without a call, among
-   * those whose token answers (else among all): a thread holds one call at a time, and the rest
-   * wait here for whichever is free first, so a call never waits behind a slow one on another
-   * thread while one is free.
+   * With one thread, that thread: its calls queue in it. With several, among those whose token
+   * answers (else among all): one without a call; else one with a single call that started less
+   * than PIPELINE_MS ago, the most recent, so that it finds its next call waiting when it answers
+   * rather than idle for the round trip through this event loop; else none, and the call waits
+   * here for whichever is free first. So a call never waits behind a slow one while another
+   * thread can take it.
    */
   private freeThread(): HsmThread | undefined {
     if (this.threads.length === 1) return this.threads[0];
     const anyUp = this.threads.some((t) => t.isUp);
-    return this.threads.find((t) => t.queued === 0 && (t.isUp || !anyUp));
+    let second: HsmThread | undefined;
+    for (const t of this.threads) {
+      if (anyUp && !t.isUp) continue;
+      if (t.queued === 0) return t;
+      if (t.queued === 1 && t.busySince! > performance.now() - PIPELINE_MS && (!second || t.busySince! > second.busySince!)) second = t;
+    }
+    return second;
   }
 
   /** A thread for a call that does not queue (health): one whose token answers, the least busy. */

@@ -92,9 +92,11 @@ describe('What the token can do decides what is served', () => {
     assert.equal(missingAes.length, 1);
     assert.match(missingAes[0], /CKM_AES_KEY_GEN.*CKR_FUNCTION_NOT_SUPPORTED.*CreateKey SYMMETRIC_DEFAULT/);
     assert.equal(coreProblems(fullCapabilities('aes-gcm', 'aes-cbc')).length, 1);
-    assert.match(coreProblems(fullCapabilities('aes-kwp', 'aes-gcm-wrap', 'aes-cbc')).join(' '), /no data-key construction/);
+    assert.match(coreProblems(fullCapabilities('aes-kwp', 'aes-gcm-wrap', 'aes-cbc', 'aes-gcm')).join(' '), /no data-key construction/);
+    // GCM encryption alone seals data keys too (AES_GCM_ENCRYPT).
+    assert.deepEqual(dataKeyWrapModes(fullCapabilities('aes-kwp', 'aes-gcm-wrap', 'aes-cbc')), ['AES_GCM_ENCRYPT']);
     assert.match(coreProblems(fullCapabilities('aes-gcm-wrap'), 'AES_GCM')[0], /QKMS_DATA_KEY_WRAP=AES_GCM.*AES_KWP_HMAC, AES_CBC_HMAC/);
     // Wrapping needs generated key objects whose value can be read.
-    assert.deepEqual(dataKeyWrapModes({ ...fullCapabilities(), genericSecretBytes: undefined }), ['AES_CBC_HMAC']);
+    assert.deepEqual(dataKeyWrapModes({ ...fullCapabilities(), genericSecretBytes: undefined }), ['AES_CBC_HMAC', 'AES_GCM_ENCRYPT']);
   });
 });
