@@ -52,7 +52,7 @@ export function createApp(deps: GatewayDeps, options: { newRequestId?: () => str
     express.raw({ type: () => true, limit: deps.config.maxBodyBytes }),
     sigv4({ principals: deps.principals, region: deps.config.region, clockSkewSeconds: deps.config.clockSkewSeconds, now: () => new Date() }),
     rateLimit(deps.config.rateLimitPerSecond, deps.rateBuckets),
-    hsmAdmission(() => deps.metrics.hsmCallsInFlight, deps.config.pkcs11.maxQueued),
+    hsmAdmission(() => deps.hsm.pendingCalls(), deps.config.pkcs11.maxQueued),
     dispatch(deps),
   );
   app.use(notFound);

@@ -29,6 +29,7 @@ export function withDeadline(inner: Hsm, defaultTimeoutMs: number): Hsm {
     health: () => wrap('health', inner.health)().then((h) => h as HsmHealth, (err: unknown) => ({ isUp: false, detail: err instanceof Error ? err.message : String(err) })),
     capabilities: () => inner.capabilities(),
     stats: () => inner.stats(),
+    pendingCalls: () => inner.pendingCalls(),
     close: () => inner.close(),
   };
 }

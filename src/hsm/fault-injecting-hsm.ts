@@ -1,7 +1,7 @@
 import type { Hsm } from './hsm';
 import { HsmError, type HsmErrorKind } from './hsm-error';
 
-type Method = Exclude<keyof Hsm, 'close' | 'stats' | 'capabilities'>;
+type Method = Exclude<keyof Hsm, 'close' | 'stats' | 'capabilities' | 'pendingCalls'>;
 
 export interface FaultRule {
   method: Method | '*';
@@ -24,7 +24,7 @@ export class FaultInjectingHsm {
       get: (target, prop: string) => {
         const original = Reflect.get(target, prop) as unknown;
         // stats and capabilities read memory synchronously (no HSM work to fail or delay).
-        if (typeof original !== 'function' || prop === 'close' || prop === 'stats' || prop === 'capabilities') return typeof original === 'function' ? original.bind(target) : original;
+        if (typeof original !== 'function' || prop === 'close' || prop === 'stats' || prop === 'capabilities' || prop === 'pendingCalls') return typeof original === 'function' ? original.bind(target) : original;
         return async (...args: unknown[]) => {
           const rule = this.take(prop as Method);
           if (rule?.delayMs) await new Promise((r) => setTimeout(r, rule.delayMs));

@@ -92,6 +92,12 @@ export interface Hsm {
    * (with the HSM thread, from its last report, at most HSM_STATS_INTERVAL_MS old).
    */
   stats(): HsmStats;
+  /**
+   * Calls accepted and not finished, waiting or in progress, from memory and cheaply (asked before
+   * every request: QKMS_HSM_MAX_QUEUE). A call whose caller gave up at its deadline counts until
+   * the HSM layer is done with it: that is the queue the next request would wait behind.
+   */
+  pendingCalls(): number;
   close(): Promise<void>;
 }
 

@@ -3,8 +3,6 @@ import { HsmError, type HsmErrorKind } from './hsm-error';
 
 /** Told of every Hsm call once it settles: its latency, and the HsmError kind when it failed. */
 export interface HsmCallObserver {
-  /** A call starts (hsmCall follows when it settles). */
-  hsmCallStarted(): void;
   hsmCall(method: string, seconds: number, errorKind?: HsmErrorKind): void;
 }
 
@@ -17,7 +15,6 @@ export function withMetrics(inner: Hsm, observer: HsmCallObserver): Hsm {
   const wrap =
     (name: string, fn: (...args: unknown[]) => Promise<unknown>) =>
     (...args: unknown[]): Promise<unknown> => {
-      observer.hsmCallStarted();
       const started = performance.now();
       const seconds = () => (performance.now() - started) / 1000;
       return fn.apply(inner, args).then(
@@ -37,6 +34,7 @@ export function withMetrics(inner: Hsm, observer: HsmCallObserver): Hsm {
     health: () => inner.health(),
     capabilities: () => inner.capabilities(),
     stats: () => inner.stats(),
+    pendingCalls: () => inner.pendingCalls(),
     close: () => inner.close(),
   };
 }

@@ -13,7 +13,8 @@ const SHARED_CHUNK = 1 / 20;
 const HELD_FOR_MS = 1000;
 
 /**
- * Admission while the HSM is behind: with `max` Hsm calls outstanding (QKMS_HSM_MAX_QUEUE), a new
+ * Admission while the HSM is behind: with `max` Hsm calls pending (QKMS_HSM_MAX_QUEUE; calls whose
+ * callers gave up at their deadline count until the HSM layer is done with them), a new
  * request is refused at once with ThrottlingException, which the SDKs retry with backoff, instead
  * of queueing behind work it would wait longer for than a client does. Refused before it starts, a
  * request is never left half-done; calls of requests already admitted, and the gateway's own (the

@@ -33,8 +33,6 @@ export class GatewayMetrics implements HsmCallObserver {
   private readonly auditBatchRecords: Histogram;
   private readonly auditCommitSeconds: Histogram;
   private scrapeStats?: HsmStats;
-  /** Hsm calls made and not settled yet: waiting for an HSM thread, or in it (QKMS_HSM_MAX_QUEUE bounds them). */
-  hsmCallsInFlight = 0;
 
   /**
    * `hsmStats` is read at each scrape (Hsm.stats(): memory only, never the token). Unit tests turn
@@ -62,7 +60,6 @@ export class GatewayMetrics implements HsmCallObserver {
     gauge('qkms_pkcs11_sessions', 'PKCS#11 sessions in the pool.', (s) => s.sessions.size);
     gauge('qkms_pkcs11_sessions_in_use', 'PKCS#11 sessions lent to a call right now.', (s) => s.sessions.inUse);
     gauge('qkms_pkcs11_session_waiters', 'Calls waiting for a free PKCS#11 session.', (s) => s.sessions.waiters);
-    new Gauge({ name: 'qkms_hsm_calls_in_flight', help: 'Hsm calls made and not answered yet, waiting for an HSM thread or in one; QKMS_HSM_MAX_QUEUE bounds them.', registers, collect() { this.set(metrics.hsmCallsInFlight); } });
     gauge('qkms_hsm_queued_calls', 'Hsm calls sent to the HSM thread and not answered yet (0 with QKMS_HSM_THREAD=false).', (s) => s.queuedCalls);
     register(this.registry, { name: 'qkms_pkcs11_call_duration_seconds', help: 'Latency of each PKCS#11 function call (C_WrapKey, C_Sign…), failed ones included.', type: 'histogram' }, () => histogramValues('qkms_pkcs11_call_duration_seconds', snapshot().pkcs11));
     register(this.registry, { name: 'qkms_pkcs11_call_errors_total', help: 'Failed PKCS#11 function calls by CKR code.', type: 'counter' }, () => errorValues(snapshot().pkcs11));
@@ -73,12 +70,7 @@ export class GatewayMetrics implements HsmCallObserver {
     this.requestSeconds.observe({ operation }, seconds);
   }
 
-  hsmCallStarted(): void {
-    this.hsmCallsInFlight++;
-  }
-
   hsmCall(method: string, seconds: number, errorKind?: HsmErrorKind): void {
-    this.hsmCallsInFlight--;
     this.hsmSeconds.observe({ method }, seconds);
     if (errorKind) this.hsmErrors.inc({ method, kind: errorKind });
   }

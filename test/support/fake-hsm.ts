@@ -169,6 +169,9 @@ export class FakeHsm implements Hsm {
   stats(): HsmStats {
     return { isUp: this.isUp, sessions: { size: 0, inUse: 0, waiters: 0 }, queuedCalls: 0, pkcs11: {} };
   }
+  pendingCalls(): number {
+    return 0;
+  }
   async close() {}
 
   private add(ref: ObjectRef, object: FakeObject): void {

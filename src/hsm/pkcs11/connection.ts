@@ -28,6 +28,8 @@ const CLOSE_WAIT_MS = 1500;
 const EXCLUSIVE_WAIT_MS = 200;
 /** After a recycle found the module busy, calls go on for this long before it is tried again. */
 const RECYCLE_RETRY_MS = 1000;
+/** How long a session-objects recycle waits for the other threads: their calls, not a key-pair generation. */
+const RECYCLE_WAIT_MS = 20;
 
 /**
  * The live connection to the token: the pool of logged-in sessions, and the healing around every
@@ -115,10 +117,13 @@ export class Connection {
   /**
    * Sessions and login on the module as it is initialised now. A thread that finds the module
    * re-initialised by another (ModuleLock.generation) does this too: its old sessions are void, and
-   * their handles may now be other threads' sessions, so they are dropped, never closed.
+   * their handles may now be other threads' sessions, so they are dropped, never closed. The
+   * generation is taken for these sessions only once they are open and logged in: after a failure
+   * the next call connects again rather than use the old sessions and object handles (which may
+   * now name other objects: a data key wrapped under another key).
    */
   private connectNow(): void {
-    this.generation = this.lock.generation;
+    const generation = this.lock.generation;
     initialize(this.p11, this.options.initArgs);
     const { slot, info } = findToken(this.p11, this.options.tokenLabel);
     const sessions: Session[] = [];
@@ -136,6 +141,12 @@ export class Connection {
       return openSession(this.p11, slot);
     });
     this.onConnected();
+    this.generation = generation;
+  }
+
+  /** The module's initialisation now: a search made under an older one may have missed objects (refreshTokenIndex). */
+  get moduleGeneration(): number {
+    return this.lock.generation;
   }
 
   /**
@@ -187,9 +198,12 @@ export class Connection {
    * a key pair is being generated on the libuv pool, the circuit is open), "nothing found" cannot be
    * believed: it throws (KeyUnavailableException; a deletion or rollback is retried) rather than let
    * a deletion take an object it does not see for gone and leave the key's material on the token.
+   * `searchedIn`: the module generation the search ran in; if another thread re-initialised the
+   * module since (resetting the count of writes), the search is worth repeating on the fresh index.
    */
-  async refreshTokenIndex(): Promise<boolean> {
+  async refreshTokenIndex(searchedIn: number): Promise<boolean> {
     if (!this.options.staleIndexAfterOwnWrite) return false;
+    if (this.lock.generation !== searchedIn) return true;
     if (!this.reconnecting && this.lock.tokenWrites === 0) return false;
     const cannot = !this.reconnecting && (this.asyncInFlight > 0 || !this.isUp);
     if (cannot || (await this.recycle('token-index')) === 'busy') {
@@ -263,8 +277,16 @@ export class Connection {
    * whatever carries the id instead (key-material.ts).
    */
   async creating<T>(label: string, body: (s: Session) => T): Promise<T> {
-    this.tokenWritten(); // counted before: a failed call may still have made the object
-    return this.withSession(label, body, true);
+    return this.withSession(
+      label,
+      (s) => {
+        // Counted before the call (a failed one may still have made the object) and inside the
+        // module: a re-initialisation, which resets the count, cannot come between it and the call.
+        this.tokenWritten();
+        return body(s);
+      },
+      true,
+    );
   }
 
   /**
@@ -290,7 +312,7 @@ export class Connection {
       await this.withSession('C_GenerateRandom', (s) => this.p11.C_GenerateRandom(s, Buffer.alloc(1)));
       if (!(await this.isLoggedIn())) {
         // A lost login is redone here too, so that an idle gateway becomes ready again.
-        await this.inside(() => this.pool.use((s) => this.login(s), () => false));
+        await this.withSession('C_Login', (s) => this.login(s), true);
         if (!(await this.isLoggedIn())) return { isUp: false, detail: 'the token session is not logged in' };
       }
       return { isUp: true, detail: `token '${info.label.trim()}' (${info.model.trim()}) answers, logged in` };
@@ -312,7 +334,10 @@ export class Connection {
    */
   private recycle(reason: RecycleReason): Promise<ExclusiveOutcome> {
     const objects = this.lock.sessionObjects;
-    return this.alone(() => this.finalizing(() => this.recycleNow(reason, objects)));
+    // Freeing session objects can wait: it gives up sooner than a re-read of the index, so that a
+    // thread generating a key pair (seconds) holds every other thread for RECYCLE_WAIT_MS a second at most.
+    const waitMs = reason === 'session-objects' ? RECYCLE_WAIT_MS : EXCLUSIVE_WAIT_MS;
+    return this.alone(() => this.finalizing(() => this.recycleNow(reason, objects), waitMs));
   }
 
   /** Runs a re-initialisation unless one is under way: then waits for that one (see reconnecting). */
@@ -322,9 +347,9 @@ export class Connection {
   }
 
   /** Runs work with the module to this thread alone (ModuleLock); never while mayFinalize is false. */
-  private finalizing(work: () => Promise<void> | void): Promise<ExclusiveOutcome> {
+  private finalizing(work: () => Promise<void> | void, waitMs = EXCLUSIVE_WAIT_MS): Promise<ExclusiveOutcome> {
     if (!this.mayFinalize) return Promise.resolve('busy');
-    return this.lock.exclusive(work, EXCLUSIVE_WAIT_MS);
+    return this.lock.exclusive(work, waitMs);
   }
 
   private finalize(): void {
@@ -375,7 +400,7 @@ export class Connection {
         this.finalize();
         await this.connect();
       });
-      if (outcome === 'busy') this.dropSessions();
+      if (outcome === 'busy') await this.inside(async () => this.dropSessions());
       // 'other': another thread re-initialised the module meanwhile; these sessions died with it.
       if (outcome !== 'done') await this.connect();
       clearInterval(this.recovery);

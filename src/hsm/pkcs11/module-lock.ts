@@ -7,12 +7,15 @@
  * token's objects, close — pulls the module from under every other thread, so it runs only
  * *exclusively*: the writer cell is taken (new work waits), then every slot must drain to zero. A
  * thread stuck in a call never leaves, so its slot stays taken until the thread has exited (the
- * owner then frees it: ModuleLockSlots.free): an exclusive section gives up after its wait ('busy')
+ * owner then frees it, and the writer cell if the thread held it: ModuleLockSlots.free): an exclusive section gives up after its wait ('busy')
  * and the caller falls back to what it does without C_Finalize.
  *
  * Every exclusive section bumps the generation before its work: a thread that finds the generation
  * changed knows its sessions, its login and its cached object handles died with the old
  * initialisation (handles may now name other objects) and connects afresh before its next call.
+ * (The cell counts twice per section, at its start and its end, so that a thread that asks for a
+ * re-initialisation while another's is under way can tell that one — it started after anything the
+ * asker did in the module — from one that ended before it asked.)
  * The module's own process-wide counts live here too: session objects made since the last
  * initialisation (SoftHSM2 keeps each until C_Finalize) and token writes (its index of token
  * objects goes stale after this process's own writes), whichever thread made them.
@@ -22,8 +25,8 @@ const GENERATION = 1;
 const SESSION_OBJECTS = 2;
 const TOKEN_WRITES = 3;
 const FIRST_SLOT = 4;
-/** Threads that may be alive in the module at once: the HSM threads plus abandoned ones. */
-export const MODULE_LOCK_SLOTS = 64;
+/** Threads that may be alive in the module at once: up to 32 HSM threads plus up to 100 abandoned ones (config/schema.ts), with room. */
+export const MODULE_LOCK_SLOTS = 256;
 
 /** What a thread is given: the shared cells and its own slot in them. */
 export interface ModuleLockShare {
@@ -51,8 +54,9 @@ export class ModuleLock {
     this.me = this.own + 1;
   }
 
+  /** Which initialisation of the module this is: changes when an exclusive section starts its work. */
   get generation(): number {
-    return Atomics.load(this.cells, GENERATION);
+    return (Atomics.load(this.cells, GENERATION) + 1) >> 1;
   }
 
   get sessionObjects(): number {
@@ -101,11 +105,14 @@ export class ModuleLock {
       await work();
       return 'done';
     }
-    const generation = this.generation;
+    // A section at work now (odd count) started after this thread's last call; one still waiting must run its work to count.
+    const counted = Atomics.load(this.cells, GENERATION);
+    const served = counted % 2 === 1 ? counted + 1 : counted + 2;
     while (Atomics.compareExchange(this.cells, WRITER, 0, this.me) !== 0) {
       await this.writerGone();
-      if (this.generation !== generation) return 'other';
+      if (Atomics.load(this.cells, GENERATION) >= served) return 'other';
     }
+    let isWorking = false;
     try {
       for (const deadline = performance.now() + maxWaitMs; this.anyoneInside(); ) {
         if (performance.now() >= deadline) return 'busy';
@@ -113,11 +120,13 @@ export class ModuleLock {
       }
       // Before the work: a failure half-way (finalised, not initialised again) voids the others' sessions too.
       Atomics.add(this.cells, GENERATION, 1);
+      isWorking = true;
       Atomics.store(this.cells, SESSION_OBJECTS, 0);
       Atomics.store(this.cells, TOKEN_WRITES, 0);
       await work();
       return 'done';
     } finally {
+      if (isWorking) Atomics.add(this.cells, GENERATION, 1);
       Atomics.store(this.cells, WRITER, 0);
     }
   }
@@ -155,7 +164,10 @@ export class ModuleLockSlots {
   }
 
   free(share: ModuleLockShare): void {
-    Atomics.store(new Int32Array(this.buffer), FIRST_SLOT + share.slot, 0);
+    const cells = new Int32Array(this.buffer);
+    Atomics.store(cells, FIRST_SLOT + share.slot, 0);
+    // A thread that died holding the module exclusively (terminated in a re-initialisation) lets go.
+    Atomics.compareExchange(cells, WRITER, FIRST_SLOT + share.slot + 1, 0);
     this.available.push(share.slot);
   }
 }

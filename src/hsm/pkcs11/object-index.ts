@@ -37,7 +37,7 @@ export class ObjectIndex {
     try {
       return await this.withKeyOnce(ref, label, body);
     } catch (err) {
-      if (!(err instanceof NoObjectWithId) || !(await this.connection.refreshTokenIndex())) throw err;
+      if (!(err instanceof NoObjectWithId) || !(await this.connection.refreshTokenIndex(err.searchedIn))) throw err;
       return this.withKeyOnce(ref, label, body);
     }
   }
@@ -65,7 +65,7 @@ export class ObjectIndex {
     if (found.length === 1) return found[0];
     const problem = found.length === 0 ? `no token object has the CKA_ID of ${ref.label}` : `${found.length} token objects carry the CKA_ID of ${ref.label}: refusing to guess which holds the key`;
     // Named by the search that found none or several, not by the call that would have used the key.
-    if (found.length === 0) throw new NoObjectWithId(problem);
+    if (found.length === 0) throw new NoObjectWithId(problem, this.connection.moduleGeneration);
     throw new HsmError('key', 'C_FindObjects', undefined, { cause: new Error(problem) });
   }
 
@@ -94,10 +94,10 @@ export class ObjectIndex {
   private async searching<T>(label: string, ref: ObjectRef, body: (s: Session, found: pkcs11js.Handle[]) => T): Promise<T> {
     const once = () => this.connection.withSession(label, (s) => {
       const found = findAll(this.p11, s, idTemplate(ref));
-      return { found: found.length, value: body(s, found) };
+      return { found: found.length, searchedIn: this.connection.moduleGeneration, value: body(s, found) };
     });
     const first = await once();
-    if (first.found > 0 || !(await this.connection.refreshTokenIndex())) return first.value;
+    if (first.found > 0 || !(await this.connection.refreshTokenIndex(first.searchedIn))) return first.value;
     return (await once()).value;
   }
 
@@ -137,7 +137,11 @@ export class ObjectIndex {
 
 /** The search by id found no token object (CKR_OBJECT_HANDLE_INVALID: KeyUnavailableException, as for a handle gone stale). */
 class NoObjectWithId extends HsmError {
-  constructor(problem: string) {
+  constructor(
+    problem: string,
+    /** The module generation the search ran in (Connection.refreshTokenIndex). */
+    readonly searchedIn: number,
+  ) {
     super('key', 'C_FindObjects', 'CKR_OBJECT_HANDLE_INVALID', { cause: new Error(problem) });
   }
 }

@@ -85,6 +85,12 @@ export class Pkcs11Hsm implements Hsm {
     return { isUp: this.isUp, sessions: this.connection.sessionStats, queuedCalls: 0, pkcs11: this.calls.snapshot() };
   }
 
+  /** Synchronous calls finish before the next starts: only those holding or waiting for a session (key-pair generation on the libuv pool). */
+  pendingCalls(): number {
+    const { inUse, waiters } = this.connection.sessionStats;
+    return inUse + waiters;
+  }
+
   health(): Promise<HsmHealth> {
     return this.connection.health();
   }

@@ -138,6 +138,10 @@ export class HsmThread implements Hsm {
     return this.pending.size;
   }
 
+  pendingCalls(): number {
+    return this.pending.size;
+  }
+
   /** When the oldest call not answered yet was sent (performance.now()), or undefined when none is. */
   get busySince(): number | undefined {
     for (const p of this.pending.values()) return p.started;
@@ -179,22 +183,28 @@ export class HsmThread implements Hsm {
   private start(): void {
     const ext = path.extname(__filename);
     const moduleLock = this.lockSlots.take();
-    const worker = new Worker(path.join(__dirname, `hsm-worker${ext}`), {
-      workerData: {
-        ...this.options,
-        shared: undefined,
-        moduleLock,
-        heartbeatMs: heartbeatMs(this.options.stuckAfterMs),
-        mayFinalize: this.mayFinalize(),
-        capabilities: this.caps,
-        onStateChange: undefined,
-        onRecycle: undefined,
-        onReplaced: undefined,
-        onThreadEvent: undefined,
-      } satisfies ThreadOptions & Record<string, unknown>,
-      // Under tsx (tests, bench) the worker is TypeScript too; the compiled gateway runs dist/*.js.
-      execArgv: ext === '.ts' ? ['--require', require.resolve('tsx/cjs')] : [],
-    });
+    let worker: Worker;
+    try {
+      worker = new Worker(path.join(__dirname, `hsm-worker${ext}`), {
+        workerData: {
+          ...this.options,
+          shared: undefined,
+          moduleLock,
+          heartbeatMs: heartbeatMs(this.options.stuckAfterMs),
+          mayFinalize: this.mayFinalize(),
+          capabilities: this.caps,
+          onStateChange: undefined,
+          onRecycle: undefined,
+          onReplaced: undefined,
+          onThreadEvent: undefined,
+        } satisfies ThreadOptions & Record<string, unknown>,
+        // Under tsx (tests, bench) the worker is TypeScript too; the compiled gateway runs dist/*.js.
+        execArgv: ext === '.ts' ? ['--require', require.resolve('tsx/cjs')] : [],
+      });
+    } catch (err) {
+      this.lockSlots.free(moduleLock);
+      throw err;
+    }
     this.worker = worker;
     this.isStarted = false;
     this.lastHeard = performance.now();

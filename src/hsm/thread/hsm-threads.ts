@@ -96,6 +96,12 @@ export class HsmThreads implements Hsm {
     };
   }
 
+  pendingCalls(): number {
+    let pending = this.waiting.length;
+    for (const t of this.threads) pending += t.queued;
+    return pending;
+  }
+
   /** The others first, keeping the module initialised; the first thread closes and finalises it last. */
   async close(): Promise<void> {
     await closeAll(this.threads);

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import type * as pkcs11js from 'pkcs11js';
 import { Connection } from '../../../src/hsm/pkcs11/connection';
+import { ModuleLock, ModuleLockSlots } from '../../../src/hsm/pkcs11/module-lock';
 import { ObjectIndex } from '../../../src/hsm/pkcs11/object-index';
 
 /**
@@ -95,7 +96,7 @@ describe('Connection (PKCS#11 module re-initialisation)', () => {
     try {
       connection.tokenWritten();
       p11.unlistedInits = 1; // another process is writing the token at the next C_Initialize
-      const refresh = connection.refreshTokenIndex(); // C_Finalize, a first attempt that misses the token, a pause
+      const refresh = connection.refreshTokenIndex(connection.moduleGeneration); // C_Finalize, a first attempt that misses the token, a pause
       const random = connection.withSession('C_GenerateRandom', (s) => p11.C_GenerateRandom(s as Buffer, Buffer.alloc(1)));
       assert.equal(await refresh, true);
       await random;
@@ -113,9 +114,9 @@ describe('Connection (PKCS#11 module re-initialisation)', () => {
     try {
       connection.tokenWritten();
       p11.unlistedInits = 1;
-      const first = connection.refreshTokenIndex();
+      const first = connection.refreshTokenIndex(connection.moduleGeneration);
       connection.tokenWritten(); // a write of another call meanwhile, whose search then found nothing
-      const second = connection.refreshTokenIndex();
+      const second = connection.refreshTokenIndex(connection.moduleGeneration);
       await Promise.all([first, second]);
       assert.equal(connection.isUp, true);
       assert.equal(p11.openSessions, 2, 'sessions of a connect that another one replaced are left open in the module');
@@ -147,6 +148,51 @@ describe('Connection (PKCS#11 module re-initialisation)', () => {
     }
   });
 
+  it('a thread whose reconnect after another thread re-initialised the module failed connects again at its next call, never using the old sessions or object handles', async () => {
+    const p11 = fakeModule();
+    const slots = new ModuleLockSlots();
+    const connects = { a: 0 };
+    const options = { modulePath: 'fake', tokenLabel: 'token', pin: '1234', sessions: 2, staleIndexAfterOwnWrite: true };
+    const a = new Connection(p11 as unknown as pkcs11js.PKCS11, { ...options, moduleLock: slots.take() }, () => connects.a++);
+    const b = new Connection(p11 as unknown as pkcs11js.PKCS11, { ...options, moduleLock: slots.take() }, () => undefined);
+    await a.connect();
+    await b.connect();
+    try {
+      b.tokenWritten();
+      assert.equal(await b.refreshTokenIndex(b.moduleGeneration), true); // C_Finalize, C_Initialize: a's sessions died
+      p11.unlistedInits = 1; // a's reconnect meets the token being written by another process
+      const random = (c: Connection) => c.withSession('C_GenerateRandom', (s) => (p11.C_GenerateRandom(s as Buffer, Buffer.alloc(1)), (s as Buffer)[0]));
+      await assert.rejects(random(a));
+      assert.equal(await random(a), p11.generation, 'a used a session of the old initialisation');
+      assert.equal(connects.a, 2, 'the object handles of the old initialisation were kept');
+    } finally {
+      b.setMayFinalize(false); // the last one out finalises, as HsmThreads.close does
+      await b.close();
+      await a.close();
+    }
+  });
+
+  it('a token write counted while another thread waits to re-initialise the module is not lost to that re-initialisation', async () => {
+    const p11 = fakeModule();
+    const slots = new ModuleLockSlots();
+    const a = new Connection(p11 as unknown as pkcs11js.PKCS11, { modulePath: 'fake', tokenLabel: 'token', pin: '1234', sessions: 1, moduleLock: slots.take() }, () => undefined);
+    await a.connect();
+    const [writer, other] = [new ModuleLock(slots.take()), new ModuleLock(slots.take())];
+    try {
+      assert.equal(other.enter(), undefined); // a thread inside a long call (a key pair being generated)
+      const reinit = writer.exclusive(() => undefined, 1000); // waits for it to leave
+      await new Promise((r) => setTimeout(r, 10));
+      const created = a.creating('C_GenerateKey', () => 'made'); // must wait for the re-initialisation
+      await new Promise((r) => setTimeout(r, 10));
+      other.leave();
+      assert.equal(await reinit, 'done');
+      assert.equal(await created, 'made');
+      assert.equal(writer.tokenWrites, 1, 'the write was counted before the re-initialisation reset the count, and lost');
+    } finally {
+      await a.close();
+    }
+  });
+
   it('offers the PIN once more after the token refused it, never again: each wrong attempt counts towards the partition\'s lockout', async () => {
     const p11 = fakeModule();
     const connection = new Connection(p11 as unknown as pkcs11js.PKCS11, { modulePath: 'fake', tokenLabel: 'token', pin: '1234', sessions: 1 }, () => undefined);
@@ -161,5 +207,35 @@ describe('Connection (PKCS#11 module re-initialisation)', () => {
     } finally {
       await connection.close();
     }
+  });
+});
+
+describe('ModuleLock', () => {
+  it('a thread that died holding the module exclusively lets go of it when its slot is freed', async () => {
+    const slots = new ModuleLockSlots();
+    const dying = slots.take();
+    void new ModuleLock(dying).exclusive(() => new Promise<void>(() => undefined), 200); // terminated inside
+    await new Promise((r) => setTimeout(r, 10));
+    const other = new ModuleLock(slots.take());
+    const entering = other.enter();
+    assert.notEqual(entering, undefined, 'entered while another thread held the module');
+    slots.free(dying);
+    assert.equal(await Promise.race([entering!.then(() => 'entered'), new Promise((r) => setTimeout(() => r('waiting'), 100))]), 'entered');
+    other.leave();
+  });
+
+  it('re-initialises only with every other thread out, and says "busy" when one stays past the wait, "other" when another did it meanwhile', async () => {
+    const slots = new ModuleLockSlots();
+    const [a, b, c] = [new ModuleLock(slots.take()), new ModuleLock(slots.take()), new ModuleLock(slots.take())];
+    assert.equal(c.enter(), undefined);
+    assert.equal(await a.exclusive(() => assert.fail('ran with a thread inside'), 30), 'busy');
+    c.leave();
+    let release!: () => void;
+    const first = a.exclusive(() => new Promise<void>((r) => (release = r)), 30);
+    await new Promise((r) => setTimeout(r, 5));
+    const second = b.exclusive(() => assert.fail('ran twice'), 30);
+    release();
+    assert.deepEqual(await Promise.all([first, second]), ['done', 'other']);
+    assert.equal(a.generation, 1);
   });
 });
