@@ -112,6 +112,6 @@ export function assertSymmetricEncryptionKey(key: { keyUsage: string; keySpec: s
 export function assertUsageAndAlgorithm(key: { keyUsage: KeyUsage; keySpec: KeySpec }, keyArn: string, operation: string, usage: KeyUsage, algorithm: string): void {
   if (key.keyUsage !== usage) throw InvalidKeyUsageException.forOperation(keyArn, key.keyUsage, operation);
   const allowed = SUPPORTED_SPECS[key.keySpec].usages[usage]?.algorithms ?? [];
-  // AWS's wording is unverified (kms-protocol.md §10 Sign); this names the key, algorithm and spec.
-  if (!allowed.includes(algorithm)) throw new InvalidKeyUsageException(`Algorithm ${algorithm} is incompatible with key spec ${key.keySpec} of ${keyArn}.`);
+  // AWS's wording, as recorded for GenerateMac and VerifyMac (and used for Sign and Verify alike).
+  if (!allowed.includes(algorithm)) throw new InvalidKeyUsageException(`Algorithm ${algorithm} is incompatible with key spec ${key.keySpec}.`);
 }

@@ -47,7 +47,7 @@ export const deriveSharedSecret: Operation<DeriveSharedSecretInput> = {
   },
 };
 
-/** The peer's SPKI as an uncompressed point on the key's curve; anything else is ValidationException [U wording]. */
+/** The peer's SPKI as an uncompressed point on the key's curve; anything else is ValidationException with an empty message, as AWS answers (recorded). */
 function peerPublicPoint(spki: Buffer, nodeCurve: string, keySpec: string): Buffer {
   let jwk: crypto.JsonWebKey;
   try {
@@ -55,7 +55,7 @@ function peerPublicPoint(spki: Buffer, nodeCurve: string, keySpec: string): Buff
     if (peer.asymmetricKeyType !== 'ec' || peer.asymmetricKeyDetails?.namedCurve !== nodeCurve) throw new Error('curve');
     jwk = peer.export({ format: 'jwk' });
   } catch {
-    throw new ValidationException(`PublicKey must be a DER-encoded SubjectPublicKeyInfo of a key on the curve of ${keySpec}.`);
+    throw new ValidationException('');
   }
   return Buffer.concat([Buffer.from([4]), Buffer.from(jwk.x!, 'base64url'), Buffer.from(jwk.y!, 'base64url')]);
 }

@@ -78,7 +78,11 @@ export const getKeyRotationStatus: Operation<{ KeyId: string }> = {
 export const rotateKeyOnDemand: Operation<{ KeyId: string }> = {
   schema: Joi.object({ KeyId: keyIdSchema.required() }),
   async handle(input, ctx) {
-    const resolved = await enabledRotatableKey(input.KeyId, ctx, 'kms:RotateKeyOnDemand');
+    // As AWS answers (recorded): the state first (a disabled RSA key is DisabledException), then the
+    // spec, refused with an empty message.
+    const resolved = await resolveKey(input.KeyId, ctx, { allowAlias: false, action: 'kms:RotateKeyOnDemand' });
+    assertUsableForCrypto(resolved.key.state, resolved.arn);
+    if (resolved.key.keySpec !== 'SYMMETRIC_DEFAULT' || resolved.key.origin !== 'AWS_KMS') throw new UnsupportedOperationException('');
     const { key, arn } = resolved;
     if (isAutomaticRotationImminent(key, ctx.deps.clock())) {
       throw new ConflictException(`An automatic rotation of ${arn} is due within 20 minutes; try again after it.`);

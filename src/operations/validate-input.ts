@@ -27,7 +27,7 @@ const TYPE_ERRORS: Record<string, string> = {
  * `1 validation error detected: Value 'x' at 'keyId' failed to satisfy constraint: Member must …`.
  */
 export function validateInput<T>(schema: JoiBase.ObjectSchema, body: unknown): T {
-  const { error, value } = schema.validate(body, { abortEarly: false, convert: false, allowUnknown: true });
+  const { error, value } = schema.validate(withoutNulls(body), { abortEarly: false, convert: false, allowUnknown: true });
   if (!error) return value as T;
   const typeError = error.details.find((d) => d.type in TYPE_ERRORS);
   if (typeError) {
@@ -36,6 +36,12 @@ export function validateInput<T>(schema: JoiBase.ObjectSchema, body: unknown): T
   const constraints = error.details.map(describe);
   const n = constraints.length;
   throw new ValidationException(`${n} validation error${n === 1 ? '' : 's'} detected: ${constraints.join('; ')}`);
+}
+
+/** A member whose value is JSON null is absent, as AWS treats it (`{"NumberOfBytes": null}` is "NumberOfBytes is required."). */
+function withoutNulls(body: unknown): unknown {
+  if (!body || typeof body !== 'object' || Array.isArray(body)) return body;
+  return Object.fromEntries(Object.entries(body).filter(([, v]) => v !== null));
 }
 
 function describe(d: JoiBase.ValidationErrorItem): string {
@@ -66,7 +72,8 @@ function constraint(d: JoiBase.ValidationErrorItem): string {
     case 'any.only':
       return `Member must satisfy enum value set: [${(d.context?.valids ?? []).join(', ')}]`;
     case 'string.pattern.base':
-      return `Member must satisfy regular expression pattern: ${d.context?.regex}`;
+      // The pattern's source, as AWS prints it (^[a-zA-Z0-9:/_-]+$), not a JavaScript literal.
+      return `Member must satisfy regular expression pattern: ${(d.context?.regex as RegExp | undefined)?.source}`;
     case 'string.empty':
       return 'Member must have length greater than or equal to 1';
     case 'stringMap.emptyKey':
