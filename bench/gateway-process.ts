@@ -86,6 +86,13 @@ export async function startGatewayProcess(
 
 const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }));
 
+/** Busy and total CPU time of the whole machine so far (/proc/stat), in clock ticks. */
+export function machineTicks(): { busy: number; total: number } {
+  const fields = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const total = fields.reduce((a, b) => a + b, 0);
+  return { busy: total - fields[3] - fields[4], total }; // idle and iowait
+}
+
 /** CPU seconds (user + system, all threads) the process has used so far (/proc/<pid>/stat). */
 export function cpuSeconds(pid: number): number {
   const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');

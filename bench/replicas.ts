@@ -16,7 +16,7 @@ import { CreateKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 import { startPostgres } from '../test/support/postgres';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import { cpuSeconds, CREDENTIALS, signedRequest, startGatewayProcess } from './gateway-process';
+import { cpuSeconds, CREDENTIALS, machineTicks, signedRequest, startGatewayProcess } from './gateway-process';
 
 const DURATION_S = Number(process.env.BENCH_DURATION_S ?? 10);
 
@@ -58,13 +58,6 @@ const cpuOf = (pids: number[]) => pids.reduce((sum, pid) => {
     return sum; // exited meanwhile
   }
 }, 0);
-
-/** Busy and total CPU time of the whole machine so far (/proc/stat), in clock ticks. */
-function machineTicks(): { busy: number; total: number } {
-  const fields = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-  const total = fields.reduce((a, b) => a + b, 0);
-  return { busy: total - fields[3] - fields[4], total }; // idle and iowait
-}
 
 async function measure(store: ReplicaRow['store'], processes: number, env: Record<string, string>): Promise<ReplicaRow> {
   const gw = await startGatewayProcess({ ...env, QKMS_WORKERS: String(processes) });

@@ -233,6 +233,18 @@ export class ThrottlingException extends KmsError {
   readonly type = 'ThrottlingException';
 }
 
+/** No custom key store exists in a QKMS deployment (custom-key-stores.ts); AWS's wording is unverified [U]. */
+export class CustomKeyStoreNotFoundException extends KmsError {
+  readonly type = 'CustomKeyStoreNotFoundException';
+  static create(what: string): CustomKeyStoreNotFoundException {
+    return new CustomKeyStoreNotFoundException(`Custom key store ${what} does not exist.`);
+  }
+}
+
+export class CloudHsmClusterNotFoundException extends KmsError {
+  readonly type = 'CloudHsmClusterNotFoundException';
+}
+
 export class InvalidGrantIdException extends KmsError {
   readonly type = 'InvalidGrantIdException';
   static notFound(grantId: string): InvalidGrantIdException {

@@ -77,7 +77,7 @@ export const HSM_PROFILES: Readonly<Record<string, HsmProfile>> = {
     gcmIv: 'caller', // Luna accepts a supplied IV (xks-proxy settings_luna.toml)
     sessions: 16, // Luna's guidance is about 30 concurrent sessions per HSM
     threads: 8,
-    notes: 'Luna Cloud HSM forces CKA_SENSITIVE=1 on generated keys, so GenerateDataKey cannot read the data key there.',
+    notes: 'Luna Cloud HSM forces CKA_SENSITIVE=1 on generated keys, so GenerateDataKey cannot read the data key there: QKMS_DATA_KEY_WRAP=AES_GCM_ENCRYPT.',
   },
   cloudhsm: {
     name: 'cloudhsm',

@@ -9,6 +9,7 @@ import { keySpecProblem } from '../domain/token-support';
 import { authorize } from './authorize';
 import { checkNewKeyPolicy } from './key-policy';
 import type { GatewayDeps, Operation } from './context';
+import { noSuchCustomKeyStore } from './custom-key-stores';
 import { keyMetadata } from './key-metadata';
 import { Joi, tagsSchema } from './shared-schemas';
 
@@ -67,10 +68,12 @@ export function checkSpec(input: Pick<CreateKeyInput, 'KeySpec' | 'KeyUsage' | '
   if (!SUPPORTED_SPECS[keySpec].usages[keyUsage]) {
     throw new ValidationException(`KeyUsage ${keyUsage} is not compatible with KeySpec ${keySpec}`);
   }
+  // A store named is looked for first: Origin AWS_CLOUDHSM or EXTERNAL goes with one.
+  if (input.CustomKeyStoreId) noSuchCustomKeyStore(input.CustomKeyStoreId);
   if (input.Origin && input.Origin !== 'AWS_KMS') {
     throw new UnsupportedOperationException(`Origin ${input.Origin} is not supported: key material is always generated in the HSM.`);
   }
-  if (input.CustomKeyStoreId || input.XksKeyId) throw new UnsupportedOperationException('Custom key stores are not supported.');
+  if (input.XksKeyId) throw new UnsupportedOperationException('XksKeyId names a key in an external key store, which this gateway does not offer.');
   if (input.MultiRegion) throw new UnsupportedOperationException('Multi-Region keys are not supported.');
   return { keySpec, keyUsage };
 }

@@ -1,6 +1,7 @@
-import { UnsupportedOperationException, ValidationException } from '../errors/kms-errors';
+import { ValidationException } from '../errors/kms-errors';
 import { authorize } from './authorize';
 import type { Operation } from './context';
+import { noSuchCustomKeyStore } from './custom-key-stores';
 import { Joi, recipientSchema } from './shared-schemas';
 import { rejectRecipient } from './symmetric-crypto';
 
@@ -21,7 +22,7 @@ export const generateRandom: Operation<GenerateRandomInput> = {
   schema,
   async handle(input, ctx) {
     if (input.NumberOfBytes === undefined) throw new ValidationException('NumberOfBytes is required.');
-    if (input.CustomKeyStoreId) throw new UnsupportedOperationException('Custom key stores are not supported.');
+    if (input.CustomKeyStoreId) noSuchCustomKeyStore(input.CustomKeyStoreId);
     rejectRecipient(input.Recipient);
     await authorize(ctx, 'kms:GenerateRandom');
     return { Plaintext: (await ctx.deps.hsm.randomBytes(input.NumberOfBytes)).toString('base64') };

@@ -29,19 +29,30 @@ import { generateDataKeyPair, generateDataKeyPairWithoutPlaintext } from './gene
 import { getPublicKey } from './get-public-key';
 import { sign, verify } from './sign';
 import { deriveSharedSecret } from './derive-shared-secret';
+import { connectCustomKeyStore } from './connect-custom-key-store';
+import { createCustomKeyStore } from './create-custom-key-store';
+import { deleteCustomKeyStore } from './delete-custom-key-store';
+import { describeCustomKeyStores } from './describe-custom-key-stores';
+import { disconnectCustomKeyStore } from './disconnect-custom-key-store';
+import { updateCustomKeyStore } from './update-custom-key-store';
 
 /** Every operation the gateway answers, by its exact API name (X-Amz-Target: TrentService.<name>). */
 export const registry: ReadonlyMap<string, Operation> = new Map<string, Operation>([
   ['CancelKeyDeletion', cancelKeyDeletion],
+  ['ConnectCustomKeyStore', connectCustomKeyStore],
   ['CreateAlias', createAlias],
+  ['CreateCustomKeyStore', createCustomKeyStore],
   ['CreateGrant', createGrant],
   ['CreateKey', createKey],
   ['Decrypt', decrypt],
   ['DeleteAlias', deleteAlias],
+  ['DeleteCustomKeyStore', deleteCustomKeyStore],
   ['DeriveSharedSecret', deriveSharedSecret],
+  ['DescribeCustomKeyStores', describeCustomKeyStores],
   ['DescribeKey', describeKey],
   ['DisableKey', disableKey],
   ['DisableKeyRotation', disableKeyRotation],
+  ['DisconnectCustomKeyStore', disconnectCustomKeyStore],
   ['EnableKey', enableKey],
   ['EnableKeyRotation', enableKeyRotation],
   ['Encrypt', encrypt],
@@ -71,6 +82,7 @@ export const registry: ReadonlyMap<string, Operation> = new Map<string, Operatio
   ['TagResource', tagResource],
   ['UntagResource', untagResource],
   ['UpdateAlias', updateAlias],
+  ['UpdateCustomKeyStore', updateCustomKeyStore],
   ['UpdateKeyDescription', updateKeyDescription],
   ['Verify', verify],
   ['VerifyMac', verifyMac],
