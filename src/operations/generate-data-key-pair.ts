@@ -7,7 +7,7 @@ import { checkGrantTokens } from './key-lookup';
 import { dryRunSchema, encryptionContextSchema, grantTokensSchema, Joi, keyIdSchema, recipientSchema } from './shared-schemas';
 import { keyForEncryption, rejectRecipient } from './symmetric-crypto';
 
-interface GenerateDataKeyPairInput {
+export interface GenerateDataKeyPairInput {
   KeyId: string;
   KeyPairSpec: string;
   EncryptionContext?: EncryptionContext;
@@ -16,7 +16,8 @@ interface GenerateDataKeyPairInput {
   DryRun?: boolean;
 }
 
-const schema = Joi.object({
+/** Both operations' members; GenerateDataKeyPair adds Recipient. */
+export const dataKeyPairSchema = Joi.object({
   KeyId: keyIdSchema.required(),
   KeyPairSpec: Joi.string()
     .valid('RSA_2048', 'RSA_3072', 'RSA_4096', 'ECC_NIST_P256', 'ECC_NIST_P384', 'ECC_NIST_P521', 'ECC_SECG_P256K1', 'SM2', 'ECC_NIST_EDWARDS25519')
@@ -28,7 +29,7 @@ const schema = Joi.object({
 
 /** A data key pair made in the HSM; its private key sealed under a symmetric KMS key like Encrypt (Decrypt opens it). */
 export const generateDataKeyPair: Operation<GenerateDataKeyPairInput> = {
-  schema: schema.keys({ Recipient: recipientSchema }),
+  schema: dataKeyPairSchema.keys({ Recipient: recipientSchema }),
   async handle(input, ctx) {
     rejectRecipient(input.Recipient);
     const { privateKey, ...sealed } = await newDataKeyPair(input, ctx, 'GenerateDataKeyPair');
@@ -40,21 +41,12 @@ export const generateDataKeyPair: Operation<GenerateDataKeyPairInput> = {
   },
 };
 
-export const generateDataKeyPairWithoutPlaintext: Operation<GenerateDataKeyPairInput> = {
-  schema,
-  async handle(input, ctx) {
-    const { privateKey, ...sealed } = await newDataKeyPair(input, ctx, 'GenerateDataKeyPairWithoutPlaintext');
-    privateKey.fill(0);
-    return sealed;
-  },
-};
-
 /**
  * Validation -> grant tokens -> key lookup -> state -> usage, as GenerateDataKey; then the pair is
  * generated in the HSM (session objects, destroyed at once) and the PKCS#8 private key encrypted
  * with AES-256-GCM in the HSM under the KMS key, the encryption context bound as AAD.
  */
-async function newDataKeyPair(input: GenerateDataKeyPairInput, ctx: OperationContext, operation: string) {
+export async function newDataKeyPair(input: GenerateDataKeyPairInput, ctx: OperationContext, operation: string) {
   const context = encodeEncryptionContext(input.EncryptionContext, ctx.deps.config.maxEncryptionContextBytes);
   await checkGrantTokens(input.GrantTokens, ctx);
   const target = await keyForEncryption(input.KeyId, ctx, { operation, action: `kms:${operation}`, facts: { encryptionContext: input.EncryptionContext ?? {} } });

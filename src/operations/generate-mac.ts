@@ -1,9 +1,9 @@
-import { DryRunOperationException, KMSInvalidMacException } from '../errors/kms-errors';
+import { DryRunOperationException } from '../errors/kms-errors';
 import type { Operation } from './context';
 import { keyForUse, macHash } from './key-use';
 import { dryRunSchema, grantTokensSchema, Joi, keyIdSchema, macAlgorithmSchema } from './shared-schemas';
 
-interface GenerateMacInput {
+export interface GenerateMacInput {
   KeyId: string;
   Message: Buffer;
   MacAlgorithm: string;
@@ -11,11 +11,8 @@ interface GenerateMacInput {
   DryRun?: boolean;
 }
 
-interface VerifyMacInput extends GenerateMacInput {
-  Mac: Buffer;
-}
-
-const macSchema = {
+/** GenerateMac's members; VerifyMac's add the MAC. */
+export const macSchema = {
   KeyId: keyIdSchema.required(),
   Message: Joi.blob().min(1).max(4096).required(),
   MacAlgorithm: macAlgorithmSchema.required(),
@@ -34,13 +31,3 @@ export const generateMac: Operation<GenerateMacInput> = {
   },
 };
 
-/** C_Verify in the HSM; a MAC that does not verify is KMSInvalidMacException with no message [O]. */
-export const verifyMac: Operation<VerifyMacInput> = {
-  schema: Joi.object({ ...macSchema, Mac: Joi.blob().min(1).max(6144).required() }),
-  async handle(input, ctx) {
-    const key = await keyForUse(input, ctx, { operation: 'VerifyMac', action: 'kms:VerifyMac', usage: 'GENERATE_VERIFY_MAC', algorithm: input.MacAlgorithm });
-    if (input.DryRun) throw DryRunOperationException.create();
-    if (!(await ctx.deps.hsm.hmacVerify(key.objects.hmac, input.Message, input.Mac, macHash(input.MacAlgorithm)))) throw new KMSInvalidMacException();
-    return { KeyId: key.arn, MacValid: true, MacAlgorithm: input.MacAlgorithm };
-  },
-};

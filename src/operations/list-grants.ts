@@ -1,13 +1,12 @@
 import { keyArn } from '../domain/arn';
 import type { Grant } from '../domain/key-repository';
-import { authorize } from './authorize';
 import { epochSeconds, type Operation, type OperationContext } from './context';
 import { resolveKey } from './key-lookup';
 import { paginate } from './paginate';
 import { Joi, keyIdSchema, limitSchema, markerSchema } from './shared-schemas';
 
-/** ListGrants (a key's grants, filterable) and ListRetirableGrants (by retiring principal). Limit 1-100, default 50. */
-function grantEntry(g: Grant, ctx: OperationContext) {
+/** A grant as ListGrants and ListRetirableGrants list it. */
+export function grantEntry(g: Grant, ctx: OperationContext) {
   return {
     KeyId: keyArn(ctx.deps.scope, g.keyId),
     GrantId: g.grantId,
@@ -21,6 +20,7 @@ function grantEntry(g: Grant, ctx: OperationContext) {
   };
 }
 
+/** ListGrants: a key's grants, filterable by grant id and grantee. Limit 1-100, default 50. */
 export const listGrants: Operation<{ KeyId: string; GrantId?: string; GranteePrincipal?: string; Limit?: number; Marker?: string }> = {
   schema: Joi.object({
     KeyId: keyIdSchema.required(),
@@ -38,14 +38,3 @@ export const listGrants: Operation<{ KeyId: string; GrantId?: string; GranteePri
   },
 };
 
-export const listRetirableGrants: Operation<{ RetiringPrincipal: string; Limit?: number; Marker?: string }> = {
-  schema: Joi.object({ RetiringPrincipal: Joi.string().min(1).max(256).required(), Limit: limitSchema, Marker: markerSchema }),
-  async handle(input, ctx) {
-    await authorize(ctx, 'kms:ListRetirableGrants');
-    const filter = { retiringPrincipal: input.RetiringPrincipal };
-    const page = await paginate(ctx, `ListRetirableGrants/${input.RetiringPrincipal}`, input, { defaultLimit: 50, maxLimit: 100 }, (after, limit) =>
-      ctx.deps.keys.listGrants(filter, after, limit),
-    );
-    return { Grants: page.items.map((g) => grantEntry(g, ctx)), ...page.tail };
-  },
-};

@@ -10,7 +10,7 @@ interface KeyIdInput {
 const schema = Joi.object({ KeyId: keyIdSchema.required() });
 
 /** EnableKey and DisableKey: idempotent; key id or ARN only; PendingDeletion -> S3 (kms-protocol.md §5). */
-function setKeyEnabled(isEnabled: boolean): Operation<KeyIdInput> {
+export function setKeyEnabled(isEnabled: boolean): Operation<KeyIdInput> {
   const action = isEnabled ? 'kms:EnableKey' : 'kms:DisableKey';
   return {
     schema,
@@ -26,6 +26,3 @@ function setKeyEnabled(isEnabled: boolean): Operation<KeyIdInput> {
     },
   };
 }
-
-export const enableKey = setKeyEnabled(true);
-export const disableKey = setKeyEnabled(false);

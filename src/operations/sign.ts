@@ -1,9 +1,9 @@
-import { DryRunOperationException, KMSInvalidSignatureException } from '../errors/kms-errors';
+import { DryRunOperationException } from '../errors/kms-errors';
 import type { Operation } from './context';
 import { keyForUse, signingInput } from './key-use';
 import { dryRunSchema, grantTokensSchema, Joi, keyIdSchema, messageTypeSchema, signingAlgorithmSchema } from './shared-schemas';
 
-interface SignInput {
+export interface SignInput {
   KeyId: string;
   Message: Buffer;
   MessageType?: string;
@@ -12,11 +12,8 @@ interface SignInput {
   DryRun?: boolean;
 }
 
-interface VerifyInput extends SignInput {
-  Signature: Buffer;
-}
-
-const signSchema = {
+/** Sign's members; Verify's add the signature. */
+export const signSchema = {
   KeyId: keyIdSchema.required(),
   Message: Joi.blob().min(1).max(4096).required(),
   MessageType: messageTypeSchema,
@@ -37,14 +34,3 @@ export const sign: Operation<SignInput> = {
   },
 };
 
-/** Verify in the HSM with the public key; a signature that does not verify is KMSInvalidSignatureException [D][O]. */
-export const verify: Operation<VerifyInput> = {
-  schema: Joi.object({ ...signSchema, Signature: Joi.blob().min(1).max(6144).required() }),
-  async handle(input, ctx) {
-    const key = await keyForUse(input, ctx, { operation: 'Verify', action: 'kms:Verify', usage: 'SIGN_VERIFY', algorithm: input.SigningAlgorithm });
-    const { scheme, digest } = signingInput(input.SigningAlgorithm, input.Message, input.MessageType);
-    if (input.DryRun) throw DryRunOperationException.create();
-    if (!(await ctx.deps.hsm.verifyDigest(key.objects.public, scheme, digest, input.Signature))) throw new KMSInvalidSignatureException();
-    return { KeyId: key.arn, SignatureValid: true, SigningAlgorithm: input.SigningAlgorithm };
-  },
-};

@@ -166,8 +166,12 @@ export class ModuleLockSlots {
   free(share: ModuleLockShare): void {
     const cells = new Int32Array(this.buffer);
     Atomics.store(cells, FIRST_SLOT + share.slot, 0);
-    // A thread that died holding the module exclusively (terminated in a re-initialisation) lets go.
-    Atomics.compareExchange(cells, WRITER, FIRST_SLOT + share.slot + 1, 0);
+    // A thread that died holding the module exclusively (terminated in a re-initialisation) lets
+    // go, its section counted as ended (while the writer cell is still its own, no one else can).
+    if (Atomics.load(cells, WRITER) === FIRST_SLOT + share.slot + 1) {
+      if (Atomics.load(cells, GENERATION) % 2 === 1) Atomics.add(cells, GENERATION, 1);
+      Atomics.store(cells, WRITER, 0);
+    }
     this.available.push(share.slot);
   }
 }

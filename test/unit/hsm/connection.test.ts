@@ -214,14 +214,21 @@ describe('ModuleLock', () => {
   it('a thread that died holding the module exclusively lets go of it when its slot is freed', async () => {
     const slots = new ModuleLockSlots();
     const dying = slots.take();
+    const other = new ModuleLock(slots.take());
+    const before = other.generation;
     void new ModuleLock(dying).exclusive(() => new Promise<void>(() => undefined), 200); // terminated inside
     await new Promise((r) => setTimeout(r, 10));
-    const other = new ModuleLock(slots.take());
+    assert.equal(other.generation, before + 1, 'its re-initialisation began: the others must reconnect');
     const entering = other.enter();
     assert.notEqual(entering, undefined, 'entered while another thread held the module');
     slots.free(dying);
     assert.equal(await Promise.race([entering!.then(() => 'entered'), new Promise((r) => setTimeout(() => r('waiting'), 100))]), 'entered');
     other.leave();
+    // The next re-initialisation is a new generation too (the dead one's section counted as ended).
+    let during = 0;
+    assert.equal(await other.exclusive(() => void (during = other.generation), 50), 'done');
+    assert.equal(during, before + 2, 'sessions opened in the next re-initialisation would pass for the dead one\'s');
+    assert.equal(other.generation, before + 2);
   });
 
   it('re-initialises only with every other thread out, and says "busy" when one stays past the wait, "other" when another did it meanwhile', async () => {

@@ -167,3 +167,15 @@ describe('Seed file', () => {
     fs.rmSync(dir, { recursive: true });
   });
 });
+
+describe('The operation registry', () => {
+  it('finds every operation in a file named after it (ListRetirableGrants in list-retirable-grants.ts), exporting the very handler the registry serves', () => {
+    for (const [name, op] of registry) {
+      const file = name.replace(/([a-z0-9])([A-Z])/g, '$1-$2').toLowerCase();
+      const exported = `${name[0].toLowerCase()}${name.slice(1)}`;
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const module = require(`../../../src/operations/${file}`) as Record<string, unknown>;
+      assert.equal(module[exported], op, `${name}: src/operations/${file}.ts should export ${exported}`);
+    }
+  });
+});

@@ -2,10 +2,9 @@ import { grantOfToken } from '../domain/grant-token';
 import { parseKeyRef } from '../domain/key-ref';
 import { AccessDeniedException, DryRunOperationException, InvalidGrantIdException, NotFoundException, ValidationException } from '../errors/kms-errors';
 import type { Operation } from './context';
-import { resolveKey } from './key-lookup';
 import { dryRunSchema, Joi, keyIdSchema } from './shared-schemas';
 
-const grantIdSchema = Joi.string().min(1).max(128);
+export const grantIdSchema = Joi.string().min(1).max(128);
 
 /**
  * RetireGrant: by GrantToken, or by KeyId and GrantId. Allowed to the grant's retiring principal,
@@ -39,15 +38,3 @@ export const retireGrant: Operation<{ GrantToken?: string; KeyId?: string; Grant
   },
 };
 
-/** RevokeGrant: the key policy decides (kms:RevokeGrant); an unknown grant is InvalidGrantIdException. */
-export const revokeGrant: Operation<{ KeyId: string; GrantId: string; DryRun?: boolean }> = {
-  schema: Joi.object({ KeyId: keyIdSchema.required(), GrantId: grantIdSchema.required(), DryRun: dryRunSchema }),
-  async handle(input, ctx) {
-    const { key } = await resolveKey(input.KeyId, ctx, { allowAlias: false, action: 'kms:RevokeGrant' });
-    const grant = await ctx.deps.keys.getGrant(input.GrantId);
-    if (!grant || grant.keyId !== key.keyId) throw InvalidGrantIdException.notFound(input.GrantId);
-    if (input.DryRun) throw DryRunOperationException.create();
-    await ctx.deps.keys.deleteGrant(input.GrantId);
-    return undefined;
-  },
-};

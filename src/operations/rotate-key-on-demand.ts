@@ -1,0 +1,41 @@
+import { rotateKeyMaterial } from '../domain/key-material';
+import type { KeyRecord } from '../domain/key-repository';
+import { assertUsableForCrypto } from '../domain/key-state';
+import { ConflictException, LimitExceededException, UnsupportedOperationException } from '../errors/kms-errors';
+import type { Operation } from './context';
+import { resolveKey } from './key-lookup';
+import { refusedBecauseOfState } from './key-rotation';
+import { Joi, keyIdSchema } from './shared-schemas';
+
+const ON_DEMAND_LIMIT = 25;
+const CONFLICT_WINDOW_MS = 20 * 60_000; // on-demand rotation is refused this close to an automatic one [D]
+
+/** RotateKeyOnDemand: new material now, at most 25 times per key. */
+export const rotateKeyOnDemand: Operation<{ KeyId: string }> = {
+  schema: Joi.object({ KeyId: keyIdSchema.required() }),
+  async handle(input, ctx) {
+    // As AWS answers (recorded): the state first (a disabled RSA key is DisabledException), then the
+    // spec, refused with an empty message.
+    const resolved = await resolveKey(input.KeyId, ctx, { allowAlias: false, action: 'kms:RotateKeyOnDemand' });
+    assertUsableForCrypto(resolved.key.state, resolved.arn);
+    if (resolved.key.keySpec !== 'SYMMETRIC_DEFAULT' || resolved.key.origin !== 'AWS_KMS') throw new UnsupportedOperationException('');
+    const { key, arn } = resolved;
+    if (isAutomaticRotationImminent(key, ctx.deps.clock())) {
+      throw new ConflictException(`An automatic rotation of ${arn} is due within 20 minutes; try again after it.`);
+    }
+    // The quota is checked where the version is reserved, counting rotations in flight: two
+    // concurrent requests cannot both take the last one.
+    const outcome = await rotateKeyMaterial(ctx.deps, key, { rotationType: 'ON_DEMAND', onDemandLimit: ON_DEMAND_LIMIT });
+    if (outcome === 'quota') {
+      throw new LimitExceededException(
+        `The on-demand rotations limit has been reached for the given keyId. No more on-demand rotations can be performed for this key: ${arn}`,
+      );
+    }
+    if (outcome === 'state') await refusedBecauseOfState(ctx, resolved);
+    return { KeyId: arn };
+  },
+};
+
+function isAutomaticRotationImminent(key: KeyRecord, now: Date): boolean {
+  return key.rotation !== undefined && key.rotation.nextRotationDate.getTime() - now.getTime() < CONFLICT_WINDOW_MS;
+}
