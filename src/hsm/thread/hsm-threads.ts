@@ -18,8 +18,8 @@ export interface HsmThreads extends Pick<Hsm, (typeof HSM_CALLS)[number]> {}
 
 /**
  * Several HSM threads (hsm-thread.ts) in front of one PKCS#11 module: each call goes to a thread
- * that has none, among those whose token answers, or waits for one to be free. A thread runs its calls one
- * at a time, synchronously, so on a network HSM, where a call mostly waits for the device's
+ * that is free, among those whose token answers, or waits here for one (freeThread says what free
+ * means). A thread runs its calls one at a time, synchronously, so on a network HSM, where a call mostly waits for the device's
  * answer, the threads are what lets calls overlap: each waits on its own sessions while the others
  * call. On a local token (SoftHSM2) one thread is usually enough: the calls take CPU, not waiting.
  *
