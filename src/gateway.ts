@@ -20,6 +20,7 @@ import { Pkcs11Hsm } from './hsm/pkcs11/pkcs11-hsm';
 import type { RecycleReason } from './hsm/pkcs11/pkcs11-options';
 import type { ThreadEvent } from './hsm/thread/hsm-thread';
 import { HsmThreads } from './hsm/thread/hsm-threads';
+import { KeyUsageTracker } from './domain/key-usage';
 import type { Logger } from './logging/logger';
 import { GatewayMetrics } from './metrics/gateway-metrics';
 import type { GatewayDeps } from './operations/context';
@@ -160,6 +161,7 @@ async function openGateway(config: Config, rawHsm: Hsm, logger: Logger, { clock,
   const { keys, coordination, isNew: isNewStore, kind, rateBuckets } = await openStore(config, logger);
   logger.info('key store opened', { store: kind, isNew: isNewStore });
   let audit: AuditTrail | undefined;
+  let usage: KeyUsageTracker | undefined;
   try {
     const metrics = new GatewayMetrics(() => rawHsm.stats());
     // Timed outside the deadline: a call past QKMS_HSM_TIMEOUT_MS counts as a 'timeout' error at its deadline.
@@ -180,7 +182,9 @@ async function openGateway(config: Config, rawHsm: Hsm, logger: Logger, { clock,
       logger,
     );
     audit = await openAuditTrail(config, { mac: auditMac(hsm), anchors: keys, logger }, { isNewStore, onBatch: (batch) => metrics.auditBatch(batch) });
+    usage = new KeyUsageTracker(keys, (err) => logger.warn('could not record key usage (GetKeyLastUsage); retried at the next interval', { error: err instanceof Error ? err.message : String(err) }));
     const deps: GatewayDeps = {
+      usage,
       config,
       principals,
       audit,
@@ -219,6 +223,7 @@ async function openGateway(config: Config, rawHsm: Hsm, logger: Logger, { clock,
         principals.close();
         await scheduler.stop();
         await opened.close();
+        await usage?.close();
         await keys.close();
         await coordination.close();
         if (!keepHsm) await rawHsm.close();
@@ -228,6 +233,7 @@ async function openGateway(config: Config, rawHsm: Hsm, logger: Logger, { clock,
   } catch (err) {
     // Nothing may keep writing once the caller releases the data-dir lock.
     await audit?.close().catch(() => undefined);
+    await usage?.close().catch(() => undefined);
     await keys.close();
     await coordination.close();
     throw err;

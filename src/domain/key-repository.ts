@@ -228,7 +228,22 @@ export interface KeyRepository {
   getAuditAnchor(): Promise<AuditAnchor | 'adopt' | undefined>;
   /** Durable when it resolves (the audit log releases responses after it). */
   setAuditAnchor(anchor: AuditAnchor): Promise<void>;
+  /**
+   * GetKeyLastUsage (key-usage.ts): each key's last successful cryptographic operation; an entry
+   * replaces the stored one only if it is newer, and one of a key deleted meanwhile is dropped.
+   */
+  recordKeyUsage(entries: readonly KeyLastUsage[]): Promise<void>;
+  /** The key's last usage recorded, and when this store began recording usage. */
+  getKeyUsage(keyId: string): Promise<{ usage?: KeyLastUsage; trackingStartedAt: Date }>;
   close(): Promise<void>;
+}
+
+/** A key's last successful cryptographic operation (GetKeyLastUsage). */
+export interface KeyLastUsage {
+  keyId: string;
+  operation: string;
+  at: Date;
+  requestId: string;
 }
 
 /** The roles of one material version's token objects, by the key's spec. */

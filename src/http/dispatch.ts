@@ -3,6 +3,7 @@ import { SerializationException, UnknownOperationException } from '../errors/kms
 import type { GatewayDeps } from '../operations/context';
 import { registry } from '../operations/registry';
 import { validateInput } from '../operations/validate-input';
+import { TRACKED_OPERATIONS } from '../domain/key-usage';
 import { locals } from './request-context';
 
 export const JSON_CONTENT_TYPE = 'application/x-amz-json-1.1';
@@ -18,13 +19,19 @@ export function dispatch(deps: GatewayDeps) {
       if (!name || !operation) throw UnknownOperationException.create();
       l.operation = name;
       const input = validateInput(operation.schema, parseBody(req.body));
+      const used: string[] = [];
       const output = await operation.handle(input, {
         deps,
         requestId: l.requestId,
         principal: l.principal!,
         log: l.log.child({ operation: name }),
-        noteKey: (keyArn) => (l.keyArn = keyArn),
+        noteKey: (keyArn) => {
+          l.keyArn = keyArn;
+          used.push(keyArn);
+        },
       });
+      // ReEncrypt uses two keys; a DryRun never gets here (it answers DryRunOperationException).
+      if (deps.usage && TRACKED_OPERATIONS.has(name)) for (const arn of used) deps.usage.note(arn.slice(arn.lastIndexOf('/') + 1), name, l.requestId);
       // Operations without output answer 200 with an empty body (kms-protocol.md §1).
       sendJson(res, 200, output === undefined ? '' : JSON.stringify(output));
     } catch (err) {

@@ -1,3 +1,4 @@
+import type { KeyUsageTracker } from '../domain/key-usage';
 import type JoiBase from 'joi';
 import type { AuditTrail } from '../audit/audit-trail';
 import type { Principal, PrincipalStore } from '../auth/principals';
@@ -29,6 +30,8 @@ export interface GatewayDeps {
   startup: string;
   /** Where per-principal rate limits draw from: this process, or the store the replicas share. Unset: this process. */
   rateBuckets?: TokenPool;
+  /** Each key's last cryptographic operation, noted by dispatch (GetKeyLastUsage). Unset: nothing is noted. */
+  usage?: KeyUsageTracker;
 }
 
 export interface OperationContext {

@@ -42,6 +42,7 @@ import { sign } from './sign';
 import { verify } from './verify';
 import { deriveSharedSecret } from './derive-shared-secret';
 import { connectCustomKeyStore } from './connect-custom-key-store';
+import { getKeyLastUsage } from './get-key-last-usage';
 import { createCustomKeyStore } from './create-custom-key-store';
 import { deleteCustomKeyStore } from './delete-custom-key-store';
 import { describeCustomKeyStores } from './describe-custom-key-stores';
@@ -74,6 +75,7 @@ export const registry: ReadonlyMap<string, Operation> = new Map<string, Operatio
   ['GenerateDataKeyWithoutPlaintext', generateDataKeyWithoutPlaintext],
   ['GenerateMac', generateMac],
   ['GenerateRandom', generateRandom],
+  ['GetKeyLastUsage', getKeyLastUsage],
   ['GetKeyPolicy', getKeyPolicy],
   ['GetKeyRotationStatus', getKeyRotationStatus],
   ['GetPublicKey', getPublicKey],

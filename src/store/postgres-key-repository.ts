@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 import { Pool, type PoolClient } from 'pg';
-import type { Alias, AliasInsert, AuditAnchor, Grant, KeyMaterial, KeyRecord, KeyRepository, MaterialIntent, ReserveRefusal, StateChange, Tag } from '../domain/key-repository';
+import type { Alias, AliasInsert, AuditAnchor, Grant, KeyLastUsage, KeyMaterial, KeyRecord, KeyRepository, MaterialIntent, ReserveRefusal, StateChange, Tag } from '../domain/key-repository';
 import { materialObjects, objectIdsOf } from '../domain/key-repository';
 import type { KeyState } from '../domain/key-state';
 import { PostgresAliasesAndGrants } from './postgres-aliases-and-grants';
@@ -282,6 +282,25 @@ export class PostgresKeyRepository implements KeyRepository {
     if (!row) return undefined;
     if (row.segment === null || row.end_offset === null || row.seq === null || row.head === null || row.mac === null) return 'adopt';
     return { segment: row.segment, endOffset: Number(row.end_offset), seq: Number(row.seq), head: row.head, mac: row.mac };
+  }
+
+  async recordKeyUsage(entries: readonly KeyLastUsage[]): Promise<void> {
+    if (entries.length === 0) return;
+    await this.db.rows(
+      `INSERT INTO key_last_usage (key_id, operation, used_at, request_id)
+       SELECT u.key_id, u.operation, u.used_at, u.request_id
+         FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[]) AS u (key_id, operation, used_at, request_id)
+        WHERE EXISTS (SELECT 1 FROM keys WHERE keys.key_id = u.key_id)
+       ON CONFLICT (key_id) DO UPDATE SET operation = excluded.operation, used_at = excluded.used_at, request_id = excluded.request_id
+        WHERE excluded.used_at > key_last_usage.used_at`,
+      [entries.map((u) => u.keyId), entries.map((u) => u.operation), entries.map((u) => u.at), entries.map((u) => u.requestId)],
+    );
+  }
+
+  async getKeyUsage(keyId: string): Promise<{ usage?: KeyLastUsage; trackingStartedAt: Date }> {
+    const [row] = await this.db.rows<{ operation: string; used_at: Date; request_id: string }>('SELECT operation, used_at, request_id FROM key_last_usage WHERE key_id = $1', [keyId]);
+    const [{ started_at }] = await this.db.rows<{ started_at: Date }>('SELECT started_at FROM usage_tracking WHERE id = 1');
+    return { ...(row && { usage: { keyId, operation: row.operation, at: row.used_at, requestId: row.request_id } }), trackingStartedAt: started_at };
   }
 
   async setAuditAnchor(a: AuditAnchor): Promise<void> {

@@ -105,6 +105,15 @@ const MIGRATIONS: string[] = [
   // The process that recorded each intent (its ReplicaCoordination.ownerId): a replica's start-up
   // repair rolls back only the intents of replicas whose owner lease is free (gone).
   `ALTER TABLE material_intents ADD COLUMN owner text;`,
+  // GetKeyLastUsage: each key's last successful cryptographic operation, and when recording began.
+  `CREATE TABLE key_last_usage (
+     key_id text PRIMARY KEY REFERENCES keys (key_id) ON DELETE CASCADE,
+     operation text NOT NULL,
+     used_at timestamptz NOT NULL,
+     request_id text NOT NULL
+   );
+   CREATE TABLE usage_tracking (id integer PRIMARY KEY CHECK (id = 1), started_at timestamptz NOT NULL);
+   INSERT INTO usage_tracking (id, started_at) VALUES (1, now());`,
 ];
 
 /** The transaction-scoped advisory lock that serialises migrations: any fixed number of our own. */

@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import type { Alias, AliasInsert, AuditAnchor, Grant, GrantConstraints, KeyMaterial, KeyRecord, KeyRepository, MaterialIntent, ReserveRefusal, StateChange, Tag } from '../domain/key-repository';
+import type { Alias, AliasInsert, AuditAnchor, Grant, GrantConstraints, KeyMaterial, KeyRecord, KeyLastUsage, KeyRepository, MaterialIntent, ReserveRefusal, StateChange, Tag } from '../domain/key-repository';
 import { legacyObjectIds, materialObjects, objectIdsOf } from '../domain/key-repository';
 import type { KeySpec } from '../domain/key-spec';
 import type { KeyState } from '../domain/key-state';
@@ -117,6 +117,15 @@ const MIGRATIONS: Array<string | ((db: Database.Database) => void)> = [
   // The process that recorded each intent: replicas' start-up repair leaves a live one's alone.
   // Intents of earlier releases have none, and are rolled back at start as before.
   `ALTER TABLE material_intents ADD COLUMN owner TEXT;`,
+  // GetKeyLastUsage: each key's last successful cryptographic operation, and when recording began.
+  `CREATE TABLE key_last_usage (
+     key_id TEXT PRIMARY KEY REFERENCES keys (key_id) ON DELETE CASCADE,
+     operation TEXT NOT NULL,
+     used_at REAL NOT NULL,
+     request_id TEXT NOT NULL
+   );
+   CREATE TABLE usage_tracking (id INTEGER PRIMARY KEY CHECK (id = 1), started_at REAL NOT NULL);
+   INSERT INTO usage_tracking (id, started_at) VALUES (1, (julianday('now') - 2440587.5) * 86400.0);`,
 ];
 
 /**
@@ -531,6 +540,25 @@ export class SqliteKeyRepository implements KeyRepository {
     if (!row) return undefined;
     if (row.segment === null || row.end_offset === null || row.seq === null || row.head === null || row.mac === null) return 'adopt';
     return { segment: row.segment, endOffset: row.end_offset, seq: row.seq, head: row.head, mac: row.mac };
+  }
+
+  async recordKeyUsage(entries: readonly KeyLastUsage[]): Promise<void> {
+    const upsert = this.sql(`INSERT INTO key_last_usage (key_id, operation, used_at, request_id)
+       SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM keys WHERE key_id = ?)
+       ON CONFLICT (key_id) DO UPDATE SET operation = excluded.operation, used_at = excluded.used_at, request_id = excluded.request_id
+       WHERE excluded.used_at > key_last_usage.used_at`);
+    this.db.transaction(() => {
+      for (const u of entries) upsert.run(u.keyId, u.operation, toSeconds(u.at), u.requestId, u.keyId);
+    })();
+  }
+
+  async getKeyUsage(keyId: string): Promise<{ usage?: KeyLastUsage; trackingStartedAt: Date }> {
+    const row = this.sql('SELECT operation, used_at, request_id FROM key_last_usage WHERE key_id = ?').get(keyId) as { operation: string; used_at: number; request_id: string } | undefined;
+    const { started_at } = this.sql('SELECT started_at FROM usage_tracking WHERE id = 1').get() as { started_at: number };
+    return {
+      ...(row && { usage: { keyId, operation: row.operation, at: new Date(row.used_at * 1000), requestId: row.request_id } }),
+      trackingStartedAt: new Date(started_at * 1000),
+    };
   }
 
   async setAuditAnchor(a: AuditAnchor): Promise<void> {
