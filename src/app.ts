@@ -8,7 +8,7 @@ import { dispatch } from './http/dispatch';
 import { kmsErrorHandler, notFound } from './http/kms-error-handler';
 import { probes } from './http/probes';
 import { locals, requestContext } from './http/request-context';
-import { hsmAdmission, rateLimit } from './http/rate-limit';
+import { rateLimit } from './http/rate-limit';
 import { sigv4 } from './http/sigv4';
 import { registry } from './operations/registry';
 import type { GatewayDeps } from './operations/context';
@@ -52,7 +52,6 @@ export function createApp(deps: GatewayDeps, options: { newRequestId?: () => str
     express.raw({ type: () => true, limit: deps.config.maxBodyBytes }),
     sigv4({ principals: deps.principals, region: deps.config.region, clockSkewSeconds: deps.config.clockSkewSeconds, now: () => new Date() }),
     rateLimit(deps.config.rateLimitPerSecond, deps.rateBuckets),
-    hsmAdmission(() => deps.hsm.pendingCalls(), deps.config.pkcs11.maxQueued),
     dispatch(deps),
   );
   app.use(notFound);

@@ -1,18 +1,30 @@
 import type { NextFunction, Request, Response } from 'express';
-import { SerializationException, UnknownOperationException } from '../errors/kms-errors';
+import { SerializationException, ThrottlingException, UnknownOperationException } from '../errors/kms-errors';
 import type { GatewayDeps } from '../operations/context';
 import { registry } from '../operations/registry';
 import { validateInput } from '../operations/validate-input';
+import { parseKeyRef } from '../domain/key-ref';
 import { TRACKED_OPERATIONS } from '../domain/key-usage';
 import { locals } from './request-context';
 
 export const JSON_CONTENT_TYPE = 'application/x-amz-json-1.1';
 const TARGET = /^TrentService\.([A-Za-z]+)$/;
 
-/** X-Amz-Target -> registry -> JSON.parse -> joi -> operation -> 200. Errors go to kms-error-handler. */
+/**
+ * X-Amz-Target -> registry -> JSON.parse -> joi -> operation -> 200. Errors go to kms-error-handler.
+ * Admission first: with QKMS_HSM_MAX_QUEUE Hsm calls pending (calls whose callers gave up at their
+ * deadline count until the HSM layer is done with them), a request is refused at once with
+ * ThrottlingException, which the SDKs retry with backoff, rather than queue behind work it would
+ * wait longer for than a client does. Refused before it starts, a request is never left half-done;
+ * calls of requests already admitted, and the gateway's own (the audit trail's MACs, scheduled
+ * work), are never refused.
+ */
 export function dispatch(deps: GatewayDeps) {
   return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
     try {
+      if (deps.hsm.pendingCalls() >= deps.config.pkcs11.maxQueued) {
+        throw new ThrottlingException('The HSM is busy: too many requests are waiting for it. Retry with backoff.');
+      }
       const l = locals(res);
       const name = TARGET.exec(req.get('x-amz-target') ?? '')?.[1];
       const operation = name ? registry.get(name) : undefined;
@@ -31,7 +43,12 @@ export function dispatch(deps: GatewayDeps) {
         },
       });
       // ReEncrypt uses two keys; a DryRun never gets here (it answers DryRunOperationException).
-      if (deps.usage && TRACKED_OPERATIONS.has(name)) for (const arn of used) deps.usage.note(arn.slice(arn.lastIndexOf('/') + 1), name, l.requestId);
+      if (deps.usage && TRACKED_OPERATIONS.has(name)) {
+        for (const arn of used) {
+          const ref = parseKeyRef(arn);
+          if (ref.kind === 'keyArn') deps.usage.note(ref.keyId, name, l.requestId);
+        }
+      }
       // Operations without output answer 200 with an empty body (kms-protocol.md §1).
       sendJson(res, 200, output === undefined ? '' : JSON.stringify(output));
     } catch (err) {

@@ -13,21 +13,6 @@ const SHARED_CHUNK = 1 / 20;
 const HELD_FOR_MS = 1000;
 
 /**
- * Admission while the HSM is behind: with `max` Hsm calls pending (QKMS_HSM_MAX_QUEUE; calls whose
- * callers gave up at their deadline count until the HSM layer is done with them), a new
- * request is refused at once with ThrottlingException, which the SDKs retry with backoff, instead
- * of queueing behind work it would wait longer for than a client does. Refused before it starts, a
- * request is never left half-done; calls of requests already admitted, and the gateway's own (the
- * audit trail's MACs, scheduled work), are never refused.
- */
-export function hsmAdmission(inFlight: () => number, max: number) {
-  return (_req: Request, _res: Response, next: NextFunction): void => {
-    if (inFlight() < max) return next();
-    next(new ThrottlingException('The HSM is busy: too many requests are waiting for it. Retry with backoff.'));
-  };
-}
-
-/**
  * Per-principal token buckets: `rate` requests per second sustained, bursts up to one second's
  * worth. A principal's own `rateLimitPerSecond` (credentials file) overrides the default; 0 means
  * unlimited. Over the limit: ThrottlingException, which the SDKs retry with backoff. With a shared

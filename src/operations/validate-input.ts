@@ -40,7 +40,7 @@ export function validateInput<T>(schema: JoiBase.ObjectSchema, body: unknown): T
 
 /** A member whose value is JSON null is absent, as AWS treats it (`{"NumberOfBytes": null}` is "NumberOfBytes is required."). */
 function withoutNulls(body: unknown): unknown {
-  if (!body || typeof body !== 'object' || Array.isArray(body)) return body;
+  if (!body || typeof body !== 'object' || Array.isArray(body) || !Object.values(body).includes(null)) return body;
   return Object.fromEntries(Object.entries(body).filter(([, v]) => v !== null));
 }
 

@@ -238,25 +238,27 @@ export class Connection {
     if (recycleAfter !== undefined && this.lock.sessionObjects >= recycleAfter && this.asyncInFlight === 0 && performance.now() >= this.recycleNotBefore) {
       if ((await this.recycle('session-objects')) === 'busy') this.recycleNotBefore = performance.now() + RECYCLE_RETRY_MS;
     }
-    const outcome = await this.inside(async (): Promise<{ value: T } | { retry: true }> => {
+    // Inside the module (ModuleLock) for the call and its healing: no other thread finalises it
+    // meanwhile. Written out rather than through inside(): this runs for every PKCS#11 call.
+    const waiting = this.lock.enter();
+    if (waiting) await waiting;
+    try {
       // Another thread re-initialised the module since these sessions were opened: they are void.
       if (this.generation !== this.lock.generation) this.connectNow();
-      try {
-        // A session that saw a device-class failure is replaced too: if the token is fine, the
-        // fault may be that session's; if it is down, the pool keeps it (nothing to reopen).
-        return { value: await this.pool.use((s) => call(label, () => body(s)), (err) => err instanceof HsmError && (err.kind === 'session' || err.kind === 'device')) };
-      } catch (err) {
-        if (!(err instanceof HsmError)) throw err;
-        if (err.kind === 'device') throw this.confirmDeviceFailure(err);
-        if (!isRetry && err.kind === 'session') return { retry: true };
-        if (!isRetry && err.ckr === 'CKR_USER_NOT_LOGGED_IN') {
-          await this.pool.use((s) => this.login(s), () => false);
-          return { retry: true };
-        }
-        throw err;
-      }
-    });
-    return 'retry' in outcome ? this.withSession(label, body, true) : outcome.value;
+      // A session that saw a device-class failure is replaced too: if the token is fine, the
+      // fault may be that session's; if it is down, the pool keeps it (nothing to reopen).
+      return await this.pool.use((s) => call(label, () => body(s)), (err) => err instanceof HsmError && (err.kind === 'session' || err.kind === 'device'));
+    } catch (err) {
+      if (!(err instanceof HsmError)) throw err;
+      if (err.kind === 'device') throw this.confirmDeviceFailure(err);
+      const isLoggedOut = err.kind !== 'session' && err.ckr === 'CKR_USER_NOT_LOGGED_IN';
+      if (isRetry || (err.kind !== 'session' && !isLoggedOut)) throw err;
+      if (isLoggedOut) await this.pool.use((s) => this.login(s), () => false);
+    } finally {
+      this.lock.leave();
+    }
+    // Once more, on a fresh session or after logging in again.
+    return this.withSession(label, body, true);
   }
 
   /** Runs fn counted inside the module (ModuleLock): no other thread finalises it meanwhile. */

@@ -134,10 +134,6 @@ export class HsmThread implements Hsm {
   }
 
   /** Calls sent to the thread and not answered yet. */
-  get queued(): number {
-    return this.pending.size;
-  }
-
   pendingCalls(): number {
     return this.pending.size;
   }

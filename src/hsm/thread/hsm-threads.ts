@@ -98,7 +98,7 @@ export class HsmThreads implements Hsm {
 
   pendingCalls(): number {
     let pending = this.waiting.length;
-    for (const t of this.threads) pending += t.queued;
+    for (const t of this.threads) pending += t.pendingCalls();
     return pending;
   }
 
@@ -141,8 +141,8 @@ export class HsmThreads implements Hsm {
     let second: HsmThread | undefined;
     for (const t of this.threads) {
       if (anyUp && !t.isUp) continue;
-      if (t.queued === 0) return t;
-      if (t.queued === 1 && t.busySince! > performance.now() - PIPELINE_MS && (!second || t.busySince! > second.busySince!)) second = t;
+      if (t.pendingCalls() === 0) return t;
+      if (t.pendingCalls() === 1 && t.busySince! > performance.now() - PIPELINE_MS && (!second || t.busySince! > second.busySince!)) second = t;
     }
     return second;
   }
@@ -153,7 +153,7 @@ export class HsmThreads implements Hsm {
     let best: HsmThread | undefined;
     for (const t of this.threads) {
       if (anyUp && !t.isUp) continue;
-      if (!best || t.queued < best.queued) best = t;
+      if (!best || t.pendingCalls() < best.pendingCalls()) best = t;
     }
     return best ?? this.threads[0];
   }
