@@ -91,7 +91,7 @@ export class HsmThreads implements Hsm {
         inUse: sum(all.map((s) => s.sessions.inUse)),
         waiters: sum(all.map((s) => s.sessions.waiters)),
       },
-      queuedCalls: sum(all.map((s) => s.queuedCalls)) + this.waiting.length,
+      queuedCalls: this.pendingCalls(),
       pkcs11: all.reduce((merged, s) => mergeCallStats(merged, s.pkcs11), {}),
     };
   }
