@@ -9,7 +9,8 @@ export interface KeyRecord {
   description: string;
   keyUsage: KeyUsage;
   keySpec: KeySpec;
-  origin: 'AWS_KMS';
+  /** AWS_KMS: material generated in the HSM. EXTERNAL: imported (BYOK, domain/import-material.ts). */
+  origin: KeyOrigin;
   state: KeyState;
   deletionDate?: Date;
   pendingWindowDays?: number;
@@ -33,9 +34,60 @@ export interface KeyMaterial {
   createdAt: Date;
   /** How this version came to be; undefined for the key's first material. */
   rotationType?: 'AUTOMATIC' | 'ON_DEMAND';
-  /** The version's token objects by role (materialRoles): found by their ids, never by label. */
+  /**
+   * The version's token objects by role (materialRoles): found by their ids, never by label.
+   * Empty while imported material is deleted or expired (imported.importState PENDING_IMPORT).
+   */
   objects: MaterialObjects;
+  /** Imported material only (Origin EXTERNAL); undefined for material generated in the HSM. */
+  imported?: ImportedMaterial;
 }
+
+export type KeyOrigin = 'AWS_KMS' | 'EXTERNAL';
+
+/**
+ * The import facts of one version of an EXTERNAL key. Its materialId is derived from the material
+ * (import-material.ts), so reimporting the same material is recognised. A version newer than the
+ * key's current one is PENDING_ROTATION (imported with ImportType NEW_KEY_MATERIAL, made current by
+ * RotateKeyOnDemand).
+ */
+export interface ImportedMaterial {
+  /** PENDING_IMPORT: deleted (DeleteImportedKeyMaterial) or expired; its objects are gone. */
+  importState: 'IMPORTED' | 'PENDING_IMPORT';
+  expirationModel: ExpirationModel;
+  /** Set when expirationModel is KEY_MATERIAL_EXPIRES: the scheduler deletes the material then. */
+  validTo?: Date;
+  /** KeyMaterialDescription, kept across reimports when a reimport gives none. */
+  description?: string;
+}
+
+export type ExpirationModel = 'KEY_MATERIAL_EXPIRES' | 'KEY_MATERIAL_DOES_NOT_EXPIRE';
+
+/**
+ * One GetParametersForImport answer: an RSA wrapping key pair made on the token for one key, and
+ * the hash of the import token's secret. Valid until validTo; the scheduler destroys the pair and
+ * drops the record after that (and the key's deletion does too). Recorded before the pair is made,
+ * so a crash leaves at most a record whose token no one was given, swept at validTo like any other.
+ */
+export interface ImportParameters {
+  parametersId: string;
+  keyId: string;
+  wrappingKeySpec: 'RSA_2048' | 'RSA_3072' | 'RSA_4096';
+  wrappingAlgorithm: 'RSAES_OAEP_SHA_1' | 'RSAES_OAEP_SHA_256' | 'RSA_AES_KEY_WRAP_SHA_1' | 'RSA_AES_KEY_WRAP_SHA_256';
+  /** SHA-256 of the token's secret part (the token itself is never stored). */
+  tokenHash: Buffer;
+  /** Roles private and public. */
+  objects: MaterialObjects;
+  createdAt: Date;
+  validTo: Date;
+}
+
+/** What an import's activation found (activateImport). */
+export type ImportActivation =
+  /** The material is now the version's (a first import, NEW_KEY_MATERIAL, or a reimport of deleted material). */
+  | 'imported'
+  /** The version's material was present already: only its expiration changed; the intent's objects are surplus (the intent is left abandoned for the caller to roll back). */
+  | 'expiry-updated';
 
 /** A material version's token objects by role: kek and mac (symmetric), hmac (HMAC_*), private and public (key pairs). */
 export type MaterialObjects = Record<string, ObjectRef>;
@@ -50,7 +102,13 @@ export interface MaterialIntent {
   intentId: number;
   keyId: string;
   version: number;
-  purpose: 'create' | 'rotate';
+  /**
+   * create, rotate: generated material. import: imported material unwrapped into the objects (a
+   * new version, or a reimport of the version). discard: objects of deleted or expired imported
+   * material, recorded abandoned so that a crash before they are destroyed is repaired by the same
+   * rollback as any other intent.
+   */
+  purpose: 'create' | 'rotate' | 'import' | 'discard';
   rotationType?: 'AUTOMATIC' | 'ON_DEMAND';
   objects: MaterialObjects;
   createdAt: Date;
@@ -197,6 +255,46 @@ export interface KeyRepository {
   keysDueForRotation(now: Date): Promise<string[]>;
   /** Removes a key whose deletion has begun, with its materials, intents, tags, aliases and grants. */
   deleteKey(keyId: string): Promise<void>;
+  /** CreateKey with Origin EXTERNAL: the key (PendingImport, no material, currentMaterialVersion 0) and its tags. */
+  insertExternalKey(key: KeyRecord, tags: Tag[]): Promise<void>;
+  /**
+   * ImportKeyMaterial, before any token object exists, in one transaction. `version` 'new'
+   * (NEW_KEY_MATERIAL): refused ('state') once the key's deletion has begun, and ('pending', with
+   * that version's materialId) while a version newer than the current one waits for rotation;
+   * otherwise the next version number is reserved (never reused). A number (EXISTING_KEY_MATERIAL):
+   * that version, which must exist ('state' otherwise). Either way an intent (purpose 'import') is
+   * recorded with the object ids. 'busy': another import or discard of that version is under way.
+   */
+  reserveImport(
+    keyId: string,
+    request: { version: number | 'new'; objectIds: Record<string, string>; createdAt: Date },
+  ): Promise<MaterialIntent | 'state' | 'busy' | { pending: string }>;
+  /**
+   * ImportKeyMaterial, once the objects exist and the material is checked, in one transaction: for
+   * a version that is new, the material is added (current if the key had none); for a version
+   * whose material is deleted, the intent's objects become its objects; either way with the
+   * import facts, the intent dropped, and the key moved from PendingImport to Enabled when none of
+   * its versions is PENDING_IMPORT any more (a key pending deletion stays so). For a version whose
+   * material is present, only its expiration (and description, when given) change, and the intent
+   * is abandoned, not dropped: 'expiry-updated', the caller destroys the objects and drops it.
+   */
+  activateImport(intent: MaterialIntent, imported: { materialId: string; expirationModel: ExpirationModel; validTo?: Date; description?: string }): Promise<ImportActivation>;
+  /**
+   * DeleteImportedKeyMaterial and expiry, in one transaction: the version's objects are moved to a
+   * new abandoned intent (purpose 'discard'), the version becomes PENDING_IMPORT with no objects,
+   * and the key PendingImport (unless pending deletion). The caller then rolls the intent back
+   * (destroys the objects). Undefined when the version has no material to delete. `onlyIfExpiredBy`
+   * (the scheduler): only if its validTo is at or before that time (a reimport may have moved it).
+   */
+  discardImportedMaterial(keyId: string, version: number, onlyIfExpiredBy?: Date): Promise<MaterialIntent | undefined>;
+  /** Imported material whose validTo is at or before `now` and which is still IMPORTED. */
+  materialsDueToExpire(now: Date): Promise<Array<{ keyId: string; version: number }>>;
+  /** GetParametersForImport, before the wrapping key pair is made. */
+  recordImportParameters(parameters: ImportParameters): Promise<void>;
+  getImportParameters(parametersId: string): Promise<ImportParameters | undefined>;
+  /** Every set of parameters, or one key's (the sweep, the token survey, a key's deletion). */
+  listImportParameters(keyId?: string): Promise<ImportParameters[]>;
+  deleteImportParameters(parametersId: string): Promise<void>;
   /** SHA-256 of the secret part of each token issued for a grant (none for an unknown grant). */
   grantTokenHashes(grantId: string): Promise<Buffer[]>;
   /**
