@@ -56,7 +56,7 @@ export const SUPPORTED_SPECS: Readonly<Record<KeySpec, SpecInfo>> = {
   ECC_NIST_P384: ec('P-384', 'ECDSA_SHA_384'),
   ECC_NIST_P521: ec('P-521', 'ECDSA_SHA_512'),
   ECC_SECG_P256K1: ec('secp256k1', 'ECDSA_SHA_256'),
-  // The two algorithms AWS documents [D; exact list U]; ED25519_PH_SHA_512 is refused at Sign (key-use.ts).
+  // The two algorithms AWS documents [D; exact list U]; ED25519_PH_SHA_512 is refused at Sign (sign.ts signingInput).
   ECC_NIST_EDWARDS25519: {
     material: { family: 'EDWARDS', curve: 'Ed25519' },
     usages: { SIGN_VERIFY: { list: 'SigningAlgorithms', algorithms: ['ED25519_SHA_512', 'ED25519_PH_SHA_512'] } },
@@ -98,15 +98,6 @@ export const HASH_BYTES: Record<Hash, number> = { SHA1: 20, SHA224: 28, SHA256: 
 
 /** AES_128 / AES_256 -> bytes (GenerateDataKey KeySpec). */
 export const DATA_KEY_SPEC_BYTES: Record<string, number> = { AES_128: 16, AES_256: 32 };
-
-/**
- * GenerateDataKey, Encrypt, Decrypt, ReEncrypt: symmetric ENCRYPT_DECRYPT keys only. The message
- * names the usage when it is wrong, the spec when the usage fits but the key is asymmetric.
- */
-export function assertSymmetricEncryptionKey(key: { keyUsage: string; keySpec: string }, keyArn: string, operation: string): void {
-  if (key.keyUsage !== 'ENCRYPT_DECRYPT') throw InvalidKeyUsageException.forOperation(keyArn, key.keyUsage, operation);
-  if (key.keySpec !== 'SYMMETRIC_DEFAULT') throw InvalidKeyUsageException.forKeySpec(keyArn, key.keySpec, operation);
-}
 
 /** Sign/Verify, GenerateMac/VerifyMac: the key's usage must be `usage`, and the algorithm one of its spec's. */
 export function assertUsageAndAlgorithm(key: { keyUsage: KeyUsage; keySpec: KeySpec }, keyArn: string, operation: string, usage: KeyUsage, algorithm: string): void {

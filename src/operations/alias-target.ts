@@ -1,7 +1,6 @@
-import { assertNotPendingDeletion } from '../domain/key-state';
 import { LimitExceededException } from '../errors/kms-errors';
 import type { OperationContext } from './context';
-import { resolveKey, type ResolvedKey } from './key-lookup';
+import { useKey, type ResolvedKey } from './use-key';
 
 export const ALIASES_PER_KEY = 50; // kms-protocol.md §4, LimitExceededException above it
 
@@ -10,8 +9,7 @@ export const ALIASES_PER_KEY = 50; // kms-protocol.md §4, LimitExceededExceptio
  * the quota. The store checks the quota again as it writes: another request may take the last place.
  */
 export async function aliasTarget(targetKeyId: string, ctx: OperationContext, action: string): Promise<ResolvedKey> {
-  const target = await resolveKey(targetKeyId, ctx, { allowAlias: false, action });
-  assertNotPendingDeletion(target.key.state, target.arn);
+  const target = await useKey(ctx, targetKeyId, { allowAlias: false, action, state: 'notPendingDeletion' });
   if ((await ctx.deps.keys.countAliases(target.key.keyId)) >= ALIASES_PER_KEY) {
     throw aliasQuotaExceeded(target.arn);
   }

@@ -1,8 +1,9 @@
 import type { KeyRecord } from '../domain/key-repository';
 import { KMSInvalidStateException } from '../errors/kms-errors';
 import type { Operation } from './context';
-import { resolveKey, transitionKey } from './key-lookup';
 import { Joi, keyIdSchema } from './shared-schemas';
+import { transitionKey } from './transition-key';
+import { useKey } from './use-key';
 
 const schema = Joi.object({ KeyId: keyIdSchema.required() });
 
@@ -14,7 +15,7 @@ const schema = Joi.object({ KeyId: keyIdSchema.required() });
 export const cancelKeyDeletion: Operation<{ KeyId: string }> = {
   schema,
   async handle(input, ctx) {
-    const resolved = await resolveKey(input.KeyId, ctx, { allowAlias: false, action: 'kms:CancelKeyDeletion' });
+    const resolved = await useKey(ctx, input.KeyId, { allowAlias: false, action: 'kms:CancelKeyDeletion' });
     const check = (key: KeyRecord) => {
       if (key.state !== 'PendingDeletion') throw KMSInvalidStateException.notPendingDeletion(resolved.arn);
       if (key.deletionStartedAt) throw KMSInvalidStateException.deletionUnderWay(resolved.arn);

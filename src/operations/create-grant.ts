@@ -1,11 +1,10 @@
 import crypto from 'node:crypto';
 import { formatGrantToken, hashSecret } from '../domain/grant-token';
 import type { Grant, GrantConstraints } from '../domain/key-repository';
-import { assertUsableForCrypto } from '../domain/key-state';
 import { DryRunOperationException, LimitExceededException, UnsupportedOperationException, ValidationException } from '../errors/kms-errors';
 import type { Operation } from './context';
-import { checkGrantTokens, resolveKey } from './key-lookup';
 import { dryRunSchema, encryptionContextSchema, grantTokensSchema, Joi, keyIdSchema } from './shared-schemas';
+import { checkGrantTokens, useKey } from './use-key';
 
 /** kms-protocol.md §9 GrantOperation. */
 export const GRANT_OPERATIONS = [
@@ -71,8 +70,12 @@ export const createGrant: Operation<CreateGrantInput> = {
     const operations = [...new Set(input.Operations)].sort();
     const constraints = input.Constraints && (input.Constraints.EncryptionContextEquals || input.Constraints.EncryptionContextSubset) ? input.Constraints : undefined;
     await checkGrantTokens(input.GrantTokens, ctx);
-    const { key, arn } = await resolveKey(input.KeyId, ctx, { allowAlias: false, action: 'kms:CreateGrant', facts: { grantOperations: operations } });
-    assertUsableForCrypto(key.state, arn);
+    const { key, arn } = await useKey(ctx, input.KeyId, {
+      allowAlias: false,
+      action: 'kms:CreateGrant',
+      facts: { grantOperations: operations },
+      state: 'usableForCrypto',
+    });
     const allowed = key.keySpec === 'SYMMETRIC_DEFAULT' ? SYMMETRIC_OPERATIONS : OPERATIONS_BY_USAGE[key.keyUsage];
     const invalid = operations.filter((op) => !allowed.has(op));
     if (invalid.length > 0) throw new ValidationException(`Grant operations ${invalid.join(', ')} are not valid for key spec ${key.keySpec}.`);

@@ -1,12 +1,10 @@
 import { unpackBlob } from '../domain/ciphertext-blob';
 import type { EncryptionContext } from '../domain/encryption-context';
-import { assertUsableForCrypto } from '../domain/key-state';
 import { InvalidCiphertextException, ValidationException } from '../errors/kms-errors';
 import { HsmError } from '../hsm/hsm-error';
 import type { OperationContext } from './context';
-import { resolveKey } from './key-lookup';
 import { assertOaepPlaintextFits, isRsaEncryptionKey, oaepFor } from './rsa-crypto';
-import { checkForEncryption, keyForDecryption } from './symmetric-crypto';
+import { assertKeyPurpose, currentMaterial, SYMMETRIC_ENCRYPTION, useKey } from './use-key';
 
 /**
  * Encrypt, Decrypt and ReEncrypt in two steps: every check on the key first (lookup, policy, state,
@@ -34,8 +32,8 @@ export interface OpenPlan {
 type Request = { algorithm?: string; context?: EncryptionContext; encoded: Buffer };
 
 export async function planSeal(keyId: string, request: Request, ctx: OperationContext, options: { operation: string; action: string }): Promise<SealPlan> {
-  const resolved = await resolveKey(keyId, ctx, { allowAlias: true, action: options.action, facts: { encryptionContext: request.context ?? {} } });
-  assertUsableForCrypto(resolved.key.state, resolved.arn);
+  const facts = { encryptionContext: request.context ?? {} };
+  const resolved = await useKey(ctx, keyId, { allowAlias: true, action: options.action, facts, state: 'usableForCrypto' });
   if (isRsaEncryptionKey(resolved.key)) {
     const oaep = await oaepFor(resolved.key, resolved.arn, options.operation, request, ctx);
     const algorithm = request.algorithm!;
@@ -50,13 +48,14 @@ export async function planSeal(keyId: string, request: Request, ctx: OperationCo
       },
     };
   }
-  const target = await checkForEncryption(resolved, ctx, { operation: options.operation, algorithm: request.algorithm });
+  assertKeyPurpose(ctx, resolved, { operation: options.operation, ...SYMMETRIC_ENCRYPTION, algorithm: request.algorithm });
+  const material = await currentMaterial(ctx, resolved.key);
   return {
-    arn: target.arn,
+    arn: resolved.arn,
     algorithm: 'SYMMETRIC_DEFAULT',
-    materialId: target.material.materialId,
+    materialId: material.materialId,
     assertFits: () => undefined,
-    seal: (plaintext) => ctx.deps.envelope.encrypt(target.material, plaintext, request.encoded),
+    seal: (plaintext) => ctx.deps.envelope.encrypt(material, plaintext, request.encoded),
   };
 }
 
@@ -68,7 +67,14 @@ export async function planOpen(
 ): Promise<OpenPlan> {
   if (request.algorithm?.startsWith('RSAES_')) return planOpenRsa(ciphertext, request, ctx, options);
   const blob = unpackBlob(ciphertext);
-  const source = await keyForDecryption(blob, ctx, { ...options, keyId: request.keyId, algorithm: request.algorithm, facts: { encryptionContext: request.context ?? {} } });
+  const source = await useKey(ctx, request.keyId, {
+    allowAlias: true,
+    action: options.action,
+    facts: { encryptionContext: request.context ?? {} },
+    ciphertext: blob,
+    state: 'usableForCrypto',
+    purpose: { operation: options.operation, ...SYMMETRIC_ENCRYPTION, algorithm: request.algorithm },
+  });
   return { arn: source.arn, algorithm: 'SYMMETRIC_DEFAULT', materialId: source.material.materialId, open: () => ctx.deps.envelope.open(blob, source.material, request.encoded) };
 }
 
@@ -78,8 +84,7 @@ export async function planOpen(
  */
 async function planOpenRsa(ciphertext: Buffer, request: Request & { keyId?: string }, ctx: OperationContext, options: { operation: string; action: string }): Promise<OpenPlan> {
   if (request.keyId === undefined) throw new ValidationException('KeyId is required to decrypt with an asymmetric KMS key.');
-  const { key, arn } = await resolveKey(request.keyId, ctx, { allowAlias: true, action: options.action });
-  assertUsableForCrypto(key.state, arn);
+  const { key, arn } = await useKey(ctx, request.keyId, { allowAlias: true, action: options.action, state: 'usableForCrypto' });
   const oaep = await oaepFor(key, arn, options.operation, request, ctx);
   return {
     arn,

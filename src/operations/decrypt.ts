@@ -2,9 +2,8 @@ import { encodeEncryptionContext, type EncryptionContext } from '../domain/encry
 import { DryRunOperationException } from '../errors/kms-errors';
 import type { Operation } from './context';
 import { planOpen } from './crypto-plans';
-import { checkGrantTokens } from './key-lookup';
-import { dryRunSchema, encryptionAlgorithmSchema, encryptionContextSchema, grantTokensSchema, Joi, keyIdSchema, recipientSchema } from './shared-schemas';
-import { rejectRecipient } from './symmetric-crypto';
+import { dryRunSchema, encryptionAlgorithmSchema, encryptionContextSchema, grantTokensSchema, Joi, keyIdSchema, recipientSchema, rejectRecipient } from './shared-schemas';
+import { checkGrantTokens } from './use-key';
 
 interface DecryptInput {
   CiphertextBlob: Buffer;

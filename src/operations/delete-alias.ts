@@ -2,8 +2,8 @@ import { aliasArn } from '../domain/arn';
 import { assertAliasName } from '../domain/alias-name';
 import { NotFoundException } from '../errors/kms-errors';
 import type { Operation } from './context';
-import { resolveKey } from './key-lookup';
 import { aliasNameSchema, Joi } from './shared-schemas';
+import { useKey } from './use-key';
 
 interface DeleteAliasInput {
   AliasName: string;
@@ -18,7 +18,7 @@ export const deleteAlias: Operation<DeleteAliasInput> = {
     assertAliasName(input.AliasName);
     const alias = await ctx.deps.keys.getAlias(input.AliasName);
     if (!alias) throw NotFoundException.aliasNotFound(aliasArn(ctx.deps.scope, input.AliasName));
-    await resolveKey(alias.targetKeyId, ctx, { allowAlias: false, action: 'kms:DeleteAlias' });
+    await useKey(ctx, alias.targetKeyId, { allowAlias: false, action: 'kms:DeleteAlias' });
     await ctx.deps.keys.deleteAlias(input.AliasName);
     return undefined;
   },

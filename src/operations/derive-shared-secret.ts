@@ -2,9 +2,8 @@ import crypto from 'node:crypto';
 import { SUPPORTED_SPECS } from '../domain/key-spec';
 import { DryRunOperationException, ValidationException } from '../errors/kms-errors';
 import type { Operation } from './context';
-import { keyForUse } from './key-use';
-import { dryRunSchema, grantTokensSchema, Joi, keyIdSchema, recipientSchema } from './shared-schemas';
-import { rejectRecipient } from './symmetric-crypto';
+import { dryRunSchema, grantTokensSchema, Joi, keyIdSchema, recipientSchema, rejectRecipient } from './shared-schemas';
+import { checkGrantTokens, useKey } from './use-key';
 
 interface DeriveSharedSecretInput {
   KeyId: string;
@@ -33,14 +32,16 @@ export const deriveSharedSecret: Operation<DeriveSharedSecretInput> = {
   }),
   async handle(input, ctx) {
     rejectRecipient(input.Recipient);
-    const key = await keyForUse(input, ctx, { operation: 'DeriveSharedSecret', action: 'kms:DeriveSharedSecret', usage: 'KEY_AGREEMENT', algorithm: input.KeyAgreementAlgorithm });
-    const material = SUPPORTED_SPECS[key.keySpec].material;
-    const curve = material.family === 'EC' ? material.curve : '';
+    await checkGrantTokens(input.GrantTokens, ctx);
+    const purpose = { operation: 'DeriveSharedSecret', usage: 'KEY_AGREEMENT', algorithm: input.KeyAgreementAlgorithm } as const;
+    const { key, arn, material } = await useKey(ctx, input.KeyId, { allowAlias: true, action: 'kms:DeriveSharedSecret', state: 'usableForCrypto', purpose, material: 'current' });
+    const kind = SUPPORTED_SPECS[key.keySpec].material;
+    const curve = kind.family === 'EC' ? kind.curve : '';
     const peerPoint = peerPublicPoint(input.PublicKey, NODE_CURVE[curve], key.keySpec);
     if (input.DryRun) throw DryRunOperationException.create();
-    const secret = await ctx.deps.hsm.deriveSharedSecret(key.objects.private, peerPoint);
+    const secret = await ctx.deps.hsm.deriveSharedSecret(material.objects.private, peerPoint);
     try {
-      return { KeyId: key.arn, SharedSecret: secret.toString('base64'), KeyAgreementAlgorithm: 'ECDH', KeyOrigin: 'AWS_KMS' };
+      return { KeyId: arn, SharedSecret: secret.toString('base64'), KeyAgreementAlgorithm: 'ECDH', KeyOrigin: 'AWS_KMS' };
     } finally {
       secret.fill(0);
     }

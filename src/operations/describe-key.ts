@@ -1,7 +1,7 @@
 import type { Operation } from './context';
 import { keyMetadata } from './key-metadata';
-import { checkGrantTokens, resolveKey } from './key-lookup';
 import { grantTokensSchema, Joi, keyIdSchema } from './shared-schemas';
+import { checkGrantTokens, useKey } from './use-key';
 
 interface DescribeKeyInput {
   KeyId: string;
@@ -15,7 +15,7 @@ export const describeKey: Operation<DescribeKeyInput> = {
   schema,
   async handle(input, ctx) {
     await checkGrantTokens(input.GrantTokens, ctx);
-    const { key } = await resolveKey(input.KeyId, ctx, { allowAlias: true, action: 'kms:DescribeKey' });
+    const { key } = await useKey(ctx, input.KeyId, { allowAlias: true, action: 'kms:DescribeKey' });
     return { KeyMetadata: await keyMetadata(key, ctx.deps) };
   },
 };

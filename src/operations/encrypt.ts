@@ -2,8 +2,8 @@ import { encodeEncryptionContext, type EncryptionContext } from '../domain/encry
 import { DryRunOperationException } from '../errors/kms-errors';
 import type { Operation } from './context';
 import { planSeal } from './crypto-plans';
-import { checkGrantTokens } from './key-lookup';
 import { dryRunSchema, encryptionAlgorithmSchema, encryptionContextSchema, grantTokensSchema, Joi, keyIdSchema } from './shared-schemas';
+import { checkGrantTokens } from './use-key';
 
 interface EncryptInput {
   KeyId: string;

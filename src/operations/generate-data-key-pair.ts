@@ -3,9 +3,8 @@ import { isSupportedSpec, keyPairSpecOf } from '../domain/key-spec';
 import { keyPairProblem } from '../hsm/capabilities';
 import { DryRunOperationException, UnsupportedOperationException } from '../errors/kms-errors';
 import type { Operation, OperationContext } from './context';
-import { checkGrantTokens } from './key-lookup';
-import { dryRunSchema, encryptionContextSchema, grantTokensSchema, Joi, keyIdSchema, recipientSchema } from './shared-schemas';
-import { keyForEncryption, rejectRecipient } from './symmetric-crypto';
+import { dryRunSchema, encryptionContextSchema, grantTokensSchema, Joi, keyIdSchema, recipientSchema, rejectRecipient } from './shared-schemas';
+import { checkGrantTokens, SYMMETRIC_ENCRYPTION, useKey } from './use-key';
 
 export interface GenerateDataKeyPairInput {
   KeyId: string;
@@ -49,7 +48,9 @@ export const generateDataKeyPair: Operation<GenerateDataKeyPairInput> = {
 export async function newDataKeyPair(input: GenerateDataKeyPairInput, ctx: OperationContext, operation: string) {
   const context = encodeEncryptionContext(input.EncryptionContext, ctx.deps.config.maxEncryptionContextBytes);
   await checkGrantTokens(input.GrantTokens, ctx);
-  const target = await keyForEncryption(input.KeyId, ctx, { operation, action: `kms:${operation}`, facts: { encryptionContext: input.EncryptionContext ?? {} } });
+  const facts = { encryptionContext: input.EncryptionContext ?? {} };
+  const purpose = { operation, ...SYMMETRIC_ENCRYPTION };
+  const target = await useKey(ctx, input.KeyId, { allowAlias: true, action: `kms:${operation}`, facts, state: 'usableForCrypto', purpose, material: 'current' });
   const spec = isSupportedSpec(input.KeyPairSpec) ? keyPairSpecOf(input.KeyPairSpec) : undefined;
   if (!spec) throw new UnsupportedOperationException(`KeyPairSpec ${input.KeyPairSpec} is not supported by this gateway.`);
   const problem = keyPairProblem(ctx.deps.hsm.capabilities(), spec);

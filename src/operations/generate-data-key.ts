@@ -2,9 +2,8 @@ import { encodeEncryptionContext, type EncryptionContext } from '../domain/encry
 import { DATA_KEY_SPEC_BYTES } from '../domain/key-spec';
 import { DryRunOperationException, ValidationException } from '../errors/kms-errors';
 import type { Operation, OperationContext } from './context';
-import { checkGrantTokens } from './key-lookup';
-import { dryRunSchema, encryptionContextSchema, grantTokensSchema, Joi, keyIdSchema, recipientSchema } from './shared-schemas';
-import { keyForEncryption, rejectRecipient } from './symmetric-crypto';
+import { dryRunSchema, encryptionContextSchema, grantTokensSchema, Joi, keyIdSchema, recipientSchema, rejectRecipient } from './shared-schemas';
+import { checkGrantTokens, SYMMETRIC_ENCRYPTION, useKey } from './use-key';
 
 interface GenerateDataKeyInput {
   KeyId: string;
@@ -47,7 +46,9 @@ export async function newDataKey(input: GenerateDataKeyInput, ctx: OperationCont
   const lengthBytes = dataKeyLength(input);
   const context = encodeEncryptionContext(input.EncryptionContext, ctx.deps.config.maxEncryptionContextBytes);
   await checkGrantTokens(input.GrantTokens, ctx);
-  const target = await keyForEncryption(input.KeyId, ctx, { operation, action: `kms:${operation}`, facts: { encryptionContext: input.EncryptionContext ?? {} } });
+  const facts = { encryptionContext: input.EncryptionContext ?? {} };
+  const purpose = { operation, ...SYMMETRIC_ENCRYPTION };
+  const target = await useKey(ctx, input.KeyId, { allowAlias: true, action: `kms:${operation}`, facts, state: 'usableForCrypto', purpose, material: 'current' });
   if (input.DryRun) throw DryRunOperationException.create();
   const { plaintext, blob } = await ctx.deps.envelope.sealNewDataKey(target.material, lengthBytes, context);
   return { CiphertextBlob: blob.toString('base64'), plaintext, KeyId: target.arn, KeyMaterialId: target.material.materialId };

@@ -1,7 +1,8 @@
 import { DryRunOperationException } from '../errors/kms-errors';
+import type { Hash } from '../hsm/hsm';
 import type { Operation } from './context';
-import { keyForUse, macHash } from './key-use';
 import { dryRunSchema, grantTokensSchema, Joi, keyIdSchema, macAlgorithmSchema } from './shared-schemas';
+import { checkGrantTokens, useKey } from './use-key';
 
 export interface GenerateMacInput {
   KeyId: string;
@@ -24,10 +25,16 @@ export const macSchema = {
 export const generateMac: Operation<GenerateMacInput> = {
   schema: Joi.object(macSchema),
   async handle(input, ctx) {
-    const key = await keyForUse(input, ctx, { operation: 'GenerateMac', action: 'kms:GenerateMac', usage: 'GENERATE_VERIFY_MAC', algorithm: input.MacAlgorithm });
+    await checkGrantTokens(input.GrantTokens, ctx);
+    const purpose = { operation: 'GenerateMac', usage: 'GENERATE_VERIFY_MAC', algorithm: input.MacAlgorithm } as const;
+    const { arn, material } = await useKey(ctx, input.KeyId, { allowAlias: true, action: 'kms:GenerateMac', state: 'usableForCrypto', purpose, material: 'current' });
     if (input.DryRun) throw DryRunOperationException.create();
-    const mac = await ctx.deps.hsm.hmacSign(key.objects.hmac, input.Message, macHash(input.MacAlgorithm));
-    return { Mac: mac.toString('base64'), MacAlgorithm: input.MacAlgorithm, KeyId: key.arn };
+    const mac = await ctx.deps.hsm.hmacSign(material.objects.hmac, input.Message, macHash(input.MacAlgorithm));
+    return { Mac: mac.toString('base64'), MacAlgorithm: input.MacAlgorithm, KeyId: arn };
   },
 };
 
+/** HMAC_SHA_256 -> SHA256. */
+export function macHash(algorithm: string): Hash {
+  return algorithm.replace(/^HMAC_SHA_/, 'SHA') as Hash;
+}

@@ -2,8 +2,7 @@ import { ValidationException } from '../errors/kms-errors';
 import { authorize } from './authorize';
 import type { Operation } from './context';
 import { noSuchCustomKeyStore } from './custom-key-stores';
-import { Joi, recipientSchema } from './shared-schemas';
-import { rejectRecipient } from './symmetric-crypto';
+import { Joi, recipientSchema, rejectRecipient } from './shared-schemas';
 
 interface GenerateRandomInput {
   NumberOfBytes?: number;

@@ -1,6 +1,6 @@
 import { epochSeconds, type Operation } from './context';
-import { resolveKey } from './key-lookup';
 import { Joi, keyIdSchema } from './shared-schemas';
+import { useKey } from './use-key';
 
 /**
  * GetKeyLastUsage: the key's last successful cryptographic operation (domain/key-usage.ts), with
@@ -12,7 +12,7 @@ import { Joi, keyIdSchema } from './shared-schemas';
 export const getKeyLastUsage: Operation<{ KeyId: string }> = {
   schema: Joi.object({ KeyId: keyIdSchema.required() }),
   async handle(input, ctx) {
-    const { key } = await resolveKey(input.KeyId, ctx, { allowAlias: false, action: 'kms:GetKeyLastUsage' });
+    const { key } = await useKey(ctx, input.KeyId, { allowAlias: false, action: 'kms:GetKeyLastUsage' });
     const stored = await ctx.deps.keys.getKeyUsage(key.keyId);
     const mine = ctx.deps.usage?.unwritten(key.keyId);
     const last = mine && (!stored.usage || mine.at > stored.usage.at) ? mine : stored.usage;

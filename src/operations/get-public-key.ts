@@ -1,9 +1,8 @@
 import { algorithmsOf, keyPairSpecOf } from '../domain/key-spec';
-import { assertUsableForCrypto } from '../domain/key-state';
 import { UnsupportedOperationException } from '../errors/kms-errors';
 import type { Operation } from './context';
-import { checkGrantTokens, currentMaterial, resolveKey } from './key-lookup';
 import { grantTokensSchema, Joi, keyIdSchema } from './shared-schemas';
+import { checkGrantTokens, useKey } from './use-key';
 
 interface GetPublicKeyInput {
   KeyId: string;
@@ -19,10 +18,9 @@ export const getPublicKey: Operation<GetPublicKeyInput> = {
   schema: Joi.object({ KeyId: keyIdSchema.required(), GrantTokens: grantTokensSchema }),
   async handle(input, ctx) {
     await checkGrantTokens(input.GrantTokens, ctx);
-    const { key, arn } = await resolveKey(input.KeyId, ctx, { allowAlias: true, action: 'kms:GetPublicKey' });
-    assertUsableForCrypto(key.state, arn);
+    const { key, arn, material } = await useKey(ctx, input.KeyId, { allowAlias: true, action: 'kms:GetPublicKey', state: 'usableForCrypto', material: 'current' });
     if (!keyPairSpecOf(key.keySpec)) throw new UnsupportedOperationException(`${arn} key spec is ${key.keySpec} which has no public key.`);
-    const publicKey = await ctx.deps.hsm.publicKey((await currentMaterial(ctx, key)).objects.public);
+    const publicKey = await ctx.deps.hsm.publicKey(material.objects.public);
     return {
       KeyId: arn,
       PublicKey: publicKey.toString('base64'),

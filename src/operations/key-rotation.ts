@@ -1,7 +1,7 @@
 import { assertUsableForCrypto } from '../domain/key-state';
 import { ConflictException, KMSInvalidStateException, NotFoundException, UnsupportedOperationException } from '../errors/kms-errors';
 import type { OperationContext } from './context';
-import { resolveKey, type ResolvedKey } from './key-lookup';
+import { useKey, type ResolvedKey } from './use-key';
 
 /**
  * The key checks the rotation operations share (kms-protocol.md §10 "Rotation"): EnableKeyRotation,
@@ -11,7 +11,7 @@ import { resolveKey, type ResolvedKey } from './key-lookup';
 
 /** Rotation applies to symmetric AWS_KMS keys only (U7). */
 export async function rotatableKey(keyId: string, ctx: OperationContext, action: string): Promise<ResolvedKey> {
-  const resolved = await resolveKey(keyId, ctx, { allowAlias: false, action });
+  const resolved = await useKey(ctx, keyId, { allowAlias: false, action });
   if (resolved.key.keySpec !== 'SYMMETRIC_DEFAULT' || resolved.key.origin !== 'AWS_KMS') {
     throw new UnsupportedOperationException(`${resolved.arn} key spec is ${resolved.key.keySpec} which is not valid for key rotation.`);
   }

@@ -1,9 +1,9 @@
 import { aliasArn } from '../domain/arn';
-import { epochSeconds, type Operation } from './context';
 import { authorize } from './authorize';
-import { resolveKey } from './key-lookup';
+import { epochSeconds, type Operation } from './context';
 import { paginate } from './paginate';
 import { Joi, keyIdSchema, limitSchema, markerSchema } from './shared-schemas';
+import { useKey } from './use-key';
 
 interface ListAliasesInput {
   KeyId?: string;
@@ -17,7 +17,7 @@ const schema = Joi.object({ KeyId: keyIdSchema, Limit: limitSchema, Marker: mark
 export const listAliases: Operation<ListAliasesInput> = {
   schema,
   async handle(input, ctx) {
-    const keyId = input.KeyId === undefined ? undefined : (await resolveKey(input.KeyId, ctx, { allowAlias: false, action: 'kms:ListAliases' })).key.keyId;
+    const keyId = input.KeyId === undefined ? undefined : (await useKey(ctx, input.KeyId, { allowAlias: false, action: 'kms:ListAliases' })).key.keyId;
     if (keyId === undefined) await authorize(ctx, 'kms:ListAliases');
     const page = await paginate(ctx, 'ListAliases', input, { defaultLimit: 50, maxLimit: 100 }, (after, limit) => ctx.deps.keys.listAliases(after, limit, keyId));
     return {

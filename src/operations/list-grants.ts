@@ -1,9 +1,9 @@
 import { keyArn } from '../domain/arn';
 import type { Grant } from '../domain/key-repository';
 import { epochSeconds, type Operation, type OperationContext } from './context';
-import { resolveKey } from './key-lookup';
 import { paginate } from './paginate';
 import { Joi, keyIdSchema, limitSchema, markerSchema } from './shared-schemas';
+import { useKey } from './use-key';
 
 /** A grant as ListGrants and ListRetirableGrants list it. */
 export function grantEntry(g: Grant, ctx: OperationContext) {
@@ -31,7 +31,7 @@ export const listGrants: Operation<{ KeyId: string; GrantId?: string; GranteePri
     Marker: markerSchema,
   }),
   async handle(input, ctx) {
-    const { key } = await resolveKey(input.KeyId, ctx, { allowAlias: false, action: 'kms:ListGrants' });
+    const { key } = await useKey(ctx, input.KeyId, { allowAlias: false, action: 'kms:ListGrants' });
     const filter = { keyId: key.keyId, grantId: input.GrantId, granteePrincipal: input.GranteePrincipal };
     const page = await paginate(ctx, `ListGrants/${key.keyId}`, input, { defaultLimit: 50, maxLimit: 100 }, (after, limit) => ctx.deps.keys.listGrants(filter, after, limit));
     return { Grants: page.items.map((g) => grantEntry(g, ctx)), ...page.tail };

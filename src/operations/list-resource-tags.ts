@@ -1,7 +1,7 @@
 import type { Operation } from './context';
-import { resolveKey } from './key-lookup';
 import { paginate } from './paginate';
 import { Joi, keyIdSchema, limitSchema, markerSchema } from './shared-schemas';
+import { useKey } from './use-key';
 
 const schema = Joi.object({ KeyId: keyIdSchema.required(), Limit: limitSchema, Marker: markerSchema });
 
@@ -9,7 +9,7 @@ const schema = Joi.object({ KeyId: keyIdSchema.required(), Limit: limitSchema, M
 export const listResourceTags: Operation<{ KeyId: string; Limit?: number; Marker?: string }> = {
   schema,
   async handle(input, ctx) {
-    const { key } = await resolveKey(input.KeyId, ctx, { allowAlias: false, action: 'kms:ListResourceTags' });
+    const { key } = await useKey(ctx, input.KeyId, { allowAlias: false, action: 'kms:ListResourceTags' });
     const page = await paginate(ctx, `ListResourceTags/${key.keyId}`, input, { defaultLimit: 50, maxLimit: 50 }, async (after, limit) => {
       const all = (await ctx.deps.keys.listTags(key.keyId)).map((t, i) => ({ ...t, position: i + 1 }));
       return all.slice(after, after + limit);

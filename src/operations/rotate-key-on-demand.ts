@@ -1,11 +1,10 @@
 import { rotateKeyMaterial } from '../domain/key-material';
 import type { KeyRecord } from '../domain/key-repository';
-import { assertUsableForCrypto } from '../domain/key-state';
 import { ConflictException, LimitExceededException, UnsupportedOperationException } from '../errors/kms-errors';
 import type { Operation } from './context';
-import { resolveKey } from './key-lookup';
 import { refusedBecauseOfState } from './key-rotation';
 import { Joi, keyIdSchema } from './shared-schemas';
+import { useKey } from './use-key';
 
 const ON_DEMAND_LIMIT = 25;
 const CONFLICT_WINDOW_MS = 20 * 60_000; // on-demand rotation is refused this close to an automatic one [D]
@@ -16,8 +15,7 @@ export const rotateKeyOnDemand: Operation<{ KeyId: string }> = {
   async handle(input, ctx) {
     // As AWS answers (recorded): the state first (a disabled RSA key is DisabledException), then the
     // spec, refused with an empty message.
-    const resolved = await resolveKey(input.KeyId, ctx, { allowAlias: false, action: 'kms:RotateKeyOnDemand' });
-    assertUsableForCrypto(resolved.key.state, resolved.arn);
+    const resolved = await useKey(ctx, input.KeyId, { allowAlias: false, action: 'kms:RotateKeyOnDemand', state: 'usableForCrypto' });
     if (resolved.key.keySpec !== 'SYMMETRIC_DEFAULT' || resolved.key.origin !== 'AWS_KMS') throw new UnsupportedOperationException('');
     const { key, arn } = resolved;
     if (isAutomaticRotationImminent(key, ctx.deps.clock())) {

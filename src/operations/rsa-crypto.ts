@@ -5,7 +5,7 @@ import type { ObjectRef } from '../hsm/hsm';
 import { assertUsageAndAlgorithm, HASH_BYTES, SUPPORTED_SPECS } from '../domain/key-spec';
 import { UnsupportedOperationException, ValidationException } from '../errors/kms-errors';
 import type { OperationContext } from './context';
-import { currentMaterial } from './key-lookup';
+import { currentMaterial } from './use-key';
 
 /** An RSA key of usage ENCRYPT_DECRYPT: Encrypt and Decrypt take the RSAES_OAEP_* path. */
 export function isRsaEncryptionKey(key: KeyRecord): boolean {

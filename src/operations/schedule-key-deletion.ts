@@ -1,7 +1,8 @@
 import { assertNotPendingDeletion } from '../domain/key-state';
 import { epochSeconds, type Operation } from './context';
-import { resolveKey, transitionKey } from './key-lookup';
 import { Joi, keyIdSchema } from './shared-schemas';
+import { transitionKey } from './transition-key';
+import { useKey } from './use-key';
 
 interface ScheduleKeyDeletionInput {
   KeyId: string;
@@ -20,7 +21,7 @@ const DAY_MS = 86_400_000;
 export const scheduleKeyDeletion: Operation<ScheduleKeyDeletionInput> = {
   schema,
   async handle(input, ctx) {
-    const resolved = await resolveKey(input.KeyId, ctx, { allowAlias: false, action: 'kms:ScheduleKeyDeletion' });
+    const resolved = await useKey(ctx, input.KeyId, { allowAlias: false, action: 'kms:ScheduleKeyDeletion' });
     const { arn } = resolved;
     const days = input.PendingWindowInDays ?? 30;
     const deletionDate = new Date(ctx.deps.clock().getTime() + days * DAY_MS);

@@ -1,7 +1,8 @@
 import { assertNotPendingDeletion } from '../domain/key-state';
 import type { Operation } from './context';
-import { resolveKey, transitionKey } from './key-lookup';
 import { Joi, keyIdSchema } from './shared-schemas';
+import { transitionKey } from './transition-key';
+import { useKey } from './use-key';
 
 interface KeyIdInput {
   KeyId: string;
@@ -15,7 +16,7 @@ export function setKeyEnabled(isEnabled: boolean): Operation<KeyIdInput> {
   return {
     schema,
     async handle(input, ctx) {
-      const resolved = await resolveKey(input.KeyId, ctx, { allowAlias: false, action });
+      const resolved = await useKey(ctx, input.KeyId, { allowAlias: false, action });
       // Only from Enabled or Disabled: a key scheduled for deletion meanwhile is not brought back.
       await transitionKey(ctx, resolved, ['Enabled', 'Disabled'], (key) => assertNotPendingDeletion(key.state, resolved.arn), {
         state: isEnabled ? 'Enabled' : 'Disabled',

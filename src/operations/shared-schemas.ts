@@ -1,4 +1,5 @@
 import JoiBase from 'joi';
+import { UnsupportedOperationException } from '../errors/kms-errors';
 
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
@@ -113,6 +114,10 @@ export const markerSchema = Joi.string().min(1).max(1024).pattern(/^[\u0020-\u00
 export const dryRunSchema = Joi.boolean();
 /** Nitro attestation (RecipientInfo): no PKCS#11 token can answer it; rejected per operation. */
 export const recipientSchema = Joi.object();
+/** Recipient is validated with the rest of the request, then refused where each operation checks it. */
+export function rejectRecipient(recipient: object | undefined): void {
+  if (recipient) throw new UnsupportedOperationException('Recipient (Nitro Enclaves attestation) is not supported by this gateway.');
+}
 export const signingAlgorithmSchema = Joi.string().valid(
   'RSASSA_PSS_SHA_256', 'RSASSA_PSS_SHA_384', 'RSASSA_PSS_SHA_512', 'RSASSA_PKCS1_V1_5_SHA_256', 'RSASSA_PKCS1_V1_5_SHA_384',
   'RSASSA_PKCS1_V1_5_SHA_512', 'ECDSA_SHA_256', 'ECDSA_SHA_384', 'ECDSA_SHA_512', 'SM2DSA', 'ML_DSA_SHAKE_256', 'ED25519_SHA_512', 'ED25519_PH_SHA_512',

@@ -1,9 +1,9 @@
 import { assertNotPendingDeletion } from '../domain/key-state';
 import { TagException } from '../errors/kms-errors';
-import { checkTags } from './create-key';
 import type { Operation } from './context';
-import { resolveKey } from './key-lookup';
+import { checkTags } from './create-key';
 import { Joi, keyIdSchema, tagsSchema } from './shared-schemas';
+import { useKey } from './use-key';
 
 const schema = Joi.object({ KeyId: keyIdSchema.required(), Tags: tagsSchema.required() });
 const MAX_TAGS = 50;
@@ -12,7 +12,7 @@ const MAX_TAGS = 50;
 export const tagResource: Operation<{ KeyId: string; Tags: Array<{ TagKey: string; TagValue: string }> }> = {
   schema,
   async handle(input, ctx) {
-    const { key, arn } = await resolveKey(input.KeyId, ctx, { allowAlias: false, action: 'kms:TagResource' });
+    const { key, arn } = await useKey(ctx, input.KeyId, { allowAlias: false, action: 'kms:TagResource' });
     assertNotPendingDeletion(key.state, arn);
     const tags = checkTags(input.Tags);
     const existing = new Set((await ctx.deps.keys.listTags(key.keyId)).map((t) => t.key));

@@ -1,7 +1,7 @@
 import { assertNotPendingDeletion } from '../domain/key-state';
 import type { Operation } from './context';
-import { resolveKey } from './key-lookup';
 import { Joi, keyIdSchema } from './shared-schemas';
+import { useKey } from './use-key';
 
 const schema = Joi.object({ KeyId: keyIdSchema.required(), TagKeys: Joi.array().items(Joi.string().min(1).max(128)).required() });
 
@@ -9,7 +9,7 @@ const schema = Joi.object({ KeyId: keyIdSchema.required(), TagKeys: Joi.array().
 export const untagResource: Operation<{ KeyId: string; TagKeys: string[] }> = {
   schema,
   async handle(input, ctx) {
-    const { key, arn } = await resolveKey(input.KeyId, ctx, { allowAlias: false, action: 'kms:UntagResource' });
+    const { key, arn } = await useKey(ctx, input.KeyId, { allowAlias: false, action: 'kms:UntagResource' });
     assertNotPendingDeletion(key.state, arn);
     await ctx.deps.keys.changeTags(key.keyId, [], input.TagKeys);
     return undefined;

@@ -1,7 +1,7 @@
 import { assertNotPendingDeletion } from '../domain/key-state';
 import type { Operation } from './context';
-import { resolveKey } from './key-lookup';
 import { Joi, keyIdSchema } from './shared-schemas';
+import { useKey } from './use-key';
 
 const schema = Joi.object({ KeyId: keyIdSchema.required(), Description: Joi.string().min(0).max(8192).allow('').required() });
 
@@ -9,7 +9,7 @@ const schema = Joi.object({ KeyId: keyIdSchema.required(), Description: Joi.stri
 export const updateKeyDescription: Operation<{ KeyId: string; Description: string }> = {
   schema,
   async handle(input, ctx) {
-    const { key, arn } = await resolveKey(input.KeyId, ctx, { allowAlias: false, action: 'kms:UpdateKeyDescription' });
+    const { key, arn } = await useKey(ctx, input.KeyId, { allowAlias: false, action: 'kms:UpdateKeyDescription' });
     assertNotPendingDeletion(key.state, arn);
     await ctx.deps.keys.setDescription(key.keyId, input.Description);
     return undefined;

@@ -1,8 +1,8 @@
 import { DryRunOperationException, KMSInvalidMacException } from '../errors/kms-errors';
 import type { Operation } from './context';
-import { macSchema, type GenerateMacInput } from './generate-mac';
-import { keyForUse, macHash } from './key-use';
+import { macHash, macSchema, type GenerateMacInput } from './generate-mac';
 import { Joi } from './shared-schemas';
+import { checkGrantTokens, useKey } from './use-key';
 
 interface VerifyMacInput extends GenerateMacInput {
   Mac: Buffer;
@@ -12,9 +12,11 @@ interface VerifyMacInput extends GenerateMacInput {
 export const verifyMac: Operation<VerifyMacInput> = {
   schema: Joi.object({ ...macSchema, Mac: Joi.blob().min(1).max(6144).required() }),
   async handle(input, ctx) {
-    const key = await keyForUse(input, ctx, { operation: 'VerifyMac', action: 'kms:VerifyMac', usage: 'GENERATE_VERIFY_MAC', algorithm: input.MacAlgorithm });
+    await checkGrantTokens(input.GrantTokens, ctx);
+    const purpose = { operation: 'VerifyMac', usage: 'GENERATE_VERIFY_MAC', algorithm: input.MacAlgorithm } as const;
+    const { arn, material } = await useKey(ctx, input.KeyId, { allowAlias: true, action: 'kms:VerifyMac', state: 'usableForCrypto', purpose, material: 'current' });
     if (input.DryRun) throw DryRunOperationException.create();
-    if (!(await ctx.deps.hsm.hmacVerify(key.objects.hmac, input.Message, input.Mac, macHash(input.MacAlgorithm)))) throw new KMSInvalidMacException();
-    return { KeyId: key.arn, MacValid: true, MacAlgorithm: input.MacAlgorithm };
+    if (!(await ctx.deps.hsm.hmacVerify(material.objects.hmac, input.Message, input.Mac, macHash(input.MacAlgorithm)))) throw new KMSInvalidMacException();
+    return { KeyId: arn, MacValid: true, MacAlgorithm: input.MacAlgorithm };
   },
 };

@@ -11,7 +11,7 @@ const PASS_THROUGH = new Set<string>([
   'insertGrant', 'addGrantToken', 'deleteGrant', 'recordKeyUsage', 'getKeyUsage', 'close',
 ]);
 
-/** The cached reads: what every KMS request on a key asks (key-lookup.ts resolveKey, currentMaterial). */
+/** The cached reads: what every KMS request on a key asks (use-key.ts useKey, currentMaterial). */
 type CachedRead = 'getKey' | 'getMaterial' | 'aliasTarget';
 const CACHED: Record<CachedRead, (args: unknown[]) => string> = {
   getKey: ([keyId]) => `k:${keyId as string}`,
