@@ -251,3 +251,24 @@ export class InvalidGrantIdException extends KmsError {
     return new InvalidGrantIdException(`Grant ID ${grantId} not found.`);
   }
 }
+
+/** ImportKeyMaterial with a token GetParametersForImport never gave, or gave for another key. */
+export class InvalidImportTokenException extends KmsError {
+  readonly type = 'InvalidImportTokenException';
+  static create(): InvalidImportTokenException {
+    return new InvalidImportTokenException('The import token is invalid or is associated with a different KMS key.');
+  }
+}
+
+/** ImportKeyMaterial with a token past its ParametersValidTo. */
+export class ExpiredImportTokenException extends KmsError {
+  readonly type = 'ExpiredImportTokenException';
+  static create(): ExpiredImportTokenException {
+    return new ExpiredImportTokenException('The import token has expired. Use GetParametersForImport to get a new import token and public key.');
+  }
+}
+
+/** Imported material that does not fit the key, or is not the material the key had before. */
+export class IncorrectKeyMaterialException extends KmsError {
+  readonly type = 'IncorrectKeyMaterialException';
+}

@@ -54,6 +54,14 @@ export interface Hsm {
    * the AAD (C_Encrypt), for tokens that will not let a generated key's value be read.
    */
   generateWrappedDataKey(kek: ObjectRef, lengthBytes: number, wrap: DataKeyWrap): Promise<WrappedDataKey>;
+  /**
+   * BYOK: material encrypted under a wrapping key pair this HSM made (GetParametersForImport)
+   * unwrapped into token objects with the target's ids, in the HSM: RSAES-OAEP straight into the
+   * object, or RSA-AES key wrap in two steps (OAEP into an ephemeral AES key, then RFC 5649 into
+   * the object). Answers what identifies the material without revealing it. HsmError 'integrity'
+   * when the encrypted material does not decrypt or decode; the objects are then not made.
+   */
+  importKeyMaterial(request: ImportRequest): Promise<ImportedFacts>;
   /** RFC 5649 unwrap into an ephemeral object whose value is read and which is destroyed at once. */
   unwrapDataKey(kek: ObjectRef, wrapped: Buffer): Promise<Buffer>;
   /** AES-256-GCM with a fresh IV (made as the token's profile says: gcmIv), returned with the output. */
@@ -122,6 +130,34 @@ export interface KeyObjectFacts {
   curve?: string;
 }
 
+export type ImportWrappingAlgorithm = 'RSAES_OAEP_SHA_1' | 'RSAES_OAEP_SHA_256' | 'RSA_AES_KEY_WRAP_SHA_1' | 'RSA_AES_KEY_WRAP_SHA_256';
+
+/** What importKeyMaterial makes: an AES-256 KEK, an HMAC key, or a key pair (both objects). */
+export type ImportTarget =
+  | { kind: 'AES'; ref: ObjectRef }
+  | { kind: 'HMAC'; ref: ObjectRef; hash: Hash }
+  | { kind: 'KEY_PAIR'; refs: { private: ObjectRef; public: ObjectRef }; spec: KeyPairSpec; usage: KeyPairUsage };
+
+export interface ImportRequest {
+  /** The private key of the wrapping pair (generateKeyPair with usage 'UNWRAP'). */
+  wrappingKey: ObjectRef;
+  algorithm: ImportWrappingAlgorithm;
+  encrypted: Buffer;
+  target: ImportTarget;
+}
+
+/**
+ * What identifies imported material, made by the HSM from it: for AES the encryption of a zero
+ * block (the classic key check value, in full), for HMAC the MAC of a fixed string, for a key
+ * pair its public key (SPKI DER). `valueBytes`: a secret's length; `keyShape`: a pair's modulus
+ * bits or curve, so the caller can refuse material that does not fit the key spec.
+ */
+export interface ImportedFacts {
+  check: Buffer;
+  valueBytes?: number;
+  keyShape?: { bits: number } | { curve: string };
+}
+
 /** What /metrics reports about the device layer. */
 export interface HsmStats {
   /** The circuit breaker is closed: the token answered the last call. */
@@ -161,7 +197,7 @@ export interface HsmHealth {
 /** Every method that does HSM work (all but health, capabilities, stats and close), for wrappers that forward them. */
 export const HSM_CALLS = [
   'generateKek', 'generateMacKey', 'generateKeyPair', 'publicKey', 'signDigest', 'verifyDigest', 'rsaEncrypt', 'rsaDecrypt', 'deriveSharedSecret', 'generateDataKeyPair', 'generateWrappedDataKey',
-  'unwrapDataKey', 'encryptAesGcm', 'decryptAesGcm', 'encryptAesCbc', 'decryptAesCbc', 'hmacSign', 'hmacVerify', 'randomBytes', 'destroyKey', 'countObjects',
+  'importKeyMaterial', 'unwrapDataKey', 'encryptAesGcm', 'decryptAesGcm', 'encryptAesCbc', 'decryptAesCbc', 'hmacSign', 'hmacVerify', 'randomBytes', 'destroyKey', 'countObjects',
   'listKeyObjects', 'inspectKeyObjects',
 ] as const satisfies ReadonlyArray<keyof Hsm>;
 
@@ -184,7 +220,8 @@ export interface HmacKeySpec {
   bytes: number;
 }
 
-export type KeyPairUsage = 'SIGN_VERIFY' | 'ENCRYPT_DECRYPT' | 'KEY_AGREEMENT';
+/** UNWRAP: a BYOK wrapping key pair (GetParametersForImport): the private key unwraps and decrypts with OAEP only. */
+export type KeyPairUsage = 'SIGN_VERIFY' | 'ENCRYPT_DECRYPT' | 'KEY_AGREEMENT' | 'UNWRAP';
 
 export type KeyPairSpec =
   | { family: 'RSA'; bits: 2048 | 3072 | 4096 }

@@ -6,6 +6,7 @@ import { createKeyWithMaterial } from '../domain/key-material';
 import { isSupportedSpec, KEY_SPECS_IN_KMS, KEY_USAGES_IN_KMS, SUPPORTED_SPECS, type KeySpec, type KeyUsage } from '../domain/key-spec';
 import { TagException, UnsupportedOperationException, ValidationException } from '../errors/kms-errors';
 import { keySpecProblem } from '../domain/token-support';
+import { capabilityProblem } from '../hsm/capabilities';
 import { authorize } from './authorize';
 import { checkNewKeyPolicy } from './key-policy';
 import type { GatewayDeps, Operation } from './context';
@@ -48,7 +49,8 @@ export const createKey: Operation<CreateKeyInput> = {
     const { keySpec, keyUsage } = checkSpec(input);
     const tags = checkTags(input.Tags ?? []);
     if (input.Policy !== undefined) await checkNewKeyPolicy(input.Policy, ctx, { isBypassed: input.BypassPolicyLockoutSafetyCheck === true });
-    const key = await createKeyInHsm(ctx.deps, { keySpec, keyUsage, description: input.Description ?? '', tags, policy: input.Policy });
+    const spec = { keySpec, keyUsage, description: input.Description ?? '', tags, policy: input.Policy };
+    const key = input.Origin === 'EXTERNAL' ? await createExternalKey(ctx.deps, spec) : await createKeyInHsm(ctx.deps, spec);
     ctx.noteKey(keyArn(ctx.deps.scope, key.keyId));
     return { KeyMetadata: await keyMetadata(key, ctx.deps) };
   },
@@ -70,8 +72,8 @@ export function checkSpec(input: Pick<CreateKeyInput, 'KeySpec' | 'KeyUsage' | '
   }
   // A store named is looked for first: Origin AWS_CLOUDHSM or EXTERNAL goes with one.
   if (input.CustomKeyStoreId) noSuchCustomKeyStore(input.CustomKeyStoreId);
-  if (input.Origin && input.Origin !== 'AWS_KMS') {
-    throw new UnsupportedOperationException(`Origin ${input.Origin} is not supported: key material is always generated in the HSM.`);
+  if (input.Origin && input.Origin !== 'AWS_KMS' && input.Origin !== 'EXTERNAL') {
+    throw new UnsupportedOperationException(`Origin ${input.Origin} is not supported: key material is generated in the HSM (AWS_KMS) or imported (EXTERNAL).`);
   }
   if (input.XksKeyId) throw new UnsupportedOperationException('XksKeyId names a key in an external key store, which this gateway does not offer.');
   if (input.MultiRegion) throw new UnsupportedOperationException('Multi-Region keys are not supported.');
@@ -84,6 +86,27 @@ export function checkTags(tags: Array<{ TagKey: string; TagValue: string }>): Ta
   if (new Set(tags.map((t) => t.TagKey)).size !== tags.length) throw new TagException('Duplicate tag keys');
   if (tags.some((t) => t.TagKey.toLowerCase().startsWith('aws:'))) throw new TagException('Tags beginning with aws: are reserved');
   return tags.map((t) => ({ key: t.TagKey, value: t.TagValue }));
+}
+
+/**
+ * A key for imported material (Origin EXTERNAL): PendingImport, with no material until
+ * ImportKeyMaterial, so nothing is made on the token yet. Refused where the token could not hold
+ * or use such material: what generated keys need, and AES-GCM for symmetric ones (imported
+ * material is one AES key, with no MAC key beside it, so its blobs are AES-GCM).
+ */
+async function createExternalKey(deps: GatewayDeps, spec: { keySpec: KeySpec; keyUsage: KeyUsage; description: string; tags: Tag[]; policy?: string }): Promise<KeyRecord> {
+  const caps = deps.hsm.capabilities();
+  const problem =
+    (spec.keySpec === 'ECC_NIST_EDWARDS25519' ? 'Ed25519 key material cannot be imported into this gateway' : undefined) ??
+    keySpecProblem(caps, spec.keySpec, spec.keyUsage) ??
+    (spec.keySpec === 'SYMMETRIC_DEFAULT' ? capabilityProblem(caps, 'aes-gcm') : undefined);
+  if (problem) throw new UnsupportedOperationException(`KeySpec ${spec.keySpec} with Origin EXTERNAL: ${problem}.`);
+  const key: KeyRecord = {
+    keyId: crypto.randomUUID(), createdAt: deps.clock(), description: spec.description, keyUsage: spec.keyUsage, keySpec: spec.keySpec,
+    origin: 'EXTERNAL', state: 'PendingImport', currentMaterialVersion: 0, policy: spec.policy,
+  };
+  await deps.keys.insertExternalKey(key, spec.tags);
+  return key;
 }
 
 /**

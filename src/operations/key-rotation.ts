@@ -9,12 +9,16 @@ import { useKey, type ResolvedKey } from './use-key';
  * of its own.
  */
 
-/** Rotation applies to symmetric AWS_KMS keys only (U7). */
-export async function rotatableKey(keyId: string, ctx: OperationContext, action: string): Promise<ResolvedKey> {
+/**
+ * Rotation applies to symmetric keys only (U7); automatic rotation to generated material only
+ * (U6 for imported: EXTERNAL keys rotate on demand, to material imported for it, and list it).
+ */
+export async function rotatableKey(keyId: string, ctx: OperationContext, action: string, { allowImported = false } = {}): Promise<ResolvedKey> {
   const resolved = await useKey(ctx, keyId, { allowAlias: false, action });
-  if (resolved.key.keySpec !== 'SYMMETRIC_DEFAULT' || resolved.key.origin !== 'AWS_KMS') {
+  if (resolved.key.keySpec !== 'SYMMETRIC_DEFAULT') {
     throw new UnsupportedOperationException(`${resolved.arn} key spec is ${resolved.key.keySpec} which is not valid for key rotation.`);
   }
+  if (resolved.key.origin !== 'AWS_KMS' && !allowImported) throw new UnsupportedOperationException(`${resolved.arn} origin is ${resolved.key.origin} which is not valid for this operation.`);
   return resolved;
 }
 

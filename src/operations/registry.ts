@@ -48,6 +48,9 @@ import { deleteCustomKeyStore } from './delete-custom-key-store';
 import { describeCustomKeyStores } from './describe-custom-key-stores';
 import { disconnectCustomKeyStore } from './disconnect-custom-key-store';
 import { updateCustomKeyStore } from './update-custom-key-store';
+import { deleteImportedKeyMaterial } from './delete-imported-key-material';
+import { getParametersForImport } from './get-parameters-for-import';
+import { importKeyMaterial } from './import-key-material';
 
 /** Every operation the gateway answers, by its exact API name (X-Amz-Target: TrentService.<name>). */
 export const registry: ReadonlyMap<string, Operation> = new Map<string, Operation>([
@@ -60,6 +63,7 @@ export const registry: ReadonlyMap<string, Operation> = new Map<string, Operatio
   ['Decrypt', decrypt],
   ['DeleteAlias', deleteAlias],
   ['DeleteCustomKeyStore', deleteCustomKeyStore],
+  ['DeleteImportedKeyMaterial', deleteImportedKeyMaterial],
   ['DeriveSharedSecret', deriveSharedSecret],
   ['DescribeCustomKeyStores', describeCustomKeyStores],
   ['DescribeKey', describeKey],
@@ -78,7 +82,9 @@ export const registry: ReadonlyMap<string, Operation> = new Map<string, Operatio
   ['GetKeyLastUsage', getKeyLastUsage],
   ['GetKeyPolicy', getKeyPolicy],
   ['GetKeyRotationStatus', getKeyRotationStatus],
+  ['GetParametersForImport', getParametersForImport],
   ['GetPublicKey', getPublicKey],
+  ['ImportKeyMaterial', importKeyMaterial],
   ['ListAliases', listAliases],
   ['ListGrants', listGrants],
   ['ListKeyPolicies', listKeyPolicies],

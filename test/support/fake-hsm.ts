@@ -1,5 +1,5 @@
 import crypto from 'node:crypto';
-import type { DataKeyWrap, Hash, HmacKeySpec, Hsm, HsmHealth, HsmStats, KeyObjectFacts, KeyPairSpec, ObjectRef, SigningScheme } from '../../src/hsm/hsm';
+import type { DataKeyWrap, Hash, HmacKeySpec, Hsm, HsmHealth, HsmStats, ImportedFacts, ImportRequest, KeyObjectFacts, KeyPairSpec, ObjectRef, SigningScheme } from '../../src/hsm/hsm';
 import { GCM_IV_BYTES, GCM_TAG_BYTES } from '../../src/hsm/hsm';
 import { HsmError } from '../../src/hsm/hsm-error';
 import type { CapabilityName, TokenCapabilities } from '../../src/hsm/capabilities';
@@ -62,6 +62,48 @@ export class FakeHsm implements Hsm {
     }
     const c = crypto.createCipheriv('id-aes256-wrap-pad', kek, KWP_IV);
     return { plaintext, wrapped: Buffer.concat([c.update(plaintext), c.final()]) };
+  }
+  /** The same facts as the PKCS#11 import (import-ops.ts), computed in node:crypto. */
+  async importKeyMaterial(request: ImportRequest): Promise<ImportedFacts> {
+    const hash = request.algorithm.endsWith('_SHA_1') ? 'SHA1' : 'SHA256';
+    let material: Buffer;
+    if (request.algorithm.startsWith('RSAES_OAEP_')) {
+      material = await this.rsaDecrypt(request.wrappingKey, hash, request.encrypted);
+    } else {
+      const rsaBytes = (this.pair(request.wrappingKey).asymmetricKeyDetails!.modulusLength! + 7) >> 3;
+      const aesKey = await this.rsaDecrypt(request.wrappingKey, hash, request.encrypted.subarray(0, rsaBytes));
+      try {
+        const d = crypto.createDecipheriv(`id-aes${aesKey.length * 8}-wrap-pad`, aesKey, KWP_IV);
+        material = Buffer.concat([d.update(request.encrypted.subarray(rsaBytes)), d.final()]);
+      } catch {
+        throw new HsmError('integrity', 'C_UnwrapKey', 'CKR_WRAPPED_KEY_INVALID');
+      }
+    }
+    const { target } = request;
+    if (target.kind === 'AES') {
+      this.add(target.ref, { label: target.ref.label, secret: material });
+      const check = crypto.createCipheriv(`aes-${material.length * 8}-ecb`, material, null).setAutoPadding(false).update(Buffer.alloc(16));
+      return { check, valueBytes: material.length };
+    }
+    if (target.kind === 'HMAC') {
+      this.add(target.ref, { label: target.ref.label, secret: material, isMac: true });
+      return { check: crypto.createHmac(target.hash.toLowerCase(), material).update('QKMS imported key material check value').digest(), valueBytes: Math.ceil(material.length / 8) * 8 };
+    }
+    let privateKey: crypto.KeyObject;
+    try {
+      privateKey = crypto.createPrivateKey({ key: material, format: 'der', type: 'pkcs8' });
+    } catch {
+      throw new HsmError('integrity', 'C_UnwrapKey', 'CKR_WRAPPED_KEY_INVALID');
+    }
+    const publicKey = crypto.createPublicKey(privateKey);
+    this.add(target.refs.private, { label: target.refs.private.label, pair: privateKey });
+    this.add(target.refs.public, { label: target.refs.public.label, pair: publicKey, privateKey });
+    const details = privateKey.asymmetricKeyDetails!;
+    const curves: Record<string, string> = { prime256v1: 'P-256', secp384r1: 'P-384', secp521r1: 'P-521', secp256k1: 'secp256k1' };
+    return {
+      check: publicKey.export({ type: 'spki', format: 'der' }),
+      keyShape: details.modulusLength ? { bits: details.modulusLength } : { curve: curves[details.namedCurve ?? ''] ?? String(details.namedCurve) },
+    };
   }
   async unwrapDataKey(kekRef: ObjectRef, wrapped: Buffer) {
     const kek = this.secret(kekRef);

@@ -101,6 +101,14 @@ export class AsymmetricOps {
     });
   }
 
+  /**
+   * RSAES-OAEP decryption for a hash the token's OAEP lacks: raw RSA (CKM_RSA_X_509) in the HSM
+   * with the key, the OAEP block decoded here. Until the constant-time decoder lands, refused.
+   */
+  rawOaepDecrypt(_s: Session, _key: pkcs11js.Handle, hash: 'SHA1' | 'SHA256', _ciphertext: Buffer): Buffer {
+    throw new HsmError('unsupported', 'C_Decrypt', 'CKR_MECHANISM_PARAM_INVALID', { cause: new Error(`this token has no RSAES-OAEP with ${hash}`) });
+  }
+
   async deriveSharedSecret(privateKey: ObjectRef, peerPoint: Buffer): Promise<Buffer> {
     const { p11, connection } = this.ctx;
     const fieldBytes = (peerPoint.length - 1) / 2;

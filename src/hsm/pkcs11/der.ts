@@ -73,3 +73,8 @@ export function unwrapEcPoint(attribute: Buffer): Buffer {
   const inner = readTlv(attribute, 0, 0x04);
   return inner && inner.end === attribute.length && inner.value[0] === 0x04 ? inner.value : attribute;
 }
+
+/** CKA_EC_POINT as PKCS#11 v2.40 wants it on a public key object made with C_CreateObject: DER OCTET STRING(04 ‖ X ‖ Y). */
+export function encodeOctetString(value: Buffer): Buffer {
+  return tlv(0x04, value);
+}

@@ -1,12 +1,13 @@
 import * as pkcs11js from 'pkcs11js';
 import { CallRecorder } from '../call-stats';
-import type { DataKeyWrap, Hash, HmacKeySpec, Hsm, HsmHealth, HsmStats, KeyObjectFacts, KeyPairSpec, KeyPairUsage, ObjectRef, SigningScheme, WrappedDataKey } from '../hsm';
+import type { DataKeyWrap, Hash, HmacKeySpec, Hsm, HsmHealth, HsmStats, ImportedFacts, ImportRequest, KeyObjectFacts, KeyPairSpec, KeyPairUsage, ObjectRef, SigningScheme, WrappedDataKey } from '../hsm';
 import type { TokenCapabilities } from '../capabilities';
 import { AsymmetricOps } from './asymmetric-ops';
 import { discoverCapabilities } from './capability-probes';
 import { Connection } from './connection';
 import { FaultPlan } from './faults';
 import { call, instrumented } from './instrumented-module';
+import { ImportOps } from './import-ops';
 import { ObjectIndex } from './object-index';
 import type { OperationContext } from './operation-context';
 import type { Pkcs11Options } from './pkcs11-options';
@@ -28,6 +29,7 @@ export { findSlotByLabel } from './token-access';
 export class Pkcs11Hsm implements Hsm {
   private readonly symmetric: SymmetricOps;
   private readonly asymmetric: AsymmetricOps;
+  private readonly imports: ImportOps;
 
   private constructor(
     private readonly calls: CallRecorder,
@@ -37,6 +39,7 @@ export class Pkcs11Hsm implements Hsm {
   ) {
     this.symmetric = new SymmetricOps(ctx);
     this.asymmetric = new AsymmetricOps(ctx);
+    this.imports = new ImportOps(ctx, (s, key, hash, ciphertext) => this.asymmetric.rawOaepDecrypt(s, key, hash, ciphertext));
   }
 
   /** Load the module once, then connect; a wrong PIN or label fails here, at boot. */
@@ -109,6 +112,10 @@ export class Pkcs11Hsm implements Hsm {
 
   generateWrappedDataKey(kekRef: ObjectRef, lengthBytes: number, wrap: DataKeyWrap): Promise<WrappedDataKey> {
     return this.symmetric.generateWrappedDataKey(kekRef, lengthBytes, wrap);
+  }
+
+  importKeyMaterial(request: ImportRequest): Promise<ImportedFacts> {
+    return this.imports.importKeyMaterial(request);
   }
 
   unwrapDataKey(kekRef: ObjectRef, wrapped: Buffer): Promise<Buffer> {

@@ -60,11 +60,12 @@ function limitedTo(options: TemplateOptions, ...mechs: number[]): pkcs11js.Templ
  * A KMS key's AES-256 material: wraps data keys (RFC 5649 under either mechanism number, or GCM)
  * and encrypts (GCM, or CBC where the token has no GCM).
  */
-export function kekTemplate(ref: ObjectRef, options: TemplateOptions): pkcs11js.Template {
+export function kekTemplate(ref: ObjectRef, options: TemplateOptions & { isImported?: boolean }): pkcs11js.Template {
   return [
     ...longLivedSecret(ref),
     { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
-    { type: pkcs11js.CKA_VALUE_LEN, value: 32 },
+    // An unwrapped key's length is the material's: a token refuses it in the template (CKR_ATTRIBUTE_READ_ONLY).
+    ...(options.isImported ? [] : [{ type: pkcs11js.CKA_VALUE_LEN, value: 32 }]),
     ...usages('wrap', 'unwrap', 'encrypt', 'decrypt'),
     ...limitedTo(options, pkcs11js.CKM_AES_KEY_WRAP_PAD, CKM_AES_KEY_WRAP_KWP, pkcs11js.CKM_AES_GCM, pkcs11js.CKM_AES_CBC_PAD),
   ];
@@ -74,12 +75,12 @@ export function kekTemplate(ref: ObjectRef, options: TemplateOptions): pkcs11js.
  * An HMAC key: the one that authenticates KWP blobs (SHA-256, 32 bytes) or a KMS HMAC_* key, limited
  * to its one HMAC mechanism.
  */
-export function macKeyTemplate(ref: ObjectRef, bytes: number, mechanism: number, options: TemplateOptions): pkcs11js.Template {
+export function macKeyTemplate(ref: ObjectRef, bytes: number | 'imported', mechanism: number, options: TemplateOptions): pkcs11js.Template {
   return [
     ...longLivedSecret(ref),
     // SoftHSM2 generates HMAC keys only as CKK_GENERIC_SECRET (pkcs11-and-clients.md §2.1).
     { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_GENERIC_SECRET },
-    { type: pkcs11js.CKA_VALUE_LEN, value: bytes },
+    ...(bytes === 'imported' ? [] : [{ type: pkcs11js.CKA_VALUE_LEN, value: bytes }]),
     ...usages('sign', 'verify'),
     ...limitedTo(options, mechanism),
   ];
@@ -98,6 +99,9 @@ export const CURVE_OIDS: Record<'P-256' | 'P-384' | 'P-521' | 'secp256k1' | 'Ed2
 function pairMechanisms(spec: { family: 'RSA' | 'EC' | 'EDWARDS' }, usage: KeyPairUsage): { generate: number; allowed: number[] } {
   if (spec.family === 'EDWARDS') return { generate: CKM_EC_EDWARDS_KEY_PAIR_GEN, allowed: [CKM_EDDSA] };
   if (spec.family === 'EC') return { generate: pkcs11js.CKM_EC_KEY_PAIR_GEN, allowed: [usage === 'KEY_AGREEMENT' ? pkcs11js.CKM_ECDH1_DERIVE : pkcs11js.CKM_ECDSA] };
+  // A BYOK wrapping key also decrypts raw RSA, for OAEP with a hash the token's OAEP lacks (decoded
+  // in the gateway): it adds nothing for a holder of the PIN, who can unwrap into a readable object.
+  if (usage === 'UNWRAP') return { generate: pkcs11js.CKM_RSA_PKCS_KEY_PAIR_GEN, allowed: [pkcs11js.CKM_RSA_PKCS_OAEP, pkcs11js.CKM_RSA_X_509] };
   return { generate: pkcs11js.CKM_RSA_PKCS_KEY_PAIR_GEN, allowed: usage === 'SIGN_VERIFY' ? [pkcs11js.CKM_RSA_PKCS, pkcs11js.CKM_RSA_PKCS_PSS] : [pkcs11js.CKM_RSA_PKCS_OAEP] };
 }
 
@@ -116,34 +120,56 @@ export function keyPairTemplates(
   usage: KeyPairUsage,
   options: TemplateOptions,
 ): { publicKey: pkcs11js.Template; privateKey: pkcs11js.Template } {
-  const signs = usage === 'SIGN_VERIFY';
-  const encrypts = usage === 'ENCRYPT_DECRYPT';
-  const mechanisms = pairMechanisms(spec, usage).allowed;
-  const common = (ref: ObjectRef): pkcs11js.Template => [...named(ref), ...limitedTo(options, ...mechanisms)];
   const keyShape: pkcs11js.Template =
     spec.family === 'RSA'
       ? [{ type: pkcs11js.CKA_MODULUS_BITS, value: spec.bits }, { type: pkcs11js.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) }]
       : [{ type: pkcs11js.CKA_EC_PARAMS, value: CURVE_OIDS[spec.curve] }];
-  return {
-    publicKey: [
-      ...common(refs.public),
-      { type: pkcs11js.CKA_TOKEN, value: true },
-      { type: pkcs11js.CKA_MODIFIABLE, value: false },
-      { type: pkcs11js.CKA_PRIVATE, value: false },
-      ...keyShape,
-      { type: pkcs11js.CKA_VERIFY, value: signs },
-      { type: pkcs11js.CKA_ENCRYPT, value: encrypts },
-      { type: pkcs11js.CKA_WRAP, value: false },
-    ],
-    privateKey: [
-      ...common(refs.private),
-      ...NEVER_LEAVES,
-      { type: pkcs11js.CKA_SIGN, value: signs },
-      { type: pkcs11js.CKA_DECRYPT, value: encrypts },
-      { type: pkcs11js.CKA_UNWRAP, value: false },
-      { type: pkcs11js.CKA_DERIVE, value: usage === 'KEY_AGREEMENT' },
-    ],
-  };
+  return { publicKey: [...publicKeyTemplate(refs.public, spec, usage, options), ...keyShape], privateKey: privateKeyTemplate(refs.private, spec, usage, options) };
+}
+
+/** A KMS key's public key object, without its shape (generation gives the size, an import the values). */
+export function publicKeyTemplate(ref: ObjectRef, spec: { family: 'RSA' | 'EC' | 'EDWARDS' }, usage: KeyPairUsage, options: TemplateOptions): pkcs11js.Template {
+  return [
+    ...named(ref),
+    ...limitedTo(options, ...pairMechanisms(spec, usage).allowed),
+    { type: pkcs11js.CKA_TOKEN, value: true },
+    { type: pkcs11js.CKA_MODIFIABLE, value: false },
+    { type: pkcs11js.CKA_PRIVATE, value: false },
+    { type: pkcs11js.CKA_VERIFY, value: usage === 'SIGN_VERIFY' },
+    { type: pkcs11js.CKA_ENCRYPT, value: usage === 'ENCRYPT_DECRYPT' },
+    { type: pkcs11js.CKA_WRAP, value: false },
+  ];
+}
+
+/** A KMS key's private key object: sensitive, never extractable, limited to the usage's mechanisms. */
+export function privateKeyTemplate(ref: ObjectRef, spec: { family: 'RSA' | 'EC' | 'EDWARDS' }, usage: KeyPairUsage, options: TemplateOptions): pkcs11js.Template {
+  return [
+    ...named(ref),
+    ...limitedTo(options, ...pairMechanisms(spec, usage).allowed),
+    ...NEVER_LEAVES,
+    { type: pkcs11js.CKA_SIGN, value: usage === 'SIGN_VERIFY' },
+    { type: pkcs11js.CKA_DECRYPT, value: usage === 'ENCRYPT_DECRYPT' || usage === 'UNWRAP' },
+    { type: pkcs11js.CKA_UNWRAP, value: usage === 'UNWRAP' },
+    { type: pkcs11js.CKA_DERIVE, value: usage === 'KEY_AGREEMENT' },
+  ];
+}
+
+/**
+ * A session object that lives for one call of an import, never readable: the ephemeral AES key of
+ * RSA-AES key wrap (unwraps), or a second copy of imported material from which the HSM measures
+ * its length (extractable, to be wrapped under a key it never reveals) or finds an EC key's public
+ * point (derives and signs). Destroyed before the call returns.
+ */
+export function importScratchTemplate(keyType: number, use: 'unwrap' | 'measure' | 'public-point', objectClass: number = pkcs11js.CKO_SECRET_KEY): pkcs11js.Template {
+  return [
+    { type: pkcs11js.CKA_CLASS, value: objectClass },
+    { type: pkcs11js.CKA_KEY_TYPE, value: keyType },
+    { type: pkcs11js.CKA_TOKEN, value: false },
+    { type: pkcs11js.CKA_SENSITIVE, value: true },
+    { type: pkcs11js.CKA_EXTRACTABLE, value: use === 'measure' },
+    ...(objectClass === pkcs11js.CKO_SECRET_KEY ? [{ type: pkcs11js.CKA_UNWRAP, value: use === 'unwrap' }] : []),
+    ...(use === 'public-point' ? [{ type: pkcs11js.CKA_DERIVE, value: true }, { type: pkcs11js.CKA_SIGN, value: true }] : []),
+  ];
 }
 
 /**

@@ -1,0 +1,232 @@
+import crypto from 'node:crypto';
+import * as pkcs11js from 'pkcs11js';
+import type { ImportedFacts, ImportRequest, ImportTarget } from '../hsm';
+import { HsmError } from '../hsm-error';
+import { encodeOctetString } from './der';
+import { drainOpenSslErrors, withCleanup } from './instrumented-module';
+import { AES_KEY_GEN, HMAC_BY_HASH, rsaOaep } from './mechanisms';
+import type { OperationContext } from './operation-context';
+import { CURVE_OIDS, importScratchTemplate, kekTemplate, macKeyTemplate, privateKeyTemplate, publicKeyTemplate } from './templates';
+import type { Session } from './token-access';
+
+/** What the HMAC check value of imported HMAC material is computed over (an identifier, not a secret). */
+const HMAC_CHECK_INPUT = Buffer.from('QKMS imported key material check value', 'utf8');
+
+/** Node's names of the curves KMS imports. */
+const NODE_CURVES: Record<string, string> = { 'P-256': 'prime256v1', 'P-384': 'secp384r1', 'P-521': 'secp521r1', secp256k1: 'secp256k1' };
+
+/** Makes an object from the imported material with this template (C_UnwrapKey, or C_CreateObject where the gateway decoded it). */
+type Materialize = (template: pkcs11js.Template) => pkcs11js.Handle;
+
+/**
+ * BYOK: imported material into token objects, inside the HSM (docs/crypto.md "Imported key
+ * material"). Every object made along the way that is not the key's own (the ephemeral AES key of
+ * RSA-AES key wrap, the copies the HSM measures or derives a public point from) is a session
+ * object destroyed before the call returns. A failure after the key's objects were made leaves
+ * them: the caller's intent rolls them back by id.
+ */
+export class ImportOps {
+  constructor(
+    private readonly ctx: OperationContext,
+    /** Raw RSA in the HSM and OAEP decoding in the gateway, for an OAEP hash the token lacks. */
+    private readonly decodeOaep: (s: Session, key: pkcs11js.Handle, hash: 'SHA1' | 'SHA256', ciphertext: Buffer) => Buffer,
+  ) {}
+
+  async importKeyMaterial(request: ImportRequest): Promise<ImportedFacts> {
+    const facts = await this.ctx.objects.withKey(request.wrappingKey, 'C_UnwrapKey', (s, wrappingKey) => {
+      const scratch: pkcs11js.Handle[] = [];
+      const destroyScratch = () => {
+        for (const h of scratch.splice(0)) this.ctx.p11.C_DestroyObject(s, h);
+      };
+      return withCleanup(() => {
+        const materialize = this.materializer(s, wrappingKey, request, scratch);
+        this.ctx.connection.tokenWritten();
+        const made = this.makeTarget(s, request.target, materialize, scratch);
+        destroyScratch();
+        return made;
+      }, destroyScratch);
+    });
+    drainOpenSslErrors();
+    return facts;
+  }
+
+  /** How the material becomes an object: RSAES-OAEP straight, or RSA-AES key wrap's two steps. */
+  private materializer(s: Session, wrappingKey: pkcs11js.Handle, request: ImportRequest, scratch: pkcs11js.Handle[]): Materialize {
+    const { p11, connection } = this.ctx;
+    const hash = request.algorithm.endsWith('_SHA_1') ? 'SHA1' : 'SHA256';
+    const isNative = this.ctx.capabilities.checks[hash === 'SHA1' ? 'rsa-oaep-sha1' : 'rsa-oaep-sha256'].ok;
+    const oaepInto = (ciphertext: Buffer): Materialize => {
+      if (isNative) return (template) => p11.C_UnwrapKey(s, rsaOaep(hash), wrappingKey, ciphertext, template);
+      const value = this.decodeOaep(s, wrappingKey, hash, ciphertext);
+      return (template) => p11.C_CreateObject(s, withValue(template, value));
+    };
+    if (request.algorithm.startsWith('RSAES_OAEP_')) return oaepInto(request.encrypted);
+    const [modulus] = p11.C_GetAttributeValue(s, wrappingKey, [{ type: pkcs11js.CKA_MODULUS }]);
+    const rsaBytes = modulus.value.length;
+    if (request.encrypted.length < rsaBytes + 16) throw new HsmError('integrity', 'C_UnwrapKey', 'CKR_WRAPPED_KEY_LEN_RANGE');
+    const ephemeral = connection.sessionObjectCreated(oaepInto(request.encrypted.subarray(0, rsaBytes))(importScratchTemplate(pkcs11js.CKK_AES, 'unwrap')));
+    scratch.push(ephemeral);
+    const kwp = this.kwp();
+    const wrapped = request.encrypted.subarray(rsaBytes);
+    return (template) => p11.C_UnwrapKey(s, kwp, ephemeral, wrapped, template);
+  }
+
+  private makeTarget(s: Session, target: ImportTarget, materialize: Materialize, scratch: pkcs11js.Handle[]): ImportedFacts {
+    const { p11, objects } = this.ctx;
+    const options = { allowedMechanisms: this.ctx.capabilities.allowedMechanismsAttribute };
+    if (target.kind === 'AES') {
+      const kek = materialize(kekTemplate(target.ref, { ...options, isImported: true }));
+      objects.remember(target.ref, kek);
+      p11.C_EncryptInit(s, { mechanism: pkcs11js.CKM_AES_CBC_PAD, parameter: Buffer.alloc(16) }, kek);
+      const check = Buffer.from(p11.C_Encrypt(s, Buffer.alloc(16), Buffer.alloc(32))).subarray(0, 16);
+      return { check, valueBytes: this.valueBytes(s, kek, () => materialize(importScratchTemplate(pkcs11js.CKK_AES, 'measure')), scratch) };
+    }
+    if (target.kind === 'HMAC') {
+      const mechanism = { mechanism: HMAC_BY_HASH[target.hash as keyof typeof HMAC_BY_HASH].mechanism };
+      const mac = materialize(macKeyTemplate(target.ref, 'imported', mechanism.mechanism, options));
+      objects.remember(target.ref, mac);
+      p11.C_SignInit(s, mechanism, mac);
+      const check = Buffer.from(p11.C_Sign(s, HMAC_CHECK_INPUT, Buffer.alloc(64)));
+      return { check, valueBytes: this.valueBytes(s, mac, () => materialize(importScratchTemplate(pkcs11js.CKK_GENERIC_SECRET, 'measure')), scratch) };
+    }
+    return this.makeKeyPair(s, target, materialize, scratch);
+  }
+
+  /**
+   * The private key unwrapped; the public key made from it: RSA's modulus and exponent are public
+   * attributes of the private object; an EC private object holds no point, so the HSM derives it:
+   * ECDH with the generator gives the point's X, and a signature picks which of the two Ys it is.
+   */
+  private makeKeyPair(s: Session, target: Extract<ImportTarget, { kind: 'KEY_PAIR' }>, materialize: Materialize, scratch: pkcs11js.Handle[]): ImportedFacts {
+    const { p11, objects, connection } = this.ctx;
+    const { spec, usage, refs } = target;
+    if (spec.family === 'EDWARDS') throw new HsmError('unsupported', 'C_UnwrapKey', undefined, { cause: new Error('Ed25519 material cannot be imported') });
+    const options = { allowedMechanisms: this.ctx.capabilities.allowedMechanismsAttribute };
+    const keyType = spec.family === 'RSA' ? pkcs11js.CKK_RSA : pkcs11js.CKK_EC;
+    const typed = (objectClass: number): pkcs11js.Template => [{ type: pkcs11js.CKA_CLASS, value: objectClass }, { type: pkcs11js.CKA_KEY_TYPE, value: keyType }];
+    const privateKey = materialize([...typed(pkcs11js.CKO_PRIVATE_KEY), ...privateKeyTemplate(refs.private, spec, usage, options)]);
+    objects.remember(refs.private, privateKey);
+    let shape: pkcs11js.Template;
+    let jwk: crypto.JsonWebKey;
+    let keyShape: ImportedFacts['keyShape'];
+    if (spec.family === 'RSA') {
+      const [n, e] = p11.C_GetAttributeValue(s, privateKey, [{ type: pkcs11js.CKA_MODULUS }, { type: pkcs11js.CKA_PUBLIC_EXPONENT }]).map((a) => stripZeros(a.value));
+      shape = [{ type: pkcs11js.CKA_MODULUS, value: n }, { type: pkcs11js.CKA_PUBLIC_EXPONENT, value: e }];
+      jwk = { kty: 'RSA', n: n.toString('base64url'), e: e.toString('base64url') };
+      keyShape = { bits: n.length * 8 - Math.clz32(n[0]) + 24 };
+    } else {
+      const [params] = p11.C_GetAttributeValue(s, privateKey, [{ type: pkcs11js.CKA_EC_PARAMS }]);
+      const curve = Object.entries(CURVE_OIDS).find(([, oid]) => oid.equals(params.value))?.[0];
+      if (!curve || !NODE_CURVES[curve]) return { check: Buffer.alloc(0), keyShape: { curve: curve ?? 'unknown' } };
+      const copy = connection.sessionObjectCreated(materialize(importScratchTemplate(pkcs11js.CKK_EC, 'public-point', pkcs11js.CKO_PRIVATE_KEY)));
+      scratch.push(copy);
+      const point = this.publicPoint(s, copy, curve, scratch);
+      shape = [{ type: pkcs11js.CKA_EC_PARAMS, value: params.value }, { type: pkcs11js.CKA_EC_POINT, value: encodeOctetString(point) }];
+      const half = (point.length - 1) / 2;
+      jwk = { kty: 'EC', crv: curve, x: point.subarray(1, 1 + half).toString('base64url'), y: point.subarray(1 + half).toString('base64url') };
+      keyShape = { curve };
+    }
+    objects.remember(refs.public, p11.C_CreateObject(s, [...typed(pkcs11js.CKO_PUBLIC_KEY), ...publicKeyTemplate(refs.public, spec, usage, options), ...shape]));
+    return { check: crypto.createPublicKey({ key: jwk, format: 'jwk' }).export({ type: 'spki', format: 'der' }), keyShape };
+  }
+
+  /** 04 ‖ X ‖ Y of the EC private key `copy` (a session copy that may derive and sign). */
+  private publicPoint(s: Session, copy: pkcs11js.Handle, curve: string, scratch: pkcs11js.Handle[]): Buffer {
+    const { p11, connection } = this.ctx;
+    const generator = crypto.createECDH(NODE_CURVES[curve]);
+    generator.setPrivateKey(Buffer.from([1]));
+    const g = generator.getPublicKey();
+    const fieldBytes = (g.length - 1) / 2;
+    const ecdh = { mechanism: pkcs11js.CKM_ECDH1_DERIVE, parameter: { type: pkcs11js.CK_PARAMS_EC_DH, kdf: pkcs11js.CKD_NULL, publicData: g } as pkcs11js.ECDH1 };
+    const xObject = connection.sessionObjectCreated(p11.C_DeriveKey(s, ecdh, copy, readableSecretTemplate(fieldBytes)));
+    scratch.push(xObject);
+    const x = Buffer.from(p11.C_GetAttributeValue(s, xObject, [{ type: pkcs11js.CKA_VALUE }])[0].value);
+    const message = crypto.randomBytes(32);
+    p11.C_SignInit(s, { mechanism: pkcs11js.CKM_ECDSA }, copy);
+    const signature = Buffer.from(p11.C_Sign(s, crypto.createHash('sha256').update(message).digest(), Buffer.alloc(256)));
+    for (const prefix of [2, 3]) {
+      const point = crypto.ECDH.convertKey(Buffer.concat([Buffer.from([prefix]), x]), NODE_CURVES[curve], undefined, undefined, 'uncompressed') as Buffer;
+      const half = (point.length - 1) / 2;
+      const key = crypto.createPublicKey({ key: { kty: 'EC', crv: curve, x: point.subarray(1, 1 + half).toString('base64url'), y: point.subarray(1 + half).toString('base64url') }, format: 'jwk' });
+      if (crypto.verify('sha256', message, { key, dsaEncoding: 'ieee-p1363' }, signature)) return point;
+    }
+    throw new HsmError('internal', 'C_Sign', undefined, { cause: new Error(`no public point of ${curve} verifies the imported key's signature (field ${fieldBytes} bytes)`) });
+  }
+
+  /**
+   * A secret's length: CKA_VALUE_LEN where the token reports it; SoftHSM2 2.6.1 reports 0 for an
+   * unwrapped key, so then the HSM wraps a second copy (RFC 5649) under an AES key it makes and
+   * never reveals, and the length of that is the material's rounded up to 8 bytes.
+   */
+  private valueBytes(s: Session, key: pkcs11js.Handle, copy: () => pkcs11js.Handle, scratch: pkcs11js.Handle[]): number | undefined {
+    const { p11, connection } = this.ctx;
+    const [len] = p11.C_GetAttributeValue(s, key, [{ type: pkcs11js.CKA_VALUE_LEN }]);
+    const reported = len.value.length === 8 ? Number(len.value.readBigUInt64LE(0)) : len.value.readUInt32LE(0);
+    if (reported > 0 || this.ctx.capabilities.kwpMechanism === undefined) return reported || undefined;
+    const measured = connection.sessionObjectCreated(copy());
+    scratch.push(measured);
+    const wrapKey = connection.sessionObjectCreated(p11.C_GenerateKey(s, AES_KEY_GEN, sessionWrapKeyTemplate()));
+    scratch.push(wrapKey);
+    return p11.C_WrapKey(s, this.kwp(), wrapKey, measured, Buffer.alloc(1024)).length - 8;
+  }
+
+  private kwp(): pkcs11js.Mechanism {
+    const mechanism = this.ctx.capabilities.kwpMechanism;
+    if (mechanism === undefined) throw new HsmError('unsupported', 'C_UnwrapKey', 'CKR_MECHANISM_INVALID', { cause: new Error('RSA-AES key wrap needs an exact RFC 5649 unwrap, which this token lacks') });
+    return { mechanism };
+  }
+}
+
+/** The template with the material's value, for C_CreateObject: a secret's CKA_VALUE, or a PKCS#8 private key's components. */
+function withValue(template: pkcs11js.Template, value: Buffer): pkcs11js.Template {
+  const objectClass = template.find((a) => a.type === pkcs11js.CKA_CLASS)?.value;
+  if (objectClass !== pkcs11js.CKO_PRIVATE_KEY) return [...template, { type: pkcs11js.CKA_VALUE, value }];
+  let jwk: crypto.JsonWebKey;
+  try {
+    jwk = crypto.createPrivateKey({ key: value, format: 'der', type: 'pkcs8' }).export({ format: 'jwk' });
+  } catch (cause) {
+    throw new HsmError('integrity', 'C_CreateObject', 'CKR_WRAPPED_KEY_INVALID', { cause });
+  }
+  const b = (v: string | undefined) => Buffer.from(v ?? '', 'base64url');
+  if (jwk.kty === 'RSA') {
+    const parts: Array<[number, string | undefined]> = [
+      [pkcs11js.CKA_MODULUS, jwk.n], [pkcs11js.CKA_PUBLIC_EXPONENT, jwk.e], [pkcs11js.CKA_PRIVATE_EXPONENT, jwk.d], [pkcs11js.CKA_PRIME_1, jwk.p],
+      [pkcs11js.CKA_PRIME_2, jwk.q], [pkcs11js.CKA_EXPONENT_1, jwk.dp], [pkcs11js.CKA_EXPONENT_2, jwk.dq], [pkcs11js.CKA_COEFFICIENT, jwk.qi],
+    ];
+    return [...template, ...parts.map(([type, v]) => ({ type, value: b(v) }))];
+  }
+  const oid = CURVE_OIDS[jwk.crv as keyof typeof CURVE_OIDS];
+  if (jwk.kty !== 'EC' || !oid) throw new HsmError('integrity', 'C_CreateObject', 'CKR_WRAPPED_KEY_INVALID', { cause: new Error(`private key of type ${jwk.kty} ${jwk.crv ?? ''}`) });
+  return [...template, { type: pkcs11js.CKA_EC_PARAMS, value: oid }, { type: pkcs11js.CKA_VALUE, value: b(jwk.d) }];
+}
+
+/** ECDH's output when the HSM finds a public point: X of the generator times the key, read (it is public). */
+function readableSecretTemplate(bytes: number): pkcs11js.Template {
+  return [
+    { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+    { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_GENERIC_SECRET },
+    { type: pkcs11js.CKA_TOKEN, value: false },
+    { type: pkcs11js.CKA_SENSITIVE, value: false },
+    { type: pkcs11js.CKA_EXTRACTABLE, value: true },
+    { type: pkcs11js.CKA_VALUE_LEN, value: bytes },
+  ];
+}
+
+/** The AES key a length is measured under: a session object that only wraps, never read. */
+function sessionWrapKeyTemplate(): pkcs11js.Template {
+  return [
+    { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+    { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
+    { type: pkcs11js.CKA_TOKEN, value: false },
+    { type: pkcs11js.CKA_VALUE_LEN, value: 32 },
+    { type: pkcs11js.CKA_SENSITIVE, value: true },
+    { type: pkcs11js.CKA_WRAP, value: true },
+  ];
+}
+
+function stripZeros(value: Buffer): Buffer {
+  let i = 0;
+  while (i < value.length - 1 && value[i] === 0) i++;
+  return value.subarray(i);
+}
+
