@@ -1,9 +1,7 @@
 import type Database from 'better-sqlite3';
 import type { ImportActivation, ImportParameters, KeyRepository, MaterialIntent, MaterialObjects } from '../domain/key-repository';
 import { objectIdsOf } from '../domain/key-repository';
-
-/** An intent to record: abandoned from the start when `abandonedAt` is given (a discard). */
-export type IntentInsert = Omit<MaterialIntent, 'intentId' | 'objects' | 'owner'> & { objectIds: Record<string, string>; abandonedAt?: Date };
+import type { IntentInsert } from './intent-insert';
 
 /** What the imported-material part needs of the SQLite store: its connection, statement cache and intent records. */
 export interface SqliteStoreAccess {

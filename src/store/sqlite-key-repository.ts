@@ -8,7 +8,8 @@ import type {
 import { legacyObjectIds, materialObjects, objectIdsOf } from '../domain/key-repository';
 import type { KeySpec } from '../domain/key-spec';
 import type { KeyState } from '../domain/key-state';
-import { SqliteImportedMaterial, type IntentInsert } from './sqlite-imported-material';
+import type { IntentInsert } from './intent-insert';
+import { SqliteImportedMaterial } from './sqlite-imported-material';
 
 /**
  * Schema migrations, applied in order, each in one transaction; PRAGMA user_version records how
