@@ -15,9 +15,10 @@ import { SqliteImportedMaterial } from './sqlite-imported-material';
  * Schema migrations, applied in order, each in one transaction; PRAGMA user_version records how
  * many ran. Append only. A migration is SQL, or a function for data SQL cannot compute.
  * Tables for aliases and grants exist from the start so lookups are real; their write operations
- * arrive with the issues that introduce them.
+ * arrive with the issues that introduce them. Exported for the upgrade tests: its first n entries
+ * are exactly the schema a release with n migrations wrote.
  */
-const MIGRATIONS: Array<string | ((db: Database.Database) => void)> = [
+export const MIGRATIONS: Array<string | ((db: Database.Database) => void)> = [
   `CREATE TABLE keys (
      position INTEGER PRIMARY KEY AUTOINCREMENT,
      key_id TEXT NOT NULL UNIQUE,
