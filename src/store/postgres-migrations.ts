@@ -6,9 +6,10 @@ import type { Pool, PoolClient } from 'pg';
  * dialect: a PostgreSQL store starts there, so it has no rows of earlier releases to adopt (no
  * material without object ids, no version above last_version) and no legacy-id migration.
  * Timestamps are timestamptz (millisecond Dates in and out), binary is bytea, and the JSON kept
- * as text by SQLite is `json` (stored as given: grants come back byte for byte).
+ * as text by SQLite is `json` (stored as given: grants come back byte for byte). Exported for the
+ * upgrade tests: its first n entries are exactly the schema a release with n migrations wrote.
  */
-const MIGRATIONS: string[] = [
+export const MIGRATIONS: string[] = [
   `CREATE TABLE keys (
      position bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
      key_id text NOT NULL UNIQUE,
