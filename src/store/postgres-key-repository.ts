@@ -3,7 +3,9 @@ import { Pool, type PoolClient } from 'pg';
 import type { Alias, AliasInsert, AuditAnchor, Grant, KeyLastUsage, KeyMaterial, KeyRecord, KeyRepository, MaterialIntent, ReserveRefusal, StateChange, Tag } from '../domain/key-repository';
 import { materialObjects, objectIdsOf } from '../domain/key-repository';
 import type { KeyState } from '../domain/key-state';
+import type { IntentInsert } from './intent-insert';
 import { PostgresAliasesAndGrants } from './postgres-aliases-and-grants';
+import { PostgresImportedMaterial } from './postgres-imported-material';
 import { migrate } from './postgres-migrations';
 import { rowToIntent, rowToKey, rowToMaterial, type IntentRow, type KeyRow, type MaterialRow } from './postgres-rows';
 import { PostgresTokenPool } from './postgres-token-pool';
@@ -34,6 +36,7 @@ const MAX_INTEGER = 2 ** 31 - 1;
 export class PostgresKeyRepository implements KeyRepository {
   private readonly db: PgSession;
   private readonly access: PostgresAliasesAndGrants;
+  private readonly imports: PostgresImportedMaterial;
 
   private constructor(
     pool: Pool,
@@ -43,6 +46,7 @@ export class PostgresKeyRepository implements KeyRepository {
   ) {
     this.db = new PgSession(pool);
     this.access = new PostgresAliasesAndGrants(this.db);
+    this.imports = new PostgresImportedMaterial(this.db, { insertIntentIfFree: (on, i) => this.insertIntentIfFree(on, i), dropIntent: (c, i) => this.dropIntent(c, i) });
   }
 
   /** Connects and migrates (exactly once among replicas opening a fresh database together). */
@@ -70,14 +74,26 @@ export class PostgresKeyRepository implements KeyRepository {
   async activateKey(intent: MaterialIntent, key: KeyRecord, materialId: string, tags: Tag[]): Promise<void> {
     await this.db.tx(async (c) => {
       await this.dropIntent(c, intent);
-      await c.query(
-        `INSERT INTO keys (key_id, created_at, description, key_usage, key_spec, origin, state, current_material_version, last_version, policy, rotation_period_days, next_rotation_date)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11)`,
-        [key.keyId, key.createdAt, key.description, key.keyUsage, key.keySpec, key.origin, key.state, intent.version, key.policy ?? null, key.rotation?.periodDays ?? null, key.rotation?.nextRotationDate ?? null],
-      );
+      await this.insertKey(c, key, intent.version, tags);
       await this.insertMaterial(c, intent, materialId);
-      for (const t of tags) await c.query('INSERT INTO tags (key_id, tag_key, tag_value) VALUES ($1, $2, $3)', [key.keyId, t.key, t.value]);
     });
+  }
+
+  async insertExternalKey(key: KeyRecord, tags: Tag[]): Promise<void> {
+    if (key.origin !== 'EXTERNAL' || key.state !== 'PendingImport' || key.currentMaterialVersion !== 0) {
+      throw new Error(`insertExternalKey takes an EXTERNAL key in PendingImport without material, not ${key.origin} ${key.state} at version ${key.currentMaterialVersion}`);
+    }
+    await this.db.tx((c) => this.insertKey(c, key, 0, tags));
+  }
+
+  /** The key's row, its current (and last reserved) version `version`, and its tags. */
+  private async insertKey(c: PoolClient, key: KeyRecord, version: number, tags: Tag[]): Promise<void> {
+    await c.query(
+      `INSERT INTO keys (key_id, created_at, description, key_usage, key_spec, origin, state, current_material_version, last_version, policy, rotation_period_days, next_rotation_date)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11)`,
+      [key.keyId, key.createdAt, key.description, key.keyUsage, key.keySpec, key.origin, key.state, version, key.policy ?? null, key.rotation?.periodDays ?? null, key.rotation?.nextRotationDate ?? null],
+    );
+    for (const t of tags) await c.query('INSERT INTO tags (key_id, tag_key, tag_value) VALUES ($1, $2, $3)', [key.keyId, t.key, t.value]);
   }
 
   async reserveVersion(
@@ -136,13 +152,21 @@ export class PostgresKeyRepository implements KeyRepository {
     await this.db.pool.query('DELETE FROM material_intents WHERE intent_id = $1', [intentId]);
   }
 
-  private async insertIntent(on: Queryable, i: Omit<MaterialIntent, 'intentId' | 'objects' | 'owner'> & { objectIds: Record<string, string> }): Promise<MaterialIntent> {
-    const [{ intent_id }] = await this.db.rows<{ intent_id: string }>(
-      'INSERT INTO material_intents (key_id, version, purpose, rotation_type, object_ids, created_at, owner) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING intent_id',
-      [i.keyId, i.version, i.purpose, i.rotationType ?? null, JSON.stringify(i.objectIds), i.createdAt, this.ownerId], on,
+  private async insertIntent(on: Queryable, i: IntentInsert): Promise<MaterialIntent> {
+    const intent = await this.insertIntentIfFree(on, i);
+    if (!intent) throw new Error(`an intent for version ${i.version} of ${i.keyId} exists already`);
+    return intent;
+  }
+
+  /** Undefined when an intent of that version exists (UNIQUE (key_id, version); one not yet committed is waited for). */
+  private async insertIntentIfFree(on: Queryable, i: IntentInsert): Promise<MaterialIntent | undefined> {
+    const [row] = await this.db.rows<{ intent_id: string }>(
+      `INSERT INTO material_intents (key_id, version, purpose, rotation_type, object_ids, created_at, abandoned_at, owner) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+       ON CONFLICT (key_id, version) DO NOTHING RETURNING intent_id`,
+      [i.keyId, i.version, i.purpose, i.rotationType ?? null, JSON.stringify(i.objectIds), i.createdAt, i.abandonedAt ?? null, this.ownerId], on,
     );
-    return {
-      intentId: Number(intent_id), keyId: i.keyId, version: i.version, purpose: i.purpose, ...(i.rotationType && { rotationType: i.rotationType }),
+    return row && {
+      intentId: Number(row.intent_id), keyId: i.keyId, version: i.version, purpose: i.purpose, ...(i.rotationType && { rotationType: i.rotationType }),
       objects: materialObjects(i.keyId, i.version, i.objectIds), createdAt: i.createdAt, owner: this.ownerId,
     };
   }
@@ -202,13 +226,13 @@ export class PostgresKeyRepository implements KeyRepository {
   }
 
   async keysDueForRotation(now: Date): Promise<string[]> {
-    const text = "SELECT key_id FROM keys WHERE state = 'Enabled' AND deletion_started IS NULL AND next_rotation_date <= $1 ORDER BY position";
+    const text = "SELECT key_id FROM keys WHERE state = 'Enabled' AND deletion_started IS NULL AND origin <> 'EXTERNAL' AND next_rotation_date <= $1 ORDER BY position";
     return (await this.db.rows<{ key_id: string }>(text, [now])).map((r) => r.key_id);
   }
 
   async deleteKey(keyId: string): Promise<void> {
     await this.db.tx(async (c) => {
-      // Cascades to materials, tags, aliases and grants.
+      // Cascades to materials, tags, aliases, grants and import parameters.
       if ((await this.db.changes('DELETE FROM keys WHERE key_id = $1 AND deletion_started IS NOT NULL', [keyId], c)) !== 1) {
         throw new Error(`refusing to delete ${keyId}: its deletion was not begun (beginDeletion)`);
       }
@@ -242,6 +266,15 @@ export class PostgresKeyRepository implements KeyRepository {
       if (remove.length > 0) await c.query('DELETE FROM tags WHERE key_id = $1 AND tag_key = ANY($2::text[])', [keyId, remove]);
     });
   }
+
+  reserveImport: KeyRepository['reserveImport'] = (keyId, request) => this.imports.reserveImport(keyId, request);
+  activateImport: KeyRepository['activateImport'] = (intent, imported) => this.imports.activateImport(intent, imported);
+  discardImportedMaterial: KeyRepository['discardImportedMaterial'] = (keyId, version, onlyIfExpiredBy) => this.imports.discardImportedMaterial(keyId, version, onlyIfExpiredBy);
+  materialsDueToExpire: KeyRepository['materialsDueToExpire'] = (now) => this.imports.materialsDueToExpire(now);
+  recordImportParameters: KeyRepository['recordImportParameters'] = (parameters) => this.imports.recordImportParameters(parameters);
+  getImportParameters: KeyRepository['getImportParameters'] = (parametersId) => this.imports.getImportParameters(parametersId);
+  listImportParameters: KeyRepository['listImportParameters'] = (keyId) => this.imports.listImportParameters(keyId);
+  deleteImportParameters: KeyRepository['deleteImportParameters'] = (parametersId) => this.imports.deleteImportParameters(parametersId);
   aliasTarget = (aliasName: string): Promise<string | undefined> => this.access.aliasTarget(aliasName);
   getAlias = (aliasName: string): Promise<Alias | undefined> => this.access.getAlias(aliasName);
   insertAlias = (alias: Alias, maxPerKey: number): Promise<AliasInsert> => this.access.insertAlias(alias, maxPerKey);

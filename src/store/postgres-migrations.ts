@@ -6,9 +6,10 @@ import type { Pool, PoolClient } from 'pg';
  * dialect: a PostgreSQL store starts there, so it has no rows of earlier releases to adopt (no
  * material without object ids, no version above last_version) and no legacy-id migration.
  * Timestamps are timestamptz (millisecond Dates in and out), binary is bytea, and the JSON kept
- * as text by SQLite is `json` (stored as given: grants come back byte for byte).
+ * as text by SQLite is `json` (stored as given: grants come back byte for byte). Exported for the
+ * upgrade tests: its first n entries are exactly the schema a release with n migrations wrote.
  */
-const MIGRATIONS: string[] = [
+export const MIGRATIONS: string[] = [
   `CREATE TABLE keys (
      position bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
      key_id text NOT NULL UNIQUE,
@@ -114,6 +115,31 @@ const MIGRATIONS: string[] = [
    );
    CREATE TABLE usage_tracking (id integer PRIMARY KEY CHECK (id = 1), started_at timestamptz NOT NULL);
    INSERT INTO usage_tracking (id, started_at) VALUES (1, now());`,
+  // Imported key material (BYOK): each version's import facts (NULL for generated material; deleted
+  // material keeps object_ids '{}'); intents that import or discard material; GetParametersForImport's
+  // wrapping key pairs, recorded before they are made. The purpose CHECK is the one the first
+  // migration declared inline, under the name PostgreSQL gave it.
+  `ALTER TABLE key_materials
+     ADD COLUMN import_state text CHECK (import_state IN ('IMPORTED', 'PENDING_IMPORT')),
+     ADD COLUMN expiration_model text,
+     ADD COLUMN valid_to timestamptz,
+     ADD COLUMN material_description text;
+   CREATE INDEX key_materials_expiring ON key_materials (valid_to) WHERE import_state = 'IMPORTED';
+   ALTER TABLE material_intents
+     DROP CONSTRAINT material_intents_purpose_check,
+     ADD CONSTRAINT material_intents_purpose_check CHECK (purpose IN ('create', 'rotate', 'import', 'discard'));
+   CREATE TABLE import_parameters (
+     position bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
+     parameters_id text PRIMARY KEY,
+     key_id text NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
+     wrapping_key_spec text NOT NULL,
+     wrapping_algorithm text NOT NULL,
+     token_hash bytea NOT NULL,
+     objects json NOT NULL,
+     created_at timestamptz NOT NULL,
+     valid_to timestamptz NOT NULL
+   );
+   CREATE INDEX import_parameters_by_key ON import_parameters (key_id);`,
 ];
 
 /** The transaction-scoped advisory lock that serialises migrations: any fixed number of our own. */

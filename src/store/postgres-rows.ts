@@ -1,4 +1,4 @@
-import type { Alias, Grant, GrantConstraints, KeyMaterial, KeyRecord, MaterialIntent } from '../domain/key-repository';
+import type { Alias, ExpirationModel, Grant, GrantConstraints, ImportParameters, ImportedMaterial, KeyMaterial, KeyOrigin, KeyRecord, MaterialIntent, MaterialObjects } from '../domain/key-repository';
 import { materialObjects } from '../domain/key-repository';
 
 /**
@@ -11,6 +11,7 @@ export interface KeyRow {
   description: string;
   key_usage: string;
   key_spec: string;
+  origin: string;
   state: string;
   deletion_date: Date | null;
   pending_window_days: number | null;
@@ -28,7 +29,7 @@ export function rowToKey(r: KeyRow): KeyRecord {
     description: r.description,
     keyUsage: r.key_usage as KeyRecord['keyUsage'],
     keySpec: r.key_spec as KeyRecord['keySpec'],
-    origin: 'AWS_KMS',
+    origin: r.origin as KeyOrigin,
     state: r.state as KeyRecord['state'],
     deletionDate: r.deletion_date ?? undefined,
     pendingWindowDays: r.pending_window_days ?? undefined,
@@ -46,6 +47,10 @@ export interface MaterialRow {
   created_at: Date;
   rotation_type: 'AUTOMATIC' | 'ON_DEMAND' | null;
   object_ids: Record<string, string>;
+  import_state: ImportedMaterial['importState'] | null;
+  expiration_model: ExpirationModel | null;
+  valid_to: Date | null;
+  material_description: string | null;
 }
 
 export function rowToMaterial(r: MaterialRow): KeyMaterial {
@@ -53,6 +58,13 @@ export function rowToMaterial(r: MaterialRow): KeyMaterial {
     keyId: r.key_id, version: r.version, materialId: r.material_id, createdAt: r.created_at,
     ...(r.rotation_type && { rotationType: r.rotation_type }),
     objects: materialObjects(r.key_id, r.version, r.object_ids),
+    ...(r.import_state && {
+      imported: {
+        importState: r.import_state, expirationModel: r.expiration_model as ExpirationModel, // written with import_state, always
+        ...(r.valid_to !== null && { validTo: r.valid_to }),
+        ...(r.material_description !== null && { description: r.material_description }),
+      },
+    }),
   };
 }
 
@@ -60,7 +72,7 @@ export interface IntentRow {
   intent_id: string;
   key_id: string;
   version: number;
-  purpose: 'create' | 'rotate';
+  purpose: MaterialIntent['purpose'];
   rotation_type: 'AUTOMATIC' | 'ON_DEMAND' | null;
   object_ids: Record<string, string>;
   created_at: Date;
@@ -108,5 +120,23 @@ export function rowToGrant(r: GrantRow): Grant {
     ...(r.name !== null && { name: r.name }),
     ...(r.retiring_principal !== null && { retiringPrincipal: r.retiring_principal }),
     ...(r.constraints !== null && { constraints: r.constraints }),
+  };
+}
+
+export interface ImportParametersRow {
+  parameters_id: string;
+  key_id: string;
+  wrapping_key_spec: ImportParameters['wrappingKeySpec'];
+  wrapping_algorithm: ImportParameters['wrappingAlgorithm'];
+  token_hash: Buffer;
+  objects: MaterialObjects;
+  created_at: Date;
+  valid_to: Date;
+}
+
+export function rowToImportParameters(r: ImportParametersRow): ImportParameters {
+  return {
+    parametersId: r.parameters_id, keyId: r.key_id, wrappingKeySpec: r.wrapping_key_spec, wrappingAlgorithm: r.wrapping_algorithm, tokenHash: r.token_hash,
+    objects: r.objects, createdAt: r.created_at, validTo: r.valid_to,
   };
 }

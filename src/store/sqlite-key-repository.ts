@@ -1,18 +1,24 @@
 import crypto from 'node:crypto';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import type { Alias, AliasInsert, AuditAnchor, Grant, GrantConstraints, KeyMaterial, KeyRecord, KeyLastUsage, KeyRepository, MaterialIntent, ReserveRefusal, StateChange, Tag } from '../domain/key-repository';
+import type {
+  Alias, AliasInsert, AuditAnchor, ExpirationModel, Grant, GrantConstraints, ImportedMaterial, KeyMaterial, KeyOrigin, KeyRecord, KeyLastUsage, KeyRepository, MaterialIntent,
+  ReserveRefusal, StateChange, Tag,
+} from '../domain/key-repository';
 import { legacyObjectIds, materialObjects, objectIdsOf } from '../domain/key-repository';
 import type { KeySpec } from '../domain/key-spec';
 import type { KeyState } from '../domain/key-state';
+import type { IntentInsert } from './intent-insert';
+import { SqliteImportedMaterial } from './sqlite-imported-material';
 
 /**
  * Schema migrations, applied in order, each in one transaction; PRAGMA user_version records how
  * many ran. Append only. A migration is SQL, or a function for data SQL cannot compute.
  * Tables for aliases and grants exist from the start so lookups are real; their write operations
- * arrive with the issues that introduce them.
+ * arrive with the issues that introduce them. Exported for the upgrade tests: its first n entries
+ * are exactly the schema a release with n migrations wrote.
  */
-const MIGRATIONS: Array<string | ((db: Database.Database) => void)> = [
+export const MIGRATIONS: Array<string | ((db: Database.Database) => void)> = [
   `CREATE TABLE keys (
      position INTEGER PRIMARY KEY AUTOINCREMENT,
      key_id TEXT NOT NULL UNIQUE,
@@ -126,6 +132,50 @@ const MIGRATIONS: Array<string | ((db: Database.Database) => void)> = [
    );
    CREATE TABLE usage_tracking (id INTEGER PRIMARY KEY CHECK (id = 1), started_at REAL NOT NULL);
    INSERT INTO usage_tracking (id, started_at) VALUES (1, (julianday('now') - 2440587.5) * 86400.0);`,
+  // Imported key material (BYOK): each version's import facts (NULL for generated material);
+  // intents that import or discard material; GetParametersForImport's wrapping key pairs, recorded
+  // before they are made. SQLite cannot alter a CHECK, so material_intents is rebuilt with its rows
+  // and its AUTOINCREMENT counter (an intent id is never reused). Deleted imported material has
+  // object_ids '{}', never NULL: NULL marks a row of a release before schema 5, adopted at each open.
+  (db) => {
+    db.exec(`ALTER TABLE key_materials ADD COLUMN import_state TEXT CHECK (import_state IN ('IMPORTED', 'PENDING_IMPORT'));
+             ALTER TABLE key_materials ADD COLUMN expiration_model TEXT;
+             ALTER TABLE key_materials ADD COLUMN valid_to REAL;
+             ALTER TABLE key_materials ADD COLUMN material_description TEXT;
+             CREATE INDEX key_materials_expiring ON key_materials (valid_to) WHERE import_state = 'IMPORTED';
+             CREATE TABLE import_parameters (
+               parameters_id TEXT PRIMARY KEY,
+               key_id TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
+               wrapping_key_spec TEXT NOT NULL,
+               wrapping_algorithm TEXT NOT NULL,
+               token_hash BLOB NOT NULL,
+               objects TEXT NOT NULL,
+               created_at REAL NOT NULL,
+               valid_to REAL NOT NULL
+             );
+             CREATE INDEX import_parameters_by_key ON import_parameters (key_id);`);
+    const counter = db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'material_intents'").get() as { seq: number } | undefined;
+    db.exec(`CREATE TABLE material_intents_rebuilt (
+               intent_id INTEGER PRIMARY KEY AUTOINCREMENT,
+               key_id TEXT NOT NULL,
+               version INTEGER NOT NULL,
+               purpose TEXT NOT NULL CHECK (purpose IN ('create', 'rotate', 'import', 'discard')),
+               rotation_type TEXT,
+               object_ids TEXT NOT NULL,
+               created_at REAL NOT NULL,
+               abandoned_at REAL,
+               owner TEXT,
+               UNIQUE (key_id, version)
+             );
+             INSERT INTO material_intents_rebuilt (intent_id, key_id, version, purpose, rotation_type, object_ids, created_at, abandoned_at, owner)
+               SELECT intent_id, key_id, version, purpose, rotation_type, object_ids, created_at, abandoned_at, owner FROM material_intents;
+             DROP TABLE material_intents;
+             ALTER TABLE material_intents_rebuilt RENAME TO material_intents;`);
+    db.prepare("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'material_intents'").run(counter?.seq ?? 0);
+    if (counter && !db.prepare("SELECT 1 FROM sqlite_sequence WHERE name = 'material_intents'").get()) {
+      db.prepare("INSERT INTO sqlite_sequence (name, seq) VALUES ('material_intents', ?)").run(counter.seq);
+    }
+  },
 ];
 
 /**
@@ -193,6 +243,8 @@ export class SqliteKeyRepository implements KeyRepository {
 
   readonly ownerId: string;
 
+  private readonly imports: SqliteImportedMaterial;
+
   /**
    * `isReadOnly`: for readers beside a running gateway (the compliance report); never migrates.
    * `ownerId`: recorded on the intents it records (a fresh id when not given).
@@ -200,6 +252,9 @@ export class SqliteKeyRepository implements KeyRepository {
   constructor(file: string, { isReadOnly = false, ownerId = crypto.randomUUID() }: { isReadOnly?: boolean; ownerId?: string } = {}) {
     this.ownerId = ownerId;
     this.db = new Database(file, { readonly: isReadOnly, fileMustExist: isReadOnly });
+    this.imports = new SqliteImportedMaterial({
+      db: this.db, sql: (text) => this.sql(text), insertIntent: (i) => this.insertIntent(i), dropIntent: (i) => this.dropIntent(i),
+    });
     this.db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
     if (isReadOnly) {
       const version = readUserVersion(this.db, file);
@@ -234,20 +289,41 @@ export class SqliteKeyRepository implements KeyRepository {
   async activateKey(intent: MaterialIntent, key: KeyRecord, materialId: string, tags: Tag[]): Promise<void> {
     this.db.transaction(() => {
       this.dropIntent(intent);
-      this
-        .sql(
-          `INSERT INTO keys (key_id, created_at, description, key_usage, key_spec, origin, state, deletion_date, pending_window_days, current_material_version, last_version, policy, rotation_period_days, next_rotation_date)
-           VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?, ?, ?)`,
-        )
-        .run(
-          key.keyId, toSeconds(key.createdAt), key.description, key.keyUsage, key.keySpec, key.origin, key.state, intent.version, intent.version, key.policy ?? null,
-          key.rotation?.periodDays ?? null, key.rotation ? toSeconds(key.rotation.nextRotationDate) : null,
-        );
+      this.insertKey(key, intent.version, tags);
       this.insertMaterial(intent, materialId);
-      const tag = this.sql('INSERT INTO tags (key_id, tag_key, tag_value) VALUES (?, ?, ?)');
-      for (const t of tags) tag.run(key.keyId, t.key, t.value);
     })();
   }
+
+  async insertExternalKey(key: KeyRecord, tags: Tag[]): Promise<void> {
+    if (key.origin !== 'EXTERNAL' || key.state !== 'PendingImport' || key.currentMaterialVersion !== 0) {
+      throw new Error(`insertExternalKey takes an EXTERNAL key in PendingImport without material, not ${key.origin} ${key.state} at version ${key.currentMaterialVersion}`);
+    }
+    this.db.transaction(() => this.insertKey(key, 0, tags))();
+  }
+
+  /** The key's row, its current (and last reserved) version `version`, and its tags. */
+  private insertKey(key: KeyRecord, version: number, tags: Tag[]): void {
+    this
+      .sql(
+        `INSERT INTO keys (key_id, created_at, description, key_usage, key_spec, origin, state, deletion_date, pending_window_days, current_material_version, last_version, policy, rotation_period_days, next_rotation_date)
+         VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?, ?, ?)`,
+      )
+      .run(
+        key.keyId, toSeconds(key.createdAt), key.description, key.keyUsage, key.keySpec, key.origin, key.state, version, version, key.policy ?? null,
+        key.rotation?.periodDays ?? null, key.rotation ? toSeconds(key.rotation.nextRotationDate) : null,
+      );
+    const tag = this.sql('INSERT INTO tags (key_id, tag_key, tag_value) VALUES (?, ?, ?)');
+    for (const t of tags) tag.run(key.keyId, t.key, t.value);
+  }
+
+  reserveImport: KeyRepository['reserveImport'] = async (keyId, request) => this.imports.reserveImport(keyId, request);
+  activateImport: KeyRepository['activateImport'] = async (intent, imported) => this.imports.activateImport(intent, imported);
+  discardImportedMaterial: KeyRepository['discardImportedMaterial'] = async (keyId, version, onlyIfExpiredBy) => this.imports.discardImportedMaterial(keyId, version, onlyIfExpiredBy);
+  materialsDueToExpire: KeyRepository['materialsDueToExpire'] = async (now) => this.imports.materialsDueToExpire(now);
+  recordImportParameters: KeyRepository['recordImportParameters'] = async (parameters) => this.imports.recordImportParameters(parameters);
+  getImportParameters: KeyRepository['getImportParameters'] = async (parametersId) => this.imports.getImportParameters(parametersId);
+  listImportParameters: KeyRepository['listImportParameters'] = async (keyId) => this.imports.listImportParameters(keyId);
+  deleteImportParameters: KeyRepository['deleteImportParameters'] = async (parametersId) => this.imports.deleteImportParameters(parametersId);
 
   async reserveVersion(
     keyId: string,
@@ -304,10 +380,10 @@ export class SqliteKeyRepository implements KeyRepository {
     this.sql('DELETE FROM material_intents WHERE intent_id = ?').run(intentId);
   }
 
-  private insertIntent(i: Omit<MaterialIntent, 'intentId' | 'objects' | 'owner'> & { objectIds: Record<string, string> }): MaterialIntent {
+  private insertIntent(i: IntentInsert): MaterialIntent {
     const { intent_id } = this
-      .sql('INSERT INTO material_intents (key_id, version, purpose, rotation_type, object_ids, created_at, owner) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING intent_id')
-      .get(i.keyId, i.version, i.purpose, i.rotationType ?? null, JSON.stringify(i.objectIds), toSeconds(i.createdAt), this.ownerId) as { intent_id: number };
+      .sql('INSERT INTO material_intents (key_id, version, purpose, rotation_type, object_ids, created_at, abandoned_at, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING intent_id')
+      .get(i.keyId, i.version, i.purpose, i.rotationType ?? null, JSON.stringify(i.objectIds), toSeconds(i.createdAt), i.abandonedAt ? toSeconds(i.abandonedAt) : null, this.ownerId) as { intent_id: number };
     return {
       intentId: intent_id, keyId: i.keyId, version: i.version, purpose: i.purpose, ...(i.rotationType && { rotationType: i.rotationType }),
       objects: materialObjects(i.keyId, i.version, i.objectIds), createdAt: i.createdAt, owner: this.ownerId,
@@ -454,14 +530,14 @@ export class SqliteKeyRepository implements KeyRepository {
 
   async keysDueForRotation(now: Date): Promise<string[]> {
     const rows = this
-      .sql("SELECT key_id FROM keys WHERE state = 'Enabled' AND deletion_started IS NULL AND next_rotation_date <= ? ORDER BY position")
+      .sql("SELECT key_id FROM keys WHERE state = 'Enabled' AND deletion_started IS NULL AND origin <> 'EXTERNAL' AND next_rotation_date <= ? ORDER BY position")
       .all(toSeconds(now)) as Array<{ key_id: string }>;
     return rows.map((r) => r.key_id);
   }
 
   async deleteKey(keyId: string): Promise<void> {
     this.db.transaction(() => {
-      const deleted = this.sql('DELETE FROM keys WHERE key_id = ? AND deletion_started IS NOT NULL').run(keyId); // cascades to materials, tags, aliases, grants
+      const deleted = this.sql('DELETE FROM keys WHERE key_id = ? AND deletion_started IS NOT NULL').run(keyId); // cascades to materials, tags, aliases, grants, import parameters
       if (deleted.changes !== 1) throw new Error(`refusing to delete ${keyId}: its deletion was not begun (beginDeletion)`);
       this.sql('DELETE FROM material_intents WHERE key_id = ?').run(keyId);
     })();
@@ -593,6 +669,10 @@ interface MaterialRow {
   created_at: number;
   rotation_type: 'AUTOMATIC' | 'ON_DEMAND' | null;
   object_ids: string;
+  import_state: ImportedMaterial['importState'] | null;
+  expiration_model: ExpirationModel | null;
+  valid_to: number | null;
+  material_description: string | null;
 }
 
 function rowToMaterial(r: MaterialRow): KeyMaterial {
@@ -600,6 +680,13 @@ function rowToMaterial(r: MaterialRow): KeyMaterial {
     keyId: r.key_id, version: r.version, materialId: r.material_id, createdAt: toDate(r.created_at),
     ...(r.rotation_type && { rotationType: r.rotation_type }),
     objects: materialObjects(r.key_id, r.version, JSON.parse(r.object_ids) as Record<string, string>),
+    ...(r.import_state && {
+      imported: {
+        importState: r.import_state, expirationModel: r.expiration_model as ExpirationModel, // written with import_state, always
+        ...(r.valid_to !== null && { validTo: toDate(r.valid_to) }),
+        ...(r.material_description !== null && { description: r.material_description }),
+      },
+    }),
   };
 }
 
@@ -607,7 +694,7 @@ interface IntentRow {
   intent_id: number;
   key_id: string;
   version: number;
-  purpose: 'create' | 'rotate';
+  purpose: MaterialIntent['purpose'];
   rotation_type: 'AUTOMATIC' | 'ON_DEMAND' | null;
   object_ids: string;
   created_at: number;
@@ -665,7 +752,7 @@ function rowToKey(r: KeyRow): KeyRecord {
     description: r.description,
     keyUsage: r.key_usage as KeyRecord['keyUsage'],
     keySpec: r.key_spec as KeyRecord['keySpec'],
-    origin: 'AWS_KMS',
+    origin: r.origin as KeyOrigin,
     state: r.state as KeyRecord['state'],
     deletionDate: r.deletion_date === null ? undefined : toDate(r.deletion_date),
     pendingWindowDays: r.pending_window_days ?? undefined,

@@ -117,6 +117,42 @@ describe('PostgresKeyRepository under concurrent replicas', function () {
     assert.equal((await replicas[1].grantTokenHashes(ids[0] as string)).length, ids.length, 'each call added its token');
   });
 
+  /** An EXTERNAL key with version 1 imported (current, Enabled). */
+  async function importedKey(materialId: string): Promise<string> {
+    const keyId = crypto.randomUUID();
+    await replicas[0].insertExternalKey({ keyId, createdAt: at, description: '', keyUsage: 'ENCRYPT_DECRYPT', keySpec: 'SYMMETRIC_DEFAULT', origin: 'EXTERNAL', state: 'PendingImport', currentMaterialVersion: 0 }, []);
+    const intent = await replicas[0].reserveImport(keyId, { version: 'new', objectIds: ids(), createdAt: at });
+    assert.ok(typeof intent === 'object' && 'intentId' in intent);
+    await replicas[0].activateImport(intent, { materialId, expirationModel: 'KEY_MATERIAL_DOES_NOT_EXPIRE' });
+    return keyId;
+  }
+
+  it('lets one of many concurrent NEW_KEY_MATERIAL imports into one key have a version, first import or not', async () => {
+    const first = crypto.randomUUID();
+    await replicas[0].insertExternalKey({ keyId: first, createdAt: at, description: '', keyUsage: 'ENCRYPT_DECRYPT', keySpec: 'SYMMETRIC_DEFAULT', origin: 'EXTERNAL', state: 'PendingImport', currentMaterialVersion: 0 }, []);
+    for (const keyId of [first, await importedKey('04'.repeat(32))]) {
+      const results = await race((s) => s.reserveImport(keyId, { version: 'new', objectIds: ids(), createdAt: at }));
+      assert.equal(results.filter((r) => typeof r === 'object' && 'intentId' in r).length, 1);
+      assert.equal(count(results, 'busy'), RACERS - 1);
+    }
+  });
+
+  it('moves a key to Enabled when concurrent reimports restore all of its PENDING_IMPORT versions', async () => {
+    for (let round = 0; round < 5; round++) {
+      const keyId = await importedKey('05'.repeat(32));
+      const next = await replicas[0].reserveImport(keyId, { version: 'new', objectIds: ids(), createdAt: at });
+      assert.ok(typeof next === 'object' && 'intentId' in next);
+      await replicas[0].activateImport(next, { materialId: '06'.repeat(32), expirationModel: 'KEY_MATERIAL_DOES_NOT_EXPIRE' });
+      for (const version of [1, 2]) await replicas[0].deleteIntent((await replicas[0].discardImportedMaterial(keyId, version))!.intentId);
+      const reimports = await Promise.all([1, 2].map((version) => replicas[version - 1].reserveImport(keyId, { version, objectIds: ids(), createdAt: at })));
+      await Promise.all(reimports.map((intent, i) => {
+        assert.ok(typeof intent === 'object' && 'intentId' in intent);
+        return replicas[i].activateImport(intent, { materialId: ['05', '06'][i].repeat(32), expirationModel: 'KEY_MATERIAL_DOES_NOT_EXPIRE' });
+      }));
+      assert.equal((await replicas[1].getKey(keyId))!.state, 'Enabled');
+    }
+  });
+
   it('migrates a fresh database exactly once when several replicas open it at once', async () => {
     const url = await (await sharedPostgres()).createDatabase('first_open');
     const opened = await Promise.all(Array.from({ length: 6 }, () => PostgresKeyRepository.open(url, { poolSize: 2 })));

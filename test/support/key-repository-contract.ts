@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import type { Grant, KeyRecord, KeyRepository, MaterialIntent } from '../../src/domain/key-repository';
+import { importedMaterialContract } from './imported-material-contract';
 
 /**
  * One behaviour suite for every KeyRepository: SQLite in unit tests, PostgreSQL in integration
@@ -239,5 +240,7 @@ export function keyRepositoryContract(name: string, openStore: () => Promise<Key
       await store.setAuditAnchor({ ...anchor, seq: anchor.seq + 1 });
       assert.equal((await store.getAuditAnchor() as { seq: number }).seq, anchor.seq + 1);
     });
+
+    importedMaterialContract(() => store);
   });
 }

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { legacyObjectIds, type KeyRecord } from '../../../src/domain/key-repository';
-import { SqliteKeyRepository } from '../../../src/store/sqlite-key-repository';
+import { MIGRATIONS, SqliteKeyRepository } from '../../../src/store/sqlite-key-repository';
 import { keyRepositoryContract } from '../../support/key-repository-contract';
 
 const REPOSITORY_MODULE = path.resolve(__dirname, '../../../src/store/sqlite-key-repository.ts');
@@ -115,6 +115,64 @@ describe('SqliteKeyRepository after a rollback to the previous release and a new
     db.pragma(`user_version = ${known + 1}`);
     db.close();
     assert.throws(() => new SqliteKeyRepository(file), new RegExp(`schema version ${known + 1}`));
+  });
+});
+
+/**
+ * The upgrade to imported key material: SQLite cannot widen the intents' purpose CHECK, so the
+ * migration rebuilds material_intents. Intents in flight at the upgrade (a replica of the previous
+ * release may still be running) must come through as they were.
+ */
+describe('SqliteKeyRepository upgraded from schema 8 (before imported key material)', () => {
+  let dir: string;
+  beforeEach(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qkms-store-'))));
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  const at = new Date('2026-11-29T12:00:00Z');
+  const ids = (n: number) => ({ kek: String(n).repeat(32), mac: String(n + 1).repeat(32) });
+
+  it('keeps every intent with its id, owner, purpose and abandonment, keeps the intent id counter and the version uniqueness, and takes the new purposes', async () => {
+    const file = path.join(dir, 'qkms.db');
+    const old = new Database(file);
+    for (const [i, migration] of MIGRATIONS.slice(0, 8).entries()) {
+      old.transaction(() => (typeof migration === 'string' ? old.exec(migration) : migration(old)))();
+      old.pragma(`user_version = ${i + 1}`);
+    }
+    const [keyId, creating] = ['33333333-3333-4333-8333-333333333333', '44444444-4444-4444-8444-444444444444'];
+    const s = at.getTime() / 1000;
+    old.prepare(`INSERT INTO keys (key_id, created_at, description, key_usage, key_spec, origin, state, current_material_version, last_version)
+                 VALUES (?, ?, '', 'ENCRYPT_DECRYPT', 'SYMMETRIC_DEFAULT', 'AWS_KMS', 'Enabled', 1, 3)`).run(keyId, s);
+    old.prepare('INSERT INTO key_materials (key_id, version, material_id, created_at, object_ids) VALUES (?, 1, ?, ?, ?)').run(keyId, 'ab'.repeat(32), s, JSON.stringify(ids(1)));
+    const intent = old.prepare('INSERT INTO material_intents (key_id, version, purpose, rotation_type, object_ids, created_at, abandoned_at, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?)');
+    intent.run(creating, 1, 'create', null, JSON.stringify(ids(3)), s, null, 'replica-a');
+    intent.run(keyId, 2, 'rotate', 'ON_DEMAND', JSON.stringify(ids(5)), s, s, null);
+    intent.run(keyId, 3, 'rotate', 'ON_DEMAND', JSON.stringify(ids(7)), s, null, 'replica-b');
+    old.prepare('DELETE FROM material_intents WHERE version = 3').run(); // its id, 3, stays used
+    old.close();
+
+    const store = new SqliteKeyRepository(file);
+    try {
+      const intents = await store.listIntents();
+      assert.deepEqual(
+        intents.map((i) => [i.intentId, i.keyId, i.version, i.purpose, i.rotationType, i.objects.kek.id, i.createdAt, i.owner]),
+        [[1, creating, 1, 'create', undefined, ids(3).kek, at, 'replica-a'], [2, keyId, 2, 'rotate', 'ON_DEMAND', ids(5).kek, at, undefined]],
+      );
+      await assert.rejects(store.activateRotation(intents[1], 'cd'.repeat(32)), /gone or being rolled back/, 'still abandoned');
+      assert.equal(await store.abandonIntent(1), true);
+      const reimport = await store.reserveImport(keyId, { version: 1, objectIds: ids(8), createdAt: at });
+      assert.equal(typeof reimport === 'object' && 'intentId' in reimport && [reimport.intentId, reimport.purpose].join(), '4,import', 'the id after the highest ever used');
+      assert.equal(await store.reserveImport(keyId, { version: 1, objectIds: ids(8), createdAt: at }), 'busy', 'UNIQUE (key_id, version) kept');
+      assert.deepEqual([(await store.getKey(keyId))!.origin, (await store.getMaterial(keyId, 1))!.imported], ['AWS_KMS', undefined]);
+    } finally {
+      await store.close();
+    }
+    const raw = new Database(file);
+    try {
+      assert.throws(() => raw.prepare("INSERT INTO material_intents (key_id, version, purpose, object_ids, created_at) VALUES ('k', 1, 'bogus', '{}', 0)").run(), /CHECK constraint failed/);
+      assert.equal(raw.prepare("INSERT INTO material_intents (key_id, version, purpose, object_ids, created_at) VALUES ('k', 1, 'discard', '{}', 0)").run().changes, 1);
+    } finally {
+      raw.close();
+    }
   });
 });
 
