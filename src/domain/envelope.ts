@@ -34,7 +34,7 @@ export class Envelope {
   /** GenerateDataKey: a data key born in the HSM and sealed there under the key's current material. */
   async sealNewDataKey(material: KeyMaterial, lengthBytes: number, context: Buffer): Promise<{ plaintext: Buffer; blob: Buffer }> {
     const { kek, mac: macKey } = material.objects;
-    const mode = this.dataKeyMode(lengthBytes);
+    const mode = macKey ? this.dataKeyMode(lengthBytes) : this.gcmDataKeyMode(lengthBytes);
     if (mode === 'AES_CBC_HMAC') {
       const plaintext = await this.hsm.randomBytes(lengthBytes);
       return { plaintext, blob: await this.sealCbc(material, plaintext, context) };
@@ -59,6 +59,16 @@ export class Envelope {
     const mode = this.modes.dataKeys.find((m) => RANDOM_DATA_KEY_MODES.has(m) || fits);
     if (!mode) throw new UnsupportedOperationException(`This HSM generates data keys of ${range!.min} to ${range!.max} bytes only (CKM_GENERIC_SECRET_KEY_GEN).`);
     return mode;
+  }
+
+  /**
+   * Imported material is the KEK alone (domain/import-material.ts): its data keys are GCM blobs,
+   * sealed by GCM wrapping where the token does it and the length fits, else by C_Encrypt.
+   */
+  private gcmDataKeyMode(lengthBytes: number): 'AES_GCM' | 'AES_GCM_ENCRYPT' {
+    const range = this.modes.keyObjectBytes;
+    const fits = !range || (lengthBytes >= range.min && lengthBytes <= range.max);
+    return this.modes.dataKeys.includes('AES_GCM') && fits ? 'AES_GCM' : 'AES_GCM_ENCRYPT';
   }
 
   /** Encrypt and ReEncrypt: AES-256-GCM in the HSM, AAD = header || context (mechanism 0x02), or CBC + HMAC (0x03). */

@@ -1,5 +1,6 @@
 import type { Hsm } from '../hsm/hsm';
 import type { Logger } from '../logging/logger';
+import { discardImportedMaterial, discardImportParameters } from './import-material';
 import { destroyObjects, rollBack, rotateKeyMaterial } from './key-material';
 import type { KeyRepository } from './key-repository';
 
@@ -32,14 +33,14 @@ export interface LifecycleDeps {
    * error if the work then fails. A rejection of the first stops the work (fail-closed, like a
    * request): it is retried with backoff.
    */
-  recordEvent?: (operation: 'DeleteKey' | 'RotateKey', keyId: string, errorCode: string | null) => Promise<void>;
+  recordEvent?: (operation: 'DeleteKey' | 'RotateKey' | 'DeleteExpiredKeyMaterial', keyId: string, errorCode: string | null) => Promise<void>;
 }
 
 /**
  * The work between its two records: the first before anything changes (no record, no work), a
  * second one if the work fails (best effort: the failure is logged and retried anyway).
  */
-async function recorded<T>(deps: LifecycleDeps, operation: 'DeleteKey' | 'RotateKey', keyId: string, work: () => Promise<T>, isRefusal: (result: T) => boolean = () => false): Promise<T> {
+async function recorded<T>(deps: LifecycleDeps, operation: 'DeleteKey' | 'RotateKey' | 'DeleteExpiredKeyMaterial', keyId: string, work: () => Promise<T>, isRefusal: (result: T) => boolean = () => false): Promise<T> {
   await deps.recordEvent?.(operation, keyId, null);
   let result: T;
   try {
@@ -52,7 +53,7 @@ async function recorded<T>(deps: LifecycleDeps, operation: 'DeleteKey' | 'Rotate
   return result;
 }
 
-export type ScheduledWork = 'deletion' | 'rotation' | 'rollback';
+export type ScheduledWork = 'deletion' | 'rotation' | 'rollback' | 'expiry';
 
 export function nextRotationDate(from: Date, periodDays: number): Date {
   return new Date(from.getTime() + periodDays * DAY_MS);
@@ -99,7 +100,7 @@ export class RetryBackoff {
  * rotations made. Each key's work is on its own: a failure is logged, counted and retried with
  * backoff, and the others go on.
  */
-export async function runDueLifecycleWork(deps: LifecycleDeps, backoff = new RetryBackoff()): Promise<{ deleted: string[]; rotated: string[]; rolledBack: number }> {
+export async function runDueLifecycleWork(deps: LifecycleDeps, backoff = new RetryBackoff()): Promise<{ deleted: string[]; rotated: string[]; rolledBack: number; expired: string[] }> {
   const now = deps.clock();
   const due = new Set<string>();
   const attempt = async (work: ScheduledWork, key: string, body: () => Promise<boolean>): Promise<boolean> => {
@@ -148,8 +149,24 @@ export async function runDueLifecycleWork(deps: LifecycleDeps, backoff = new Ret
     });
     if (done) rotated.push(keyId);
   }
+  const expired: string[] = [];
+  for (const { keyId, version } of await deps.keys.materialsDueToExpire(now)) {
+    // Only if still due when the transaction runs: a reimport may have moved its ValidTo meanwhile.
+    const done = await attempt('expiry', `${keyId}/${version}`, () => recorded(deps, 'DeleteExpiredKeyMaterial', keyId, () => discardImportedMaterial(deps, keyId, version, now)));
+    if (done) {
+      expired.push(keyId);
+      deps.logger.info('imported key material expired and was deleted', { keyId, version });
+    }
+  }
+  for (const parameters of await deps.keys.listImportParameters()) {
+    if (parameters.validTo.getTime() > now.getTime()) continue;
+    await attempt('expiry', `import-parameters/${parameters.parametersId}`, async () => {
+      await discardImportParameters(deps, parameters);
+      return true;
+    });
+  }
   backoff.keepOnly(due);
-  return { deleted, rotated, rolledBack };
+  return { deleted, rotated, rolledBack, expired };
 }
 
 /**
@@ -169,6 +186,7 @@ async function deleteKeyAtEndOfWaitingPeriod(deps: LifecycleDeps, keyId: string,
     let n = 0;
     for (const m of await deps.keys.listMaterialsOf(keyId)) n += await destroyObjects(deps.hsm, m.objects);
     for (const intent of (await deps.keys.listIntents()).filter((i) => i.keyId === keyId)) n += await destroyObjects(deps.hsm, intent.objects);
+    for (const parameters of await deps.keys.listImportParameters(keyId)) n += await destroyObjects(deps.hsm, parameters.objects);
     await deps.keys.deleteKey(keyId);
     return n;
   });

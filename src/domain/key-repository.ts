@@ -287,6 +287,13 @@ export interface KeyRepository {
    * (the scheduler): only if its validTo is at or before that time (a reimport may have moved it).
    */
   discardImportedMaterial(keyId: string, version: number, onlyIfExpiredBy?: Date): Promise<MaterialIntent | undefined>;
+  /**
+   * RotateKeyOnDemand of an EXTERNAL key, in one transaction: the key must be Enabled and not being
+   * deleted ('state'), have imported material newer than its current version ('none' otherwise)
+   * and be under its on-demand quota ('quota'); that version becomes current, recorded as an
+   * ON_DEMAND rotation at `at`. Resolves to the version.
+   */
+  rotateToImportedMaterial(keyId: string, at: Date, onDemandLimit: number): Promise<number | 'state' | 'none' | 'quota'>;
   /** Imported material whose validTo is at or before `now` and which is still IMPORTED. */
   materialsDueToExpire(now: Date): Promise<Array<{ keyId: string; version: number }>>;
   /** GetParametersForImport, before the wrapping key pair is made. */

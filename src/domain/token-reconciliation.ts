@@ -29,10 +29,14 @@ export async function surveyToken(keys: KeyRepository, hsm: Hsm): Promise<TokenS
   const pending = new Set((await keys.listIntents()).flatMap((i) => Object.values(i.objects).map((ref) => ref.id)));
   const owned = new Map<string, ObjectRef>();
   for (const m of await keys.listMaterials()) for (const ref of Object.values(m.objects)) owned.set(ref.id, ref);
+  // GetParametersForImport's wrapping pairs are ours too, never missing (a crash may have come
+  // before the pair was made; the sweep drops such records at their expiry). Listed after the
+  // materials, so one made in between is reported orphaned at worst (this survey only reports).
+  const wrapping = new Set((await keys.listImportParameters()).flatMap((p) => Object.values(p.objects).map((ref) => ref.id)));
   return {
     objects: onToken.length,
     missing: [...owned.values()].filter((ref) => !counts.has(ref.id)),
-    orphaned: [...counts.values()].filter(({ ref }) => !owned.has(ref.id) && !pending.has(ref.id)).map(({ ref }) => ref),
+    orphaned: [...counts.values()].filter(({ ref }) => !owned.has(ref.id) && !pending.has(ref.id) && !wrapping.has(ref.id)).map(({ ref }) => ref),
     ambiguous: [...counts.values()].filter(({ count }) => count > 1).map(({ ref, count }) => ({ ...ref, count })),
   };
 }

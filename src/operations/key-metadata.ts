@@ -26,5 +26,10 @@ export async function keyMetadata(key: KeyRecord, deps: GatewayDeps): Promise<Re
     MultiRegion: false,
     // Present for symmetric keys only [O, kms-protocol.md §7].
     ...(material && key.keySpec === 'SYMMETRIC_DEFAULT' && { CurrentKeyMaterialId: material.materialId }),
+    // Imported material while it is there [O: absent before the import and after its deletion].
+    ...(material?.imported?.importState === 'IMPORTED' && {
+      ExpirationModel: material.imported.expirationModel,
+      ...(material.imported.validTo && { ValidTo: epochSeconds(material.imported.validTo) }),
+    }),
   };
 }

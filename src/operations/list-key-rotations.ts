@@ -10,7 +10,11 @@ interface ListKeyRotationsInput {
   Marker?: string;
 }
 
-/** Every material version, newest current; ROTATIONS_ONLY (default) leaves out the original material. */
+/**
+ * Every material version; ROTATIONS_ONLY (default) leaves out the original material. Imported
+ * material shows its import state and expiration, and material imported for the next on-demand
+ * rotation is PENDING_ROTATION.
+ */
 export const listKeyRotations: Operation<ListKeyRotationsInput> = {
   schema: Joi.object({
     KeyId: keyIdSchema.required(),
@@ -19,7 +23,7 @@ export const listKeyRotations: Operation<ListKeyRotationsInput> = {
     Marker: markerSchema,
   }),
   async handle(input, ctx) {
-    const { key } = await rotatableKey(input.KeyId, ctx, 'kms:ListKeyRotations');
+    const { key } = await rotatableKey(input.KeyId, ctx, 'kms:ListKeyRotations', { allowImported: true });
     const materials = (await ctx.deps.keys.listMaterialsOf(key.keyId)).filter(
       (m) => input.IncludeKeyMaterial === 'ALL_KEY_MATERIAL' || m.rotationType !== undefined,
     );
@@ -32,7 +36,13 @@ export const listKeyRotations: Operation<ListKeyRotationsInput> = {
         RotationDate: epochSeconds(m.createdAt),
         ...(m.rotationType && { RotationType: m.rotationType }),
         KeyMaterialId: m.materialId,
-        KeyMaterialState: m.version === key.currentMaterialVersion ? 'CURRENT' : 'NON_CURRENT',
+        KeyMaterialState: m.version === key.currentMaterialVersion ? 'CURRENT' : m.version > key.currentMaterialVersion ? 'PENDING_ROTATION' : 'NON_CURRENT',
+        ...(m.imported && {
+          ImportState: m.imported.importState,
+          ExpirationModel: m.imported.expirationModel,
+          ...(m.imported.validTo && { ValidTo: epochSeconds(m.imported.validTo) }),
+          ...(m.imported.description !== undefined && { KeyMaterialDescription: m.imported.description }),
+        }),
       })),
       ...page.tail,
     };

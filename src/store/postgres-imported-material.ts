@@ -67,6 +67,24 @@ export class PostgresImportedMaterial {
     return inFlight.length > 0 ? 'busy' : undefined;
   }
 
+  async rotateToImportedMaterial(keyId: string, at: Date, onDemandLimit: number): Promise<number | 'state' | 'none' | 'quota'> {
+    return this.db.tx(async (c): Promise<number | 'state' | 'none' | 'quota'> => {
+      const [key] = await this.db.rows<{ current: number }>(
+        "SELECT current_material_version AS current FROM keys WHERE key_id = $1 AND state = 'Enabled' AND deletion_started IS NULL FOR NO KEY UPDATE", [keyId], c,
+      );
+      if (!key) return 'state';
+      const [pending] = await this.db.rows<{ version: number }>(
+        "SELECT version FROM key_materials WHERE key_id = $1 AND version > $2 AND import_state = 'IMPORTED' ORDER BY version LIMIT 1", [keyId, key.current], c,
+      );
+      if (!pending) return 'none';
+      const [{ n }] = await this.db.rows<{ n: string }>("SELECT count(*) AS n FROM key_materials WHERE key_id = $1 AND rotation_type = 'ON_DEMAND'", [keyId], c);
+      if (Number(n) >= onDemandLimit) return 'quota';
+      await c.query("UPDATE key_materials SET rotation_type = 'ON_DEMAND', created_at = $1 WHERE key_id = $2 AND version = $3", [at, keyId, pending.version]);
+      await c.query('UPDATE keys SET current_material_version = $1 WHERE key_id = $2', [pending.version, keyId]);
+      return pending.version;
+    });
+  }
+
   async activateImport(intent: MaterialIntent, imported: ImportFacts): Promise<ImportActivation> {
     return this.db.tx(async (c): Promise<ImportActivation> => {
       await this.db.lockKey(c, intent.keyId);

@@ -270,6 +270,7 @@ export class PostgresKeyRepository implements KeyRepository {
   reserveImport: KeyRepository['reserveImport'] = (keyId, request) => this.imports.reserveImport(keyId, request);
   activateImport: KeyRepository['activateImport'] = (intent, imported) => this.imports.activateImport(intent, imported);
   discardImportedMaterial: KeyRepository['discardImportedMaterial'] = (keyId, version, onlyIfExpiredBy) => this.imports.discardImportedMaterial(keyId, version, onlyIfExpiredBy);
+  rotateToImportedMaterial: KeyRepository['rotateToImportedMaterial'] = (keyId, at, limit) => this.imports.rotateToImportedMaterial(keyId, at, limit);
   materialsDueToExpire: KeyRepository['materialsDueToExpire'] = (now) => this.imports.materialsDueToExpire(now);
   recordImportParameters: KeyRepository['recordImportParameters'] = (parameters) => this.imports.recordImportParameters(parameters);
   getImportParameters: KeyRepository['getImportParameters'] = (parametersId) => this.imports.getImportParameters(parametersId);

@@ -130,6 +130,21 @@ export class SqliteImportedMaterial {
     }).immediate();
   }
 
+  rotateToImportedMaterial(keyId: string, at: Date, onDemandLimit: number): number | 'state' | 'none' | 'quota' {
+    const { sql } = this.store;
+    return this.store.db.transaction((): number | 'state' | 'none' | 'quota' => {
+      const key = sql("SELECT current_material_version AS current FROM keys WHERE key_id = ? AND state = 'Enabled' AND deletion_started IS NULL").get(keyId) as { current: number } | undefined;
+      if (!key) return 'state';
+      const pending = sql("SELECT version FROM key_materials WHERE key_id = ? AND version > ? AND import_state = 'IMPORTED' ORDER BY version LIMIT 1").get(keyId, key.current) as { version: number } | undefined;
+      if (!pending) return 'none';
+      const { n } = sql("SELECT count(*) AS n FROM key_materials WHERE key_id = ? AND rotation_type = 'ON_DEMAND'").get(keyId) as { n: number };
+      if (n >= onDemandLimit) return 'quota';
+      sql("UPDATE key_materials SET rotation_type = 'ON_DEMAND', created_at = ? WHERE key_id = ? AND version = ?").run(toSeconds(at), keyId, pending.version);
+      sql('UPDATE keys SET current_material_version = ? WHERE key_id = ?').run(pending.version, keyId);
+      return pending.version;
+    }).immediate();
+  }
+
   materialsDueToExpire(now: Date): Array<{ keyId: string; version: number }> {
     const rows = this.store
       .sql(`SELECT m.key_id, m.version FROM key_materials m JOIN keys k USING (key_id)

@@ -319,6 +319,7 @@ export class SqliteKeyRepository implements KeyRepository {
   reserveImport: KeyRepository['reserveImport'] = async (keyId, request) => this.imports.reserveImport(keyId, request);
   activateImport: KeyRepository['activateImport'] = async (intent, imported) => this.imports.activateImport(intent, imported);
   discardImportedMaterial: KeyRepository['discardImportedMaterial'] = async (keyId, version, onlyIfExpiredBy) => this.imports.discardImportedMaterial(keyId, version, onlyIfExpiredBy);
+  rotateToImportedMaterial: KeyRepository['rotateToImportedMaterial'] = async (keyId, at, limit) => this.imports.rotateToImportedMaterial(keyId, at, limit);
   materialsDueToExpire: KeyRepository['materialsDueToExpire'] = async (now) => this.imports.materialsDueToExpire(now);
   recordImportParameters: KeyRepository['recordImportParameters'] = async (parameters) => this.imports.recordImportParameters(parameters);
   getImportParameters: KeyRepository['getImportParameters'] = async (parametersId) => this.imports.getImportParameters(parametersId);
