@@ -56,7 +56,7 @@ export class ImportOps {
     const hash = request.algorithm.endsWith('_SHA_1') ? 'SHA1' : 'SHA256';
     const isNative = this.ctx.capabilities.checks[hash === 'SHA1' ? 'rsa-oaep-sha1' : 'rsa-oaep-sha256'].ok;
     const oaepInto = (ciphertext: Buffer): Materialize => {
-      if (isNative) return (template) => p11.C_UnwrapKey(s, rsaOaep(hash), wrappingKey, ciphertext, template);
+      if (isNative) return unwrapping((template) => p11.C_UnwrapKey(s, rsaOaep(hash), wrappingKey, ciphertext, template));
       const value = this.decodeOaep(s, wrappingKey, hash, ciphertext);
       return (template) => p11.C_CreateObject(s, withValue(template, value));
     };
@@ -68,7 +68,7 @@ export class ImportOps {
     scratch.push(ephemeral);
     const kwp = this.kwp();
     const wrapped = request.encrypted.subarray(rsaBytes);
-    return (template) => p11.C_UnwrapKey(s, kwp, ephemeral, wrapped, template);
+    return unwrapping((template) => p11.C_UnwrapKey(s, kwp, ephemeral, wrapped, template));
   }
 
   private makeTarget(s: Session, target: ImportTarget, materialize: Materialize, scratch: pkcs11js.Handle[]): ImportedFacts {
@@ -175,6 +175,25 @@ export class ImportOps {
     if (mechanism === undefined) throw new HsmError('unsupported', 'C_UnwrapKey', 'CKR_MECHANISM_INVALID', { cause: new Error('RSA-AES key wrap needs an exact RFC 5649 unwrap, which this token lacks') });
     return { mechanism };
   }
+}
+
+/**
+ * C_UnwrapKey with the template, or without CKA_MODIFIABLE where the token refuses it there:
+ * SoftHSM2 2.6.1 answers CKR_ATTRIBUTE_READ_ONLY to CKA_MODIFIABLE false on an unwrap and to
+ * setting it afterwards, so its imported objects stay modifiable (docs/hsm/softhsm2.md). What
+ * keeps the material in the HSM cannot be undone by a modification: CKA_SENSITIVE cannot be
+ * cleared, nor CKA_EXTRACTABLE set.
+ */
+function unwrapping(unwrap: Materialize): Materialize {
+  return (template) => {
+    try {
+      return unwrap(template);
+    } catch (err) {
+      const isRefused = err instanceof HsmError && err.ckr === 'CKR_ATTRIBUTE_READ_ONLY';
+      if (!isRefused || !template.some((a) => a.type === pkcs11js.CKA_MODIFIABLE)) throw err;
+      return unwrap(template.filter((a) => a.type !== pkcs11js.CKA_MODIFIABLE));
+    }
+  };
 }
 
 /** The template with the material's value, for C_CreateObject: a secret's CKA_VALUE, or a PKCS#8 private key's components. */
