@@ -11,10 +11,16 @@ export function assertUsableForCrypto(state: KeyState, keyArn: string): void {
   if (state === 'Enabled') return;
   if (state === 'Disabled') throw DisabledException.forKey(keyArn);
   if (state === 'PendingDeletion') throw KMSInvalidStateException.pendingDeletion(keyArn);
-  throw new KMSInvalidStateException(`${keyArn} is pending import.`);
+  throw KMSInvalidStateException.pendingImport(keyArn);
 }
 
-/** EnableKey, DisableKey, TagResource, …: every state but PendingDeletion (S3) and PendingImport (S5). */
+/** TagResource, CreateAlias, UpdateKeyDescription, …: every state but PendingDeletion (S3). */
 export function assertNotPendingDeletion(state: KeyState, keyArn: string): void {
   if (state === 'PendingDeletion') throw KMSInvalidStateException.pendingDeletion(keyArn);
+}
+
+/** EnableKey and DisableKey: Enabled or Disabled; PendingDeletion S3, PendingImport S5 (a key without its material cannot be enabled). */
+export function assertEnabledOrDisabled(state: KeyState, keyArn: string): void {
+  assertNotPendingDeletion(state, keyArn);
+  if (state === 'PendingImport') throw KMSInvalidStateException.pendingImport(keyArn);
 }

@@ -46,6 +46,9 @@ export class KMSInvalidStateException extends KmsError {
   static pendingDeletion(keyArn: string): KMSInvalidStateException {
     return new KMSInvalidStateException(`${keyArn} is pending deletion.`);
   }
+  static pendingImport(keyArn: string): KMSInvalidStateException {
+    return new KMSInvalidStateException(`${keyArn} is pending import.`);
+  }
   static notPendingDeletion(keyArn: string): KMSInvalidStateException {
     return new KMSInvalidStateException(`${keyArn} is not pending deletion.`);
   }

@@ -25,7 +25,7 @@ export const scheduleKeyDeletion: Operation<ScheduleKeyDeletionInput> = {
     const { arn } = resolved;
     const days = input.PendingWindowInDays ?? 30;
     const deletionDate = new Date(ctx.deps.clock().getTime() + days * DAY_MS);
-    await transitionKey(ctx, resolved, ['Enabled', 'Disabled'], (key) => assertNotPendingDeletion(key.state, arn), { state: 'PendingDeletion', deletionDate, pendingWindowDays: days });
+    await transitionKey(ctx, resolved, ['Enabled', 'Disabled', 'PendingImport'], (key) => assertNotPendingDeletion(key.state, arn), { state: 'PendingDeletion', deletionDate, pendingWindowDays: days });
     return { KeyId: arn, DeletionDate: epochSeconds(deletionDate), KeyState: 'PendingDeletion', PendingWindowInDays: days };
   },
 };

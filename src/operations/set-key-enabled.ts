@@ -1,4 +1,4 @@
-import { assertNotPendingDeletion } from '../domain/key-state';
+import { assertEnabledOrDisabled } from '../domain/key-state';
 import type { Operation } from './context';
 import { Joi, keyIdSchema } from './shared-schemas';
 import { transitionKey } from './transition-key';
@@ -10,7 +10,7 @@ interface KeyIdInput {
 
 const schema = Joi.object({ KeyId: keyIdSchema.required() });
 
-/** EnableKey and DisableKey: idempotent; key id or ARN only; PendingDeletion -> S3 (kms-protocol.md §5). */
+/** EnableKey and DisableKey: idempotent; key id or ARN only; PendingDeletion -> S3, PendingImport -> S5 (kms-protocol.md §5). */
 export function setKeyEnabled(isEnabled: boolean): Operation<KeyIdInput> {
   const action = isEnabled ? 'kms:EnableKey' : 'kms:DisableKey';
   return {
@@ -18,7 +18,7 @@ export function setKeyEnabled(isEnabled: boolean): Operation<KeyIdInput> {
     async handle(input, ctx) {
       const resolved = await useKey(ctx, input.KeyId, { allowAlias: false, action });
       // Only from Enabled or Disabled: a key scheduled for deletion meanwhile is not brought back.
-      await transitionKey(ctx, resolved, ['Enabled', 'Disabled'], (key) => assertNotPendingDeletion(key.state, resolved.arn), {
+      await transitionKey(ctx, resolved, ['Enabled', 'Disabled'], (key) => assertEnabledOrDisabled(key.state, resolved.arn), {
         state: isEnabled ? 'Enabled' : 'Disabled',
         deletionDate: null,
         pendingWindowDays: null,
