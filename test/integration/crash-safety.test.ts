@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -8,7 +9,10 @@ import {
   DecryptCommand,
   DescribeKeyCommand,
   EncryptCommand,
+  DeleteImportedKeyMaterialCommand,
   GenerateDataKeyCommand,
+  GetParametersForImportCommand,
+  ImportKeyMaterialCommand,
   KMSInternalException,
   KMSInvalidStateException,
   ListKeysCommand,
@@ -222,5 +226,61 @@ describe('Crash safety: SIGKILL inside every step of a key-material change', fun
     await assertIntact(acknowledged);
     await gw.client.send(new RotateKeyOnDemandCommand({ KeyId: keyId }));
     assert.equal(versionOf((await encrypt(keyId, 'x')).blob), 5, 'versions 2, 3 and 4 were reserved by the three interrupted rotations');
+  });
+
+  // BYOK (domain/import-material.ts): an imported key, the material and the request that imports it again.
+  const importedKey = async () => {
+    const keyId = (await gw!.client.send(new CreateKeyCommand({ Origin: 'EXTERNAL' }))).KeyMetadata!.KeyId!;
+    const material = crypto.randomBytes(32);
+    const importRequest = async () => {
+      const params = await gw!.client.send(new GetParametersForImportCommand({ KeyId: keyId, WrappingAlgorithm: 'RSAES_OAEP_SHA_1', WrappingKeySpec: 'RSA_2048' }));
+      const key = crypto.createPublicKey({ key: Buffer.from(params.PublicKey!), format: 'der', type: 'spki' });
+      const EncryptedKeyMaterial = crypto.publicEncrypt({ key, padding: crypto.constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, material);
+      return new ImportKeyMaterialCommand({ KeyId: keyId, ImportToken: params.ImportToken, EncryptedKeyMaterial, ExpirationModel: 'KEY_MATERIAL_DOES_NOT_EXPIRE' });
+    };
+    return { keyId, importRequest };
+  };
+  const stateOf = async (keyId: string) => (await gw!.client.send(new DescribeKeyCommand({ KeyId: keyId }))).KeyMetadata!.KeyState;
+
+  // ImportKeyMaterial of symmetric material: intent, C_UnwrapKey (the KEK), the check value, the
+  // length measured on a session copy (C_UnwrapKey, C_GenerateKey, C_WrapKey), then activation.
+  for (const [step, rule, fn] of [
+    ['after the KEK exists on the token', hold('C_UnwrapKey', { after: true }), 'C_UnwrapKey'],
+    ['after every HSM step, before activation', hold('C_WrapKey', { after: true }), 'C_WrapKey'],
+  ] as const) {
+    it(`ImportKeyMaterial killed ${step}: the key stays PendingImport with nothing on the token, and the import then succeeds`, async () => {
+      const { keyId, importRequest } = await importedKey();
+      const request = await importRequest();
+      const { answer } = await crashDuring([rule], fn, (g) => g.client.send(request));
+      assert.ok((await answer) instanceof Error, 'the client got no answer');
+      assert.equal(await stateOf(keyId), 'PendingImport');
+      await assertIntact([]);
+      await gw!.client.send(await importRequest());
+      assert.equal(await stateOf(keyId), 'Enabled');
+      await assertIntact([await encrypt(keyId, 'imported after a crash')]);
+    });
+  }
+
+  it('DeleteImportedKeyMaterial killed before the objects are destroyed: the next start destroys them; the same material imported again decrypts the old ciphertexts', async () => {
+    const { keyId, importRequest } = await importedKey();
+    await gw!.client.send(await importRequest());
+    const acknowledged = [await encrypt(keyId, 'before the deletion'), await dataKey(keyId)];
+    const { answer } = await crashDuring([hold('C_DestroyObject')], 'C_DestroyObject', (g) => g.client.send(new DeleteImportedKeyMaterialCommand({ KeyId: keyId })));
+    assert.ok((await answer) instanceof Error);
+    assert.equal(await stateOf(keyId), 'PendingImport', 'the deletion was committed before any object went');
+    assert.match(gw!.output(), /1 unfinished key-material changes rolled back/);
+    await gw!.client.send(await importRequest());
+    await assertIntact(acknowledged);
+  });
+
+  it('GetParametersForImport killed after the wrapping pair exists: the pair is owned (no orphan), and other parameters work', async () => {
+    const { keyId, importRequest } = await importedKey();
+    const { answer } = await crashDuring([hold('C_GenerateKeyPairAsync', { after: true })], 'C_GenerateKeyPairAsync', (g) =>
+      g.client.send(new GetParametersForImportCommand({ KeyId: keyId, WrappingAlgorithm: 'RSAES_OAEP_SHA_1', WrappingKeySpec: 'RSA_2048' })),
+    );
+    assert.ok((await answer) instanceof Error);
+    await assertIntact([]);
+    await gw!.client.send(await importRequest());
+    assert.equal(await stateOf(keyId), 'Enabled');
   });
 });

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { execFile, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
+import { promisify } from 'node:util';
 import {
   CreateKeyCommand,
   DecryptCommand,
@@ -21,7 +23,9 @@ import {
 } from '@aws-sdk/client-kms';
 import { encodeEncryptionContext } from '../../src/domain/encryption-context';
 import { integration } from '../support/integration-hooks';
-import { startGateway, type Harness } from '../support/harness';
+import { startGateway, TEST_CREDENTIALS, type Harness } from '../support/harness';
+
+const run = promisify(execFile);
 
 /** The caller's side of BYOK, as the AWS documentation has it: material encrypted under the public key GetParametersForImport gave. */
 function wrapMaterial(publicKeyDer: Uint8Array, algorithm: AlgorithmSpec, material: Buffer): Buffer {
@@ -201,5 +205,60 @@ describe('Import key material (BYOK) through the JS SDK v3', function () {
     await gw.tick();
     assert.deepEqual(await gw.deps.keys.listImportParameters(KeyId), []);
     assert.ok(!(await gw.deps.hsm.listKeyObjects(`qkms/${KeyId}/`)).length);
+  });
+});
+
+describe('Import key material (BYOK) through boto3', function () {
+  this.timeout(120000);
+  let gw: Harness;
+  before(async () => {
+    gw = await startGateway(integration().hsm);
+  });
+  after(() => gw.close());
+
+  it('create_key(Origin=EXTERNAL), get_parameters_for_import, import_key_material wrapped with the cryptography package, encrypt, decrypt, delete_imported_key_material', async function () {
+    const python = ['python3', '/usr/bin/python3'].find((py) => spawnSync(py, ['-c', 'import boto3, cryptography']).status === 0);
+    if (!python) {
+      console.log('      (skipped: no python3 here has boto3 and cryptography)');
+      this.skip();
+    }
+    const script = `
+import json, os, sys, boto3
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.keywrap import aes_key_wrap_with_padding
+kms = boto3.client('kms', endpoint_url=sys.argv[1], region_name='us-east-1')
+out = {}
+key_id = kms.create_key(Origin='EXTERNAL')['KeyMetadata']['KeyId']
+out['created'] = kms.describe_key(KeyId=key_id)['KeyMetadata']['KeyState']
+material = os.urandom(32)
+for algorithm, spec in (('RSAES_OAEP_SHA_1', 'RSA_2048'), ('RSA_AES_KEY_WRAP_SHA_1', 'RSA_4096')):
+    params = kms.get_parameters_for_import(KeyId=key_id, WrappingAlgorithm=algorithm, WrappingKeySpec=spec)
+    public_key = serialization.load_der_public_key(params['PublicKey'])
+    oaep = padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA1()), algorithm=hashes.SHA1(), label=None)
+    if algorithm.startswith('RSAES'):
+        wrapped = public_key.encrypt(material, oaep)
+    else:
+        aes_key = os.urandom(32)
+        wrapped = public_key.encrypt(aes_key, oaep) + aes_key_wrap_with_padding(aes_key, material)
+    imported = kms.import_key_material(KeyId=key_id, ImportToken=params['ImportToken'], EncryptedKeyMaterial=wrapped, ExpirationModel='KEY_MATERIAL_DOES_NOT_EXPIRE')
+    out.setdefault('material_ids', []).append(imported['KeyMaterialId'])
+    if algorithm.startswith('RSAES'):
+        blob = kms.encrypt(KeyId=key_id, Plaintext=b'by boto3')['CiphertextBlob']
+        out['deleted'] = kms.delete_imported_key_material(KeyId=key_id)['KeyMaterialId'] == imported['KeyMaterialId']
+        out['after_delete'] = kms.describe_key(KeyId=key_id)['KeyMetadata']['KeyState']
+out['decrypted'] = kms.decrypt(CiphertextBlob=blob)['Plaintext'].decode()
+try:
+    kms.import_key_material(KeyId=key_id, ImportToken=b'not a token', EncryptedKeyMaterial=b'x' * 256, ExpirationModel='KEY_MATERIAL_DOES_NOT_EXPIRE')
+except kms.exceptions.InvalidImportTokenException:
+    out['bad_token'] = 'InvalidImportTokenException'
+print(json.dumps(out))
+`;
+    const env = { ...process.env, AWS_ACCESS_KEY_ID: TEST_CREDENTIALS.accessKeyId, AWS_SECRET_ACCESS_KEY: TEST_CREDENTIALS.secretAccessKey, AWS_EC2_METADATA_DISABLED: 'true' };
+    const out = JSON.parse((await run(python!, ['-c', script, gw.url], { env })).stdout);
+    assert.equal(out.created, 'PendingImport');
+    assert.equal(out.material_ids.length, 2);
+    assert.equal(out.material_ids[0], out.material_ids[1]);
+    assert.deepEqual([out.deleted, out.after_delete, out.decrypted, out.bad_token], [true, 'PendingImport', 'by boto3', 'InvalidImportTokenException']);
   });
 });

@@ -65,12 +65,14 @@ export interface TokenVsStore {
  */
 export function tokenVsStore(dataDir: string): TokenVsStore {
   const objects = toolObjects(dataDir).filter((o) => o.label.startsWith('qkms/'));
-  const { owned, intents, keys } = readStore(dataDir, (db) => ({
+  const { owned, wrapping, intents, keys } = readStore(dataDir, (db) => ({
     owned: (db.prepare('SELECT object_ids FROM key_materials').all() as Array<{ object_ids: string }>).flatMap((r) => Object.values(JSON.parse(r.object_ids) as Record<string, string>)),
+    // GetParametersForImport's wrapping pairs: owned, but not missing when a crash came before they were made.
+    wrapping: (db.prepare('SELECT objects FROM import_parameters').all() as Array<{ objects: string }>).flatMap((r) => Object.values(JSON.parse(r.objects) as Record<string, { id: string }>).map((ref) => ref.id)),
     intents: (db.prepare('SELECT count(*) AS n FROM material_intents').get() as { n: number }).n,
     keys: (db.prepare('SELECT count(*) AS n FROM keys').get() as { n: number }).n,
   }));
-  const ownedSet = new Set(owned);
+  const ownedSet = new Set([...owned, ...wrapping]);
   const seen = new Map<string, number>();
   for (const o of objects) seen.set(o.id, (seen.get(o.id) ?? 0) + 1);
   return {
