@@ -6,7 +6,10 @@ import {
   CreateKeyCommand,
   DecryptCommand,
   EncryptCommand,
+  GenerateMacCommand,
+  GetParametersForImportCommand,
   GetPublicKeyCommand,
+  ImportKeyMaterialCommand,
   InvalidCiphertextException,
   ReEncryptCommand,
   UnsupportedOperationException,
@@ -101,6 +104,31 @@ describe('RSAES_OAEP_SHA_256 on SoftHSM2 (raw RSA in the HSM, OAEP decoded in th
     const tampered = Buffer.from(toB.CiphertextBlob!);
     tampered[7] ^= 0x80;
     await assert.rejects(client.send(new ReEncryptCommand({ CiphertextBlob: tampered, SourceKeyId: b, SourceEncryptionAlgorithm: 'RSAES_OAEP_SHA_256', DestinationKeyId: aes })), InvalidCiphertextException);
+  });
+
+  it('BYOK: material wrapped with RSAES_OAEP_SHA_256 or RSA_AES_KEY_WRAP_SHA_256 imports through the same route, exactly; tampered is InvalidCiphertextException', async () => {
+    const { client } = gw;
+    for (const algorithm of ['RSAES_OAEP_SHA_256', 'RSA_AES_KEY_WRAP_SHA_256'] as const) {
+      const KeyId = (await client.send(new CreateKeyCommand({ Origin: 'EXTERNAL', KeySpec: 'HMAC_256', KeyUsage: 'GENERATE_VERIFY_MAC' }))).KeyMetadata!.KeyId!;
+      const material = crypto.randomBytes(32);
+      const wrap = async () => {
+        const params = await client.send(new GetParametersForImportCommand({ KeyId, WrappingAlgorithm: algorithm, WrappingKeySpec: 'RSA_3072' }));
+        const key = crypto.createPublicKey({ key: Buffer.from(params.PublicKey!), format: 'der', type: 'spki' });
+        const oaep = (data: Buffer) => crypto.publicEncrypt({ key, padding: crypto.constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, data);
+        if (algorithm === 'RSAES_OAEP_SHA_256') return { params, encrypted: oaep(material) };
+        const aesKey = crypto.randomBytes(32);
+        const kwp = crypto.createCipheriv('id-aes256-wrap-pad', aesKey, Buffer.from('A65959A6', 'hex'));
+        return { params, encrypted: Buffer.concat([oaep(aesKey), kwp.update(material), kwp.final()]) };
+      };
+      const bad = await wrap();
+      bad.encrypted[5] ^= 0x01;
+      const importing = (w: Awaited<ReturnType<typeof wrap>>) =>
+        client.send(new ImportKeyMaterialCommand({ KeyId, ImportToken: w.params.ImportToken, EncryptedKeyMaterial: w.encrypted, ExpirationModel: 'KEY_MATERIAL_DOES_NOT_EXPIRE' }));
+      await assert.rejects(importing(bad), InvalidCiphertextException, `${algorithm}: tampered`);
+      await importing(await wrap());
+      const { Mac } = await client.send(new GenerateMacCommand({ KeyId, Message: Buffer.from('message'), MacAlgorithm: 'HMAC_SHA_256' }));
+      assert.deepEqual(Buffer.from(Mac!), crypto.createHmac('sha256', material).update('message').digest(), algorithm);
+    }
   });
 
   it('boto3: encrypt/decrypt with RSAES_OAEP_SHA_256, a ciphertext made outside, a tampered one, and the size limit', async function () {
