@@ -8,7 +8,7 @@ import { AUDIT_MAC_KEY } from './audit/audit-record';
 import { PrincipalStore } from './auth/principals';
 import type { Config } from './config/load-config';
 import { Envelope, envelopeModes, type EnvelopeModes } from './domain/envelope';
-import { coreProblems, missingCapabilities, TokenCannotServe, type TokenCapabilities } from './hsm/capabilities';
+import { coreProblems, missingCapabilities, rsaOaepSha256Note, TokenCannotServe, type TokenCapabilities } from './hsm/capabilities';
 import { profileMismatch } from './hsm/profiles';
 import { MARKER_MAC_KEY, MarkerCodec } from './domain/marker';
 import { ensureInternalKey, reconcileWithToken } from './domain/token-reconciliation';
@@ -92,6 +92,7 @@ function checkCapabilities(config: Config, caps: TokenCapabilities, logger: Logg
     token: caps.token,
     dataKeys: modes.dataKeys.join(', '),
     encrypt: modes.encrypt,
+    rsaOaepSha256: rsaOaepSha256Note(caps),
     ...(!caps.allowedMechanismsAttribute && { note: 'the token refuses CKA_ALLOWED_MECHANISMS: keys are limited by their usage flags only' }),
     unavailable: missingCapabilities(caps),
   });

@@ -1,4 +1,4 @@
-import type { Hash, KeyPairSpec, KeyPairUsage } from './hsm';
+import type { Hash, KeyObjectFacts, KeyPairSpec, KeyPairUsage } from './hsm';
 
 /**
  * What the token can do, found at start-up (pkcs11/capability-probes.ts) before any key is made:
@@ -38,6 +38,13 @@ export interface TokenCapabilities {
   rsaBits?: { min: number; max: number };
   /** The token accepts CKA_ALLOWED_MECHANISMS on token objects; without it keys are limited by their usage flags only. */
   allowedMechanismsAttribute: boolean;
+  /**
+   * How RSAES_OAEP_SHA_256 is done when it is ('rsa-oaep-sha256' ok): 'native' with CKM_RSA_PKCS_OAEP,
+   * or 'raw-rsa' where that mechanism lacks SHA-256 (SoftHSM2): the private key's raw RSA
+   * (CKM_RSA_X_509) in the HSM, the OAEP padding checked in the gateway (rsa-oaep.ts), and only
+   * keys whose private object allows CKM_RSA_X_509 (rsaOaepKeyProblem). Absent: not at all.
+   */
+  rsaOaepSha256?: 'native' | 'raw-rsa';
 }
 
 /** The KMS features each capability carries, for the operator's table and error messages. */
@@ -150,6 +157,36 @@ export function hmacProblem(caps: TokenCapabilities, hash: Hash): string | undef
   if (!name) return `HMAC with ${hash} is not offered`;
   if (!caps.checks['hmac-keys'].ok) return missing(caps, 'hmac-keys');
   return caps.checks[name].ok ? undefined : missing(caps, name);
+}
+
+/** How RSAES_OAEP_SHA_256 is done on this token, in a line for operators (start-up log, qkms token capabilities). */
+export function rsaOaepSha256Note(caps: TokenCapabilities): string {
+  const check = caps.checks['rsa-oaep-sha256'];
+  if (caps.rsaOaepSha256 === 'native') return `RSAES_OAEP_SHA_256 by the HSM (${check.mechanism} with SHA-256)`;
+  if (caps.rsaOaepSha256 === 'raw-rsa') {
+    return (
+      `RSAES_OAEP_SHA_256 as raw RSA with the private key in the HSM (${check.mechanism}) and the OAEP padding checked in QKMS, ` +
+      'since the HSM\'s OAEP lacks SHA-256; RSA ENCRYPT_DECRYPT keys made before QKMS did this refuse it (UnsupportedOperationException)'
+    );
+  }
+  return `RSAES_OAEP_SHA_256 is not available (${check.mechanism} ${check.detail})`;
+}
+
+/**
+ * Why this RSA key cannot do RSAES-OAEP with SHA-256 on this token although the token can (undefined
+ * when it can), from what the token says about its private key object (Hsm.inspectKeyObjects):
+ * with raw RSA, the private key must allow the raw mechanism, which keys made before QKMS did
+ * OAEP-SHA-256 this way do not (their CKA_ALLOWED_MECHANISMS is fixed: CKA_MODIFIABLE false).
+ */
+export function rsaOaepKeyProblem(caps: TokenCapabilities, privateKey: KeyObjectFacts): string | undefined {
+  if (caps.rsaOaepSha256 !== 'raw-rsa') return undefined;
+  const raw = caps.checks['rsa-oaep-sha256'].mechanism;
+  if (privateKey.allowedMechanisms === null || privateKey.allowedMechanisms.includes(raw)) return undefined;
+  return (
+    `this HSM does OAEP with SHA-256 as raw RSA (${raw}) with the padding checked in QKMS, and this key's ` +
+    `private key allows only ${privateKey.allowedMechanisms.join(', ')}: it was made before QKMS did so; ` +
+    'use RSAES_OAEP_SHA_1 with it, or a new key'
+  );
 }
 
 /** Why the token cannot do this capability, for an UnsupportedOperationException (undefined when it can). */

@@ -28,8 +28,12 @@ export interface OpenPlan {
   open(): Promise<Buffer>;
 }
 
-/** The request's algorithm and context; `encoded` is the context already validated and encoded (the handler does that first, as AWS validates before anything else). */
-type Request = { algorithm?: string; context?: EncryptionContext; encoded: Buffer };
+/**
+ * The request's algorithm and context; `encoded` is the context already validated and encoded (the
+ * handler does that first, as AWS validates before anything else). `plaintext`, when known before
+ * the plan (Encrypt), is size-checked before what the HSM lacks, as AWS orders it (rsa-crypto.ts).
+ */
+type Request = { algorithm?: string; context?: EncryptionContext; encoded: Buffer; plaintext?: Buffer };
 
 export async function planSeal(keyId: string, request: Request, ctx: OperationContext, options: { operation: string; action: string }): Promise<SealPlan> {
   const facts = { encryptionContext: request.context ?? {} };

@@ -33,7 +33,7 @@ export const encrypt: Operation<EncryptInput> = {
   async handle(input, ctx) {
     const encoded = encodeEncryptionContext(input.EncryptionContext, ctx.deps.config.maxEncryptionContextBytes);
     await checkGrantTokens(input.GrantTokens, ctx);
-    const request = { algorithm: input.EncryptionAlgorithm, context: input.EncryptionContext, encoded };
+    const request = { algorithm: input.EncryptionAlgorithm, context: input.EncryptionContext, encoded, plaintext: input.Plaintext };
     const plan = await planSeal(input.KeyId, request, ctx, { operation: 'Encrypt', action: 'kms:Encrypt' });
     plan.assertFits(input.Plaintext);
     if (input.DryRun) throw DryRunOperationException.create();

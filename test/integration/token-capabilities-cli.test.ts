@@ -14,10 +14,14 @@ describe('qkms token capabilities', function () {
       const run = await runQkms(['token', 'capabilities'], { QKMS_DATA_DIR: dataDir });
       assert.equal(run.code, 0, run.stderr);
       assert.match(run.stdout, /yes\s+CKM_AES_KEY_GEN\s+CreateKey SYMMETRIC_DEFAULT/);
-      assert.match(run.stdout, /NO\s+CKM_RSA_PKCS_OAEP\s+Encrypt\/Decrypt RSAES_OAEP_SHA_256\s+— is listed but refused: CKR_ARGUMENTS_BAD/);
+      // SoftHSM2's OAEP has SHA-1 only: SHA-256 is raw RSA in the HSM, the padding checked in QKMS.
+      assert.match(run.stdout, /yes\s+CKM_RSA_X_509\s+Encrypt\/Decrypt RSAES_OAEP_SHA_256\n/);
+      assert.match(run.stdout, /RSAES_OAEP_SHA_256 as raw RSA with the private key in the HSM \(CKM_RSA_X_509\) and the OAEP padding checked in QKMS/);
       assert.match(run.stdout, /data keys sealed as: AES_KWP_HMAC, AES_CBC_HMAC, AES_GCM_ENCRYPT .*Encrypt as AES_GCM/);
       const json = JSON.parse((await runQkms(['--json', 'token', 'capabilities'], { QKMS_DATA_DIR: dataDir })).stdout);
       assert.equal(json.kwpMechanism, 0x210a);
+      assert.equal(json.rsaOaepSha256, 'raw-rsa');
+      assert.match(json.checks['rsa-oaep-sha256'].detail, /raw RSA in the HSM, OAEP-SHA-256 checked in QKMS \(CKM_RSA_PKCS_OAEP with SHA-256 is listed but refused: CKR_ARGUMENTS_BAD\)/);
       assert.deepEqual(json.problems, []);
     } finally {
       fs.rmSync(dataDir, { recursive: true, force: true });

@@ -2,6 +2,7 @@ import crypto from 'node:crypto';
 import type { DataKeyWrap, Hash, HmacKeySpec, Hsm, HsmHealth, HsmStats, ImportedFacts, ImportRequest, KeyObjectFacts, KeyPairSpec, ObjectRef, SigningScheme } from '../../src/hsm/hsm';
 import { GCM_IV_BYTES, GCM_TAG_BYTES } from '../../src/hsm/hsm';
 import { HsmError } from '../../src/hsm/hsm-error';
+import { decodeOaep } from '../../src/hsm/rsa-oaep';
 import type { CapabilityName, TokenCapabilities } from '../../src/hsm/capabilities';
 import { CAPABILITY_FEATURES } from '../../src/hsm/capabilities';
 import { signDigest, verifyDigest } from './fake-signatures';
@@ -18,6 +19,8 @@ interface FakeObject {
   pair?: crypto.KeyObject;
   /** Beside a public key: its private half, which the fake's ECDSA check needs (fake-signatures.ts). */
   privateKey?: crypto.KeyObject;
+  /** CKA_ALLOWED_MECHANISMS as the token would report it; unset: no restriction (limitMechanisms sets it). */
+  allowedMechanisms?: string[];
 }
 
 /** Hsm in node:crypto for fast unit tests. Same contract as Pkcs11Hsm (test/support/hsm-contract.ts). */
@@ -157,11 +160,34 @@ export class FakeHsm implements Hsm {
   }
   async rsaDecrypt(ref: ObjectRef, hash: 'SHA1' | 'SHA256', ciphertext: Buffer) {
     const key = this.pair(ref);
+    if (hash === 'SHA256' && this.caps.rsaOaepSha256 === 'raw-rsa') return this.rawRsaOaepDecrypt(ref, key, ciphertext);
     try {
       return crypto.privateDecrypt({ key, padding: crypto.constants.RSA_PKCS1_OAEP_PADDING, oaepHash: hash === 'SHA1' ? 'sha1' : 'sha256' }, ciphertext);
     } catch {
       throw new HsmError('integrity', 'C_Decrypt', 'CKR_ENCRYPTED_DATA_INVALID');
     }
+  }
+  /**
+   * As Pkcs11Hsm on a token whose OAEP lacks SHA-256 (rsa-oaep-ops.ts): raw RSA with the private
+   * key, refused as SoftHSM2 refuses a mechanism outside CKA_ALLOWED_MECHANISMS, then the gateway's decoder.
+   */
+  private rawRsaOaepDecrypt(ref: ObjectRef, key: crypto.KeyObject, ciphertext: Buffer): Buffer {
+    const allowed = this.one(ref, 'C_FindObjects').allowedMechanisms;
+    if (allowed && !allowed.includes('CKM_RSA_X_509')) throw new HsmError('unsupported', 'C_DecryptInit', 'CKR_MECHANISM_INVALID');
+    const k = key.asymmetricKeyDetails!.modulusLength! / 8;
+    let block: Buffer | undefined;
+    try {
+      block = ciphertext.length === k ? crypto.privateDecrypt({ key, padding: crypto.constants.RSA_NO_PADDING }, ciphertext) : undefined;
+    } catch {
+      block = undefined; // c ≥ n
+    }
+    const message = block && decodeOaep(block, 'SHA256');
+    if (!message) throw new HsmError('integrity', 'C_Decrypt', undefined);
+    return message;
+  }
+  /** Makes the object's CKA_ALLOWED_MECHANISMS these (a key made by an earlier release, say). */
+  limitMechanisms(ref: ObjectRef, mechanisms: string[]): void {
+    for (const o of this.objects.get(ref.id) ?? []) o.allowedMechanisms = mechanisms;
   }
   async hmacSign(macRef: ObjectRef, data: Buffer, hash: Hash = 'SHA256') {
     return crypto.createHmac(hash.toLowerCase(), this.secret(macRef)).update(data).digest();
@@ -195,7 +221,7 @@ export class FakeHsm implements Hsm {
         objectClass: o.pair ? (isPublic ? 'CKO_PUBLIC_KEY' : 'CKO_PRIVATE_KEY') : 'CKO_SECRET_KEY',
         keyType: o.pair ? ((PAIR_KEY_TYPES as Record<string, string>)[o.pair.asymmetricKeyType ?? ''] ?? 'none') : o.isMac ? 'CKK_GENERIC_SECRET' : 'CKK_AES',
         flags: { CKA_TOKEN: true, CKA_PRIVATE: !isPublic, CKA_LOCAL: true, CKA_MODIFIABLE: false, ...(isPublic ? {} : protectedKey) },
-        allowedMechanisms: null,
+        allowedMechanisms: o.allowedMechanisms ?? null,
       };
     });
   }
@@ -253,5 +279,19 @@ export function fullCapabilities(...without: CapabilityName[]): TokenCapabilitie
   const checks = Object.fromEntries(
     Object.keys(CAPABILITY_FEATURES).map((name) => [name, { ok: !without.includes(name as CapabilityName), mechanism: name, detail: without.includes(name as CapabilityName) ? 'switched off by the test' : 'fake' }]),
   ) as TokenCapabilities['checks'];
-  return { token: { manufacturer: 'fake', model: 'fake', library: 'node:crypto' }, checks, kwpMechanism: 0x210a, genericSecretBytes: { min: 1, max: 1024 }, rsaBits: { min: 1024, max: 4096 }, allowedMechanismsAttribute: true };
+  return {
+    token: { manufacturer: 'fake', model: 'fake', library: 'node:crypto' },
+    checks,
+    kwpMechanism: 0x210a,
+    genericSecretBytes: { min: 1, max: 1024 },
+    rsaBits: { min: 1024, max: 4096 },
+    allowedMechanismsAttribute: true,
+    ...(!without.includes('rsa-oaep-sha256') && { rsaOaepSha256: 'native' as const }),
+  };
+}
+
+/** These capabilities on a token whose CKM_RSA_PKCS_OAEP lacks SHA-256, as SoftHSM2's: OAEP-SHA-256 as raw RSA. */
+export function withRawRsaOaep(caps: TokenCapabilities): TokenCapabilities {
+  const check = { ok: true, mechanism: 'CKM_RSA_X_509', detail: 'known answer verified: raw RSA in the HSM, OAEP-SHA-256 checked in QKMS (fake)' };
+  return { ...caps, checks: { ...caps.checks, 'rsa-oaep-sha256': check }, rsaOaepSha256: 'raw-rsa' };
 }

@@ -165,6 +165,40 @@ export function hsmContract(name: string, getHsm: () => Hsm): void {
       await assert.rejects(hsm.rsaDecrypt(labels.private, 'SHA1', changed), (e: unknown) => e instanceof HsmError && e.kind === 'integrity');
     });
 
+    it('RSAES-OAEP (SHA-256): decrypts its own and node:crypto ciphertexts; every bad ciphertext is integrity, alike', async function () {
+      const hsm = getHsm();
+      const how = hsm.capabilities().rsaOaepSha256;
+      if (!how) return this.skip(); // the token can do neither native OAEP-SHA-256 nor raw RSA: nothing to hold it to
+      const labels = pairLabels();
+      await hsm.generateKeyPair(labels, { family: 'RSA', bits: 2048 }, 'ENCRYPT_DECRYPT');
+      const plaintext = Buffer.from('a secret of some bytes');
+      const ours = await hsm.rsaEncrypt(labels.public, 'SHA256', plaintext);
+      assert.equal(ours.length, 256);
+      const publicKey = spki(await hsm.publicKey(labels.public));
+      const sealed = (hash: 'sha1' | 'sha256', m = plaintext) => crypto.publicEncrypt({ key: publicKey, padding: crypto.constants.RSA_PKCS1_OAEP_PADDING, oaepHash: hash }, m);
+      assert.deepEqual(await hsm.rsaDecrypt(labels.private, 'SHA256', ours), plaintext);
+      assert.deepEqual(await hsm.rsaDecrypt(labels.private, 'SHA256', sealed('sha256')), plaintext);
+      const longest = crypto.randomBytes(256 - 2 * 32 - 2);
+      assert.deepEqual(await hsm.rsaDecrypt(labels.private, 'SHA256', sealed('sha256', longest)), longest);
+      const n = Buffer.from(publicKey.export({ format: 'jwk' }).n!, 'base64url');
+      const changed = sealed('sha256');
+      changed[100] ^= 1;
+      const bad: Record<string, Buffer> = {
+        'a changed byte': changed,
+        'SHA-1 OAEP': sealed('sha1'),
+        'one byte short': sealed('sha256').subarray(1),
+        'one byte long': Buffer.concat([Buffer.alloc(1), sealed('sha256')]),
+        'the modulus itself (c ≥ n)': n,
+        'all ones (c > n)': Buffer.alloc(256, 0xff),
+        zero: Buffer.alloc(256),
+        'raw RSA of a block with a non-zero first byte': crypto.publicEncrypt({ key: publicKey, padding: crypto.constants.RSA_NO_PADDING }, Buffer.concat([Buffer.from([1]), crypto.randomBytes(255)])),
+      };
+      for (const [what, ct] of Object.entries(bad)) {
+        await assert.rejects(hsm.rsaDecrypt(labels.private, 'SHA256', ct), (e: unknown) => e instanceof HsmError && e.kind === 'integrity' && e.fn === 'C_Decrypt', `${what} (${how})`);
+      }
+      assert.deepEqual(await hsm.rsaDecrypt(labels.private, 'SHA1', sealed('sha1')), plaintext, 'SHA-1 still works on the same key');
+    });
+
     it('HMAC with a SHA-384 key of 48 bytes: 48-byte tags that verify, and a short or wrong one does not', async () => {
       const hsm = getHsm();
       const mac = label('mac384');

@@ -2,7 +2,7 @@ import path from 'node:path';
 import { Command } from 'commander';
 import { envelopeModes, type EnvelopeModes } from '../../domain/envelope';
 import { openHsm } from '../../gateway';
-import { CAPABILITY_FEATURES, coreProblems, type CapabilityName, type TokenCapabilities } from '../../hsm/capabilities';
+import { CAPABILITY_FEATURES, coreProblems, rsaOaepSha256Note, type CapabilityName, type TokenCapabilities } from '../../hsm/capabilities';
 import { existingEmbeddedModule } from '../../hsm/pkcs11/embedded-token';
 import { listSlots, type SlotReport } from '../../hsm/pkcs11/slot-info';
 import { CliError, EXIT, describe, type Cli } from '../cli-context';
@@ -74,6 +74,7 @@ function capabilitiesText(caps: TokenCapabilities, problems: string[], modes: En
     lines.push(`  ${c.ok ? 'yes' : 'NO '}  ${c.mechanism.padEnd(width)}  ${CAPABILITY_FEATURES[name as CapabilityName]}${c.ok ? '' : `  — ${c.detail}`}`);
   }
   lines.push(`data keys sealed as: ${modes.dataKeys.join(', ') || 'nothing'}${caps.genericSecretBytes ? ` (key objects of ${caps.genericSecretBytes.min}–${caps.genericSecretBytes.max} bytes)` : ''}; Encrypt as ${modes.encrypt}`);
+  lines.push(rsaOaepSha256Note(caps));
   if (!caps.allowedMechanismsAttribute) lines.push('CKA_ALLOWED_MECHANISMS is refused on token objects: keys are limited by their usage flags only');
   lines.push(problems.length === 0 ? 'QKMS can serve on this token; the operations marked NO answer UnsupportedOperationException' : `QKMS cannot serve on this token:\n  ${problems.join('\n  ')}`);
   return lines.join('\n');

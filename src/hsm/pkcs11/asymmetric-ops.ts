@@ -5,17 +5,17 @@ import { HsmError } from '../hsm-error';
 import { isDeviceFaultOfTokenThatAnswers } from './connection';
 import { ecdsaDerToRaw, ecdsaRawToDer, edwardsPoint, unwrapEcPoint } from './der';
 import { drainOpenSslErrors, withCleanup } from './instrumented-module';
-import { CKK_EC_EDWARDS, DIGEST_INFO_PREFIX, ECDSA, EDDSA, RSA_PKCS, rsaOaep, rsaPss } from './mechanisms';
+import { CKK_EC_EDWARDS, DIGEST_INFO_PREFIX, ECDSA, EDDSA, RSA_PKCS, rsaPss } from './mechanisms';
 import type { OperationContext } from './operation-context';
-import { CURVE_OIDS, ephemeralDataKeyTemplate, ephemeralKeyPairTemplates, keyPairGenMechanism, keyPairTemplates } from './templates';
+import { CURVE_OIDS, ephemeralDataKeyTemplate, ephemeralKeyPairTemplates, keyPairGenMechanism, keyPairTemplates, templateOptions } from './templates';
 import type { Session } from './token-access';
 
-/** Key pairs: generation, public keys, signatures, RSA encryption, ECDH, data key pairs. */
+/** Key pairs: generation, public keys, signatures, ECDH, data key pairs (RSA encryption: rsa-oaep-ops.ts). */
 export class AsymmetricOps {
   constructor(private readonly ctx: OperationContext) {}
 
   async generateKeyPair(refs: { private: ObjectRef; public: ObjectRef }, spec: KeyPairSpec, usage: KeyPairUsage): Promise<void> {
-    const { publicKey, privateKey } = keyPairTemplates(refs, spec, usage, { allowedMechanisms: this.ctx.capabilities.allowedMechanismsAttribute });
+    const { publicKey, privateKey } = keyPairTemplates(refs, spec, usage, templateOptions(this.ctx.capabilities));
     await this.ctx.connection.creating('C_GenerateKeyPair', async (s) => {
       const pair = await this.generatePairOffThread(s, spec, publicKey, privateKey);
       this.ctx.objects.remember(refs.public, pair.publicKey);
@@ -83,30 +83,6 @@ export class AsymmetricOps {
       if (err instanceof HsmError && (err.kind === 'integrity' || err.ckr === 'CKR_SIGNATURE_LEN_RANGE' || isDeviceFaultOfTokenThatAnswers(err, 'C_Verify'))) return false;
       throw err;
     }
-  }
-
-  async rsaEncrypt(ref: ObjectRef, hash: 'SHA1' | 'SHA256', plaintext: Buffer): Promise<Buffer> {
-    const { p11 } = this.ctx;
-    return this.ctx.objects.withKey(ref, 'C_Encrypt', (s, key) => {
-      p11.C_EncryptInit(s, rsaOaep(hash), key);
-      return Buffer.from(p11.C_Encrypt(s, plaintext, Buffer.alloc(1024)));
-    });
-  }
-
-  async rsaDecrypt(ref: ObjectRef, hash: 'SHA1' | 'SHA256', ciphertext: Buffer): Promise<Buffer> {
-    const { p11 } = this.ctx;
-    return this.ctx.objects.withKey(ref, 'C_Decrypt', (s, key) => {
-      p11.C_DecryptInit(s, rsaOaep(hash), key);
-      return Buffer.from(p11.C_Decrypt(s, ciphertext, Buffer.alloc(1024)));
-    });
-  }
-
-  /**
-   * RSAES-OAEP decryption for a hash the token's OAEP lacks: raw RSA (CKM_RSA_X_509) in the HSM
-   * with the key, the OAEP block decoded here. Until the constant-time decoder lands, refused.
-   */
-  rawOaepDecrypt(_s: Session, _key: pkcs11js.Handle, hash: 'SHA1' | 'SHA256', _ciphertext: Buffer): Buffer {
-    throw new HsmError('unsupported', 'C_Decrypt', 'CKR_MECHANISM_PARAM_INVALID', { cause: new Error(`this token has no RSAES-OAEP with ${hash}`) });
   }
 
   async deriveSharedSecret(privateKey: ObjectRef, peerPoint: Buffer): Promise<Buffer> {

@@ -25,15 +25,16 @@ export function discoverCapabilities(p11: pkcs11js.PKCS11, slot: pkcs11js.Handle
   probe.random();
   const genericSecretBytes = probe.genericSecrets();
   probe.symmetric();
-  const rsaBits = probeRsa(probe, listed.has(pkcs11js.CKM_RSA_PKCS_KEY_PAIR_GEN) ? p11.C_GetMechanismInfo(slot, pkcs11js.CKM_RSA_PKCS_KEY_PAIR_GEN) : undefined);
+  const rsa = probeRsa(probe, listed.has(pkcs11js.CKM_RSA_PKCS_KEY_PAIR_GEN) ? p11.C_GetMechanismInfo(slot, pkcs11js.CKM_RSA_PKCS_KEY_PAIR_GEN) : undefined);
   probeEc(probe);
   return {
     token: { manufacturer: info.manufacturerID.trim(), model: info.model.trim(), library: `${lib.libraryDescription.trim()} ${lib.libraryVersion.major}.${lib.libraryVersion.minor}` },
     checks: probe.checks,
     kwpMechanism: probe.kwpMechanism,
     genericSecretBytes,
-    rsaBits,
+    rsaBits: rsa.bits,
     allowedMechanismsAttribute,
+    rsaOaepSha256: rsa.oaepSha256,
   };
 }
 

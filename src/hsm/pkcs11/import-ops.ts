@@ -6,7 +6,7 @@ import { encodeOctetString } from './der';
 import { drainOpenSslErrors, withCleanup } from './instrumented-module';
 import { AES_KEY_GEN, HMAC_BY_HASH, rsaOaep } from './mechanisms';
 import type { OperationContext } from './operation-context';
-import { CURVE_OIDS, importScratchTemplate, kekTemplate, macKeyTemplate, privateKeyTemplate, publicKeyTemplate } from './templates';
+import { CURVE_OIDS, importScratchTemplate, kekTemplate, macKeyTemplate, privateKeyTemplate, publicKeyTemplate, templateOptions } from './templates';
 import type { Session } from './token-access';
 
 /** What the HMAC check value of imported HMAC material is computed over (an identifier, not a secret). */
@@ -54,7 +54,8 @@ export class ImportOps {
   private materializer(s: Session, wrappingKey: pkcs11js.Handle, request: ImportRequest, scratch: pkcs11js.Handle[]): Materialize {
     const { p11, connection } = this.ctx;
     const hash = request.algorithm.endsWith('_SHA_1') ? 'SHA1' : 'SHA256';
-    const isNative = this.ctx.capabilities.checks[hash === 'SHA1' ? 'rsa-oaep-sha1' : 'rsa-oaep-sha256'].ok;
+    // 'rsa-oaep-sha256' is ok on a token that does it as raw RSA too (rsaOaepSha256 'raw-rsa').
+    const isNative = hash === 'SHA1' ? this.ctx.capabilities.checks['rsa-oaep-sha1'].ok : this.ctx.capabilities.rsaOaepSha256 === 'native';
     const oaepInto = (ciphertext: Buffer): Materialize => {
       if (isNative) return unwrapping((template) => p11.C_UnwrapKey(s, rsaOaep(hash), wrappingKey, ciphertext, template));
       const value = this.decodeOaep(s, wrappingKey, hash, ciphertext);
@@ -101,7 +102,7 @@ export class ImportOps {
     const { p11, objects, connection } = this.ctx;
     const { spec, usage, refs } = target;
     if (spec.family === 'EDWARDS') throw new HsmError('unsupported', 'C_UnwrapKey', undefined, { cause: new Error('Ed25519 material cannot be imported') });
-    const options = { allowedMechanisms: this.ctx.capabilities.allowedMechanismsAttribute };
+    const options = templateOptions(this.ctx.capabilities);
     const keyType = spec.family === 'RSA' ? pkcs11js.CKK_RSA : pkcs11js.CKK_EC;
     const typed = (objectClass: number): pkcs11js.Template => [{ type: pkcs11js.CKA_CLASS, value: objectClass }, { type: pkcs11js.CKA_KEY_TYPE, value: keyType }];
     const privateKey = materialize([...typed(pkcs11js.CKO_PRIVATE_KEY), ...privateKeyTemplate(refs.private, spec, usage, options)]);

@@ -65,6 +65,9 @@ export function rsaOaep(hash: 'SHA1' | 'SHA256'): pkcs11js.Mechanism {
   return { mechanism: pkcs11js.CKM_RSA_PKCS_OAEP, parameter: { type: pkcs11js.CK_PARAMS_RSA_OAEP, hashAlg, mgf, source: 1 } as pkcs11js.RsaOAEP };
 }
 
+/** Raw RSA (m = c^d mod n, all k bytes): RSAES_OAEP_SHA_256 on tokens whose OAEP lacks SHA-256 (rsa-oaep-ops.ts). */
+export const RSA_X_509: pkcs11js.Mechanism = { mechanism: pkcs11js.CKM_RSA_X_509 };
+
 /** A mechanism's CKM_ name, for messages and the capability table (pkcs11js exports the v2.40 ones). */
 export function mechanismName(mechanism: number): string {
   if (mechanism === CKM_AES_KEY_WRAP_KWP) return 'CKM_AES_KEY_WRAP_KWP';

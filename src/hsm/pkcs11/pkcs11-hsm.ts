@@ -11,6 +11,7 @@ import { ImportOps } from './import-ops';
 import { ObjectIndex } from './object-index';
 import type { OperationContext } from './operation-context';
 import type { Pkcs11Options } from './pkcs11-options';
+import { RsaOaepOps } from './rsa-oaep-ops';
 import { SymmetricOps } from './symmetric-ops';
 
 export type { Pkcs11Options } from './pkcs11-options';
@@ -20,7 +21,7 @@ export { findSlotByLabel } from './token-access';
  * Hsm over pkcs11js, composed of one part per concern: the instrumented module
  * (instrumented-module.ts), the connection with its healing and circuit breaker (connection.ts),
  * the object index and handle cache (object-index.ts), and the operation groups (symmetric-ops.ts,
- * asymmetric-ops.ts), which get an OperationContext, not this class.
+ * asymmetric-ops.ts, rsa-oaep-ops.ts), which get an OperationContext, not this class.
  *
  * Calls are synchronous: on SoftHSM2 a symmetric call takes tens of µs and the thread-pool hop of
  * the *Async variants costs more, and async GenerateKey/Wrap/Unwrap leak ~250 B per call
@@ -30,6 +31,7 @@ export class Pkcs11Hsm implements Hsm {
   private readonly symmetric: SymmetricOps;
   private readonly asymmetric: AsymmetricOps;
   private readonly imports: ImportOps;
+  private readonly rsaOaep: RsaOaepOps;
 
   private constructor(
     private readonly calls: CallRecorder,
@@ -39,7 +41,8 @@ export class Pkcs11Hsm implements Hsm {
   ) {
     this.symmetric = new SymmetricOps(ctx);
     this.asymmetric = new AsymmetricOps(ctx);
-    this.imports = new ImportOps(ctx, (s, key, hash, ciphertext) => this.asymmetric.rawOaepDecrypt(s, key, hash, ciphertext));
+    this.rsaOaep = new RsaOaepOps(ctx, (ref) => this.asymmetric.publicKey(ref));
+    this.imports = new ImportOps(ctx, (s, key, hash, ciphertext) => this.rsaOaep.rawDecrypt(s, key, hash, ciphertext));
   }
 
   /** Load the module once, then connect; a wrong PIN or label fails here, at boot. */
@@ -167,11 +170,11 @@ export class Pkcs11Hsm implements Hsm {
   }
 
   rsaEncrypt(ref: ObjectRef, hash: 'SHA1' | 'SHA256', plaintext: Buffer): Promise<Buffer> {
-    return this.asymmetric.rsaEncrypt(ref, hash, plaintext);
+    return this.rsaOaep.encrypt(ref, hash, plaintext);
   }
 
   rsaDecrypt(ref: ObjectRef, hash: 'SHA1' | 'SHA256', ciphertext: Buffer): Promise<Buffer> {
-    return this.asymmetric.rsaDecrypt(ref, hash, ciphertext);
+    return this.rsaOaep.decrypt(ref, hash, ciphertext);
   }
 
   deriveSharedSecret(privateKey: ObjectRef, peerPoint: Buffer): Promise<Buffer> {

@@ -1,4 +1,5 @@
 import * as pkcs11js from 'pkcs11js';
+import type { TokenCapabilities } from '../capabilities';
 import type { KeyPairUsage, ObjectRef } from '../hsm';
 import { CKM_AES_KEY_WRAP_KWP, CKM_EC_EDWARDS_KEY_PAIR_GEN, CKM_EDDSA } from './mechanisms';
 
@@ -49,6 +50,17 @@ function usages(...allowed: Array<keyof typeof USAGES>): pkcs11js.Template {
  */
 export interface TemplateOptions {
   allowedMechanisms: boolean;
+  /**
+   * The token does RSAES_OAEP_SHA_256 as raw RSA (TokenCapabilities.rsaOaepSha256 'raw-rsa'): the
+   * private key of an RSA ENCRYPT_DECRYPT pair also allows CKM_RSA_X_509 (docs/crypto.md
+   * "RSAES_OAEP_SHA_256 without native OAEP" says what that permits).
+   */
+  rawRsaOaep?: boolean;
+}
+
+/** The template options this token calls for, from capability discovery. */
+export function templateOptions(caps: TokenCapabilities): TemplateOptions {
+  return { allowedMechanisms: caps.allowedMechanismsAttribute, rawRsaOaep: caps.rsaOaepSha256 === 'raw-rsa' };
 }
 
 /** CKA_ALLOWED_MECHANISMS, where the token takes it. */
@@ -141,11 +153,16 @@ export function publicKeyTemplate(ref: ObjectRef, spec: { family: 'RSA' | 'EC' |
   ];
 }
 
-/** A KMS key's private key object: sensitive, never extractable, limited to the usage's mechanisms. */
+/**
+ * A KMS key's private key object: sensitive, never extractable, limited to the usage's mechanisms;
+ * an RSA ENCRYPT_DECRYPT one also to raw RSA where the token does OAEP-SHA-256 that way
+ * (TemplateOptions.rawRsaOaep; never the public key: encryption is node:crypto's).
+ */
 export function privateKeyTemplate(ref: ObjectRef, spec: { family: 'RSA' | 'EC' | 'EDWARDS' }, usage: KeyPairUsage, options: TemplateOptions): pkcs11js.Template {
+  const rawRsa = usage === 'ENCRYPT_DECRYPT' && spec.family === 'RSA' && options.rawRsaOaep ? [pkcs11js.CKM_RSA_X_509] : [];
   return [
     ...named(ref),
-    ...limitedTo(options, ...pairMechanisms(spec, usage).allowed),
+    ...limitedTo(options, ...pairMechanisms(spec, usage).allowed, ...rawRsa),
     ...NEVER_LEAVES,
     { type: pkcs11js.CKA_SIGN, value: usage === 'SIGN_VERIFY' },
     { type: pkcs11js.CKA_DECRYPT, value: usage === 'ENCRYPT_DECRYPT' || usage === 'UNWRAP' },

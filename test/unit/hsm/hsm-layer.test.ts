@@ -5,10 +5,15 @@ import { HsmError } from '../../../src/hsm/hsm-error';
 import { classifyCkr, KNOWN_CKR } from '../../../src/hsm/pkcs11/ckr-table';
 import { SessionPool } from '../../../src/hsm/pkcs11/session-pool';
 import { HSM_PROFILES } from '../../../src/hsm/profiles';
-import { FakeHsm } from '../../support/fake-hsm';
+import { FakeHsm, fullCapabilities, withRawRsaOaep } from '../../support/fake-hsm';
 import { hsmContract } from '../../support/hsm-contract';
 
 hsmContract('FakeHsm', () => new FakeHsm());
+hsmContract('FakeHsm with OAEP-SHA-256 as raw RSA (as on SoftHSM2)', () => {
+  const hsm = new FakeHsm();
+  hsm.caps = withRawRsaOaep(fullCapabilities());
+  return hsm;
+});
 
 describe('CKR classification', () => {
   it('classifies every known code and defaults the rest to internal', () => {

@@ -5,7 +5,7 @@ import * as E from '../../../src/errors/kms-errors';
 import { coreProblems, dataKeyWrapModes } from '../../../src/hsm/capabilities';
 import { registry } from '../../../src/operations/registry';
 import { validateInput } from '../../../src/operations/validate-input';
-import { fullCapabilities } from '../../support/fake-hsm';
+import { fullCapabilities, withRawRsaOaep } from '../../support/fake-hsm';
 import { operationContext, unitDeps } from '../../support/unit-deps';
 
 type Deps = Awaited<ReturnType<typeof unitDeps>>;
@@ -75,6 +75,34 @@ describe('What the token can do decides what is served', () => {
     await assert.rejects(call('Encrypt', { KeyId: rsaEnc, Plaintext: b64('m'), EncryptionAlgorithm: 'RSAES_OAEP_SHA_256' }, deps), refused(/RSAES_OAEP_SHA_256/));
     assert.ok((await call('Encrypt', { KeyId: rsaEnc, Plaintext: b64('m'), EncryptionAlgorithm: 'RSAES_OAEP_SHA_1' }, deps)).CiphertextBlob);
     await assert.rejects(call('GenerateDataKeyPair', { KeyId: (await call('CreateKey', {}, deps)).KeyMetadata.KeyId, KeyPairSpec: 'ECC_SECG_P256K1' }, deps), refused(/ECC_SECG_P256K1/));
+  });
+
+  it('RSAES_OAEP_SHA_256 as raw RSA (a token like SoftHSM2): new keys round-trip; a key whose private object does not allow raw RSA refuses Encrypt and Decrypt saying why', async () => {
+    const deps = await unitDeps();
+    deps.fake.caps = withRawRsaOaep(fullCapabilities());
+    const algorithm = { EncryptionAlgorithm: 'RSAES_OAEP_SHA_256' };
+    const newKey = async () => (await call('CreateKey', { KeySpec: 'RSA_2048', KeyUsage: 'ENCRYPT_DECRYPT' }, deps)).KeyMetadata.KeyId as string;
+    const key = await newKey();
+    const sealed = await call('Encrypt', { KeyId: key, Plaintext: b64('m'), ...algorithm }, deps);
+    assert.equal((await call('Decrypt', { KeyId: key, CiphertextBlob: sealed.CiphertextBlob, ...algorithm }, deps)).Plaintext, b64('m'));
+    const bad = Buffer.from(sealed.CiphertextBlob, 'base64');
+    bad[9] ^= 1;
+    await assert.rejects(call('Decrypt', { KeyId: key, CiphertextBlob: bad.toString('base64'), ...algorithm }, deps), E.InvalidCiphertextException);
+
+    const old = await newKey();
+    const material = (await deps.keys.getMaterial(old, (await deps.keys.getKey(old))!.currentMaterialVersion))!;
+    deps.fake.limitMechanisms(material.objects.private, ['CKM_RSA_PKCS_OAEP']);
+    const sha1 = await call('Encrypt', { KeyId: old, Plaintext: b64('m'), EncryptionAlgorithm: 'RSAES_OAEP_SHA_1' }, deps);
+    const why = (e: Error) => e instanceof E.UnsupportedOperationException && /RSAES_OAEP_SHA_256: .*CKM_RSA_X_509.*allows only CKM_RSA_PKCS_OAEP.*RSAES_OAEP_SHA_1/.test(e.message);
+    await assert.rejects(call('Encrypt', { KeyId: old, Plaintext: b64('m'), ...algorithm }, deps), why, 'no ciphertext that could not be decrypted');
+    await assert.rejects(call('Decrypt', { KeyId: old, CiphertextBlob: sealed.CiphertextBlob, ...algorithm }, deps), why);
+    await assert.rejects(call('ReEncrypt', { CiphertextBlob: sha1.CiphertextBlob, SourceKeyId: old, SourceEncryptionAlgorithm: 'RSAES_OAEP_SHA_1', DestinationKeyId: old, DestinationEncryptionAlgorithm: 'RSAES_OAEP_SHA_256' }, deps), why);
+    assert.equal((await call('Decrypt', { KeyId: old, CiphertextBlob: sha1.CiphertextBlob, EncryptionAlgorithm: 'RSAES_OAEP_SHA_1' }, deps)).Plaintext, b64('m'), 'SHA-1 still works');
+    // The size comes before what the key or token lacks, as AWS checks it.
+    await assert.rejects(call('Encrypt', { KeyId: old, Plaintext: Buffer.alloc(191).toString('base64'), ...algorithm }, deps), (e: Error) => e instanceof E.ValidationException && /RSAES_OAEP_SHA_256 and key spec RSA_2048 cannot encrypt data larger than 190 bytes\./.test(e.message));
+    deps.fake.caps = fullCapabilities('rsa-oaep-sha256');
+    await assert.rejects(call('Encrypt', { KeyId: key, Plaintext: Buffer.alloc(191).toString('base64'), ...algorithm }, deps), E.ValidationException);
+    await assert.rejects(call('Encrypt', { KeyId: key, Plaintext: Buffer.alloc(190).toString('base64'), ...algorithm }, deps), E.UnsupportedOperationException);
   });
 
   it('GenerateDataKeyPair needs only the pair\'s generation: a token without ECDSA still makes an ECC data key pair, not one without the curve', async () => {
