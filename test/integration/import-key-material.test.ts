@@ -262,3 +262,27 @@ print(json.dumps(out))
     assert.deepEqual([out.deleted, out.after_delete, out.decrypted, out.bad_token], [true, 'PendingImport', 'by boto3', 'InvalidImportTokenException']);
   });
 });
+
+describe('Import key material (BYOK) with the AWS CLI and openssl: docs/examples/import-key-material.sh as written', function () {
+  this.timeout(120000);
+  let gw: Harness;
+  before(async () => {
+    gw = await startGateway(integration().hsm);
+  });
+  after(() => gw.close());
+
+  it('the key ceremony example runs: created, imported (RSAES_OAEP_SHA_256, RSA_4096), used, deleted, imported again, decrypted', async function () {
+    if (spawnSync('aws', ['--version']).status !== 0 || spawnSync('openssl', ['version']).status !== 0) {
+      console.log('      (skipped: the aws CLI or openssl is not installed)');
+      this.skip();
+    }
+    const env = {
+      ...process.env, ENDPOINT: gw.url, AWS_ACCESS_KEY_ID: TEST_CREDENTIALS.accessKeyId, AWS_SECRET_ACCESS_KEY: TEST_CREDENTIALS.secretAccessKey,
+      AWS_DEFAULT_REGION: 'us-east-1', AWS_EC2_METADATA_DISABLED: 'true', AWS_PAGER: '',
+    };
+    const { stdout } = await run('bash', ['docs/examples/import-key-material.sh'], { env });
+    const lines = stdout.trim().split('\n');
+    assert.ok(lines.includes('Enabled\tEXTERNAL\tKEY_MATERIAL_DOES_NOT_EXPIRE'), stdout);
+    assert.equal(lines.at(-1), 'ceremony', stdout);
+  });
+});
