@@ -55,7 +55,10 @@ function verify(req: Request, options: SigV4Options, signingKeys: SigningKeys): 
   // Temporary credentials are not issued by this gateway, so any session token is unknown.
   if (!credential || req.get('x-amz-security-token') !== undefined) throw UnrecognizedClientException.create();
   if (service !== 'kms') throw new InvalidSignatureException("Credential should be scoped to correct service: 'kms'. ");
-  if (region !== options.region) throw new InvalidSignatureException(`Credential should be scoped to a valid region, not '${region}'. `);
+  // AWS's words, then what this gateway serves: a client defaulting to another region is the usual cause.
+  if (region !== options.region) {
+    throw new InvalidSignatureException(`Credential should be scoped to a valid region, not '${region}'. This gateway serves region '${options.region}' (QKMS_REGION): set the client's region to it.`);
+  }
   const amzDate = req.get('x-amz-date');
   if (!amzDate) throw new IncompleteSignatureException("Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.");
   const signingDate = parseAmzDate(amzDate);

@@ -7,7 +7,7 @@ export type Logger = winston.Logger;
  * in the format so nobody has to remember it (STYLE.md §9).
  */
 const REDACTED_KEYS = new Set(
-  ['plaintext', 'privatekeyplaintext', 'sharedsecret', 'ciphertextblob', 'privatekeyciphertextblob', 'pin', 'sopin', 'secret', 'secretaccesskey', 'password', 'authorization', 'datakey', 'body']
+  ['plaintext', 'privatekeyplaintext', 'sharedsecret', 'ciphertextblob', 'privatekeyciphertextblob', 'pin', 'sopin', 'secret', 'secretaccesskey', 'password', 'authorization', 'datakey', 'body', 'importtoken', 'encryptedkeymaterial']
 );
 
 export function redact(value: unknown, depth = 0): unknown {

@@ -70,7 +70,7 @@ describe('SigV4 authentication', () => {
 
   it('rejects a credential scoped to another region or service', async () => {
     await assert.rejects(create(client({ region: 'eu-west-1' })), (e: Error) =>
-      e.name === 'InvalidSignatureException' && e.message === "Credential should be scoped to a valid region, not 'eu-west-1'. ");
+      e.name === 'InvalidSignatureException' && e.message === "Credential should be scoped to a valid region, not 'eu-west-1'. This gateway serves region 'us-east-1' (QKMS_REGION): set the client's region to it.");
     const res = await rawCall(gw.url, 'TrentService.ListKeys', '{}', {
       tamper: (r) => (r.headers.authorization = r.headers.authorization.replace('/kms/aws4_request', '/s3/aws4_request')),
     });

@@ -67,8 +67,8 @@ function windowHash(text: string, at: number): number {
   return h >>> 0;
 }
 
-/** The KMS members that carry secrets: plaintexts, data keys, private keys, ECDH shared secrets. */
-const SECRET_MEMBERS = ['Plaintext', 'PrivateKeyPlaintext', 'SharedSecret'];
+/** The KMS members that carry secrets: plaintexts, data keys, private keys, ECDH shared secrets, import tokens and imported material. */
+const SECRET_MEMBERS = ['Plaintext', 'PrivateKeyPlaintext', 'SharedSecret', 'ImportToken', 'EncryptedKeyMaterial'];
 
 /** AWS SDK middleware: registers the secret members of every response and request. */
 export function recordSecretsMiddleware(client: { middlewareStack: { add: (...a: any[]) => void } }): void {
