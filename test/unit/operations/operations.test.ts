@@ -178,4 +178,17 @@ describe('The operation registry', () => {
       assert.equal(module[exported], op, `${name}: src/operations/${file}.ts should export ${exported}`);
     }
   });
+
+  it("the README's operation table names every operation served, and says which are not", () => {
+    const readme = fs.readFileSync(path.join(__dirname, '../../../README.md'), 'utf8');
+    const section = readme.slice(readme.indexOf('## Operations and errors'), readme.indexOf('## Configuration'));
+    const rows = section.split('\n').filter((l) => l.startsWith('| ') && !l.startsWith('| Operation'));
+    const named = (row: string) => row.split('|')[1].match(/[A-Z][A-Za-z]+/g) ?? [];
+    const served = new Set(rows.filter((r) => !r.includes('**not served yet**')).flatMap(named));
+    const notServed = rows.filter((r) => r.includes('**not served yet**')).flatMap(named);
+    assert.deepEqual([...registry.keys()].filter((name) => !served.has(name)), [], 'served but missing from the table');
+    assert.deepEqual([...served].filter((name) => !registry.has(name)), [], 'in the table as served but not in the registry');
+    assert.deepEqual(notServed.filter((name) => registry.has(name)), [], 'in the table as not served but served');
+    assert.equal(registry.size + notServed.length, 54, "current botocore's KMS has 54 operations");
+  });
 });
