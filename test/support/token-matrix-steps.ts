@@ -78,6 +78,47 @@ function rsaEncrypt(name: string, algorithm: kms.EncryptionAlgorithmSpec): Matri
 const SYMMETRIC = 'CreateKey SYMMETRIC_DEFAULT';
 
 /** The steps, in order; the names are the rows of the table in docs/hsm/README.md. */
+/** BYOK as a caller does it: GetParametersForImport, the material wrapped here, ImportKeyMaterial. */
+async function importMaterial(c: kms.KMSClient, KeyId: string, algorithm: kms.AlgorithmSpec, material: Buffer): Promise<void> {
+  const params = await c.send(new kms.GetParametersForImportCommand({ KeyId, WrappingAlgorithm: algorithm, WrappingKeySpec: 'RSA_3072' }));
+  const key = crypto.createPublicKey({ key: Buffer.from(params.PublicKey!), format: 'der', type: 'spki' });
+  const oaep = (data: Buffer) => crypto.publicEncrypt({ key, padding: crypto.constants.RSA_PKCS1_OAEP_PADDING, oaepHash: algorithm.endsWith('SHA_1') ? 'sha1' : 'sha256' }, data);
+  const aesKey = crypto.randomBytes(32);
+  const kwp = crypto.createCipheriv('id-aes256-wrap-pad', aesKey, Buffer.from('A65959A6', 'hex'));
+  const EncryptedKeyMaterial = algorithm.startsWith('RSA_AES') ? Buffer.concat([oaep(aesKey), kwp.update(material), kwp.final()]) : oaep(material);
+  await c.send(new kms.ImportKeyMaterialCommand({ KeyId, ImportToken: params.ImportToken, EncryptedKeyMaterial, ExpirationModel: 'KEY_MATERIAL_DOES_NOT_EXPIRE' }));
+}
+
+/** An EXTERNAL key of the spec with material imported by `algorithm`, then used: symmetric round trips, HMAC or signatures checked here. */
+export function importStep(name: string, spec: kms.KeySpec, algorithm: kms.AlgorithmSpec): MatrixStep {
+  return {
+    name,
+    run: async (c) => {
+      const usage: kms.KeyUsageType = spec === 'SYMMETRIC_DEFAULT' ? 'ENCRYPT_DECRYPT' : spec.startsWith('HMAC') ? 'GENERATE_VERIFY_MAC' : 'SIGN_VERIFY';
+      const KeyId = (await c.send(new kms.CreateKeyCommand({ Origin: 'EXTERNAL', KeySpec: spec, KeyUsage: usage }))).KeyMetadata!.KeyId!;
+      if (usage === 'ENCRYPT_DECRYPT') {
+        await importMaterial(c, KeyId, algorithm, crypto.randomBytes(32));
+        const { CiphertextBlob } = await c.send(new kms.EncryptCommand({ KeyId, Plaintext: bytes('imported') }));
+        const dataKey = await c.send(new kms.GenerateDataKeyCommand({ KeyId, NumberOfBytes: 32 }));
+        assert.equal(Buffer.from((await c.send(new kms.DecryptCommand({ CiphertextBlob }))).Plaintext!).toString(), 'imported');
+        assert.deepEqual((await c.send(new kms.DecryptCommand({ CiphertextBlob: dataKey.CiphertextBlob }))).Plaintext, dataKey.Plaintext);
+      } else if (usage === 'GENERATE_VERIFY_MAC') {
+        const material = crypto.randomBytes(32);
+        await importMaterial(c, KeyId, algorithm, material);
+        const { Mac } = await c.send(new kms.GenerateMacCommand({ KeyId, Message: bytes('mac me'), MacAlgorithm: 'HMAC_SHA_256' }));
+        assert.deepEqual(Buffer.from(Mac!), crypto.createHmac('sha256', material).update('mac me').digest());
+      } else {
+        const pair = spec === 'RSA_2048' ? crypto.generateKeyPairSync('rsa', { modulusLength: 2048 }) : crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
+        await importMaterial(c, KeyId, algorithm, pair.privateKey.export({ type: 'pkcs8', format: 'der' }));
+        assert.deepEqual(Buffer.from((await c.send(new kms.GetPublicKeyCommand({ KeyId }))).PublicKey!), pair.publicKey.export({ type: 'spki', format: 'der' }));
+        const SigningAlgorithm = spec === 'RSA_2048' ? 'RSASSA_PKCS1_V1_5_SHA_256' : 'ECDSA_SHA_256';
+        const { Signature } = await c.send(new kms.SignCommand({ KeyId, Message: bytes('signed'), SigningAlgorithm }));
+        assert.ok(crypto.verify('sha256', bytes('signed'), pair.publicKey, Buffer.from(Signature!)));
+      }
+    },
+  };
+}
+
 export const KMS_OPERATION_STEPS: readonly MatrixStep[] = [
   createKey(SYMMETRIC, {}),
   {
@@ -180,6 +221,12 @@ export const KMS_OPERATION_STEPS: readonly MatrixStep[] = [
       assert.deepEqual(Buffer.from(out.SharedSecret!), ours);
     },
   },
+  importStep('Import SYMMETRIC_DEFAULT material (RSAES_OAEP_SHA_1), Encrypt, GenerateDataKey, Decrypt', 'SYMMETRIC_DEFAULT', 'RSAES_OAEP_SHA_1'),
+  importStep('Import SYMMETRIC_DEFAULT material (RSAES_OAEP_SHA_256)', 'SYMMETRIC_DEFAULT', 'RSAES_OAEP_SHA_256'),
+  importStep('Import SYMMETRIC_DEFAULT material (RSA_AES_KEY_WRAP_SHA_256)', 'SYMMETRIC_DEFAULT', 'RSA_AES_KEY_WRAP_SHA_256'),
+  importStep('Import HMAC_256 material (RSAES_OAEP_SHA_1), GenerateMac', 'HMAC_256', 'RSAES_OAEP_SHA_1'),
+  importStep('Import RSA_2048 private key (RSA_AES_KEY_WRAP_SHA_1), Sign', 'RSA_2048', 'RSA_AES_KEY_WRAP_SHA_1'),
+  importStep('Import ECC_NIST_P256 private key (RSAES_OAEP_SHA_1), Sign', 'ECC_NIST_P256', 'RSAES_OAEP_SHA_1'),
   {
     // No PKCS#11 call of their own but the HMACs of pagination markers and audit batches: they
     // prove the internal MAC keys on this token.

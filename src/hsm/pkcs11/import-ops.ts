@@ -105,7 +105,7 @@ export class ImportOps {
     const options = templateOptions(this.ctx.capabilities);
     const keyType = spec.family === 'RSA' ? pkcs11js.CKK_RSA : pkcs11js.CKK_EC;
     const typed = (objectClass: number): pkcs11js.Template => [{ type: pkcs11js.CKA_CLASS, value: objectClass }, { type: pkcs11js.CKA_KEY_TYPE, value: keyType }];
-    const privateKey = materialize([...typed(pkcs11js.CKO_PRIVATE_KEY), ...privateKeyTemplate(refs.private, spec, usage, options)]);
+    const privateKey = refusedTemplateIsUnsupported(() => materialize([...typed(pkcs11js.CKO_PRIVATE_KEY), ...privateKeyTemplate(refs.private, spec, usage, options)]));
     objects.remember(refs.private, privateKey);
     let shape: pkcs11js.Template;
     let jwk: crypto.JsonWebKey;
@@ -175,6 +175,20 @@ export class ImportOps {
     const mechanism = this.ctx.capabilities.kwpMechanism;
     if (mechanism === undefined) throw new HsmError('unsupported', 'C_UnwrapKey', 'CKR_MECHANISM_INVALID', { cause: new Error('RSA-AES key wrap needs an exact RFC 5649 unwrap, which this token lacks') });
     return { mechanism };
+  }
+}
+
+/**
+ * A token that will not unwrap a private key into the template at all (NSS softoken 3.87 answers
+ * an EC private key with CKR_TEMPLATE_INCOMPLETE, whatever the template) cannot import such
+ * material: UnsupportedOperationException naming the code, not a device fault (500).
+ */
+function refusedTemplateIsUnsupported(make: () => pkcs11js.Handle): pkcs11js.Handle {
+  try {
+    return make();
+  } catch (err) {
+    if (err instanceof HsmError && err.ckr === 'CKR_TEMPLATE_INCOMPLETE') throw new HsmError('unsupported', err.fn, err.ckr, { cause: err });
+    throw err;
   }
 }
 

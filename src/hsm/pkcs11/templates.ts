@@ -148,8 +148,10 @@ export function publicKeyTemplate(ref: ObjectRef, spec: { family: 'RSA' | 'EC' |
     { type: pkcs11js.CKA_MODIFIABLE, value: false },
     { type: pkcs11js.CKA_PRIVATE, value: false },
     { type: pkcs11js.CKA_VERIFY, value: usage === 'SIGN_VERIFY' },
-    { type: pkcs11js.CKA_ENCRYPT, value: usage === 'ENCRYPT_DECRYPT' },
-    { type: pkcs11js.CKA_WRAP, value: false },
+    // A wrapping key's public half encrypts (as the importer does with it); NSS softoken also
+    // refuses an RSA public key that does neither (CKR_KEY_TYPE_INCONSISTENT, docs/hsm/nss-softoken.md).
+    { type: pkcs11js.CKA_ENCRYPT, value: usage === 'ENCRYPT_DECRYPT' || usage === 'UNWRAP' },
+    { type: pkcs11js.CKA_WRAP, value: usage === 'UNWRAP' },
   ];
 }
 
