@@ -151,7 +151,8 @@ export function expirationProblem(model: ExpirationModel, validTo: Date | undefi
   if (model === 'KEY_MATERIAL_EXPIRES' && !validTo) return 'A validTo date must be set if the ExpirationModel is KEY_MATERIAL_EXPIRES';
   if (model === 'KEY_MATERIAL_DOES_NOT_EXPIRE' && validTo) return 'A validTo date must not be set if the ExpirationModel is KEY_MATERIAL_DOES_NOT_EXPIRE';
   if (validTo && validTo.getTime() <= now.getTime()) return 'ValidTo must be a future date and time.';
-  if (validTo && validTo.getTime() > now.getTime() + 365 * 86_400_000) return 'ValidTo must be at most 365 days after the request.';
+  // Written so that an invalid date (ValidTo past 8.64e12 seconds, the largest a Date holds) fails it too.
+  if (validTo && !(validTo.getTime() <= now.getTime() + 365 * 86_400_000)) return 'ValidTo must be at most 365 days after the request.';
   return undefined;
 }
 
