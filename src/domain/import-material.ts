@@ -181,6 +181,8 @@ function assertFits(key: KeyRecord, facts: ImportedFacts): void {
   }
   if (material.family === 'RSA' && (!facts.keyShape || !('bits' in facts.keyShape) || facts.keyShape.bits !== material.bits)) throw wrong(`an RSA private key of ${material.bits} bits is needed`);
   if (material.family === 'EC' && (!facts.keyShape || !('curve' in facts.keyShape) || facts.keyShape.curve !== material.curve)) throw wrong(`a private key on curve ${material.curve} is needed`);
+  // No check value: the HSM would not use the material with the key's mechanism (its length, where that could not be measured exactly).
+  if (facts.check.length === 0) throw wrong(material.family === 'SYMMETRIC' ? 'a symmetric key must be 256 bits' : 'the HSM does not take it as a key of this spec');
 }
 
 function sha256(data: Buffer): Buffer {

@@ -54,6 +54,16 @@ describe('ImportKeyMaterial refuses material that does not fit, as a client erro
     assert.equal((await gw.client.send(new DescribeKeyCommand({ KeyId }))).KeyMetadata!.KeyState, 'PendingImport');
   }
 
+  for (const [bytes, algorithm] of [[1, 'RSAES_OAEP_SHA_1'], [31, 'RSAES_OAEP_SHA_1'], [33, 'RSAES_OAEP_SHA_256'], [64, 'RSAES_OAEP_SHA_1'], [1, 'RSA_AES_KEY_WRAP_SHA_1'], [40, 'RSA_AES_KEY_WRAP_SHA_256']] as const) {
+    it(`SYMMETRIC_DEFAULT: ${bytes} bytes (${algorithm}) is IncorrectKeyMaterialException`, () =>
+      refused('SYMMETRIC_DEFAULT', undefined, algorithm, crypto.randomBytes(bytes), 'IncorrectKeyMaterialException'));
+  }
+
+  for (const [spec, bytes, algorithm] of [['HMAC_256', 1, 'RSAES_OAEP_SHA_1'], ['HMAC_256', 24, 'RSAES_OAEP_SHA_256'], ['HMAC_512', 33, 'RSAES_OAEP_SHA_1'], ['HMAC_512', 48, 'RSA_AES_KEY_WRAP_SHA_1'], ['HMAC_256', 2000, 'RSA_AES_KEY_WRAP_SHA_1'], ['HMAC_512', 4000, 'RSA_AES_KEY_WRAP_SHA_256']] as const) {
+    it(`${spec}: ${bytes} bytes (${algorithm}) is IncorrectKeyMaterialException`, () =>
+      refused(spec, 'GENERATE_VERIFY_MAC', algorithm, crypto.randomBytes(bytes), 'IncorrectKeyMaterialException'));
+  }
+
   for (const seconds of ['1e13', '8640000000001', '1e300']) {
     it(`ValidTo ${seconds} (past the largest date JavaScript holds) is ValidationException, not material that never expires`, () =>
       refused('SYMMETRIC_DEFAULT', undefined, 'RSAES_OAEP_SHA_1', crypto.randomBytes(32), seconds === '1e300' ? 'SerializationException' : 'ValidationException', {
