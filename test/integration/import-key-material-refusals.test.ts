@@ -14,6 +14,8 @@ function wrapMaterial(publicKeyDer: Uint8Array, algorithm: AlgorithmSpec, materi
   return Buffer.concat([oaep(aesKey), kwp.update(material), kwp.final()]);
 }
 
+const pkcs8 = (key: crypto.KeyObject) => key.export({ type: 'pkcs8', format: 'der' });
+
 /**
  * Material a client can send that the key cannot take: every refusal is the AWS-like 4xx (never a
  * 500, never "this HSM cannot"), and leaves the key, the token and the store as they were.
@@ -62,6 +64,25 @@ describe('ImportKeyMaterial refuses material that does not fit, as a client erro
   for (const [spec, bytes, algorithm] of [['HMAC_256', 1, 'RSAES_OAEP_SHA_1'], ['HMAC_256', 24, 'RSAES_OAEP_SHA_256'], ['HMAC_512', 33, 'RSAES_OAEP_SHA_1'], ['HMAC_512', 48, 'RSA_AES_KEY_WRAP_SHA_1'], ['HMAC_256', 2000, 'RSA_AES_KEY_WRAP_SHA_1'], ['HMAC_512', 4000, 'RSA_AES_KEY_WRAP_SHA_256']] as const) {
     it(`${spec}: ${bytes} bytes (${algorithm}) is IncorrectKeyMaterialException`, () =>
       refused(spec, 'GENERATE_VERIFY_MAC', algorithm, crypto.randomBytes(bytes), 'IncorrectKeyMaterialException'));
+  }
+
+  const notPkcs8: Array<[string, KeySpec, () => Buffer]> = [
+    ['random bytes', 'RSA_2048', () => crypto.randomBytes(150)],
+    ['a PKCS#1 RSA key', 'RSA_2048', () => crypto.generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs1', format: 'der' })],
+    ['a P-256 key', 'RSA_2048', () => pkcs8(crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey)],
+    ['an RSA key', 'ECC_NIST_P256', () => pkcs8(crypto.generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey)],
+    ['an Ed25519 key', 'ECC_NIST_P256', () => pkcs8(crypto.generateKeyPairSync('ed25519').privateKey)],
+    ['an X25519 key', 'ECC_NIST_P256', () => pkcs8(crypto.generateKeyPairSync('x25519').privateKey)],
+    ['a SEC1 EC key', 'ECC_NIST_P256', () => crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'sec1', format: 'der' })],
+    ['a truncated PKCS#8 EC key', 'ECC_NIST_P256', () => pkcs8(crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey).subarray(0, 60)],
+  ];
+  for (const [what, spec, make] of notPkcs8) {
+    for (const algorithm of ['RSA_AES_KEY_WRAP_SHA_1', 'RSA_AES_KEY_WRAP_SHA_256', 'RSAES_OAEP_SHA_1', 'RSAES_OAEP_SHA_256'] as const) {
+      const material = make();
+      // RSAES-OAEP with RSA_2048 and SHA-1 carries at most 214 bytes.
+      if (algorithm.startsWith('RSAES') && material.length > 190) continue;
+      it(`${spec}: ${what} (${algorithm}) is InvalidCiphertextException`, () => refused(spec, 'SIGN_VERIFY', algorithm, material, 'InvalidCiphertextException'));
+    }
   }
 
   for (const seconds of ['1e13', '8640000000001', '1e300']) {

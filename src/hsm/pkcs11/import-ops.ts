@@ -235,6 +235,9 @@ function withValue(template: pkcs11js.Template, value: Buffer): pkcs11js.Templat
     throw new HsmError('integrity', 'C_CreateObject', 'CKR_WRAPPED_KEY_INVALID', { cause });
   }
   const b = (v: string | undefined) => Buffer.from(v ?? '', 'base64url');
+  // A private key of another type than the key's does not decode as its material (as C_UnwrapKey answers it).
+  const keyType = template.find((a) => a.type === pkcs11js.CKA_KEY_TYPE)?.value;
+  if (jwk.kty !== (keyType === pkcs11js.CKK_RSA ? 'RSA' : 'EC')) throw new HsmError('integrity', 'C_CreateObject', 'CKR_WRAPPED_KEY_INVALID', { cause: new Error(`private key of type ${jwk.kty}`) });
   if (jwk.kty === 'RSA') {
     const parts: Array<[number, string | undefined]> = [
       [pkcs11js.CKA_MODULUS, jwk.n], [pkcs11js.CKA_PUBLIC_EXPONENT, jwk.e], [pkcs11js.CKA_PRIVATE_EXPONENT, jwk.d], [pkcs11js.CKA_PRIME_1, jwk.p],
