@@ -151,7 +151,8 @@ export function expirationProblem(model: ExpirationModel, validTo: Date | undefi
   if (model === 'KEY_MATERIAL_EXPIRES' && !validTo) return 'A validTo date must be set if the ExpirationModel is KEY_MATERIAL_EXPIRES';
   if (model === 'KEY_MATERIAL_DOES_NOT_EXPIRE' && validTo) return 'A validTo date must not be set if the ExpirationModel is KEY_MATERIAL_DOES_NOT_EXPIRE';
   if (validTo && validTo.getTime() <= now.getTime()) return 'ValidTo must be a future date and time.';
-  if (validTo && validTo.getTime() > now.getTime() + 365 * 86_400_000) return 'ValidTo must be at most 365 days after the request.';
+  // Written so that an invalid date (ValidTo past 8.64e12 seconds, the largest a Date holds) fails it too.
+  if (validTo && !(validTo.getTime() <= now.getTime() + 365 * 86_400_000)) return 'ValidTo must be at most 365 days after the request.';
   return undefined;
 }
 
@@ -180,6 +181,8 @@ function assertFits(key: KeyRecord, facts: ImportedFacts): void {
   }
   if (material.family === 'RSA' && (!facts.keyShape || !('bits' in facts.keyShape) || facts.keyShape.bits !== material.bits)) throw wrong(`an RSA private key of ${material.bits} bits is needed`);
   if (material.family === 'EC' && (!facts.keyShape || !('curve' in facts.keyShape) || facts.keyShape.curve !== material.curve)) throw wrong(`a private key on curve ${material.curve} is needed`);
+  // No check value: the HSM would not use the material with the key's mechanism (its length, where that could not be measured exactly).
+  if (facts.check.length === 0) throw wrong(material.family === 'SYMMETRIC' ? 'a symmetric key must be 256 bits' : 'the HSM does not take it as a key of this spec');
 }
 
 function sha256(data: Buffer): Buffer {

@@ -149,7 +149,8 @@ export interface ImportRequest {
 /**
  * What identifies imported material, made by the HSM from it: for AES the encryption of a zero
  * block (the classic key check value, in full), for HMAC the MAC of a fixed string, for a key
- * pair its public key (SPKI DER). `valueBytes`: a secret's length; `keyShape`: a pair's modulus
+ * pair its public key (SPKI DER); empty when the token would not use the material as such a key
+ * (or a key pair on a curve it does not know). `valueBytes`: a secret's length; `keyShape`: a pair's modulus
  * bits or curve, so the caller can refuse material that does not fit the key spec.
  */
 export interface ImportedFacts {

@@ -57,8 +57,10 @@ export const HSM_PROFILES: Readonly<Record<string, HsmProfile>> = {
     recycleAfterSessionObjects: 50000,
     // 2.6.1 answers a GCM tag mismatch and an OAEP ciphertext that does not decode (C_Decrypt), and
     // a corrupt KWP blob (C_UnwrapKey), with CKR_GENERAL_ERROR; 2.7.0 with CKR_ENCRYPTED_DATA_INVALID
-    // (pkcs11-and-clients.md §1.3, §2.4). Both answers are the same "bad input" here.
-    integrityErrors: { C_Decrypt: ['CKR_GENERAL_ERROR'], C_UnwrapKey: ['CKR_GENERAL_ERROR'] },
+    // (pkcs11-and-clients.md §1.3, §2.4). Both answers are the same "bad input" here. An unwrapped
+    // private key that is not PKCS#8 of the template's key type (BYOK: garbage, an EC key into an RSA
+    // key, an Ed25519 key into an EC key) is CKR_FUNCTION_FAILED from C_UnwrapKey (found here).
+    integrityErrors: { C_Decrypt: ['CKR_GENERAL_ERROR'], C_UnwrapKey: ['CKR_GENERAL_ERROR', 'CKR_FUNCTION_FAILED'] },
     staleIndexAfterOwnWrite: true, // docs/hsm/softhsm2.md "Several processes on one token"
     sessions: 4,
     threads: 1,

@@ -242,11 +242,12 @@ describe('Crash safety: SIGKILL inside every step of a key-material change', fun
   };
   const stateOf = async (keyId: string) => (await gw!.client.send(new DescribeKeyCommand({ KeyId: keyId }))).KeyMetadata!.KeyState;
 
-  // ImportKeyMaterial of symmetric material: intent, C_UnwrapKey (the KEK), the check value, the
-  // length measured on a session copy (C_UnwrapKey, C_GenerateKey, C_WrapKey), then activation.
+  // ImportKeyMaterial of symmetric material: intent, C_UnwrapKey (the KEK), the length measured on
+  // a session copy (C_UnwrapKey, C_GenerateKey, C_WrapKey), the check value (C_EncryptInit,
+  // C_Encrypt), then activation.
   for (const [step, rule, fn] of [
     ['after the KEK exists on the token', hold('C_UnwrapKey', { after: true }), 'C_UnwrapKey'],
-    ['after every HSM step, before activation', hold('C_WrapKey', { after: true }), 'C_WrapKey'],
+    ['after every HSM step, before activation', hold('C_Encrypt', { after: true }), 'C_Encrypt'],
   ] as const) {
     it(`ImportKeyMaterial killed ${step}: the key stays PendingImport with nothing on the token, and the import then succeeds`, async () => {
       const { keyId, importRequest } = await importedKey();

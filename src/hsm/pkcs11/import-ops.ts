@@ -41,7 +41,7 @@ export class ImportOps {
       return withCleanup(() => {
         const materialize = this.materializer(s, wrappingKey, request, scratch);
         this.ctx.connection.tokenWritten();
-        const made = this.makeTarget(s, request.target, materialize, scratch);
+        const made = this.makeTarget(s, request, materialize, scratch);
         destroyScratch();
         return made;
       }, destroyScratch);
@@ -72,23 +72,33 @@ export class ImportOps {
     return unwrapping((template) => p11.C_UnwrapKey(s, kwp, ephemeral, wrapped, template));
   }
 
-  private makeTarget(s: Session, target: ImportTarget, materialize: Materialize, scratch: pkcs11js.Handle[]): ImportedFacts {
+  private makeTarget(s: Session, request: ImportRequest, materialize: Materialize, scratch: pkcs11js.Handle[]): ImportedFacts {
     const { p11, objects } = this.ctx;
+    const { target } = request;
     const options = { allowedMechanisms: this.ctx.capabilities.allowedMechanismsAttribute };
+    // The material is no longer than what carried it: a bound for the wrap that measures it.
+    const measure = (key: pkcs11js.Handle, keyType: number) =>
+      this.valueBytes(s, { key, copy: () => materialize(importScratchTemplate(keyType, 'measure')), maxBytes: request.encrypted.length }, scratch);
     if (target.kind === 'AES') {
       const kek = materialize(kekTemplate(target.ref, { ...options, isImported: true }));
       objects.remember(target.ref, kek);
-      p11.C_EncryptInit(s, { mechanism: pkcs11js.CKM_AES_CBC_PAD, parameter: Buffer.alloc(16) }, kek);
-      const check = Buffer.from(p11.C_Encrypt(s, Buffer.alloc(16), Buffer.alloc(32))).subarray(0, 16);
-      return { check, valueBytes: this.valueBytes(s, kek, () => materialize(importScratchTemplate(pkcs11js.CKK_AES, 'measure')), scratch) };
+      const valueBytes = measure(kek, pkcs11js.CKK_AES);
+      const check = checkValue(() => {
+        p11.C_EncryptInit(s, { mechanism: pkcs11js.CKM_AES_CBC_PAD, parameter: Buffer.alloc(16) }, kek);
+        return Buffer.from(p11.C_Encrypt(s, Buffer.alloc(16), Buffer.alloc(32))).subarray(0, 16);
+      });
+      return { check, valueBytes };
     }
     if (target.kind === 'HMAC') {
       const mechanism = { mechanism: HMAC_BY_HASH[target.hash as keyof typeof HMAC_BY_HASH].mechanism };
       const mac = materialize(macKeyTemplate(target.ref, 'imported', mechanism.mechanism, options));
       objects.remember(target.ref, mac);
-      p11.C_SignInit(s, mechanism, mac);
-      const check = Buffer.from(p11.C_Sign(s, HMAC_CHECK_INPUT, Buffer.alloc(64)));
-      return { check, valueBytes: this.valueBytes(s, mac, () => materialize(importScratchTemplate(pkcs11js.CKK_GENERIC_SECRET, 'measure')), scratch) };
+      const valueBytes = measure(mac, pkcs11js.CKK_GENERIC_SECRET);
+      const check = checkValue(() => {
+        p11.C_SignInit(s, mechanism, mac);
+        return Buffer.from(p11.C_Sign(s, HMAC_CHECK_INPUT, Buffer.alloc(64)));
+      });
+      return { check, valueBytes };
     }
     return this.makeKeyPair(s, target, materialize, scratch);
   }
@@ -159,7 +169,7 @@ export class ImportOps {
    * unwrapped key, so then the HSM wraps a second copy (RFC 5649) under an AES key it makes and
    * never reveals, and the length of that is the material's rounded up to 8 bytes.
    */
-  private valueBytes(s: Session, key: pkcs11js.Handle, copy: () => pkcs11js.Handle, scratch: pkcs11js.Handle[]): number | undefined {
+  private valueBytes(s: Session, { key, copy, maxBytes }: { key: pkcs11js.Handle; copy: () => pkcs11js.Handle; maxBytes: number }, scratch: pkcs11js.Handle[]): number | undefined {
     const { p11, connection } = this.ctx;
     const [len] = p11.C_GetAttributeValue(s, key, [{ type: pkcs11js.CKA_VALUE_LEN }]);
     const reported = len.value.length === 8 ? Number(len.value.readBigUInt64LE(0)) : len.value.readUInt32LE(0);
@@ -168,7 +178,8 @@ export class ImportOps {
     scratch.push(measured);
     const wrapKey = connection.sessionObjectCreated(p11.C_GenerateKey(s, AES_KEY_GEN, sessionWrapKeyTemplate()));
     scratch.push(wrapKey);
-    return p11.C_WrapKey(s, this.kwp(), wrapKey, measured, Buffer.alloc(1024)).length - 8;
+    // RFC 5649 output: the value padded to a multiple of 8, plus 8 bytes.
+    return p11.C_WrapKey(s, this.kwp(), wrapKey, measured, Buffer.alloc(maxBytes + 16)).length - 8;
   }
 
   private kwp(): pkcs11js.Mechanism {
@@ -188,6 +199,22 @@ function refusedTemplateIsUnsupported(make: () => pkcs11js.Handle): pkcs11js.Han
     return make();
   } catch (err) {
     if (err instanceof HsmError && err.ckr === 'CKR_TEMPLATE_INCOMPLETE') throw new HsmError('unsupported', err.fn, err.ckr, { cause: err });
+    throw err;
+  }
+}
+
+/**
+ * The check value of a secret the HSM just unwrapped, computed by `compute` with the key's own
+ * mechanism; empty when the token refuses the key for that mechanism (SoftHSM2: an AES key that is
+ * not 16, 24 or 32 bytes is CKR_MECHANISM_INVALID at C_EncryptInit, an HMAC key shorter than the
+ * hash CKR_KEY_SIZE_RANGE at C_SignInit). The mechanism works with the token's own keys (capability
+ * discovery), so it is the material that does not fit: the caller refuses an empty check value.
+ */
+function checkValue(compute: () => Buffer): Buffer {
+  try {
+    return compute();
+  } catch (err) {
+    if (err instanceof HsmError && err.kind === 'unsupported') return Buffer.alloc(0);
     throw err;
   }
 }
@@ -222,6 +249,9 @@ function withValue(template: pkcs11js.Template, value: Buffer): pkcs11js.Templat
     throw new HsmError('integrity', 'C_CreateObject', 'CKR_WRAPPED_KEY_INVALID', { cause });
   }
   const b = (v: string | undefined) => Buffer.from(v ?? '', 'base64url');
+  // A private key of another type than the key's does not decode as its material (as C_UnwrapKey answers it).
+  const keyType = template.find((a) => a.type === pkcs11js.CKA_KEY_TYPE)?.value;
+  if (jwk.kty !== (keyType === pkcs11js.CKK_RSA ? 'RSA' : 'EC')) throw new HsmError('integrity', 'C_CreateObject', 'CKR_WRAPPED_KEY_INVALID', { cause: new Error(`private key of type ${jwk.kty}`) });
   if (jwk.kty === 'RSA') {
     const parts: Array<[number, string | undefined]> = [
       [pkcs11js.CKA_MODULUS, jwk.n], [pkcs11js.CKA_PUBLIC_EXPONENT, jwk.e], [pkcs11js.CKA_PRIVATE_EXPONENT, jwk.d], [pkcs11js.CKA_PRIME_1, jwk.p],
