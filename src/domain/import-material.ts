@@ -84,7 +84,7 @@ export async function parametersOfToken(deps: MaterialDeps, token: Buffer, now: 
 /** Why imported material was refused, for IncorrectKeyMaterialException or InvalidCiphertextException. */
 export class ImportRefused extends Error {
   constructor(
-    readonly reason: 'undecryptable' | 'wrong-shape' | 'not-the-same' | 'already-associated' | 'unsupported',
+    readonly reason: 'undecryptable' | 'wrong-shape' | 'not-the-same' | 'already-associated' | 'unsupported' | 'parameters-gone',
     message: string,
     options?: { cause?: unknown },
   ) {
@@ -125,6 +125,9 @@ export async function unwrapIntoIntent(
     );
     if (err instanceof HsmError && err.kind === 'integrity') throw new ImportRefused('undecryptable', '', { cause: err });
     if (err instanceof HsmError && err.kind === 'unsupported') throw new ImportRefused('unsupported', `This HSM cannot import this key material: ${err.message}.`, { cause: err });
+    // The wrapping key went meanwhile (its parameters expired, or were replaced as the oldest of a
+    // key's): the token names parameters that no longer exist. Later failures are never 'key' (import-ops.ts).
+    if (err instanceof HsmError && err.kind === 'key') throw new ImportRefused('parameters-gone', '', { cause: err });
     throw err;
   }
 }

@@ -1,7 +1,7 @@
 import { expirationProblem, ImportRefused, importedObjectIds, unwrapIntoIntent } from '../domain/import-material';
 import { rollBack } from '../domain/key-material';
 import type { ExpirationModel, KeyMaterial, MaterialIntent } from '../domain/key-repository';
-import { ConflictException, IncorrectKeyMaterialException, InvalidCiphertextException, KMSInvalidStateException, UnsupportedOperationException, ValidationException } from '../errors/kms-errors';
+import { ConflictException, IncorrectKeyMaterialException, InvalidCiphertextException, InvalidImportTokenException, KMSInvalidStateException, UnsupportedOperationException, ValidationException } from '../errors/kms-errors';
 import type { Operation, OperationContext } from './context';
 import { importableKey, parametersFor } from './imported-key';
 import { Joi, keyIdSchema } from './shared-schemas';
@@ -103,5 +103,6 @@ function refusal(err: unknown): unknown {
   if (!(err instanceof ImportRefused)) return err;
   if (err.reason === 'undecryptable') return new InvalidCiphertextException('', { cause: err });
   if (err.reason === 'unsupported') return new UnsupportedOperationException(err.message, { cause: err });
+  if (err.reason === 'parameters-gone') return InvalidImportTokenException.create();
   return new IncorrectKeyMaterialException(err.message, { cause: err });
 }

@@ -11,6 +11,7 @@ import {
   InvalidArnException,
   InvalidCiphertextException,
   InvalidKeyUsageException,
+  KMSInvalidStateException,
   NotFoundException,
   UnsupportedOperationException,
 } from '../errors/kms-errors';
@@ -111,7 +112,19 @@ export function assertKeyPurpose(ctx: OperationContext, { key, arn }: ResolvedKe
 export async function currentMaterial(ctx: OperationContext, key: KeyRecord): Promise<KeyMaterial> {
   const found = await ctx.deps.keys.getMaterial(key.keyId, key.currentMaterialVersion);
   if (!found) throw new Error(`metadata of ${key.keyId} lacks material version ${key.currentMaterialVersion}`);
-  return found;
+  return inPlace(ctx, key, found);
+}
+
+/**
+ * Imported material past its ValidTo is expired from that moment, though the scheduler deletes
+ * it at its next run: until then a request is answered as after the deletion (pending import).
+ */
+function inPlace(ctx: OperationContext, key: KeyRecord, material: KeyMaterial): KeyMaterial {
+  const validTo = material.imported?.validTo;
+  if (material.imported?.importState === 'PENDING_IMPORT' || (validTo && validTo.getTime() <= ctx.deps.clock().getTime())) {
+    throw KMSInvalidStateException.pendingImport(keyArn(ctx.deps.scope, key.keyId));
+  }
+  return material;
 }
 
 /**
@@ -161,5 +174,5 @@ async function lookUpKey(ctx: OperationContext, input: string, allowAlias: boole
 async function ciphertextMaterial(ctx: OperationContext, key: KeyRecord, version: number): Promise<KeyMaterial> {
   const material = await ctx.deps.keys.getMaterial(key.keyId, version);
   if (!material) throw new InvalidCiphertextException();
-  return material;
+  return inPlace(ctx, key, material);
 }

@@ -133,6 +133,19 @@ describe('Import key material (BYOK) through the JS SDK v3', function () {
     );
   });
 
+  it('parameters whose wrapping key is gone from the token (expired, replaced) make their token InvalidImportTokenException, not a 500', async () => {
+    const KeyId = await externalKey();
+    const params = await gw.client.send(new GetParametersForImportCommand({ KeyId, WrappingAlgorithm: 'RSAES_OAEP_SHA_1', WrappingKeySpec: 'RSA_2048' }));
+    const [stored] = await gw.deps.keys.listImportParameters(KeyId);
+    await gw.deps.hsm.destroyKey(stored.objects.private);
+    await assert.rejects(
+      gw.client.send(new ImportKeyMaterialCommand({ KeyId, ImportToken: params.ImportToken, EncryptedKeyMaterial: wrapMaterial(params.PublicKey!, 'RSAES_OAEP_SHA_1', crypto.randomBytes(32)), ExpirationModel: 'KEY_MATERIAL_DOES_NOT_EXPIRE' })),
+      errorName('InvalidImportTokenException'),
+    );
+    assert.equal((await gw.client.send(new DescribeKeyCommand({ KeyId }))).KeyMetadata!.KeyState, 'PendingImport');
+    assert.equal((await gw.deps.keys.listIntents()).filter((i) => i.keyId === KeyId).length, 0);
+  });
+
   it('new material for an on-demand rotation: pending until RotateKeyOnDemand makes it current; earlier ciphertexts still decrypt', async () => {
     const KeyId = await externalKey();
     await assert.rejects(gw.client.send(new RotateKeyOnDemandCommand({ KeyId })), (e: Error) => e.name === 'KMSInvalidStateException' && /is pending import\.$/.test(e.message));
@@ -201,6 +214,8 @@ describe('Import key material (BYOK) through the JS SDK v3', function () {
     assert.equal(described.ExpirationModel, 'KEY_MATERIAL_EXPIRES');
     assert.equal(described.ValidTo!.getTime(), ValidTo.getTime());
     gw.clock.now = new Date(gw.clock.now.getTime() + 2 * 3600_000);
+    // Past ValidTo the material is expired at once, before the scheduler's next run deletes it.
+    await assert.rejects(gw.client.send(new EncryptCommand({ KeyId, Plaintext: Buffer.from('late') })), (e: Error) => e.name === 'KMSInvalidStateException' && /is pending import\.$/.test(e.message));
     await gw.tick();
     assert.equal((await gw.client.send(new DescribeKeyCommand({ KeyId }))).KeyMetadata!.KeyState, 'PendingImport');
     gw.clock.now = new Date(gw.clock.now.getTime() + 48 * 3600_000);

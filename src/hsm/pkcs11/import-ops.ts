@@ -2,6 +2,7 @@ import crypto from 'node:crypto';
 import * as pkcs11js from 'pkcs11js';
 import type { ImportedFacts, ImportRequest, ImportTarget } from '../hsm';
 import { HsmError } from '../hsm-error';
+import { ckrName, classifyCkr } from './ckr-table';
 import { encodeOctetString } from './der';
 import { drainOpenSslErrors, withCleanup } from './instrumented-module';
 import { AES_KEY_GEN, HMAC_BY_HASH, rsaOaep } from './mechanisms';
@@ -35,13 +36,16 @@ export class ImportOps {
   async importKeyMaterial(request: ImportRequest): Promise<ImportedFacts> {
     const facts = await this.ctx.objects.withKey(request.wrappingKey, 'C_UnwrapKey', (s, wrappingKey) => {
       const scratch: pkcs11js.Handle[] = [];
+      // Material decoded in the gateway (an OAEP hash the token lacks): zeroed once the objects exist.
+      const decoded: Buffer[] = [];
       const destroyScratch = () => {
+        for (const b of decoded.splice(0)) b.fill(0);
         for (const h of scratch.splice(0)) this.ctx.p11.C_DestroyObject(s, h);
       };
       return withCleanup(() => {
-        const materialize = this.materializer(s, wrappingKey, request, scratch);
+        const materialize = this.materializer(s, wrappingKey, request, { scratch, decoded });
         this.ctx.connection.tokenWritten();
-        const made = this.makeTarget(s, request, materialize, scratch);
+        const made = neverRetried(() => this.makeTarget(s, request, materialize, scratch));
         destroyScratch();
         return made;
       }, destroyScratch);
@@ -51,7 +55,7 @@ export class ImportOps {
   }
 
   /** How the material becomes an object: RSAES-OAEP straight, or RSA-AES key wrap's two steps. */
-  private materializer(s: Session, wrappingKey: pkcs11js.Handle, request: ImportRequest, scratch: pkcs11js.Handle[]): Materialize {
+  private materializer(s: Session, wrappingKey: pkcs11js.Handle, request: ImportRequest, { scratch, decoded }: { scratch: pkcs11js.Handle[]; decoded: Buffer[] }): Materialize {
     const { p11, connection } = this.ctx;
     const hash = request.algorithm.endsWith('_SHA_1') ? 'SHA1' : 'SHA256';
     // 'rsa-oaep-sha256' is ok on a token that does it as raw RSA too (rsaOaepSha256 'raw-rsa').
@@ -59,6 +63,7 @@ export class ImportOps {
     const oaepInto = (ciphertext: Buffer): Materialize => {
       if (isNative) return unwrapping((template) => p11.C_UnwrapKey(s, rsaOaep(hash), wrappingKey, ciphertext, template));
       const value = this.decodeOaep(s, wrappingKey, hash, ciphertext);
+      decoded.push(value);
       return (template) => p11.C_CreateObject(s, withValue(template, value));
     };
     if (request.algorithm.startsWith('RSAES_OAEP_')) return oaepInto(request.encrypted);
@@ -186,6 +191,20 @@ export class ImportOps {
     const mechanism = this.ctx.capabilities.kwpMechanism;
     if (mechanism === undefined) throw new HsmError('unsupported', 'C_UnwrapKey', 'CKR_MECHANISM_INVALID', { cause: new Error('RSA-AES key wrap needs an exact RFC 5649 unwrap, which this token lacks') });
     return { mechanism };
+  }
+}
+
+/**
+ * Once the key's objects may exist, a failure is never one withKey retries with a fresh handle of
+ * the wrapping key (CKR_KEY_HANDLE_INVALID and the like, read as a stale cached handle): the retry
+ * would make the objects a second time under the same ids. It fails, and the intent rolls back.
+ */
+function neverRetried<T>(body: () => T): T {
+  try {
+    return body();
+  } catch (err) {
+    if (classifyCkr(ckrName(err)) === 'key') throw new HsmError('internal', 'C_UnwrapKey', undefined, { cause: err });
+    throw err;
   }
 }
 

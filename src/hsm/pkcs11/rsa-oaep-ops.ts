@@ -58,7 +58,8 @@ export class RsaOaepOps {
     // length or c ≥ n with codes that vary (SoftHSM2: CKR_GENERAL_ERROR), so they are made here.
     if (ciphertext.length !== modulus.length || Buffer.compare(ciphertext, modulus) >= 0) throw notOaep();
     p11.C_DecryptInit(s, RSA_X_509, key);
-    const block = Buffer.from(p11.C_Decrypt(s, ciphertext, Buffer.alloc(modulus.length)));
+    const out = Buffer.alloc(modulus.length);
+    const block = p11.C_Decrypt(s, ciphertext, out);
     const em = leftPad(block, ciphertext.length);
     try {
       const message = decodeOaep(em, hash);
@@ -66,7 +67,7 @@ export class RsaOaepOps {
       return message;
     } finally {
       em.fill(0);
-      block.fill(0);
+      out.fill(0);
     }
   }
 
