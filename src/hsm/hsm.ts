@@ -203,10 +203,14 @@ export const HSM_CALLS = [
 ] as const satisfies ReadonlyArray<keyof Hsm>;
 
 /**
- * Key-pair generation is slow by nature (RSA-4096 on SoftHSM2 took over 5 s in a test run): these
- * calls get at least this long before DependencyTimeoutException, whatever QKMS_HSM_TIMEOUT_MS says.
+ * Key-pair generation is slow by nature (RSA-4096 on SoftHSM2 took over 5 s in a test run), and a
+ * listing of every object on the token (start-up reconciliation, `qkms orphans`) grows with the
+ * token: these calls get at least this long before DependencyTimeoutException, whatever
+ * QKMS_HSM_TIMEOUT_MS says.
  */
-export const SLOW_HSM_CALLS: ReadonlySet<string> = new Set(['generateKeyPair', 'generateDataKeyPair']);
+export const SLOW_HSM_CALLS: ReadonlySet<string> = new Set(['generateKeyPair', 'generateDataKeyPair', 'listKeyObjects']);
+/** Of those, the ones that block the HSM thread while they run (key pairs are made on the libuv pool). */
+export const SLOW_BLOCKING_CALLS: ReadonlySet<string> = new Set(['listKeyObjects']);
 export const SLOW_CALL_TIMEOUT_MS = 60000;
 
 /** The deadline of one HSM call. */

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { mergeCallStats, type CallStats } from '../call-stats';
-import { callTimeoutMs, HSM_CALLS, HSM_STATS_INTERVAL_MS, SLOW_HSM_CALLS, type Hsm, type HsmHealth, type HsmStats } from '../hsm';
+import { callTimeoutMs, HSM_CALLS, HSM_STATS_INTERVAL_MS, SLOW_BLOCKING_CALLS, SLOW_HSM_CALLS, type Hsm, type HsmHealth, type HsmStats } from '../hsm';
 import { HsmError } from '../hsm-error';
 import type { TokenCapabilities } from '../capabilities';
 import type { Pkcs11Options } from '../pkcs11/pkcs11-hsm';
@@ -290,8 +290,10 @@ export class HsmThread implements Hsm {
   private checkStuck(): void {
     if (this.pending.size === 0 || this.gaveUp) return;
     const now = performance.now();
-    // A thread opening the token (C_Initialize, login) is silent until 'ready': it gets the slow limit.
-    const silentLimit = this.isStarted ? this.options.stuckAfterMs : callTimeoutMs('generateKeyPair', this.options.stuckAfterMs);
+    // A thread opening the token (C_Initialize, login), or in a slow call that runs on it (listing
+    // a large token), is silent until it is done: it gets the slow limit.
+    const isSlowByNature = !this.isStarted || [...this.pending.values()].some((p) => SLOW_BLOCKING_CALLS.has(p.method));
+    const silentLimit = isSlowByNature ? callTimeoutMs('generateKeyPair', this.options.stuckAfterMs) : this.options.stuckAfterMs;
     if (now - this.lastHeard >= silentLimit) {
       const oldest = [...this.pending].find(([, p]) => !SLOW_HSM_CALLS.has(p.method)) ?? [...this.pending][0];
       this.replaceStuck(`the HSM thread has not answered for ${Math.round(now - this.lastHeard)} ms (stuck in ${oldest[1].method})`, { id: oldest[0], err: new HsmError('timeout', oldest[1].method) });

@@ -74,6 +74,15 @@ describe('Deadline and fault injection', () => {
     await assert.rejects(hsm.randomBytes(4), (e: unknown) => e instanceof HsmError && e.kind === 'timeout');
   });
 
+  it('gives a listing of the whole token (start-up reconciliation) the slow calls\' deadline, not the per-request one', async () => {
+    const faults = new FaultInjectingHsm(new FakeHsm());
+    const hsm = withDeadline(faults.hsm, 50);
+    faults.add({ method: 'listKeyObjects', times: 1, delayMs: 200 });
+    assert.deepEqual(await hsm.listKeyObjects('qkms/'), []);
+    faults.add({ method: 'countObjects', times: 1, delayMs: 200 });
+    await assert.rejects(hsm.countObjects({ id: '01', label: 'x' }), (e: unknown) => e instanceof HsmError && e.kind === 'timeout');
+  });
+
   it('injects scripted failures a given number of times', async () => {
     const faults = new FaultInjectingHsm(new FakeHsm());
     faults.add({ method: '*', times: 2, fail: { kind: 'device', ckr: 'CKR_DEVICE_ERROR' } });
