@@ -2,22 +2,18 @@ import crypto from 'node:crypto';
 import * as pkcs11js from 'pkcs11js';
 import type { ImportedFacts, ImportRequest, ImportTarget } from '../hsm';
 import { HsmError } from '../hsm-error';
-import { ckrName, classifyCkr } from './ckr-table';
 import { encodeOctetString } from './der';
 import { drainOpenSslErrors, withCleanup } from './instrumented-module';
 import { AES_KEY_GEN, HMAC_BY_HASH, rsaOaep } from './mechanisms';
 import type { OperationContext } from './operation-context';
-import { CURVE_OIDS, importScratchTemplate, kekTemplate, macKeyTemplate, privateKeyTemplate, publicKeyTemplate, templateOptions } from './templates';
+import { ecPublicPoint, NODE_CURVES } from './ec-public-point';
+import { checkValue, neverRetried, refusedTemplateIsUnsupported, stripZeros, unwrapping, withValue, type Materialize } from './import-steps';
+import { CURVE_OIDS, importScratchTemplate, kekTemplate, macKeyTemplate, measuringWrapKeyTemplate, privateKeyTemplate, publicKeyTemplate, templateOptions } from './templates';
 import type { Session } from './token-access';
 
 /** What the HMAC check value of imported HMAC material is computed over (an identifier, not a secret). */
 const HMAC_CHECK_INPUT = Buffer.from('QKMS imported key material check value', 'utf8');
 
-/** Node's names of the curves KMS imports. */
-const NODE_CURVES: Record<string, string> = { 'P-256': 'prime256v1', 'P-384': 'secp384r1', 'P-521': 'secp521r1', secp256k1: 'secp256k1' };
-
-/** Makes an object from the imported material with this template (C_UnwrapKey, or C_CreateObject where the gateway decoded it). */
-type Materialize = (template: pkcs11js.Template) => pkcs11js.Handle;
 
 /**
  * BYOK: imported material into token objects, inside the HSM (docs/crypto.md "Imported key
@@ -136,7 +132,7 @@ export class ImportOps {
       if (!curve || !NODE_CURVES[curve]) return { check: Buffer.alloc(0), keyShape: { curve: curve ?? 'unknown' } };
       const copy = connection.sessionObjectCreated(materialize(importScratchTemplate(pkcs11js.CKK_EC, 'public-point', pkcs11js.CKO_PRIVATE_KEY)));
       scratch.push(copy);
-      const point = this.publicPoint(s, copy, curve, scratch);
+      const point = ecPublicPoint(this.ctx, s, { copy, curve }, scratch);
       shape = [{ type: pkcs11js.CKA_EC_PARAMS, value: params.value }, { type: pkcs11js.CKA_EC_POINT, value: encodeOctetString(point) }];
       const half = (point.length - 1) / 2;
       jwk = { kty: 'EC', crv: curve, x: point.subarray(1, 1 + half).toString('base64url'), y: point.subarray(1 + half).toString('base64url') };
@@ -144,29 +140,6 @@ export class ImportOps {
     }
     objects.remember(refs.public, p11.C_CreateObject(s, [...typed(pkcs11js.CKO_PUBLIC_KEY), ...publicKeyTemplate(refs.public, spec, usage, options), ...shape]));
     return { check: crypto.createPublicKey({ key: jwk, format: 'jwk' }).export({ type: 'spki', format: 'der' }), keyShape };
-  }
-
-  /** 04 ‖ X ‖ Y of the EC private key `copy` (a session copy that may derive and sign). */
-  private publicPoint(s: Session, copy: pkcs11js.Handle, curve: string, scratch: pkcs11js.Handle[]): Buffer {
-    const { p11, connection } = this.ctx;
-    const generator = crypto.createECDH(NODE_CURVES[curve]);
-    generator.setPrivateKey(Buffer.from([1]));
-    const g = generator.getPublicKey();
-    const fieldBytes = (g.length - 1) / 2;
-    const ecdh = { mechanism: pkcs11js.CKM_ECDH1_DERIVE, parameter: { type: pkcs11js.CK_PARAMS_EC_DH, kdf: pkcs11js.CKD_NULL, publicData: g } as pkcs11js.ECDH1 };
-    const xObject = connection.sessionObjectCreated(p11.C_DeriveKey(s, ecdh, copy, readableSecretTemplate(fieldBytes)));
-    scratch.push(xObject);
-    const x = Buffer.from(p11.C_GetAttributeValue(s, xObject, [{ type: pkcs11js.CKA_VALUE }])[0].value);
-    const message = crypto.randomBytes(32);
-    p11.C_SignInit(s, { mechanism: pkcs11js.CKM_ECDSA }, copy);
-    const signature = Buffer.from(p11.C_Sign(s, crypto.createHash('sha256').update(message).digest(), Buffer.alloc(256)));
-    for (const prefix of [2, 3]) {
-      const point = crypto.ECDH.convertKey(Buffer.concat([Buffer.from([prefix]), x]), NODE_CURVES[curve], undefined, undefined, 'uncompressed') as Buffer;
-      const half = (point.length - 1) / 2;
-      const key = crypto.createPublicKey({ key: { kty: 'EC', crv: curve, x: point.subarray(1, 1 + half).toString('base64url'), y: point.subarray(1 + half).toString('base64url') }, format: 'jwk' });
-      if (crypto.verify('sha256', message, { key, dsaEncoding: 'ieee-p1363' }, signature)) return point;
-    }
-    throw new HsmError('internal', 'C_Sign', undefined, { cause: new Error(`no public point of ${curve} verifies the imported key's signature (field ${fieldBytes} bytes)`) });
   }
 
   /**
@@ -181,7 +154,7 @@ export class ImportOps {
     if (reported > 0 || this.ctx.capabilities.kwpMechanism === undefined) return reported || undefined;
     const measured = connection.sessionObjectCreated(copy());
     scratch.push(measured);
-    const wrapKey = connection.sessionObjectCreated(p11.C_GenerateKey(s, AES_KEY_GEN, sessionWrapKeyTemplate()));
+    const wrapKey = connection.sessionObjectCreated(p11.C_GenerateKey(s, AES_KEY_GEN, measuringWrapKeyTemplate()));
     scratch.push(wrapKey);
     // RFC 5649 output: the value padded to a multiple of 8, plus 8 bytes.
     return p11.C_WrapKey(s, this.kwp(), wrapKey, measured, Buffer.alloc(maxBytes + 16)).length - 8;
@@ -193,123 +166,3 @@ export class ImportOps {
     return { mechanism };
   }
 }
-
-/**
- * Once the key's objects may exist, a failure is never one withKey retries with a fresh handle of
- * the wrapping key (CKR_KEY_HANDLE_INVALID and the like, read as a stale cached handle): the retry
- * would make the objects a second time under the same ids. It fails, and the intent rolls back.
- */
-function neverRetried<T>(body: () => T): T {
-  try {
-    return body();
-  } catch (err) {
-    if (classifyCkr(ckrName(err)) === 'key') throw new HsmError('internal', 'C_UnwrapKey', undefined, { cause: err });
-    throw err;
-  }
-}
-
-/**
- * A token that will not unwrap a private key into the template at all (NSS softoken 3.87 answers
- * an EC private key with CKR_TEMPLATE_INCOMPLETE, whatever the template) cannot import such
- * material: UnsupportedOperationException naming the code, not a device fault (500).
- */
-function refusedTemplateIsUnsupported(make: () => pkcs11js.Handle): pkcs11js.Handle {
-  try {
-    return make();
-  } catch (err) {
-    if (err instanceof HsmError && err.ckr === 'CKR_TEMPLATE_INCOMPLETE') throw new HsmError('unsupported', err.fn, err.ckr, { cause: err });
-    throw err;
-  }
-}
-
-/**
- * The check value of a secret the HSM just unwrapped, computed by `compute` with the key's own
- * mechanism; empty when the token refuses the key for that mechanism (SoftHSM2: an AES key that is
- * not 16, 24 or 32 bytes is CKR_MECHANISM_INVALID at C_EncryptInit, an HMAC key shorter than the
- * hash CKR_KEY_SIZE_RANGE at C_SignInit). The mechanism works with the token's own keys (capability
- * discovery), so it is the material that does not fit: the caller refuses an empty check value.
- */
-function checkValue(compute: () => Buffer): Buffer {
-  try {
-    return compute();
-  } catch (err) {
-    if (err instanceof HsmError && err.kind === 'unsupported') return Buffer.alloc(0);
-    throw err;
-  }
-}
-
-/**
- * C_UnwrapKey with the template, or without CKA_MODIFIABLE where the token refuses it there:
- * SoftHSM2 2.6.1 answers CKR_ATTRIBUTE_READ_ONLY to CKA_MODIFIABLE false on an unwrap and to
- * setting it afterwards, so its imported objects stay modifiable (docs/hsm/softhsm2.md). What
- * keeps the material in the HSM cannot be undone by a modification: CKA_SENSITIVE cannot be
- * cleared, nor CKA_EXTRACTABLE set.
- */
-function unwrapping(unwrap: Materialize): Materialize {
-  return (template) => {
-    try {
-      return unwrap(template);
-    } catch (err) {
-      const isRefused = err instanceof HsmError && err.ckr === 'CKR_ATTRIBUTE_READ_ONLY';
-      if (!isRefused || !template.some((a) => a.type === pkcs11js.CKA_MODIFIABLE)) throw err;
-      return unwrap(template.filter((a) => a.type !== pkcs11js.CKA_MODIFIABLE));
-    }
-  };
-}
-
-/** The template with the material's value, for C_CreateObject: a secret's CKA_VALUE, or a PKCS#8 private key's components. */
-function withValue(template: pkcs11js.Template, value: Buffer): pkcs11js.Template {
-  const objectClass = template.find((a) => a.type === pkcs11js.CKA_CLASS)?.value;
-  if (objectClass !== pkcs11js.CKO_PRIVATE_KEY) return [...template, { type: pkcs11js.CKA_VALUE, value }];
-  let jwk: crypto.JsonWebKey;
-  try {
-    jwk = crypto.createPrivateKey({ key: value, format: 'der', type: 'pkcs8' }).export({ format: 'jwk' });
-  } catch (cause) {
-    throw new HsmError('integrity', 'C_CreateObject', 'CKR_WRAPPED_KEY_INVALID', { cause });
-  }
-  const b = (v: string | undefined) => Buffer.from(v ?? '', 'base64url');
-  // A private key of another type than the key's does not decode as its material (as C_UnwrapKey answers it).
-  const keyType = template.find((a) => a.type === pkcs11js.CKA_KEY_TYPE)?.value;
-  if (jwk.kty !== (keyType === pkcs11js.CKK_RSA ? 'RSA' : 'EC')) throw new HsmError('integrity', 'C_CreateObject', 'CKR_WRAPPED_KEY_INVALID', { cause: new Error(`private key of type ${jwk.kty}`) });
-  if (jwk.kty === 'RSA') {
-    const parts: Array<[number, string | undefined]> = [
-      [pkcs11js.CKA_MODULUS, jwk.n], [pkcs11js.CKA_PUBLIC_EXPONENT, jwk.e], [pkcs11js.CKA_PRIVATE_EXPONENT, jwk.d], [pkcs11js.CKA_PRIME_1, jwk.p],
-      [pkcs11js.CKA_PRIME_2, jwk.q], [pkcs11js.CKA_EXPONENT_1, jwk.dp], [pkcs11js.CKA_EXPONENT_2, jwk.dq], [pkcs11js.CKA_COEFFICIENT, jwk.qi],
-    ];
-    return [...template, ...parts.map(([type, v]) => ({ type, value: b(v) }))];
-  }
-  const oid = CURVE_OIDS[jwk.crv as keyof typeof CURVE_OIDS];
-  if (jwk.kty !== 'EC' || !oid) throw new HsmError('integrity', 'C_CreateObject', 'CKR_WRAPPED_KEY_INVALID', { cause: new Error(`private key of type ${jwk.kty} ${jwk.crv ?? ''}`) });
-  return [...template, { type: pkcs11js.CKA_EC_PARAMS, value: oid }, { type: pkcs11js.CKA_VALUE, value: b(jwk.d) }];
-}
-
-/** ECDH's output when the HSM finds a public point: X of the generator times the key, read (it is public). */
-function readableSecretTemplate(bytes: number): pkcs11js.Template {
-  return [
-    { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
-    { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_GENERIC_SECRET },
-    { type: pkcs11js.CKA_TOKEN, value: false },
-    { type: pkcs11js.CKA_SENSITIVE, value: false },
-    { type: pkcs11js.CKA_EXTRACTABLE, value: true },
-    { type: pkcs11js.CKA_VALUE_LEN, value: bytes },
-  ];
-}
-
-/** The AES key a length is measured under: a session object that only wraps, never read. */
-function sessionWrapKeyTemplate(): pkcs11js.Template {
-  return [
-    { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
-    { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
-    { type: pkcs11js.CKA_TOKEN, value: false },
-    { type: pkcs11js.CKA_VALUE_LEN, value: 32 },
-    { type: pkcs11js.CKA_SENSITIVE, value: true },
-    { type: pkcs11js.CKA_WRAP, value: true },
-  ];
-}
-
-function stripZeros(value: Buffer): Buffer {
-  let i = 0;
-  while (i < value.length - 1 && value[i] === 0) i++;
-  return value.subarray(i);
-}
-

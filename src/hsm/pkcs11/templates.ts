@@ -230,3 +230,15 @@ export function ephemeralKeyPairTemplates(
     ],
   };
 }
+
+/** The AES key a length is measured under: a session object that only wraps, never read. */
+export function measuringWrapKeyTemplate(): pkcs11js.Template {
+  return [
+    { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+    { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
+    { type: pkcs11js.CKA_TOKEN, value: false },
+    { type: pkcs11js.CKA_VALUE_LEN, value: 32 },
+    { type: pkcs11js.CKA_SENSITIVE, value: true },
+    { type: pkcs11js.CKA_WRAP, value: true },
+  ];
+}
