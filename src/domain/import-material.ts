@@ -1,8 +1,8 @@
 import crypto from 'node:crypto';
 import type { ImportedFacts, ImportTarget, ImportWrappingAlgorithm, KeyPairUsage, ObjectRef } from '../hsm/hsm';
 import { HsmError } from '../hsm/hsm-error';
-import type { ExpirationModel, ImportParameters, KeyMaterial, KeyRecord, MaterialIntent, MaterialObjects } from './key-repository';
-import { KEY_LABEL_PREFIX } from './key-repository';
+import type { ExpirationModel, ImportParameters, KeyRecord, MaterialIntent, MaterialObjects } from './key-repository';
+import { KEY_LABEL_PREFIX, newObjectId } from './key-repository';
 import { destroyObjects, rollBack, type MaterialDeps } from './key-material';
 import { SUPPORTED_SPECS } from './key-spec';
 
@@ -47,8 +47,8 @@ export async function createImportParameters(
   const parameters: ImportParameters = {
     parametersId, keyId: key.keyId, ...request, tokenHash: sha256(secret), createdAt: now, validTo: new Date(now.getTime() + IMPORT_PARAMETERS_VALID_MS),
     objects: {
-      private: { id: crypto.randomBytes(16).toString('hex'), label: `${KEY_LABEL_PREFIX}${key.keyId}/import/${parametersId}/private` },
-      public: { id: crypto.randomBytes(16).toString('hex'), label: `${KEY_LABEL_PREFIX}${key.keyId}/import/${parametersId}/public` },
+      private: { id: newObjectId(), label: `${KEY_LABEL_PREFIX}${key.keyId}/import/${parametersId}/private` },
+      public: { id: newObjectId(), label: `${KEY_LABEL_PREFIX}${key.keyId}/import/${parametersId}/public` },
     },
   };
   await deps.keys.recordImportParameters(parameters);
@@ -90,13 +90,6 @@ export class ImportRefused extends Error {
   ) {
     super(message, options);
   }
-}
-
-/** The object roles of imported material: the KEK alone for symmetric keys (their blobs are AES-GCM, which needs no MAC key). */
-export function importedObjectIds(key: KeyRecord): Record<string, string> {
-  const family = SUPPORTED_SPECS[key.keySpec].material.family;
-  const roles = family === 'SYMMETRIC' ? ['kek'] : family === 'HMAC' ? ['hmac'] : ['private', 'public'];
-  return Object.fromEntries(roles.map((role) => [role, crypto.randomBytes(16).toString('hex')]));
 }
 
 /**
@@ -157,11 +150,6 @@ export function expirationProblem(model: ExpirationModel, validTo: Date | undefi
   // Written so that an invalid date (ValidTo past 8.64e12 seconds, the largest a Date holds) fails it too.
   if (validTo && !(validTo.getTime() <= now.getTime() + 365 * 86_400_000)) return 'ValidTo must be at most 365 days after the request.';
   return undefined;
-}
-
-/** The version an import without KeyMaterialId reimports: the current one, or for a key with none yet, none. */
-export function versionByMaterialId(materials: KeyMaterial[], materialId: string): KeyMaterial | undefined {
-  return materials.find((m) => m.materialId === materialId);
 }
 
 function importTarget(key: KeyRecord, objects: MaterialObjects): ImportTarget {

@@ -351,11 +351,14 @@ export interface KeyLastUsage {
   requestId: string;
 }
 
-/** The roles of one material version's token objects, by the key's spec. */
-export function materialRoles(keySpec: KeySpec): string[] {
+/**
+ * The roles of one material version's token objects, by the key's spec and origin: imported
+ * symmetric material is the KEK alone (its blobs are AES-GCM, which needs no MAC key).
+ */
+export function materialRoles(keySpec: KeySpec, origin: KeyOrigin = 'AWS_KMS'): string[] {
   switch (SUPPORTED_SPECS[keySpec].material.family) {
     case 'SYMMETRIC':
-      return ['kek', 'mac']; // the AES KEK, and the HMAC key of KWP blobs
+      return origin === 'EXTERNAL' ? ['kek'] : ['kek', 'mac']; // the AES KEK, and the HMAC key of KWP blobs
     case 'HMAC':
       return ['hmac'];
     default:
@@ -366,9 +369,14 @@ export function materialRoles(keySpec: KeySpec): string[] {
 /** CKA_ID bytes of a new object: random, so an id never names two objects (16 bytes, 128 bits). */
 const OBJECT_ID_BYTES = 16;
 
+/** A fresh random CKA_ID, hex. */
+export function newObjectId(): string {
+  return crypto.randomBytes(OBJECT_ID_BYTES).toString('hex');
+}
+
 /** Fresh random object ids for a new material version, by role. */
-export function newObjectIds(keySpec: KeySpec): Record<string, string> {
-  return Object.fromEntries(materialRoles(keySpec).map((role) => [role, crypto.randomBytes(OBJECT_ID_BYTES).toString('hex')]));
+export function newObjectIds(keySpec: KeySpec, origin: KeyOrigin = 'AWS_KMS'): Record<string, string> {
+  return Object.fromEntries(materialRoles(keySpec, origin).map((role) => [role, newObjectId()]));
 }
 
 /** The label of a material object: for people and pkcs11-tool (`qkms/<key id>/<version>/<role>`), never for lookups. */

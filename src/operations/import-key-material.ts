@@ -1,6 +1,6 @@
-import { expirationProblem, ImportRefused, importedObjectIds, unwrapIntoIntent } from '../domain/import-material';
+import { expirationProblem, ImportRefused, unwrapIntoIntent } from '../domain/import-material';
 import { rollBack } from '../domain/key-material';
-import type { ExpirationModel, KeyMaterial, MaterialIntent } from '../domain/key-repository';
+import { newObjectIds, type ExpirationModel, type KeyMaterial, type MaterialIntent } from '../domain/key-repository';
 import { ConflictException, IncorrectKeyMaterialException, InvalidCiphertextException, InvalidImportTokenException, KMSInvalidStateException, UnsupportedOperationException, ValidationException } from '../errors/kms-errors';
 import type { Operation, OperationContext } from './context';
 import { importableKey, parametersFor } from './imported-key';
@@ -89,7 +89,7 @@ function targetVersion(resolved: ResolvedKey, materials: KeyMaterial[], input: I
 }
 
 async function reserve(ctx: OperationContext, resolved: ResolvedKey, target: KeyMaterial | 'new'): Promise<MaterialIntent> {
-  const reserved = await ctx.deps.keys.reserveImport(resolved.key.keyId, { version: target === 'new' ? 'new' : target.version, objectIds: importedObjectIds(resolved.key), createdAt: ctx.deps.clock() });
+  const reserved = await ctx.deps.keys.reserveImport(resolved.key.keyId, { version: target === 'new' ? 'new' : target.version, objectIds: newObjectIds(resolved.key.keySpec, 'EXTERNAL'), createdAt: ctx.deps.clock() });
   if (reserved === 'busy') throw new ConflictException(`Another import or deletion of this key material of ${resolved.arn} is under way; try again.`);
   if (reserved === 'state') throw KMSInvalidStateException.pendingDeletion(resolved.arn);
   if ('pending' in reserved) {

@@ -25,6 +25,7 @@ import {
 import Database from 'better-sqlite3';
 import { spawnGateway, startChildGateway, type ChildGateway } from '../support/child-gateway';
 import { runQkms } from '../support/cli';
+import { wrapKeyMaterial } from '../support/import-wrap';
 import { tokenVsStore } from '../support/token-state';
 
 /**
@@ -234,8 +235,7 @@ describe('Crash safety: SIGKILL inside every step of a key-material change', fun
     const material = crypto.randomBytes(32);
     const importRequest = async () => {
       const params = await gw!.client.send(new GetParametersForImportCommand({ KeyId: keyId, WrappingAlgorithm: 'RSAES_OAEP_SHA_1', WrappingKeySpec: 'RSA_2048' }));
-      const key = crypto.createPublicKey({ key: Buffer.from(params.PublicKey!), format: 'der', type: 'spki' });
-      const EncryptedKeyMaterial = crypto.publicEncrypt({ key, padding: crypto.constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, material);
+      const EncryptedKeyMaterial = wrapKeyMaterial(params.PublicKey!, 'RSAES_OAEP_SHA_1', material);
       return new ImportKeyMaterialCommand({ KeyId: keyId, ImportToken: params.ImportToken, EncryptedKeyMaterial, ExpirationModel: 'KEY_MATERIAL_DOES_NOT_EXPIRE' });
     };
     return { keyId, importRequest };

@@ -1,18 +1,9 @@
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { CreateKeyCommand, DescribeKeyCommand, GetParametersForImportCommand, ImportKeyMaterialCommand, type AlgorithmSpec, type KeySpec, type KeyUsageType } from '@aws-sdk/client-kms';
+import { wrapKeyMaterial } from '../support/import-wrap';
 import { integration } from '../support/integration-hooks';
 import { startGateway, type Harness } from '../support/harness';
-
-/** The caller's side of BYOK (as import-key-material.test.ts): material encrypted under GetParametersForImport's public key. */
-function wrapMaterial(publicKeyDer: Uint8Array, algorithm: AlgorithmSpec, material: Buffer): Buffer {
-  const key = crypto.createPublicKey({ key: Buffer.from(publicKeyDer), format: 'der', type: 'spki' });
-  const oaep = (data: Buffer) => crypto.publicEncrypt({ key, padding: crypto.constants.RSA_PKCS1_OAEP_PADDING, oaepHash: algorithm.endsWith('SHA_1') ? 'sha1' : 'sha256' }, data);
-  if (algorithm.startsWith('RSAES_OAEP')) return oaep(material);
-  const aesKey = crypto.randomBytes(32);
-  const kwp = crypto.createCipheriv('id-aes256-wrap-pad', aesKey, Buffer.from('A65959A6', 'hex'));
-  return Buffer.concat([oaep(aesKey), kwp.update(material), kwp.final()]);
-}
 
 const pkcs8 = (key: crypto.KeyObject) => key.export({ type: 'pkcs8', format: 'der' });
 
@@ -33,7 +24,7 @@ describe('ImportKeyMaterial refuses material that does not fit, as a client erro
     const KeyId = KeyMetadata!.KeyId!;
     const params = await gw.client.send(new GetParametersForImportCommand({ KeyId, WrappingAlgorithm: algorithm, WrappingKeySpec: 'RSA_2048' }));
     const objects = (await gw.deps.hsm.listKeyObjects(`qkms/${KeyId}/`)).map((o) => o.id).sort();
-    const command = new ImportKeyMaterialCommand({ KeyId, ImportToken: params.ImportToken, EncryptedKeyMaterial: wrapMaterial(params.PublicKey!, algorithm, material), ExpirationModel: 'KEY_MATERIAL_DOES_NOT_EXPIRE', ...options.extra });
+    const command = new ImportKeyMaterialCommand({ KeyId, ImportToken: params.ImportToken, EncryptedKeyMaterial: wrapKeyMaterial(params.PublicKey!, algorithm, material), ExpirationModel: 'KEY_MATERIAL_DOES_NOT_EXPIRE', ...options.extra });
     const { editBody } = options;
     // What the SDK cannot send, sent as a client could: the JSON body edited before it is signed.
     if (editBody) {

@@ -23,22 +23,10 @@ import {
 } from '@aws-sdk/client-kms';
 import { encodeEncryptionContext } from '../../src/domain/encryption-context';
 import { integration } from '../support/integration-hooks';
-import { registerSecret } from '../support/secrets';
+import { wrapKeyMaterial } from '../support/import-wrap';
 import { startGateway, TEST_CREDENTIALS, type Harness } from '../support/harness';
 
 const run = promisify(execFile);
-
-/** The caller's side of BYOK, as the AWS documentation has it: material encrypted under the public key GetParametersForImport gave. */
-function wrapMaterial(publicKeyDer: Uint8Array, algorithm: AlgorithmSpec, material: Buffer): Buffer {
-  registerSecret(material); // the log scan (zz-log-scan.test.ts) looks for it in every log and audit file
-  const key = crypto.createPublicKey({ key: Buffer.from(publicKeyDer), format: 'der', type: 'spki' });
-  const oaepHash = algorithm.endsWith('SHA_1') ? 'sha1' : 'sha256';
-  const oaep = (data: Buffer) => crypto.publicEncrypt({ key, padding: crypto.constants.RSA_PKCS1_OAEP_PADDING, oaepHash }, data);
-  if (algorithm.startsWith('RSAES_OAEP')) return oaep(material);
-  const aesKey = crypto.randomBytes(32);
-  const kwp = crypto.createCipheriv('id-aes256-wrap-pad', aesKey, Buffer.from('A65959A6', 'hex'));
-  return Buffer.concat([oaep(aesKey), kwp.update(material), kwp.final()]);
-}
 
 const errorName = (name: string) => (e: Error) => e.name === name;
 
@@ -62,7 +50,7 @@ describe('Import key material (BYOK) through the JS SDK v3', function () {
     const algorithm = options.algorithm ?? 'RSAES_OAEP_SHA_1';
     const params = await gw.client.send(new GetParametersForImportCommand({ KeyId, WrappingAlgorithm: algorithm, WrappingKeySpec: options.spec ?? 'RSA_2048' }));
     return gw.client.send(new ImportKeyMaterialCommand({
-      KeyId, ImportToken: params.ImportToken, EncryptedKeyMaterial: wrapMaterial(params.PublicKey!, algorithm, material), ExpirationModel: 'KEY_MATERIAL_DOES_NOT_EXPIRE', ...options.extra,
+      KeyId, ImportToken: params.ImportToken, EncryptedKeyMaterial: wrapKeyMaterial(params.PublicKey!, algorithm, material), ExpirationModel: 'KEY_MATERIAL_DOES_NOT_EXPIRE', ...options.extra,
     }));
   }
 
@@ -82,7 +70,7 @@ describe('Import key material (BYOK) through the JS SDK v3', function () {
     const params = await gw.client.send(new GetParametersForImportCommand({ KeyId, WrappingAlgorithm: 'RSAES_OAEP_SHA_1', WrappingKeySpec: 'RSA_2048' }));
     assert.match(params.KeyId!, new RegExp(`key/${KeyId}$`));
     assert.ok(params.ParametersValidTo! > new Date(gw.clock.now.getTime() + 23 * 3600_000));
-    const wrapped = wrapMaterial(params.PublicKey!, 'RSAES_OAEP_SHA_1', material);
+    const wrapped = wrapKeyMaterial(params.PublicKey!, 'RSAES_OAEP_SHA_1', material);
     await assert.rejects(
       gw.client.send(new ImportKeyMaterialCommand({ KeyId, ImportToken: params.ImportToken, EncryptedKeyMaterial: wrapped })),
       (e: Error) => e.name === 'ValidationException' && e.message === 'A validTo date must be set if the ExpirationModel is KEY_MATERIAL_EXPIRES',
@@ -115,7 +103,7 @@ describe('Import key material (BYOK) through the JS SDK v3', function () {
   it('the import token: of another key InvalidImportTokenException, past 24 hours ExpiredImportTokenException; AWS_KMS keys take none', async () => {
     const [a, b] = [await externalKey(), await externalKey()];
     const params = await gw.client.send(new GetParametersForImportCommand({ KeyId: a, WrappingAlgorithm: 'RSAES_OAEP_SHA_1', WrappingKeySpec: 'RSA_2048' }));
-    const EncryptedKeyMaterial = wrapMaterial(params.PublicKey!, 'RSAES_OAEP_SHA_1', crypto.randomBytes(32));
+    const EncryptedKeyMaterial = wrapKeyMaterial(params.PublicKey!, 'RSAES_OAEP_SHA_1', crypto.randomBytes(32));
     const send = (KeyId: string, ImportToken = params.ImportToken) =>
       gw.client.send(new ImportKeyMaterialCommand({ KeyId, ImportToken, EncryptedKeyMaterial, ExpirationModel: 'KEY_MATERIAL_DOES_NOT_EXPIRE' }));
     await assert.rejects(send(b), errorName('InvalidImportTokenException'));
@@ -139,7 +127,7 @@ describe('Import key material (BYOK) through the JS SDK v3', function () {
     const [stored] = await gw.deps.keys.listImportParameters(KeyId);
     await gw.deps.hsm.destroyKey(stored.objects.private);
     await assert.rejects(
-      gw.client.send(new ImportKeyMaterialCommand({ KeyId, ImportToken: params.ImportToken, EncryptedKeyMaterial: wrapMaterial(params.PublicKey!, 'RSAES_OAEP_SHA_1', crypto.randomBytes(32)), ExpirationModel: 'KEY_MATERIAL_DOES_NOT_EXPIRE' })),
+      gw.client.send(new ImportKeyMaterialCommand({ KeyId, ImportToken: params.ImportToken, EncryptedKeyMaterial: wrapKeyMaterial(params.PublicKey!, 'RSAES_OAEP_SHA_1', crypto.randomBytes(32)), ExpirationModel: 'KEY_MATERIAL_DOES_NOT_EXPIRE' })),
       errorName('InvalidImportTokenException'),
     );
     assert.equal((await gw.client.send(new DescribeKeyCommand({ KeyId }))).KeyMetadata!.KeyState, 'PendingImport');

@@ -15,6 +15,7 @@ import {
   UnsupportedOperationException,
   type KMSClient,
 } from '@aws-sdk/client-kms';
+import { wrapKeyMaterial } from '../support/import-wrap';
 import { integration } from '../support/integration-hooks';
 import { startGateway, TEST_CREDENTIALS, type Harness } from '../support/harness';
 
@@ -113,12 +114,7 @@ describe('RSAES_OAEP_SHA_256 on SoftHSM2 (raw RSA in the HSM, OAEP decoded in th
       const material = crypto.randomBytes(32);
       const wrap = async () => {
         const params = await client.send(new GetParametersForImportCommand({ KeyId, WrappingAlgorithm: algorithm, WrappingKeySpec: 'RSA_3072' }));
-        const key = crypto.createPublicKey({ key: Buffer.from(params.PublicKey!), format: 'der', type: 'spki' });
-        const oaep = (data: Buffer) => crypto.publicEncrypt({ key, padding: crypto.constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, data);
-        if (algorithm === 'RSAES_OAEP_SHA_256') return { params, encrypted: oaep(material) };
-        const aesKey = crypto.randomBytes(32);
-        const kwp = crypto.createCipheriv('id-aes256-wrap-pad', aesKey, Buffer.from('A65959A6', 'hex'));
-        return { params, encrypted: Buffer.concat([oaep(aesKey), kwp.update(material), kwp.final()]) };
+        return { params, encrypted: wrapKeyMaterial(params.PublicKey!, algorithm, material) };
       };
       const bad = await wrap();
       bad.encrypted[5] ^= 0x01;

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+import { wrapKeyMaterial } from '../support/import-wrap';
 import { integration } from '../support/integration-hooks';
 import { rawCall, startGateway, type Harness } from '../support/harness';
 
@@ -96,8 +97,7 @@ describe('Key state x operation matrix (kms-protocol.md §5)', () => {
   async function importedKey(): Promise<{ keyId: string; importToken: string; encryptedMaterial: string }> {
     const keyId = (await call('CreateKey', { Origin: 'EXTERNAL' })).json!.KeyMetadata.KeyId as string;
     const params = (await call('GetParametersForImport', { KeyId: keyId, WrappingAlgorithm: 'RSAES_OAEP_SHA_1', WrappingKeySpec: 'RSA_2048' })).json!;
-    const publicKey = crypto.createPublicKey({ key: Buffer.from(params.PublicKey as string, 'base64'), format: 'der', type: 'spki' });
-    const encrypted = crypto.publicEncrypt({ key: publicKey, padding: crypto.constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, crypto.randomBytes(32));
+    const encrypted = wrapKeyMaterial(Buffer.from(params.PublicKey as string, 'base64'), 'RSAES_OAEP_SHA_1', crypto.randomBytes(32));
     const imported = { keyId, importToken: params.ImportToken as string, encryptedMaterial: encrypted.toString('base64') };
     const res = await call('ImportKeyMaterial', { KeyId: keyId, ImportToken: imported.importToken, EncryptedKeyMaterial: imported.encryptedMaterial, ExpirationModel: 'KEY_MATERIAL_DOES_NOT_EXPIRE' });
     assert.equal(res.status, 200, res.text);

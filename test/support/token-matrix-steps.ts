@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import * as kms from '@aws-sdk/client-kms';
+import { wrapKeyMaterial } from './import-wrap';
 
 /** 'works', 'unsupported: <the gateway's message>', or 'FAILED: …' (anything else). */
 export type StepOutcome = string;
@@ -77,15 +78,10 @@ function rsaEncrypt(name: string, algorithm: kms.EncryptionAlgorithmSpec): Matri
 
 const SYMMETRIC = 'CreateKey SYMMETRIC_DEFAULT';
 
-/** The steps, in order; the names are the rows of the table in docs/hsm/README.md. */
 /** BYOK as a caller does it: GetParametersForImport, the material wrapped here, ImportKeyMaterial. */
 async function importMaterial(c: kms.KMSClient, KeyId: string, algorithm: kms.AlgorithmSpec, material: Buffer): Promise<void> {
   const params = await c.send(new kms.GetParametersForImportCommand({ KeyId, WrappingAlgorithm: algorithm, WrappingKeySpec: 'RSA_3072' }));
-  const key = crypto.createPublicKey({ key: Buffer.from(params.PublicKey!), format: 'der', type: 'spki' });
-  const oaep = (data: Buffer) => crypto.publicEncrypt({ key, padding: crypto.constants.RSA_PKCS1_OAEP_PADDING, oaepHash: algorithm.endsWith('SHA_1') ? 'sha1' : 'sha256' }, data);
-  const aesKey = crypto.randomBytes(32);
-  const kwp = crypto.createCipheriv('id-aes256-wrap-pad', aesKey, Buffer.from('A65959A6', 'hex'));
-  const EncryptedKeyMaterial = algorithm.startsWith('RSA_AES') ? Buffer.concat([oaep(aesKey), kwp.update(material), kwp.final()]) : oaep(material);
+  const EncryptedKeyMaterial = wrapKeyMaterial(params.PublicKey!, algorithm, material);
   await c.send(new kms.ImportKeyMaterialCommand({ KeyId, ImportToken: params.ImportToken, EncryptedKeyMaterial, ExpirationModel: 'KEY_MATERIAL_DOES_NOT_EXPIRE' }));
 }
 
@@ -119,6 +115,7 @@ export function importStep(name: string, spec: kms.KeySpec, algorithm: kms.Algor
   };
 }
 
+/** The steps, in order; the names are the rows of the table in docs/hsm/README.md. */
 export const KMS_OPERATION_STEPS: readonly MatrixStep[] = [
   createKey(SYMMETRIC, {}),
   {
