@@ -23,6 +23,11 @@ export interface KeyRecord {
   /** The key policy document as given; evaluated by the authorization issue. */
   policy?: string;
   rotation?: { periodDays: number; nextRotationDate: Date };
+  /**
+   * Multi-Region keys (`mrk-` ids) only: the region of the primary key, the same in every region's
+   * record of the key id. Undefined for single-Region keys.
+   */
+  primaryRegion?: string;
 }
 
 /** One generation of a key's material. The material itself exists only in the HSM, as `objects`. */
@@ -176,8 +181,51 @@ export interface StateChange {
 /**
  * Key metadata storage. Promise-based so that a networked store (PostgreSQL, for several gateway
  * replicas) can implement it as well as the embedded SQLite one.
+ *
+ * Regions (QKMS_REGIONS). Keys are regional: a repository is a view of the store from one region
+ * (`region`; `inRegion` gives the view of another on the same connection). A key id has at most
+ * one record per region; single-Region keys (UUID ids) have exactly one, multi-Region keys (`mrk-`
+ * ids) one per region they are replicated to. What a record holds is either
+ *  - regional, seen and changed only through its region's view: the record's existence, state,
+ *    deletion (date, window, started), description, policy, creation date, and everything hung on
+ *    the record — tags, aliases (a name is unique per region), grants, last usage; or
+ *  - shared by every record of the key id, whatever the view: key spec, usage, origin, the
+ *    material versions and their objects (the HSM material is one), current and last material
+ *    version, automatic rotation, primaryRegion, intents and import parameters.
+ * A method whose doc does not say otherwise reads and writes regional facts in its view's region
+ * only, and shared facts of every record of the key id. Rows written before regions existed belong
+ * to the store's home region (the region it was opened with: QKMS_REGION).
  */
 export interface KeyRepository {
+  /** The region this view serves. */
+  readonly region: string;
+  /** The same store seen from `region` (same connection, same cache): cheap, may be called per request. */
+  inRegion(region: string): KeyRepository;
+  /**
+   * Every region holding a record of the key id, with that record's state, whatever the view
+   * (a multi-Region key's primary and replicas; one entry for a single-Region key; none if unknown).
+   */
+  keyRegions(keyId: string): Promise<Array<{ region: string; state: KeyState }>>;
+  /**
+   * ReplicateKey: the key id's record in this view's region, with its tags, in one transaction.
+   * Only the regional facts are taken from `key` (createdAt, description, policy, state); the
+   * shared ones are copied from the key id's existing records in the same transaction. 'exists'
+   * when this region holds a record of the key id already; 'gone' when no region holds one.
+   */
+  insertReplica(key: KeyRecord, tags: Tag[]): Promise<'created' | 'exists' | 'gone'>;
+  /**
+   * UpdatePrimaryRegion, compare-and-set: every record of the key id gets primaryRegion `to`, if
+   * it is `from` now and `to` holds a record. False otherwise.
+   */
+  setPrimaryRegion(keyId: string, from: string, to: string): Promise<boolean>;
+  /**
+   * The scheduler, for a key whose deletion has begun in this view's region: if another region
+   * still holds a record of the key id, this region's record is removed with its regional facts
+   * (tags, aliases, grants, usage) and the shared ones are kept: true. False, nothing removed,
+   * when this is the key's last record: the caller destroys the material, then calls deleteKey.
+   * Checked and done as one step among all writers.
+   */
+  deleteRegionRecord(keyId: string): Promise<boolean>;
   /** Recorded as the owner of every intent this instance records (the process's ReplicaCoordination.ownerId). */
   readonly ownerId: string;
   /**
@@ -250,10 +298,17 @@ export interface KeyRepository {
   /** Only while the key is Enabled and not being deleted (Enable/DisableKeyRotation); false otherwise. */
   setRotation(keyId: string, rotation: { periodDays: number; nextRotationDate: Date } | null): Promise<boolean>;
   listMaterialsOf(keyId: string): Promise<KeyMaterial[]>;
-  /** Keys whose deletion date has passed or whose deletion has begun / whose automatic rotation is due, at `now`. */
+  /**
+   * Keys whose deletion date has passed or whose deletion has begun, in this view's region / whose
+   * automatic rotation is due, at `now`: of a multi-Region key only the primary's region lists it.
+   */
   keysDueForDeletion(now: Date): Promise<string[]>;
   keysDueForRotation(now: Date): Promise<string[]>;
-  /** Removes a key whose deletion has begun, with its materials, intents, tags, aliases and grants. */
+  /**
+   * Removes a key whose deletion has begun: this region's record with its tags, aliases, grants
+   * and usage, and — it must be the key id's last record — the shared materials, intents and
+   * import parameters.
+   */
   deleteKey(keyId: string): Promise<void>;
   /** CreateKey with Origin EXTERNAL: the key (PendingImport, no material, currentMaterialVersion 0) and its tags. */
   insertExternalKey(key: KeyRecord, tags: Tag[]): Promise<void>;
@@ -294,15 +349,15 @@ export interface KeyRepository {
    * ON_DEMAND rotation at `at`. Resolves to the version.
    */
   rotateToImportedMaterial(keyId: string, at: Date, onDemandLimit: number): Promise<number | 'state' | 'none' | 'quota'>;
-  /** Imported material whose validTo is at or before `now` and which is still IMPORTED. */
+  /** Imported material whose validTo is at or before `now` and which is still IMPORTED (every region: material is shared). */
   materialsDueToExpire(now: Date): Promise<Array<{ keyId: string; version: number }>>;
   /** GetParametersForImport, before the wrapping key pair is made. */
   recordImportParameters(parameters: ImportParameters): Promise<void>;
   getImportParameters(parametersId: string): Promise<ImportParameters | undefined>;
-  /** Every set of parameters, or one key's (the sweep, the token survey, a key's deletion). */
+  /** Every set of parameters, or one key's (the sweep, the token survey, a key's deletion); every region (shared). */
   listImportParameters(keyId?: string): Promise<ImportParameters[]>;
   deleteImportParameters(parametersId: string): Promise<void>;
-  /** SHA-256 of the secret part of each token issued for a grant (none for an unknown grant). */
+  /** SHA-256 of the secret part of each token issued for a grant (none for an unknown grant). Grants are regional: a grant of another region's key is unknown. */
   grantTokenHashes(grantId: string): Promise<Buffer[]>;
   /**
    * Records the grant with its first token, as one step among all writers: unless a grant of the
@@ -322,7 +377,7 @@ export interface KeyRepository {
   countGrants(keyId: string): Promise<number>;
   deleteGrant(grantId: string): Promise<void>;
   /**
-   * Proves the store takes writes now (/ready): commits one real, durable write, and throws when
+   * Proves the store takes writes now (/ready); region-agnostic: commits one real, durable write, and throws when
    * it cannot within `timeoutMs` (read-only, full, locked by another writer, gone).
    */
   probeWrite(timeoutMs: number): Promise<void>;
@@ -336,16 +391,20 @@ export interface KeyRepository {
   /**
    * GetKeyLastUsage (key-usage.ts): each key's last successful cryptographic operation; an entry
    * replaces the stored one only if it is newer, and one of a key deleted meanwhile is dropped.
+   * Each entry names its region (any view records any region's).
    */
   recordKeyUsage(entries: readonly KeyLastUsage[]): Promise<void>;
   /** The key's last usage recorded, and when this store began recording usage. */
   getKeyUsage(keyId: string): Promise<{ usage?: KeyLastUsage; trackingStartedAt: Date }>;
+  /** Closes the store: every view of it. */
   close(): Promise<void>;
 }
 
 /** A key's last successful cryptographic operation (GetKeyLastUsage). */
 export interface KeyLastUsage {
   keyId: string;
+  /** The region of the key record used (the request's region). */
+  region: string;
   operation: string;
   at: Date;
   requestId: string;

@@ -1,7 +1,8 @@
 import { DisabledException, KMSInvalidStateException } from '../errors/kms-errors';
 
 /** Key states (kms-protocol.md §5). Outside custom key stores only these occur. */
-export type KeyState = 'Enabled' | 'Disabled' | 'PendingDeletion' | 'PendingImport';
+/** PendingReplicaDeletion: a multi-Region primary scheduled for deletion while replicas remain (its waiting period begins when the last replica is gone). */
+export type KeyState = 'Enabled' | 'Disabled' | 'PendingDeletion' | 'PendingImport' | 'PendingReplicaDeletion';
 
 /**
  * Encrypt, Decrypt, GenerateDataKey* and the other cryptographic operations: Enabled only.
