@@ -50,7 +50,7 @@ export function createApp(deps: GatewayDeps, options: { newRequestId?: () => str
   app.post(
     '/',
     express.raw({ type: () => true, limit: deps.config.maxBodyBytes }),
-    sigv4({ principals: deps.principals, region: deps.config.region, clockSkewSeconds: deps.config.clockSkewSeconds, now: () => new Date() }),
+    sigv4({ principals: deps.principals, regions: deps.config.regions, clockSkewSeconds: deps.config.clockSkewSeconds, now: () => new Date() }),
     rateLimit(deps.config.rateLimitPerSecond, deps.rateBuckets),
     dispatch(deps),
   );

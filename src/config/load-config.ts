@@ -19,7 +19,10 @@ export interface Config {
   /** QKMS_STORE_POOL_SIZE: PostgreSQL connections of this process. */
   readonly storePoolSize: number;
   readonly accountId: string;
+  /** QKMS_REGION: the home region (the console's, the CLI's, and that of keys stored before regions existed). */
   readonly region: string;
+  /** QKMS_REGIONS: every region served, the home region first. */
+  readonly regions: readonly string[];
   readonly arnFormat: ArnFormat;
   readonly adminCredential: { readonly accessKeyId: string; readonly secretAccessKey: string; readonly isDevelopmentDefault: boolean };
   readonly credentialsFile?: string;
@@ -108,6 +111,7 @@ export function loadConfig(env: Env): Config {
     // SoftHSM2 requires to be NULL (docs/hsm/softhsm2.md): it would refuse to start.
     throw new ConfigError(['QKMS_PKCS11_INIT_ARGS is not for SoftHSM2 (it answers C_Initialize with CKR_ARGUMENTS_BAD when given an init string); leave it unset']);
   }
+  const regions = servedRegions(value.QKMS_REGION, value.QKMS_REGIONS, value.QKMS_ARN_FORMAT);
   return deepFreeze({
     port: value.QKMS_PORT,
     host: value.QKMS_HOST,
@@ -117,6 +121,7 @@ export function loadConfig(env: Env): Config {
     storePoolSize: value.QKMS_STORE_POOL_SIZE,
     accountId: value.QKMS_ACCOUNT_ID,
     region: value.QKMS_REGION,
+    regions,
     arnFormat: value.QKMS_ARN_FORMAT,
     adminCredential: isDevelopmentDefault
       ? { ...DEVELOPMENT_CREDENTIAL, isDevelopmentDefault }
@@ -196,4 +201,22 @@ function deepFreeze<T>(value: T): T {
     Object.freeze(value);
   }
   return value;
+}
+
+/**
+ * QKMS_REGIONS as a list with QKMS_REGION first. Several regions need QKMS_ARN_FORMAT=aws: a
+ * verenc ARN (`arn:verenc:<account>:key/<id>`) has no region, so the ARNs of a multi-Region key's
+ * primary and replicas would be one string, and a client could not tell which region's key it holds.
+ */
+function servedRegions(home: string, list: string | undefined, arnFormat: ArnFormat): string[] {
+  if (list === undefined) return [home];
+  const listed = list.split(',');
+  if (!listed.includes(home)) {
+    throw new ConfigError([`QKMS_REGIONS (${list}) must include QKMS_REGION (${home}): the home region is where the console, the CLI and keys stored before regions existed live`]);
+  }
+  const regions = [home, ...new Set(listed.filter((r) => r !== home))];
+  if (regions.length > 1 && arnFormat !== 'aws') {
+    throw new ConfigError([`QKMS_REGIONS serves ${regions.length} regions, which needs QKMS_ARN_FORMAT=aws: verenc ARNs (arn:verenc:<account>:key/<id>) carry no region, so a key's ARN could not say which region's key it names`]);
+  }
+  return regions;
 }

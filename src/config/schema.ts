@@ -2,6 +2,10 @@ import Joi from 'joi';
 import { DATA_KEY_WRAP_MODES } from '../hsm/capabilities';
 import { HSM_PROFILES } from '../hsm/profiles';
 
+/** An AWS region id (us-east-1, ap-southeast-2, us-gov-west-1), or `local`. */
+const REGION = /^[a-z]{2}(-[a-z]+)+-\d+$|^local$/;
+const REGION_LIST = /^([a-z]{2}(-[a-z]+)+-\d+|local)(,([a-z]{2}(-[a-z]+)+-\d+|local))*$/;
+
 /** Environment variables QKMS understands, with type, range, default and the reason for each. */
 export const configSchema = Joi.object({
   QKMS_PORT: Joi.number().integer().min(0).max(65535).default(8080),
@@ -15,7 +19,10 @@ export const configSchema = Joi.object({
   QKMS_STORE_POOL_SIZE: Joi.number().integer().min(1).max(100).default(10),
   QKMS_STORE_URL: Joi.string().uri({ scheme: ['postgres', 'postgresql'] }).messages({ 'string.uriCustomScheme': '{{#label}} must be a postgres:// or postgresql:// URL' }),
   QKMS_ACCOUNT_ID: Joi.string().pattern(/^\d{12}$/).default('111122223333'),
-  QKMS_REGION: Joi.string().pattern(/^[a-z]{2}(-[a-z]+)+-\d+$|^local$/).default('us-east-1'),
+  QKMS_REGION: Joi.string().pattern(REGION).default('us-east-1'),
+  // Every region this deployment serves (comma-separated), QKMS_REGION among them: keys are
+  // regional, and multi-Region keys replicate between them. Unset: QKMS_REGION alone.
+  QKMS_REGIONS: Joi.string().pattern(REGION_LIST).messages({ 'string.pattern.base': '{{#label}} must be a comma-separated list of regions such as us-east-1,eu-west-1' }),
   // verenc: the seed page's `arn:verenc:<account>:key/<id>`; aws: the six-part ARN that the AWS
   // Encryption SDK requires (pkcs11-and-clients.md §4).
   QKMS_ARN_FORMAT: Joi.string().valid('verenc', 'aws').default('verenc'),

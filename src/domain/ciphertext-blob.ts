@@ -1,6 +1,6 @@
 import { InvalidCiphertextException } from '../errors/kms-errors';
 import { GCM_IV_BYTES, GCM_TAG_BYTES } from '../hsm/hsm';
-import { keyIdFromBytes, keyIdToBytes } from './key-ref';
+import { isMultiRegionKeyId, keyIdFromBytes, keyIdToBytes } from './key-ref';
 
 /**
  * QKMS CiphertextBlob, format version 1. Every multi-byte integer is big-endian.
@@ -9,7 +9,9 @@ import { keyIdFromBytes, keyIdToBytes } from './key-ref';
  *   0       1     format version = 0x01
  *   1       1     mechanism: 0x01 AES-256 key wrap with padding (RFC 5649) + HMAC-SHA-256
  *                            0x02 AES-256-GCM
- *   2       16    KMS key id (UUID bytes)
+ *                            0x03 AES-256-CBC + HMAC-SHA-256
+ *                  ORed with 0x80 when the key is multi-Region (its id is `mrk-` + the 16 bytes)
+ *   2       16    KMS key id (UUID bytes, or the 32 hex digits of a `mrk-` id)
  *   18      4     key material version (1, 2, … ; rotation adds versions)
  *   -- header ends at 22: it is authenticated by every mechanism --
  *
@@ -42,6 +44,9 @@ export enum BlobMechanism {
   AesCbcHmac = 3,
 }
 
+/** Set in the mechanism byte for a multi-Region key: its id is `mrk-` + hex, not a UUID. */
+const MULTI_REGION_FLAG = 0x80;
+
 export const CBC_IV_BYTES = 16;
 
 export interface BlobHeader {
@@ -58,7 +63,7 @@ export type ParsedBlob =
 export function packHeader(h: BlobHeader): Buffer {
   const out = Buffer.alloc(HEADER_BYTES);
   out.writeUInt8(FORMAT_VERSION, 0);
-  out.writeUInt8(h.mechanism, 1);
+  out.writeUInt8(h.mechanism | (isMultiRegionKeyId(h.keyId) ? MULTI_REGION_FLAG : 0), 1);
   keyIdToBytes(h.keyId).copy(out, 2);
   out.writeUInt32BE(h.materialVersion, 18);
   return out;
@@ -98,10 +103,11 @@ export function unpackBlob(blob: Buffer): ParsedBlob {
     throw new InvalidCiphertextException();
   }
   const header = blob.subarray(0, HEADER_BYTES);
-  const keyId = keyIdFromBytes(blob.subarray(2, 18));
+  const keyId = keyIdFromBytes(blob.subarray(2, 18), (blob[1] & MULTI_REGION_FLAG) !== 0);
+  const mechanism = blob[1] & ~MULTI_REGION_FLAG;
   const materialVersion = blob.readUInt32BE(18);
   if (materialVersion === 0) throw new InvalidCiphertextException();
-  if (blob[1] === BlobMechanism.AesKwpHmac) {
+  if (mechanism === BlobMechanism.AesKwpHmac) {
     if (blob.length < HEADER_BYTES + 4 + HMAC_BYTES) throw new InvalidCiphertextException();
     const dataKeyLength = blob.readUInt16BE(22);
     const wrappedLength = blob.readUInt16BE(24);
@@ -114,14 +120,14 @@ export function unpackBlob(blob: Buffer): ParsedBlob {
       wrapped: blob.subarray(26, macAt), macInput: blob.subarray(0, macAt), mac: blob.subarray(macAt),
     };
   }
-  if (blob[1] === BlobMechanism.AesGcm) {
+  if (mechanism === BlobMechanism.AesGcm) {
     if (blob.length < HEADER_BYTES + GCM_IV_BYTES + GCM_TAG_BYTES) throw new InvalidCiphertextException();
     return {
       mechanism: BlobMechanism.AesGcm, keyId, materialVersion, header,
       iv: blob.subarray(HEADER_BYTES, HEADER_BYTES + GCM_IV_BYTES), ciphertextAndTag: blob.subarray(HEADER_BYTES + GCM_IV_BYTES),
     };
   }
-  if (blob[1] === BlobMechanism.AesCbcHmac) {
+  if (mechanism === BlobMechanism.AesCbcHmac) {
     const macAt = blob.length - HMAC_BYTES;
     const ciphertextBytes = macAt - HEADER_BYTES - CBC_IV_BYTES;
     if (ciphertextBytes < 16 || ciphertextBytes % 16 !== 0) throw new InvalidCiphertextException();

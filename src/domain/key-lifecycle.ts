@@ -23,6 +23,8 @@ export const RETRY_MAX_MS = 60 * 60_000;
 export interface LifecycleDeps {
   hsm: Hsm;
   keys: KeyRepository;
+  /** The regions whose keys' deletions and rotations are due here (QKMS_REGIONS); unset: the keys view's region. */
+  regions?: readonly string[];
   clock: () => Date;
   logger: Logger;
   /** Told of every failed piece of scheduled work (the metrics count them). */
@@ -130,24 +132,27 @@ export async function runDueLifecycleWork(deps: LifecycleDeps, backoff = new Ret
   }
 
   const deleted: string[] = [];
-  for (const keyId of await deps.keys.keysDueForDeletion(now)) {
-    if (await attempt('deletion', keyId, () => deleteKeyAtEndOfWaitingPeriod(deps, keyId, now))) deleted.push(keyId);
-  }
-
   const rotated: string[] = [];
-  for (const keyId of await deps.keys.keysDueForRotation(now)) {
-    const done = await attempt('rotation', keyId, async () => {
-      const key = await deps.keys.getKey(keyId);
-      if (!key?.rotation) return false;
-      const nextRotation = { periodDays: key.rotation.periodDays, nextRotationDate: nextRotationDate(now, key.rotation.periodDays) };
-      // Reserved only if still Enabled and due (a key disabled meanwhile is refused, and its record
-      // says so); the new date is set with the activation, so a crash cannot rotate twice.
-      const version = await recorded(deps, 'RotateKey', keyId, () => rotateKeyMaterial(deps, key, { rotationType: 'AUTOMATIC', dueBy: now, nextRotation }), (v) => typeof v !== 'number');
-      if (typeof version !== 'number') return false;
-      deps.logger.info('key rotated automatically', { keyId, version });
-      return true;
-    });
-    if (done) rotated.push(keyId);
+  for (const region of deps.regions ?? [deps.keys.region]) {
+    // Deletions and rotations are regional (a multi-Region key rotates from its primary's region).
+    const regional = { ...deps, keys: deps.keys.inRegion(region) };
+    for (const keyId of await regional.keys.keysDueForDeletion(now)) {
+      if (await attempt('deletion', `${region}/${keyId}`, () => deleteKeyAtEndOfWaitingPeriod(regional, keyId, now))) deleted.push(keyId);
+    }
+    for (const keyId of await regional.keys.keysDueForRotation(now)) {
+      const done = await attempt('rotation', keyId, async () => {
+        const key = await regional.keys.getKey(keyId);
+        if (!key?.rotation) return false;
+        const nextRotation = { periodDays: key.rotation.periodDays, nextRotationDate: nextRotationDate(now, key.rotation.periodDays) };
+        // Reserved only if still Enabled and due (a key disabled meanwhile is refused, and its record
+        // says so); the new date is set with the activation, so a crash cannot rotate twice.
+        const version = await recorded(regional, 'RotateKey', keyId, () => rotateKeyMaterial(regional, key, { rotationType: 'AUTOMATIC', dueBy: now, nextRotation }), (v) => typeof v !== 'number');
+        if (typeof version !== 'number') return false;
+        deps.logger.info('key rotated automatically', { keyId, version });
+        return true;
+      });
+      if (done) rotated.push(keyId);
+    }
   }
   const expired: string[] = [];
   for (const { keyId, version } of await deps.keys.materialsDueToExpire(now)) {
@@ -175,14 +180,31 @@ export async function runDueLifecycleWork(deps: LifecycleDeps, backoff = new Ret
  * metadata with its aliases, tags and grants. A crash at any point leaves the claim, and the next
  * run resumes: destroying an object that is already gone is not an error. False when the key was
  * cancelled or is gone.
+ *
+ * A multi-Region key's material is shared by its regions' records: while another region holds the
+ * key, only this region's record goes (with its aliases, tags and grants) and the HSM objects stay.
+ * A primary whose replicas are still there (one was added while it was pending deletion) is not
+ * deleted: it waits in PendingReplicaDeletion, as if it had been scheduled with them.
+ * PendingReplicaDeletion whose replicas are all gone: its waiting period begins now.
  */
 async function deleteKeyAtEndOfWaitingPeriod(deps: LifecycleDeps, keyId: string, now: Date): Promise<boolean> {
   const key = await deps.keys.getKey(keyId);
   if (!key) return false;
+  if (key.state === 'PendingReplicaDeletion') {
+    const days = key.pendingWindowDays ?? 30;
+    await deps.keys.transitionState(keyId, ['PendingReplicaDeletion'], { state: 'PendingDeletion', deletionDate: new Date(now.getTime() + days * DAY_MS), pendingWindowDays: days });
+    deps.logger.info('the replicas of a multi-Region primary are deleted: its own waiting period begins', { keyId, region: deps.keys.region, days });
+    return false;
+  }
+  if (key.primaryRegion === deps.keys.region && !key.deletionStartedAt && (await deps.keys.keyRegions(keyId)).some((r) => r.region !== deps.keys.region)) {
+    await deps.keys.transitionState(keyId, ['PendingDeletion'], { state: 'PendingReplicaDeletion', deletionDate: null, pendingWindowDays: key.pendingWindowDays ?? 30 });
+    return false;
+  }
   if (!key.deletionStartedAt && !(await deps.keys.beginDeletion(keyId, now))) return false;
   // In the trail before anything irreversible happens: if it cannot be recorded, nothing is
   // destroyed and the deletion is retried (each attempt that goes ahead has its record).
   const destroyed = await recorded(deps, 'DeleteKey', keyId, async () => {
+    if (await deps.keys.deleteRegionRecord(keyId)) return 0;
     let n = 0;
     for (const m of await deps.keys.listMaterialsOf(keyId)) n += await destroyObjects(deps.hsm, m.objects);
     for (const intent of (await deps.keys.listIntents()).filter((i) => i.keyId === keyId)) n += await destroyObjects(deps.hsm, intent.objects);
@@ -190,6 +212,6 @@ async function deleteKeyAtEndOfWaitingPeriod(deps: LifecycleDeps, keyId: string,
     await deps.keys.deleteKey(keyId);
     return n;
   });
-  deps.logger.info('key deleted at the end of its waiting period', { keyId, objectsDestroyed: destroyed });
+  deps.logger.info('key deleted at the end of its waiting period', { keyId, region: deps.keys.region, objectsDestroyed: destroyed });
   return true;
 }

@@ -40,15 +40,21 @@ function parseArn(input: string): KeyRef {
   return ALIAS_NAME.test(aliasName) ? { kind: 'aliasArn', aliasName, account, region } : { kind: 'invalid', reason: 'arn' };
 }
 
-/** UUID text <-> the 16 bytes stored in a ciphertext blob. */
+/** Key id text <-> the 16 bytes stored in a ciphertext blob: a UUID's, or the 32 hex digits after `mrk-`. */
 export function keyIdToBytes(keyId: string): Buffer {
+  if (/^mrk-[0-9a-f]{32}$/.test(keyId)) return Buffer.from(keyId.slice(4), 'hex');
   if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(keyId)) {
-    throw new Error('only UUID key ids are stored in ciphertext blobs');
+    throw new Error('only UUID and mrk- key ids are stored in ciphertext blobs');
   }
   return Buffer.from(keyId.replace(/-/g, ''), 'hex');
 }
 
-export function keyIdFromBytes(bytes: Buffer): string {
+export function keyIdFromBytes(bytes: Buffer, isMultiRegion = false): string {
   const h = bytes.toString('hex');
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+  return isMultiRegion ? `mrk-${h}` : `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+/** A multi-Region key's id: `mrk-` and 32 lowercase hex digits. */
+export function isMultiRegionKeyId(keyId: string): boolean {
+  return keyId.startsWith('mrk-');
 }

@@ -11,14 +11,21 @@ export type KeyState = 'Enabled' | 'Disabled' | 'PendingDeletion' | 'PendingImpo
 export function assertUsableForCrypto(state: KeyState, keyArn: string): void {
   if (state === 'Enabled') return;
   if (state === 'Disabled') throw DisabledException.forKey(keyArn);
-  if (state === 'PendingDeletion') throw KMSInvalidStateException.pendingDeletion(keyArn);
+  assertNotPendingDeletion(state, keyArn);
   throw KMSInvalidStateException.pendingImport(keyArn);
 }
 
-/** TagResource, CreateAlias, UpdateKeyDescription, …: every state but PendingDeletion (S3). */
+/**
+ * TagResource, CreateAlias, UpdateKeyDescription, …: every state but PendingDeletion (S3) and
+ * PendingReplicaDeletion (a primary waiting for its replicas' deletion: refused as pending deletion is).
+ */
 export function assertNotPendingDeletion(state: KeyState, keyArn: string): void {
   if (state === 'PendingDeletion') throw KMSInvalidStateException.pendingDeletion(keyArn);
+  if (state === 'PendingReplicaDeletion') throw KMSInvalidStateException.pendingReplicaDeletion(keyArn);
 }
+
+/** The states in which a key's deletion is scheduled (CancelKeyDeletion stops it). */
+export const DELETION_STATES: readonly KeyState[] = ['PendingDeletion', 'PendingReplicaDeletion'];
 
 /** EnableKey and DisableKey: Enabled or Disabled; PendingDeletion S3, PendingImport S5 (a key without its material cannot be enabled). */
 export function assertEnabledOrDisabled(state: KeyState, keyArn: string): void {

@@ -31,14 +31,15 @@ export class KeyUsageTracker {
     this.timer.unref();
   }
 
-  note(keyId: string, operation: string, requestId: string, at = new Date()): void {
-    const seen = this.pending.get(keyId);
-    if (!seen || seen.at <= at) this.pending.set(keyId, { keyId, operation, at, requestId });
+  /** A use of the key's record in `region` (a multi-Region key's records are used, and reported, apart). */
+  note(keyId: string, region: string, operation: string, requestId: string, at = new Date()): void {
+    const seen = this.pending.get(`${region}/${keyId}`);
+    if (!seen || seen.at <= at) this.pending.set(`${region}/${keyId}`, { keyId, region, operation, at, requestId });
   }
 
-  /** This process's note for the key not yet written, if any. */
-  unwritten(keyId: string): KeyLastUsage | undefined {
-    return this.pending.get(keyId) ?? this.writing.get(keyId);
+  /** This process's note for the key's record in `region` not yet written, if any. */
+  unwritten(keyId: string, region: string): KeyLastUsage | undefined {
+    return this.pending.get(`${region}/${keyId}`) ?? this.writing.get(`${region}/${keyId}`);
   }
 
   /** Writes what was noted; a failed write keeps the notes for the next (older ones give way to newer). */
@@ -51,7 +52,7 @@ export class KeyUsageTracker {
       try {
         await this.keys.recordKeyUsage([...batch.values()]);
       } catch (err) {
-        for (const u of batch.values()) if (!this.pending.has(u.keyId)) this.pending.set(u.keyId, u);
+        for (const [slot, u] of batch) if (!this.pending.has(slot)) this.pending.set(slot, u);
         this.onError(err);
       } finally {
         this.writing = new Map();

@@ -46,6 +46,10 @@ export class KMSInvalidStateException extends KmsError {
   static pendingDeletion(keyArn: string): KMSInvalidStateException {
     return new KMSInvalidStateException(`${keyArn} is pending deletion.`);
   }
+  /** A multi-Region primary scheduled for deletion while replicas remain (our wording: AWS's is not recorded). */
+  static pendingReplicaDeletion(keyArn: string): KMSInvalidStateException {
+    return new KMSInvalidStateException(`${keyArn} is pending replica deletion.`);
+  }
   static pendingImport(keyArn: string): KMSInvalidStateException {
     return new KMSInvalidStateException(`${keyArn} is pending import.`);
   }

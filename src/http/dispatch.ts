@@ -1,6 +1,6 @@
 import type { NextFunction, Request, Response } from 'express';
 import { SerializationException, ThrottlingException, UnknownOperationException } from '../errors/kms-errors';
-import type { GatewayDeps } from '../operations/context';
+import { regionalDeps, type GatewayDeps } from '../operations/context';
 import { registry } from '../operations/registry';
 import { validateInput } from '../operations/validate-input';
 import { parseKeyRef } from '../domain/key-ref';
@@ -20,12 +20,15 @@ const TARGET = /^TrentService\.([A-Za-z]+)$/;
  * work), are never refused.
  */
 export function dispatch(deps: GatewayDeps) {
+  const byRegion = regionalDeps(deps);
   return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
     try {
       if (deps.hsm.pendingCalls() >= deps.config.pkcs11.maxQueued) {
         throw new ThrottlingException('The HSM is busy: too many requests are waiting for it. Retry with backoff.');
       }
       const l = locals(res);
+      // The signed scope's region, one sigv4 accepted: keys and ARNs are that region's.
+      const regional = byRegion.get(l.region!) ?? deps;
       const name = TARGET.exec(req.get('x-amz-target') ?? '')?.[1];
       const operation = name ? registry.get(name) : undefined;
       if (!name || !operation) throw UnknownOperationException.create();
@@ -33,7 +36,7 @@ export function dispatch(deps: GatewayDeps) {
       const input = validateInput(operation.schema, parseBody(req.body));
       const used: string[] = [];
       const output = await operation.handle(input, {
-        deps,
+        deps: regional,
         requestId: l.requestId,
         principal: l.principal!,
         log: l.log.child({ operation: name }),
@@ -46,7 +49,7 @@ export function dispatch(deps: GatewayDeps) {
       if (deps.usage && TRACKED_OPERATIONS.has(name)) {
         for (const arn of used) {
           const ref = parseKeyRef(arn);
-          if (ref.kind === 'keyArn') deps.usage.note(ref.keyId, name, l.requestId);
+          if (ref.kind === 'keyArn') deps.usage.note(ref.keyId, regional.scope.region, name, l.requestId);
         }
       }
       // Operations without output answer 200 with an empty body (kms-protocol.md §1).

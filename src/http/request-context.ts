@@ -13,6 +13,8 @@ export interface RequestLocals {
   errorType?: string;
   /** Set by sigv4 once the signature verified. */
   principal?: Principal;
+  /** The region of the verified credential scope (one of QKMS_REGIONS). */
+  region?: string;
   /** A probe or scrape (/health, /ready, /metrics): not a KMS request, so neither audited nor counted. */
   isProbe?: boolean;
 }

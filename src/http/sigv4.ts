@@ -12,7 +12,8 @@ import { signature, SigningKeys } from './signature';
 
 export interface SigV4Options {
   principals: PrincipalStore;
-  region: string;
+  /** The regions served (QKMS_REGIONS): a credential scoped to any of them is accepted. */
+  regions: readonly string[];
   clockSkewSeconds: number;
   now: () => Date;
 }
@@ -32,7 +33,8 @@ export function sigv4(options: SigV4Options) {
   const signingKeys = new SigningKeys();
   return (req: Request, res: Response, next: NextFunction): void => {
     try {
-      locals(res).principal = verify(req, options, signingKeys);
+      const { principal, region } = verify(req, options, signingKeys);
+      Object.assign(locals(res), { principal, region });
       next();
     } catch (err) {
       next(err);
@@ -40,7 +42,7 @@ export function sigv4(options: SigV4Options) {
   };
 }
 
-function verify(req: Request, options: SigV4Options, signingKeys: SigningKeys): Principal {
+function verify(req: Request, options: SigV4Options, signingKeys: SigningKeys): { principal: Principal; region: string } {
   const header = req.get('authorization');
   if (!header) throw MissingAuthenticationTokenException.create();
   const parsed = parseAuthorization(header);
@@ -56,8 +58,9 @@ function verify(req: Request, options: SigV4Options, signingKeys: SigningKeys): 
   if (!credential || req.get('x-amz-security-token') !== undefined) throw UnrecognizedClientException.create();
   if (service !== 'kms') throw new InvalidSignatureException("Credential should be scoped to correct service: 'kms'. ");
   // AWS's words, then what this gateway serves: a client defaulting to another region is the usual cause.
-  if (region !== options.region) {
-    throw new InvalidSignatureException(`Credential should be scoped to a valid region, not '${region}'. This gateway serves region '${options.region}' (QKMS_REGION): set the client's region to it.`);
+  if (!options.regions.includes(region)) {
+    const served = options.regions.length === 1 ? `region '${options.regions[0]}' (QKMS_REGION)` : `regions ${options.regions.map((r) => `'${r}'`).join(', ')} (QKMS_REGIONS)`;
+    throw new InvalidSignatureException(`Credential should be scoped to a valid region, not '${region}'. This gateway serves ${served}: set the client's region to ${options.regions.length === 1 ? 'it' : 'one of them'}.`);
   }
   const amzDate = req.get('x-amz-date');
   if (!amzDate) throw new IncompleteSignatureException("Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.");
@@ -86,7 +89,7 @@ function verify(req: Request, options: SigV4Options, signingKeys: SigningKeys): 
   const request = { method: req.method, path: '/', headers, payloadHash: bodyHash, amzDate };
   const expected = signature(request, signingKeys.get(credential.secretAccessKey, scopeDate, region, 'kms'));
   if (!timingSafeEqualHex(expected, parsed.signature)) throw InvalidSignatureException.mismatch();
-  return { accessKeyId, principalArn: credential.principalArn, policy: credential.policy, rateLimitPerSecond: credential.rateLimitPerSecond };
+  return { principal: { accessKeyId, principalArn: credential.principalArn, policy: credential.policy, rateLimitPerSecond: credential.rateLimitPerSecond }, region };
 }
 
 function parseAuthorization(header: string): { credential: string; signedHeaders: string[]; signature: string } {

@@ -1,4 +1,5 @@
 import type { KeyRecord } from '../domain/key-repository';
+import { DELETION_STATES } from '../domain/key-state';
 import { KMSInvalidStateException } from '../errors/kms-errors';
 import type { Operation, OperationContext } from './context';
 import { Joi, keyIdSchema } from './shared-schemas';
@@ -15,7 +16,7 @@ async function stateAfterCancel(ctx: OperationContext, key: KeyRecord): Promise<
 }
 
 /**
- * PendingDeletion -> Disabled (PendingImport for an imported key without its material), not the state before (kms-protocol.md §5); any other state is S4.
+ * PendingDeletion or PendingReplicaDeletion -> Disabled (PendingImport for an imported key without its material), not the state before (kms-protocol.md §5); any other state is S4.
  * Compare-and-set against the scheduler: once it has claimed the key (its waiting period over),
  * a cancel is refused rather than answered 200 for a key that is being destroyed.
  */
@@ -24,10 +25,10 @@ export const cancelKeyDeletion: Operation<{ KeyId: string }> = {
   async handle(input, ctx) {
     const resolved = await useKey(ctx, input.KeyId, { allowAlias: false, action: 'kms:CancelKeyDeletion' });
     const check = (key: KeyRecord) => {
-      if (key.state !== 'PendingDeletion') throw KMSInvalidStateException.notPendingDeletion(resolved.arn);
+      if (!DELETION_STATES.includes(key.state)) throw KMSInvalidStateException.notPendingDeletion(resolved.arn);
       if (key.deletionStartedAt) throw KMSInvalidStateException.deletionUnderWay(resolved.arn);
     };
-    await transitionKey(ctx, resolved, ['PendingDeletion'], check, { state: await stateAfterCancel(ctx, resolved.key), deletionDate: null, pendingWindowDays: null });
+    await transitionKey(ctx, resolved, DELETION_STATES, check, { state: await stateAfterCancel(ctx, resolved.key), deletionDate: null, pendingWindowDays: null });
     return { KeyId: resolved.arn };
   },
 };

@@ -34,6 +34,20 @@ export interface GatewayDeps {
   usage?: KeyUsageTracker;
 }
 
+/**
+ * The gateway as one served region sees it (QKMS_REGIONS): the same parts, with the region's ARN
+ * scope and its view of the key store. Built once per region (dispatch, the scheduler); the home
+ * region's is `deps` itself.
+ */
+export function regionalDeps(deps: GatewayDeps): ReadonlyMap<string, GatewayDeps> {
+  return new Map(deps.config.regions.map((region) => [region, inRegion(deps, region)]));
+}
+
+/** The gateway as `region` sees it (ReplicateKey and UpdatePrimaryRegion reach the other region's record). */
+export function inRegion(deps: GatewayDeps, region: string): GatewayDeps {
+  return region === deps.scope.region ? deps : { ...deps, scope: { ...deps.scope, region }, keys: deps.keys.inRegion(region) };
+}
+
 export interface OperationContext {
   deps: GatewayDeps;
   requestId: string;

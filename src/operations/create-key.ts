@@ -49,7 +49,7 @@ export const createKey: Operation<CreateKeyInput> = {
     const { keySpec, keyUsage } = checkSpec(input);
     const tags = checkTags(input.Tags ?? []);
     if (input.Policy !== undefined) await checkNewKeyPolicy(input.Policy, ctx, { isBypassed: input.BypassPolicyLockoutSafetyCheck === true });
-    const spec = { keySpec, keyUsage, description: input.Description ?? '', tags, policy: input.Policy };
+    const spec = { keySpec, keyUsage, description: input.Description ?? '', tags, policy: input.Policy, isMultiRegion: input.MultiRegion === true };
     const key = input.Origin === 'EXTERNAL' ? await createExternalKey(ctx.deps, spec) : await createKeyInHsm(ctx.deps, spec);
     ctx.noteKey(keyArn(ctx.deps.scope, key.keyId));
     return { KeyMetadata: await keyMetadata(key, ctx.deps) };
@@ -76,7 +76,11 @@ export function checkSpec(input: Pick<CreateKeyInput, 'KeySpec' | 'KeyUsage' | '
     throw new UnsupportedOperationException(`Origin ${input.Origin} is not supported: key material is generated in the HSM (AWS_KMS) or imported (EXTERNAL).`);
   }
   if (input.XksKeyId) throw new UnsupportedOperationException('XksKeyId names a key in an external key store, which this gateway does not offer.');
-  if (input.MultiRegion) throw new UnsupportedOperationException('Multi-Region keys are not supported.');
+  if (input.MultiRegion && input.Origin === 'EXTERNAL') {
+    // AWS imports material into each replica separately; here a key id's material is one set of HSM
+    // objects shared by its regions (docs/crypto.md "Multi-Region keys").
+    throw new UnsupportedOperationException('Multi-Region keys with Origin EXTERNAL are not supported by this gateway: a multi-Region key shares one HSM material among its regions, so its material is generated in the HSM (AWS_KMS).');
+  }
   return { keySpec, keyUsage };
 }
 
@@ -116,16 +120,18 @@ async function createExternalKey(deps: GatewayDeps, spec: { keySpec: KeySpec; ke
  */
 export async function createKeyInHsm(
   deps: GatewayDeps,
-  spec: { keySpec: KeySpec; keyUsage: KeyUsage; description: string; tags: Tag[]; policy?: string; keyId?: string; rotationPeriodDays?: number },
+  spec: { keySpec: KeySpec; keyUsage: KeyUsage; description: string; tags: Tag[]; policy?: string; keyId?: string; rotationPeriodDays?: number; isMultiRegion?: boolean },
 ): Promise<KeyRecord> {
   const problem = keySpecProblem(deps.hsm.capabilities(), spec.keySpec, spec.keyUsage);
   if (problem) throw new UnsupportedOperationException(`KeySpec ${spec.keySpec} with KeyUsage ${spec.keyUsage}: ${problem}.`);
-  const keyId = spec.keyId ?? crypto.randomUUID();
+  // A multi-Region key's id is `mrk-` and 32 hex digits; this region holds its primary.
+  const keyId = spec.keyId ?? (spec.isMultiRegion ? `mrk-${crypto.randomBytes(16).toString('hex')}` : crypto.randomUUID());
   const now = deps.clock();
   const key: KeyRecord = {
     keyId, createdAt: now, description: spec.description, keyUsage: spec.keyUsage, keySpec: spec.keySpec,
     origin: 'AWS_KMS', state: 'Enabled', currentMaterialVersion: 1, policy: spec.policy,
     ...(spec.rotationPeriodDays && { rotation: { periodDays: spec.rotationPeriodDays, nextRotationDate: nextRotationDate(now, spec.rotationPeriodDays) } }),
+    ...(spec.isMultiRegion && { primaryRegion: deps.scope.region }),
   };
   await createKeyWithMaterial(deps, key, spec.tags);
   return key;

@@ -14,7 +14,7 @@ export const getKeyLastUsage: Operation<{ KeyId: string }> = {
   async handle(input, ctx) {
     const { key } = await useKey(ctx, input.KeyId, { allowAlias: false, action: 'kms:GetKeyLastUsage' });
     const stored = await ctx.deps.keys.getKeyUsage(key.keyId);
-    const mine = ctx.deps.usage?.unwritten(key.keyId);
+    const mine = ctx.deps.usage?.unwritten(key.keyId, ctx.deps.scope.region);
     const last = mine && (!stored.usage || mine.at > stored.usage.at) ? mine : stored.usage;
     const trackingStart = stored.trackingStartedAt > key.createdAt ? stored.trackingStartedAt : key.createdAt;
     return {

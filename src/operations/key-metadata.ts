@@ -23,7 +23,8 @@ export async function keyMetadata(key: KeyRecord, deps: GatewayDeps): Promise<Re
     CustomerMasterKeySpec: key.keySpec,
     KeySpec: key.keySpec,
     ...algorithmsOf(key),
-    MultiRegion: false,
+    MultiRegion: key.primaryRegion !== undefined,
+    ...(key.primaryRegion !== undefined && { MultiRegionConfiguration: await multiRegionConfiguration(key, deps) }),
     // Present for symmetric keys only [O, kms-protocol.md §7].
     ...(material && key.keySpec === 'SYMMETRIC_DEFAULT' && { CurrentKeyMaterialId: material.materialId }),
     // Imported material while it is there [O: absent before the import and after its deletion].
@@ -31,5 +32,19 @@ export async function keyMetadata(key: KeyRecord, deps: GatewayDeps): Promise<Re
       ExpirationModel: material.imported.expirationModel,
       ...(material.imported.validTo && { ValidTo: epochSeconds(material.imported.validTo) }),
     }),
+  };
+}
+
+/**
+ * A multi-Region key's primary and replicas as every region's record lists them: the primary
+ * (this key when it is), and the replicas (this key among them when it is one), in region order.
+ */
+async function multiRegionConfiguration(key: KeyRecord, deps: GatewayDeps): Promise<Record<string, unknown>> {
+  const at = (region: string) => ({ Arn: keyArn({ ...deps.scope, region }, key.keyId), Region: region });
+  const regions = await deps.keys.keyRegions(key.keyId);
+  return {
+    MultiRegionKeyType: key.primaryRegion === deps.scope.region ? 'PRIMARY' : 'REPLICA',
+    PrimaryKey: at(key.primaryRegion!),
+    ReplicaKeys: regions.filter((r) => r.region !== key.primaryRegion).map((r) => at(r.region)),
   };
 }

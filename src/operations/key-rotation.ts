@@ -26,7 +26,18 @@ export async function rotatableKey(keyId: string, ctx: OperationContext, action:
 async function enabledRotatableKey(keyId: string, ctx: OperationContext, action: string): Promise<ResolvedKey> {
   const resolved = await rotatableKey(keyId, ctx, action);
   assertUsableForCrypto(resolved.key.state, resolved.arn);
+  assertNotReplica(ctx, resolved);
   return resolved;
+}
+
+/**
+ * A multi-Region key's material and automatic rotation are shared by its regions and changed
+ * from its primary only, as AWS does (our wording: AWS's message is not recorded).
+ */
+export function assertNotReplica(ctx: OperationContext, { key, arn }: ResolvedKey): void {
+  if (key.primaryRegion !== undefined && key.primaryRegion !== ctx.deps.scope.region) {
+    throw new UnsupportedOperationException(`${arn} is a multi-Region replica key: its rotation is managed from its primary key in ${key.primaryRegion}.`);
+  }
 }
 
 /**

@@ -43,6 +43,8 @@ import { verify } from './verify';
 import { deriveSharedSecret } from './derive-shared-secret';
 import { connectCustomKeyStore } from './connect-custom-key-store';
 import { getKeyLastUsage } from './get-key-last-usage';
+import { replicateKey } from './replicate-key';
+import { updatePrimaryRegion } from './update-primary-region';
 import { createCustomKeyStore } from './create-custom-key-store';
 import { deleteCustomKeyStore } from './delete-custom-key-store';
 import { describeCustomKeyStores } from './describe-custom-key-stores';
@@ -94,6 +96,7 @@ export const registry: ReadonlyMap<string, Operation> = new Map<string, Operatio
   ['ListRetirableGrants', listRetirableGrants],
   ['PutKeyPolicy', putKeyPolicy],
   ['ReEncrypt', reEncrypt],
+  ['ReplicateKey', replicateKey],
   ['RetireGrant', retireGrant],
   ['RevokeGrant', revokeGrant],
   ['RotateKeyOnDemand', rotateKeyOnDemand],
@@ -104,6 +107,7 @@ export const registry: ReadonlyMap<string, Operation> = new Map<string, Operatio
   ['UpdateAlias', updateAlias],
   ['UpdateCustomKeyStore', updateCustomKeyStore],
   ['UpdateKeyDescription', updateKeyDescription],
+  ['UpdatePrimaryRegion', updatePrimaryRegion],
   ['Verify', verify],
   ['VerifyMac', verifyMac],
 ]);

@@ -2,7 +2,7 @@ import { rotateKeyMaterial } from '../domain/key-material';
 import type { KeyRecord } from '../domain/key-repository';
 import { ConflictException, KMSInvalidStateException, LimitExceededException, UnsupportedOperationException } from '../errors/kms-errors';
 import type { Operation, OperationContext } from './context';
-import { refusedBecauseOfState } from './key-rotation';
+import { assertNotReplica, refusedBecauseOfState } from './key-rotation';
 import { Joi, keyIdSchema } from './shared-schemas';
 import { useKey, type ResolvedKey } from './use-key';
 
@@ -17,6 +17,7 @@ export const rotateKeyOnDemand: Operation<{ KeyId: string }> = {
     // spec, refused with an empty message.
     const resolved = await useKey(ctx, input.KeyId, { allowAlias: false, action: 'kms:RotateKeyOnDemand', state: 'usableForCrypto' });
     if (resolved.key.keySpec !== 'SYMMETRIC_DEFAULT') throw new UnsupportedOperationException('');
+    assertNotReplica(ctx, resolved);
     const { key, arn } = resolved;
     if (key.origin === 'EXTERNAL') return rotateToImportedMaterial(ctx, resolved);
     if (isAutomaticRotationImminent(key, ctx.deps.clock())) {

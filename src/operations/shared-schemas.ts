@@ -104,6 +104,8 @@ export interface StringMapSchema extends JoiBase.AnySchema<Record<string, string
 }
 
 export const keyIdSchema = Joi.string().min(1).max(2048);
+/** RegionType in the AWS model (ReplicateKey, UpdatePrimaryRegion). */
+export const regionSchema = Joi.string().min(1).max(32).pattern(/^([a-z]+-){2,3}\d+$/);
 export const encryptionContextSchema = Joi.stringMap();
 export const grantTokensSchema = Joi.array().items(Joi.string().min(1).max(8192)).max(10);
 export const tagsSchema = Joi.array().items(

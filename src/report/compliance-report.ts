@@ -22,6 +22,8 @@ export interface ObjectFinding {
 export interface KeyReport {
   keyId: string;
   keyArn: string;
+  /** The region of this record (a multi-Region key has one per region, sharing its material). */
+  region: string;
   description: string;
   keySpec: string;
   keyUsage: string;
@@ -63,17 +65,20 @@ const iso = (d: Date) => d.toISOString();
  * (Hsm.inspectKeyObjects); and the audit trail's verification. No secret value is read.
  */
 export async function buildComplianceReport(
-  source: { keys: KeyRepository; hsm: Hsm; scope: ArnScope },
+  source: { keys: KeyRepository; hsm: Hsm; scope: ArnScope; regions?: readonly string[] },
   about: { dataDir: string; token: { label: string; module: string }; now: Date },
   onProgress: (message: string) => void = () => {},
 ): Promise<ComplianceReport> {
-  const ids = await source.keys.listKeys(0, Number.MAX_SAFE_INTEGER);
   const keys: KeyReport[] = [];
-  for (const [i, { keyId }] of ids.entries()) {
-    onProgress(`key ${i + 1}/${ids.length}: ${keyId}`);
-    const report = await keyReport(source, keyId);
-    if (!report) continue; // deleted between listing and reading (a gateway runs beside us)
-    keys.push(report);
+  for (const region of source.regions ?? [source.scope.region]) {
+    const regional = { ...source, keys: source.keys.inRegion(region), scope: { ...source.scope, region } };
+    const ids = await regional.keys.listKeys(0, Number.MAX_SAFE_INTEGER);
+    for (const [i, { keyId }] of ids.entries()) {
+      onProgress(`${region} key ${i + 1}/${ids.length}: ${keyId}`);
+      const report = await keyReport(regional, keyId);
+      if (!report) continue; // deleted between listing and reading (a gateway runs beside us)
+      keys.push(report);
+    }
   }
   const survey = await surveyToken(source.keys, source.hsm);
   onProgress('verifying the audit trail');
@@ -109,6 +114,7 @@ async function keyReport(source: { keys: KeyRepository; hsm: Hsm; scope: ArnScop
   return {
     keyId,
     keyArn: keyArn(source.scope, keyId),
+    region: source.scope.region,
     description: key.description,
     keySpec: key.keySpec,
     keyUsage: key.keyUsage,

@@ -9,15 +9,18 @@ const PASS_THROUGH = new Set<string>([
   'keysDueForDeletion', 'keysDueForRotation', 'grantTokenHashes', 'getGrant', 'listGrants', 'countGrants',
   'getAuditAnchor', 'setAuditAnchor', 'probeWrite', 'recordKeyIntent', 'abandonIntent', 'deleteIntent',
   'insertGrant', 'addGrantToken', 'deleteGrant', 'recordKeyUsage', 'getKeyUsage', 'close',
-  'materialsDueToExpire', 'getImportParameters', 'listImportParameters',
+  'materialsDueToExpire', 'getImportParameters', 'listImportParameters', 'keyRegions',
 ]);
 
-/** The cached reads: what every KMS request on a key asks (use-key.ts useKey, currentMaterial). */
+/**
+ * The cached reads: what every KMS request on a key asks (use-key.ts useKey, currentMaterial).
+ * Records and aliases are regional; material is shared by every region's record of a key id.
+ */
 type CachedRead = 'getKey' | 'getMaterial' | 'aliasTarget';
-const CACHED: Record<CachedRead, (args: unknown[]) => string> = {
-  getKey: ([keyId]) => `k:${keyId as string}`,
-  getMaterial: ([keyId, version]) => `m:${keyId as string}:${version as number}`,
-  aliasTarget: ([aliasName]) => `a:${aliasName as string}`,
+const CACHED: Record<CachedRead, (region: string, args: unknown[]) => string> = {
+  getKey: (region, [keyId]) => `k:${region}:${keyId as string}`,
+  getMaterial: (_region, [keyId, version]) => `m:${keyId as string}:${version as number}`,
+  aliasTarget: (region, [aliasName]) => `a:${region}:${aliasName as string}`,
 };
 
 export interface KeyCacheOptions {
@@ -64,14 +67,14 @@ export function cachingKeyRepository(inner: KeyRepository, options: KeyCacheOpti
     }
   };
 
-  const cachedRead = async (name: CachedRead, args: unknown[]): Promise<unknown> => {
-    if (options.maxAgeMs <= 0) return (inner[name] as (...a: unknown[]) => Promise<unknown>)(...args);
-    const key = CACHED[name](args);
+  const cachedRead = async (view: KeyRepository, name: CachedRead, args: unknown[]): Promise<unknown> => {
+    if (options.maxAgeMs <= 0) return (view[name] as (...a: unknown[]) => Promise<unknown>)(...args);
+    const key = CACHED[name](view.region, args);
     const hit = entries.get(key);
     if (hit && now() - hit.at < options.maxAgeMs) return hit.value;
     const startedAt = now();
     const seen = generation;
-    const value = deepFreeze(await (inner[name] as (...a: unknown[]) => Promise<unknown>)(...args));
+    const value = deepFreeze(await (view[name] as (...a: unknown[]) => Promise<unknown>)(...args));
     // Absent is not kept (a key made a moment later on another replica is found at once).
     if (value !== undefined && seen === generation) {
       entries.delete(key);
@@ -81,11 +84,20 @@ export function cachingKeyRepository(inner: KeyRepository, options: KeyCacheOpti
     return value;
   };
 
-  return new Proxy(inner, {
+  // One proxy per region's view, all sharing the cache: a write through any view empties it.
+  const views = new Map<string, KeyRepository>();
+  const wrap = (view: KeyRepository): KeyRepository => new Proxy(view, {
     get(target, prop, receiver) {
       const original = Reflect.get(target, prop, receiver) as unknown;
       if (typeof prop !== 'string' || typeof original !== 'function') return original;
-      if (Object.hasOwn(CACHED, prop)) return (...args: unknown[]) => cachedRead(prop as CachedRead, args);
+      if (prop === 'inRegion') {
+        return (region: string) => {
+          let other = views.get(region);
+          if (!other) views.set(region, (other = wrap(target.inRegion(region))));
+          return other;
+        };
+      }
+      if (Object.hasOwn(CACHED, prop)) return (...args: unknown[]) => cachedRead(target, prop as CachedRead, args);
       if (PASS_THROUGH.has(prop)) return (original as (...a: unknown[]) => unknown).bind(target);
       return async (...args: unknown[]) => {
         invalidate();
@@ -98,6 +110,9 @@ export function cachingKeyRepository(inner: KeyRepository, options: KeyCacheOpti
       };
     },
   });
+  const home = wrap(inner);
+  views.set(inner.region, home);
+  return home;
 }
 
 /** Freezes a store record and what it holds (plain objects and arrays; a Date's value stays settable but nothing sets it). */

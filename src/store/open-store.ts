@@ -33,6 +33,7 @@ export async function openStore(config: Config, logger: Logger): Promise<OpenedS
       const keys = await PostgresKeyRepository.open(config.storeUrl, {
         poolSize: config.storePoolSize,
         ownerId: coordination.ownerId,
+        region: config.region,
         onIdleError: (err) => logger.warn('a pooled PostgreSQL connection failed while idle; the pool replaces it', { error: err.message }),
       });
       const cached = cachingKeyRepository(keys, {
@@ -49,6 +50,6 @@ export async function openStore(config: Config, logger: Logger): Promise<OpenedS
   const file = path.join(config.dataDir, 'qkms.db');
   const isNew = !fs.existsSync(file);
   const coordination = new LocalCoordination();
-  const keys = new SqliteKeyRepository(file, { ownerId: coordination.ownerId });
+  const keys = new SqliteKeyRepository(file, { ownerId: coordination.ownerId, region: config.region });
   return { keys: cachingKeyRepository(keys, { maxAgeMs: config.keyCacheMs }), coordination, isNew, kind: 'sqlite', rateBuckets: new LocalTokenPool() };
 }

@@ -142,3 +142,68 @@ describe('Key state x operation matrix (kms-protocol.md §5)', () => {
     }
   }
 });
+
+/**
+ * The same matrix for a multi-Region primary (QKMS_REGIONS, AWS ARNs), with the states only such a
+ * key has and the operations only it takes: Enabled, Disabled and PendingReplicaDeletion with a
+ * replica in us-west-2, PendingDeletion without one (a primary with replicas waits for them).
+ *   SR: KMSInvalidStateException "<ARN> is pending replica deletion."
+ */
+type MrkState = 'Enabled' | 'Disabled' | 'PendingDeletion' | 'PendingReplicaDeletion';
+type MrkOutcome = 'ok' | 'D' | 'S' | 'S4' | 'SR';
+const MRK_MATRIX: Array<{ op: string; body: (keyId: string) => Record<string, unknown>; outcomes: MrkOutcome[] }> = [
+  { op: 'Encrypt', body: (k) => ({ KeyId: k, Plaintext: 'AA==' }), outcomes: ['ok', 'D', 'S', 'SR'] },
+  { op: 'GenerateDataKey', body: (k) => ({ KeyId: k, KeySpec: 'AES_256' }), outcomes: ['ok', 'D', 'S', 'SR'] },
+  { op: 'CreateGrant', body: (k) => ({ KeyId: k, GranteePrincipal: 'arn:aws:iam::111122223333:role/r', Operations: ['Decrypt'] }), outcomes: ['ok', 'D', 'S', 'SR'] },
+  { op: 'EnableKey', body: (k) => ({ KeyId: k }), outcomes: ['ok', 'ok', 'S', 'SR'] },
+  { op: 'DisableKey', body: (k) => ({ KeyId: k }), outcomes: ['ok', 'ok', 'S', 'SR'] },
+  { op: 'ScheduleKeyDeletion', body: (k) => ({ KeyId: k }), outcomes: ['ok', 'ok', 'S', 'SR'] },
+  { op: 'CancelKeyDeletion', body: (k) => ({ KeyId: k }), outcomes: ['S4', 'S4', 'ok', 'ok'] },
+  { op: 'TagResource', body: (k) => ({ KeyId: k, Tags: [{ TagKey: 'k', TagValue: 'v' }] }), outcomes: ['ok', 'ok', 'S', 'SR'] },
+  { op: 'UpdateKeyDescription', body: (k) => ({ KeyId: k, Description: 'd' }), outcomes: ['ok', 'ok', 'S', 'SR'] },
+  { op: 'EnableKeyRotation', body: (k) => ({ KeyId: k }), outcomes: ['ok', 'D', 'S', 'SR'] },
+  { op: 'RotateKeyOnDemand', body: (k) => ({ KeyId: k }), outcomes: ['ok', 'D', 'S', 'SR'] },
+  { op: 'GetKeyRotationStatus', body: (k) => ({ KeyId: k }), outcomes: ['ok', 'ok', 'ok', 'ok'] },
+  { op: 'DescribeKey', body: (k) => ({ KeyId: k }), outcomes: ['ok', 'ok', 'ok', 'ok'] },
+  { op: 'ReplicateKey', body: (k) => ({ KeyId: k, ReplicaRegion: 'eu-west-1' }), outcomes: ['ok', 'ok', 'S', 'SR'] },
+  { op: 'UpdatePrimaryRegion', body: (k) => ({ KeyId: k, PrimaryRegion: 'us-west-2' }), outcomes: ['ok', 'ok', 'S', 'SR'] },
+];
+
+describe('Key state x operation matrix for a multi-Region primary', () => {
+  let gw: Harness;
+  before(async () => {
+    gw = await startGateway(integration().hsm, { QKMS_REGIONS: 'us-east-1,us-west-2,eu-west-1', QKMS_ARN_FORMAT: 'aws' });
+  });
+  after(() => gw.close());
+
+  const call = (op: string, body: unknown) => rawCall(gw.url, `TrentService.${op}`, JSON.stringify(body));
+
+  async function primaryIn(state: MrkState): Promise<string> {
+    const keyId = (await call('CreateKey', { MultiRegion: true })).json!.KeyMetadata.KeyId as string;
+    if (state !== 'PendingDeletion') assert.equal((await call('ReplicateKey', { KeyId: keyId, ReplicaRegion: 'us-west-2' })).status, 200);
+    if (state === 'Disabled') await call('DisableKey', { KeyId: keyId });
+    if (state === 'PendingDeletion' || state === 'PendingReplicaDeletion') {
+      assert.equal((await call('ScheduleKeyDeletion', { KeyId: keyId })).json!.KeyState, state);
+    }
+    return keyId;
+  }
+
+  for (const { op, body, outcomes } of MRK_MATRIX) {
+    (['Enabled', 'Disabled', 'PendingDeletion', 'PendingReplicaDeletion'] as const).forEach((state, i) => {
+      it(`${op} on a multi-Region primary ${state}: ${outcomes[i]}`, async () => {
+        const keyId = await primaryIn(state);
+        const res = await call(op, body(keyId));
+        const arn = `arn:aws:kms:us-east-1:111122223333:key/${keyId}`;
+        const expected = {
+          ok: undefined,
+          D: { __type: 'DisabledException', message: `${arn} is disabled.` },
+          S: { __type: 'KMSInvalidStateException', message: `${arn} is pending deletion.` },
+          S4: { __type: 'KMSInvalidStateException', message: `${arn} is not pending deletion.` },
+          SR: { __type: 'KMSInvalidStateException', message: `${arn} is pending replica deletion.` },
+        }[outcomes[i]];
+        if (expected === undefined) assert.equal(res.status, 200, res.text);
+        else assert.deepEqual([res.status, res.json], [400, expected]);
+      });
+    });
+  }
+});

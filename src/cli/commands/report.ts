@@ -31,14 +31,14 @@ export function reportCommand(cli: Cli): Command {
       let keys: SqliteKeyRepository;
       let hsm: Hsm;
       try {
-        keys = new SqliteKeyRepository(storeFile, { isReadOnly: true });
+        keys = new SqliteKeyRepository(storeFile, { isReadOnly: true, region: config.region });
         hsm = await openHsm(config, cli.logger());
       } catch (err) {
         throw new CliError(`cannot open the key store and HSM of ${config.dataDir}: ${describe(err)}`, EXIT.unavailable);
       }
       try {
         const report = await buildComplianceReport(
-          { keys, hsm: withDeadline(hsm, config.hsmTimeoutMs), scope: { accountId: config.accountId, region: config.region, format: config.arnFormat } },
+          { keys, hsm: withDeadline(hsm, config.hsmTimeoutMs), scope: { accountId: config.accountId, region: config.region, format: config.arnFormat }, regions: config.regions },
           { dataDir: config.dataDir, token: { label: config.pkcs11.tokenLabel, module: config.pkcs11.modulePath ?? 'embedded SoftHSM2' }, now: new Date() },
           (message) => cli.progress(message),
         ).catch((err: unknown) => {

@@ -21,6 +21,15 @@ describe('Configuration', () => {
     assert.deepEqual([c.port, c.arnFormat, c.region, c.pkcs11.pinFile], [9000, 'aws', 'eu-west-1', '/pin']);
   });
 
+  it('serves QKMS_REGION alone, or QKMS_REGIONS with QKMS_REGION first; several regions need AWS ARNs', () => {
+    assert.deepEqual(loadConfig({}).regions, ['us-east-1']);
+    assert.deepEqual(loadConfig({ QKMS_REGION: 'eu-west-1', QKMS_REGIONS: 'us-east-1,eu-west-1,us-east-1', QKMS_ARN_FORMAT: 'aws' }).regions, ['eu-west-1', 'us-east-1']);
+    assert.deepEqual(loadConfig({ QKMS_REGIONS: 'us-east-1' }).regions, ['us-east-1'], 'one region needs no AWS ARNs');
+    assert.throws(() => loadConfig({ QKMS_REGIONS: 'us-west-2,eu-west-1', QKMS_ARN_FORMAT: 'aws' }), (e: Error) => e instanceof ConfigError && /must include QKMS_REGION \(us-east-1\)/.test(e.message));
+    assert.throws(() => loadConfig({ QKMS_REGIONS: 'us-east-1,eu-west-1' }), (e: Error) => e instanceof ConfigError && /needs QKMS_ARN_FORMAT=aws: verenc ARNs/.test(e.message));
+    assert.throws(() => loadConfig({ QKMS_REGIONS: 'us-east-1, eu-west-1', QKMS_ARN_FORMAT: 'aws' }), (e: Error) => e instanceof ConfigError && /QKMS_REGIONS.*comma-separated list of regions/.test(e.message));
+  });
+
   it('reports every problem at once, including unknown QKMS_ names', () => {
     try {
       loadConfig({ QKMS_PORT: '-1', QKMS_ACCOUNT_ID: '12', QKMS_PROT: '1', OTHER: 'ignored' });

@@ -27,6 +27,19 @@ describe('CiphertextBlob format v1', () => {
     assert.equal(parsed.macInput.length, 22 + 4 + 40);
   });
 
+  it('marks a multi-Region key in the mechanism byte (0x80) and reads its mrk- id back; the mark is in the authenticated header', () => {
+    const mrk = `mrk-${'0123456789abcdef'.repeat(2)}`;
+    const header = packHeader({ mechanism: BlobMechanism.AesGcm, keyId: mrk, materialVersion: 2 });
+    assert.equal(header.toString('hex'), '0182' + '0123456789abcdef'.repeat(2) + '00000002');
+    const parsed = unpackBlob(packGcm(header, Buffer.alloc(12, 1), Buffer.alloc(48, 2)));
+    assert.deepEqual([parsed.mechanism, parsed.keyId, parsed.materialVersion], [BlobMechanism.AesGcm, mrk, 2]);
+    assert.deepEqual(parsed.header, header);
+    // The same 16 bytes without the mark name a UUID key: another key, so the HSM's check fails.
+    const unmarked = Buffer.from(header);
+    unmarked[1] = BlobMechanism.AesGcm;
+    assert.equal(unpackBlob(packGcm(unmarked, Buffer.alloc(12, 1), Buffer.alloc(48, 2))).keyId, '01234567-89ab-cdef-0123-456789abcdef');
+  });
+
   it('round-trips a GCM blob', () => {
     const header = packHeader({ mechanism: BlobMechanism.AesGcm, keyId: KEY_ID, materialVersion: 1 });
     const parsed = unpackBlob(packGcm(header, Buffer.alloc(12, 1), Buffer.alloc(48, 2)));

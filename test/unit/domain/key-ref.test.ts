@@ -24,9 +24,12 @@ describe('KeyId parsing', () => {
     it(`parses ${input}`, () => assert.deepEqual(parseKeyRef(input), expected));
   }
 
-  it('converts UUID key ids to 16 bytes and back', () => {
+  it('converts UUID and mrk- key ids to 16 bytes and back', () => {
     assert.equal(keyIdFromBytes(keyIdToBytes(ID)), ID);
-    assert.throws(() => keyIdToBytes(`mrk-${'a'.repeat(32)}`));
+    const mrk = `mrk-${'a'.repeat(32)}`;
+    assert.equal(keyIdFromBytes(keyIdToBytes(mrk), true), mrk);
+    assert.throws(() => keyIdToBytes(`mrk-${'a'.repeat(31)}`));
+    assert.throws(() => keyIdToBytes('alias/x'));
   });
 
   it("prints the seed's ARN form by default and the AWS form on request", () => {

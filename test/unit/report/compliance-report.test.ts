@@ -60,6 +60,7 @@ describe('Compliance report HTML', () => {
         {
           keyId: 'k" onmouseover="x()',
           keyArn: 'arn',
+          region: 'us-east-1',
           description: evil,
           keySpec: 'SYMMETRIC_DEFAULT',
           keyUsage: 'ENCRYPT_DECRYPT',
