@@ -135,7 +135,7 @@ describe('SqliteKeyRepository upgraded from schema 8 (before imported key materi
     const file = path.join(dir, 'qkms.db');
     const old = new Database(file);
     for (const [i, migration] of MIGRATIONS.slice(0, 8).entries()) {
-      old.transaction(() => (typeof migration === 'string' ? old.exec(migration) : migration(old)))();
+      old.transaction(() => (typeof migration === 'string' ? old.exec(migration) : migration(old, 'us-east-1')))();
       old.pragma(`user_version = ${i + 1}`);
     }
     const [keyId, creating] = ['33333333-3333-4333-8333-333333333333', '44444444-4444-4444-8444-444444444444'];
