@@ -2,11 +2,16 @@ import type Database from 'better-sqlite3';
 import type { ImportActivation, ImportParameters, KeyRepository, MaterialIntent, MaterialObjects } from '../domain/key-repository';
 import { objectIdsOf } from '../domain/key-repository';
 import type { IntentInsert } from './intent-insert';
+import { toDate, toSeconds } from './sqlite-rows';
 
-/** What the imported-material part needs of the SQLite store: its connection, statement cache and intent records. */
+/** What the parts of one region's view need of the SQLite store: its connection, statement cache, region and intent records. */
 export interface SqliteStoreAccess {
   db: Database.Database;
   sql(text: string): Database.Statement;
+  /** The view's region: state checks and changes are its record's; versions and materials are every record's. */
+  region: string;
+  /** Inside a transaction: the key id's next version number, reserved on every record of it (never reused). */
+  reserveNextVersion(keyId: string): number;
   insertIntent(i: IntentInsert): MaterialIntent;
   /** Inside a transaction: the intent must still be there and not being rolled back (throws otherwise). */
   dropIntent(intent: MaterialIntent): void;
@@ -15,14 +20,14 @@ export interface SqliteStoreAccess {
 type ImportFacts = Parameters<KeyRepository['activateImport']>[1];
 type ImportReservation = Awaited<ReturnType<KeyRepository['reserveImport']>>;
 
-const toDate = (seconds: number) => new Date(seconds * 1000);
-const toSeconds = (d: Date) => d.getTime() / 1000;
 
 /**
- * Imported key material (BYOK) in the SQLite store: import intents and activations, discards of
- * deleted or expired material, and GetParametersForImport's records. Every check-then-act is an
- * IMMEDIATE transaction: the write lock, which other processes on the file wait for, is taken
- * before the first read.
+ * Imported key material (BYOK) in one region's view of the SQLite store: import intents and
+ * activations, discards of deleted or expired material, and GetParametersForImport's records. The
+ * material, versions and parameters are the key id's (shared by its records in every region); the
+ * state checked and changed is the view's record's. Every check-then-act is an IMMEDIATE
+ * transaction: the write lock, which other processes on the file wait for, is taken before the
+ * first read.
  */
 export class SqliteImportedMaterial {
   constructor(private readonly store: SqliteStoreAccess) {}
@@ -30,14 +35,14 @@ export class SqliteImportedMaterial {
   reserveImport(keyId: string, request: { version: number | 'new'; objectIds: Record<string, string>; createdAt: Date }): ImportReservation {
     const { sql } = this.store;
     return this.store.db.transaction((): ImportReservation => {
-      const key = sql('SELECT current_material_version AS current, deletion_started FROM keys WHERE key_id = ?').get(keyId) as { current: number; deletion_started: number | null } | undefined;
+      const key = sql('SELECT current_material_version AS current, deletion_started FROM keys WHERE key_id = ? AND region = ?').get(keyId, this.store.region) as { current: number; deletion_started: number | null } | undefined;
       // A key being destroyed takes no objects, whichever version: its deletion would not see them.
       if (!key || key.deletion_started !== null) return 'state';
       let version: number;
       if (request.version === 'new') {
         const refusal = this.newVersionRefusal(keyId, key.current);
         if (refusal) return refusal;
-        version = (sql('UPDATE keys SET last_version = last_version + 1 WHERE key_id = ? RETURNING last_version').get(keyId) as { last_version: number }).last_version;
+        version = this.store.reserveNextVersion(keyId);
       } else {
         if (!sql('SELECT 1 FROM key_materials WHERE key_id = ? AND version = ?').get(keyId, request.version)) return 'state';
         version = request.version;
@@ -95,8 +100,8 @@ export class SqliteImportedMaterial {
         sql('UPDATE key_materials SET expiration_model = ?, valid_to = ?, material_description = coalesce(?, material_description) WHERE key_id = ? AND version = ?')
           .run(imported.expirationModel, validTo, imported.description ?? null, intent.keyId, intent.version);
       }
-      sql(`UPDATE keys SET state = 'Enabled' WHERE key_id = ? AND state = 'PendingImport'
-             AND NOT EXISTS (SELECT 1 FROM key_materials WHERE key_id = ? AND import_state = 'PENDING_IMPORT')`).run(intent.keyId, intent.keyId);
+      sql(`UPDATE keys SET state = 'Enabled' WHERE key_id = ? AND region = ? AND state = 'PendingImport'
+             AND NOT EXISTS (SELECT 1 FROM key_materials WHERE key_id = ? AND import_state = 'PENDING_IMPORT')`).run(intent.keyId, this.store.region, intent.keyId);
       return activation;
     }).immediate();
   }
@@ -111,7 +116,7 @@ export class SqliteImportedMaterial {
     return this.store.db.transaction((): MaterialIntent | undefined => {
       // A key being destroyed keeps its material for its deletion, which destroys it anyway.
       const found = sql(`SELECT m.object_ids, m.valid_to FROM key_materials m JOIN keys k USING (key_id)
-                         WHERE m.key_id = ? AND m.version = ? AND m.import_state = 'IMPORTED' AND k.deletion_started IS NULL`).get(keyId, version) as
+                         WHERE m.key_id = ? AND m.version = ? AND m.import_state = 'IMPORTED' AND k.region = ? AND k.deletion_started IS NULL`).get(keyId, version, this.store.region) as
         | { object_ids: string; valid_to: number | null }
         | undefined;
       if (!found) return undefined;
@@ -125,7 +130,7 @@ export class SqliteImportedMaterial {
         throw err;
       }
       sql("UPDATE key_materials SET import_state = 'PENDING_IMPORT', object_ids = '{}' WHERE key_id = ? AND version = ?").run(keyId, version);
-      sql("UPDATE keys SET state = 'PendingImport' WHERE key_id = ? AND state <> 'PendingDeletion'").run(keyId);
+      sql("UPDATE keys SET state = 'PendingImport' WHERE key_id = ? AND region = ? AND state NOT IN ('PendingDeletion', 'PendingReplicaDeletion')").run(keyId, this.store.region);
       return intent;
     }).immediate();
   }
@@ -133,7 +138,7 @@ export class SqliteImportedMaterial {
   rotateToImportedMaterial(keyId: string, at: Date, onDemandLimit: number): number | 'state' | 'none' | 'quota' {
     const { sql } = this.store;
     return this.store.db.transaction((): number | 'state' | 'none' | 'quota' => {
-      const key = sql("SELECT current_material_version AS current FROM keys WHERE key_id = ? AND state = 'Enabled' AND deletion_started IS NULL").get(keyId) as { current: number } | undefined;
+      const key = sql("SELECT current_material_version AS current FROM keys WHERE key_id = ? AND region = ? AND state = 'Enabled' AND deletion_started IS NULL").get(keyId, this.store.region) as { current: number } | undefined;
       if (!key) return 'state';
       const pending = sql("SELECT version FROM key_materials WHERE key_id = ? AND version > ? AND import_state = 'IMPORTED' ORDER BY version LIMIT 1").get(keyId, key.current) as { version: number } | undefined;
       if (!pending) return 'none';
@@ -147,8 +152,10 @@ export class SqliteImportedMaterial {
 
   materialsDueToExpire(now: Date): Array<{ keyId: string; version: number }> {
     const rows = this.store
-      .sql(`SELECT m.key_id, m.version FROM key_materials m JOIN keys k USING (key_id)
-            WHERE m.import_state = 'IMPORTED' AND m.valid_to <= ? AND k.deletion_started IS NULL ORDER BY m.valid_to, m.key_id, m.version`)
+      // Material of a key id no longer has to expire once its last record is being destroyed.
+      .sql(`SELECT m.key_id, m.version FROM key_materials m
+            WHERE m.import_state = 'IMPORTED' AND m.valid_to <= ? AND EXISTS (SELECT 1 FROM keys k WHERE k.key_id = m.key_id AND k.deletion_started IS NULL)
+            ORDER BY m.valid_to, m.key_id, m.version`)
       .all(toSeconds(now)) as Array<{ key_id: string; version: number }>;
     return rows.map((r) => ({ keyId: r.key_id, version: r.version }));
   }

@@ -1,285 +1,106 @@
 import crypto from 'node:crypto';
-import path from 'node:path';
-import Database from 'better-sqlite3';
 import type {
-  Alias, AliasInsert, AuditAnchor, ExpirationModel, Grant, GrantConstraints, ImportedMaterial, KeyMaterial, KeyOrigin, KeyRecord, KeyLastUsage, KeyRepository, MaterialIntent,
-  ReserveRefusal, StateChange, Tag,
+  AuditAnchor, KeyMaterial, KeyRecord, KeyLastUsage, KeyRepository, MaterialIntent, ReserveRefusal, StateChange, Tag,
 } from '../domain/key-repository';
-import { legacyObjectIds, materialObjects, objectIdsOf } from '../domain/key-repository';
-import type { KeySpec } from '../domain/key-spec';
+import { materialObjects, objectIdsOf } from '../domain/key-repository';
 import type { KeyState } from '../domain/key-state';
 import type { IntentInsert } from './intent-insert';
-import { SqliteImportedMaterial } from './sqlite-imported-material';
+import { SqliteAliasesAndGrants } from './sqlite-aliases-and-grants';
+import { BUSY_TIMEOUT_MS, SqliteConnection } from './sqlite-connection';
+import { SqliteImportedMaterial, type SqliteStoreAccess } from './sqlite-imported-material';
+import { rowToIntent, rowToKey, rowToMaterial, toSeconds, type IntentRow, type KeyRow, type MaterialRow } from './sqlite-rows';
+
+export { MIGRATIONS } from './sqlite-migrations';
+
+/** The region of rows written before regions existed when none is given: the config's default QKMS_REGION. */
+const DEFAULT_REGION = 'us-east-1';
 
 /**
- * Schema migrations, applied in order, each in one transaction; PRAGMA user_version records how
- * many ran. Append only. A migration is SQL, or a function for data SQL cannot compute.
- * Tables for aliases and grants exist from the start so lookups are real; their write operations
- * arrive with the issues that introduce them. Exported for the upgrade tests: its first n entries
- * are exactly the schema a release with n migrations wrote.
+ * The embedded key store, seen from one region (KeyRepository, "Regions"): a key id has one row in
+ * `keys` per region; tags, aliases, grants and last usage reference that row; materials, intents
+ * and import parameters are the key id's. Every view of one store shares its connection and its
+ * prepared statements: a view adds only its region to each statement's parameters.
  */
-export const MIGRATIONS: Array<string | ((db: Database.Database) => void)> = [
-  `CREATE TABLE keys (
-     position INTEGER PRIMARY KEY AUTOINCREMENT,
-     key_id TEXT NOT NULL UNIQUE,
-     created_at REAL NOT NULL,
-     description TEXT NOT NULL,
-     key_usage TEXT NOT NULL,
-     key_spec TEXT NOT NULL,
-     origin TEXT NOT NULL,
-     state TEXT NOT NULL,
-     deletion_date REAL,
-     pending_window_days INTEGER,
-     current_material_version INTEGER NOT NULL,
-     policy TEXT
-   );
-   CREATE TABLE key_materials (
-     key_id TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
-     version INTEGER NOT NULL,
-     material_id TEXT NOT NULL,
-     created_at REAL NOT NULL,
-     PRIMARY KEY (key_id, version)
-   );
-   CREATE TABLE tags (
-     key_id TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
-     tag_key TEXT NOT NULL,
-     tag_value TEXT NOT NULL,
-     PRIMARY KEY (key_id, tag_key)
-   );
-   CREATE TABLE aliases (
-     alias_name TEXT PRIMARY KEY,
-     target_key_id TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
-     created_at REAL NOT NULL,
-     last_updated_at REAL NOT NULL
-   );
-   CREATE TABLE grants (
-     grant_id TEXT PRIMARY KEY,
-     key_id TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
-     token_hash BLOB NOT NULL,
-     created_at REAL NOT NULL
-   );`,
-  `ALTER TABLE keys ADD COLUMN rotation_period_days INTEGER;
-   ALTER TABLE keys ADD COLUMN next_rotation_date REAL;
-   ALTER TABLE key_materials ADD COLUMN rotation_type TEXT;`,
-  // Dropping the first grants table loses nothing: no operation ever wrote to it (CreateGrant
-  // arrived with this migration), and its columns could not describe a grant anyway.
-  `DROP TABLE grants;
-   CREATE TABLE grants (
-     position INTEGER PRIMARY KEY AUTOINCREMENT,
-     grant_id TEXT NOT NULL UNIQUE,
-     key_id TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
-     name TEXT,
-     grantee_principal TEXT NOT NULL,
-     retiring_principal TEXT,
-     issuing_account TEXT NOT NULL,
-     operations TEXT NOT NULL,
-     constraints TEXT,
-     created_at REAL NOT NULL
-   );
-   CREATE INDEX grants_by_key ON grants (key_id, grantee_principal);
-   CREATE INDEX grants_by_retiring ON grants (retiring_principal);
-   CREATE TABLE grant_tokens (
-     grant_id TEXT NOT NULL REFERENCES grants(grant_id) ON DELETE CASCADE,
-     token_hash BLOB NOT NULL,
-     PRIMARY KEY (grant_id, token_hash)
-   );`,
-  // One row, rewritten by every readiness probe: a write that commits proves the store is writable.
-  `CREATE TABLE write_probe (id INTEGER PRIMARY KEY CHECK (id = 1), at REAL NOT NULL);`,
-  // Crash-safe key material (docs/crypto.md "Key material on the token"): each version records its
-  // objects' random CKA_IDs (role -> hex, JSON); objects made before keep theirs (the label's bytes).
-  // last_version reserves version numbers (never reused); material_intents is the write-ahead record
-  // of objects being made (an intent being rolled back, abandoned_at set first, can no longer be
-  // activated: the call that made it may still be running when the stale-intent sweep takes it for
-  // abandoned); deletion_started marks a deletion under way (resumed after a crash).
-  (db) => {
-    db.exec(`ALTER TABLE key_materials ADD COLUMN object_ids TEXT;
-             ALTER TABLE keys ADD COLUMN last_version INTEGER NOT NULL DEFAULT 0;
-             ALTER TABLE keys ADD COLUMN deletion_started REAL;
-             CREATE TABLE material_intents (
-               intent_id INTEGER PRIMARY KEY AUTOINCREMENT,
-               key_id TEXT NOT NULL,
-               version INTEGER NOT NULL,
-               purpose TEXT NOT NULL CHECK (purpose IN ('create', 'rotate')),
-               rotation_type TEXT,
-               object_ids TEXT NOT NULL,
-               created_at REAL NOT NULL,
-               abandoned_at REAL,
-               UNIQUE (key_id, version)
-             );`);
-    adoptRowsOfEarlierReleases(db);
-  },
-  // The audit trail's HSM-signed anchor (src/audit). The row of NULLs lets the next gateway start
-  // adopt the trail as it finds it, exactly once (a trail written before anchors existed, or none);
-  // from then on the row is always set, and a missing row means tampering.
-  `CREATE TABLE audit_anchor (
-     id INTEGER PRIMARY KEY CHECK (id = 1),
-     segment INTEGER,
-     end_offset INTEGER,
-     seq INTEGER,
-     head TEXT,
-     mac TEXT
-   );
-   INSERT INTO audit_anchor (id) VALUES (1);`,
-  // The process that recorded each intent: replicas' start-up repair leaves a live one's alone.
-  // Intents of earlier releases have none, and are rolled back at start as before.
-  `ALTER TABLE material_intents ADD COLUMN owner TEXT;`,
-  // GetKeyLastUsage: each key's last successful cryptographic operation, and when recording began.
-  `CREATE TABLE key_last_usage (
-     key_id TEXT PRIMARY KEY REFERENCES keys (key_id) ON DELETE CASCADE,
-     operation TEXT NOT NULL,
-     used_at REAL NOT NULL,
-     request_id TEXT NOT NULL
-   );
-   CREATE TABLE usage_tracking (id INTEGER PRIMARY KEY CHECK (id = 1), started_at REAL NOT NULL);
-   INSERT INTO usage_tracking (id, started_at) VALUES (1, (julianday('now') - 2440587.5) * 86400.0);`,
-  // Imported key material (BYOK): each version's import facts (NULL for generated material);
-  // intents that import or discard material; GetParametersForImport's wrapping key pairs, recorded
-  // before they are made. SQLite cannot alter a CHECK, so material_intents is rebuilt with its rows
-  // and its AUTOINCREMENT counter (an intent id is never reused). Deleted imported material has
-  // object_ids '{}', never NULL: NULL marks a row of a release before schema 5, adopted at each open.
-  (db) => {
-    db.exec(`ALTER TABLE key_materials ADD COLUMN import_state TEXT CHECK (import_state IN ('IMPORTED', 'PENDING_IMPORT'));
-             ALTER TABLE key_materials ADD COLUMN expiration_model TEXT;
-             ALTER TABLE key_materials ADD COLUMN valid_to REAL;
-             ALTER TABLE key_materials ADD COLUMN material_description TEXT;
-             CREATE INDEX key_materials_expiring ON key_materials (valid_to) WHERE import_state = 'IMPORTED';
-             CREATE TABLE import_parameters (
-               parameters_id TEXT PRIMARY KEY,
-               key_id TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
-               wrapping_key_spec TEXT NOT NULL,
-               wrapping_algorithm TEXT NOT NULL,
-               token_hash BLOB NOT NULL,
-               objects TEXT NOT NULL,
-               created_at REAL NOT NULL,
-               valid_to REAL NOT NULL
-             );
-             CREATE INDEX import_parameters_by_key ON import_parameters (key_id);`);
-    const counter = db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'material_intents'").get() as { seq: number } | undefined;
-    db.exec(`CREATE TABLE material_intents_rebuilt (
-               intent_id INTEGER PRIMARY KEY AUTOINCREMENT,
-               key_id TEXT NOT NULL,
-               version INTEGER NOT NULL,
-               purpose TEXT NOT NULL CHECK (purpose IN ('create', 'rotate', 'import', 'discard')),
-               rotation_type TEXT,
-               object_ids TEXT NOT NULL,
-               created_at REAL NOT NULL,
-               abandoned_at REAL,
-               owner TEXT,
-               UNIQUE (key_id, version)
-             );
-             INSERT INTO material_intents_rebuilt (intent_id, key_id, version, purpose, rotation_type, object_ids, created_at, abandoned_at, owner)
-               SELECT intent_id, key_id, version, purpose, rotation_type, object_ids, created_at, abandoned_at, owner FROM material_intents;
-             DROP TABLE material_intents;
-             ALTER TABLE material_intents_rebuilt RENAME TO material_intents;`);
-    db.prepare("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'material_intents'").run(counter?.seq ?? 0);
-    if (counter && !db.prepare("SELECT 1 FROM sqlite_sequence WHERE name = 'material_intents'").get()) {
-      db.prepare("INSERT INTO sqlite_sequence (name, seq) VALUES ('material_intents', ?)").run(counter.seq);
-    }
-  },
-];
-
-/**
- * Rows a release before schema 5 wrote, adopted: their objects keep their ids (the label's bytes),
- * and no version they made is reserved again. Run by migration 5 and again at every writable open:
- * the previous release does not refuse a newer schema, so after a rollback to it (and a new
- * upgrade) its keys and rotations are in a schema-5 store without object ids or reserved versions.
- */
-function adoptRowsOfEarlierReleases(db: Database.Database): void {
-  db.exec(`UPDATE keys SET last_version = max(current_material_version, coalesce((SELECT max(version) FROM key_materials m WHERE m.key_id = keys.key_id), 0))
-           WHERE last_version < max(current_material_version, coalesce((SELECT max(version) FROM key_materials m WHERE m.key_id = keys.key_id), 0))`);
-  const rows = db.prepare('SELECT m.key_id, m.version, k.key_spec FROM key_materials m JOIN keys k USING (key_id) WHERE m.object_ids IS NULL').all() as Array<{ key_id: string; version: number; key_spec: KeySpec }>;
-  const set = db.prepare('UPDATE key_materials SET object_ids = ? WHERE key_id = ? AND version = ?');
-  for (const r of rows) set.run(JSON.stringify(legacyObjectIds(r.key_id, r.version, r.key_spec)), r.key_id, r.version);
-}
-
-interface KeyRow {
-  key_id: string;
-  created_at: number;
-  description: string;
-  key_usage: string;
-  key_spec: string;
-  origin: string;
-  state: string;
-  deletion_date: number | null;
-  pending_window_days: number | null;
-  deletion_started: number | null;
-  current_material_version: number;
-  policy: string | null;
-  rotation_period_days: number | null;
-  next_rotation_date: number | null;
-}
-
-/** How long a write waits for another process's write lock before SQLITE_BUSY. */
-const BUSY_TIMEOUT_MS = 5000;
-
-const toDate = (seconds: number) => new Date(seconds * 1000);
-const toSeconds = (d: Date) => d.getTime() / 1000;
-
-/**
- * user_version through a read-only connection. A WAL-mode store needs its qkms.db-shm and
- * qkms.db-wal files even to be read; SQLite creates them when missing (and leaves them; the gateway
- * reuses them). This better-sqlite3 build has no URI filenames, so `immutable=1` is not available
- * as a fallback: a reader that cannot create them gets a message that says what to do.
- */
-function readUserVersion(db: Database.Database, file: string): number {
-  try {
-    return db.pragma('user_version', { simple: true }) as number;
-  } catch (err) {
-    if ((err as { code?: string }).code !== 'SQLITE_READONLY_DIRECTORY') throw err;
-    db.close();
-    throw new Error(
-      `SQLite must create ${path.basename(file)}-shm and -wal in ${path.dirname(file)} to read the store (WAL mode), and this user may not write there: ` +
-        'run as a user who may write the data dir (nothing in the store is changed), or while the gateway runs (the files exist then, and read access to them is enough)',
-      { cause: err },
-    );
-  }
-}
-
 export class SqliteKeyRepository implements KeyRepository {
-  private readonly db: Database.Database;
-
-  /** Prepared statements by SQL text: preparing costs more than running a point query. */
-  private readonly statements = new Map<string, Database.Statement>();
+  readonly region: string;
 
   readonly ownerId: string;
 
+  private readonly connection: SqliteConnection;
+
   private readonly imports: SqliteImportedMaterial;
 
+  private readonly aliasesAndGrants: SqliteAliasesAndGrants;
+
   /**
-   * `isReadOnly`: for readers beside a running gateway (the compliance report); never migrates.
-   * `ownerId`: recorded on the intents it records (a fresh id when not given).
+   * `store`: the file (or ':memory:') to open, or an open store's connection (inRegion's views).
+   * `region`: the view's region; when opening, also the home region that rows of releases before
+   * regions belong to (QKMS_REGION). `isReadOnly`: for readers beside a running gateway (the
+   * compliance report); never migrates. `ownerId`: recorded on the intents it records (a fresh id
+   * when not given).
    */
-  constructor(file: string, { isReadOnly = false, ownerId = crypto.randomUUID() }: { isReadOnly?: boolean; ownerId?: string } = {}) {
-    this.ownerId = ownerId;
-    this.db = new Database(file, { readonly: isReadOnly, fileMustExist: isReadOnly });
-    this.imports = new SqliteImportedMaterial({
-      db: this.db, sql: (text) => this.sql(text), insertIntent: (i) => this.insertIntent(i), dropIntent: (i) => this.dropIntent(i),
-    });
-    this.db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
-    if (isReadOnly) {
-      const version = readUserVersion(this.db, file);
-      if (version !== MIGRATIONS.length) throw new Error(`the key store ${file} has schema version ${version}; this qkms reads version ${MIGRATIONS.length}`);
-      return;
-    }
-    this.db.pragma('journal_mode = WAL'); // readers never block the writer; several processes may share the file
-    this.db.pragma('synchronous = FULL'); // a key's metadata must survive a power cut once CreateKey answered
-    this.db.pragma('foreign_keys = ON');
-    const version = this.db.pragma('user_version', { simple: true }) as number;
-    if (version > MIGRATIONS.length) {
-      this.db.close();
-      throw new Error(`the key store ${file} has schema version ${version}, newer than this qkms knows (${MIGRATIONS.length}): a later release wrote it; run that release`);
-    }
-    this.migrate();
-    this.db.transaction(() => adoptRowsOfEarlierReleases(this.db))();
+  constructor(
+    store: string | SqliteConnection,
+    { isReadOnly = false, ownerId = crypto.randomUUID(), region = DEFAULT_REGION }: { isReadOnly?: boolean; ownerId?: string; region?: string } = {},
+  ) {
+    this.connection = typeof store === 'string' ? new SqliteConnection(store, region, ownerId, isReadOnly) : store;
+    this.region = region;
+    this.ownerId = this.connection.ownerId;
+    if (!this.connection.views.has(region)) this.connection.views.set(region, this);
+    const access: SqliteStoreAccess = {
+      db: this.connection.db, region, sql: (text) => this.sql(text), reserveNextVersion: (keyId) => this.reserveNextVersion(keyId),
+      insertIntent: (i) => this.insertIntent(i), dropIntent: (i) => this.dropIntent(i),
+    };
+    this.imports = new SqliteImportedMaterial(access);
+    this.aliasesAndGrants = new SqliteAliasesAndGrants(access);
   }
 
-  private sql(text: string): Database.Statement {
-    let statement = this.statements.get(text);
-    if (!statement) {
-      statement = this.db.prepare(text);
-      this.statements.set(text, statement);
-    }
-    return statement;
+  private get db() {
+    return this.connection.db;
+  }
+
+  private sql(text: string) {
+    return this.connection.sql(text);
+  }
+
+  inRegion(region: string): KeyRepository {
+    return this.connection.views.get(region) ?? new SqliteKeyRepository(this.connection, { region });
+  }
+
+  async keyRegions(keyId: string): Promise<Array<{ region: string; state: KeyState }>> {
+    return this.sql('SELECT region, state FROM keys WHERE key_id = ? ORDER BY region').all(keyId) as Array<{ region: string; state: KeyState }>;
+  }
+
+  async insertReplica(key: KeyRecord, tags: Tag[]): Promise<'created' | 'exists' | 'gone'> {
+    return this.db.transaction((): 'created' | 'exists' | 'gone' => {
+      const source = this.sql('SELECT position FROM keys WHERE key_id = ? ORDER BY position LIMIT 1').get(key.keyId) as { position: number } | undefined;
+      if (!source) return 'gone';
+      if (this.sql('SELECT 1 FROM keys WHERE key_id = ? AND region = ?').get(key.keyId, this.region)) return 'exists';
+      // The shared facts are the same on every record of the key id: the first one's are copied.
+      this
+        .sql(`INSERT INTO keys (key_id, region, created_at, description, policy, state, key_usage, key_spec, origin, current_material_version, last_version,
+                                rotation_period_days, next_rotation_date, primary_region)
+              SELECT key_id, ?, ?, ?, ?, ?, key_usage, key_spec, origin, current_material_version, last_version, rotation_period_days, next_rotation_date, primary_region
+              FROM keys WHERE position = ?`)
+        .run(this.region, toSeconds(key.createdAt), key.description, key.policy ?? null, key.state, source.position);
+      this.insertTags(key.keyId, tags);
+      return 'created';
+    }).immediate();
+  }
+
+  async setPrimaryRegion(keyId: string, from: string, to: string): Promise<boolean> {
+    const result = this
+      .sql(`UPDATE keys SET primary_region = @to
+            WHERE key_id = @keyId AND primary_region = @from AND EXISTS (SELECT 1 FROM keys t WHERE t.key_id = @keyId AND t.region = @to)`)
+      .run({ keyId, from, to });
+    return result.changes > 0;
+  }
+
+  async deleteRegionRecord(keyId: string): Promise<boolean> {
+    return this.db.transaction((): boolean => {
+      if (!this.sql('SELECT 1 FROM keys WHERE key_id = ? AND region <> ?').get(keyId, this.region)) return false;
+      return this.sql('DELETE FROM keys WHERE key_id = ? AND region = ?').run(keyId, this.region).changes === 1; // cascades to its tags, aliases, grants, usage
+    }).immediate();
   }
 
   async recordKeyIntent(intent: { keyId: string; objectIds: Record<string, string>; createdAt: Date }): Promise<MaterialIntent> {
@@ -301,19 +122,24 @@ export class SqliteKeyRepository implements KeyRepository {
     this.db.transaction(() => this.insertKey(key, 0, tags))();
   }
 
-  /** The key's row, its current (and last reserved) version `version`, and its tags. */
+  /** The key's record in this region, its current (and last reserved) version `version`, and its tags. */
   private insertKey(key: KeyRecord, version: number, tags: Tag[]): void {
     this
       .sql(
-        `INSERT INTO keys (key_id, created_at, description, key_usage, key_spec, origin, state, deletion_date, pending_window_days, current_material_version, last_version, policy, rotation_period_days, next_rotation_date)
-         VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?, ?, ?)`,
+        `INSERT INTO keys (key_id, region, created_at, description, key_usage, key_spec, origin, state, deletion_date, pending_window_days, current_material_version, last_version, policy,
+                           rotation_period_days, next_rotation_date, primary_region)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?, ?, ?, ?)`,
       )
       .run(
-        key.keyId, toSeconds(key.createdAt), key.description, key.keyUsage, key.keySpec, key.origin, key.state, version, version, key.policy ?? null,
-        key.rotation?.periodDays ?? null, key.rotation ? toSeconds(key.rotation.nextRotationDate) : null,
+        key.keyId, this.region, toSeconds(key.createdAt), key.description, key.keyUsage, key.keySpec, key.origin, key.state, version, version, key.policy ?? null,
+        key.rotation?.periodDays ?? null, key.rotation ? toSeconds(key.rotation.nextRotationDate) : null, key.primaryRegion ?? null,
       );
-    const tag = this.sql('INSERT INTO tags (key_id, tag_key, tag_value) VALUES (?, ?, ?)');
-    for (const t of tags) tag.run(key.keyId, t.key, t.value);
+    this.insertTags(key.keyId, tags);
+  }
+
+  private insertTags(keyId: string, tags: Tag[]): void {
+    const tag = this.sql('INSERT INTO tags (key_id, region, tag_key, tag_value) VALUES (?, ?, ?, ?)');
+    for (const t of tags) tag.run(keyId, this.region, t.key, t.value);
   }
 
   reserveImport: KeyRepository['reserveImport'] = async (keyId, request) => this.imports.reserveImport(keyId, request);
@@ -326,32 +152,48 @@ export class SqliteKeyRepository implements KeyRepository {
   listImportParameters: KeyRepository['listImportParameters'] = async (keyId) => this.imports.listImportParameters(keyId);
   deleteImportParameters: KeyRepository['deleteImportParameters'] = async (parametersId) => this.imports.deleteImportParameters(parametersId);
 
+  aliasTarget: KeyRepository['aliasTarget'] = async (aliasName) => this.aliasesAndGrants.aliasTarget(aliasName);
+  getAlias: KeyRepository['getAlias'] = async (aliasName) => this.aliasesAndGrants.getAlias(aliasName);
+  insertAlias: KeyRepository['insertAlias'] = async (alias, maxPerKey) => this.aliasesAndGrants.insertAlias(alias, maxPerKey);
+  retargetAlias: KeyRepository['retargetAlias'] = async (aliasName, targetKeyId, at, maxPerKey) => this.aliasesAndGrants.retargetAlias(aliasName, targetKeyId, at, maxPerKey);
+  deleteAlias: KeyRepository['deleteAlias'] = async (aliasName) => this.aliasesAndGrants.deleteAlias(aliasName);
+  countAliases: KeyRepository['countAliases'] = async (keyId) => this.aliasesAndGrants.countAliases(keyId);
+  listAliases: KeyRepository['listAliases'] = async (afterPosition, limit, keyId) => this.aliasesAndGrants.listAliases(afterPosition, limit, keyId);
+  grantTokenHashes: KeyRepository['grantTokenHashes'] = async (grantId) => this.aliasesAndGrants.grantTokenHashes(grantId);
+  insertGrant: KeyRepository['insertGrant'] = async (grant, tokenHash, maxPerKey, sameAs) => this.aliasesAndGrants.insertGrant(grant, tokenHash, maxPerKey, sameAs);
+  addGrantToken: KeyRepository['addGrantToken'] = async (grantId, tokenHash) => this.aliasesAndGrants.addGrantToken(grantId, tokenHash);
+  getGrant: KeyRepository['getGrant'] = async (grantId) => this.aliasesAndGrants.getGrant(grantId);
+  listGrants: KeyRepository['listGrants'] = async (filter, afterPosition, limit) => this.aliasesAndGrants.listGrants(filter, afterPosition, limit);
+  countGrants: KeyRepository['countGrants'] = async (keyId) => this.aliasesAndGrants.countGrants(keyId);
+  deleteGrant: KeyRepository['deleteGrant'] = async (grantId) => this.aliasesAndGrants.deleteGrant(grantId);
+
   async reserveVersion(
     keyId: string,
     request: { rotationType: 'AUTOMATIC' | 'ON_DEMAND'; objectIds: Record<string, string>; createdAt: Date; dueBy?: Date; onDemandLimit?: number },
   ): Promise<MaterialIntent | ReserveRefusal> {
-    const reserve = this.db.transaction((): MaterialIntent | ReserveRefusal => {
+    return this.db.transaction((): MaterialIntent | ReserveRefusal => {
       const due = request.dueBy ? 'AND next_rotation_date <= ?' : '';
-      const reserved = this
-        .sql(`UPDATE keys SET last_version = last_version + 1 WHERE key_id = ? AND state = 'Enabled' AND deletion_started IS NULL ${due} RETURNING last_version`)
-        .get(...(request.dueBy ? [keyId, toSeconds(request.dueBy)] : [keyId])) as { last_version: number } | undefined;
-      if (!reserved) return 'state';
+      const rotatable = this
+        .sql(`SELECT 1 FROM keys WHERE key_id = ? AND region = ? AND state = 'Enabled' AND deletion_started IS NULL ${due}`)
+        .get(...(request.dueBy ? [keyId, this.region, toSeconds(request.dueBy)] : [keyId, this.region]));
+      if (!rotatable) return 'state';
       if (request.onDemandLimit !== undefined) {
         const { n } = this
           .sql(`SELECT (SELECT count(*) FROM key_materials WHERE key_id = @keyId AND rotation_type = 'ON_DEMAND')
                      + (SELECT count(*) FROM material_intents WHERE key_id = @keyId AND rotation_type = 'ON_DEMAND') AS n`)
           .get({ keyId }) as { n: number };
-        // Throwing rolls the reservation back with the transaction: the quota refusal uses no version.
-        if (n >= request.onDemandLimit) throw QUOTA;
+        if (n >= request.onDemandLimit) return 'quota';
       }
-      return this.insertIntent({ keyId, version: reserved.last_version, purpose: 'rotate', rotationType: request.rotationType, objectIds: request.objectIds, createdAt: request.createdAt });
-    });
-    try {
-      return reserve.immediate();
-    } catch (err) {
-      if (err === QUOTA) return QUOTA;
-      throw err;
-    }
+      const version = this.reserveNextVersion(keyId);
+      return this.insertIntent({ keyId, version, purpose: 'rotate', rotationType: request.rotationType, objectIds: request.objectIds, createdAt: request.createdAt });
+    }).immediate();
+  }
+
+  /** Inside a transaction: the next version number, on every record of the key id (they agree; max() if one did not). */
+  private reserveNextVersion(keyId: string): number {
+    const { next } = this.sql('SELECT max(last_version) + 1 AS next FROM keys WHERE key_id = ?').get(keyId) as { next: number };
+    this.sql('UPDATE keys SET last_version = ? WHERE key_id = ?').run(next, keyId);
+    return next;
   }
 
   async activateRotation(intent: MaterialIntent, materialId: string, nextRotation?: { periodDays: number; nextRotationDate: Date }): Promise<void> {
@@ -405,7 +247,7 @@ export class SqliteKeyRepository implements KeyRepository {
   }
 
   async getKey(keyId: string): Promise<KeyRecord | undefined> {
-    const row = this.sql('SELECT * FROM keys WHERE key_id = ?').get(keyId) as KeyRow | undefined;
+    const row = this.sql('SELECT * FROM keys WHERE key_id = ? AND region = ?').get(keyId, this.region) as KeyRow | undefined;
     return row && rowToKey(row);
   }
 
@@ -421,20 +263,20 @@ export class SqliteKeyRepository implements KeyRepository {
   async transitionState(keyId: string, from: readonly KeyState[], change: StateChange): Promise<boolean> {
     const result = this
       .sql(`UPDATE keys SET state = ?, deletion_date = ?, pending_window_days = ?
-            WHERE key_id = ? AND deletion_started IS NULL AND state IN (SELECT value FROM json_each(?))`)
-      .run(change.state, change.deletionDate && toSeconds(change.deletionDate), change.pendingWindowDays, keyId, JSON.stringify(from));
+            WHERE key_id = ? AND region = ? AND deletion_started IS NULL AND state IN (SELECT value FROM json_each(?))`)
+      .run(change.state, change.deletionDate && toSeconds(change.deletionDate), change.pendingWindowDays, keyId, this.region, JSON.stringify(from));
     return result.changes === 1;
   }
 
   async beginDeletion(keyId: string, now: Date): Promise<boolean> {
     const result = this
-      .sql(`UPDATE keys SET deletion_started = ? WHERE key_id = ? AND state = 'PendingDeletion' AND deletion_date <= ? AND deletion_started IS NULL`)
-      .run(toSeconds(now), keyId, toSeconds(now));
+      .sql(`UPDATE keys SET deletion_started = ? WHERE key_id = ? AND region = ? AND state = 'PendingDeletion' AND deletion_date <= ? AND deletion_started IS NULL`)
+      .run(toSeconds(now), keyId, this.region, toSeconds(now));
     return result.changes === 1;
   }
 
   async listKeys(afterPosition: number, limit: number): Promise<Array<{ keyId: string; position: number }>> {
-    const rows = this.sql('SELECT key_id, position FROM keys WHERE position > ? ORDER BY position LIMIT ?').all(afterPosition, limit) as Array<{
+    const rows = this.sql('SELECT key_id, position FROM keys WHERE region = ? AND position > ? ORDER BY position LIMIT ?').all(this.region, afterPosition, limit) as Array<{
       key_id: string;
       position: number;
     }>;
@@ -442,80 +284,34 @@ export class SqliteKeyRepository implements KeyRepository {
   }
 
   async listTags(keyId: string): Promise<Tag[]> {
-    const rows = this.sql('SELECT tag_key, tag_value FROM tags WHERE key_id = ? ORDER BY tag_key').all(keyId) as Array<{ tag_key: string; tag_value: string }>;
+    const rows = this.sql('SELECT tag_key, tag_value FROM tags WHERE key_id = ? AND region = ? ORDER BY tag_key').all(keyId, this.region) as Array<{ tag_key: string; tag_value: string }>;
     return rows.map((r) => ({ key: r.tag_key, value: r.tag_value }));
   }
 
-  async aliasTarget(aliasName: string): Promise<string | undefined> {
-    const row = this.sql('SELECT target_key_id FROM aliases WHERE alias_name = ?').get(aliasName) as { target_key_id: string } | undefined;
-    return row?.target_key_id;
-  }
-
-  async getAlias(aliasName: string): Promise<Alias | undefined> {
-    const row = this.sql('SELECT rowid AS position, * FROM aliases WHERE alias_name = ?').get(aliasName) as AliasRow | undefined;
-    return row && rowToAlias(row);
-  }
-
-  async insertAlias(a: Alias, maxPerKey: number): Promise<AliasInsert> {
-    // IMMEDIATE: the count and the insert under the write lock, which other processes on the file wait for.
-    return this.db.transaction((): AliasInsert => {
-      if (this.sql('SELECT 1 FROM aliases WHERE alias_name = ?').get(a.aliasName)) return 'taken';
-      if (this.aliasesOf(a.targetKeyId, a.aliasName) >= maxPerKey) return 'quota';
-      this.sql('INSERT INTO aliases (alias_name, target_key_id, created_at, last_updated_at) VALUES (?, ?, ?, ?)').run(a.aliasName, a.targetKeyId, toSeconds(a.createdAt), toSeconds(a.lastUpdatedAt));
-      return 'created';
-    }).immediate();
-  }
-
-  async retargetAlias(aliasName: string, targetKeyId: string, at: Date, maxPerKey: number): Promise<boolean> {
-    return this.db.transaction((): boolean => {
-      if (this.aliasesOf(targetKeyId, aliasName) >= maxPerKey) return false;
-      this.sql('UPDATE aliases SET target_key_id = ?, last_updated_at = ? WHERE alias_name = ?').run(targetKeyId, toSeconds(at), aliasName);
-      return true;
-    }).immediate();
-  }
-
-  /** The key's aliases other than `except`. */
-  private aliasesOf(keyId: string, except: string): number {
-    return (this.sql('SELECT count(*) AS n FROM aliases WHERE target_key_id = ? AND alias_name <> ?').get(keyId, except) as { n: number }).n;
-  }
-
-  async deleteAlias(aliasName: string): Promise<void> {
-    this.sql('DELETE FROM aliases WHERE alias_name = ?').run(aliasName);
-  }
-
-  async countAliases(keyId: string): Promise<number> {
-    return (this.sql('SELECT count(*) AS n FROM aliases WHERE target_key_id = ?').get(keyId) as { n: number }).n;
-  }
-
-  async listAliases(afterPosition: number, limit: number, keyId?: string): Promise<Array<Alias & { position: number }>> {
-    const rows = this
-      .sql(`SELECT rowid AS position, * FROM aliases WHERE rowid > ? ${keyId ? 'AND target_key_id = ?' : ''} ORDER BY rowid LIMIT ?`)
-      .all(...(keyId ? [afterPosition, keyId, limit] : [afterPosition, limit])) as AliasRow[];
-    return rows.map(rowToAlias);
-  }
-
   async setDescription(keyId: string, description: string): Promise<void> {
-    this.sql('UPDATE keys SET description = ? WHERE key_id = ?').run(description, keyId);
+    this.sql('UPDATE keys SET description = ? WHERE key_id = ? AND region = ?').run(description, keyId, this.region);
   }
 
   async setPolicy(keyId: string, policy: string): Promise<void> {
-    this.sql('UPDATE keys SET policy = ? WHERE key_id = ?').run(policy, keyId);
+    this.sql('UPDATE keys SET policy = ? WHERE key_id = ? AND region = ?').run(policy, keyId, this.region);
   }
 
   async changeTags(keyId: string, put: Tag[], remove: string[]): Promise<void> {
     this.db.transaction(() => {
-      const upsert = this.sql('INSERT INTO tags (key_id, tag_key, tag_value) VALUES (?, ?, ?) ON CONFLICT (key_id, tag_key) DO UPDATE SET tag_value = excluded.tag_value');
-      for (const t of put) upsert.run(keyId, t.key, t.value);
-      const del = this.sql('DELETE FROM tags WHERE key_id = ? AND tag_key = ?');
-      for (const k of remove) del.run(keyId, k);
+      const upsert = this.sql('INSERT INTO tags (key_id, region, tag_key, tag_value) VALUES (?, ?, ?, ?) ON CONFLICT (key_id, region, tag_key) DO UPDATE SET tag_value = excluded.tag_value');
+      for (const t of put) upsert.run(keyId, this.region, t.key, t.value);
+      const del = this.sql('DELETE FROM tags WHERE key_id = ? AND region = ? AND tag_key = ?');
+      for (const k of remove) del.run(keyId, this.region, k);
     })();
   }
 
   async setRotation(keyId: string, rotation: { periodDays: number; nextRotationDate: Date } | null): Promise<boolean> {
+    // One statement: the view's record is checked and every record written atomically.
     const result = this
-      .sql(`UPDATE keys SET rotation_period_days = ?, next_rotation_date = ? WHERE key_id = ? AND state = 'Enabled' AND deletion_started IS NULL`)
-      .run(rotation?.periodDays ?? null, rotation ? toSeconds(rotation.nextRotationDate) : null, keyId);
-    return result.changes === 1;
+      .sql(`UPDATE keys SET rotation_period_days = ?, next_rotation_date = ?
+            WHERE key_id = ? AND EXISTS (SELECT 1 FROM keys v WHERE v.key_id = keys.key_id AND v.region = ? AND v.state = 'Enabled' AND v.deletion_started IS NULL)`)
+      .run(rotation?.periodDays ?? null, rotation ? toSeconds(rotation.nextRotationDate) : null, keyId, this.region);
+    return result.changes > 0;
   }
 
   async listMaterialsOf(keyId: string): Promise<KeyMaterial[]> {
@@ -523,80 +319,35 @@ export class SqliteKeyRepository implements KeyRepository {
   }
 
   async keysDueForDeletion(now: Date): Promise<string[]> {
+    // A primary waiting for its replicas' deletion (PendingReplicaDeletion) is due once it is the
+    // key id's last record: the lifecycle code then starts its own waiting period.
     const rows = this
-      .sql("SELECT key_id FROM keys WHERE deletion_started IS NOT NULL OR (state = 'PendingDeletion' AND deletion_date <= ?) ORDER BY position")
-      .all(toSeconds(now)) as Array<{ key_id: string }>;
+      .sql(`SELECT key_id FROM keys k WHERE region = ?
+              AND (deletion_started IS NOT NULL OR (state = 'PendingDeletion' AND deletion_date <= ?)
+                   OR (state = 'PendingReplicaDeletion' AND NOT EXISTS (SELECT 1 FROM keys o WHERE o.key_id = k.key_id AND o.region <> k.region)))
+            ORDER BY position`)
+      .all(this.region, toSeconds(now)) as Array<{ key_id: string }>;
     return rows.map((r) => r.key_id);
   }
 
   async keysDueForRotation(now: Date): Promise<string[]> {
+    // A multi-Region key's material is one: it rotates once, from its primary's region.
     const rows = this
-      .sql("SELECT key_id FROM keys WHERE state = 'Enabled' AND deletion_started IS NULL AND origin <> 'EXTERNAL' AND next_rotation_date <= ? ORDER BY position")
-      .all(toSeconds(now)) as Array<{ key_id: string }>;
+      .sql(`SELECT key_id FROM keys WHERE region = ? AND (primary_region IS NULL OR primary_region = region)
+              AND state = 'Enabled' AND deletion_started IS NULL AND origin <> 'EXTERNAL' AND next_rotation_date <= ? ORDER BY position`)
+      .all(this.region, toSeconds(now)) as Array<{ key_id: string }>;
     return rows.map((r) => r.key_id);
   }
 
   async deleteKey(keyId: string): Promise<void> {
     this.db.transaction(() => {
-      const deleted = this.sql('DELETE FROM keys WHERE key_id = ? AND deletion_started IS NOT NULL').run(keyId); // cascades to materials, tags, aliases, grants, import parameters
+      if (this.sql('SELECT 1 FROM keys WHERE key_id = ? AND region <> ?').get(keyId, this.region)) {
+        throw new Error(`refusing to delete ${keyId} with its material: another region holds a record of it (deleteRegionRecord)`);
+      }
+      const deleted = this.sql('DELETE FROM keys WHERE key_id = ? AND region = ? AND deletion_started IS NOT NULL').run(keyId, this.region); // cascades to tags, aliases, grants, usage
       if (deleted.changes !== 1) throw new Error(`refusing to delete ${keyId}: its deletion was not begun (beginDeletion)`);
-      this.sql('DELETE FROM material_intents WHERE key_id = ?').run(keyId);
+      for (const table of ['key_materials', 'material_intents', 'import_parameters'] as const) this.sql(`DELETE FROM ${table} WHERE key_id = ?`).run(keyId);
     })();
-  }
-
-  async grantTokenHashes(grantId: string): Promise<Buffer[]> {
-    return (this.sql('SELECT token_hash FROM grant_tokens WHERE grant_id = ?').all(grantId) as Array<{ token_hash: Buffer }>).map((r) => r.token_hash);
-  }
-
-  async insertGrant(g: Grant, tokenHash: Buffer, maxPerKey: number, sameAs?: (existing: Grant) => boolean): Promise<string | 'quota'> {
-    return this.db.transaction((): string | 'quota' => {
-      if (g.name !== undefined && sameAs) {
-        const named = this.sql('SELECT * FROM grants WHERE key_id = ? AND name = ? ORDER BY rowid').all(g.keyId, g.name) as GrantRow[];
-        const twin = named.map(rowToGrant).find(sameAs);
-        if (twin) {
-          this.sql('INSERT OR IGNORE INTO grant_tokens (grant_id, token_hash) VALUES (?, ?)').run(twin.grantId, tokenHash);
-          return twin.grantId;
-        }
-      }
-      if ((this.sql('SELECT count(*) AS n FROM grants WHERE key_id = ?').get(g.keyId) as { n: number }).n >= maxPerKey) return 'quota';
-      this
-        .sql(`INSERT INTO grants (grant_id, key_id, name, grantee_principal, retiring_principal, issuing_account, operations, constraints, created_at)
-                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-        .run(g.grantId, g.keyId, g.name ?? null, g.granteePrincipal, g.retiringPrincipal ?? null, g.issuingAccount, JSON.stringify(g.operations),
-          g.constraints ? JSON.stringify(g.constraints) : null, toSeconds(g.createdAt));
-      this.sql('INSERT INTO grant_tokens (grant_id, token_hash) VALUES (?, ?)').run(g.grantId, tokenHash);
-      return g.grantId;
-    }).immediate();
-  }
-
-  async addGrantToken(grantId: string, tokenHash: Buffer): Promise<void> {
-    this.sql('INSERT OR IGNORE INTO grant_tokens (grant_id, token_hash) VALUES (?, ?)').run(grantId, tokenHash);
-  }
-
-  async getGrant(grantId: string): Promise<Grant | undefined> {
-    const row = this.sql('SELECT * FROM grants WHERE grant_id = ?').get(grantId) as GrantRow | undefined;
-    return row && rowToGrant(row);
-  }
-
-  async listGrants(filter: { keyId?: string; grantId?: string; granteePrincipal?: string; retiringPrincipal?: string }, afterPosition: number, limit: number): Promise<Array<Grant & { position: number }>> {
-    const where = ['position > ?'];
-    const args: unknown[] = [afterPosition];
-    for (const [column, value] of [['key_id', filter.keyId], ['grant_id', filter.grantId], ['grantee_principal', filter.granteePrincipal], ['retiring_principal', filter.retiringPrincipal]] as const) {
-      if (value !== undefined) {
-        where.push(`${column} = ?`);
-        args.push(value);
-      }
-    }
-    const rows = this.sql(`SELECT * FROM grants WHERE ${where.join(' AND ')} ORDER BY position LIMIT ?`).all(...args, limit) as GrantRow[];
-    return rows.map((r) => ({ ...rowToGrant(r), position: r.position }));
-  }
-
-  async countGrants(keyId: string): Promise<number> {
-    return (this.sql('SELECT count(*) AS n FROM grants WHERE key_id = ?').get(keyId) as { n: number }).n;
-  }
-
-  async deleteGrant(grantId: string): Promise<void> {
-    this.sql('DELETE FROM grants WHERE grant_id = ?').run(grantId);
   }
 
   async probeWrite(timeoutMs: number): Promise<void> {
@@ -619,150 +370,33 @@ export class SqliteKeyRepository implements KeyRepository {
     return { segment: row.segment, endOffset: row.end_offset, seq: row.seq, head: row.head, mac: row.mac };
   }
 
-  async recordKeyUsage(entries: readonly KeyLastUsage[]): Promise<void> {
-    const upsert = this.sql(`INSERT INTO key_last_usage (key_id, operation, used_at, request_id)
-       SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM keys WHERE key_id = ?)
-       ON CONFLICT (key_id) DO UPDATE SET operation = excluded.operation, used_at = excluded.used_at, request_id = excluded.request_id
-       WHERE excluded.used_at > key_last_usage.used_at`);
-    this.db.transaction(() => {
-      for (const u of entries) upsert.run(u.keyId, u.operation, toSeconds(u.at), u.requestId, u.keyId);
-    })();
-  }
-
-  async getKeyUsage(keyId: string): Promise<{ usage?: KeyLastUsage; trackingStartedAt: Date }> {
-    const row = this.sql('SELECT operation, used_at, request_id FROM key_last_usage WHERE key_id = ?').get(keyId) as { operation: string; used_at: number; request_id: string } | undefined;
-    const { started_at } = this.sql('SELECT started_at FROM usage_tracking WHERE id = 1').get() as { started_at: number };
-    return {
-      ...(row && { usage: { keyId, operation: row.operation, at: new Date(row.used_at * 1000), requestId: row.request_id } }),
-      trackingStartedAt: new Date(started_at * 1000),
-    };
-  }
-
   async setAuditAnchor(a: AuditAnchor): Promise<void> {
     this.sql('INSERT INTO audit_anchor (id, segment, end_offset, seq, head, mac) VALUES (1, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET segment = excluded.segment, end_offset = excluded.end_offset, seq = excluded.seq, head = excluded.head, mac = excluded.mac')
       .run(a.segment, a.endOffset, a.seq, a.head, a.mac);
   }
 
+  async recordKeyUsage(entries: readonly KeyLastUsage[]): Promise<void> {
+    const upsert = this.sql(`INSERT INTO key_last_usage (key_id, region, operation, used_at, request_id)
+       SELECT @keyId, @region, @operation, @at, @requestId WHERE EXISTS (SELECT 1 FROM keys WHERE key_id = @keyId AND region = @region)
+       ON CONFLICT (key_id, region) DO UPDATE SET operation = excluded.operation, used_at = excluded.used_at, request_id = excluded.request_id
+       WHERE excluded.used_at > key_last_usage.used_at`);
+    this.db.transaction(() => {
+      for (const u of entries) upsert.run({ keyId: u.keyId, region: u.region, operation: u.operation, at: toSeconds(u.at), requestId: u.requestId });
+    })();
+  }
+
+  async getKeyUsage(keyId: string): Promise<{ usage?: KeyLastUsage; trackingStartedAt: Date }> {
+    const row = this.sql('SELECT operation, used_at, request_id FROM key_last_usage WHERE key_id = ? AND region = ?').get(keyId, this.region) as
+      | { operation: string; used_at: number; request_id: string }
+      | undefined;
+    const { started_at } = this.sql('SELECT started_at FROM usage_tracking WHERE id = 1').get() as { started_at: number };
+    return {
+      ...(row && { usage: { keyId, region: this.region, operation: row.operation, at: new Date(row.used_at * 1000), requestId: row.request_id } }),
+      trackingStartedAt: new Date(started_at * 1000),
+    };
+  }
+
   async close(): Promise<void> {
     this.db.close();
   }
-
-  private migrate(): void {
-    const applied = this.db.pragma('user_version', { simple: true }) as number;
-    for (let i = applied; i < MIGRATIONS.length; i++) {
-      const migration = MIGRATIONS[i];
-      this.db.transaction(() => {
-        if (typeof migration === 'string') this.db.exec(migration);
-        else migration(this.db);
-        this.db.pragma(`user_version = ${i + 1}`);
-      })();
-    }
-  }
-}
-
-/** Thrown inside reserveVersion's transaction to roll it back. */
-const QUOTA: ReserveRefusal = 'quota';
-
-interface MaterialRow {
-  key_id: string;
-  version: number;
-  material_id: string;
-  created_at: number;
-  rotation_type: 'AUTOMATIC' | 'ON_DEMAND' | null;
-  object_ids: string;
-  import_state: ImportedMaterial['importState'] | null;
-  expiration_model: ExpirationModel | null;
-  valid_to: number | null;
-  material_description: string | null;
-}
-
-function rowToMaterial(r: MaterialRow): KeyMaterial {
-  return {
-    keyId: r.key_id, version: r.version, materialId: r.material_id, createdAt: toDate(r.created_at),
-    ...(r.rotation_type && { rotationType: r.rotation_type }),
-    objects: materialObjects(r.key_id, r.version, JSON.parse(r.object_ids) as Record<string, string>),
-    ...(r.import_state && {
-      imported: {
-        importState: r.import_state, expirationModel: r.expiration_model as ExpirationModel, // written with import_state, always
-        ...(r.valid_to !== null && { validTo: toDate(r.valid_to) }),
-        ...(r.material_description !== null && { description: r.material_description }),
-      },
-    }),
-  };
-}
-
-interface IntentRow {
-  intent_id: number;
-  key_id: string;
-  version: number;
-  purpose: MaterialIntent['purpose'];
-  rotation_type: 'AUTOMATIC' | 'ON_DEMAND' | null;
-  object_ids: string;
-  created_at: number;
-  owner: string | null;
-}
-
-function rowToIntent(r: IntentRow): MaterialIntent {
-  return {
-    intentId: r.intent_id, keyId: r.key_id, version: r.version, purpose: r.purpose, createdAt: toDate(r.created_at),
-    ...(r.rotation_type && { rotationType: r.rotation_type }),
-    ...(r.owner !== null && { owner: r.owner }),
-    objects: materialObjects(r.key_id, r.version, JSON.parse(r.object_ids) as Record<string, string>),
-  };
-}
-
-interface GrantRow {
-  position: number;
-  grant_id: string;
-  key_id: string;
-  name: string | null;
-  grantee_principal: string;
-  retiring_principal: string | null;
-  issuing_account: string;
-  operations: string;
-  constraints: string | null;
-  created_at: number;
-}
-
-function rowToGrant(r: GrantRow): Grant {
-  return {
-    grantId: r.grant_id, keyId: r.key_id, granteePrincipal: r.grantee_principal, issuingAccount: r.issuing_account,
-    operations: JSON.parse(r.operations) as string[], createdAt: toDate(r.created_at),
-    ...(r.name !== null && { name: r.name }),
-    ...(r.retiring_principal !== null && { retiringPrincipal: r.retiring_principal }),
-    ...(r.constraints !== null && { constraints: JSON.parse(r.constraints) as GrantConstraints }),
-  };
-}
-
-interface AliasRow {
-  alias_name: string;
-  target_key_id: string;
-  created_at: number;
-  last_updated_at: number;
-  position: number;
-}
-
-function rowToAlias(r: AliasRow): Alias & { position: number } {
-  return { aliasName: r.alias_name, targetKeyId: r.target_key_id, createdAt: toDate(r.created_at), lastUpdatedAt: toDate(r.last_updated_at), position: r.position };
-}
-
-function rowToKey(r: KeyRow): KeyRecord {
-  return {
-    keyId: r.key_id,
-    createdAt: toDate(r.created_at),
-    description: r.description,
-    keyUsage: r.key_usage as KeyRecord['keyUsage'],
-    keySpec: r.key_spec as KeyRecord['keySpec'],
-    origin: r.origin as KeyOrigin,
-    state: r.state as KeyRecord['state'],
-    deletionDate: r.deletion_date === null ? undefined : toDate(r.deletion_date),
-    pendingWindowDays: r.pending_window_days ?? undefined,
-    ...(r.deletion_started !== null && { deletionStartedAt: toDate(r.deletion_started) }),
-    currentMaterialVersion: r.current_material_version,
-    policy: r.policy ?? undefined,
-    rotation:
-      r.rotation_period_days === null || r.next_rotation_date === null
-        ? undefined
-        : { periodDays: r.rotation_period_days, nextRotationDate: toDate(r.next_rotation_date) },
-  };
 }

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { legacyObjectIds, type KeyRecord } from '../../../src/domain/key-repository';
+import { legacyObjectIds, type KeyRecord, type MaterialIntent } from '../../../src/domain/key-repository';
 import { MIGRATIONS, SqliteKeyRepository } from '../../../src/store/sqlite-key-repository';
 import { keyRepositoryContract } from '../../support/key-repository-contract';
 
@@ -135,7 +135,7 @@ describe('SqliteKeyRepository upgraded from schema 8 (before imported key materi
     const file = path.join(dir, 'qkms.db');
     const old = new Database(file);
     for (const [i, migration] of MIGRATIONS.slice(0, 8).entries()) {
-      old.transaction(() => (typeof migration === 'string' ? old.exec(migration) : migration(old)))();
+      old.transaction(() => (typeof migration === 'string' ? old.exec(migration) : migration(old, 'us-east-1')))();
       old.pragma(`user_version = ${i + 1}`);
     }
     const [keyId, creating] = ['33333333-3333-4333-8333-333333333333', '44444444-4444-4444-8444-444444444444'];
@@ -177,3 +177,134 @@ describe('SqliteKeyRepository upgraded from schema 8 (before imported key materi
 });
 
 keyRepositoryContract('SQLite', async () => new SqliteKeyRepository(':memory:'));
+
+/**
+ * The upgrade to regions rebuilds keys, tags, aliases, grants, key_last_usage, key_materials and
+ * import_parameters (SQLite cannot alter constraints). Everything the previous release wrote must
+ * come through as the home region's, with its positions and counters, and the constraints must
+ * hold afterwards. The release of schema 4 does not refuse the new schema: what it writes lands in
+ * the home region.
+ */
+describe('SqliteKeyRepository upgraded from schema 9 (before regions)', () => {
+  let dir: string;
+  beforeEach(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qkms-store-'))));
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  const at = new Date('2026-11-29T12:00:00Z');
+  const s = at.getTime() / 1000;
+  const [a, b, gone] = ['55555555-5555-4555-8555-555555555555', '66666666-6666-4666-8666-666666666666', '77777777-7777-4777-8777-777777777777'];
+  const objectIds = JSON.stringify({ kek: 'aa'.repeat(16), mac: 'bb'.repeat(16) });
+
+  /** A store as the release of schema 9 left it, with a deleted key, alias and grant (their positions stay used). */
+  function schema9Store(file: string): void {
+    const old = new Database(file);
+    old.pragma('foreign_keys = ON');
+    for (const [i, migration] of MIGRATIONS.slice(0, 9).entries()) {
+      old.transaction(() => (typeof migration === 'string' ? old.exec(migration) : migration(old, 'unused')))();
+      old.pragma(`user_version = ${i + 1}`);
+    }
+    const key = old.prepare(`INSERT INTO keys (key_id, created_at, description, key_usage, key_spec, origin, state, current_material_version, last_version, rotation_period_days, next_rotation_date)
+                             VALUES (?, ?, 'old', 'ENCRYPT_DECRYPT', 'SYMMETRIC_DEFAULT', 'AWS_KMS', 'Enabled', 1, 2, 90, ?)`);
+    for (const keyId of [a, b, gone]) key.run(keyId, s, s);
+    const material = old.prepare('INSERT INTO key_materials (key_id, version, material_id, created_at, object_ids) VALUES (?, 1, ?, ?, ?)');
+    for (const keyId of [a, b, gone]) material.run(keyId, 'cd'.repeat(32), s, objectIds);
+    old.prepare("INSERT INTO tags (key_id, tag_key, tag_value) VALUES (?, 'team', 'x')").run(a);
+    const alias = old.prepare('INSERT INTO aliases (alias_name, target_key_id, created_at, last_updated_at) VALUES (?, ?, ?, ?)');
+    for (const [name, keyId] of [['alias/first', a], ['alias/dropped', b], ['alias/second', b], ['alias/last', a]]) alias.run(name, keyId, s, s);
+    old.prepare("DELETE FROM aliases WHERE alias_name IN ('alias/dropped', 'alias/last')").run();
+    const grant = old.prepare(`INSERT INTO grants (grant_id, key_id, grantee_principal, issuing_account, operations, created_at)
+                               VALUES (?, ?, 'arn:aws:iam::111122223333:role/app', 'arn:aws:iam::111122223333:root', '["Decrypt"]', ?)`);
+    grant.run('g1', a, s);
+    grant.run('g2', a, s);
+    old.prepare("INSERT INTO grant_tokens (grant_id, token_hash) VALUES ('g1', ?)").run(Buffer.alloc(32, 1));
+    old.prepare("DELETE FROM grants WHERE grant_id = 'g2'").run();
+    old.prepare("INSERT INTO key_last_usage (key_id, operation, used_at, request_id) VALUES (?, 'Encrypt', ?, 'r1')").run(a, s);
+    old.prepare(`INSERT INTO import_parameters (parameters_id, key_id, wrapping_key_spec, wrapping_algorithm, token_hash, objects, created_at, valid_to)
+                 VALUES ('p1', ?, 'RSA_2048', 'RSAES_OAEP_SHA_256', ?, '{}', ?, ?)`).run(b, Buffer.alloc(32, 2), s, s + 86400);
+    old.prepare("INSERT INTO material_intents (key_id, version, purpose, rotation_type, object_ids, created_at, owner) VALUES (?, 2, 'rotate', 'ON_DEMAND', ?, ?, 'replica-a')").run(a, objectIds, s);
+    old.prepare('DELETE FROM keys WHERE key_id = ?').run(gone); // cascades to its material in schema 9
+    old.close();
+  }
+
+  it('keeps every row as the home region\'s, with its positions and AUTOINCREMENT counters, and the shared rows as they were', async () => {
+    const file = path.join(dir, 'qkms.db');
+    schema9Store(file);
+    const store = new SqliteKeyRepository(file, { region: 'eu-central-1' });
+    try {
+      assert.deepEqual(await store.listKeys(0, 10), [{ keyId: a, position: 1 }, { keyId: b, position: 2 }]);
+      assert.deepEqual(await store.inRegion('us-east-1').listKeys(0, 10), [], 'the home region is the one the store was opened with');
+      assert.deepEqual(await store.keyRegions(a), [{ region: 'eu-central-1', state: 'Enabled' }]);
+      const read = (await store.getKey(a))!;
+      assert.deepEqual([read.description, read.currentMaterialVersion, read.rotation, read.primaryRegion], ['old', 1, { periodDays: 90, nextRotationDate: at }, undefined]);
+      assert.deepEqual(await store.keysDueForRotation(at), [a, b]);
+      assert.deepEqual(await store.listTags(a), [{ key: 'team', value: 'x' }]);
+      assert.deepEqual((await store.listAliases(0, 10)).map((x) => [x.aliasName, x.targetKeyId, x.position]), [['alias/first', a, 1], ['alias/second', b, 3]]);
+      assert.deepEqual((await store.listGrants({}, 0, 10)).map((g) => [g.grantId, g.position]), [['g1', 1]]);
+      assert.deepEqual(await store.grantTokenHashes('g1'), [Buffer.alloc(32, 1)]);
+      assert.deepEqual((await store.getKeyUsage(a)).usage, { keyId: a, region: 'eu-central-1', operation: 'Encrypt', at, requestId: 'r1' });
+      assert.deepEqual((await store.listMaterials()).map((m) => [m.keyId, m.version]), [[a, 1], [b, 1]].sort((x, y) => String(x[0]).localeCompare(String(y[0]))));
+      assert.deepEqual((await store.listImportParameters()).map((p) => [p.parametersId, p.keyId]), [['p1', b]]);
+      assert.deepEqual((await store.listIntents()).map((i) => [i.intentId, i.keyId, i.owner]), [[1, a, 'replica-a']]);
+
+      const c = '88888888-8888-4888-8888-888888888888';
+      const intent = await store.recordKeyIntent({ keyId: c, objectIds: { kek: '01'.repeat(16), mac: '02'.repeat(16) }, createdAt: at });
+      await store.activateKey(intent, { keyId: c, createdAt: at, description: '', keyUsage: 'ENCRYPT_DECRYPT', keySpec: 'SYMMETRIC_DEFAULT', origin: 'AWS_KMS', state: 'Enabled', currentMaterialVersion: 1 }, 'ef'.repeat(32), []);
+      assert.equal((await store.listKeys(2, 10))[0].position, 4, 'the deleted key\'s position 3 is not reused');
+      assert.equal(await store.insertAlias({ aliasName: 'alias/new', targetKeyId: c, createdAt: at, lastUpdatedAt: at }, 10), 'created');
+      assert.equal((await store.getAlias('alias/new') as { position?: number }).position, 4, 'after the highest position present: the table had no counter before (rowids), from now on it has one');
+      await store.insertGrant({ grantId: 'g3', keyId: c, granteePrincipal: 'p', issuingAccount: 'i', operations: ['Encrypt'], createdAt: at }, Buffer.alloc(32, 3), 10);
+      assert.deepEqual((await store.listGrants({ keyId: c }, 0, 10)).map((g) => g.position), [3], 'the deleted grant\'s position 2 is not reused');
+      assert.equal(reserved(await store.reserveVersion(a, { rotationType: 'ON_DEMAND', objectIds: { kek: '03'.repeat(16), mac: '04'.repeat(16) }, createdAt: at })).version, 3, 'last_version 2 kept');
+
+      assert.equal(await store.transitionState(a, ['Enabled'], { state: 'PendingDeletion', deletionDate: at, pendingWindowDays: 7 }), true);
+      assert.equal(await store.beginDeletion(a, at), true);
+      await store.deleteKey(a);
+      assert.deepEqual([await store.listTags(a), await store.getAlias('alias/first'), await store.getGrant('g1'), (await store.getKeyUsage(a)).usage, await store.listMaterialsOf(a)], [[], undefined, undefined, undefined, []]);
+    } finally {
+      await store.close();
+    }
+    const raw = new Database(file);
+    try {
+      raw.pragma('foreign_keys = ON');
+      assert.deepEqual(raw.prepare("SELECT count(*) AS n FROM grant_tokens WHERE grant_id = 'g1'").get(), { n: 0 }, 'cascaded from its grant');
+      assert.throws(() => raw.prepare("INSERT INTO tags (key_id, region, tag_key, tag_value) VALUES (?, 'us-east-1', 'k', 'v')").run(b), /FOREIGN KEY constraint failed/, 'a tag needs its region\'s record');
+      assert.throws(() => raw.prepare("INSERT INTO aliases (alias_name, region, target_key_id, created_at, last_updated_at) VALUES ('alias/second', 'eu-central-1', ?, 0, 0)").run(b), /UNIQUE constraint failed/);
+      assert.deepEqual(raw.pragma('foreign_key_check'), []);
+    } finally {
+      raw.close();
+    }
+  });
+
+  it('takes the writes of the release of schema 4 (which does not refuse the new schema) into the home region, and drops the materials of keys it deletes at the next open', async () => {
+    const file = path.join(dir, 'qkms.db');
+    schema9Store(file);
+    await new SqliteKeyRepository(file, { region: 'eu-central-1' }).close();
+    // The schema-4 release's own statements (89dfef6 insertKey, addMaterial, createAlias, deleteKey).
+    const old = new Database(file);
+    old.pragma('foreign_keys = ON');
+    const madeByOld = '99999999-9999-4999-8999-999999999999';
+    old.prepare(`INSERT INTO keys (key_id, created_at, description, key_usage, key_spec, origin, state, deletion_date, pending_window_days, current_material_version, policy, rotation_period_days, next_rotation_date)
+                 VALUES (?, ?, '', 'ENCRYPT_DECRYPT', 'SYMMETRIC_DEFAULT', 'AWS_KMS', 'Enabled', NULL, NULL, 1, NULL, NULL, NULL)`).run(madeByOld, s);
+    old.prepare('INSERT INTO key_materials (key_id, version, material_id, created_at) VALUES (?, ?, ?, ?)').run(madeByOld, 1, 'dd'.repeat(32), s);
+    old.prepare('INSERT INTO tags (key_id, tag_key, tag_value) VALUES (?, ?, ?)').run(madeByOld, 'by', 'old');
+    old.prepare('INSERT OR IGNORE INTO aliases (alias_name, target_key_id, created_at, last_updated_at) VALUES (?, ?, ?, ?)').run('alias/old', madeByOld, s, s);
+    old.prepare('DELETE FROM keys WHERE key_id = ?').run(b);
+    old.close();
+
+    const store = new SqliteKeyRepository(file, { region: 'eu-central-1' });
+    try {
+      assert.deepEqual([(await store.getKey(madeByOld))!.state, await store.listTags(madeByOld), await store.aliasTarget('alias/old')], ['Enabled', [{ key: 'by', value: 'old' }], madeByOld]);
+      assert.deepEqual((await store.listMaterials()).map((m) => [m.keyId, m.objects.kek.id]), [
+        [a, 'aa'.repeat(16)], [madeByOld, legacyObjectIds(madeByOld, 1, 'SYMMETRIC_DEFAULT').kek],
+      ].sort((x, y) => String(x[0]).localeCompare(String(y[0]))), 'b\'s material went with it; the old release\'s material adopted');
+      assert.equal(await store.aliasTarget('alias/second'), undefined, 'cascaded from b');
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+function reserved(r: MaterialIntent | string): MaterialIntent {
+  assert.notEqual(typeof r, 'string', `refused: ${String(r)}`);
+  return r as MaterialIntent;
+}
