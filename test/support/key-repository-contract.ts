@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import type { Grant, KeyRecord, KeyRepository, MaterialIntent } from '../../src/domain/key-repository';
 import { importedMaterialContract } from './imported-material-contract';
+import { keyRepositoryRegionsContract } from './key-repository-regions-contract';
 
 /**
  * One behaviour suite for every KeyRepository: SQLite in unit tests, PostgreSQL in integration
@@ -242,5 +243,6 @@ export function keyRepositoryContract(name: string, openStore: () => Promise<Key
     });
 
     importedMaterialContract(() => store);
+    keyRepositoryRegionsContract(() => store);
   });
 }
