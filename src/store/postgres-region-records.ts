@@ -33,13 +33,18 @@ export class PostgresRegionRecords {
     return this.db.rows<{ region: string; state: KeyState }>('SELECT region, state FROM keys WHERE key_id = $1 ORDER BY region', [keyId]);
   }
 
-  /** The shared facts are copied from a record locked (so current) in the same transaction. */
+  /**
+   * The shared facts are copied from a record locked (so current) in the same transaction. A key
+   * id whose every record is being destroyed counts as gone: the scheduler that found its record
+   * the last (deleteRegionRecord false) destroys the material next, which a replica made now
+   * would need.
+   */
   async insertReplica(key: KeyRecord, tags: Tag[]): Promise<'created' | 'exists' | 'gone'> {
     return this.db.tx(async (c): Promise<'created' | 'exists' | 'gone'> => {
       const records = await this.db.lockRecords(c, key.keyId);
       if (records.some((r) => r.region === this.region)) return 'exists';
       const [source] = records;
-      if (!source) return 'gone';
+      if (!source || records.every((r) => r.deletion_started !== null)) return 'gone';
       // Another replication into this region may have committed while this one waited for the locks.
       const inserted = await this.db.changes(
         `INSERT INTO keys (key_id, region, created_at, description, policy, state, key_usage, key_spec, origin, current_material_version, last_version, rotation_period_days, next_rotation_date, primary_region)
