@@ -1,17 +1,18 @@
 import crypto from 'node:crypto';
 import { Pool, type PoolClient } from 'pg';
-import type { Alias, AliasInsert, AuditAnchor, Grant, KeyLastUsage, KeyMaterial, KeyRecord, KeyRepository, MaterialIntent, ReserveRefusal, StateChange, Tag } from '../domain/key-repository';
-import { materialObjects, objectIdsOf } from '../domain/key-repository';
+import type { Alias, AliasInsert, Grant, KeyLastUsage, KeyMaterial, KeyRecord, KeyRepository, MaterialIntent, ReserveRefusal, StateChange, Tag } from '../domain/key-repository';
+import { objectIdsOf } from '../domain/key-repository';
 import type { KeyState } from '../domain/key-state';
-import type { IntentInsert } from './intent-insert';
 import { PostgresAliasesAndGrants } from './postgres-aliases-and-grants';
 import { PostgresImportedMaterial } from './postgres-imported-material';
 import { migrate } from './postgres-migrations';
-import { rowToIntent, rowToKey, rowToMaterial, type IntentRow, type KeyRow, type MaterialRow } from './postgres-rows';
+import { rowToKey, rowToMaterial, type KeyRow, type MaterialRow } from './postgres-rows';
 import { PostgresTokenPool } from './postgres-token-pool';
 import type { TokenPool } from './token-pool';
+import { PostgresIntents } from './postgres-intents';
+import { PostgresProbeAndAnchor } from './postgres-probe-and-anchor';
 import { PostgresRegionRecords } from './postgres-region-records';
-import { PgSession, type Queryable } from './postgres-session';
+import { PgSession } from './postgres-session';
 
 export interface PostgresStoreOptions {
   /** Connections per process; each gateway replica has its own pool. */
@@ -29,6 +30,8 @@ export interface PostgresStoreOptions {
 /** What every region's view of one store shares: the pool, and the views made so far. */
 interface SharedStore {
   db: PgSession;
+  intents: PostgresIntents;
+  probeAndAnchor: PostgresProbeAndAnchor;
   isNew: boolean;
   ownerId: string;
   views: Map<string, PostgresKeyRepository>;
@@ -52,6 +55,7 @@ const DEFAULT_REGION = 'us-east-1';
 export class PostgresKeyRepository implements KeyRepository {
   private readonly db: PgSession;
   private readonly access: PostgresAliasesAndGrants;
+  private readonly intents: PostgresIntents;
   private readonly imports: PostgresImportedMaterial;
   private readonly records: PostgresRegionRecords;
 
@@ -61,7 +65,8 @@ export class PostgresKeyRepository implements KeyRepository {
   ) {
     this.db = shared.db;
     this.access = new PostgresAliasesAndGrants(this.db, region);
-    this.imports = new PostgresImportedMaterial(this.db, region, { insertIntentIfFree: (on, i) => this.insertIntentIfFree(on, i), dropIntent: (c, i) => this.dropIntent(c, i) });
+    this.intents = shared.intents;
+    this.imports = new PostgresImportedMaterial(this.db, region, this.intents);
     this.records = new PostgresRegionRecords(this.db, region);
   }
 
@@ -74,7 +79,9 @@ export class PostgresKeyRepository implements KeyRepository {
     pool.on('error', onIdleError); // unhandled, an idle connection's error would end the process
     try {
       const { from } = await migrate(pool, region);
-      return new PostgresKeyRepository({ db: new PgSession(pool), isNew: from === 0, ownerId, views: new Map() }, region).inRegion(region);
+      const db = new PgSession(pool);
+      const shared = { db, intents: new PostgresIntents(db, ownerId), probeAndAnchor: new PostgresProbeAndAnchor(db), isNew: from === 0, ownerId, views: new Map() };
+      return new PostgresKeyRepository(shared, region).inRegion(region);
     } catch (err) {
       await pool.end();
       throw err;
@@ -110,12 +117,12 @@ export class PostgresKeyRepository implements KeyRepository {
   }
 
   async recordKeyIntent(intent: { keyId: string; objectIds: Record<string, string>; createdAt: Date }): Promise<MaterialIntent> {
-    return this.insertIntent(this.db.pool, { keyId: intent.keyId, version: 1, purpose: 'create', objectIds: intent.objectIds, createdAt: intent.createdAt });
+    return this.intents.insertIntent(this.db.pool, { keyId: intent.keyId, version: 1, purpose: 'create', objectIds: intent.objectIds, createdAt: intent.createdAt });
   }
 
   async activateKey(intent: MaterialIntent, key: KeyRecord, materialId: string, tags: Tag[]): Promise<void> {
     await this.db.tx(async (c) => {
-      await this.dropIntent(c, intent);
+      await this.intents.dropIntent(c, intent);
       await this.records.insertKey(c, key, intent.version, tags);
       await this.insertMaterial(c, intent, materialId);
     });
@@ -150,7 +157,7 @@ export class PostgresKeyRepository implements KeyRepository {
           );
           if (Number(n) >= request.onDemandLimit) return 'quota'; // rolled back: the refusal uses no version
         }
-        return this.insertIntent(c, { keyId, version, purpose: 'rotate', rotationType: request.rotationType, objectIds: request.objectIds, createdAt: request.createdAt });
+        return this.intents.insertIntent(c, { keyId, version, purpose: 'rotate', rotationType: request.rotationType, objectIds: request.objectIds, createdAt: request.createdAt });
       },
       { rollback: (v) => v === 'quota' },
     );
@@ -159,7 +166,7 @@ export class PostgresKeyRepository implements KeyRepository {
   async activateRotation(intent: MaterialIntent, materialId: string, nextRotation?: { periodDays: number; nextRotationDate: Date }): Promise<void> {
     await this.db.tx(async (c) => {
       await this.db.lockRecords(c, intent.keyId);
-      await this.dropIntent(c, intent);
+      await this.intents.dropIntent(c, intent);
       await this.insertMaterial(c, intent, materialId);
       await c.query('UPDATE keys SET current_material_version = greatest(current_material_version, $1) WHERE key_id = $2', [intent.version, intent.keyId]);
       if (nextRotation) {
@@ -168,46 +175,6 @@ export class PostgresKeyRepository implements KeyRepository {
         await c.query('UPDATE keys SET next_rotation_date = $1 WHERE key_id = $2 AND rotation_period_days = $3 AND next_rotation_date < $1', [nextRotation.nextRotationDate, intent.keyId, nextRotation.periodDays]);
       }
     });
-  }
-
-  async listIntents(): Promise<MaterialIntent[]> {
-    return (await this.db.rows<IntentRow>('SELECT * FROM material_intents ORDER BY intent_id')).map(rowToIntent);
-  }
-
-  async abandonIntent(intentId: number): Promise<boolean> {
-    // Waits for an activation holding the row; then the row is gone (activated) or still there.
-    await this.db.pool.query('UPDATE material_intents SET abandoned_at = now() WHERE intent_id = $1 AND abandoned_at IS NULL', [intentId]);
-    return (await this.db.rows('SELECT 1 FROM material_intents WHERE intent_id = $1', [intentId])).length === 1;
-  }
-
-  async deleteIntent(intentId: number): Promise<void> {
-    await this.db.pool.query('DELETE FROM material_intents WHERE intent_id = $1', [intentId]);
-  }
-
-  private async insertIntent(on: Queryable, i: IntentInsert): Promise<MaterialIntent> {
-    const intent = await this.insertIntentIfFree(on, i);
-    if (!intent) throw new Error(`an intent for version ${i.version} of ${i.keyId} exists already`);
-    return intent;
-  }
-
-  /** Undefined when an intent of that version exists (UNIQUE (key_id, version); one not yet committed is waited for). */
-  private async insertIntentIfFree(on: Queryable, i: IntentInsert): Promise<MaterialIntent | undefined> {
-    const [row] = await this.db.rows<{ intent_id: string }>(
-      `INSERT INTO material_intents (key_id, version, purpose, rotation_type, object_ids, created_at, abandoned_at, owner) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-       ON CONFLICT (key_id, version) DO NOTHING RETURNING intent_id`,
-      [i.keyId, i.version, i.purpose, i.rotationType ?? null, JSON.stringify(i.objectIds), i.createdAt, i.abandonedAt ?? null, this.ownerId], on,
-    );
-    return row && {
-      intentId: Number(row.intent_id), keyId: i.keyId, version: i.version, purpose: i.purpose, ...(i.rotationType && { rotationType: i.rotationType }),
-      objects: materialObjects(i.keyId, i.version, i.objectIds), createdAt: i.createdAt, owner: this.ownerId,
-    };
-  }
-
-  /** Inside an activation's transaction: the intent must still be there and not being rolled back. */
-  private async dropIntent(c: PoolClient, intent: MaterialIntent): Promise<void> {
-    if ((await this.db.changes('DELETE FROM material_intents WHERE intent_id = $1 AND abandoned_at IS NULL', [intent.intentId], c)) !== 1) {
-      throw new Error(`the intent for version ${intent.version} of ${intent.keyId} is gone or being rolled back: not activating it`);
-    }
   }
 
   private async insertMaterial(c: PoolClient, intent: MaterialIntent, materialId: string): Promise<void> {
@@ -331,33 +298,13 @@ export class PostgresKeyRepository implements KeyRepository {
   listGrants: KeyRepository['listGrants'] = (filter, afterPosition, limit) => this.access.listGrants(filter, afterPosition, limit);
   countGrants = (keyId: string): Promise<number> => this.access.countGrants(keyId);
   deleteGrant = (grantId: string): Promise<void> => this.access.deleteGrant(grantId);
+  listIntents: KeyRepository['listIntents'] = () => this.intents.listIntents();
+  abandonIntent: KeyRepository['abandonIntent'] = (intentId) => this.intents.abandonIntent(intentId);
+  deleteIntent: KeyRepository['deleteIntent'] = (intentId) => this.intents.deleteIntent(intentId);
+  probeWrite: KeyRepository['probeWrite'] = (timeoutMs) => this.shared.probeAndAnchor.probeWrite(timeoutMs);
+  getAuditAnchor: KeyRepository['getAuditAnchor'] = () => this.shared.probeAndAnchor.getAuditAnchor();
+  setAuditAnchor: KeyRepository['setAuditAnchor'] = (anchor) => this.shared.probeAndAnchor.setAuditAnchor(anchor);
 
-  async probeWrite(timeoutMs: number): Promise<void> {
-    // The statement timeout bounds a write waiting for a lock; the timer also bounds waiting for a
-    // connection and a server that does not answer at all.
-    const ms = Math.max(1, Math.round(timeoutMs));
-    let timer: NodeJS.Timeout | undefined;
-    const write = this.db.tx(async (c) => {
-      await c.query(`SET LOCAL statement_timeout = ${ms}`);
-      await c.query('SET LOCAL synchronous_commit = on'); // durable when COMMIT returns, whatever the server's default
-      await c.query('INSERT INTO write_probe (id, at) VALUES (1, now()) ON CONFLICT (id) DO UPDATE SET at = excluded.at');
-    });
-    try {
-      await Promise.race([write, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`the PostgreSQL store took no write within ${ms} ms`)), ms)))]);
-    } finally {
-      clearTimeout(timer);
-      write.catch(() => undefined); // settled later, after the timer won
-    }
-  }
-
-  async getAuditAnchor(): Promise<AuditAnchor | 'adopt' | undefined> {
-    const [row] = await this.db.rows<{ segment: number | null; end_offset: string | null; seq: string | null; head: string | null; mac: string | null }>(
-      'SELECT segment, end_offset, seq, head, mac FROM audit_anchor WHERE id = 1',
-    );
-    if (!row) return undefined;
-    if (row.segment === null || row.end_offset === null || row.seq === null || row.head === null || row.mac === null) return 'adopt';
-    return { segment: row.segment, endOffset: Number(row.end_offset), seq: Number(row.seq), head: row.head, mac: row.mac };
-  }
 
   async recordKeyUsage(entries: readonly KeyLastUsage[]): Promise<void> {
     if (entries.length === 0) return;
@@ -378,17 +325,6 @@ export class PostgresKeyRepository implements KeyRepository {
     );
     const [{ started_at }] = await this.db.rows<{ started_at: Date }>('SELECT started_at FROM usage_tracking WHERE id = 1');
     return { ...(row && { usage: { keyId, region: this.region, operation: row.operation, at: row.used_at, requestId: row.request_id } }), trackingStartedAt: started_at };
-  }
-
-  async setAuditAnchor(a: AuditAnchor): Promise<void> {
-    await this.db.tx(async (c) => {
-      await c.query('SET LOCAL synchronous_commit = on'); // the audit log releases responses after this
-      await c.query(
-        `INSERT INTO audit_anchor (id, segment, end_offset, seq, head, mac) VALUES (1, $1, $2, $3, $4, $5)
-         ON CONFLICT (id) DO UPDATE SET segment = excluded.segment, end_offset = excluded.end_offset, seq = excluded.seq, head = excluded.head, mac = excluded.mac`,
-        [a.segment, a.endOffset, a.seq, a.head, a.mac],
-      );
-    });
   }
 
   /** Closes the pool every view shares; closing it again (from any view) waits for the first close. */
