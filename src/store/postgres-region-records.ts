@@ -30,7 +30,7 @@ export class PostgresRegionRecords {
   }
 
   async keyRegions(keyId: string): Promise<Array<{ region: string; state: KeyState }>> {
-    return this.db.rows<{ region: string; state: KeyState }>('SELECT region, state FROM keys WHERE key_id = $1 ORDER BY region', [keyId]);
+    return this.db.rows<{ region: string; state: KeyState }>('SELECT region, state FROM keys WHERE key_id = $1 ORDER BY region COLLATE "C"', [keyId]);
   }
 
   /**

@@ -44,14 +44,15 @@ export class PgSession {
   }
 
   /**
-   * Locks every region's record of the key id until the transaction ends, in region order, and
-   * returns them as they are once locked. Every transaction that writes more than one record of a
-   * key id takes this first, always in the same order, so two of them never deadlock; and one that
+   * Locks every region's record of the key id until the transaction ends, in region order (code
+   * points, whatever the database's collation), and returns them as they are once locked. Every
+   * transaction that writes more than one record of a key id takes this first, always in the same
+   * order, so two of them never deadlock; and one that
    * checks the shared facts (versions, materials, intents) before writing them takes turns with
    * the others. A record another transaction deleted while this one waited is not returned; one it
    * inserted is seen only by this transaction's next statements (READ COMMITTED).
    */
   async lockRecords(c: PoolClient, keyId: string, mode: 'NO KEY UPDATE' | 'UPDATE' = 'NO KEY UPDATE'): Promise<KeyRow[]> {
-    return this.rows<KeyRow>(`SELECT * FROM keys WHERE key_id = $1 ORDER BY region FOR ${mode}`, [keyId], c);
+    return this.rows<KeyRow>(`SELECT * FROM keys WHERE key_id = $1 ORDER BY region COLLATE "C" FOR ${mode}`, [keyId], c);
   }
 }
