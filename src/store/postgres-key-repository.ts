@@ -306,13 +306,32 @@ export class PostgresKeyRepository implements KeyRepository {
   setAuditAnchor: KeyRepository['setAuditAnchor'] = (anchor) => this.shared.probeAndAnchor.setAuditAnchor(anchor);
 
 
-  async recordKeyUsage(entries: readonly KeyLastUsage[]): Promise<void> {
+  /**
+   * One statement for the batch. The records named are locked first (KEY SHARE, in the order every
+   * writer locks a key id's records: PgSession.lockRecords), and entries only of those still there
+   * are written: one of a record removed meanwhile is dropped rather than failing the batch, and the
+   * batch never deadlocks with a removal, nor with another batch (upserts in the same order). One
+   * entry per record, the newest: an upsert cannot touch one row twice.
+   */
+  async recordKeyUsage(batch: readonly KeyLastUsage[]): Promise<void> {
+    const newest = new Map<string, KeyLastUsage>();
+    for (const u of batch) {
+      const id = JSON.stringify([u.keyId, u.region]);
+      const seen = newest.get(id);
+      if (!seen || seen.at < u.at) newest.set(id, u);
+    }
+    const entries = [...newest.values()];
     if (entries.length === 0) return;
     await this.db.rows(
-      `INSERT INTO key_last_usage (key_id, region, operation, used_at, request_id)
-       SELECT u.key_id, u.region, u.operation, u.used_at, u.request_id
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[]) AS u (key_id, region, operation, used_at, request_id)
-        WHERE EXISTS (SELECT 1 FROM keys WHERE keys.key_id = u.key_id AND keys.region = u.region)
+      `WITH u AS (
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[]) AS u (key_id, region, operation, used_at, request_id)
+       ), live AS (
+         SELECT key_id, region FROM keys WHERE (key_id, region) IN (SELECT key_id, region FROM u)
+         ORDER BY key_id COLLATE "C", region COLLATE "C" FOR KEY SHARE
+       )
+       INSERT INTO key_last_usage (key_id, region, operation, used_at, request_id)
+       SELECT u.key_id, u.region, u.operation, u.used_at, u.request_id FROM u JOIN live USING (key_id, region)
+       ORDER BY u.key_id COLLATE "C", u.region COLLATE "C"
        ON CONFLICT (key_id, region) DO UPDATE SET operation = excluded.operation, used_at = excluded.used_at, request_id = excluded.request_id
         WHERE excluded.used_at > key_last_usage.used_at`,
       [entries.map((u) => u.keyId), entries.map((u) => u.region), entries.map((u) => u.operation), entries.map((u) => u.at), entries.map((u) => u.requestId)],

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import { Client } from 'pg';
+import type { KeyRecord } from '../../src/domain/key-repository';
 import { PostgresKeyRepository } from '../../src/store/postgres-key-repository';
 import { MIGRATIONS } from '../../src/store/postgres-migrations';
 import { keyRepositoryContract } from '../support/key-repository-contract';
@@ -44,6 +46,23 @@ describe('PostgresKeyRepository', function () {
     await other.close();
     await store.close();
     await assert.rejects(store.getKey('k'), /pool/i, 'closing any view closes the store');
+  });
+
+  it('records one usage per record from a batch naming it twice: the newer', async () => {
+    const store = await PostgresKeyRepository.open(await (await sharedPostgres()).createDatabase('usage_batch'));
+    try {
+      const keyId = crypto.randomUUID();
+      const at = new Date('2026-11-29T12:00:00.123Z');
+      const key: KeyRecord = { keyId, createdAt: at, description: '', keyUsage: 'ENCRYPT_DECRYPT', keySpec: 'SYMMETRIC_DEFAULT', origin: 'AWS_KMS', state: 'Enabled', currentMaterialVersion: 1 };
+      await store.activateKey(await store.recordKeyIntent({ keyId, objectIds: { kek: '01'.repeat(16), mac: '02'.repeat(16) }, createdAt: at }), key, '03'.repeat(32), []);
+      const use = (ms: number, requestId: string) => ({ keyId, region: store.region, operation: 'Encrypt', at: new Date(at.getTime() + ms), requestId });
+      await store.recordKeyUsage([use(5, 'newer'), use(1, 'older')]);
+      assert.equal((await store.getKeyUsage(keyId)).usage?.requestId, 'newer');
+      await store.recordKeyUsage([use(2, 'older still'), use(9, 'newest')]);
+      assert.equal((await store.getKeyUsage(keyId)).usage?.requestId, 'newest');
+    } finally {
+      await store.close();
+    }
   });
 
   it('upgrades a schema-5 database (before regions): its rows belong to the home region, and a previous release\'s insert lands there too', async () => {

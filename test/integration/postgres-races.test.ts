@@ -224,6 +224,26 @@ describe('PostgresKeyRepository under concurrent replicas', function () {
     for (const region of regions) assert.equal((await replicas[0].inRegion(region).getKey(keyId))!.currentMaterialVersion, RACERS + 1, region);
   });
 
+  it('records usage batches of the same records in opposite orders at once while some of the records are removed: no deadlock, the removed ones dropped', async () => {
+    const regions = ['eu-west-1', 'us-east-1'];
+    for (let round = 0; round < 5; round++) {
+      const keyIds = await Promise.all(Array.from({ length: 10 }, () => multiRegionKey(regions)));
+      const doomed = keyIds.slice(0, 5);
+      for (const keyId of doomed) await beginDeletions(keyId, ['eu-west-1']);
+      const entries = keyIds.flatMap((keyId, k) => regions.map((region) => ({ keyId, region, operation: 'Encrypt', at: new Date(at.getTime() + k), requestId: `r-${k}` })));
+      const calls = await race(async (s, i) => {
+        if (i % 6 === 0) return s.inRegion('eu-west-1').deleteRegionRecord(doomed[i / 6]);
+        await s.recordKeyUsage(i % 2 === 0 ? entries : [...entries].reverse());
+        return undefined;
+      });
+      assert.equal(count(calls, true), doomed.length);
+      for (const [k, keyId] of keyIds.entries()) {
+        assert.equal((await replicas[0].inRegion('us-east-1').getKeyUsage(keyId)).usage?.requestId, `r-${k}`);
+        assert.equal((await replicas[0].inRegion('eu-west-1').getKeyUsage(keyId)).usage?.requestId, k < doomed.length ? undefined : `r-${k}`);
+      }
+    }
+  });
+
   it('migrates a fresh database exactly once when several replicas open it at once', async () => {
     const url = await (await sharedPostgres()).createDatabase('first_open');
     const opened = await Promise.all(Array.from({ length: 6 }, () => PostgresKeyRepository.open(url, { poolSize: 2 })));
