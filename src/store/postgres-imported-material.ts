@@ -20,31 +20,34 @@ type ImportReservation = Awaited<ReturnType<KeyRepository['reserveImport']>>;
 const MAX_INTEGER = 2 ** 31 - 1;
 
 /**
- * Imported key material (BYOK) in the PostgreSQL store: import intents and activations, discards
- * of deleted or expired material, and GetParametersForImport's records. Each transaction that
- * reads before it writes first locks the key's row, so replicas importing into, activating or
- * discarding material of one key take turns: each sees the versions, intents and import states
- * the ones before it committed (two NEW_KEY_MATERIAL imports never both make a version pending
- * rotation, and the last activation of a key's versions always finds none PENDING_IMPORT).
+ * Imported key material (BYOK) in one region's view of the PostgreSQL store: import intents and
+ * activations, discards of deleted or expired material, and GetParametersForImport's records. The
+ * material is shared by every region's record of the key id; the state checks and changes are the
+ * view's record's. Each transaction that reads before it writes first locks every record of the
+ * key id, so replicas (of any region) importing into, activating or discarding material of one key
+ * take turns: each sees the versions, intents and import states the ones before it committed (two
+ * NEW_KEY_MATERIAL imports never both make a version pending rotation, and the last activation of
+ * a key's versions always finds none PENDING_IMPORT).
  */
 export class PostgresImportedMaterial {
   constructor(
     private readonly db: PgSession,
+    private readonly region: string,
     private readonly intents: PgIntentAccess,
   ) {}
 
   async reserveImport(keyId: string, request: { version: number | 'new'; objectIds: Record<string, string>; createdAt: Date }): Promise<ImportReservation> {
     return this.db.tx(async (c): Promise<ImportReservation> => {
-      const [key] = await this.db.rows<{ current: number; deletion_started: Date | null }>(
-        'SELECT current_material_version AS current, deletion_started FROM keys WHERE key_id = $1 FOR NO KEY UPDATE', [keyId], c,
-      );
+      const records = await this.db.lockRecords(c, keyId);
+      const key = records.find((r) => r.region === this.region);
       // A key being destroyed takes no objects, whichever version: its deletion would not see them.
       if (!key || key.deletion_started !== null) return 'state';
       let version: number;
       if (request.version === 'new') {
-        const refusal = await this.newVersionRefusal(c, keyId, key.current);
+        const refusal = await this.newVersionRefusal(c, keyId, key.current_material_version);
         if (refusal) return refusal;
-        [{ last_version: version }] = await this.db.rows<{ last_version: number }>('UPDATE keys SET last_version = last_version + 1 WHERE key_id = $1 RETURNING last_version', [keyId], c);
+        version = Math.max(...records.map((r) => r.last_version)) + 1; // reserved on every record
+        await c.query('UPDATE keys SET last_version = $1 WHERE key_id = $2', [version, keyId]);
       } else {
         const exists = request.version <= MAX_INTEGER && (await this.db.rows('SELECT 1 FROM key_materials WHERE key_id = $1 AND version = $2', [keyId, request.version], c)).length === 1;
         if (!exists) return 'state';
@@ -69,12 +72,10 @@ export class PostgresImportedMaterial {
 
   async rotateToImportedMaterial(keyId: string, at: Date, onDemandLimit: number): Promise<number | 'state' | 'none' | 'quota'> {
     return this.db.tx(async (c): Promise<number | 'state' | 'none' | 'quota'> => {
-      const [key] = await this.db.rows<{ current: number }>(
-        "SELECT current_material_version AS current FROM keys WHERE key_id = $1 AND state = 'Enabled' AND deletion_started IS NULL FOR NO KEY UPDATE", [keyId], c,
-      );
-      if (!key) return 'state';
+      const key = (await this.db.lockRecords(c, keyId)).find((r) => r.region === this.region);
+      if (!key || key.state !== 'Enabled' || key.deletion_started !== null) return 'state';
       const [pending] = await this.db.rows<{ version: number }>(
-        "SELECT version FROM key_materials WHERE key_id = $1 AND version > $2 AND import_state = 'IMPORTED' ORDER BY version LIMIT 1", [keyId, key.current], c,
+        "SELECT version FROM key_materials WHERE key_id = $1 AND version > $2 AND import_state = 'IMPORTED' ORDER BY version LIMIT 1", [keyId, key.current_material_version], c,
       );
       if (!pending) return 'none';
       const [{ n }] = await this.db.rows<{ n: string }>("SELECT count(*) AS n FROM key_materials WHERE key_id = $1 AND rotation_type = 'ON_DEMAND'", [keyId], c);
@@ -87,7 +88,7 @@ export class PostgresImportedMaterial {
 
   async activateImport(intent: MaterialIntent, imported: ImportFacts): Promise<ImportActivation> {
     return this.db.tx(async (c): Promise<ImportActivation> => {
-      await this.db.lockKey(c, intent.keyId);
+      await this.db.lockRecords(c, intent.keyId);
       const [found] = await this.db.rows<{ material_id: string; import_state: 'IMPORTED' | 'PENDING_IMPORT' | null }>(
         'SELECT material_id, import_state FROM key_materials WHERE key_id = $1 AND version = $2', [intent.keyId, intent.version], c,
       );
@@ -119,9 +120,9 @@ export class PostgresImportedMaterial {
         );
       }
       await c.query(
-        `UPDATE keys SET state = 'Enabled' WHERE key_id = $1 AND state = 'PendingImport'
+        `UPDATE keys SET state = 'Enabled' WHERE key_id = $1 AND region = $2 AND state = 'PendingImport'
            AND NOT EXISTS (SELECT 1 FROM key_materials WHERE key_id = $1 AND import_state = 'PENDING_IMPORT')`,
-        [intent.keyId],
+        [intent.keyId, this.region],
       );
       return activation;
     });
@@ -135,12 +136,11 @@ export class PostgresImportedMaterial {
   async discardImportedMaterial(keyId: string, version: number, onlyIfExpiredBy?: Date): Promise<MaterialIntent | undefined> {
     if (version > MAX_INTEGER) return undefined;
     return this.db.tx(async (c): Promise<MaterialIntent | undefined> => {
-      await this.db.lockKey(c, keyId);
+      const key = (await this.db.lockRecords(c, keyId)).find((r) => r.region === this.region);
       // A key being destroyed keeps its material for its deletion, which destroys it anyway.
+      if (!key || key.deletion_started !== null) return undefined;
       const [found] = await this.db.rows<{ object_ids: Record<string, string>; valid_to: Date | null }>(
-        `SELECT m.object_ids, m.valid_to FROM key_materials m JOIN keys k USING (key_id)
-         WHERE m.key_id = $1 AND m.version = $2 AND m.import_state = 'IMPORTED' AND k.deletion_started IS NULL`,
-        [keyId, version], c,
+        "SELECT object_ids, valid_to FROM key_materials WHERE key_id = $1 AND version = $2 AND import_state = 'IMPORTED'", [keyId, version], c,
       );
       if (!found) return undefined;
       if (onlyIfExpiredBy && (found.valid_to === null || found.valid_to > onlyIfExpiredBy)) return undefined;
@@ -148,15 +148,16 @@ export class PostgresImportedMaterial {
       const intent = await this.intents.insertIntentIfFree(c, { keyId, version, purpose: 'discard', objectIds: found.object_ids, createdAt: now, abandonedAt: now });
       if (!intent) throw new Error(`version ${version} of ${keyId} has an import under way: its material cannot be discarded until that ends`);
       await c.query("UPDATE key_materials SET import_state = 'PENDING_IMPORT', object_ids = '{}' WHERE key_id = $1 AND version = $2", [keyId, version]);
-      await c.query("UPDATE keys SET state = 'PendingImport' WHERE key_id = $1 AND state <> 'PendingDeletion'", [keyId]);
+      await c.query("UPDATE keys SET state = 'PendingImport' WHERE key_id = $1 AND region = $2 AND state NOT IN ('PendingDeletion', 'PendingReplicaDeletion')", [keyId, this.region]);
       return intent;
     });
   }
 
   async materialsDueToExpire(now: Date): Promise<Array<{ keyId: string; version: number }>> {
     const rows = await this.db.rows<{ key_id: string; version: number }>(
-      `SELECT m.key_id, m.version FROM key_materials m JOIN keys k USING (key_id)
-       WHERE m.import_state = 'IMPORTED' AND m.valid_to <= $1 AND k.deletion_started IS NULL ORDER BY m.valid_to, m.key_id, m.version`,
+      `SELECT m.key_id, m.version FROM key_materials m
+       WHERE m.import_state = 'IMPORTED' AND m.valid_to <= $1 AND EXISTS (SELECT 1 FROM keys k WHERE k.key_id = m.key_id AND k.deletion_started IS NULL)
+       ORDER BY m.valid_to, m.key_id, m.version`,
       [now],
     );
     return rows.map((r) => ({ keyId: r.key_id, version: r.version }));

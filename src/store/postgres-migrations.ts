@@ -140,6 +140,45 @@ export const MIGRATIONS: string[] = [
      valid_to timestamptz NOT NULL
    );
    CREATE INDEX import_parameters_by_key ON import_parameters (key_id);`,
+  // Regions (QKMS_REGIONS): a key id has one record per region. The record and what hangs on it
+  // (tags, aliases, grants, last usage) gain a region and reference the record by (key_id, region);
+  // alias names are unique per region. Materials and import parameters are shared by every record
+  // of the key id: they lose their foreign key (key_id alone is no longer unique), and deleteKey
+  // removes them. Rows of earlier releases belong to the home region the migration runs with
+  // (qkms.home_region, set by migrate): it is each region column's default too, so a replica of
+  // the previous release still running during an upgrade creates its keys and tags there (its
+  // upserts, whose conflict targets changed, fail until it is replaced).
+  `DO $$
+   DECLARE
+     home text := current_setting('qkms.home_region');
+     t text;
+   BEGIN
+     FOREACH t IN ARRAY ARRAY['keys', 'tags', 'aliases', 'grants', 'key_last_usage'] LOOP
+       EXECUTE format('ALTER TABLE %I ADD COLUMN region text NOT NULL DEFAULT %L', t, home);
+     END LOOP;
+   END $$;
+   ALTER TABLE keys ADD COLUMN primary_region text;
+   ALTER TABLE key_materials DROP CONSTRAINT key_materials_key_id_fkey;
+   ALTER TABLE import_parameters DROP CONSTRAINT import_parameters_key_id_fkey;
+   ALTER TABLE tags DROP CONSTRAINT tags_key_id_fkey, DROP CONSTRAINT tags_pkey;
+   ALTER TABLE aliases DROP CONSTRAINT aliases_target_key_id_fkey, DROP CONSTRAINT aliases_pkey;
+   ALTER TABLE grants DROP CONSTRAINT grants_key_id_fkey;
+   ALTER TABLE key_last_usage DROP CONSTRAINT key_last_usage_key_id_fkey, DROP CONSTRAINT key_last_usage_pkey;
+   ALTER TABLE keys DROP CONSTRAINT keys_key_id_key, ADD CONSTRAINT keys_key_id_region_key UNIQUE (key_id, region);
+   ALTER TABLE tags
+     ADD PRIMARY KEY (key_id, region, tag_key),
+     ADD FOREIGN KEY (key_id, region) REFERENCES keys (key_id, region) ON DELETE CASCADE;
+   ALTER TABLE aliases
+     ADD PRIMARY KEY (region, alias_name),
+     ADD FOREIGN KEY (target_key_id, region) REFERENCES keys (key_id, region) ON DELETE CASCADE;
+   DROP INDEX aliases_by_target;
+   CREATE INDEX aliases_by_target ON aliases (target_key_id, region);
+   ALTER TABLE grants ADD FOREIGN KEY (key_id, region) REFERENCES keys (key_id, region) ON DELETE CASCADE;
+   DROP INDEX grants_by_key;
+   CREATE INDEX grants_by_key ON grants (key_id, region, grantee_principal);
+   ALTER TABLE key_last_usage
+     ADD PRIMARY KEY (key_id, region),
+     ADD FOREIGN KEY (key_id, region) REFERENCES keys (key_id, region) ON DELETE CASCADE;`,
 ];
 
 /** The transaction-scoped advisory lock that serialises migrations: any fixed number of our own. */
@@ -148,13 +187,15 @@ export const MIGRATION_LOCK = 0x716b6d73; // 'qkms'
 /**
  * Brings the database to this release's schema in one transaction under an advisory lock, so
  * replicas opening a fresh database together migrate it exactly once (the others wait, then find
- * it done). Refuses a database a later release migrated further.
+ * it done). Refuses a database a later release migrated further. `homeRegion` owns the rows of
+ * earlier releases (the regions migration).
  */
-export async function migrate(pool: Pool): Promise<{ from: number }> {
+export async function migrate(pool: Pool, homeRegion: string): Promise<{ from: number }> {
   const client = await pool.connect();
   try {
     await client.query('BEGIN');
     await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
+    await client.query("SELECT set_config('qkms.home_region', $1, true)", [homeRegion]); // read by the regions migration
     await client.query('CREATE TABLE IF NOT EXISTS qkms_schema (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())');
     const found = await currentVersion(client);
     if (found > MIGRATIONS.length) {

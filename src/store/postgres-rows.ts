@@ -7,6 +7,8 @@ import { materialObjects } from '../domain/key-repository';
  */
 export interface KeyRow {
   key_id: string;
+  region: string;
+  primary_region: string | null;
   created_at: Date;
   description: string;
   key_usage: string;
@@ -17,6 +19,7 @@ export interface KeyRow {
   pending_window_days: number | null;
   deletion_started: Date | null;
   current_material_version: number;
+  last_version: number;
   policy: string | null;
   rotation_period_days: number | null;
   next_rotation_date: Date | null;
@@ -37,6 +40,7 @@ export function rowToKey(r: KeyRow): KeyRecord {
     currentMaterialVersion: r.current_material_version,
     policy: r.policy ?? undefined,
     rotation: r.rotation_period_days === null || r.next_rotation_date === null ? undefined : { periodDays: r.rotation_period_days, nextRotationDate: r.next_rotation_date },
+    ...(r.primary_region !== null && { primaryRegion: r.primary_region }),
   };
 }
 

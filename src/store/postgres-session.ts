@@ -1,4 +1,5 @@
 import type { Pool, PoolClient, QueryResultRow } from 'pg';
+import type { KeyRow } from './postgres-rows';
 
 /** A pool or a transaction's connection: what a statement runs on. */
 export type Queryable = Pick<PoolClient, 'query'>;
@@ -34,11 +35,24 @@ export class PgSession {
   }
 
   /**
-   * Locks the key's row until the transaction ends, so that checks counting its aliases, grants or
-   * versions and the write they guard happen as one step among all replicas. NO KEY UPDATE: rows
-   * referencing the key (foreign keys take KEY SHARE) may still be written meanwhile.
+   * Locks the key's record in `region` until the transaction ends, so that checks counting its
+   * aliases or grants and the write they guard happen as one step among all replicas. NO KEY
+   * UPDATE: rows referencing the record (foreign keys take KEY SHARE) may still be written meanwhile.
    */
-  async lockKey(c: PoolClient, keyId: string): Promise<void> {
-    await c.query('SELECT 1 FROM keys WHERE key_id = $1 FOR NO KEY UPDATE', [keyId]);
+  async lockRecord(c: PoolClient, keyId: string, region: string): Promise<void> {
+    await c.query('SELECT 1 FROM keys WHERE key_id = $1 AND region = $2 FOR NO KEY UPDATE', [keyId, region]);
+  }
+
+  /**
+   * Locks every region's record of the key id until the transaction ends, in region order (code
+   * points, whatever the database's collation), and returns them as they are once locked. Every
+   * transaction that writes more than one record of a key id takes this first, always in the same
+   * order, so two of them never deadlock; and one that
+   * checks the shared facts (versions, materials, intents) before writing them takes turns with
+   * the others. A record another transaction deleted while this one waited is not returned; one it
+   * inserted is seen only by this transaction's next statements (READ COMMITTED).
+   */
+  async lockRecords(c: PoolClient, keyId: string, mode: 'NO KEY UPDATE' | 'UPDATE' = 'NO KEY UPDATE'): Promise<KeyRow[]> {
+    return this.rows<KeyRow>(`SELECT * FROM keys WHERE key_id = $1 ORDER BY region COLLATE "C" FOR ${mode}`, [keyId], c);
   }
 }

@@ -153,6 +153,97 @@ describe('PostgresKeyRepository under concurrent replicas', function () {
     }
   });
 
+  /** A multi-Region key with a record in each of `regions` (the first holds the primary), made through replica 0. */
+  async function multiRegionKey(regions: string[]): Promise<string> {
+    const keyId = `mrk-${crypto.randomBytes(16).toString('hex')}`;
+    const [primary, ...others] = regions.map((r) => replicas[0].inRegion(r));
+    const key: KeyRecord = { keyId, createdAt: at, description: '', keyUsage: 'ENCRYPT_DECRYPT', keySpec: 'SYMMETRIC_DEFAULT', origin: 'AWS_KMS', state: 'Enabled', currentMaterialVersion: 1, primaryRegion: primary.region };
+    await primary.activateKey(await primary.recordKeyIntent({ keyId, objectIds: ids(), createdAt: at }), key, '03'.repeat(32), []);
+    for (const view of others) assert.equal(await view.insertReplica(key, []), 'created');
+    return keyId;
+  }
+  /** Each region's record PendingDeletion, due at `at`, and claimed by the scheduler. */
+  async function beginDeletions(keyId: string, regions: string[]): Promise<void> {
+    for (const view of regions.map((r) => replicas[0].inRegion(r))) {
+      assert.equal(await view.transitionState(keyId, ['Enabled'], { state: 'PendingDeletion', deletionDate: at, pendingWindowDays: 7 }), true);
+      assert.equal(await view.beginDeletion(keyId, at), true);
+    }
+  }
+
+  it('removes one of a key\'s last two records when two regions\' schedulers remove theirs at once: the other finds its own the last', async () => {
+    const regions = ['eu-west-1', 'us-east-1'];
+    for (let round = 0; round < 20; round++) {
+      const keyId = await multiRegionKey(regions);
+      await beginDeletions(keyId, regions);
+      const results = await Promise.all(regions.map((r, i) => replicas[i].inRegion(r).deleteRegionRecord(keyId)));
+      assert.equal(count(results, true), 1, `round ${round}: ${JSON.stringify(results)}`);
+      const left = await replicas[1].keyRegions(keyId);
+      assert.deepEqual(left.map((l) => l.region), [regions[results.indexOf(false)]], 'the record that answered false is the one left, for deleteKey');
+      await replicas[1].inRegion(left[0].region).deleteKey(keyId);
+    }
+  });
+
+  it('leaves exactly one record when every region of a key removes its record at once', async () => {
+    const regions = ['ap-southeast-2', 'eu-west-1', 'us-east-1', 'us-west-2'];
+    for (let round = 0; round < 10; round++) {
+      const keyId = await multiRegionKey(regions);
+      await beginDeletions(keyId, regions);
+      const results = await Promise.all(regions.flatMap((r) => replicas.map((s) => s.inRegion(r).deleteRegionRecord(keyId))));
+      assert.equal(count(results, true), regions.length - 1, JSON.stringify(results));
+      assert.equal((await replicas[0].keyRegions(keyId)).length, 1);
+    }
+  });
+
+  it('never makes a replica of a key while its last record is removed: the scheduler destroys the material next', async () => {
+    for (let round = 0; round < 40; round++) {
+      const keyId = await multiRegionKey(['us-east-1']);
+      await beginDeletions(keyId, ['us-east-1']);
+      const key = (await replicas[0].getKey(keyId))!;
+      // The removal starts 0 to 7 ms after the replication: either may take the locks first.
+      const removal = new Promise<boolean>((resolve, reject) => setTimeout(() => replicas[0].deleteRegionRecord(keyId).then(resolve, reject), round % 8));
+      const [replicated, removed] = await Promise.all([replicas[1].inRegion('eu-west-1').insertReplica(key, []), removal]);
+      assert.deepEqual([removed, replicated, (await replicas[0].keyRegions(keyId)).map((l) => l.region)], [false, 'gone', ['us-east-1']], `round ${round}`);
+    }
+  });
+
+  it('creates one replica of concurrent ReplicateKeys into one region', async () => {
+    const keyId = await multiRegionKey(['us-east-1']);
+    const key = (await replicas[0].getKey(keyId))!;
+    const results = await race((s) => s.inRegion('eu-west-1').insertReplica(key, [{ key: 'k', value: 'v' }]));
+    assert.deepEqual([count(results, 'created'), count(results, 'exists')], [1, RACERS - 1]);
+    assert.deepEqual(await replicas[1].inRegion('eu-west-1').listTags(keyId), [{ key: 'k', value: 'v' }]);
+  });
+
+  it('reserves distinct, gapless versions for concurrent rotations of a multi-Region key from every region (no deadlock between regions)', async () => {
+    const regions = ['ap-southeast-2', 'eu-west-1', 'us-east-1'];
+    const keyId = await multiRegionKey(regions);
+    const results = await race((s, i) => s.inRegion(regions[i % regions.length]).reserveVersion(keyId, { rotationType: 'ON_DEMAND', objectIds: ids(), createdAt: at }));
+    const versions = results.map((r) => (typeof r === 'string' ? r : r.version)).sort((a, b) => Number(a) - Number(b));
+    assert.deepEqual(versions, Array.from({ length: RACERS }, (_, i) => i + 2));
+    await Promise.all(results.map((r, i) => typeof r !== 'string' && replicas[i % 2].inRegion(regions[i % regions.length]).activateRotation(r, crypto.randomBytes(32).toString('hex'))));
+    for (const region of regions) assert.equal((await replicas[0].inRegion(region).getKey(keyId))!.currentMaterialVersion, RACERS + 1, region);
+  });
+
+  it('records usage batches of the same records in opposite orders at once while some of the records are removed: no deadlock, the removed ones dropped', async () => {
+    const regions = ['eu-west-1', 'us-east-1'];
+    for (let round = 0; round < 5; round++) {
+      const keyIds = await Promise.all(Array.from({ length: 10 }, () => multiRegionKey(regions)));
+      const doomed = keyIds.slice(0, 5);
+      for (const keyId of doomed) await beginDeletions(keyId, ['eu-west-1']);
+      const entries = keyIds.flatMap((keyId, k) => regions.map((region) => ({ keyId, region, operation: 'Encrypt', at: new Date(at.getTime() + k), requestId: `r-${k}` })));
+      const calls = await race(async (s, i) => {
+        if (i % 6 === 0) return s.inRegion('eu-west-1').deleteRegionRecord(doomed[i / 6]);
+        await s.recordKeyUsage(i % 2 === 0 ? entries : [...entries].reverse());
+        return undefined;
+      });
+      assert.equal(count(calls, true), doomed.length);
+      for (const [k, keyId] of keyIds.entries()) {
+        assert.equal((await replicas[0].inRegion('us-east-1').getKeyUsage(keyId)).usage?.requestId, `r-${k}`);
+        assert.equal((await replicas[0].inRegion('eu-west-1').getKeyUsage(keyId)).usage?.requestId, k < doomed.length ? undefined : `r-${k}`);
+      }
+    }
+  });
+
   it('migrates a fresh database exactly once when several replicas open it at once', async () => {
     const url = await (await sharedPostgres()).createDatabase('first_open');
     const opened = await Promise.all(Array.from({ length: 6 }, () => PostgresKeyRepository.open(url, { poolSize: 2 })));
