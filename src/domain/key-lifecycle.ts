@@ -157,7 +157,14 @@ export async function runDueLifecycleWork(deps: LifecycleDeps, backoff = new Ret
   const expired: string[] = [];
   for (const { keyId, version } of await deps.keys.materialsDueToExpire(now)) {
     // Only if still due when the transaction runs: a reimport may have moved its ValidTo meanwhile.
-    const done = await attempt('expiry', `${keyId}/${version}`, () => recorded(deps, 'DeleteExpiredKeyMaterial', keyId, () => discardImportedMaterial(deps, keyId, version, now)));
+    const done = await attempt('expiry', `${keyId}/${version}`, async () => {
+      // Material is shared, its state is the record's: the discard runs in the key's region (an
+      // imported key has one record: multi-Region keys are not imported).
+      const [record] = await deps.keys.keyRegions(keyId);
+      if (!record) return false;
+      const regional = { ...deps, keys: deps.keys.inRegion(record.region) };
+      return recorded(regional, 'DeleteExpiredKeyMaterial', keyId, () => discardImportedMaterial(regional, keyId, version, now));
+    });
     if (done) {
       expired.push(keyId);
       deps.logger.info('imported key material expired and was deleted', { keyId, version });

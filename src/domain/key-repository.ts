@@ -210,7 +210,9 @@ export interface KeyRepository {
    * ReplicateKey: the key id's record in this view's region, with its tags, in one transaction.
    * Only the regional facts are taken from `key` (createdAt, description, policy, state); the
    * shared ones are copied from the key id's existing records in the same transaction. 'exists'
-   * when this region holds a record of the key id already; 'gone' when no region holds one.
+   * when this region holds a record of the key id already; 'gone' when no region holds one, or
+   * every record's deletion has begun (the material may be destroyed next: a replica made then
+   * would be left without it).
    */
   insertReplica(key: KeyRecord, tags: Tag[]): Promise<'created' | 'exists' | 'gone'>;
   /**

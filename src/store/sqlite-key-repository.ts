@@ -73,7 +73,8 @@ export class SqliteKeyRepository implements KeyRepository {
 
   async insertReplica(key: KeyRecord, tags: Tag[]): Promise<'created' | 'exists' | 'gone'> {
     return this.db.transaction((): 'created' | 'exists' | 'gone' => {
-      const source = this.sql('SELECT position FROM keys WHERE key_id = ? ORDER BY position LIMIT 1').get(key.keyId) as { position: number } | undefined;
+      // A key id whose every record is being destroyed is gone: its material may be destroyed next.
+      const source = this.sql('SELECT position FROM keys WHERE key_id = ? AND deletion_started IS NULL ORDER BY position LIMIT 1').get(key.keyId) as { position: number } | undefined;
       if (!source) return 'gone';
       if (this.sql('SELECT 1 FROM keys WHERE key_id = ? AND region = ?').get(key.keyId, this.region)) return 'exists';
       // The shared facts are the same on every record of the key id: the first one's are copied.

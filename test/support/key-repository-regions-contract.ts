@@ -125,6 +125,18 @@ export function keyRepositoryRegionsContract(store: () => KeyRepository): void {
       assert.deepEqual((await eu().listKeys(0, 10)).map((k) => k.keyId), [key.keyId]);
     });
 
+    it('refuses a replica (gone) once every record\'s deletion has begun: the material may be destroyed next', async () => {
+      const key = await replicatedKey();
+      await beginDeletion(eu(), key.keyId);
+      assert.equal(await replicate(ap(), key), 'created', 'the primary still holds the key');
+      await beginDeletion(ap(), key.keyId);
+      await beginDeletion(home(), key.keyId);
+      assert.equal(await replicate(zz(), key), 'gone');
+      assert.deepEqual(await zz().keyRegions(key.keyId), [
+        { region: 'ap-southeast-2', state: 'PendingDeletion' }, { region: 'eu-west-1', state: 'PendingDeletion' }, { region: 'us-east-1', state: 'PendingDeletion' },
+      ]);
+    });
+
     it('changes state, description, policy and tags only in the view\'s region', async () => {
       const key = await replicatedKey();
       assert.equal(await eu().transitionState(key.keyId, ['Enabled'], disabled), true);
