@@ -17,6 +17,8 @@ import {
   KMSInvalidStateException,
   ListKeysCommand,
   NotFoundException,
+  KMSClient,
+  ReplicateKeyCommand,
   RotateKeyOnDemandCommand,
   ScheduleKeyDeletionCommand,
   SignCommand,
@@ -27,6 +29,7 @@ import { spawnGateway, startChildGateway, type ChildGateway } from '../support/c
 import { runQkms } from '../support/cli';
 import { wrapKeyMaterial } from '../support/import-wrap';
 import { tokenVsStore } from '../support/token-state';
+import { TEST_CREDENTIALS } from '../support/harness';
 
 /**
  * Issue 12 "Identity that cannot collide" and "Atomic lifecycle", driven deterministically: a real
@@ -199,6 +202,51 @@ describe('Crash safety: SIGKILL inside every step of a key-material change', fun
       assert.ok(deletions.length >= 1 && deletions.every((l) => l.includes('"sourceIp":"scheduler"')), 'the scheduler\'s deletion is in the audit trail');
     });
   }
+
+  it('a multi-Region key: its replica\'s deletion leaves the token alone; its last record\'s deletion killed mid-destroy is finished by the next start', async () => {
+    const regional = { ...env, QKMS_REGIONS: 'us-east-1,us-west-2', QKMS_ARN_FORMAT: 'aws' };
+    await gw!.stop();
+    gw = await startChildGateway(regional);
+    const west = () => new KMSClient({ endpoint: gw!.url, region: 'us-west-2', credentials: TEST_CREDENTIALS, maxAttempts: 1 });
+    const keyId = (await gw.client.send(new CreateKeyCommand({ MultiRegion: true }))).KeyMetadata!.KeyId!;
+    await gw.client.send(new RotateKeyOnDemandCommand({ KeyId: keyId })); // four objects: two versions
+    await gw.client.send(new ReplicateKeyCommand({ KeyId: keyId, ReplicaRegion: 'us-west-2' }));
+    const fromWest = (await west().send(new EncryptCommand({ KeyId: keyId, Plaintext: Buffer.from('made in us-west-2') }))).CiphertextBlob!;
+    const other = (await gw.client.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;
+    const survivor = [await encrypt(other, 'not deleted')];
+    const expire = async (region: string) => {
+      await gw!.stop();
+      const db = new Database(path.join(dir, 'data', 'qkms.db'));
+      db.prepare('UPDATE keys SET deletion_date = ? WHERE key_id = ? AND region = ?').run(Date.now() / 1000 - 60, keyId, region);
+      db.close();
+    };
+    // The replica's waiting period ends: its record goes, the token is not touched (a destroy would be held).
+    await west().send(new ScheduleKeyDeletionCommand({ KeyId: keyId, PendingWindowInDays: 7 }));
+    await expire('us-west-2');
+    fs.writeFileSync(faults, JSON.stringify([hold('C_DestroyObject')]));
+    gw = await startChildGateway(regional);
+    await waitFor(() => /key deleted at the end of its waiting period/.test(gw!.output()), 'the replica\'s deletion');
+    assert.doesNotMatch(gw.output(), holding('C_DestroyObject'));
+    await assert.rejects(west().send(new DescribeKeyCommand({ KeyId: keyId })), NotFoundException);
+    assert.equal(Buffer.from((await gw.client.send(new DecryptCommand({ CiphertextBlob: fromWest }))).Plaintext!).toString(), 'made in us-west-2');
+    assert.equal(tokenVsStore(path.join(dir, 'data')).missing.length, 0, 'the material is all there for the primary');
+    // The primary, now alone, is deleted like any key: killed with half its objects destroyed, finished by the next start.
+    const scheduled = await gw.client.send(new ScheduleKeyDeletionCommand({ KeyId: keyId, PendingWindowInDays: 7 }));
+    assert.equal(scheduled.KeyState, 'PendingDeletion');
+    await expire('us-east-1');
+    fs.writeFileSync(faults, JSON.stringify([hold('C_DestroyObject', { skip: 2 })]));
+    gw = await startChildGateway(regional);
+    const g = gw;
+    await waitFor(() => holding('C_DestroyObject').test(g.output()), 'the hold in C_DestroyObject');
+    await g.stop('SIGKILL');
+    fs.writeFileSync(faults, '[]');
+    gw = await startChildGateway(regional);
+    await waitFor(() => /key deleted at the end of its waiting period/.test(gw!.output()), 'the resumed deletion');
+    await assert.rejects(gw.client.send(new DescribeKeyCommand({ KeyId: keyId })), NotFoundException);
+    await assert.rejects(gw.client.send(new DecryptCommand({ CiphertextBlob: fromWest })), (e: Error) => e.name === 'InvalidCiphertextException');
+    const state = await assertIntact(survivor);
+    assert.equal(state.keys, 1);
+  });
 
   it('start-up reconciliation killed while rolling back: the next start finishes the rollback', async () => {
     const keyId = (await gw!.client.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
+import crypto from 'node:crypto';
 import { promisify } from 'node:util';
 import {
   AlreadyExistsException,
@@ -13,6 +14,8 @@ import {
   EncryptCommand,
   GenerateDataKeyCommand,
   GetKeyRotationStatusCommand,
+  GetParametersForImportCommand,
+  ImportKeyMaterialCommand,
   KMSClient,
   KMSInvalidStateException,
   ListAliasesCommand,
@@ -28,6 +31,7 @@ import {
   UpdatePrimaryRegionCommand,
   VerifyCommand,
 } from '@aws-sdk/client-kms';
+import { wrapKeyMaterial } from '../support/import-wrap';
 import { integration } from '../support/integration-hooks';
 import { rawCall, startGateway, TEST_CREDENTIALS, type Harness } from '../support/harness';
 
@@ -223,6 +227,21 @@ describe('Regions and multi-Region keys (JS SDK v3)', function () {
     await assert.rejects(east.send(new DescribeKeyCommand({ KeyId: id })), NotFoundException);
     assert.deepEqual(await integration().hsm.listKeyObjects(`qkms/${id}/`), [], 'the last record took the material with it');
     await assert.rejects(east.send(new DecryptCommand({ CiphertextBlob: blob })), (e: Error) => e.name === 'InvalidCiphertextException');
+  });
+
+  it('imported material of a key in another region than the home one expires there', async () => {
+    const start = new Date('2027-07-01T00:00:00Z');
+    gw.clock.now = start;
+    const keyId = (await west.send(new CreateKeyCommand({ Origin: 'EXTERNAL' }))).KeyMetadata!.KeyId!;
+    const params = await west.send(new GetParametersForImportCommand({ KeyId: keyId, WrappingAlgorithm: 'RSAES_OAEP_SHA_256', WrappingKeySpec: 'RSA_2048' }));
+    await west.send(new ImportKeyMaterialCommand({
+      KeyId: keyId, ImportToken: params.ImportToken, EncryptedKeyMaterial: wrapKeyMaterial(params.PublicKey!, 'RSAES_OAEP_SHA_256', crypto.randomBytes(32)),
+      ExpirationModel: 'KEY_MATERIAL_EXPIRES', ValidTo: new Date(start.getTime() + DAY),
+    }));
+    assert.equal((await west.send(new DescribeKeyCommand({ KeyId: keyId }))).KeyMetadata!.KeyState, 'Enabled');
+    gw.clock.now = new Date(start.getTime() + 2 * DAY);
+    await gw.tick();
+    assert.equal((await west.send(new DescribeKeyCommand({ KeyId: keyId }))).KeyMetadata!.KeyState, 'PendingImport');
   });
 
   it('a replica deleted before its primary leaves the material to the primary', async () => {
