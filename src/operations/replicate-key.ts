@@ -39,11 +39,12 @@ export const replicateKey: Operation<ReplicateKeyInput> = {
   async handle(input, ctx) {
     const { key, arn } = await primaryKey(ctx, input.KeyId, 'kms:ReplicateKey');
     assertNotPendingDeletion(key.state, arn);
-    const replica = inRegion(ctx.deps, input.ReplicaRegion);
-    const replicaArn = keyArn(replica.scope, key.keyId);
+    // Before any view of it: the store keeps a view per region named, for the life of the process.
     if (!ctx.deps.config.regions.includes(input.ReplicaRegion)) {
       throw new UnsupportedOperationException(`Region ${input.ReplicaRegion} is not served by this gateway (QKMS_REGIONS: ${ctx.deps.config.regions.join(', ')}).`);
     }
+    const replica = inRegion(ctx.deps, input.ReplicaRegion);
+    const replicaArn = keyArn(replica.scope, key.keyId);
     await authorize(ctx, 'kms:CreateKey');
     const tags = checkTags(input.Tags ?? []);
     if (tags.length > 0) await authorize(ctx, 'kms:TagResource');

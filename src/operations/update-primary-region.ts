@@ -17,12 +17,13 @@ export const updatePrimaryRegion: Operation<{ KeyId: string; PrimaryRegion: stri
   async handle(input, ctx) {
     const { key, arn } = await primaryKey(ctx, input.KeyId, 'kms:UpdatePrimaryRegion');
     assertNotPendingDeletion(key.state, arn);
-    const target = inRegion(ctx.deps, input.PrimaryRegion);
-    const targetArn = keyArn(target.scope, key.keyId);
     const regions = await ctx.deps.keys.keyRegions(key.keyId);
     if (input.PrimaryRegion === ctx.deps.scope.region || !regions.some((r) => r.region === input.PrimaryRegion)) {
-      throw NotFoundException.keyDoesNotExist(targetArn);
+      throw NotFoundException.keyDoesNotExist(keyArn({ ...ctx.deps.scope, region: input.PrimaryRegion }, key.keyId));
     }
+    // Only now a view of it: the store keeps a view per region named, for the life of the process.
+    const target = inRegion(ctx.deps, input.PrimaryRegion);
+    const targetArn = keyArn(target.scope, key.keyId);
     // The replica's own policy must allow it too (AWS: permission in both regions).
     const replica = await useKey({ ...ctx, deps: target }, targetArn, { allowAlias: false, action: 'kms:UpdatePrimaryRegion' });
     assertNotPendingDeletion(replica.key.state, targetArn);
