@@ -192,7 +192,8 @@ export async function runDueLifecycleWork(deps: LifecycleDeps, backoff = new Ret
  * key, only this region's record goes (with its aliases, tags and grants) and the HSM objects stay.
  * A primary whose replicas are still there (one was added while it was pending deletion) is not
  * deleted: it waits in PendingReplicaDeletion, as if it had been scheduled with them.
- * PendingReplicaDeletion whose replicas are all gone: its waiting period begins now.
+ * PendingReplicaDeletion whose replicas are all gone, or which is no longer the primary (the
+ * primary moved while its deletion was scheduled): its waiting period begins now.
  */
 async function deleteKeyAtEndOfWaitingPeriod(deps: LifecycleDeps, keyId: string, now: Date): Promise<boolean> {
   const key = await deps.keys.getKey(keyId);
@@ -200,7 +201,7 @@ async function deleteKeyAtEndOfWaitingPeriod(deps: LifecycleDeps, keyId: string,
   if (key.state === 'PendingReplicaDeletion') {
     const days = key.pendingWindowDays ?? 30;
     await deps.keys.transitionState(keyId, ['PendingReplicaDeletion'], { state: 'PendingDeletion', deletionDate: new Date(now.getTime() + days * DAY_MS), pendingWindowDays: days });
-    deps.logger.info('the replicas of a multi-Region primary are deleted: its own waiting period begins', { keyId, region: deps.keys.region, days });
+    deps.logger.info('a multi-Region key waits for no replica any more (they are deleted, or it is no longer the primary): its own waiting period begins', { keyId, region: deps.keys.region, days });
     return false;
   }
   if (key.primaryRegion === deps.keys.region && !key.deletionStartedAt && (await deps.keys.keyRegions(keyId)).some((r) => r.region !== deps.keys.region)) {

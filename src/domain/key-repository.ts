@@ -301,8 +301,10 @@ export interface KeyRepository {
   setRotation(keyId: string, rotation: { periodDays: number; nextRotationDate: Date } | null): Promise<boolean>;
   listMaterialsOf(keyId: string): Promise<KeyMaterial[]>;
   /**
-   * Keys whose deletion date has passed or whose deletion has begun, in this view's region / whose
-   * automatic rotation is due, at `now`: of a multi-Region key only the primary's region lists it.
+   * Keys whose deletion date has passed or whose deletion has begun, in this view's region, and
+   * records in PendingReplicaDeletion that wait for nothing (no other region holds the key id, or
+   * the record is no longer the primary) / whose automatic rotation is due, at `now`: of a
+   * multi-Region key only the primary's region lists it.
    */
   keysDueForDeletion(now: Date): Promise<string[]>;
   keysDueForRotation(now: Date): Promise<string[]>;

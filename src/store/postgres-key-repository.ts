@@ -221,11 +221,17 @@ export class PostgresKeyRepository implements KeyRepository {
     return rows.map((r) => ({ keyId: r.key_id, position: Number(r.position) }));
   }
 
-  /** Also a PendingReplicaDeletion primary once no other region holds a record: its waiting period may begin. */
+  /**
+   * Also a PendingReplicaDeletion primary once no other region holds a record, and a record in
+   * that state that is no longer the primary (the primary moved while its deletion was scheduled):
+   * its waiting period may begin. Left waiting, it and a new primary scheduled in turn would wait
+   * for each other.
+   */
   async keysDueForDeletion(now: Date): Promise<string[]> {
     const text = `SELECT key_id FROM keys k WHERE region = $1 AND (
                     deletion_started IS NOT NULL OR (state = 'PendingDeletion' AND deletion_date <= $2)
-                    OR (state = 'PendingReplicaDeletion' AND NOT EXISTS (SELECT 1 FROM keys o WHERE o.key_id = k.key_id AND o.region <> k.region)))
+                    OR (state = 'PendingReplicaDeletion' AND (primary_region IS DISTINCT FROM region
+                        OR NOT EXISTS (SELECT 1 FROM keys o WHERE o.key_id = k.key_id AND o.region <> k.region))))
                   ORDER BY position`;
     return (await this.db.rows<{ key_id: string }>(text, [this.region, now])).map((r) => r.key_id);
   }

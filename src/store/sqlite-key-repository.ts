@@ -321,11 +321,14 @@ export class SqliteKeyRepository implements KeyRepository {
 
   async keysDueForDeletion(now: Date): Promise<string[]> {
     // A primary waiting for its replicas' deletion (PendingReplicaDeletion) is due once it is the
-    // key id's last record: the lifecycle code then starts its own waiting period.
+    // key id's last record, and a record in that state that is no longer the primary (the primary
+    // moved while its deletion was scheduled) at once: the lifecycle code then starts its own
+    // waiting period. Left waiting, it and a new primary scheduled in turn would wait for each other.
     const rows = this
       .sql(`SELECT key_id FROM keys k WHERE region = ?
               AND (deletion_started IS NOT NULL OR (state = 'PendingDeletion' AND deletion_date <= ?)
-                   OR (state = 'PendingReplicaDeletion' AND NOT EXISTS (SELECT 1 FROM keys o WHERE o.key_id = k.key_id AND o.region <> k.region)))
+                   OR (state = 'PendingReplicaDeletion' AND (primary_region IS NOT region
+                       OR NOT EXISTS (SELECT 1 FROM keys o WHERE o.key_id = k.key_id AND o.region <> k.region))))
             ORDER BY position`)
       .all(this.region, toSeconds(now)) as Array<{ key_id: string }>;
     return rows.map((r) => r.key_id);

@@ -296,6 +296,14 @@ export function keyRepositoryRegionsContract(store: () => KeyRepository): void {
       assert.deepEqual((await home().listIntents()).filter((i) => i.keyId === key.keyId), []);
     });
 
+    it('lists a record left in PendingReplicaDeletion that is no longer its key\'s primary (UpdatePrimaryRegion raced ScheduleKeyDeletion) as due: it waits for nothing', async () => {
+      const key = await replicatedKey();
+      assert.equal(await home().transitionState(key.keyId, ['Enabled'], { state: 'PendingReplicaDeletion', deletionDate: null, pendingWindowDays: 7 }), true);
+      assert.equal(await home().setPrimaryRegion(key.keyId, home().region, 'eu-west-1'), true, 'the primary moved while the deletion was being scheduled');
+      assert.deepEqual(await home().keysDueForDeletion(at), [key.keyId], 'a replica waits for no replicas: otherwise it and a new primary scheduled in turn would wait for each other forever');
+      assert.deepEqual(await eu().keysDueForDeletion(at), [], 'the new primary is Enabled');
+    });
+
     it('refuses deleteKey while another region holds a record of the key id, removing nothing', async () => {
       const key = await replicatedKey();
       await beginDeletion(eu(), key.keyId);
