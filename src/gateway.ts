@@ -211,7 +211,7 @@ async function openGateway(config: Config, rawHsm: Hsm, logger: Logger, { clock,
       const seeded = await applySeedFile(config.seedFile, deps);
       logger.info('seed file applied', { file: config.seedFile, ...seeded });
     }
-    const scheduler = new Scheduler({ ...deps, regions: config.regions, onFailure: (work) => metrics.schedulerFailure(work), recordEvent: (operation, keyId, errorCode) => recordSystemEvent(deps, 'scheduler', operation, keyId, errorCode) }, config.schedulerIntervalMs, {
+    const scheduler = new Scheduler({ ...deps, regions: config.regions, onFailure: (work) => metrics.schedulerFailure(work), recordEvent: (operation, keyId, errorCode, region) => recordSystemEvent({ ...deps, scope: { ...deps.scope, region } }, 'scheduler', operation, keyId, errorCode) }, config.schedulerIntervalMs, {
       holds: () => coordination.holdsSchedulerLease(),
       takeoverMs: config.schedulerTakeoverMs,
     });

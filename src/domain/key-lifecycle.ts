@@ -33,9 +33,10 @@ export interface LifecycleDeps {
    * Records a scheduled event in the audit trail (DeleteKey, RotateKey, as AWS CloudTrail names
    * them), resolving once it is durable: before the work (`errorCode` null), and again with the
    * error if the work then fails. A rejection of the first stops the work (fail-closed, like a
-   * request): it is retried with backoff.
+   * request): it is retried with backoff. `region` is that of the key's record the work is on (a
+   * multi-Region key's records are distinct keys in the trail, as in CloudTrail).
    */
-  recordEvent?: (operation: 'DeleteKey' | 'RotateKey' | 'DeleteExpiredKeyMaterial', keyId: string, errorCode: string | null) => Promise<void>;
+  recordEvent?: (operation: 'DeleteKey' | 'RotateKey' | 'DeleteExpiredKeyMaterial', keyId: string, errorCode: string | null, region: string) => Promise<void>;
 }
 
 /**
@@ -43,15 +44,16 @@ export interface LifecycleDeps {
  * second one if the work fails (best effort: the failure is logged and retried anyway).
  */
 async function recorded<T>(deps: LifecycleDeps, operation: 'DeleteKey' | 'RotateKey' | 'DeleteExpiredKeyMaterial', keyId: string, work: () => Promise<T>, isRefusal: (result: T) => boolean = () => false): Promise<T> {
-  await deps.recordEvent?.(operation, keyId, null);
+  const { region } = deps.keys;
+  await deps.recordEvent?.(operation, keyId, null, region);
   let result: T;
   try {
     result = await work();
   } catch (err) {
-    await deps.recordEvent?.(operation, keyId, 'KMSInternalException').catch(() => undefined);
+    await deps.recordEvent?.(operation, keyId, 'KMSInternalException', region).catch(() => undefined);
     throw err;
   }
-  if (isRefusal(result)) await deps.recordEvent?.(operation, keyId, 'KMSInvalidStateException').catch(() => undefined);
+  if (isRefusal(result)) await deps.recordEvent?.(operation, keyId, 'KMSInvalidStateException', region).catch(() => undefined);
   return result;
 }
 

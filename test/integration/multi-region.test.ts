@@ -259,6 +259,24 @@ describe('Regions and multi-Region keys (JS SDK v3)', function () {
     await east.send(new ReplicateKeyCommand({ KeyId: id, ReplicaRegion: 'eu-west-1' }));
     assert.equal(Buffer.from((await europe.send(new DecryptCommand({ CiphertextBlob: blob }))).Plaintext!).toString(), 'from europe');
   });
+
+  it('the scheduler\'s audit records name the record it acted on: the replica it deleted, the primary\'s region it rotated from', async () => {
+    const start = new Date('2027-09-01T00:00:00Z');
+    gw.clock.now = start;
+    const deleted = await primary();
+    await east.send(new ReplicateKeyCommand({ KeyId: deleted, ReplicaRegion: 'eu-west-1' }));
+    await europe.send(new ScheduleKeyDeletionCommand({ KeyId: deleted, PendingWindowInDays: 7 }));
+    const rotated = await primary();
+    await east.send(new ReplicateKeyCommand({ KeyId: rotated, ReplicaRegion: 'us-west-2' }));
+    await east.send(new UpdatePrimaryRegionCommand({ KeyId: rotated, PrimaryRegion: 'us-west-2' }));
+    await west.send(new EnableKeyRotationCommand({ KeyId: rotated, RotationPeriodInDays: 90 }));
+    gw.clock.now = new Date(start.getTime() + 91 * DAY);
+    await gw.tick();
+    await assert.rejects(europe.send(new DescribeKeyCommand({ KeyId: deleted })), NotFoundException);
+    assert.equal((await east.send(new DescribeKeyCommand({ KeyId: deleted }))).KeyMetadata!.KeyState, 'Enabled', 'the primary stays');
+    const scheduled = (await gw.auditRecords()).filter((r) => r.sourceIp === 'scheduler' && [deleted, rotated].some((id) => r.keyArn?.endsWith(`/${id}`)));
+    assert.deepEqual(scheduled.map((r) => [r.operation, r.keyArn]).sort(), [['DeleteKey', arn('eu-west-1', deleted)], ['RotateKey', arn('us-west-2', rotated)]]);
+  });
 });
 
 describe('Multi-Region keys through boto3', function () {
