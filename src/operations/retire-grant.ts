@@ -27,6 +27,8 @@ export const retireGrant: Operation<{ GrantToken?: string; KeyId?: string; Grant
     if (input.KeyId !== undefined) {
       const ref = parseKeyRef(input.KeyId);
       if (ref.kind !== 'keyId' && ref.kind !== 'keyArn') throw NotFoundException.invalidKeyId(input.KeyId);
+      // As every KeyId (use-key.ts): another region's ARN names another record, whose grants are not this region's.
+      if (ref.kind === 'keyArn' && ref.region !== undefined && ref.region !== ctx.deps.scope.region) throw NotFoundException.invalidArnRegion(ref.region);
       if (ref.keyId !== grant.keyId) throw InvalidGrantIdException.notFound(grantId);
     }
     const who = ctx.principal.principalArn;

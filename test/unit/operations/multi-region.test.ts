@@ -39,6 +39,19 @@ describe('Multi-Region keys over FakeHsm', () => {
     assert.deepEqual(asked.filter((r) => !deps.config.regions.includes(r)), []);
   });
 
+  it('RetireGrant by KeyId and GrantId refuses a key ARN of another region as every KeyId does (Invalid arn), leaving the grant', async () => {
+    const deps = await unitDeps(ENV);
+    const keyId = await replicatedKey(deps);
+    const west = inRegion(deps, 'us-west-2') as Deps;
+    const root = 'arn:aws:iam::111122223333:root';
+    const { GrantId } = await call('CreateGrant', { KeyId: keyId, GranteePrincipal: 'arn:aws:iam::111122223333:role/app', Operations: ['Decrypt'], RetiringPrincipal: root }, west);
+    const eastArn = `arn:aws:kms:us-east-1:111122223333:key/${keyId}`;
+    await assert.rejects(call('RetireGrant', { KeyId: eastArn, GrantId }, west), (e: Error) => e instanceof NotFoundException && e.message === 'Invalid arn us-east-1');
+    assert.equal((await call('ListGrants', { KeyId: keyId }, west)).Grants.length, 1);
+    await call('RetireGrant', { KeyId: `arn:aws:kms:us-west-2:111122223333:key/${keyId}`, GrantId }, west);
+    assert.equal((await call('ListGrants', { KeyId: keyId }, west)).Grants.length, 0);
+  });
+
   it('a primary scheduled for deletion while UpdatePrimaryRegion moves it, then the new primary scheduled too: both are deleted in the end, with the material', async () => {
     const deps = await unitDeps(ENV);
     const keyId = await replicatedKey(deps);
