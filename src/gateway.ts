@@ -173,6 +173,12 @@ async function openGateway(config: Config, rawHsm: Hsm, logger: Logger, { clock,
       for (const ref of [MARKER_MAC_KEY, AUDIT_MAC_KEY]) await ensureInternalKey(hsm, ref);
     });
     const reconciled = await reconcileWithToken({ keys, hsm, logger, owners: coordination });
+    // Keys are regional: a store written with another QKMS_REGION (or QKMS_REGIONS) keeps its keys
+    // in their regions, which a request can reach only while they are served.
+    const unserved = (await keys.regionsWithKeys()).filter((r) => !config.regions.includes(r));
+    if (unserved.length > 0) {
+      logger.warn('the key store holds keys in regions this gateway does not serve: no request can reach them until QKMS_REGIONS lists those regions (changing QKMS_REGION moves no key)', { regions: unserved, served: config.regions });
+    }
     const admin = config.adminCredential;
     if (admin.isDevelopmentDefault) {
       logger.warn('no QKMS_ACCESS_KEY_ID set: accepting the public development credential on loopback only', { accessKeyId: admin.accessKeyId });
@@ -205,7 +211,8 @@ async function openGateway(config: Config, rawHsm: Hsm, logger: Logger, { clock,
         `reconciled with the token: ${reconciled.rolledBack} unfinished key-material changes rolled back` +
         `${reconciled.leftToRetry > 0 ? ` (${reconciled.leftToRetry} could not be; the scheduler retries them)` : ''}` +
         `${reconciled.inFlight > 0 ? `, ${reconciled.inFlight} in flight on live replicas left to them` : ''}, ${reconciled.missing.length} objects missing, ` +
-        `${reconciled.orphaned.length} orphaned, ${reconciled.ambiguous.length} ambiguous${config.seedFile ? '; seed file applied' : ''}`,
+        `${reconciled.orphaned.length} orphaned, ${reconciled.ambiguous.length} ambiguous${config.seedFile ? '; seed file applied' : ''}` +
+        `${unserved.length > 0 ? `; keys in regions not served: ${unserved.join(', ')}` : ''}`,
     };
     if (config.seedFile) {
       const seeded = await applySeedFile(config.seedFile, deps);

@@ -206,6 +206,8 @@ export interface KeyRepository {
    * (a multi-Region key's primary and replicas; one entry for a single-Region key; none if unknown).
    */
   keyRegions(keyId: string): Promise<Array<{ region: string; state: KeyState }>>;
+  /** Every region holding at least one key record, in order, whatever the view (start-up warns of the ones not served). */
+  regionsWithKeys(): Promise<string[]>;
   /**
    * ReplicateKey: the key id's record in this view's region, with its tags, in one transaction.
    * Only the regional facts are taken from `key` (createdAt, description, policy, state); the

@@ -9,7 +9,7 @@ const PASS_THROUGH = new Set<string>([
   'keysDueForDeletion', 'keysDueForRotation', 'grantTokenHashes', 'getGrant', 'listGrants', 'countGrants',
   'getAuditAnchor', 'setAuditAnchor', 'probeWrite', 'recordKeyIntent', 'abandonIntent', 'deleteIntent',
   'insertGrant', 'addGrantToken', 'deleteGrant', 'recordKeyUsage', 'getKeyUsage', 'close',
-  'materialsDueToExpire', 'getImportParameters', 'listImportParameters', 'keyRegions',
+  'materialsDueToExpire', 'getImportParameters', 'listImportParameters', 'keyRegions', 'regionsWithKeys',
 ]);
 
 /**

@@ -107,6 +107,7 @@ export class PostgresKeyRepository implements KeyRepository {
   }
 
   keyRegions: KeyRepository['keyRegions'] = (keyId) => this.records.keyRegions(keyId);
+  regionsWithKeys: KeyRepository['regionsWithKeys'] = () => this.records.regionsWithKeys();
   insertReplica: KeyRepository['insertReplica'] = (key, tags) => this.records.insertReplica(key, tags);
   setPrimaryRegion: KeyRepository['setPrimaryRegion'] = (keyId, from, to) => this.records.setPrimaryRegion(keyId, from, to);
   deleteRegionRecord: KeyRepository['deleteRegionRecord'] = (keyId) => this.records.deleteRegionRecord(keyId);

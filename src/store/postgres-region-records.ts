@@ -29,6 +29,10 @@ export class PostgresRegionRecords {
     for (const t of tags) await c.query('INSERT INTO tags (key_id, region, tag_key, tag_value) VALUES ($1, $2, $3, $4)', [keyId, this.region, t.key, t.value]);
   }
 
+  async regionsWithKeys(): Promise<string[]> {
+    return (await this.db.rows<{ region: string }>('SELECT DISTINCT region COLLATE "C" AS region FROM keys ORDER BY 1')).map((r) => r.region);
+  }
+
   async keyRegions(keyId: string): Promise<Array<{ region: string; state: KeyState }>> {
     return this.db.rows<{ region: string; state: KeyState }>('SELECT region, state FROM keys WHERE key_id = $1 ORDER BY region COLLATE "C"', [keyId]);
   }

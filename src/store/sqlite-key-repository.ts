@@ -71,6 +71,10 @@ export class SqliteKeyRepository implements KeyRepository {
     return this.sql('SELECT region, state FROM keys WHERE key_id = ? ORDER BY region').all(keyId) as Array<{ region: string; state: KeyState }>;
   }
 
+  async regionsWithKeys(): Promise<string[]> {
+    return (this.sql('SELECT DISTINCT region FROM keys ORDER BY region').all() as Array<{ region: string }>).map((r) => r.region);
+  }
+
   async insertReplica(key: KeyRecord, tags: Tag[]): Promise<'created' | 'exists' | 'gone'> {
     return this.db.transaction((): 'created' | 'exists' | 'gone' => {
       // A key id whose every record is being destroyed is gone: its material may be destroyed next.

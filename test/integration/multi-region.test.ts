@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { promisify } from 'node:util';
 import {
   AlreadyExistsException,
@@ -318,5 +321,33 @@ print(json.dumps({'id': key['KeyId'], 'replica_arn': replica['Arn'], 'replica_ty
     assert.deepEqual([out.replica_arn, out.replica_type, out.plain, out.decrypted_by], [arn('eu-west-1', out.id), 'REPLICA', 'across regions', arn('eu-west-1', out.id)]);
     assert.deepEqual(out.after, { MultiRegionKeyType: 'PRIMARY', PrimaryKey: { Arn: arn('eu-west-1', out.id), Region: 'eu-west-1' }, ReplicaKeys: [{ Arn: arn('us-east-1', out.id), Region: 'us-east-1' }] });
     assert.equal(out.refused, 'UnsupportedOperationException');
+  });
+});
+
+describe('A store holding keys in regions not served', function () {
+  this.timeout(60000);
+
+  it('is named at start-up (log and /ready): changing QKMS_REGION moves no key, and serving the region again finds them', async function () {
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'qkms-regions-'));
+    const first = await startGateway(integration().hsm, { QKMS_DATA_DIR: dataDir }, { single: 'restarts on its own SQLite data dir' });
+    const keyId = (await first.client.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;
+    await first.close();
+    const moved = await startGateway(integration().hsm, { QKMS_DATA_DIR: dataDir, QKMS_REGION: 'eu-west-1' }, { single: 'restarts on its own SQLite data dir' });
+    try {
+      assert.match(moved.logText(), /the key store holds keys in regions this gateway does not serve.*"regions":\["us-east-1"\]/);
+      assert.match(moved.deps.startup, /keys in regions not served: us-east-1$/);
+      await assert.rejects(moved.client.send(new DescribeKeyCommand({ KeyId: keyId })), NotFoundException);
+    } finally {
+      await moved.close();
+    }
+    const both = await startGateway(integration().hsm, { QKMS_DATA_DIR: dataDir, QKMS_REGION: 'eu-west-1', QKMS_REGIONS: 'eu-west-1,us-east-1', QKMS_ARN_FORMAT: 'aws' }, { single: 'restarts on its own SQLite data dir' });
+    try {
+      assert.doesNotMatch(both.logText(), /does not serve/);
+      const home = new KMSClient({ endpoint: both.url, region: 'us-east-1', credentials: TEST_CREDENTIALS, maxAttempts: 1 });
+      assert.equal((await home.send(new DescribeKeyCommand({ KeyId: keyId }))).KeyMetadata!.Arn, arn('us-east-1', keyId));
+    } finally {
+      await both.close();
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 });

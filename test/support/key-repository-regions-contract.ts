@@ -93,6 +93,7 @@ export function keyRepositoryRegionsContract(store: () => KeyRepository): void {
       assert.deepEqual(await ap().listKeys(0, 10), []);
       assert.deepEqual(await ap().keyRegions(inEu.keyId), [{ region: 'eu-west-1', state: 'Enabled' }], 'from any view');
       assert.deepEqual(await eu().keyRegions(crypto.randomUUID()), []);
+      assert.deepEqual(await ap().regionsWithKeys(), ['eu-west-1', 'us-east-1'], 'every region holding a record, from any view');
       assert.deepEqual(await eu().keysDueForDeletion(later(1000)), []);
     });
 
