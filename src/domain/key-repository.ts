@@ -372,7 +372,6 @@ export interface KeyRepository {
    * Resolves to the id of the grant the token belongs to.
    */
   insertGrant(grant: Grant, tokenHash: Buffer, maxPerKey: number, sameAs?: (existing: Grant) => boolean): Promise<string | 'quota'>;
-  addGrantToken(grantId: string, tokenHash: Buffer): Promise<void>;
   getGrant(grantId: string): Promise<Grant | undefined>;
   /** Grants matching every given filter, in creation order after `afterPosition`. */
   listGrants(

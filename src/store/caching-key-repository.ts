@@ -8,7 +8,7 @@ const PASS_THROUGH = new Set<string>([
   'listIntents', 'listMaterials', 'listMaterialsOf', 'listKeys', 'listTags', 'getAlias', 'countAliases', 'listAliases',
   'keysDueForDeletion', 'keysDueForRotation', 'grantTokenHashes', 'getGrant', 'listGrants', 'countGrants',
   'getAuditAnchor', 'setAuditAnchor', 'probeWrite', 'recordKeyIntent', 'abandonIntent', 'deleteIntent',
-  'insertGrant', 'addGrantToken', 'deleteGrant', 'recordKeyUsage', 'getKeyUsage', 'close',
+  'insertGrant', 'deleteGrant', 'recordKeyUsage', 'getKeyUsage', 'close',
   'materialsDueToExpire', 'getImportParameters', 'listImportParameters', 'keyRegions', 'regionsWithKeys',
 ]);
 

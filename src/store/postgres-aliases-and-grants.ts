@@ -103,10 +103,6 @@ export class PostgresAliasesAndGrants {
   }
 
   /** Grant ids are random and unique across regions: the grant's own region is the one it is added in. */
-  async addGrantToken(grantId: string, tokenHash: Buffer): Promise<void> {
-    await this.db.pool.query('INSERT INTO grant_tokens (grant_id, token_hash) VALUES ($1, $2) ON CONFLICT DO NOTHING', [grantId, tokenHash]);
-  }
-
   async getGrant(grantId: string): Promise<Grant | undefined> {
     const [row] = await this.db.rows<GrantRow>('SELECT * FROM grants WHERE grant_id = $1 AND region = $2', [grantId, this.region]);
     return row && rowToGrant(row);

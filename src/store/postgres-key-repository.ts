@@ -300,7 +300,6 @@ export class PostgresKeyRepository implements KeyRepository {
   listAliases = (afterPosition: number, limit: number, keyId?: string): Promise<Array<Alias & { position: number }>> => this.access.listAliases(afterPosition, limit, keyId);
   grantTokenHashes = (grantId: string): Promise<Buffer[]> => this.access.grantTokenHashes(grantId);
   insertGrant = (grant: Grant, tokenHash: Buffer, maxPerKey: number, sameAs?: (existing: Grant) => boolean): Promise<string | 'quota'> => this.access.insertGrant(grant, tokenHash, maxPerKey, sameAs);
-  addGrantToken = (grantId: string, tokenHash: Buffer): Promise<void> => this.access.addGrantToken(grantId, tokenHash);
   getGrant = (grantId: string): Promise<Grant | undefined> => this.access.getGrant(grantId);
   listGrants: KeyRepository['listGrants'] = (filter, afterPosition, limit) => this.access.listGrants(filter, afterPosition, limit);
   countGrants = (keyId: string): Promise<number> => this.access.countGrants(keyId);

@@ -90,12 +90,6 @@ export class SqliteAliasesAndGrants {
     }).immediate();
   }
 
-  addGrantToken(grantId: string, tokenHash: Buffer): void {
-    this.store
-      .sql('INSERT OR IGNORE INTO grant_tokens (grant_id, token_hash) SELECT grant_id, ? FROM grants WHERE grant_id = ? AND region = ?')
-      .run(tokenHash, grantId, this.store.region);
-  }
-
   getGrant(grantId: string): Grant | undefined {
     const row = this.store.sql('SELECT * FROM grants WHERE grant_id = ? AND region = ?').get(grantId, this.store.region) as GrantRow | undefined;
     return row && rowToGrant(row);

@@ -166,7 +166,6 @@ export class SqliteKeyRepository implements KeyRepository {
   listAliases: KeyRepository['listAliases'] = async (afterPosition, limit, keyId) => this.aliasesAndGrants.listAliases(afterPosition, limit, keyId);
   grantTokenHashes: KeyRepository['grantTokenHashes'] = async (grantId) => this.aliasesAndGrants.grantTokenHashes(grantId);
   insertGrant: KeyRepository['insertGrant'] = async (grant, tokenHash, maxPerKey, sameAs) => this.aliasesAndGrants.insertGrant(grant, tokenHash, maxPerKey, sameAs);
-  addGrantToken: KeyRepository['addGrantToken'] = async (grantId, tokenHash) => this.aliasesAndGrants.addGrantToken(grantId, tokenHash);
   getGrant: KeyRepository['getGrant'] = async (grantId) => this.aliasesAndGrants.getGrant(grantId);
   listGrants: KeyRepository['listGrants'] = async (filter, afterPosition, limit) => this.aliasesAndGrants.listGrants(filter, afterPosition, limit);
   countGrants: KeyRepository['countGrants'] = async (keyId) => this.aliasesAndGrants.countGrants(keyId);

@@ -201,8 +201,9 @@ export function keyRepositoryContract(name: string, openStore: () => Promise<Key
       const full = grant(a.keyId, { name: 'n', retiringPrincipal: 'arn:aws:iam::111122223333:role/ops', constraints: { EncryptionContextSubset: { z: '1', a: '2' } } });
       const [h1, h2] = [Buffer.alloc(32, 1), Buffer.alloc(32, 2)];
       assert.equal(await store.insertGrant(full, h1, 2), full.grantId);
-      await store.addGrantToken(full.grantId, h2);
-      await store.addGrantToken(full.grantId, h2);
+      const retry = { ...full, grantId: crypto.randomBytes(32).toString('hex') };
+      assert.equal(await store.insertGrant(retry, h2, 2, (existing) => existing.name === retry.name), full.grantId, 'the same name adds the token to that grant');
+      assert.equal(await store.insertGrant(retry, h2, 2, (existing) => existing.name === retry.name), full.grantId, 'a token added twice is one');
       assert.deepEqual((await store.grantTokenHashes(full.grantId)).map((h) => h.toString('hex')).sort(), [h1, h2].map((h) => h.toString('hex')));
       assert.deepEqual(await store.grantTokenHashes('unknown'), []);
       assert.deepEqual(await store.getGrant(full.grantId), full);
