@@ -59,7 +59,7 @@ describe('Key lifecycle: CreateKey, DescribeKey, ListKeys, EnableKey, DisableKey
     await assert.rejects(gw.client.send(new CreateKeyCommand({ KeySpec: 'SM2', KeyUsage: 'SIGN_VERIFY' })), UnsupportedOperationException);
     await assert.rejects(gw.client.send(new CreateKeyCommand({ Origin: 'EXTERNAL_KEY_STORE' })), UnsupportedOperationException);
     await assert.rejects(gw.client.send(new CreateKeyCommand({ Origin: 'EXTERNAL', KeySpec: 'ECC_NIST_EDWARDS25519', KeyUsage: 'SIGN_VERIFY' })), UnsupportedOperationException);
-    await assert.rejects(gw.client.send(new CreateKeyCommand({ MultiRegion: true })), UnsupportedOperationException);
+    await assert.rejects(gw.client.send(new CreateKeyCommand({ MultiRegion: true, Origin: 'EXTERNAL' })), UnsupportedOperationException);
     await assert.rejects(gw.client.send(new CreateKeyCommand({ Tags: [{ TagKey: 'aws:x', TagValue: 'y' }] })), (e: Error) => e instanceof TagException && e.message === 'Tags beginning with aws: are reserved');
     await assert.rejects(gw.client.send(new CreateKeyCommand({ Tags: [{ TagKey: 'a', TagValue: '1' }, { TagKey: 'a', TagValue: '2' }] })), (e: Error) => e instanceof TagException && e.message === 'Duplicate tag keys');
     await assert.rejects(gw.client.send(new CreateKeyCommand({ Tags: Array.from({ length: 51 }, (_, i) => ({ TagKey: `k${i}`, TagValue: '' })) })), (e: Error) => e instanceof TagException && e.message === 'Too many tags');

@@ -25,7 +25,8 @@ describe("GenerateDataKey's special errors", () => {
   const gdk = (KeyId: string, extra: Record<string, unknown> = {}) => gw.client.send(new GenerateDataKeyCommand({ KeyId, KeySpec: 'AES_256', ...extra }));
 
   before(async () => {
-    gw = await startGateway(integration().hsm, { QKMS_HSM_TIMEOUT_MS: '200' });
+    // Short enough for the timeout test, long enough that a loaded machine's CreateKey is not one.
+    gw = await startGateway(integration().hsm, { QKMS_HSM_TIMEOUT_MS: '1500' });
   });
   after(() => gw.close());
   afterEach(() => gw.faults.clear());
@@ -94,7 +95,7 @@ describe("GenerateDataKey's special errors", () => {
 
   it('DependencyTimeoutException when an HSM call exceeds QKMS_HSM_TIMEOUT_MS', async () => {
     const id = await newKey();
-    gw.faults.add({ method: 'generateWrappedDataKey', times: 1, delayMs: 600 });
+    gw.faults.add({ method: 'generateWrappedDataKey', times: 1, delayMs: 2500 });
     await assert.rejects(gdk(id), DependencyTimeoutException);
   });
 
