@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import { buildClient, CommitmentPolicy, getClient, KMS, KmsKeyringNode } from '@aws-crypto/client-node';
 import { CreateKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 import { AnyArnKmsKeyring } from '../../docs/examples/recover-encryption-sdk-message';
+import { startChildGateway } from '../support/child-gateway';
 import { integration } from '../support/integration-hooks';
 import { startGateway, TEST_CREDENTIALS, type Harness } from '../support/harness';
 
@@ -139,5 +140,32 @@ describe('AWS Encryption SDK messages across a change of QKMS_ARN_FORMAT', () =>
       const { plaintext: back } = await decrypt(recoveryKeyring(keyId), message);
       assert.deepEqual(back, plaintext);
     });
+  });
+});
+
+describe('The start-up log names the ARN format in effect', () => {
+  const logLine = (output: string, pattern: RegExp) => output.split('\n').filter((l) => pattern.test(l)).map((l) => JSON.parse(l) as Record<string, string>);
+
+  it('warns under the default verenc which clients need aws, and says aws plainly when it is set', async function () {
+    this.timeout(60_000);
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'qkms-arn-log-'));
+    try {
+      const byDefault = await startChildGateway({ QKMS_DATA_DIR: dataDir });
+      assert.equal(await byDefault.stop(), 0);
+      const [warning] = logLine(byDefault.output(), /QKMS_ARN_FORMAT=verenc/);
+      assert.equal(warning?.level, 'warn', byDefault.output());
+      assert.equal(warning.arnFormat, 'verenc');
+      assert.equal(warning.example, 'arn:verenc:111122223333:key/<id>');
+      for (const client of ['AWS Encryption SDK', "Go's arn.Parse", 'Terraform', 'sops', 'QKMS_ARN_FORMAT=aws']) assert.ok(warning.message.includes(client), client);
+
+      const aws = await startChildGateway({ QKMS_DATA_DIR: dataDir, QKMS_ARN_FORMAT: 'aws' });
+      assert.equal(await aws.stop(), 0);
+      const [info] = logLine(aws.output(), /QKMS_ARN_FORMAT=aws/);
+      assert.equal(info?.level, 'info', aws.output());
+      assert.equal(info.example, 'arn:aws:kms:us-east-1:111122223333:key/<id>');
+      assert.doesNotMatch(aws.output(), /QKMS_ARN_FORMAT=verenc/);
+    } finally {
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 });
