@@ -90,6 +90,13 @@ describe('AWS Encryption SDK messages across a change of QKMS_ARN_FORMAT', () =>
       await assert.rejects(decrypt(recoveryKeyring(otherKeyId), message), /unencryptedDataKey has not been set/);
     });
 
+    it('is not decrypted by AnyArnKmsKeyring when its recorded ARN is rewritten to an allowed key (Decrypt is pinned to that key)', async () => {
+      await restart('aws');
+      const forged = Buffer.from(message.toString('latin1').replace(verencArn(keyId), verencArn(otherKeyId)), 'latin1');
+      assert.notDeepEqual(forged, message);
+      await assert.rejects(decrypt(recoveryKeyring(otherKeyId), forged), /Unable to decrypt a data key: .*does not identify a CMK/);
+    });
+
     it('is re-encrypted under the aws ARN by the example run as written, and the SDK keyring reads the result', async function () {
       this.timeout(60_000);
       const server = await restart('aws');
