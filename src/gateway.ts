@@ -158,6 +158,24 @@ function takeDataDirLock(config: Config): DataDirLock {
   return lockDataDir(config.dataDir, path.basename(process.argv[1] ?? 'node'));
 }
 
+/**
+ * The default ARN form (the specification's) is one that clients parsing ARNs as AWS does refuse or
+ * mismatch: the AWS Encryption SDK then encrypts but cannot decrypt. Said at every start, so no
+ * one walks into it silently (README "ARNs").
+ */
+function logArnFormat(config: Config, logger: Logger): void {
+  if (config.arnFormat === 'aws') {
+    logger.info('key ARNs in the AWS form (QKMS_ARN_FORMAT=aws)', { arnFormat: 'aws', example: `arn:aws:kms:${config.region}:${config.accountId}:key/<id>` });
+    return;
+  }
+  logger.warn(
+    'key ARNs in the verenc form (QKMS_ARN_FORMAT=verenc, the default): clients that parse ARNs as AWS does need QKMS_ARN_FORMAT=aws — ' +
+      "the AWS Encryption SDK (it encrypts, then cannot decrypt), Go's arn.Parse users, Terraform's AWS provider, sops; " +
+      'Encryption SDK messages made under one form are read under the other as README "ARNs" says',
+    { arnFormat: 'verenc', example: `arn:verenc:${config.accountId}:key/<id>` },
+  );
+}
+
 async function openGateway(config: Config, rawHsm: Hsm, logger: Logger, { clock, releaseLock }: { clock: () => Date; releaseLock: () => void }): Promise<Gateway> {
   const { keys, coordination, isNew: isNewStore, kind, rateBuckets } = await openStore(config, logger);
   logger.info('key store opened', { store: kind, isNew: isNewStore });
@@ -179,6 +197,7 @@ async function openGateway(config: Config, rawHsm: Hsm, logger: Logger, { clock,
     if (unserved.length > 0) {
       logger.warn('the key store holds keys in regions this gateway does not serve: no request can reach them until QKMS_REGIONS lists those regions (changing QKMS_REGION moves no key)', { regions: unserved, served: config.regions });
     }
+    logArnFormat(config, logger);
     const admin = config.adminCredential;
     if (admin.isDevelopmentDefault) {
       logger.warn('no QKMS_ACCESS_KEY_ID set: accepting the public development credential on loopback only', { accessKeyId: admin.accessKeyId });

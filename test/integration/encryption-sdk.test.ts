@@ -7,7 +7,8 @@ import { startGateway, TEST_CREDENTIALS, type Harness } from '../support/harness
 /**
  * The AWS Encryption SDK for JavaScript as users run it: KmsKeyringNode with a client provider
  * pointed at the gateway. It needs six-part ARNs with service `kms` (QKMS_ARN_FORMAT=aws) and
- * calls GenerateDataKey with NumberOfBytes, then Decrypt with the EDK's key ARN as KeyId.
+ * calls GenerateDataKey with NumberOfBytes, then Decrypt with the EDK's key ARN as KeyId. Messages
+ * made under verenc, or read after a change of the setting: encryption-sdk-arn-formats.test.ts.
  */
 describe('AWS Encryption SDK for JavaScript (KmsKeyringNode)', () => {
   let gw: Harness;
