@@ -1,29 +1,22 @@
-import fs from 'node:fs';
-import { ConfigError, DEVELOPMENT_CREDENTIAL, loadConfig, type Config } from '../config/load-config';
+import { ConfigError, loadConfig, type Config } from '../config/load-config';
 import { createLogger, type Logger } from '../logging/logger';
-import { HttpCaller, type Credentials } from './http-caller';
+import { CliError, EXIT } from './cli-errors';
+import { resolveSigner } from './credentials';
+import { resolveEndpoint, type Endpoint } from './endpoint';
+import { HttpCaller } from './http-caller';
 import type { KmsCaller } from './kms-caller';
-import { LocalCaller } from './local-caller';
 
-/** Exit codes of every command (docs/cli.md). */
-export const EXIT = { ok: 0, failed: 1, usage: 2, unavailable: 3 } as const;
-
-/** An error meant for the operator: its message is printed as is, without a stack. */
-export class CliError extends Error {
-  constructor(
-    message: string,
-    readonly exitCode: number,
-  ) {
-    super(message);
-  }
-}
+export { CliError, EXIT } from './cli-errors';
 
 export interface GlobalOptions {
   endpoint?: string;
+  direct?: boolean;
   region?: string;
   accessKeyId?: string;
   secretAccessKeyFile?: string;
+  devCredential?: boolean;
   dataDir?: string;
+  output: 'table' | 'json';
   json?: boolean;
 }
 
@@ -40,11 +33,12 @@ export class Cli {
     readonly options: () => GlobalOptions,
   ) {}
 
+  /** --output json, or its older spelling --json. */
   get isJson(): boolean {
-    return this.options().json === true;
+    return this.options().json === true || this.options().output === 'json';
   }
 
-  /** The result on stdout: JSON with --json, else the text form. */
+  /** The result on stdout: JSON with --output json, else the text form (tables for lists). */
   result(value: unknown, text: () => string): void {
     process.stdout.write(this.isJson ? `${JSON.stringify(value, null, 2)}\n` : `${text()}\n`);
   }
@@ -53,11 +47,15 @@ export class Cli {
     process.stderr.write(`${message}\n`);
   }
 
-  /** The gateway's configuration (QKMS_* variables; --data-dir overrides QKMS_DATA_DIR). */
+  /**
+   * The gateway's configuration (QKMS_* variables; --data-dir overrides QKMS_DATA_DIR).
+   * QKMS_ENDPOINT is the CLI's own: the gateway's strict check would refuse it as a typo.
+   */
   config(): Config {
     const dataDir = this.options().dataDir;
+    const { QKMS_ENDPOINT: _endpoint, ...env } = this.env;
     try {
-      return loadConfig({ ...this.env, ...(dataDir && { QKMS_DATA_DIR: dataDir }) });
+      return loadConfig({ ...env, ...(dataDir && { QKMS_DATA_DIR: dataDir }) });
     } catch (err) {
       if (err instanceof ConfigError) throw new CliError(err.message, EXIT.usage);
       throw err;
@@ -69,16 +67,34 @@ export class Cli {
     return createLogger({ level: 'error', stream: process.stderr });
   }
 
-  get endpoint(): string | undefined {
-    return this.options().endpoint;
+  /** --endpoint, QKMS_ENDPOINT, AWS_ENDPOINT_URL_KMS, AWS_ENDPOINT_URL; none (or --direct): direct mode. */
+  get endpoint(): Endpoint | undefined {
+    const o = this.options();
+    if (o.direct) {
+      if (o.endpoint !== undefined) throw new CliError('--direct and --endpoint exclude each other', EXIT.usage);
+      return undefined;
+    }
+    return resolveEndpoint(o.endpoint, this.env);
   }
 
-  /** KMS over HTTP with --endpoint, else in this process on the data dir (taking its lock). */
+  /** Commands that only work on the data dir refuse --endpoint, and ignore the endpoint variables. */
+  get hasEndpointFlag(): boolean {
+    return this.options().endpoint !== undefined;
+  }
+
+  /** KMS over HTTP to the endpoint, else in this process on the data dir (taking its lock). */
   async kms(): Promise<KmsCaller> {
     const endpoint = this.endpoint;
-    if (endpoint) return new HttpCaller(checkedUrl(endpoint), this.region(), this.credentials());
+    if (endpoint) {
+      const o = this.options();
+      const signer = await resolveSigner({ ...o, isDevelopmentCredential: o.devCredential }, this.env, endpoint, (m) => this.progress(m));
+      return new HttpCaller(endpoint, signer);
+    }
     const config = this.config();
     try {
+      // Loaded here, not at the top: the gateway's modules are most of qkms's start-up time, and
+      // remote-mode commands, --help and --version never need them.
+      const { LocalCaller } = await import('./local-caller');
       return await LocalCaller.open(config, this.logger());
     } catch (err) {
       throw new CliError(`cannot open the HSM and key store of ${config.dataDir}: ${describe(err)}`, EXIT.unavailable);
@@ -94,42 +110,6 @@ export class Cli {
       await kms.close();
     }
   }
-
-  region(): string {
-    return this.options().region ?? this.env.QKMS_REGION ?? 'us-east-1';
-  }
-
-  /**
-   * --access-key-id / --secret-access-key-file, else QKMS_ACCESS_KEY_ID / QKMS_SECRET_ACCESS_KEY,
-   * else the public development credential a loopback gateway accepts. The secret is never taken
-   * as a flag value: it would show in `ps` and shell history.
-   */
-  credentials(): Credentials {
-    const o = this.options();
-    const accessKeyId = o.accessKeyId ?? this.env.QKMS_ACCESS_KEY_ID;
-    let secretAccessKey = this.env.QKMS_SECRET_ACCESS_KEY;
-    if (o.secretAccessKeyFile) {
-      try {
-        secretAccessKey = fs.readFileSync(o.secretAccessKeyFile, 'utf8').trim();
-      } catch (err) {
-        throw new CliError(`cannot read --secret-access-key-file: ${(err as NodeJS.ErrnoException).code ?? 'unreadable'}`, EXIT.usage);
-      }
-    }
-    if (!accessKeyId && !secretAccessKey) return { ...DEVELOPMENT_CREDENTIAL };
-    if (!accessKeyId || !secretAccessKey) throw new CliError('give both an access key id and its secret (QKMS_ACCESS_KEY_ID and QKMS_SECRET_ACCESS_KEY, or the flags)', EXIT.usage);
-    return { accessKeyId, secretAccessKey };
-  }
-}
-
-function checkedUrl(endpoint: string): string {
-  let url: URL;
-  try {
-    url = new URL(endpoint);
-  } catch {
-    throw new CliError(`--endpoint must be a URL such as http://127.0.0.1:8080, not '${endpoint}'`, EXIT.usage);
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new CliError('--endpoint must be an http:// or https:// URL', EXIT.usage);
-  return url.origin;
 }
 
 /** An error's message with its causes (HsmError keeps the PKCS#11 detail there). Never a stack. */

@@ -1,12 +1,18 @@
 import { Hash } from '@smithy/hash-node';
 import { HttpRequest } from '@smithy/protocol-http';
 import { SignatureV4 } from '@smithy/signature-v4';
+import type { Signer } from './credentials';
+import type { Endpoint } from './endpoint';
 import { KmsCallError, type KmsCaller } from './kms-caller';
 
 export interface Credentials {
   accessKeyId: string;
   secretAccessKey: string;
+  sessionToken?: string;
 }
+
+/** Answers about the signature itself, where naming the credential's origin is the useful hint. */
+const SIGNATURE_ERRORS = new Set(['UnrecognizedClientException', 'InvalidSignatureException', 'IncompleteSignatureException', 'MissingAuthenticationTokenException', 'ExpiredTokenException']);
 
 /** Cannot reach the gateway at all (refused, DNS, TLS): exit code 3, not a KMS error. */
 export class EndpointError extends Error {}
@@ -19,9 +25,12 @@ export class HttpCaller implements KmsCaller {
   private readonly signer: SignatureV4;
   private readonly url: URL;
 
-  constructor(endpoint: string, region: string, credentials: Credentials) {
-    this.url = new URL(endpoint);
-    this.signer = new SignatureV4({ credentials, region, service: 'kms', sha256: Hash.bind(null, 'sha256') });
+  constructor(
+    private readonly endpoint: Endpoint,
+    private readonly signedWith: Signer,
+  ) {
+    this.url = new URL(endpoint.url);
+    this.signer = new SignatureV4({ credentials: signedWith.credentials, region: signedWith.region, service: 'kms', sha256: Hash.bind(null, 'sha256') });
   }
 
   async call<T = Record<string, any>>(operation: string, input: object): Promise<T> {
@@ -42,13 +51,15 @@ export class HttpCaller implements KmsCaller {
       response = await fetch(new URL('/', this.url), { method: 'POST', headers, body });
     } catch (err) {
       const cause = err instanceof Error && err.cause instanceof Error ? err.cause.message : String(err);
-      throw new EndpointError(`cannot reach the gateway at ${this.url.origin}: ${cause}`);
+      throw new EndpointError(`cannot reach the gateway at ${this.url.origin} (from ${this.endpoint.source}): ${cause}`);
     }
     const text = await response.text();
     const json = parseJson(text);
     if (response.ok) return (json ?? {}) as T;
     const type = typeof json?.__type === 'string' ? json.__type.split('#').pop()! : `HTTP ${response.status}`;
-    throw new KmsCallError(type, typeof json?.message === 'string' ? json.message : '', response.status);
+    const message = typeof json?.message === 'string' ? json.message : '';
+    const hint = SIGNATURE_ERRORS.has(type) ? ` (signed with ${this.signedWith.source}, region ${this.signedWith.region})` : '';
+    throw new KmsCallError(type, message + hint, response.status);
   }
 
   async close(): Promise<void> {}

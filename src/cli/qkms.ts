@@ -1,5 +1,7 @@
 #!/usr/bin/env node
-import { Command, CommanderError } from 'commander';
+import fs from 'node:fs';
+import path from 'node:path';
+import { Command, CommanderError, Option } from 'commander';
 import { DataDirLockedError } from '../store/data-dir-lock';
 import { Cli, CliError, EXIT, describe, type GlobalOptions } from './cli-context';
 import { EndpointError } from './http-caller';
@@ -19,18 +21,27 @@ import { tokenCommands } from './commands/token';
 export function buildProgram(env: Record<string, string | undefined>): Command {
   const program = new Command('qkms')
     .description('QKMS admin: keys, aliases, the token and its orphaned objects, the audit trail, compliance report, benchmark')
-    .option('--endpoint <url>', 'talk to a running gateway (SigV4); without it, work directly on QKMS_DATA_DIR')
-    .option('--region <region>', 'SigV4 region (default QKMS_REGION or us-east-1)')
-    .option('--access-key-id <id>', 'access key id (default QKMS_ACCESS_KEY_ID)')
+    .version(packageVersion(), '-V, --version', 'the qkms version')
+    .option('--endpoint <url>', 'talk to a running gateway (SigV4); default QKMS_ENDPOINT, AWS_ENDPOINT_URL_KMS, AWS_ENDPOINT_URL; none: work directly on QKMS_DATA_DIR')
+    .option('--direct', 'work directly on QKMS_DATA_DIR even when an endpoint variable is set')
+    .option('--region <region>', 'SigV4 region (default QKMS_REGION, else with AWS credentials AWS_REGION or the profile\'s, else us-east-1)')
+    .option('--access-key-id <id>', 'access key id (default QKMS_ACCESS_KEY_ID, else the AWS default credential chain)')
     .option('--secret-access-key-file <file>', 'file holding the secret access key (default QKMS_SECRET_ACCESS_KEY)')
+    .option('--dev-credential', 'sign with the public development credential a loopback gateway accepts')
     .option('--data-dir <dir>', 'direct mode: the data dir (default QKMS_DATA_DIR)')
-    .option('--json', 'machine-readable JSON on stdout');
+    .addOption(new Option('-o, --output <format>', 'table for people, json for scripts').choices(['table', 'json']).default('table'))
+    .option('--json', 'same as --output json');
   const cli = new Cli(env, () => program.opts<GlobalOptions>());
   for (const command of [keysCommand(cli), aliasesCommand(cli), ...tokenCommands(cli), orphansCommand(cli), auditCommand(cli), reportCommand(cli), benchCommand(cli)]) {
     program.addCommand(command);
   }
   throwInsteadOfExit(program);
   return program;
+}
+
+/** package.json's version; the file sits two levels up from both src/cli and dist/cli. */
+function packageVersion(): string {
+  return (JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string }).version;
 }
 
 /** Commander exits by itself (code 1) on bad usage; every level must throw instead, to exit 2. */

@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import type { Cli } from '../cli-context';
 import { listAll } from '../kms-caller';
+import { formatTable } from '../table';
 
 /** `qkms aliases …`: CreateAlias, ListAliases, UpdateAlias, DeleteAlias. */
 export function aliasesCommand(cli: Cli): Command {
@@ -26,7 +27,7 @@ export function aliasesCommand(cli: Cli): Command {
     .option('--key <key>', 'only the aliases of this key')
     .action(async (o: { key?: string }) => {
       const all = await cli.withKms((kms) => listAll<Record<string, any>>(kms, 'ListAliases', { Limit: 100, ...(o.key && { KeyId: o.key }) }, 'Aliases'));
-      cli.result(all, () => all.map((a) => `${a.AliasName}\t${a.TargetKeyId ?? '-'}`).join('\n') || '(no aliases)');
+      cli.result(all, () => (all.length === 0 ? '(no aliases)' : formatTable(['ALIAS', 'TARGET KEY ID'], all.map((a) => [a.AliasName, a.TargetKeyId ?? '-']))));
     });
 
   aliases

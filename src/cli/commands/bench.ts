@@ -24,7 +24,7 @@ export function benchCommand(cli: Cli): Command {
     .option('--concurrency <n>', 'requests in flight at once', parseInteger, 8)
     .option('--bytes <n>', 'NumberOfBytes of each data key (1-1024)', parseInteger, 32)
     .action(async (o: { key?: string; duration: number; concurrency: number; bytes: number }) => {
-      if (!cli.endpoint) throw new CliError('bench measures a running gateway: give --endpoint URL', EXIT.usage);
+      if (!cli.endpoint) throw new CliError('bench measures a running gateway: give --endpoint URL (or set QKMS_ENDPOINT)', EXIT.usage);
       if (o.duration < 1 || o.concurrency < 1 || o.bytes < 1 || o.bytes > 1024) throw new CliError('--duration and --concurrency must be at least 1, --bytes 1-1024', EXIT.usage);
       const result = await cli.withKms((kms) => run(cli, kms, { key: o.key, durationS: o.duration, concurrency: o.concurrency, bytes: o.bytes }));
       cli.result(result, () => resultText(result));

@@ -1,6 +1,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { type Cli } from '../cli-context';
 import { listAll, type KmsCaller } from '../kms-caller';
+import { formatTable } from '../table';
 
 type Metadata = Record<string, any>;
 
@@ -23,15 +24,16 @@ export function keysCommand(cli: Cli): Command {
 
   keys
     .command('list')
-    .description('ListKeys, with DescribeKey of each (state, spec, description)')
+    .description('ListKeys, with DescribeKey of each (state, spec, description) and its aliases (ListAliases)')
     .action(async () => {
       const described = await cli.withKms(async (kms) => {
         const ids = await listAll<{ KeyId: string }>(kms, 'ListKeys', { Limit: 1000 }, 'Keys');
+        const aliases = aliasesByKey(await listAll<{ AliasName: string; TargetKeyId?: string }>(kms, 'ListAliases', { Limit: 100 }, 'Aliases'));
         const all: Metadata[] = [];
-        for (const { KeyId } of ids) all.push((await kms.call('DescribeKey', { KeyId })).KeyMetadata);
+        for (const { KeyId } of ids) all.push({ ...(await kms.call('DescribeKey', { KeyId })).KeyMetadata, Aliases: aliases.get(KeyId) ?? [] });
         return all;
       });
-      cli.result(described, () => described.map((m) => [m.KeyId, m.KeyState, m.KeySpec, m.KeyUsage, JSON.stringify(m.Description ?? '')].join('\t')).join('\n') || '(no keys)');
+      cli.result(described, () => (described.length === 0 ? '(no keys)' : keysTable(described)));
     });
 
   keys
@@ -74,6 +76,19 @@ export function keysCommand(cli: Cli): Command {
  */
 async function keyIdOf(kms: KmsCaller, key: string): Promise<string> {
   return key.includes('alias/') ? ((await kms.call('DescribeKey', { KeyId: key })).KeyMetadata.KeyId as string) : key;
+}
+
+function aliasesByKey(aliases: Array<{ AliasName: string; TargetKeyId?: string }>): Map<string, string[]> {
+  const byKey = new Map<string, string[]>();
+  for (const { AliasName, TargetKeyId } of aliases) {
+    if (TargetKeyId) byKey.set(TargetKeyId, [...(byKey.get(TargetKeyId) ?? []), AliasName]);
+  }
+  return byKey;
+}
+
+function keysTable(keys: Metadata[]): string {
+  const rows = keys.map((m) => [m.KeyId, m.Aliases.length > 0 ? m.Aliases.join(',') : '-', m.KeyState, m.KeySpec, m.KeyUsage, m.Description ?? '']);
+  return formatTable(['KEY ID', 'ALIASES', 'STATE', 'SPEC', 'USAGE', 'DESCRIPTION'], rows);
 }
 
 function describeText(m: Metadata): string {

@@ -15,7 +15,7 @@ export function orphansCommand(cli: Cli): Command {
     .description('list token objects (qkms/ labels) that no key owns, and with --destroy destroy them; direct mode, gateway stopped')
     .option('--destroy', 'destroy the orphans listed (after reviewing the dry run)')
     .action(async (o: { destroy?: boolean }) => {
-      if (cli.endpoint) throw new CliError('orphans works on the token and the store directly: run it where the data dir is, with the gateway stopped, without --endpoint', EXIT.usage);
+      if (cli.hasEndpointFlag) throw new CliError('orphans works on the token and the store directly: run it where the data dir is, with the gateway stopped, without --endpoint', EXIT.usage);
       const config = cli.config();
       let gateway;
       try {

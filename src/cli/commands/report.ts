@@ -21,7 +21,7 @@ export function reportCommand(cli: Cli): Command {
     .description('compliance report of every key: token attributes, verdict, history, policy, grants, audit trail')
     .requiredOption('--out <dir>', 'directory for report.json and report.html (created if missing)')
     .action(async (o: { out: string }) => {
-      if (cli.endpoint) throw new CliError('report reads the token and the store directly: run it where the data dir is, without --endpoint', EXIT.usage);
+      if (cli.hasEndpointFlag) throw new CliError('report reads the token and the store directly: run it where the data dir is, without --endpoint', EXIT.usage);
       const config = cli.config();
       if (config.storeUrl) {
         throw new CliError('report reads the embedded store and its audit files; a PostgreSQL deployment (QKMS_STORE_URL) is not supported by it yet: use qkms audit verify for its trail', EXIT.usage);

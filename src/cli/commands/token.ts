@@ -14,7 +14,7 @@ export function tokenCommands(cli: Cli): Command[] {
     .description('prepare QKMS_DATA_DIR and its token: the embedded SoftHSM2 token (created if missing), the key store and the internal HSM keys')
     .action(async () => {
       const config = cli.config();
-      if (cli.endpoint) throw new CliError('init works on the data dir directly; it takes no --endpoint', EXIT.usage);
+      if (cli.hasEndpointFlag) throw new CliError('init works on the data dir directly; it takes no --endpoint', EXIT.usage);
       cli.progress(`initialising ${config.dataDir} (token '${config.pkcs11.tokenLabel}')…`);
       let kms: LocalCaller;
       try {
@@ -47,7 +47,7 @@ export function tokenCommands(cli: Cli): Command[] {
   const capabilities = new Command('capabilities')
     .description('what the token can do, found by probing it as a gateway start does: mechanism -> KMS features, and whether QKMS can serve on it')
     .action(async () => {
-      if (cli.endpoint) throw new CliError('token capabilities probes the token directly; it takes no --endpoint', EXIT.usage);
+      if (cli.hasEndpointFlag) throw new CliError('token capabilities probes the token directly; it takes no --endpoint', EXIT.usage);
       const config = cli.config();
       let hsm;
       try {
