@@ -32,7 +32,7 @@ export function explainServiceLinks(env: Record<string, string | undefined>, pro
   }
   const explained = [...services].map(
     ([service, names]) =>
-      `${names.join(', ')}: not QKMS settings but the variables Kubernetes gives every pod for a Service named ${service} (service links); set enableServiceLinks: false in the pod spec (deploy/kubernetes does) or rename the Service so that its name does not start with qkms`,
+      `${names.sort().join(', ')}: not QKMS settings but the variables Kubernetes gives every pod for a Service named ${service} (service links); set enableServiceLinks: false in the pod spec (deploy/kubernetes does) or rename the Service so that its name does not start with qkms`,
   );
   return [...explained, ...others];
 }

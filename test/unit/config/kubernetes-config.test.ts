@@ -1,22 +1,9 @@
 import assert from 'node:assert/strict';
 import { ConfigError, loadConfig } from '../../../src/config/load-config';
+import { serviceLinksOf } from '../../support/kubernetes-pod';
 
-/** What a pod gets for a Service named `name` with these ports when enableServiceLinks is not false (the kubelet's envvars.go shapes). */
-function serviceLinks(name: string, ip: string, ports: Array<{ name?: string; port: number; protocol?: string }>): Record<string, string> {
-  const prefix = name.toUpperCase().replace(/-/g, '_');
-  const protocol = (p: { protocol?: string }) => p.protocol ?? 'TCP';
-  const env: Record<string, string> = {
-    [`${prefix}_SERVICE_HOST`]: ip,
-    [`${prefix}_SERVICE_PORT`]: String(ports[0].port),
-    [`${prefix}_PORT`]: `${protocol(ports[0]).toLowerCase()}://${ip}:${ports[0].port}`,
-  };
-  for (const p of ports) {
-    if (p.name) env[`${prefix}_SERVICE_PORT_${p.name.toUpperCase().replace(/-/g, '_')}`] = String(p.port);
-    const base = `${prefix}_PORT_${p.port}_${protocol(p)}`;
-    Object.assign(env, { [base]: `${protocol(p).toLowerCase()}://${ip}:${p.port}`, [`${base}_PROTO`]: protocol(p).toLowerCase(), [`${base}_PORT`]: String(p.port), [`${base}_ADDR`]: ip });
-  }
-  return env;
-}
+/** What a pod gets for a Service `name` with these ports when enableServiceLinks is not false. */
+const serviceLinks = (name: string, ip: string, ports: Array<{ name?: string; port: number; protocol?: string }>) => serviceLinksOf({ metadata: { name }, spec: { ports } }, ip);
 
 /** The variables a service-link message names, sorted. */
 function namesIn(problem: string): string[] {
@@ -44,7 +31,7 @@ describe('Configuration under Kubernetes', () => {
     });
 
     it('recognises a qkms-<x> Service (one of whose variables is QKMS_PROBE_PORT=tcp://…), UDP ports, and unnamed ports; other problems stay as they were', () => {
-      const env = {
+      const env: Record<string, string> = {
         ...serviceLinks('qkms-probe', '10.96.0.12', [{ port: 8081 }, { name: 'dns', port: 53, protocol: 'UDP' }]),
         ...serviceLinks('qkms', '10.96.0.11', [{ port: 8443 }]),
         QKMS_ACCOUNT_ID: '12',
