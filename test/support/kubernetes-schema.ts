@@ -1,5 +1,7 @@
+import fs from 'node:fs';
 import path from 'node:path';
 import ts from 'typescript';
+import YAML from 'yaml';
 
 /**
  * The Kubernetes release whose OpenAPI schema kubernetes-models 5.1.0 (a devDependency) was
@@ -16,6 +18,16 @@ export interface Manifest {
 }
 
 const ROOT = path.resolve(__dirname, '../..');
+export const MANIFESTS_DIR = path.join(ROOT, 'deploy/kubernetes');
+
+/** deploy/kubernetes's objects by file name (kustomization.yaml is kustomize's, not an object). */
+export function loadManifests(): Record<string, Manifest> {
+  const files = fs.readdirSync(MANIFESTS_DIR).filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml');
+  return Object.fromEntries(files.map((f) => [f, YAML.parse(fs.readFileSync(path.join(MANIFESTS_DIR, f), 'utf8')) as Manifest]));
+}
+
+/** The one object of this kind (YAML-parsed, so loosely typed). */
+export const byKind = (manifests: Record<string, Manifest>, kind: string): any => Object.values(manifests).find((m) => m.kind === kind);
 
 /**
  * What the Kubernetes schema says is wrong with a manifest: types, required fields, enums, formats
