@@ -19,6 +19,9 @@ import type { GatewayDeps } from './operations/context';
  */
 const CONSOLE_ASSETS_DIR = path.resolve(__dirname, '..', 'dist', 'console');
 
+/** The probe routes below: all that the probe listener (QKMS_PROBE_PORT, server.ts) passes on. */
+export const PROBE_PATHS: ReadonlySet<string> = new Set(['/health', '/ready', '/metrics']);
+
 /** Builds the Express app from injected parts; never listens (tests drive it on port 0). */
 export function createApp(deps: GatewayDeps, options: { newRequestId?: () => string; consoleAssetsDir?: string } = {}): express.Express {
   const app = express();

@@ -1,15 +1,15 @@
 #!/usr/bin/env node
 import cluster from 'node:cluster';
-import type { RequestListener } from 'node:http';
+import type { RequestListener, Server } from 'node:http';
 import { createApp } from './app';
 import { AuditTrailRefused } from './audit/audit-startup';
-import { describeConfig, loadConfigOrExit } from './config/load-config';
+import { describeConfig, loadConfigOrExit, type Config } from './config/load-config';
 import { openGatewayOnDataDir, type Gateway } from './gateway';
 import { TokenCannotServe } from './hsm/capabilities';
 import { startingApp } from './http/starting';
-import { createLogger } from './logging/logger';
+import { createLogger, type Logger } from './logging/logger';
 import { SeedFileError } from './seed';
-import { createServer } from './server';
+import { createProbeServer, createServer } from './server';
 import { superviseWorkers } from './workers';
 
 /** Exit codes: 2 bad configuration (including the seed file, and a token that lacks what QKMS needs), 3 the HSM, the store, the audit trail or the port could not be opened. */
@@ -34,6 +34,7 @@ async function main(): Promise<void> {
     const address = server.address();
     logger.info('listening', { address: typeof address === 'object' && address ? `${address.address}:${address.port}` : address, tls: config.tls ? (config.tls.clientCaFile ? 'mutual' : 'server') : 'off' });
   });
+  const servers = [server, ...listenForProbes(config, (req, res) => app(req, res), logger)];
 
   const starting = openGatewayOnDataDir(config, logger);
   let isStopping = false;
@@ -44,12 +45,13 @@ async function main(): Promise<void> {
     if (isStopping) return;
     isStopping = true;
     logger.info('stopping', { signal });
-    const closed = new Promise((resolve) => server.close(resolve));
+    const closed = Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
     // A keep-alive connection becomes idle when its in-flight response ends: close it then, not
     // after the keep-alive timeout.
-    const idle = setInterval(() => server.closeIdleConnections(), 50);
-    server.closeIdleConnections();
-    const cut = setTimeout(() => server.closeAllConnections(), config.shutdownGraceMs);
+    const closeIdle = () => servers.forEach((s) => s.closeIdleConnections());
+    const idle = setInterval(closeIdle, 50);
+    closeIdle();
+    const cut = setTimeout(() => servers.forEach((s) => s.closeAllConnections()), config.shutdownGraceMs);
     await closed;
     clearInterval(idle);
     clearTimeout(cut);
@@ -86,6 +88,22 @@ async function main(): Promise<void> {
   gateway.scheduler.start();
   app = createApp(gateway.deps);
   logger.info('ready', { startup: gateway.deps.startup });
+}
+
+/** QKMS_PROBE_PORT: the plain-HTTP probe listener beside the KMS port (server.ts), or none. */
+function listenForProbes(config: Config, app: RequestListener, logger: Logger): Server[] {
+  if (!config.probe) return [];
+  const { port, host } = config.probe;
+  const probes = createProbeServer(app);
+  probes.once('error', (err) => {
+    logger.error('cannot listen for probes', { host, port, cause: err.message });
+    process.exit(3);
+  });
+  probes.listen(port, host, () => {
+    const address = probes.address();
+    logger.info('listening for probes', { address: typeof address === 'object' && address ? `${address.address}:${address.port}` : address, serves: 'GET /health, /ready, /metrics (plain HTTP)' });
+  });
+  return [probes];
 }
 
 void main();

@@ -2,6 +2,7 @@ import path from 'node:path';
 import type { DataKeyWrapMode } from '../hsm/capabilities';
 import { HSM_PROFILES, type HsmProfile } from '../hsm/profiles';
 import { configSchema, SENSITIVE_SETTINGS, UNLOGGED_SETTINGS, URL_SETTINGS } from './schema';
+import { explainServiceLinks } from './service-links';
 
 export type ArnFormat = 'verenc' | 'aws';
 /** How data keys are wrapped (QKMS_DATA_KEY_WRAP); the HSM-level request is hsm.ts DataKeyWrap. */
@@ -62,6 +63,8 @@ export interface Config {
   readonly audit: { readonly maxSegmentBytes: number; readonly isFailOpen: boolean; readonly replicaId?: string };
   readonly seedFile?: string;
   readonly tls?: { readonly certFile: string; readonly keyFile: string; readonly clientCaFile?: string };
+  /** QKMS_PROBE_PORT/QKMS_PROBE_HOST: the plain-HTTP listener for /health, /ready and /metrics only; undefined = none. */
+  readonly probe?: { readonly port: number; readonly host: string };
   readonly rateLimitPerSecond: number;
   readonly shutdownGraceMs: number;
   readonly logLevel: string;
@@ -87,7 +90,7 @@ export function loadConfig(env: Env): Config {
   const ours = Object.fromEntries(Object.entries(env).filter(([k, v]) => k.startsWith('QKMS_') && v !== undefined));
   const { error, value } = configSchema.validate(ours, { abortEarly: false, convert: true });
   if (error) {
-    throw new ConfigError(error.details.map((d) => d.message.replace(/^"(\w+)"/, '$1')));
+    throw new ConfigError(explainServiceLinks(ours, error.details.map((d) => ({ key: String(d.path[0]), message: d.message.replace(/^"(\w+)"/, '$1') }))));
   }
   const isDevelopmentDefault = !value.QKMS_ACCESS_KEY_ID;
   if (isDevelopmentDefault && !LOOPBACK.test(value.QKMS_HOST)) {
@@ -153,6 +156,7 @@ export function loadConfig(env: Env): Config {
     audit: { maxSegmentBytes: value.QKMS_AUDIT_SEGMENT_BYTES, isFailOpen: value.QKMS_AUDIT_FAIL_OPEN, replicaId: value.QKMS_REPLICA_ID },
     seedFile: value.QKMS_SEED_FILE,
     tls: value.QKMS_TLS_CERT ? { certFile: value.QKMS_TLS_CERT, keyFile: value.QKMS_TLS_KEY, clientCaFile: value.QKMS_TLS_CLIENT_CA } : undefined,
+    probe: probeListener(value.QKMS_PROBE_PORT, value.QKMS_PROBE_HOST ?? value.QKMS_HOST, value.QKMS_PORT),
     rateLimitPerSecond: value.QKMS_RATE_LIMIT_PER_SECOND,
     shutdownGraceMs: value.QKMS_SHUTDOWN_GRACE_MS,
     logLevel: value.QKMS_LOG_LEVEL,
@@ -219,4 +223,13 @@ function servedRegions(home: string, list: string | undefined, arnFormat: ArnFor
     throw new ConfigError([`QKMS_REGIONS serves ${regions.length} regions, which needs QKMS_ARN_FORMAT=aws: verenc ARNs (arn:verenc:<account>:key/<id>) carry no region, so a key's ARN could not say which region's key it names`]);
   }
   return regions;
+}
+
+/** The probe listener, on its own port: sharing the KMS port would put the probes behind its TLS again. */
+function probeListener(port: number | undefined, host: string, kmsPort: number): Config['probe'] {
+  if (port === undefined) return undefined;
+  if (port !== 0 && port === kmsPort) {
+    throw new ConfigError([`QKMS_PROBE_PORT (${port}) must differ from QKMS_PORT: the probe listener is a second, plain-HTTP port beside the KMS one`]);
+  }
+  return { port, host };
 }

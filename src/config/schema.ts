@@ -105,6 +105,11 @@ export const configSchema = Joi.object({
   QKMS_TLS_CERT: Joi.string().min(1),
   QKMS_TLS_KEY: Joi.string().min(1),
   QKMS_TLS_CLIENT_CA: Joi.string().min(1),
+  // A second, plain-HTTP listener serving only GET /health, /ready and /metrics, for probes that
+  // cannot present a client certificate (kubelet) while QKMS_TLS_CLIENT_CA guards the KMS port.
+  // Unset: no such listener. QKMS_PROBE_HOST (default QKMS_HOST) is its address.
+  QKMS_PROBE_PORT: Joi.number().integer().min(0).max(65535),
+  QKMS_PROBE_HOST: Joi.string().hostname(),
   // Requests per second per principal (token bucket, burst = one second's worth); 0 = no limit.
   // Above it: ThrottlingException, which the SDKs retry with backoff.
   QKMS_RATE_LIMIT_PER_SECOND: Joi.number().min(0).max(1000000).default(0),
@@ -117,6 +122,7 @@ export const configSchema = Joi.object({
   .and('QKMS_ACCESS_KEY_ID', 'QKMS_SECRET_ACCESS_KEY')
   .and('QKMS_TLS_CERT', 'QKMS_TLS_KEY')
   .with('QKMS_TLS_CLIENT_CA', 'QKMS_TLS_CERT')
+  .with('QKMS_PROBE_HOST', 'QKMS_PROBE_PORT')
   .oxor('QKMS_PKCS11_PIN', 'QKMS_PKCS11_PIN_FILE');
 
 /** A setting that no longer exists: the operator is told why instead of "not allowed". */
