@@ -85,9 +85,12 @@ export class ConfigError extends Error {
 
 type Env = Record<string, string | undefined>;
 
+/** QKMS_ variables of the `qkms` CLI (docs/cli.md), not the gateway's: one shell may export both. */
+const CLI_SETTINGS = new Set(['QKMS_ENDPOINT']);
+
 /** Validates every QKMS_* variable at once (abortEarly off) and rejects unknown ones (typos). */
 export function loadConfig(env: Env): Config {
-  const ours = Object.fromEntries(Object.entries(env).filter(([k, v]) => k.startsWith('QKMS_') && v !== undefined));
+  const ours = Object.fromEntries(Object.entries(env).filter(([k, v]) => k.startsWith('QKMS_') && !CLI_SETTINGS.has(k) && v !== undefined));
   const { error, value } = configSchema.validate(ours, { abortEarly: false, convert: true });
   if (error) {
     throw new ConfigError(explainServiceLinks(ours, error.details.map((d) => ({ key: String(d.path[0]), message: d.message.replace(/^"(\w+)"/, '$1') }))));

@@ -30,6 +30,10 @@ describe('Configuration', () => {
     assert.throws(() => loadConfig({ QKMS_REGIONS: 'us-east-1, eu-west-1', QKMS_ARN_FORMAT: 'aws' }), (e: Error) => e instanceof ConfigError && /QKMS_REGIONS.*comma-separated list of regions/.test(e.message));
   });
 
+  it("leaves the qkms CLI's own QKMS_ENDPOINT alone", () => {
+    assert.doesNotThrow(() => loadConfig({ QKMS_ENDPOINT: 'http://127.0.0.1:8080' }));
+  });
+
   it('reports every problem at once, including unknown QKMS_ names', () => {
     try {
       loadConfig({ QKMS_PORT: '-1', QKMS_ACCOUNT_ID: '12', QKMS_PROT: '1', OTHER: 'ignored' });
