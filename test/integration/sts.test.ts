@@ -78,9 +78,14 @@ function stsError(answer: StsAnswer): { status: number; code: string; message: s
   return { status: answer.status, code: m[1], message: m[2] };
 }
 
-/** Finds a python with boto3 (Debian's python3-boto3 lives under /usr/bin/python3). */
-function pythonWithBoto3(): string | undefined {
-  return ['/usr/bin/python3', 'python3'].find((py) => spawnSync(py, ['-c', 'import boto3']).status === 0);
+/** Each python with its own boto3: Debian's python3-boto3 under /usr/bin/python3, and a newer one on PATH. */
+function pythonsWithBoto3(): string[] {
+  const found = new Map<string, string>();
+  for (const py of ['/usr/bin/python3', 'python3']) {
+    const r = spawnSync(py, ['-c', 'import boto3; print(boto3.__version__)'], { encoding: 'utf8' });
+    if (r.status === 0 && !found.has(r.stdout.trim())) found.set(r.stdout.trim(), py);
+  }
+  return [...found.values()];
 }
 
 describe('STS GetCallerIdentity', function () {
@@ -105,8 +110,8 @@ describe('STS GetCallerIdentity', function () {
   });
 
   it('boto3: the root, an IAM user (one UserId for both its keys), an assumed role, and AssumeRole as InvalidAction', async function () {
-    const python = pythonWithBoto3();
-    if (!python) this.skip(); // python3-boto3 not installed: .ci/run installs it
+    const pythons = pythonsWithBoto3();
+    if (pythons.length === 0) this.skip(); // python3-boto3 not installed: .ci/run installs it
     const script = `
 import json, sys, boto3, botocore.config
 from botocore.exceptions import ClientError
@@ -122,16 +127,18 @@ except ClientError as e:
 print(json.dumps(out))
 `;
     const keys = [TEST_CREDENTIALS, alice, aliceAgain, robot].map((c, i) => [c.accessKeyId, c.secretAccessKey, i === 1 ? 'eu-west-1' : 'us-east-1']);
-    const [root, alice1, alice2, role, refused] = JSON.parse((await run(python!, ['-c', script, gw.url, JSON.stringify(keys)], { env: { ...process.env, AWS_EC2_METADATA_DISABLED: 'true' } })).stdout);
-    assert.deepEqual(root, { UserId: ACCOUNT, Account: ACCOUNT, Arn: `arn:aws:iam::${ACCOUNT}:root` });
-    assert.equal(alice1.Arn, `arn:aws:iam::${ACCOUNT}:user/alice`);
-    assert.equal(alice1.Account, ACCOUNT);
-    assert.match(alice1.UserId, /^AIDA[A-Z2-7]{17}$/);
-    assert.deepEqual(alice2, alice1, 'AWS gives the user, not the key: both access keys of alice have one UserId');
-    assert.equal(role.Arn, 'arn:aws:sts::444455556666:assumed-role/Deployer/robot-session');
-    assert.equal(role.Account, '444455556666', "the caller's own account, as AWS answers it");
-    assert.match(role.UserId, /^AROA[A-Z2-7]{17}:robot-session$/);
-    assert.deepEqual(refused, ['InvalidAction', 'Could not find operation AssumeRole for version 2011-06-15', 400]);
+    for (const python of pythons) {
+      const [root, alice1, alice2, role, refused] = JSON.parse((await run(python, ['-c', script, gw.url, JSON.stringify(keys)], { env: { ...process.env, AWS_EC2_METADATA_DISABLED: 'true' } })).stdout);
+      assert.deepEqual(root, { UserId: ACCOUNT, Account: ACCOUNT, Arn: `arn:aws:iam::${ACCOUNT}:root` });
+      assert.equal(alice1.Arn, `arn:aws:iam::${ACCOUNT}:user/alice`);
+      assert.equal(alice1.Account, ACCOUNT);
+      assert.match(alice1.UserId, /^AIDA[A-Z2-7]{17}$/);
+      assert.deepEqual(alice2, alice1, 'AWS gives the user, not the key: both access keys of alice have one UserId');
+      assert.equal(role.Arn, 'arn:aws:sts::444455556666:assumed-role/Deployer/robot-session');
+      assert.equal(role.Account, '444455556666', "the caller's own account, as AWS answers it");
+      assert.match(role.UserId, /^AROA[A-Z2-7]{17}:robot-session$/);
+      assert.deepEqual(refused, ['InvalidAction', 'Could not find operation AssumeRole for version 2011-06-15', 400]);
+    }
   });
 
   it('the AWS CLI: --endpoint-url, and AWS_ENDPOINT_URL_STS with no endpoint option', async function () {
@@ -200,6 +207,9 @@ print(json.dumps(out))
     for (const [body, code, message] of cases) {
       assert.deepEqual(stsError(await stsCall(gw.url, body)), { status: 400, code, message }, String(body).slice(0, 80));
     }
+    // GET with the query string: no SDK sends it, and it is not served (README): a 4xx, not a crash.
+    const get = await fetch(`${gw.url}/?Action=GetCallerIdentity&Version=2011-06-15`);
+    assert.deepEqual([get.status, await get.json()], [400, { __type: 'UnknownOperationException', message: 'The requested operation is not supported by this service.' }]);
   });
 
   it('refuses a body over QKMS_MAX_BODY_BYTES with 400 ValidationError before authenticating it', async () => {
