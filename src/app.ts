@@ -10,6 +10,7 @@ import { probes } from './http/probes';
 import { locals, requestContext } from './http/request-context';
 import { rateLimit } from './http/rate-limit';
 import { sigv4 } from './http/sigv4';
+import { stsRoute } from './http/sts-route';
 import { registry } from './operations/registry';
 import type { GatewayDeps } from './operations/context';
 
@@ -49,12 +50,16 @@ export function createApp(deps: GatewayDeps, options: { newRequestId?: () => str
     }),
   );
 
+  // One limiter for both routes: an STS call spends the same per-principal budget as a KMS call.
+  const limit = rateLimit(deps.config.rateLimitPerSecond, deps.rateBuckets);
+  // STS's query protocol (a form body, no X-Amz-Target) for GetCallerIdentity; anything else goes on to KMS.
+  app.post('/', ...stsRoute(deps, limit));
   // The exact bytes, whatever the Content-Type: SigV4 hashes them and we parse the JSON ourselves.
   app.post(
     '/',
     express.raw({ type: () => true, limit: deps.config.maxBodyBytes }),
-    sigv4({ principals: deps.principals, regions: deps.config.regions, clockSkewSeconds: deps.config.clockSkewSeconds, now: () => new Date() }),
-    rateLimit(deps.config.rateLimitPerSecond, deps.rateBuckets),
+    sigv4({ principals: deps.principals, regions: deps.config.regions, clockSkewSeconds: deps.config.clockSkewSeconds, now: () => new Date(), service: 'kms' }),
+    limit,
     dispatch(deps),
   );
   app.use(notFound);

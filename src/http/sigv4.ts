@@ -16,6 +16,8 @@ export interface SigV4Options {
   regions: readonly string[];
   clockSkewSeconds: number;
   now: () => Date;
+  /** The service a credential must be scoped to: the route's ('kms', or 'sts' for GetCallerIdentity). */
+  service: 'kms' | 'sts';
 }
 
 const AUTH = /^AWS4-HMAC-SHA256 (.*)$/;
@@ -51,12 +53,12 @@ function verify(req: Request, options: SigV4Options, signingKeys: SigningKeys): 
   const scope = parsed.credential.split('/');
   const [accessKeyId, scopeDate, region, service, terminator] = scope;
   if (scope.length !== 5 || !accessKeyId || !scopeDate || !region || !service || terminator !== 'aws4_request') {
-    throw new IncompleteSignatureException(`Credential is malformed: expected <access key>/<date>/<region>/kms/aws4_request. Authorization=${header.replace(/Signature=[0-9a-f]*/, 'Signature=…')}`);
+    throw new IncompleteSignatureException(`Credential is malformed: expected <access key>/<date>/<region>/${options.service}/aws4_request. Authorization=${header.replace(/Signature=[0-9a-f]*/, 'Signature=…')}`);
   }
   const credential = options.principals.lookup(accessKeyId);
   // Temporary credentials are not issued by this gateway, so any session token is unknown.
   if (!credential || req.get('x-amz-security-token') !== undefined) throw UnrecognizedClientException.create();
-  if (service !== 'kms') throw new InvalidSignatureException("Credential should be scoped to correct service: 'kms'. ");
+  if (service !== options.service) throw new InvalidSignatureException(`Credential should be scoped to correct service: '${options.service}'. `);
   // AWS's words, then what this gateway serves: a client defaulting to another region is the usual cause.
   if (!options.regions.includes(region)) {
     const served = options.regions.length === 1 ? `region '${options.regions[0]}' (QKMS_REGION)` : `regions ${options.regions.map((r) => `'${r}'`).join(', ')} (QKMS_REGIONS)`;
@@ -87,7 +89,7 @@ function verify(req: Request, options: SigV4Options, signingKeys: SigningKeys): 
   }
   // The route is `POST /` and the query string is not signed: the canonical path is '/', the query empty.
   const request = { method: req.method, path: '/', headers, payloadHash: bodyHash, amzDate };
-  const expected = signature(request, signingKeys.get(credential.secretAccessKey, scopeDate, region, 'kms'));
+  const expected = signature(request, signingKeys.get(credential.secretAccessKey, scopeDate, region, service));
   if (!timingSafeEqualHex(expected, parsed.signature)) throw InvalidSignatureException.mismatch();
   return { principal: { accessKeyId, principalArn: credential.principalArn, policy: credential.policy, rateLimitPerSecond: credential.rateLimitPerSecond }, region };
 }
