@@ -3,6 +3,7 @@ import cluster from 'node:cluster';
 import type { RequestListener, Server } from 'node:http';
 import { createApp } from './app';
 import { AuditTrailRefused } from './audit/audit-startup';
+import { CredentialsFileError } from './auth/principals';
 import { describeConfig, loadConfigOrExit, type Config } from './config/load-config';
 import { openGatewayOnDataDir, type Gateway } from './gateway';
 import { TokenCannotServe } from './hsm/capabilities';
@@ -12,7 +13,7 @@ import { SeedFileError } from './seed';
 import { createProbeServer, createServer } from './server';
 import { superviseWorkers } from './workers';
 
-/** Exit codes: 2 bad configuration (including the seed file, and a token that lacks what QKMS needs), 3 the HSM, the store, the audit trail or the port could not be opened. */
+/** Exit codes: 2 bad configuration (including the seed file, the credentials file, and a token that lacks what QKMS needs), 3 the HSM, the store, the audit trail or the port could not be opened. */
 async function main(): Promise<void> {
   const config = loadConfigOrExit(process.env, 'qkms');
   const logger = createLogger({ level: config.logLevel, worker: cluster.worker?.id });
@@ -71,6 +72,10 @@ async function main(): Promise<void> {
     if (isStopping) return; // stop() reports and exits
     if (err instanceof SeedFileError) {
       logger.error('the seed file cannot be applied', { reason: err.message });
+      process.exit(2);
+    }
+    if (err instanceof CredentialsFileError) {
+      logger.error('refusing to start: the credentials file is invalid', { file: err.file, problems: err.problems });
       process.exit(2);
     }
     if (err instanceof TokenCannotServe) {

@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import Joi from 'joi';
+import { DEVELOPMENT_CREDENTIAL } from '../config/load-config';
 import { parsePolicy, type PolicyDocument } from '../domain/policy';
 import type { Logger } from '../logging/logger';
 
@@ -33,6 +34,19 @@ const fileSchema = Joi.object({
 });
 
 const RELOAD_CHECK_MS = 1000;
+
+/**
+ * QKMS_CREDENTIALS_FILE cannot be used: a configuration error (exit code 2 at start-up). Each
+ * problem names the JSON path of the bad field (`principals[0].policy.Statement`), never a value.
+ */
+export class CredentialsFileError extends Error {
+  constructor(
+    readonly file: string,
+    readonly problems: string[],
+  ) {
+    super(`QKMS_CREDENTIALS_FILE ${file}: ${problems.join('; ')}`);
+  }
+}
 
 /**
  * Access keys the gateway accepts: the admin credential (QKMS_ACCESS_KEY_ID / _SECRET_ACCESS_KEY,
@@ -81,35 +95,80 @@ export class PrincipalStore {
       const st = fs.statSync(this.file);
       stamp = `${st.mtimeMs}:${st.size}:${st.ino}`;
     } catch (err) {
-      if (isStartup) throw new Error(`QKMS_CREDENTIALS_FILE ${this.file}: ${(err as Error).message}`);
+      if (isStartup) throw new CredentialsFileError(this.file, [(err as Error).message]);
       this.logger.error('credentials file unreadable; keeping the previous principals', { file: this.file });
       return;
     }
     if (stamp === this.fileStamp) return;
     try {
-      this.fromFile = parse(fs.readFileSync(this.file, 'utf8'));
+      this.fromFile = parse(this.file, fs.readFileSync(this.file, 'utf8'));
       this.fileStamp = stamp;
       this.logger.info('credentials file loaded', { file: this.file, principals: [...this.fromFile.values()].map((p) => p.principalArn) });
     } catch (err) {
-      if (isStartup) throw new Error(`QKMS_CREDENTIALS_FILE ${this.file}: ${(err as Error).message}`);
-      this.logger.error('credentials file invalid; keeping the previous principals', { file: this.file, problem: (err as Error).message });
+      if (isStartup) throw err;
+      this.logger.error('credentials file invalid; keeping the previous principals', { file: this.file, problems: (err as CredentialsFileError).problems });
     }
   }
 }
 
-function parse(text: string): Map<string, Credential> {
+function parse(file: string, text: string): Map<string, Credential> {
   let json: unknown;
   try {
     json = JSON.parse(text);
+  } catch (err) {
+    // Node's JSON.parse message quotes the text around the error, which could be part of a secret:
+    // only the position is kept.
+    throw new CredentialsFileError(file, [`not valid JSON${jsonErrorLocation(text, (err as Error).message)}`]);
+  }
+  const { error, value } = fileSchema.validate(json, { abortEarly: false, errors: { label: false } });
+  // Joi's messages (without their label) say what is wrong, never the value.
+  if (error) throw new CredentialsFileError(file, error.details.map((d) => `${jsonPath(d.path)}: ${d.message}`));
+  const credentials = value.principals as Credential[];
+  const problems = credentials.flatMap((c, i) => [...publishedCredentialProblems(c, i), ...policyProblems(c, i)]);
+  if (problems.length > 0) throw new CredentialsFileError(file, problems);
+  return new Map(credentials.map((c) => [c.accessKeyId, c]));
+}
+
+/** The published development credential is never a further principal: anyone can sign with it. */
+function publishedCredentialProblems(c: Credential, i: number): string[] {
+  return [
+    c.accessKeyId === DEVELOPMENT_CREDENTIAL.accessKeyId ? `principals[${i}].accessKeyId: the published development key id, which anyone can sign with` : '',
+    c.secretAccessKey === DEVELOPMENT_CREDENTIAL.secretAccessKey ? `principals[${i}].secretAccessKey: the published development secret, which anyone can sign with` : '',
+  ].filter(Boolean);
+}
+
+/** Compiles the identity policy in place; a malformed one names its statement's path. */
+function policyProblems(c: Credential, i: number): string[] {
+  if (c.policy === undefined) return [];
+  const raw = c.policy as unknown as Record<string, unknown>;
+  try {
+    c.policy = parsePolicy(JSON.stringify(raw), { requirePrincipal: false });
+    return [];
+  } catch (err) {
+    const statements = Array.isArray(raw.Statement) ? raw.Statement : undefined;
+    const bad = statements?.findIndex((s) => !compiles({ Statement: [s] })) ?? -1;
+    const where = bad >= 0 ? `.Statement[${bad}]` : statements?.length === 0 || raw.Statement === undefined ? '.Statement' : '';
+    return [`principals[${i}].policy${where}: ${(err as Error).message}`];
+  }
+}
+
+function compiles(doc: unknown): boolean {
+  try {
+    parsePolicy(JSON.stringify(doc), { requirePrincipal: false });
+    return true;
   } catch {
-    // Node's JSON.parse message quotes the text around the error: it could be part of a secret.
-    throw new Error('not valid JSON');
+    return false;
   }
-  const { error, value } = fileSchema.validate(json, { abortEarly: false });
-  // Joi's messages name the path but not the secret value.
-  if (error) throw new Error(error.details.map((d) => d.message).join('; '));
-  for (const c of value.principals as Credential[]) {
-    if (c.policy !== undefined) c.policy = parsePolicy(JSON.stringify(c.policy), { requirePrincipal: false });
-  }
-  return new Map((value.principals as Credential[]).map((c) => [c.accessKeyId, c]));
+}
+
+function jsonPath(segments: ReadonlyArray<string | number>): string {
+  return segments.map((s, i) => (typeof s === 'number' ? `[${s}]` : i === 0 ? s : `.${s}`)).join('') || '(top level)';
+}
+
+/** " at line L column C" from JSON.parse's "position N", without quoting the text. */
+function jsonErrorLocation(text: string, message: string): string {
+  const m = /position (\d+)/.exec(message);
+  if (!m) return '';
+  const before = text.slice(0, Number(m[1])).split('\n');
+  return ` at line ${before.length} column ${before[before.length - 1].length + 1}`;
 }

@@ -96,9 +96,7 @@ export function loadConfig(env: Env): Config {
     throw new ConfigError(explainServiceLinks(ours, error.details.map((d) => ({ key: String(d.path[0]), message: d.message.replace(/^"(\w+)"/, '$1') }))));
   }
   const isDevelopmentDefault = !value.QKMS_ACCESS_KEY_ID;
-  if (isDevelopmentDefault && !LOOPBACK.test(value.QKMS_HOST)) {
-    throw new ConfigError([`QKMS_ACCESS_KEY_ID and QKMS_SECRET_ACCESS_KEY are required when QKMS_HOST (${value.QKMS_HOST}) is not a loopback address: the development credential is public`]);
-  }
+  if (!LOOPBACK.test(value.QKMS_HOST)) refuseDevelopmentCredential(value.QKMS_HOST, value.QKMS_ACCESS_KEY_ID, value.QKMS_SECRET_ACCESS_KEY);
   if (value.QKMS_PKCS11_MODULE && !value.QKMS_PKCS11_PIN && !value.QKMS_PKCS11_PIN_FILE) {
     throw new ConfigError(['QKMS_PKCS11_PIN or QKMS_PKCS11_PIN_FILE is required when QKMS_PKCS11_MODULE is set']);
   }
@@ -164,6 +162,24 @@ export function loadConfig(env: Env): Config {
     shutdownGraceMs: value.QKMS_SHUTDOWN_GRACE_MS,
     logLevel: value.QKMS_LOG_LEVEL,
   });
+}
+
+/**
+ * Beyond loopback the admin credential must be the operator's own. The published development
+ * credential is refused there however it arrives: by default, or passed explicitly (a compose file
+ * or a script that copies it from the README), its key id or its secret alone (either half is public).
+ */
+function refuseDevelopmentCredential(host: string, accessKeyId: string | undefined, secretAccessKey: string | undefined): void {
+  if (!accessKeyId) {
+    throw new ConfigError([`QKMS_ACCESS_KEY_ID and QKMS_SECRET_ACCESS_KEY are required when QKMS_HOST (${host}) is not a loopback address: the development credential is public`]);
+  }
+  const published = [
+    accessKeyId === DEVELOPMENT_CREDENTIAL.accessKeyId ? `QKMS_ACCESS_KEY_ID is the published development key id ${DEVELOPMENT_CREDENTIAL.accessKeyId}` : undefined,
+    secretAccessKey === DEVELOPMENT_CREDENTIAL.secretAccessKey ? 'QKMS_SECRET_ACCESS_KEY is the published development secret' : undefined,
+  ].filter((p): p is string => p !== undefined);
+  if (published.length > 0) {
+    throw new ConfigError([`${published.join(' and ')}, which anyone can sign with: refused while QKMS_HOST (${host}) is not a loopback address. Generate your own (README "docker-compose": scripts/compose-env.sh)`]);
+  }
 }
 
 /** softhsm2 for the embedded token or a module named like SoftHSM's (libsofthsm2.so), generic otherwise. */

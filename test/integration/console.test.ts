@@ -1,15 +1,13 @@
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 import path from 'node:path';
 import { CreateAliasCommand, CreateKeyCommand, DecryptCommand, EnableKeyRotationCommand } from '@aws-sdk/client-kms';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { buildConsole } from '../../scripts/build-console';
 import { integration } from '../support/integration-hooks';
 import { rawCall, startGateway, TEST_CREDENTIALS, type Harness } from '../support/harness';
+import { CHROMIUM, skipWithout } from '../support/debian-tools';
 import { registerSecret } from '../support/secrets';
 
-/** Debian's chromium (apt-get install chromium; .ci/run installs it). Missing is a failure, not a skip. */
-const CHROMIUM = '/usr/bin/chromium';
 /** Set to rewrite docs/console.png from this run (a tracked file: not on every run). */
 const SCREENSHOT = process.env.QKMS_CONSOLE_SCREENSHOT;
 
@@ -21,8 +19,9 @@ describe('Web console at /console, in headless Chromium against a SoftHSM2 token
   let keyId: string;
   const pageProblems: string[] = [];
 
-  before(async () => {
-    assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing: install Debian's chromium (apt-get install chromium), as .ci/run does`);
+  before(async function () {
+    // Debian's chromium: npm test installs it when root (scripts/ensure-test-tools.sh); otherwise skipped, naming the package.
+    skipWithout(this, CHROMIUM);
     await buildConsole();
     gw = await startGateway(integration().hsm);
     const created = await gw.client.send(new CreateKeyCommand({ Description: 'console test key' }));
@@ -30,7 +29,7 @@ describe('Web console at /console, in headless Chromium against a SoftHSM2 token
     await gw.client.send(new CreateAliasCommand({ AliasName: 'alias/console-test', TargetKeyId: keyId }));
     await gw.client.send(new EnableKeyRotationCommand({ KeyId: keyId }));
     // Headless, and without the setuid sandbox: CI runs as root.
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, chromiumSandbox: false });
+    browser = await chromium.launch({ executablePath: CHROMIUM.command, headless: true, chromiumSandbox: false });
     page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
     // CSP violations and script errors surface here: the page must have none. Chromium also
     // reports each 4xx answer, which the wrong-secret and bad-input cases cause on purpose.

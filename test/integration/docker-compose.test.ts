@@ -1,12 +1,17 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
+import { spawnGateway } from '../support/child-gateway';
+import { DOCKER_COMPOSE, skipWithout } from '../support/debian-tools';
 import { startGateway, type Harness } from '../support/harness';
 import { integration } from '../support/integration-hooks';
 
 const ROOT = path.resolve(__dirname, '../..');
+/** The environment without QKMS_* (so only the env file speaks) and without a stray .env of the checkout. */
+const CLEAN_ENV = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('QKMS_')));
 
 /**
  * No Docker engine runs here, so the compose file is checked as far as it can be without one:
@@ -16,11 +21,47 @@ const ROOT = path.resolve(__dirname, '../..');
 describe('docker-compose.yml', () => {
   let gw: Harness;
   let compose: any;
-  before(async () => {
-    compose = YAML.parse(execFileSync('docker-compose', ['--profile', 'monitoring', 'config'], { cwd: ROOT, encoding: 'utf8' }));
+  let dir: string;
+  let envFile: string;
+  const config = (...args: string[]) => execFileSync('docker-compose', ['--env-file', envFile, ...args, 'config'], { cwd: ROOT, encoding: 'utf8', env: CLEAN_ENV, stdio: 'pipe' });
+  before(async function () {
+    skipWithout(this, DOCKER_COMPOSE); // npm test installs it when root (scripts/ensure-test-tools.sh)
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qkms-compose-'));
+    envFile = path.join(dir, '.env');
+    // The one documented command (README "docker-compose").
+    execFileSync('bash', [path.join(ROOT, 'scripts/compose-env.sh'), envFile], { stdio: 'pipe' });
+    compose = YAML.parse(config('--profile', 'monitoring'));
     gw = await startGateway(integration().hsm);
   });
-  after(() => gw.close());
+  after(async () => {
+    await gw?.close();
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('takes the admin credential from the env file scripts/compose-env.sh writes (mode 0600), with no fallback', () => {
+    assert.equal(fs.statSync(envFile).mode & 0o777, 0o600);
+    const written = Object.fromEntries(fs.readFileSync(envFile, 'utf8').split('\n').filter((l) => /^\w+=/.test(l)).map((l) => l.split(/=(.*)/s).slice(0, 2)));
+    assert.match(written.QKMS_ACCESS_KEY_ID, /^AKIA[A-Z0-9]{16}$/);
+    assert.ok(written.QKMS_SECRET_ACCESS_KEY.length >= 40);
+    for (const service of [compose.services.qkms, YAML.parse(config('--profile', 'replicated')).services['qkms-b']]) {
+      assert.equal(service.environment.QKMS_ACCESS_KEY_ID, written.QKMS_ACCESS_KEY_ID);
+      assert.equal(service.environment.QKMS_SECRET_ACCESS_KEY, written.QKMS_SECRET_ACCESS_KEY);
+      assert.equal(service.environment.QKMS_ARN_FORMAT, 'aws');
+    }
+    assert.throws(() => execFileSync('bash', [path.join(ROOT, 'scripts/compose-env.sh'), envFile], { stdio: 'pipe' }), /exists; leaving it/, 'never overwrites');
+    fs.writeFileSync(path.join(dir, 'empty.env'), '');
+    assert.throws(() => execFileSync('docker-compose', ['--env-file', path.join(dir, 'empty.env'), 'config'], { cwd: ROOT, env: CLEAN_ENV, stdio: 'pipe' }), /run bash scripts\/compose-env\.sh first/);
+  });
+
+  it("the gateway refuses the public development credential on the container's 0.0.0.0, even when passed explicitly", async () => {
+    const { child, output, exited } = spawnGateway({ ...compose.services.qkms.environment, QKMS_HOST: '0.0.0.0', QKMS_ACCESS_KEY_ID: 'AKIAQKMSLOCALDEV0001', QKMS_SECRET_ACCESS_KEY: 'qkms-local-development-only', QKMS_DATA_DIR: path.join(dir, 'data') });
+    // A gateway that accepted it would listen on 0.0.0.0 and never exit: stop it and fail.
+    const started = setTimeout(() => child.kill('SIGKILL'), 15000);
+    const code = await exited;
+    clearTimeout(started);
+    assert.equal(code, 2, output());
+    assert.match(output(), /QKMS_ACCESS_KEY_ID is the published development key id AKIAQKMSLOCALDEV0001 and QKMS_SECRET_ACCESS_KEY is the published development secret/);
+  });
 
   it('keeps the token and the store on a named volume', () => {
     assert.ok(compose.services.qkms.volumes.some((v: string) => v.startsWith('qkms-data:/var/lib/qkms')));
@@ -39,7 +80,7 @@ describe('docker-compose.yml', () => {
   });
 
   it('the replicated profile: PostgreSQL, two replicas on one token volume and one database with their own audit chains, the token made once before them, HAProxy on /ready', () => {
-    const replicated = YAML.parse(execFileSync('docker-compose', ['--profile', 'replicated', 'config'], { cwd: ROOT, encoding: 'utf8' }));
+    const replicated = YAML.parse(config('--profile', 'replicated'));
     const [a, b] = [replicated.services['qkms-a'], replicated.services['qkms-b']];
     for (const r of [a, b]) {
       assert.match(r.environment.QKMS_STORE_URL, /^postgres:\/\/qkms:[^@]+@postgres:5432\/qkms$/);

@@ -134,4 +134,15 @@ describe('Admin credential', () => {
     const c = loadConfig({ QKMS_HOST: '0.0.0.0', QKMS_ACCESS_KEY_ID: 'AKIAPRODUCTION00001', QKMS_SECRET_ACCESS_KEY: 'a-long-production-secret' });
     assert.equal(c.adminCredential.isDevelopmentDefault, false);
   });
+
+  it('refuses the published development credential beyond loopback however it is given', () => {
+    const dev = { QKMS_ACCESS_KEY_ID: 'AKIAQKMSLOCALDEV0001', QKMS_SECRET_ACCESS_KEY: 'qkms-local-development-only' };
+    for (const host of ['0.0.0.0', '::', '10.1.2.3', 'qkms.example.com']) {
+      assert.throws(() => loadConfig({ QKMS_HOST: host, ...dev }), /published development key id AKIAQKMSLOCALDEV0001 and QKMS_SECRET_ACCESS_KEY is the published development secret/, host);
+      assert.throws(() => loadConfig({ QKMS_HOST: host, ...dev, QKMS_SECRET_ACCESS_KEY: 'a-long-production-secret' }), /QKMS_ACCESS_KEY_ID is the published development key id/, host);
+      assert.throws(() => loadConfig({ QKMS_HOST: host, ...dev, QKMS_ACCESS_KEY_ID: 'AKIAPRODUCTION00001' }), /QKMS_SECRET_ACCESS_KEY is the published development secret/, host);
+    }
+    // Given explicitly on loopback it is what the default would be: accepted.
+    assert.equal(loadConfig({ QKMS_HOST: '127.0.0.1', ...dev }).adminCredential.accessKeyId, 'AKIAQKMSLOCALDEV0001');
+  });
 });
