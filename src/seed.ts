@@ -11,6 +11,7 @@ import type { GatewayDeps } from './operations/context';
 import { ALIASES_PER_KEY } from './operations/alias-target';
 import { checkSpec, checkTags, createKeyInHsm } from './operations/create-key';
 import { aliasNameSchema } from './operations/shared-schemas';
+import { applySeedChanges, changedFields, seedChanges, type SeedChange } from './seed-changes';
 
 /**
  * QKMS_SEED_FILE: keys with fixed ids, created in the HSM on start when missing and never
@@ -26,8 +27,10 @@ import { aliasNameSchema } from './operations/shared-schemas';
  *       tags: { team: payments }
  *       rotationPeriodInDays: 365           # automatic rotation (symmetric keys, 90-2560)
  *
- * A key that exists is left exactly as it is (description, tags, rotation, state); only its
- * missing aliases are added. The file is refused (the gateway does not start) when it is not
+ * A key that exists keeps its state and gets its missing aliases. Where its description, tags or
+ * rotation differ from what the file gives (seed-changes.ts), one warning per key names the fields
+ * and the key is left as it is, unless QKMS_SEED_APPLY_CHANGES is set: then the differences are
+ * applied as client requests would apply them, audited. The file is refused (the gateway does not start) when it is not
  * valid, when an existing key has another spec or usage than the file says, or when one of its
  * aliases already names another key: stable ids must mean the same keys.
  */
@@ -38,9 +41,9 @@ interface SeedEntry {
   keyId: string;
   keySpec?: string;
   keyUsage?: string;
-  description: string;
+  description?: string;
   aliases: string[];
-  tags: Record<string, string>;
+  tags?: Record<string, string>;
   rotationPeriodInDays?: number;
 }
 
@@ -49,9 +52,10 @@ interface SeedKey {
   keyId: string;
   keySpec: KeySpec;
   keyUsage: KeyUsage;
-  description: string;
+  /** Left out: '' for a new key, and not compared with an existing one; so are tags and rotation. */
+  description?: string;
   aliases: string[];
-  tags: Tag[];
+  tags?: Tag[];
   rotationPeriodInDays?: number;
 }
 
@@ -62,9 +66,9 @@ const seedSchema = Joi.object({
         keyId: Joi.string().custom((v: string, h) => (isKeyId(v) && !v.startsWith('mrk-') ? v : h.error('any.invalid'))).required(),
         keySpec: Joi.string(),
         keyUsage: Joi.string(),
-        description: Joi.string().allow('').max(8192).default(''),
+        description: Joi.string().allow('').max(8192),
         aliases: Joi.array().items(aliasNameSchema).unique().max(ALIASES_PER_KEY).default([]),
-        tags: Joi.object().pattern(Joi.string().min(1).max(128), Joi.string().allow('').max(256)).default({}),
+        tags: Joi.object().pattern(Joi.string().min(1).max(128), Joi.string().allow('').max(256)),
         rotationPeriodInDays: Joi.number().integer().min(90).max(2560),
       }),
     )
@@ -76,6 +80,10 @@ interface SeedResult {
   created: string[];
   existing: string[];
   aliasesCreated: string[];
+  /** Existing keys whose differences from the file were applied (QKMS_SEED_APPLY_CHANGES). */
+  changed: string[];
+  /** Existing keys that differ from the file and were left as they are. */
+  differing: string[];
 }
 
 /** Reads and checks the whole file before touching the HSM, so a bad entry creates nothing. */
@@ -103,7 +111,7 @@ export function readSeedFile(file: string): SeedKey[] {
       if (k.rotationPeriodInDays !== undefined && keySpec !== 'SYMMETRIC_DEFAULT') {
         throw new SeedFileError(`rotationPeriodInDays: key spec ${keySpec} is not valid for key rotation`);
       }
-      const tags = checkTags(Object.entries(k.tags).map(([TagKey, TagValue]) => ({ TagKey, TagValue })));
+      const tags = k.tags && checkTags(Object.entries(k.tags).map(([TagKey, TagValue]) => ({ TagKey, TagValue })));
       for (const alias of k.aliases) {
         assertAliasName(alias);
         if (aliasOwner.has(alias)) throw new SeedFileError(`alias ${alias} is also given to key ${aliasOwner.get(alias)}`);
@@ -117,7 +125,7 @@ export function readSeedFile(file: string): SeedKey[] {
   });
 }
 
-export async function applySeedFile(file: string, deps: GatewayDeps): Promise<SeedResult> {
+export async function applySeedFile(file: string, deps: GatewayDeps, { isApplyingChanges = deps.config.isApplyingSeedChanges } = {}): Promise<SeedResult> {
   const keys = readSeedFile(file);
   // Every conflict with the store is found before anything is created.
   const plans = [];
@@ -135,17 +143,19 @@ export async function applySeedFile(file: string, deps: GatewayDeps): Promise<Se
     if (existing && (await deps.keys.countAliases(k.keyId)) + missingAliases.length > ALIASES_PER_KEY) {
       throw new SeedFileError(`seed file ${file}: key ${k.keyId} would have more than the maximum of ${ALIASES_PER_KEY} aliases`);
     }
-    plans.push({ k, isMissing: !existing, missingAliases });
+    const changes: SeedChange[] = existing ? seedChanges(existing, await deps.keys.listTags(k.keyId), k) : [];
+    plans.push({ k, isMissing: !existing, missingAliases, changes });
   }
-  const result: SeedResult = { created: [], existing: [], aliasesCreated: [] };
-  for (const { k, isMissing, missingAliases } of plans) {
+  const result: SeedResult = { created: [], existing: [], aliasesCreated: [], changed: [], differing: [] };
+  for (const { k, isMissing, missingAliases, changes } of plans) {
     if (isMissing) {
-      const { keySpec, keyUsage, description, tags, keyId } = k;
-      await createKeyInHsm(deps, { keySpec, keyUsage, description, tags, keyId, rotationPeriodDays: k.rotationPeriodInDays });
+      const { keySpec, keyUsage, keyId } = k;
+      await createKeyInHsm(deps, { keySpec, keyUsage, description: k.description ?? '', tags: k.tags ?? [], keyId, rotationPeriodDays: k.rotationPeriodInDays });
       await recordSystemEvent(deps, 'seed-file', 'CreateKey', keyId);
       result.created.push(k.keyId);
     } else {
       result.existing.push(k.keyId);
+      if (changes.length > 0) await reconcile(deps, k.keyId, changes, { isApplyingChanges, result });
     }
     for (const aliasName of missingAliases) {
       const now = deps.clock();
@@ -157,4 +167,17 @@ export async function applySeedFile(file: string, deps: GatewayDeps): Promise<Se
     }
   }
   return result;
+}
+
+/** An existing key that differs from its entry: applied when asked, otherwise one warning naming the fields (never their values). */
+async function reconcile(deps: GatewayDeps, keyId: string, changes: SeedChange[], { isApplyingChanges, result }: { isApplyingChanges: boolean; result: SeedResult }): Promise<void> {
+  const fields = changedFields(changes);
+  if (!isApplyingChanges) {
+    deps.logger.warn('seed file: an existing key differs from the file and is left as it is; QKMS_SEED_APPLY_CHANGES=true applies the file', { keyId, fields });
+    result.differing.push(keyId);
+    return;
+  }
+  const { applied, refused } = await applySeedChanges(deps, keyId, changes);
+  if (applied.length > 0) deps.logger.info('seed file: an existing key was changed to match the file', { keyId, fields: applied });
+  (refused.length > 0 ? result.differing : result.changed).push(keyId);
 }

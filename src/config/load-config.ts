@@ -62,6 +62,8 @@ export interface Config {
   readonly keyCacheMs: number;
   readonly audit: { readonly maxSegmentBytes: number; readonly isFailOpen: boolean; readonly replicaId?: string };
   readonly seedFile?: string;
+  /** QKMS_SEED_APPLY_CHANGES: existing keys are changed to match the seed file (src/seed.ts). */
+  readonly isApplyingSeedChanges: boolean;
   readonly tls?: { readonly certFile: string; readonly keyFile: string; readonly clientCaFile?: string };
   /** QKMS_PROBE_PORT/QKMS_PROBE_HOST: the plain-HTTP listener for /health, /ready and /metrics only; undefined = none. */
   readonly probe?: { readonly port: number; readonly host: string };
@@ -156,6 +158,7 @@ export function loadConfig(env: Env): Config {
     keyCacheMs: value.QKMS_KEY_CACHE_MS,
     audit: { maxSegmentBytes: value.QKMS_AUDIT_SEGMENT_BYTES, isFailOpen: value.QKMS_AUDIT_FAIL_OPEN, replicaId: value.QKMS_REPLICA_ID },
     seedFile: value.QKMS_SEED_FILE,
+    isApplyingSeedChanges: value.QKMS_SEED_APPLY_CHANGES === true,
     tls: value.QKMS_TLS_CERT ? { certFile: value.QKMS_TLS_CERT, keyFile: value.QKMS_TLS_KEY, clientCaFile: value.QKMS_TLS_CLIENT_CA } : undefined,
     probe: probeListener(value.QKMS_PROBE_PORT, value.QKMS_PROBE_HOST ?? value.QKMS_HOST, value.QKMS_PORT),
     rateLimitPerSecond: value.QKMS_RATE_LIMIT_PER_SECOND,

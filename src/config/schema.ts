@@ -84,6 +84,11 @@ export const configSchema = Joi.object({
   QKMS_KEY_CACHE_MS: Joi.number().integer().min(0).max(1000).default(500),
   // Keys with fixed ids (YAML or JSON) created on start when missing (src/seed.ts), e.g. for CI pipelines.
   QKMS_SEED_FILE: Joi.string().min(1),
+  // With QKMS_SEED_FILE: an existing key whose description, tags or rotation differ from the file is
+  // changed to match it, through the operations a client would call, audited. Off by default: the
+  // file creates keys and an operator's later changes win; the differences are logged either way.
+  // No joi default (false in load-config.ts): a default would trip the QKMS_SEED_FILE peer check.
+  QKMS_SEED_APPLY_CHANGES: Joi.boolean(),
   // Gateway processes on this machine (node:cluster, one listening port). More than one needs
   // QKMS_STORE_URL (load-config.ts says why). Default 1: more were slower on the 2-core machines
   // this is built on (README "Replicas and workers").
@@ -123,6 +128,7 @@ export const configSchema = Joi.object({
   .and('QKMS_TLS_CERT', 'QKMS_TLS_KEY')
   .with('QKMS_TLS_CLIENT_CA', 'QKMS_TLS_CERT')
   .with('QKMS_PROBE_HOST', 'QKMS_PROBE_PORT')
+  .with('QKMS_SEED_APPLY_CHANGES', 'QKMS_SEED_FILE')
   .oxor('QKMS_PKCS11_PIN', 'QKMS_PKCS11_PIN_FILE');
 
 /** A setting that no longer exists: the operator is told why instead of "not allowed". */

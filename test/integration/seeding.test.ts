@@ -3,8 +3,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  DecryptCommand, DescribeKeyCommand, DisableKeyRotationCommand, EncryptCommand, GetKeyRotationStatusCommand, ListAliasesCommand,
-  ListResourceTagsCommand, SignCommand, UpdateKeyDescriptionCommand,
+  DecryptCommand, DescribeKeyCommand, DisableKeyCommand, DisableKeyRotationCommand, EnableKeyCommand, EncryptCommand, GetKeyRotationStatusCommand,
+  ListAliasesCommand, ListResourceTagsCommand, SignCommand, TagResourceCommand, UntagResourceCommand, UpdateKeyDescriptionCommand,
 } from '@aws-sdk/client-kms';
 import { applySeedFile, SeedFileError } from '../../src/seed';
 import { spawnGateway, startChildGateway } from '../support/child-gateway';
@@ -14,6 +14,13 @@ import { integration } from '../support/integration-hooks';
 const SYM = 'aaaa1111-12ab-34cd-56ef-1234567890ab';
 const RSA = 'bbbb2222-12ab-34cd-56ef-1234567890ab';
 const MAC = 'cccc3333-12ab-34cd-56ef-1234567890ab';
+
+/** The gateway's JSON log lines with this message. */
+const logged = (text: string, message: string) =>
+  text.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.message === message);
+const DIFFERS = 'seed file: an existing key differs from the file and is left as it is; QKMS_SEED_APPLY_CHANGES=true applies the file';
+const CHANGED = 'seed file: an existing key was changed to match the file';
+const REFUSED = 'seed file: a change to an existing key was refused; the key keeps its value';
 
 const SEED_YAML = `
 keys:
@@ -89,6 +96,57 @@ describe('Seeding (QKMS_SEED_FILE, YAML or JSON)', function () {
     assert.equal(Buffer.from((await gw.client.send(new DecryptCommand({ CiphertextBlob: sealed.CiphertextBlob }))).Plaintext!).toString(), 'kept');
     assert.equal((await gw.client.send(new DescribeKeyCommand({ KeyId: 'alias/ci-data-2' }))).KeyMetadata!.KeyId, SYM);
     assert.match(gw.logText(), /"created":\[\]/);
+    // Said in the log: one warning for the one key that differs, naming the fields, never the values.
+    const warnings = logged(gw.logText(), DIFFERS);
+    assert.deepEqual(warnings.map((w) => [w.level, w.keyId, w.fields]), [['warn', SYM, ['description', 'rotation']]]);
+    assert.doesNotMatch(JSON.stringify(warnings), /changed by an operator|CI data keys/);
+    assert.match(gw.logText(), new RegExp(`"differing":\\["${SYM}"\\]`));
+  });
+
+  it('QKMS_SEED_APPLY_CHANGES=true changes an existing key to match the file, through the operations, audited as seed-file', async () => {
+    gw = await startGateway(integration().hsm, { QKMS_SEED_FILE: seedFile, QKMS_DATA_DIR: dataDir });
+    await gw.client.send(new UpdateKeyDescriptionCommand({ KeyId: SYM, Description: 'changed again' }));
+    await gw.client.send(new TagResourceCommand({ KeyId: SYM, Tags: [{ TagKey: 'team', TagValue: 'other' }, { TagKey: 'extra', TagValue: 'x' }] }));
+    await gw.client.send(new UntagResourceCommand({ KeyId: SYM, TagKeys: ['version'] }));
+    await gw.client.send(new UpdateKeyDescriptionCommand({ KeyId: RSA, Description: 'not in the file' }));
+    const auditedBefore = (await gw.auditRecords()).length;
+    await gw.close();
+    gw = await startGateway(integration().hsm, { QKMS_SEED_FILE: seedFile, QKMS_DATA_DIR: dataDir, QKMS_SEED_APPLY_CHANGES: 'true' });
+    assert.equal((await gw.client.send(new DescribeKeyCommand({ KeyId: SYM }))).KeyMetadata!.Description, 'CI data keys');
+    const tags = (await gw.client.send(new ListResourceTagsCommand({ KeyId: SYM }))).Tags!;
+    assert.deepEqual(tags.map((t) => [t.TagKey, t.TagValue]).sort(), [['team', 'payments'], ['version', '1.10']]);
+    const rotation = await gw.client.send(new GetKeyRotationStatusCommand({ KeyId: SYM }));
+    assert.deepEqual([rotation.KeyRotationEnabled, rotation.RotationPeriodInDays], [true, 180]);
+    // The RSA entry gives no description: an operator's stays.
+    assert.equal((await gw.client.send(new DescribeKeyCommand({ KeyId: RSA }))).KeyMetadata!.Description, 'not in the file');
+    const audited = (await gw.auditRecords()).slice(auditedBefore).filter((r) => r.sourceIp === 'seed-file').map((r) => [r.operation, r.keyArn!.split('/')[1]]);
+    assert.deepEqual(audited, [['UpdateKeyDescription', SYM], ['UntagResource', SYM], ['TagResource', SYM], ['EnableKeyRotation', SYM]]);
+    assert.deepEqual(logged(gw.logText(), CHANGED).map((l) => [l.keyId, l.fields]), [[SYM, ['description', 'tags', 'rotation']]]);
+    assert.deepEqual(logged(gw.logText(), DIFFERS), []);
+    // Applied once: the next start finds nothing to change.
+    const auditedAfter = (await gw.auditRecords()).length;
+    await gw.close();
+    gw = await startGateway(integration().hsm, { QKMS_SEED_FILE: seedFile, QKMS_DATA_DIR: dataDir, QKMS_SEED_APPLY_CHANGES: 'true' });
+    assert.deepEqual((await gw.auditRecords()).slice(auditedAfter).filter((r) => r.sourceIp === 'seed-file'), []);
+    assert.deepEqual(logged(gw.logText(), CHANGED), []);
+  });
+
+  it('a change the key refuses (rotation of a disabled key) is audited with its error and logged; the rest is applied and the gateway starts', async () => {
+    gw = await startGateway(integration().hsm, { QKMS_SEED_FILE: seedFile, QKMS_DATA_DIR: dataDir });
+    await gw.client.send(new UpdateKeyDescriptionCommand({ KeyId: SYM, Description: 'changed while disabled' }));
+    await gw.client.send(new DisableKeyRotationCommand({ KeyId: SYM }));
+    await gw.client.send(new DisableKeyCommand({ KeyId: SYM }));
+    await gw.close();
+    gw = await startGateway(integration().hsm, { QKMS_SEED_FILE: seedFile, QKMS_DATA_DIR: dataDir, QKMS_SEED_APPLY_CHANGES: 'true' });
+    const sym = (await gw.client.send(new DescribeKeyCommand({ KeyId: SYM }))).KeyMetadata!;
+    assert.deepEqual([sym.Description, sym.KeyState], ['CI data keys', 'Disabled']);
+    const refused = logged(gw.logText(), REFUSED);
+    assert.deepEqual(refused.map((l) => [l.level, l.keyId, l.field, l.error]), [['warn', SYM, 'rotation', 'DisabledException']]);
+    assert.deepEqual(logged(gw.logText(), CHANGED).map((l) => [l.keyId, l.fields]), [[SYM, ['description']]]);
+    const records = (await gw.auditRecords()) as Array<{ sourceIp?: string; operation?: string; status?: number; errorCode?: string | null }>;
+    const last = records.filter((r) => r.sourceIp === 'seed-file').slice(-2).map((r) => [r.operation, r.status, r.errorCode]);
+    assert.deepEqual(last, [['UpdateKeyDescription', 200, null], ['EnableKeyRotation', 400, 'DisabledException']]);
+    await gw.client.send(new EnableKeyCommand({ KeyId: SYM }));
   });
 
   it('refuses a file that contradicts the store, before creating anything', async () => {
@@ -132,6 +190,9 @@ describe('Seeding (QKMS_SEED_FILE, YAML or JSON)', function () {
     } finally {
       assert.equal(await child.stop(), 0);
     }
+    const apply = spawnGateway({ QKMS_DATA_DIR: path.join(dir, 'fresh-apply'), QKMS_SEED_APPLY_CHANGES: 'true' });
+    assert.equal(await apply.exited, 2);
+    assert.match(apply.output(), /QKMS_SEED_APPLY_CHANGES missing required peer "QKMS_SEED_FILE"/);
     const bad = path.join(dir, 'bad.yaml');
     fs.writeFileSync(bad, `keys:\n  - keyId: ${RSA}\n    keySpec: RSA_2048\n    keyUsage: SIGN_VERIFY\n    rotationPeriodInDays: 90\n`);
     const run = spawnGateway({ QKMS_DATA_DIR: path.join(dir, 'fresh-bad'), QKMS_SEED_FILE: bad });
