@@ -156,9 +156,9 @@ describe('Seed file', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qkms-seed-unit-'));
     const file = path.join(dir, 'seed.json');
     fs.writeFileSync(file, JSON.stringify({ keys: [{ keyId: '1234abcd-12ab-34cd-56ef-1234567890ab', description: 'seed', tags: { env: 'ci' } }] }));
-    assert.deepEqual(await applySeedFile(file, deps), { created: ['1234abcd-12ab-34cd-56ef-1234567890ab'], existing: [], aliasesCreated: [] });
+    assert.deepEqual(await applySeedFile(file, deps), { created: ['1234abcd-12ab-34cd-56ef-1234567890ab'], existing: [], aliasesCreated: [], changed: [], differing: [] });
     const material = await deps.keys.getMaterial('1234abcd-12ab-34cd-56ef-1234567890ab', 1);
-    assert.deepEqual(await applySeedFile(file, deps), { created: [], existing: ['1234abcd-12ab-34cd-56ef-1234567890ab'], aliasesCreated: [] });
+    assert.deepEqual(await applySeedFile(file, deps), { created: [], existing: ['1234abcd-12ab-34cd-56ef-1234567890ab'], aliasesCreated: [], changed: [], differing: [] });
     assert.deepEqual(await deps.keys.getMaterial('1234abcd-12ab-34cd-56ef-1234567890ab', 1), material);
     assert.deepEqual(await deps.keys.listTags('1234abcd-12ab-34cd-56ef-1234567890ab'), [{ key: 'env', value: 'ci' }]);
     fs.writeFileSync(file, JSON.stringify({ keys: [{ keyId: 'not-a-uuid' }] }));
