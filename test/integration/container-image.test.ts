@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import ignore from '@balena/dockerignore';
 import YAML from 'yaml';
+import { DOCKER_COMPOSE, skipWithout } from '../support/debian-tools';
 import { TEST_CREDENTIALS } from '../support/harness';
 import { integration } from '../support/integration-hooks';
 import { recordLog, registerSecret } from '../support/secrets';
@@ -141,11 +142,21 @@ describe('Container image (softhsm/Dockerfile, .dockerignore)', function () {
     assert.equal(environment(stages, stage('softhsm')).QKMS_PKCS11_MODULE, '/usr/lib/softhsm/libsofthsm2.so');
   });
 
-  it('has the HEALTHCHECK docker-compose.yml runs, for the gateway and for each replica', () => {
+  it('has the HEALTHCHECK docker-compose.yml runs, for the gateway and for each replica', function () {
+    skipWithout(this, DOCKER_COMPOSE); // npm test installs it when root (scripts/ensure-test-tools.sh)
     const healthcheck = effective(stages, stage('softhsm'), 'HEALTHCHECK')!;
     assert.equal(effective(stages, stage('gateway'), 'HEALTHCHECK'), healthcheck);
     const [, options, command] = /^(.*?)\s*CMD (\[.*\])$/.exec(healthcheck)!;
-    const compose = YAML.parse(execFileSync('docker-compose', ['--profile', 'replicated', 'config'], { cwd: ROOT, encoding: 'utf8' }));
+    // The compose file needs the credentials scripts/compose-env.sh writes (README "docker-compose").
+    const envDir = fs.mkdtempSync(path.join(os.tmpdir(), 'qkms-image-compose-'));
+    let compose: { services: Record<string, { healthcheck: { test: string[]; interval: string; timeout: string; start_period: string; retries: number } }> };
+    try {
+      execFileSync('bash', [path.join(ROOT, 'scripts/compose-env.sh'), path.join(envDir, '.env')], { stdio: 'pipe' });
+      const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('QKMS_')));
+      compose = YAML.parse(execFileSync('docker-compose', ['--env-file', path.join(envDir, '.env'), '--profile', 'replicated', 'config'], { cwd: ROOT, encoding: 'utf8', env, stdio: 'pipe' }));
+    } finally {
+      fs.rmSync(envDir, { recursive: true, force: true });
+    }
     for (const service of ['qkms', 'qkms-a', 'qkms-b']) {
       const check = compose.services[service].healthcheck;
       assert.deepEqual(check.test, ['CMD', ...execForm(command)], service);
