@@ -93,8 +93,11 @@ export class Cli {
     const config = this.config();
     try {
       // Loaded here, not at the top: the gateway's modules are most of qkms's start-up time, and
-      // remote-mode commands, --help and --version never need them.
-      const { LocalCaller } = await import('./local-caller');
+      // remote-mode commands, --help and --version never need them. require, not import(): run
+      // from source (bin/qkms.js with tsx's require hook), an import() goes to Node's ESM loader,
+      // which does not find the extensionless .ts module.
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const { LocalCaller } = require('./local-caller') as typeof import('./local-caller');
       return await LocalCaller.open(config, this.logger());
     } catch (err) {
       throw new CliError(`cannot open the HSM and key store of ${config.dataDir}: ${describe(err)}`, EXIT.unavailable);
