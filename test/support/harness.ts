@@ -50,7 +50,8 @@ export interface Harness {
   /** In the replicated suite (QKMS_TEST_REPLICAS): the other replicas and the balancer in front. */
   replicas?: { others: ChildGateway[]; balancer: Balancer };
   /** The audit records of every replica: from the files of the SQLite deployment, or the store's table. */
-  auditRecords(): Promise<Array<{ operation?: string; keyArn?: string; sourceIp?: string }>>;
+  /** Every request record (from the files, or PostgreSQL in chain order: replica by replica). */
+  auditRecords(): Promise<Array<{ requestId?: string; operation?: string; keyArn?: string; sourceIp?: string; status?: number; errorCode?: string | null }>>;
   close(): Promise<void>;
 }
 
@@ -152,7 +153,7 @@ export async function startGateway(hsm: Hsm, env: Record<string, string> = {}, o
       const db = new pg.Client({ connectionString: config.storeUrl });
       await db.connect();
       try {
-        const { rows } = await db.query('SELECT operation, key_arn AS "keyArn", source_ip AS "sourceIp" FROM audit_records ORDER BY replica_id, seq');
+        const { rows } = await db.query('SELECT request_id AS "requestId", operation, key_arn AS "keyArn", source_ip AS "sourceIp", status, error_code AS "errorCode" FROM audit_records ORDER BY replica_id, seq');
         return rows;
       } finally {
         await db.end();
