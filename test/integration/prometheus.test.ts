@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { CreateKeyCommand, DescribeKeyCommand, GenerateDataKeyCommand, NotFoundException } from '@aws-sdk/client-kms';
@@ -9,16 +8,10 @@ import YAML from 'yaml';
 import { PROMETHEUS, skipWithout } from '../support/debian-tools';
 import { startGateway, type Harness } from '../support/harness';
 import { integration } from '../support/integration-hooks';
+import { freePort } from '../support/free-port';
 
 const ROOT = path.resolve(__dirname, '../..');
 
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /**
  * The issue's "done when": an operator sees request rates, errors and HSM latency in Prometheus.

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { GenerateDataKeyCommand, CreateKeyCommand, KMSClient, ListAliasesCommand } from '@aws-sdk/client-kms';
 import { readmeBlocks, type ReadmeBlock } from '../support/readme-blocks';
+import { freePort } from '../support/free-port';
 
 const ROOT = path.resolve(__dirname, '../..');
 const run = promisify(execFile);
@@ -18,13 +18,6 @@ const DEBIAN_AWS = '/usr/bin/aws';
 const DEBIAN_PYTHON = '/usr/bin/python3';
 const NEWER_THAN_DEBIAN_AWS = /rotation-period-in-days|rotate-key-on-demand|list-key-rotations/;
 
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 interface Gateway {
   url: string;
