@@ -12,16 +12,36 @@ const PLACEHOLDERS: Partial<Record<FormField['kind'], string>> = {
   json: 'JSON',
 };
 
+/**
+ * Values a form starts with. GenerateDataKey* need exactly one of KeySpec and NumberOfBytes (AWS
+ * API reference); with neither the first try is a ValidationException, so KeySpec starts at the
+ * common AES_256 and the user clears it to give NumberOfBytes instead.
+ */
+const PRESETS: Record<string, Record<string, string>> = {
+  GenerateDataKey: { KeySpec: 'AES_256' },
+  GenerateDataKeyWithoutPlaintext: { KeySpec: 'AES_256' },
+};
+
 /** The inputs of one operation, named `field-<Member>` (blobs add `encoding-<Member>`). */
 export function renderFields(form: OperationForm, container: HTMLElement): void {
-  container.replaceChildren(...form.fields.map(renderField));
+  const presets = PRESETS[form.operation] ?? {};
+  container.replaceChildren(...form.fields.map((f) => renderField(f, presets[f.name])));
 }
 
-function renderField(f: FormField): HTMLElement {
+function renderField(f: FormField, preset: string | undefined): HTMLElement {
   const id = `field-${f.name}`;
   const label = el('label', { for: id }, f.name, f.isRequired ? el('span', { class: 'required', title: 'required' }, ' *') : '');
-  const hint = el('span', { class: 'hint' }, hintOf(f));
-  return el('div', { class: 'field', 'data-kind': f.kind }, label, inputOf(f, id), hint);
+  const hint = el('span', { class: 'hint' }, hintOf(f), preset ? `; preset to ${preset}, choose (not set) to leave it out` : '');
+  const field = el('div', { class: 'field', 'data-kind': f.kind }, label, inputOf(f, id), hint);
+  if (preset) setField(field, f.name, preset);
+  return field;
+}
+
+/** Sets the control of a field (a blob's is the textarea in its box); a select without that option stays unset. */
+export function setField(container: HTMLElement, name: string, value: string): boolean {
+  const control = container.querySelector<HTMLInputElement | HTMLTextAreaElement | HTMLSelectElement>(`[name="${name}"]`);
+  if (control) control.value = value;
+  return control !== null && control.value !== '';
 }
 
 function inputOf(f: FormField, id: string): HTMLElement {

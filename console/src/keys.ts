@@ -48,8 +48,8 @@ export function showKeys(rows: KeyRow[]): void {
       el(
         'tr',
         { 'data-key-id': r.keyId, title: 'Use this key in Try It Out' },
-        el('td', { class: 'mono' }, r.keyId),
-        el('td', {}, r.aliases.join(', ')),
+        el('td', { class: 'mono id', title: r.keyId }, r.keyId),
+        el('td', {}, ...r.aliases.flatMap((a, i) => [i > 0 ? ', ' : '', el('span', { class: 'id', title: a }, a)])),
         el('td', { class: `state state-${r.state}` }, r.state),
         el('td', {}, r.keySpec),
         el('td', {}, r.keyUsage),
@@ -61,8 +61,19 @@ export function showKeys(rows: KeyRow[]): void {
   byId('keys-empty').hidden = rows.length > 0;
   body.onclick = (event) => {
     const keyId = (event.target as HTMLElement).closest('tr')?.dataset.keyId;
-    const input = document.querySelector<HTMLInputElement>('#field-KeyId');
-    if (keyId && input) input.value = keyId;
+    if (keyId) pickKey(keyId);
   };
   byId('key-ids').replaceChildren(...rows.flatMap((r) => [r.keyId, ...r.aliases]).map((v) => el('option', { value: v })));
+}
+
+/** Puts a listed key into the form's KeyId and says so: the form may be out of sight (a narrow screen). */
+function pickKey(keyId: string): void {
+  const input = document.querySelector<HTMLInputElement>('#field-KeyId');
+  const status = byId('key-status');
+  if (!input) {
+    status.textContent = `${byId<HTMLSelectElement>('operation').value} takes no KeyId: choose another operation in Try It Out, then click the key again.`;
+    return;
+  }
+  input.value = keyId;
+  status.replaceChildren('KeyId set to ', el('code', { class: 'id' }, keyId), ' from the key list (Try It Out, below).');
 }

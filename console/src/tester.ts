@@ -19,6 +19,7 @@ export function setUpTester(forms: OperationForm[], session: () => { credentials
   const draw = () => {
     renderFields(current(), fields);
     clearResult();
+    byId('key-status').textContent = ''; // the KeyId it reports was in the form just replaced
   };
   select.addEventListener('change', draw);
   draw();

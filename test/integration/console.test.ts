@@ -94,6 +94,38 @@ describe('Web console at /console, in headless Chromium against a SoftHSM2 token
     assert.deepEqual(await page.context().cookies(), []);
   });
 
+  it('runs a first GenerateDataKey with only a key picked: KeySpec starts at AES_256, and the pick is announced', async () => {
+    assert.equal(await page.inputValue('#operation'), 'GenerateDataKey');
+    assert.equal(await page.inputValue('#field-KeySpec'), 'AES_256');
+    const status = page.locator('#key-status');
+    assert.equal(await status.getAttribute('aria-live'), 'polite');
+    assert.equal(await status.textContent(), '');
+    await page.click(`#keys-body tr[data-key-id="${keyId}"] td:nth-child(3)`);
+    assert.equal(await page.inputValue('#field-KeyId'), keyId);
+    assert.equal(await status.textContent(), `KeyId set to ${keyId} from the key list (Try It Out, below).`);
+    await page.click('#send');
+    await page.locator('#response-status', { hasText: /^HTTP / }).waitFor();
+    assert.equal(await page.textContent('#response-status'), 'HTTP 200', await page.textContent('#kms-error') ?? '');
+    const first = JSON.parse((await page.textContent('#response-body'))!) as Record<string, string>;
+    registerSecret(Buffer.from(first.Plaintext, 'base64'));
+    assert.equal(Buffer.from(first.Plaintext, 'base64').length, 32);
+
+    // The preset can be cleared, for NumberOfBytes instead.
+    await page.selectOption('#field-KeySpec', '');
+    await page.fill('#field-NumberOfBytes', '64');
+    await page.click('#send');
+    await page.locator('#response-status', { hasText: /^HTTP / }).waitFor();
+    const second = JSON.parse((await page.textContent('#response-body'))!) as Record<string, string>;
+    registerSecret(Buffer.from(second.Plaintext, 'base64'));
+    assert.equal(Buffer.from(second.Plaintext, 'base64').length, 64);
+
+    await page.selectOption('#operation', 'ListKeys');
+    assert.equal(await status.textContent(), '', 'a new form has no KeyId from the list');
+    await page.click(`#keys-body tr[data-key-id="${keyId}"]`);
+    assert.match(await status.textContent() ?? '', /^ListKeys takes no KeyId: /);
+    await page.selectOption('#operation', 'GenerateDataKey');
+  });
+
   it('runs GenerateDataKey from the Try It Out form and shows the signed request and a data key that decrypts', async () => {
     assert.equal(await page.inputValue('#operation'), 'GenerateDataKey');
     await page.click(`#keys-body tr[data-key-id="${keyId}"]`);
@@ -162,6 +194,49 @@ describe('Web console at /console, in headless Chromium against a SoftHSM2 token
     const html = await page.content();
     assert.ok(!html.includes(Plaintext), 'the data key is gone from the page');
     assert.equal(await page.inputValue('#field-KeyId'), '', 'the form is drawn empty');
+  });
+
+  it('is usable 420 px wide: no sideways page scroll, key ids on one line, the key table scrolls by itself', async () => {
+    const narrow = await browser.newPage({ viewport: { width: 420, height: 800 } });
+    narrow.on('pageerror', (e) => pageProblems.push(e.message));
+    const pageWidth = async () => Number(await narrow.evaluate('document.documentElement.scrollWidth'));
+    await narrow.goto(`${gw.url}/console`);
+    await narrow.locator('#operation option').first().waitFor({ state: 'attached' });
+    assert.ok((await pageWidth()) <= 420, `signed out: ${await pageWidth()} px wide`);
+    await narrow.fill('#access-key-id', TEST_CREDENTIALS.accessKeyId);
+    await narrow.fill('#secret-access-key', TEST_CREDENTIALS.secretAccessKey);
+    await narrow.click('#sign-in-button');
+    const row = narrow.locator(`#keys-body tr[data-key-id="${keyId}"]`);
+    await row.waitFor();
+    assert.ok((await pageWidth()) <= 420, `signed in: ${await pageWidth()} px wide`);
+
+    assert.equal(await row.locator('td').first().getAttribute('title'), keyId);
+    const lineCount = (cell: string) => narrow.evaluate(`(() => {
+      const range = document.createRange();
+      range.selectNodeContents(document.querySelector('#keys-body tr[data-key-id="${keyId}"] ${cell}'));
+      return new Set([...range.getClientRects()].map((r) => Math.round(r.top))).size;
+    })()`);
+    assert.equal(await lineCount('td:nth-child(1)'), 1, 'the key id is on one line');
+    assert.equal(await lineCount('td:nth-child(2) span'), 1, 'the alias is on one line');
+    const lastColumn = (await narrow.evaluate(`(() => {
+      const box = document.querySelector('#keys .table-scroll');
+      box.scrollLeft = box.scrollWidth;
+      const r = document.querySelector('#keys thead th:last-child').getBoundingClientRect();
+      return [r.left, r.right];
+    })()`)) as number[];
+    assert.ok(lastColumn[0] >= 0 && lastColumn[1] <= 420, `the last column scrolls into view: ${lastColumn}`);
+
+    await row.click();
+    for (const control of await narrow.locator('#operation, #fields input, #fields textarea, #fields select, #send').all()) {
+      const box = (await control.boundingBox())!;
+      assert.ok(box.x >= 0 && box.x + box.width <= 420, `${await control.getAttribute('id')} is within the page: ${JSON.stringify(box)}`);
+    }
+    await narrow.click('#send');
+    await narrow.locator('#response-status', { hasText: /^HTTP / }).waitFor();
+    assert.equal(await narrow.textContent('#response-status'), 'HTTP 200');
+    registerSecret(Buffer.from((JSON.parse((await narrow.textContent('#response-body'))!) as Record<string, string>).Plaintext, 'base64'));
+    assert.ok((await pageWidth()) <= 420, `with a response: ${await pageWidth()} px wide`);
+    await narrow.close();
   });
 
   it('produced no script errors or CSP violations, and never put the secret in a log', () => {
