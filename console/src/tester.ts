@@ -1,10 +1,15 @@
 import { byId, el } from './dom';
-import { base64Length, FormInputError, readInput, renderFields, type OperationForm } from './forms';
+import { base64Length, FormInputError, readInput, renderFields, setField, type OperationForm } from './forms';
 import type { Credentials, KmsResult, SentRequest } from './kms-call';
 import { kmsCall } from './kms-call';
 
 /** Response members that are blobs: the panel notes their decoded length. */
 const BLOB_MEMBERS = new Set(['Plaintext', 'CiphertextBlob', 'PublicKey', 'PrivateKeyPlaintext', 'PrivateKeyCiphertextBlob', 'Signature', 'Mac', 'SharedSecret', 'CiphertextForRecipient']);
+/** Key material: shown in the response panel and nowhere else, so it gets no copy button. */
+const SECRET_MEMBERS = new Set(['Plaintext', 'PrivateKeyPlaintext', 'SharedSecret']);
+
+/** Switches the panel to Decrypt with what a response's CiphertextBlob needs to decrypt. */
+type UseInDecrypt = (r: KmsResult, operation: string) => void;
 
 /**
  * The "Try It Out" panel (after the spec pages' ApiTester): pick an operation, fill its form,
@@ -19,19 +24,38 @@ export function setUpTester(forms: OperationForm[], session: () => { credentials
   const draw = () => {
     renderFields(current(), fields);
     clearResult();
+    byId('tester-status').textContent = '';
     byId('key-status').textContent = ''; // the KeyId it reports was in the form just replaced
   };
   select.addEventListener('change', draw);
   draw();
+  const useInDecrypt: UseInDecrypt = (r, operation) => {
+    // Drawing Decrypt also takes the previous response, and any data key in it, off the page.
+    select.value = 'Decrypt';
+    draw();
+    const sent = JSON.parse(r.request.body) as Record<string, unknown>;
+    const values = {
+      CiphertextBlob: r.json?.CiphertextBlob,
+      KeyId: r.json?.KeyId,
+      EncryptionContext: sent.EncryptionContext ?? sent.DestinationEncryptionContext, // ReEncrypt's new context
+      EncryptionAlgorithm: r.json?.EncryptionAlgorithm ?? r.json?.DestinationEncryptionAlgorithm,
+    };
+    const filled: string[] = [];
+    for (const [name, v] of Object.entries(values)) {
+      if (v !== undefined && setField(fields, name, typeof v === 'string' ? v : JSON.stringify(v))) filled.push(name);
+    }
+    byId('tester-status').textContent = `Decrypt filled from the ${operation} response: ${filled.join(', ')}.`;
+    byId('field-CiphertextBlob').focus();
+  };
   byId('tester-form').addEventListener('submit', (event) => {
     event.preventDefault();
     const s = session();
-    if (s) void send(current(), fields, s);
+    if (s) void send(current(), fields, s, forms.some((f) => f.operation === 'Decrypt') ? useInDecrypt : undefined);
   });
   return draw; // sign-out: empty form and no result (it may hold a data key) left on the page
 }
 
-async function send(form: OperationForm, fields: HTMLElement, s: { credentials: Credentials; region: string }): Promise<void> {
+async function send(form: OperationForm, fields: HTMLElement, s: { credentials: Credentials; region: string }, useInDecrypt?: UseInDecrypt): Promise<void> {
   clearResult();
   let input: Record<string, unknown>;
   try {
@@ -44,7 +68,8 @@ async function send(form: OperationForm, fields: HTMLElement, s: { credentials: 
   const button = byId<HTMLButtonElement>('send');
   button.disabled = true;
   try {
-    showResult(await kmsCall(s.credentials, s.region, form.operation, input));
+    const result = await kmsCall(s.credentials, s.region, form.operation, input);
+    showResult(result, useInDecrypt && (() => useInDecrypt(result, form.operation)));
   } catch (err) {
     byId('form-error').textContent = `The request failed: ${err instanceof Error ? err.message : String(err)}`;
   } finally {
@@ -55,11 +80,11 @@ async function send(form: OperationForm, fields: HTMLElement, s: { credentials: 
 function clearResult(): void {
   byId('form-error').textContent = '';
   byId('result').hidden = true;
-  for (const id of ['request-view', 'response-status', 'response-headers', 'response-body', 'error-type', 'error-message']) byId(id).textContent = '';
+  for (const id of ['request-view', 'response-status', 'response-headers', 'response-body', 'error-type', 'error-message', 'result-status']) byId(id).textContent = '';
   byId('blob-notes').replaceChildren();
 }
 
-function showResult(r: KmsResult): void {
+function showResult(r: KmsResult, useInDecrypt?: () => void): void {
   byId('request-view').textContent = formatRequest(r.request);
   byId('response-status').textContent = `HTTP ${r.status}`;
   byId('response-status').className = r.error ? 'status error' : 'status ok';
@@ -69,10 +94,41 @@ function showResult(r: KmsResult): void {
   byId('error-type').textContent = r.error?.type ?? '';
   byId('error-message').textContent = r.error?.message ?? '';
   const notes = Object.entries(r.json ?? {})
-    .filter(([k]) => BLOB_MEMBERS.has(k))
-    .map(([k, v]) => el('li', {}, `${k}: ${base64Length(v) ?? '?'} bytes (base64)`));
+    .filter(([k, v]) => BLOB_MEMBERS.has(k) || (k === 'KeyId' && typeof v === 'string'))
+    .map(([k, v]) => valueNote(k, v, k === 'CiphertextBlob' ? useInDecrypt : undefined));
   byId('blob-notes').replaceChildren(...notes);
   byId('result').hidden = false;
+}
+
+/** One response value: a blob's length or the key ARN, a copy button unless it is key material, and for a CiphertextBlob the way to Decrypt. */
+function valueNote(name: string, value: unknown, useInDecrypt?: () => void): HTMLElement {
+  const li = BLOB_MEMBERS.has(name)
+    ? el('li', {}, `${name}: ${base64Length(value) ?? '?'} bytes (base64)`)
+    : el('li', {}, `${name}: `, el('code', { class: 'id-clip', title: String(value) }, String(value)));
+  if (typeof value === 'string' && !SECRET_MEMBERS.has(name)) li.append(button('Copy', () => void copy(name, value), `Copy ${name}`));
+  if (useInDecrypt) li.append(button('Use this CiphertextBlob in Decrypt', useInDecrypt));
+  return li;
+}
+
+function button(text: string, onClick: () => void, label = text): HTMLButtonElement {
+  const b = el('button', { type: 'button', 'aria-label': label }, text);
+  b.addEventListener('click', onClick);
+  return b;
+}
+
+async function copy(name: string, value: string): Promise<void> {
+  const status = byId('result-status');
+  // The Clipboard API exists in secure contexts only: https, or http on localhost.
+  if (!window.isSecureContext || !navigator.clipboard) {
+    status.textContent = `This page cannot reach the clipboard over plain http to a remote host: select ${name} in the response to copy it.`;
+    return;
+  }
+  try {
+    await navigator.clipboard.writeText(value);
+    status.textContent = `${name} copied to the clipboard.`;
+  } catch (err) {
+    status.textContent = `Could not copy ${name}: ${err instanceof Error ? err.message : String(err)}`;
+  }
 }
 
 function formatRequest(req: SentRequest): string {

@@ -182,6 +182,58 @@ describe('Web console at /console, in headless Chromium against a SoftHSM2 token
     assert.equal(await page.isVisible('#result'), false);
   });
 
+  it('copies response values but never the data key, and takes a CiphertextBlob to Decrypt', async () => {
+    await page.context().grantPermissions(['clipboard-read', 'clipboard-write'], { origin: gw.url });
+    await page.selectOption('#operation', 'GenerateDataKey');
+    await page.fill('#field-KeyId', 'alias/console-test');
+    await page.fill('#field-EncryptionContext', '{"Purpose": "Copy"}');
+    await page.click('#send');
+    await page.locator('#response-status', { hasText: /^HTTP / }).waitFor();
+    const body = JSON.parse((await page.textContent('#response-body'))!) as Record<string, string>;
+    registerSecret(Buffer.from(body.Plaintext, 'base64'));
+    assert.deepEqual(await page.evaluate('[...document.querySelectorAll("#blob-notes button")].map((b) => b.getAttribute("aria-label"))'), ['Copy CiphertextBlob', 'Use this CiphertextBlob in Decrypt', 'Copy KeyId']);
+
+    await page.click('#blob-notes button[aria-label="Copy CiphertextBlob"]');
+    await page.locator('#result-status', { hasText: 'CiphertextBlob copied to the clipboard.' }).waitFor();
+    assert.equal(await page.evaluate('navigator.clipboard.readText()'), body.CiphertextBlob);
+    await page.click('#blob-notes button[aria-label="Copy KeyId"]');
+    await page.locator('#result-status', { hasText: 'KeyId copied to the clipboard.' }).waitFor();
+    assert.equal(await page.evaluate('navigator.clipboard.readText()'), body.KeyId);
+    assert.equal(await page.getAttribute('#result-status', 'aria-live'), 'polite');
+
+    await page.getByRole('button', { name: 'Use this CiphertextBlob in Decrypt' }).click();
+    assert.equal(await page.inputValue('#operation'), 'Decrypt');
+    assert.equal(await page.inputValue('#field-CiphertextBlob'), body.CiphertextBlob);
+    assert.equal(await page.inputValue('#encoding-CiphertextBlob'), 'base64');
+    assert.equal(await page.inputValue('#field-KeyId'), body.KeyId);
+    assert.deepEqual(JSON.parse(await page.inputValue('#field-EncryptionContext')), { Purpose: 'Copy' });
+    assert.equal(await page.textContent('#tester-status'), 'Decrypt filled from the GenerateDataKey response: CiphertextBlob, KeyId, EncryptionContext.');
+    assert.equal(await page.evaluate('document.activeElement.id'), 'field-CiphertextBlob');
+    assert.ok(!(await page.content()).includes(body.Plaintext), 'the data key left the page with its response');
+    const stored = await page.evaluate('({ local: localStorage.length, session: sessionStorage.length, cookie: document.cookie })');
+    assert.deepEqual(stored, { local: 0, session: 0, cookie: '' });
+
+    await page.click('#send');
+    await page.locator('#response-status', { hasText: /^HTTP / }).waitFor();
+    assert.equal(await page.textContent('#response-status'), 'HTTP 200', await page.textContent('#kms-error') ?? '');
+    const decrypted = JSON.parse((await page.textContent('#response-body'))!) as Record<string, string>;
+    assert.equal(decrypted.Plaintext, body.Plaintext);
+    assert.equal(await page.locator('#blob-notes button[aria-label="Copy Plaintext"]').count(), 0);
+    assert.equal(await page.locator('#blob-notes button', { hasText: 'Use this CiphertextBlob' }).count(), 0);
+
+    await page.selectOption('#operation', 'Encrypt');
+    await page.fill('#field-KeyId', keyId);
+    await page.fill('#field-Plaintext', 'aGVsbG8gZGVjcnlwdA==');
+    await page.click('#send');
+    await page.locator('#response-status', { hasText: /^HTTP / }).waitFor();
+    await page.getByRole('button', { name: 'Use this CiphertextBlob in Decrypt' }).click();
+    assert.equal(await page.textContent('#tester-status'), 'Decrypt filled from the Encrypt response: CiphertextBlob, KeyId, EncryptionAlgorithm.');
+    assert.equal(await page.inputValue('#field-EncryptionAlgorithm'), 'SYMMETRIC_DEFAULT');
+    await page.click('#send');
+    await page.locator('#response-status', { hasText: /^HTTP / }).waitFor();
+    assert.equal((JSON.parse((await page.textContent('#response-body'))!) as Record<string, string>).Plaintext, 'aGVsbG8gZGVjcnlwdA==');
+  });
+
   it('leaves no data key or form input on the page after sign-out', async () => {
     await page.selectOption('#operation', 'GenerateDataKey');
     await page.fill('#field-KeyId', keyId);
