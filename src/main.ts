@@ -10,6 +10,7 @@ import { TokenCannotServe } from './hsm/capabilities';
 import { startingApp } from './http/starting';
 import { createLogger, type Logger } from './logging/logger';
 import { SeedFileError } from './seed';
+import { supportedNodeLines, unsupportedNode } from './runtime';
 import { createProbeServer, createServer } from './server';
 import { superviseWorkers } from './workers';
 
@@ -22,6 +23,8 @@ async function main(): Promise<void> {
     return superviseWorkers(config.workers, logger, config.audit.replicaId);
   }
   logger.info('starting', { settings: describeConfig(process.env) });
+  const runtime = unsupportedNode(process.versions.node, supportedNodeLines());
+  if (runtime) logger.warn(runtime, { node: process.version });
   // Listen before the token and the store are open: while a long start runs (many token objects to
   // index, a seed file) /health and /ready answer 503 "starting" and KMS requests a retryable
   // DependencyTimeoutException (http/starting.ts), so an orchestrator sees a live, unready process.

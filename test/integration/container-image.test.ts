@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import ignore from '@balena/dockerignore';
 import YAML from 'yaml';
+import { supportedNodeLines } from '../../src/runtime';
 import { DOCKER_COMPOSE, skipWithout } from '../support/debian-tools';
 import { TEST_CREDENTIALS } from '../support/harness';
 import { integration } from '../support/integration-hooks';
@@ -34,11 +35,15 @@ interface Stage {
 function parseDockerfile(text: string): Stage[] {
   const lines = text.replace(/\\\n/g, ' ').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
   const stages: Stage[] = [];
+  const globalArgs: Record<string, string> = {}; // ARG before the first FROM: usable in FROM lines only
   for (const line of lines) {
     const [, keyword, args] = /^(\w+)\s+(.*)$/.exec(line)!;
-    if (keyword === 'FROM') {
+    if (keyword === 'ARG' && stages.length === 0) {
+      const [, name, value] = /^(\w+)=(\S+)$/.exec(args)!;
+      globalArgs[name] = value;
+    } else if (keyword === 'FROM') {
       const [, from, name] = /^(\S+)(?:\s+AS\s+(\S+))?$/i.exec(args)!;
-      stages.push({ name, from, instructions: [] });
+      stages.push({ name, from: from.replace(/\$\{(\w+)\}/g, (_, arg: string) => globalArgs[arg]), instructions: [] });
     } else {
       stages.at(-1)!.instructions.push({ keyword, args: args.replace(/\s+/g, ' ') });
     }
@@ -109,6 +114,12 @@ describe('Container image (softhsm/Dockerfile, .dockerignore)', function () {
     assert.ok(tracked.length > 200);
     assert.deepEqual(tracked.filter((f) => !context.includes(f)), [], 'copied by the Dockerfile but left out of the context');
     assert.deepEqual(context.filter((f) => !tracked.includes(f)), [], 'in the context though the Dockerfile copies nothing of it');
+  });
+
+  it('builds on the documented Node.js line (.nvmrc), one that package.json\'s engines names and .ci/run tests', () => {
+    const line = fs.readFileSync(path.join(ROOT, '.nvmrc'), 'utf8').trim();
+    assert.deepEqual(stages.filter((s) => s.from.startsWith('node:')).map((s) => s.from), [`node:${line}-bookworm-slim`, `node:${line}-bookworm-slim`]);
+    assert.ok(supportedNodeLines(path.join(ROOT, 'package.json')).includes(Number(line)), `.nvmrc's line ${line} is not in package.json's engines`);
   });
 
   it('runs both images as uid 1000 (the Deployment\'s), the softhsm one by default, with `node dist/main.js` in /app as the Deployment does', () => {

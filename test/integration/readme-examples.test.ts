@@ -96,7 +96,7 @@ describe('README examples, run as written against real gateways', function () {
   });
 
   it('every block of the walked sections is run by a test below or says in its marker why not', () => {
-    const known = /^(skip: .{20,}|aws-config\b|gateway QKMS_\w+=\w+|fresh data dir\b|seed-file|credentials-file\b)/;
+    const known = /^(skip: .{20,}|aws-config\b|gateway QKMS_\w+=\w+|fresh data dir\b|seed-file|credentials-file\b|node-line$)/;
     for (const b of walked) {
       assert.ok(['sh', 'ini', 'python', 'ts', 'yaml', 'json'].includes(b.lang), `README line ${b.line}: a ${b.lang || 'plain'} block this test cannot run; mark it <!-- readme-test: skip: why -->`);
       if (b.marker !== undefined) assert.match(b.marker, known, `README line ${b.line}: unknown marker`);
@@ -104,6 +104,18 @@ describe('README examples, run as written against real gateways', function () {
     }
     for (const b of walked.filter((b) => b.marker?.startsWith('skip:'))) console.log(`      not run: README line ${b.line} (${b.section}): ${b.marker}`);
     console.log(`      not walked: ${blocks.length - walked.length} blocks outside ${[...WALKED].join(', ')} without a marker`);
+  });
+
+  it('the Node.js block of Quick start puts the documented line (.nvmrc) first on PATH, from the npm registry, with headers for node-gyp', async () => {
+    const block = find((b) => b.marker === 'node-line', 'that installs a Node.js line');
+    const line = fs.readFileSync(path.join(ROOT, '.nvmrc'), 'utf8').trim();
+    assert.match(block.text, new RegExp(`node-line\\.sh --env ${line}\\b`), 'the block installs the line .nvmrc names');
+    // From the checkout, as a user runs it; HOME is the test's, so the line is installed afresh.
+    const { stdout } = await run('bash', ['-e', '-o', 'pipefail', '-c', `${block.text}\nnode -p process.execPath\necho "$npm_config_nodedir"`], { cwd: ROOT, env: userEnv() });
+    const [version, execPath, nodedir] = stdout.trim().split('\n');
+    assert.match(version, new RegExp(`^v${line}\\.`));
+    assert.equal(execPath, path.join(home, '.cache/qkms/node', line, 'bin/node'));
+    assert.ok(fs.existsSync(path.join(nodedir, 'include/node/node_api.h')), 'npm_config_nodedir holds the headers node-gyp compiles against');
   });
 
   const cliBlock = () => find((b) => b.lang === 'sh' && /aws kms create-key/.test(b.text), 'with the AWS CLI');
