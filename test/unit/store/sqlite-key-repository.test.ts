@@ -13,7 +13,8 @@ const REPOSITORY_MODULE = path.resolve(__dirname, '../../../src/store/sqlite-key
 /** Whether this run can act as another user (root with runuser and a 'nobody' account). */
 function canRunAsNobody(): boolean {
   if (process.getuid?.() !== 0) return false;
-  return spawnSync('runuser', ['-u', 'nobody', '--', 'true']).status === 0;
+  // nobody must also be able to execute this node (not one installed in root's private home).
+  return spawnSync('runuser', ['-u', 'nobody', '--', process.execPath, '-e', '']).status === 0;
 }
 
 describe('SqliteKeyRepository opened read-only', () => {
@@ -24,7 +25,7 @@ describe('SqliteKeyRepository opened read-only', () => {
   it('tells a user who may read the store but not write the data dir what SQLite needs, instead of "attempt to write a readonly database"', function () {
     // Root ignores file modes, so the reader must be another user.
     if (!canRunAsNobody()) {
-      console.log('      skipped: needs root, runuser and a nobody account to read as a user without write access');
+      console.log(`      skipped: needs root, runuser and a nobody account that may execute ${process.execPath}, to read as a user without write access`);
       this.skip();
     }
     this.timeout(15000); // the child starts tsx
