@@ -11,6 +11,13 @@ import { registerSecret } from '../support/secrets';
 /** Set to rewrite docs/console.png from this run (a tracked file: not on every run). */
 const SCREENSHOT = process.env.QKMS_CONSOLE_SCREENSHOT;
 
+/** Sends the Try It Out form and waits for the answer; returns the response body it shows. */
+async function sendForm(p: Page): Promise<Record<string, string>> {
+  await p.click('#send');
+  await p.locator('#response-status', { hasText: /^HTTP / }).waitFor();
+  return JSON.parse((await p.textContent('#response-body'))!) as Record<string, string>;
+}
+
 describe('Web console at /console, in headless Chromium against a SoftHSM2 token', function () {
   this.timeout(60000);
   let gw: Harness;
@@ -103,19 +110,15 @@ describe('Web console at /console, in headless Chromium against a SoftHSM2 token
     await page.click(`#keys-body tr[data-key-id="${keyId}"] td:nth-child(3)`);
     assert.equal(await page.inputValue('#field-KeyId'), keyId);
     assert.equal(await status.textContent(), `KeyId set to ${keyId} from the key list (Try It Out, below).`);
-    await page.click('#send');
-    await page.locator('#response-status', { hasText: /^HTTP / }).waitFor();
+    const first = await sendForm(page);
     assert.equal(await page.textContent('#response-status'), 'HTTP 200', await page.textContent('#kms-error') ?? '');
-    const first = JSON.parse((await page.textContent('#response-body'))!) as Record<string, string>;
     registerSecret(Buffer.from(first.Plaintext, 'base64'));
     assert.equal(Buffer.from(first.Plaintext, 'base64').length, 32);
 
     // The preset can be cleared, for NumberOfBytes instead.
     await page.selectOption('#field-KeySpec', '');
     await page.fill('#field-NumberOfBytes', '64');
-    await page.click('#send');
-    await page.locator('#response-status', { hasText: /^HTTP / }).waitFor();
-    const second = JSON.parse((await page.textContent('#response-body'))!) as Record<string, string>;
+    const second = await sendForm(page);
     registerSecret(Buffer.from(second.Plaintext, 'base64'));
     assert.equal(Buffer.from(second.Plaintext, 'base64').length, 64);
 
@@ -187,9 +190,7 @@ describe('Web console at /console, in headless Chromium against a SoftHSM2 token
     await page.selectOption('#operation', 'GenerateDataKey');
     await page.fill('#field-KeyId', 'alias/console-test');
     await page.fill('#field-EncryptionContext', '{"Purpose": "Copy"}');
-    await page.click('#send');
-    await page.locator('#response-status', { hasText: /^HTTP / }).waitFor();
-    const body = JSON.parse((await page.textContent('#response-body'))!) as Record<string, string>;
+    const body = await sendForm(page);
     registerSecret(Buffer.from(body.Plaintext, 'base64'));
     assert.deepEqual(await page.evaluate('[...document.querySelectorAll("#blob-notes button")].map((b) => b.getAttribute("aria-label"))'), ['Copy CiphertextBlob', 'Use this CiphertextBlob in Decrypt', 'Copy KeyId']);
 
@@ -213,10 +214,8 @@ describe('Web console at /console, in headless Chromium against a SoftHSM2 token
     const stored = await page.evaluate('({ local: localStorage.length, session: sessionStorage.length, cookie: document.cookie })');
     assert.deepEqual(stored, { local: 0, session: 0, cookie: '' });
 
-    await page.click('#send');
-    await page.locator('#response-status', { hasText: /^HTTP / }).waitFor();
+    const decrypted = await sendForm(page);
     assert.equal(await page.textContent('#response-status'), 'HTTP 200', await page.textContent('#kms-error') ?? '');
-    const decrypted = JSON.parse((await page.textContent('#response-body'))!) as Record<string, string>;
     assert.equal(decrypted.Plaintext, body.Plaintext);
     assert.equal(await page.locator('#blob-notes button[aria-label="Copy Plaintext"]').count(), 0);
     assert.equal(await page.locator('#blob-notes button', { hasText: 'Use this CiphertextBlob' }).count(), 0);
@@ -224,14 +223,11 @@ describe('Web console at /console, in headless Chromium against a SoftHSM2 token
     await page.selectOption('#operation', 'Encrypt');
     await page.fill('#field-KeyId', keyId);
     await page.fill('#field-Plaintext', 'aGVsbG8gZGVjcnlwdA==');
-    await page.click('#send');
-    await page.locator('#response-status', { hasText: /^HTTP / }).waitFor();
+    await sendForm(page);
     await page.getByRole('button', { name: 'Use this CiphertextBlob in Decrypt' }).click();
     assert.equal(await page.textContent('#tester-status'), 'Decrypt filled from the Encrypt response: CiphertextBlob, KeyId, EncryptionAlgorithm.');
     assert.equal(await page.inputValue('#field-EncryptionAlgorithm'), 'SYMMETRIC_DEFAULT');
-    await page.click('#send');
-    await page.locator('#response-status', { hasText: /^HTTP / }).waitFor();
-    assert.equal((JSON.parse((await page.textContent('#response-body'))!) as Record<string, string>).Plaintext, 'aGVsbG8gZGVjcnlwdA==');
+    assert.equal((await sendForm(page)).Plaintext, 'aGVsbG8gZGVjcnlwdA==');
   });
 
   it('leaves no data key or form input on the page after sign-out', async () => {
@@ -283,10 +279,9 @@ describe('Web console at /console, in headless Chromium against a SoftHSM2 token
       const box = (await control.boundingBox())!;
       assert.ok(box.x >= 0 && box.x + box.width <= 420, `${await control.getAttribute('id')} is within the page: ${JSON.stringify(box)}`);
     }
-    await narrow.click('#send');
-    await narrow.locator('#response-status', { hasText: /^HTTP / }).waitFor();
+    const { Plaintext } = await sendForm(narrow);
     assert.equal(await narrow.textContent('#response-status'), 'HTTP 200');
-    registerSecret(Buffer.from((JSON.parse((await narrow.textContent('#response-body'))!) as Record<string, string>).Plaintext, 'base64'));
+    registerSecret(Buffer.from(Plaintext, 'base64'));
     assert.ok((await pageWidth()) <= 420, `with a response: ${await pageWidth()} px wide`);
     await narrow.close();
   });
