@@ -4,7 +4,8 @@
 # pkcs11js and better-sqlite3 (npm_config_nodedir points it there, so nothing else is downloaded).
 # Installed once per line under $QKMS_NODE_HOME: by default ~/.cache/qkms/node/<line>, or for root
 # /opt/qkms/node/<line> — root's home is private, and the suite runs some children as another user
-# (nobody), which must be able to execute this node.
+# (nobody), which must be able to execute this node. A line is installed once and then kept as it
+# is: delete its directory to take the line's newest release (its security fixes).
 #
 #   bash scripts/node-line.sh 24           prints the directory (bin/node only: npm stays the
 #                                          one on PATH, run by this node)

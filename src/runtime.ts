@@ -21,8 +21,7 @@ export function supportedNodeLines(packageJson = path.join(__dirname, '..', 'pac
 export function unsupportedNode(version: string, lines: number[]): string | undefined {
   const line = Number(version.split('.')[0]);
   if (lines.length === 0 || lines.includes(line)) return undefined;
-  const newest = Math.max(...lines);
-  return line < newest
-    ? `Node.js ${version} is not a supported release line (tested: ${lines.join(', ')}); lines before them are past their end of life and get no security fixes — README "Quick start" shows how to run another line`
-    : `Node.js ${version} is newer than the release lines this gateway is tested on (${lines.join(', ')})`;
+  if (line > Math.max(...lines)) return `Node.js ${version} is newer than the release lines this gateway is tested on (${lines.join(', ')})`;
+  const why = line < Math.min(...lines) ? 'older than every tested line, so past its end of life: no security fixes' : 'a short-lived line between them, not tested';
+  return `Node.js ${version} is not a supported release line (tested: ${lines.join(', ')}): ${why} — README "Quick start" shows how to run a tested line`;
 }
